@@ -1,0 +1,285 @@
+/*
+ * The hypervisor side: one libvirt connection, kept up for the daemon's
+ * whole life.  When libvirt is unreachable at start or goes away later
+ * (close callback: EOF, error, keepalive), the daemon stays up, logs it and
+ * reconnects with capped exponential backoff, registering its callbacks
+ * again.  It never exits for that, and it never starts a libvirt daemon.
+ *
+ * virConnectOpen() blocks for one round trip; that is acceptable here
+ * because it only runs at start, on reconnect and on a changed uri.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "virtconsoled.h"
+
+#define HV_BACKOFF_MIN_MS	500
+#define HV_BACKOFF_MAX_MS	10000
+#define HV_KEEPALIVE_INTERVAL	5	/* seconds between probes */
+#define HV_KEEPALIVE_COUNT	5	/* unanswered probes before close */
+
+static struct {
+	struct event_base	*base;
+	char			*uri;
+	virConnectPtr		 conn;
+	enum hv_state		 state;
+	int			 lifecycle_id;
+	unsigned int		 backoff_ms;
+	unsigned int		 failures;
+	struct event		*retry_ev;	/* next connection attempt */
+	struct event		*lost_ev;	/* close callback, deferred */
+	int			 lost_reason;
+} hv;
+
+static const char *const hv_state_names[] = {
+	[HV_DISCONNECTED] = "disconnected",
+	[HV_CONNECTED] = "connected",
+	[HV_SHUTDOWN] = "shutdown",
+};
+
+static const char *const hv_event_names[] = {
+	[VIR_DOMAIN_EVENT_DEFINED] = "DEFINED",
+	[VIR_DOMAIN_EVENT_UNDEFINED] = "UNDEFINED",
+	[VIR_DOMAIN_EVENT_STARTED] = "STARTED",
+	[VIR_DOMAIN_EVENT_SUSPENDED] = "SUSPENDED",
+	[VIR_DOMAIN_EVENT_RESUMED] = "RESUMED",
+	[VIR_DOMAIN_EVENT_STOPPED] = "STOPPED",
+	[VIR_DOMAIN_EVENT_SHUTDOWN] = "SHUTDOWN",
+	[VIR_DOMAIN_EVENT_PMSUSPENDED] = "PMSUSPENDED",
+	[VIR_DOMAIN_EVENT_CRASHED] = "CRASHED",
+};
+
+static const char *const hv_close_reasons[] = {
+	[VIR_CONNECT_CLOSE_REASON_ERROR] = "error",
+	[VIR_CONNECT_CLOSE_REASON_EOF] = "eof",
+	[VIR_CONNECT_CLOSE_REASON_KEEPALIVE] = "keepalive",
+	[VIR_CONNECT_CLOSE_REASON_CLIENT] = "client",
+};
+
+static void	hv_connect(void);
+static void	hv_disconnect(void);
+
+const char *
+hv_state_name(enum hv_state state)
+{
+	if ((unsigned)state > HV_SHUTDOWN)
+		return "unknown";
+	return hv_state_names[state];
+}
+
+enum hv_state
+hv_get_state(void)
+{
+	return hv.state;
+}
+
+static const char *
+hv_event_name(int event)
+{
+	if (event < 0 || (size_t)event >= sizeof hv_event_names /
+	    sizeof hv_event_names[0] || hv_event_names[event] == NULL)
+		return "UNKNOWN";
+	return hv_event_names[event];
+}
+
+static const char *
+hv_last_error(void)
+{
+	const char	*msg = virGetLastErrorMessage();
+
+	return msg != NULL ? msg : "unknown error";
+}
+
+/*
+ * libvirt prints every error to stderr unless told otherwise.  The daemon
+ * reports the errors it cares about itself; the rest are debug noise.
+ */
+static void
+hv_libvirt_error(void *opaque, virErrorPtr err)
+{
+	if (err != NULL && err->message != NULL)
+		log_debug("libvirt: %s", log_esc(err->message));
+}
+
+static void
+hv_schedule_retry(void)
+{
+	struct timeval	tv;
+
+	if (hv.state == HV_SHUTDOWN)
+		return;
+	if (hv.backoff_ms == 0)
+		hv.backoff_ms = HV_BACKOFF_MIN_MS;
+	tv.tv_sec = hv.backoff_ms / 1000;
+	tv.tv_usec = (hv.backoff_ms % 1000) * 1000;
+	evtimer_add(hv.retry_ev, &tv);
+	hv.backoff_ms *= 2;
+	if (hv.backoff_ms > HV_BACKOFF_MAX_MS)
+		hv.backoff_ms = HV_BACKOFF_MAX_MS;
+}
+
+static void
+hv_retry(evutil_socket_t fd, short what, void *arg)
+{
+	hv_connect();
+}
+
+static void
+hv_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
+    void *opaque)
+{
+	char	uuid[VIR_UUID_STRING_BUFLEN];
+
+	if (virDomainGetUUIDString(dom, uuid) == -1)
+		strcpy(uuid, "?");
+	log_info("hv: guest event guest=%s uuid=%s event=%s detail=%d",
+	    log_esc(virDomainGetName(dom)), uuid, hv_event_name(event),
+	    detail);
+}
+
+/*
+ * The close callback runs inside libvirt's I/O path: only note the reason
+ * here and do the teardown from the loop, on a clean stack.
+ */
+static void
+hv_close(virConnectPtr conn, int reason, void *opaque)
+{
+	if (conn != hv.conn)
+		return;
+	hv.lost_reason = reason;
+	event_active(hv.lost_ev, EV_TIMEOUT, 0);
+}
+
+static void
+hv_lost(evutil_socket_t fd, short what, void *arg)
+{
+	const char	*reason = "unknown";
+
+	if (hv.conn == NULL || hv.state == HV_SHUTDOWN)
+		return;
+	if (hv.lost_reason >= 0 && (size_t)hv.lost_reason <
+	    sizeof hv_close_reasons / sizeof hv_close_reasons[0])
+		reason = hv_close_reasons[hv.lost_reason];
+	log_warnx("hv: connection lost uri=%s reason=%s", log_esc(hv.uri),
+	    reason);
+	hv_disconnect();
+	hv.backoff_ms = HV_BACKOFF_MIN_MS;
+	hv_schedule_retry();
+}
+
+static void
+hv_connect(void)
+{
+	virConnectPtr	conn;
+
+	if (hv.conn != NULL || hv.state == HV_SHUTDOWN)
+		return;
+	if ((conn = virConnectOpen(hv.uri)) == NULL) {
+		/* Say it once, then once every ten attempts. */
+		if (hv.failures++ % 10 == 0)
+			log_warnx("hv: cannot connect uri=%s error=\"%s\" "
+			    "retry_ms=%u", log_esc(hv.uri),
+			    log_esc(hv_last_error()), hv.backoff_ms == 0 ?
+			    HV_BACKOFF_MIN_MS : hv.backoff_ms);
+		hv_schedule_retry();
+		return;
+	}
+	hv.conn = conn;
+	if (virConnectRegisterCloseCallback(conn, hv_close, NULL,
+	    NULL) == -1)
+		log_warnx("hv: cannot register close callback: %s",
+		    log_esc(hv_last_error()));
+	hv.lifecycle_id = virConnectDomainEventRegisterAny(conn, NULL,
+	    VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+	    VIR_DOMAIN_EVENT_CALLBACK(hv_lifecycle), NULL, NULL);
+	if (hv.lifecycle_id == -1) {
+		/* Without lifecycle events the daemon is blind: retry. */
+		log_warnx("hv: cannot register lifecycle events uri=%s "
+		    "error=\"%s\"", log_esc(hv.uri),
+		    log_esc(hv_last_error()));
+		hv_disconnect();
+		hv_schedule_retry();
+		return;
+	}
+	if (virConnectSetKeepAlive(conn, HV_KEEPALIVE_INTERVAL,
+	    HV_KEEPALIVE_COUNT) != 0)
+		log_warnx("hv: keepalive not available uri=%s",
+		    log_esc(hv.uri));
+	hv.state = HV_CONNECTED;
+	hv.backoff_ms = 0;
+	log_info("hv: connected uri=%s after_failures=%u", log_esc(hv.uri),
+	    hv.failures);
+	hv.failures = 0;
+}
+
+/* Drop the connection: callbacks first, so none fires on a dying one. */
+static void
+hv_disconnect(void)
+{
+	virConnectPtr	conn = hv.conn;
+
+	if (conn == NULL)
+		return;
+	if (hv.lifecycle_id != -1)
+		virConnectDomainEventDeregisterAny(conn, hv.lifecycle_id);
+	hv.lifecycle_id = -1;
+	virConnectUnregisterCloseCallback(conn, hv_close);
+	hv.conn = NULL;
+	if (virConnectClose(conn) < 0)
+		log_debug("hv: close: %s", log_esc(hv_last_error()));
+	virResetLastError();
+	if (hv.state == HV_CONNECTED)
+		hv.state = HV_DISCONNECTED;
+}
+
+int
+hv_init(struct event_base *base, const struct config *cfg)
+{
+	virSetErrorFunc(NULL, hv_libvirt_error);
+	hv.base = base;
+	hv.uri = xstrdup(cfg->uri);
+	hv.state = HV_DISCONNECTED;
+	hv.lifecycle_id = -1;
+	hv.retry_ev = evtimer_new(base, hv_retry, NULL);
+	hv.lost_ev = event_new(base, -1, 0, hv_lost, NULL);
+	if (hv.retry_ev == NULL || hv.lost_ev == NULL)
+		return -1;
+	hv_connect();
+	return 0;
+}
+
+/* A changed uri reconnects at once; everything else needs nothing here. */
+void
+hv_reconfigure(const struct config *cfg)
+{
+	if (strcmp(cfg->uri, hv.uri) == 0)
+		return;
+	log_info("hv: uri changed from %s to %s, reconnecting",
+	    log_esc(hv.uri), log_esc(cfg->uri));
+	hv_disconnect();
+	free(hv.uri);
+	hv.uri = xstrdup(cfg->uri);
+	evtimer_del(hv.retry_ev);
+	hv.backoff_ms = 0;
+	hv.failures = 0;
+	hv_connect();
+}
+
+void
+hv_shutdown(void)
+{
+	hv_disconnect();
+	hv.state = HV_SHUTDOWN;
+	if (hv.retry_ev != NULL)
+		event_free(hv.retry_ev);
+	if (hv.lost_ev != NULL)
+		event_free(hv.lost_ev);
+	hv.retry_ev = hv.lost_ev = NULL;
+	free(hv.uri);
+	hv.uri = NULL;
+}

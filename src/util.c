@@ -1,0 +1,111 @@
+/*
+ * Small helpers shared by every object: allocation that cannot fail silently
+ * and strict number parsing.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "virtconsoled.h"
+
+void *
+xmalloc(size_t size)
+{
+	void	*p;
+
+	if (size == 0)
+		fatalx("xmalloc: zero size");
+	if ((p = malloc(size)) == NULL)
+		fatal("xmalloc: allocating %zu bytes", size);
+	return p;
+}
+
+void *
+xcalloc(size_t nmemb, size_t size)
+{
+	void	*p;
+
+	if (nmemb == 0 || size == 0)
+		fatalx("xcalloc: zero size");
+	if ((p = calloc(nmemb, size)) == NULL)
+		fatal("xcalloc: allocating %zu * %zu bytes", nmemb, size);
+	return p;
+}
+
+void *
+xrealloc(void *ptr, size_t size)
+{
+	void	*p;
+
+	if (size == 0)
+		fatalx("xrealloc: zero size");
+	if ((p = realloc(ptr, size)) == NULL)
+		fatal("xrealloc: allocating %zu bytes", size);
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char	*p;
+
+	if ((p = strdup(s)) == NULL)
+		fatal("xstrdup");
+	return p;
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char	*p;
+
+	if ((p = strndup(s, n)) == NULL)
+		fatal("xstrndup");
+	return p;
+}
+
+int
+xasprintf(char **ret, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vasprintf(ret, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("xasprintf");
+	return n;
+}
+
+/*
+ * Parse a decimal unsigned number no larger than max.  Unlike strtoull this
+ * rejects signs, blanks, empty strings and trailing garbage.  Returns 0, or
+ * -1 with errno EINVAL or ERANGE.
+ */
+int
+parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long	 v = 0;
+	const char		*p;
+
+	if (*s == '\0') {
+		errno = EINVAL;
+		return -1;
+	}
+	for (p = s; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9') {
+			errno = EINVAL;
+			return -1;
+		}
+		if (v > (max - (unsigned)(*p - '0')) / 10) {
+			errno = ERANGE;
+			return -1;
+		}
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	*out = v;
+	return 0;
+}

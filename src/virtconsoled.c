@@ -1,0 +1,258 @@
+/*
+ * virtconsoled: the daemon's entry point.  Options, configuration, detach,
+ * pid file, then ONE libevent loop that is also libvirt's event loop and
+ * runs everything, signals included.
+ */
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <libvirt/libvirt.h>
+
+#include "virtconsoled.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/usr/local/etc"
+#endif
+#define VCD_DEFAULT_CONFIG SYSCONFDIR "/virtconsoled/virtconsoled.conf"
+
+/* How long shutdown may wait for libvirt's deferred free callbacks. */
+#define VCD_DRAIN_PASSES 1000
+
+struct vcd {
+	struct event_base	*base;
+	struct config		*conf;
+	const char		*pid_override;	/* -p */
+	int			 foreground;	/* -d */
+	struct pidfile		*pidfile;
+	struct event		*sig_term;
+	struct event		*sig_int;
+	struct event		*sig_hup;
+	struct event		*sig_usr1;
+	int			 exit_signal;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: virtconsoled [-dnV] [-f config] "
+	    "[-p pidfile]\n");
+	exit(2);
+}
+
+static enum log_target
+vcd_log_target(const struct vcd *v)
+{
+	if (v->foreground)
+		return LOG_TARGET_STDERR;
+	return v->conf->log_file != NULL ? LOG_TARGET_FILE :
+	    LOG_TARGET_SYSLOG;
+}
+
+static void
+vcd_apply_overrides(struct vcd *v, struct config *conf)
+{
+	if (v->pid_override != NULL) {
+		free(conf->pid_file);
+		conf->pid_file = xstrdup(v->pid_override);
+	}
+}
+
+/*
+ * SIGHUP: parse-then-swap.  The new file is parsed into a fresh struct;
+ * if it has errors, the running configuration stays, untouched.
+ */
+static void
+vcd_reload(struct vcd *v)
+{
+	struct config	*conf, *old = v->conf;
+	char		 err[1024];
+
+	log_info("reloading configuration from %s", log_esc(old->path));
+	if ((conf = config_load(old->path, err, sizeof err)) == NULL) {
+		log_warnx("config has errors, not reloading: %s",
+		    log_esc(err));
+		return;
+	}
+	vcd_apply_overrides(v, conf);
+	if (strcmp(conf->pid_file, old->pid_file) != 0)
+		log_warnx("pid_file changed; it takes effect at the next "
+		    "start");
+	v->conf = conf;
+	if ((old->log_file == NULL) != (conf->log_file == NULL) ||
+	    (old->log_file != NULL &&
+	    strcmp(old->log_file, conf->log_file) != 0))
+		log_init(vcd_log_target(v), conf->log_level, conf->log_file);
+	else
+		log_set_level(conf->log_level);
+	hv_reconfigure(conf);
+	config_free(old);
+	log_info("configuration reloaded");
+}
+
+static void
+vcd_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct vcd	*v = arg;
+
+	switch (sig) {
+	case SIGHUP:
+		vcd_reload(v);
+		break;
+	case SIGUSR1:
+		if (log_reopen() == -1)
+			log_warn("cannot reopen log file");
+		else
+			log_info("log file reopened");
+		break;
+	case SIGTERM:
+	case SIGINT:
+		log_info("received %s, shutting down",
+		    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		v->exit_signal = (int)sig;
+		event_base_loopbreak(v->base);
+		break;
+	}
+}
+
+static struct event *
+vcd_signal_add(struct vcd *v, int sig)
+{
+	struct event	*ev;
+
+	if ((ev = evsignal_new(v->base, sig, vcd_signal, v)) == NULL ||
+	    evsignal_add(ev, NULL) == -1)
+		fatalx("cannot install handler for signal %d", sig);
+	return ev;
+}
+
+/*
+ * libvirt hands removed handles and timers back through deferred free
+ * callbacks; run the loop until they have all run, so nothing of libvirt's
+ * is left half-released at exit.
+ */
+static void
+vcd_drain(struct vcd *v)
+{
+	int	passes = 0;
+
+	while (evglue_pending_frees() > 0 && passes++ < VCD_DRAIN_PASSES)
+		event_base_loop(v->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	if (evglue_pending_frees() > 0)
+		log_warnx("exiting with %u libvirt free callbacks pending",
+		    evglue_pending_frees());
+}
+
+int
+main(int argc, char **argv)
+{
+	struct vcd	 v;
+	struct sigaction sa;
+	const char	*path = VCD_DEFAULT_CONFIG;
+	char		 err[1024];
+	char		*abspath;
+	int		 ch, checkonly = 0;
+
+	/* libvirt and libevent write without MSG_NOSIGNAL. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	memset(&v, 0, sizeof v);
+	while ((ch = getopt(argc, argv, "df:np:V")) != -1) {
+		switch (ch) {
+		case 'd':
+			v.foreground = 1;
+			break;
+		case 'f':
+			path = optarg;
+			break;
+		case 'n':
+			checkonly = 1;
+			break;
+		case 'p':
+			v.pid_override = optarg;
+			break;
+		case 'V':
+			printf("virtconsoled %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	log_init(LOG_TARGET_STDERR, LOG_LEVEL_INFO, NULL);
+	/* The daemon runs in /, so reloads need an absolute path. */
+	if ((abspath = realpath(path, NULL)) != NULL)
+		path = abspath;
+	if ((v.conf = config_load(path, err, sizeof err)) == NULL) {
+		fprintf(stderr, "virtconsoled: %s\n", err);
+		return 1;
+	}
+	if (checkonly) {
+		printf("configuration OK\n");
+		config_free(v.conf);
+		free(abspath);
+		return 0;
+	}
+	vcd_apply_overrides(&v, v.conf);
+
+	/* Detach before the event base and the libvirt connection exist. */
+	if (!v.foreground) {
+		daemon_detach();
+		log_stderr_echo(1);
+	}
+	log_init(vcd_log_target(&v), v.conf->log_level, v.conf->log_file);
+
+	if ((v.pidfile = pidfile_acquire(v.conf->pid_file, err,
+	    sizeof err)) == NULL)
+		fatalx("%s", err);
+
+	if (virInitialize() == -1)
+		fatalx("cannot initialize libvirt");
+	if (evthread_use_pthreads() == -1)
+		fatalx("cannot enable libevent thread support");
+	if ((v.base = event_base_new()) == NULL)
+		fatalx("cannot create event base");
+	if (evglue_register(v.base) == -1)
+		fatalx("cannot register the libvirt event implementation");
+
+	v.sig_term = vcd_signal_add(&v, SIGTERM);
+	v.sig_int = vcd_signal_add(&v, SIGINT);
+	v.sig_hup = vcd_signal_add(&v, SIGHUP);
+	v.sig_usr1 = vcd_signal_add(&v, SIGUSR1);
+
+	if (hv_init(v.base, v.conf) == -1)
+		fatalx("cannot set up the libvirt connection");
+
+	log_info("virtconsoled %s started pid=%ld config=%s libevent=%s "
+	    "backend=%s", PACKAGE_VERSION, (long)getpid(), log_esc(path),
+	    event_get_version(), event_base_get_method(v.base));
+	daemon_ready();
+
+	event_base_loop(v.base, EVLOOP_NO_EXIT_ON_EMPTY);
+
+	hv_shutdown();
+	vcd_drain(&v);
+	event_free(v.sig_term);
+	event_free(v.sig_int);
+	event_free(v.sig_hup);
+	event_free(v.sig_usr1);
+	evglue_unregister();
+	event_base_free(v.base);
+	libevent_global_shutdown();
+	log_info("virtconsoled exiting");
+	pidfile_release(v.pidfile);
+	config_free(v.conf);
+	free(abspath);
+	return 0;
+}

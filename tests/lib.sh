@@ -1,0 +1,115 @@
+# Shared helpers for the shell tests: TAP output, waiting on log lines,
+# and starting the daemon.  Sourced by tests/integration/t-*.sh.
+#
+# Environment:
+#   VCD_BUILD   build directory holding virtconsoled (default: build)
+#   LAB_DIR, LAB_URI   the private lab, for tests that need libvirt
+#   CI          when "true", a test that cannot run is a failure
+
+set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VCD_BUILD=${VCD_BUILD:-$TOP/build}
+case $VCD_BUILD in /*) ;; *) VCD_BUILD=$TOP/$VCD_BUILD ;; esac
+VCD=$VCD_BUILD/virtconsoled
+LAB=$TOP/tests/lab/lab.sh
+T_N=0
+T_FAILED=0
+T_TMP=$(mktemp -d /tmp/vcd-test.XXXXXX)
+T_PIDS=""
+
+t_cleanup() {
+	local p
+	for p in $T_PIDS; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	sleep 0.2
+	for p in $T_PIDS; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	rm -rf "$T_TMP"
+}
+trap t_cleanup EXIT
+
+pass() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
+fail() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }
+diag() { echo "# $*"; }
+
+# check DESCRIPTION COMMAND...: passes when the command exits 0.
+check() {
+	local d=$1; shift
+	if "$@"; then pass "$d"; else fail "$d"; fi
+}
+
+# A test that cannot run: skipped locally, a failure under CI=true.
+skip_all() {
+	if [ "${CI:-}" = true ]; then
+		fail "cannot run: $*"
+	else
+		echo "1..0 # SKIP $*"
+		exit 0
+	fi
+	done_testing
+}
+
+done_testing() {
+	echo "1..$T_N"
+	[ "$T_FAILED" -eq 0 ] && [ "$T_N" -gt 0 ]
+	exit $?
+}
+
+need_lab() {
+	if [ -z "${LAB_URI:-}" ] || [ -z "${LAB_DIR:-}" ]; then
+		skip_all "no lab (LAB_URI and LAB_DIR are not set)"
+	fi
+}
+
+# wait_log FILE REGEX [SECONDS [COUNT]]: wait until REGEX matches at least
+# COUNT lines (default 1) of FILE.
+wait_log() {
+	local file=$1 re=$2 secs=${3:-20} count=${4:-1} i=0
+	while [ "$i" -lt $((secs * 10)) ]; do
+		if [ -f "$file" ] &&
+		    [ "$(grep -cE -- "$re" "$file")" -ge "$count" ]; then
+			return 0
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	diag "timed out after ${secs}s waiting for /$re/ x$count in $file"
+	tail -n 15 "$file" 2>/dev/null | sed 's/^/#   /'
+	return 1
+}
+
+# wait_gone PID [SECONDS]: wait for a process to exit.
+wait_gone() {
+	local pid=$1 secs=${2:-10} i=0
+	while kill -0 "$pid" 2>/dev/null; do
+		[ "$i" -ge $((secs * 10)) ] && return 1
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 0
+}
+
+# write_conf FILE LINE...: a config file from lines.
+write_conf() {
+	local f=$1; shift
+	printf '%s\n' "$@" > "$f"
+}
+
+# start_fg CONF LOG [ARGS...]: run the daemon in the foreground (-d) in the
+# background of this shell; sets DPID.
+start_fg() {
+	local conf=$1 log=$2; shift 2
+	"$VCD" -d -f "$conf" "$@" > "$log" 2>&1 &
+	DPID=$!
+	T_PIDS="$T_PIDS $DPID"
+}
+
+# stop_daemon PID: SIGTERM a daemon started by start_fg and wait for it;
+# sets RC to its exit status.
+stop_daemon() {
+	kill -TERM "$1" 2>/dev/null
+	wait "$1"
+	RC=$?
+}
