@@ -89,6 +89,7 @@ int
 parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 {
 	unsigned long long	 v = 0;
+	unsigned int		 d;
 	const char		*p;
 
 	if (*s == '\0') {
@@ -100,11 +101,12 @@ parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 			errno = EINVAL;
 			return -1;
 		}
-		if (v > (max - (unsigned)(*p - '0')) / 10) {
+		d = (unsigned int)(*p - '0');
+		if (v > max / 10 || (v == max / 10 && d > max % 10)) {
 			errno = ERANGE;
 			return -1;
 		}
-		v = v * 10 + (unsigned)(*p - '0');
+		v = v * 10 + d;
 	}
 	*out = v;
 	return 0;
