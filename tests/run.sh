@@ -1,0 +1,176 @@
+#!/bin/bash
+# The test command (README; .ci/run calls it).  As root on Debian 12 it:
+#   1. installs the build and lab packages that are missing (tests/deps.sh);
+#   2. builds twice out of tree: build/ (plain) and build-asan/
+#      (--enable-sanitizers), both with -Werror;
+#   3. runs the unit tests of both builds (make check);
+#   4. builds the lab guest, starts the PRIVATE libvirt daemon, and runs the
+#      integration tests against real QEMU guests, with the plain build and
+#      again with the sanitizer build;
+#   5. stops the lab and prints "N passed, N failed" as its last line.
+# Every TAP line counts as one test.  Under CI=true a test that cannot run
+# is a failure.  Logs go to tests/out/.
+set -u
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$TOP/tests/out
+PASSED=0
+FAILED=0
+LAB=$TOP/tests/lab/lab.sh
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf '== %s\n' "$*"; }
+
+# record NAME PASSED FAILED
+record() {
+	PASSED=$((PASSED + $2))
+	FAILED=$((FAILED + $3))
+	printf '%-40s %4d passed, %d failed\n' "$1" "$2" "$3"
+}
+
+# A step that is one test: pass when the command succeeds.
+step() {
+	local name=$1; shift
+	if "$@" > "$OUT/$name.log" 2>&1; then
+		record "$name" 1 0
+	else
+		record "$name" 0 1
+		tail -n 30 "$OUT/$name.log" | sed 's/^/    /'
+		return 1
+	fi
+}
+
+# run_tap NAME COMMAND...: count a TAP producer's ok / not ok lines.  A
+# crash, a non-zero exit without a "not ok", or no test at all is a failure.
+run_tap() {
+	local name=$1 log rc p f; shift
+	log=$OUT/$name.log
+	timeout 600 "$@" > "$log" 2>&1
+	rc=$?
+	p=$(grep -c '^ok ' "$log")
+	f=$(grep -c '^not ok ' "$log")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1
+		echo "not ok - $name exited with status $rc" >> "$log"
+	fi
+	if [ $((p + f)) -eq 0 ]; then
+		if grep -q '^1\.\.0 # SKIP' "$log" && [ "${CI:-}" != true ]; then
+			printf '%-40s skipped: %s\n' "$name" \
+			    "$(sed -n 's/^1\.\.0 # SKIP //p' "$log")"
+			return 0
+		fi
+		f=1
+	fi
+	record "$name" "$p" "$f"
+	if [ "$f" -gt 0 ]; then
+		grep -E '^not ok|^#' "$log" | head -n 40 | sed 's/^/    /'
+		tail -n 5 "$log" | sed 's/^/    /'
+	fi
+}
+
+# Count automake's per-test results (.trs files) of one build.
+count_trs() {
+	local name=$1 dir=$2 p f
+	p=$(cat "$dir"/tests/unit/*.trs 2>/dev/null | grep -c '^:test-result: PASS')
+	f=$(cat "$dir"/tests/unit/*.trs 2>/dev/null | grep -cE '^:test-result: (FAIL|ERROR|XPASS)')
+	[ $((p + f)) -eq 0 ] && f=1
+	record "$name" "$p" "$f"
+	if [ "$f" -gt 0 ]; then
+		grep -h -B2 -A3 '^not ok' "$dir"/tests/unit/*.log 2>/dev/null |
+		    head -n 40 | sed 's/^/    /'
+	fi
+}
+
+configure_build() {
+	local dir=$1; shift
+	mkdir -p "$dir" &&
+	    (cd "$dir" && "$TOP/configure" --enable-werror "$@" &&
+	    make -j"$(nproc)")
+}
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+say "virtconsoled test suite, $(date -u +%Y-%m-%dT%H:%M:%SZ), CI=${CI:-}"
+
+say "dependencies"
+step deps "$TOP/tests/deps.sh"
+
+say "build"
+# Out-of-tree builds need a source tree that was not configured in place.
+[ -f "$TOP/config.status" ] && make -C "$TOP" distclean > /dev/null 2>&1
+(cd "$TOP" && autoreconf -fi) > "$OUT/autoreconf.log" 2>&1 ||
+    { record autoreconf 0 1; cat "$OUT/autoreconf.log"; }
+rm -rf "$TOP/build" "$TOP/build-asan"
+step build configure_build "$TOP/build"
+step build-asan configure_build "$TOP/build-asan" --enable-sanitizers
+
+# Sanitizers: any report fails the test that triggered it.  libvirt keeps a
+# few one-time global allocations for the life of the process.
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=99"
+export LSAN_OPTIONS="suppressions=$TOP/tests/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+say "unit tests"
+make -C "$TOP/build" check > "$OUT/unit.log" 2>&1
+count_trs unit "$TOP/build"
+make -C "$TOP/build-asan" check > "$OUT/unit-asan.log" 2>&1
+count_trs unit-asan "$TOP/build-asan"
+
+say "lab"
+# Shell tests that need no libvirt first.
+run_tap t-cli env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-cli.sh"
+
+LAB_OK=0
+if step lab-image "$LAB" image &&
+    "$LAB" start > "$OUT/lab-start.log" 2>&1; then
+	eval "$(grep -E '^LAB_(DIR|URI)=' "$OUT/lab-start.log")"
+	export LAB_DIR LAB_URI
+	trap '"$LAB" stop > "$OUT/lab-stop.log" 2>&1' EXIT
+	record lab-start 1 0
+	LAB_OK=1
+else
+	record lab-start 0 1
+	tail -n 30 "$OUT/lab-start.log" 2>/dev/null | sed 's/^/    /'
+fi
+
+say "integration tests"
+if [ "$LAB_OK" = 1 ]; then
+	"$LAB" xml vcd-glue > "$OUT/vcd-glue.xml"
+	run_tap glue-console "$TOP/build/tests/integration/glue_console" \
+	    "$LAB_URI" "$OUT/vcd-glue.xml"
+	run_tap glue-console-asan \
+	    "$TOP/build-asan/tests/integration/glue_console" \
+	    "$LAB_URI" "$OUT/vcd-glue.xml"
+	for t in "$TOP"/tests/integration/t-*.sh; do
+		n=$(basename "$t" .sh)
+		[ "$n" = t-cli ] && continue
+		run_tap "$n" env VCD_BUILD="$TOP/build" "$t"
+	done
+	# One integration pass of the daemon itself under ASan/UBSan.
+	run_tap t-daemon-asan env VCD_BUILD="$TOP/build-asan" \
+	    "$TOP/tests/integration/t-daemon.sh"
+	run_tap t-cli-asan env VCD_BUILD="$TOP/build-asan" \
+	    "$TOP/tests/integration/t-cli.sh"
+else
+	record integration 0 1
+fi
+
+if [ "$LAB_OK" = 1 ]; then
+	# QEMU's command line does not name the lab: remember its processes.
+	lab_pids=$("$LAB" pids 2>/dev/null)
+	"$LAB" stop > "$OUT/lab-stop.log" 2>&1
+	trap - EXIT
+	left=""
+	for p in $lab_pids; do
+		[ -d "/proc/$p" ] && [ "$(cat "/proc/$p/stat" 2>/dev/null |
+		    awk '{print $3}')" != Z ] && left="$left $p"
+	done
+	if [ -z "$left" ]; then
+		record lab-stop 1 0
+	else
+		record lab-stop 0 1
+		echo "    lab processes left running:$left"
+	fi
+fi
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
