@@ -13,7 +13,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libvirt/libvirt.h>
+
 struct event_base;
+struct bufferevent;
+struct event;
+
+/* glibc's sys/queue.h lacks the _SAFE iterator. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
 
 #define VCD_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define VCD_NORETURN __attribute__((noreturn))
@@ -144,6 +156,94 @@ const char	*pidfile_path(const struct pidfile *);
 int		 daemon_detach(void);
 void		 daemon_ready(void);
 
+/* guest.c */
+#define GUEST_UUID_LEN 37	/* VIR_UUID_STRING_BUFLEN */
+struct guest {
+	char			 uuid[GUEST_UUID_LEN];
+	char			*name;
+	int			 persistent;
+	int			 active;	/* running or paused */
+	char			**aliases;	/* console aliases, first = default */
+	size_t			 naliases;
+	int			 seen;		/* mark for a resync */
+	int			 sock_refused;	/* name unusable, logged */
+	struct usock		*sock;		/* unix front door, if any */
+	TAILQ_ENTRY(guest)	 entry;
+};
+TAILQ_HEAD(guests, guest);
+void		 guest_connected(virConnectPtr);
+void		 guest_disconnected(void);
+void		 guest_lifecycle(virDomainPtr, int, int);
+void		 guest_shutdown(void);
+struct guest	*guest_find_name(const char *);
+struct guest	*guest_find_uuid(const char *);
+struct guests	*guest_list(void);
+const char	*guest_default_alias(const struct guest *);
+int		 guest_has_alias(const struct guest *, const char *);
+int		 guest_parse_consoles(const char *, size_t, int, char ***,
+		     size_t *);
+void		 guest_free_aliases(char **, size_t);
+
+/* session.c */
+enum session_state {
+	SESSION_NEW = 0,
+	SESSION_WAITING,	/* guest not running: waiting for STARTED */
+	SESSION_OPENING,	/* opening the console stream */
+	SESSION_ATTACHED,	/* bytes flow both ways */
+	SESSION_CLOSING,	/* notice sent, waiting for it to drain */
+	SESSION_DEAD,		/* destroyed; freed once unreferenced */
+};
+enum session_reason {
+	REASON_NONE = 0,
+	/* disconnected: */
+	REASON_ESCAPE,
+	REASON_IDLE,
+	REASON_GUEST_STOPPED,
+	REASON_GUEST_MIGRATED,
+	REASON_CONSOLE_TAKEN,
+	REASON_TAKEN_OVER,
+	REASON_HV_LOST,
+	REASON_SHUTDOWN,
+	REASON_TOO_SLOW,
+	REASON_KICKED,
+	REASON_LISTENER_REMOVED,
+	REASON_EXPIRED,
+	/* refused: */
+	REASON_BUSY,
+	REASON_NOT_RUNNING,
+	REASON_UNKNOWN_GUEST,
+	REASON_TOO_MANY,
+	/* no notice: the client went away or broke */
+	REASON_CLIENT_CLOSED,
+	REASON_CLIENT_ERROR,
+	REASON_CONSOLE_ERROR,
+	REASON_MAX
+};
+struct session;
+void		 session_init(struct event_base *, const struct config *);
+void		 session_reconfigure(const struct config *);
+struct session	*session_open(struct guest *, const char *,
+		     struct bufferevent *, const char *);
+void		 session_guest_started(struct guest *);
+void		 session_guest_stopped(struct guest *, enum session_reason);
+void		 session_guest_removed(struct guest *);
+void		 session_end_all(enum session_reason);
+unsigned int	 session_count(void);
+unsigned int	 session_live(void);
+const char	*session_state_name(enum session_state);
+const char	*session_reason_text(enum session_reason);
+int		 session_reason_refused(enum session_reason);
+size_t		 session_notice(enum session_reason, char *, size_t);
+const char	*session_find_escape(const char *, size_t, int);
+
+/* usock.c */
+struct usock;
+int		 usock_init(struct event_base *, const struct config *,
+		     char *, size_t);
+void		 usock_guest_changed(struct guest *);
+void		 usock_shutdown(void);
+int		 usock_name_ok(const char *, const char *);
+
 /* hv.c */
 enum hv_state {
 	HV_DISCONNECTED = 0,
@@ -154,6 +254,7 @@ int		 hv_init(struct event_base *, const struct config *);
 void		 hv_reconfigure(const struct config *);
 void		 hv_shutdown(void);
 enum hv_state	 hv_get_state(void);
+virConnectPtr	 hv_conn(void);
 const char	*hv_state_name(enum hv_state);
 
 /* util.c */
@@ -163,6 +264,7 @@ void		*xrealloc(void *, size_t);
 char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...) VCD_PRINTF(2, 3);
+void		 timer_arm(struct event *, unsigned int);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
 

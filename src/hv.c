@@ -78,6 +78,13 @@ hv_get_state(void)
 	return hv.state;
 }
 
+/* The live connection, or NULL while disconnected. */
+virConnectPtr
+hv_conn(void)
+{
+	return hv.state == HV_CONNECTED ? hv.conn : NULL;
+}
+
 static const char *
 hv_event_name(int event)
 {
@@ -140,6 +147,7 @@ hv_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
 	log_info("hv: guest event guest=%s uuid=%s event=%s detail=%d",
 	    log_esc(virDomainGetName(dom)), uuid, hv_event_name(event),
 	    detail);
+	guest_lifecycle(dom, event, detail);
 }
 
 /*
@@ -215,6 +223,7 @@ hv_connect(void)
 	log_info("hv: connected uri=%s after_failures=%u", log_esc(hv.uri),
 	    hv.failures);
 	hv.failures = 0;
+	guest_connected(conn);
 }
 
 /* Drop the connection: callbacks first, so none fires on a dying one. */
@@ -225,6 +234,9 @@ hv_disconnect(void)
 
 	if (conn == NULL)
 		return;
+	/* Sessions end first: their streams belong to this connection. */
+	hv.state = HV_DISCONNECTED;
+	guest_disconnected();
 	if (hv.lifecycle_id != -1)
 		virConnectDomainEventDeregisterAny(conn, hv.lifecycle_id);
 	hv.lifecycle_id = -1;
@@ -233,8 +245,6 @@ hv_disconnect(void)
 	if (virConnectClose(conn) < 0)
 		log_debug("hv: close: %s", log_esc(hv_last_error()));
 	virResetLastError();
-	if (hv.state == HV_CONNECTED)
-		hv.state = HV_DISCONNECTED;
 }
 
 int

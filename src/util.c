@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "virtconsoled.h"
 
 void *
@@ -110,4 +112,13 @@ parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 	}
 	*out = v;
 	return 0;
+}
+
+/* Arm a one-shot timer for a whole number of seconds. */
+void
+timer_arm(struct event *ev, unsigned int seconds)
+{
+	struct timeval	tv = { (time_t)seconds, 0 };
+
+	evtimer_add(ev, &tv);
 }

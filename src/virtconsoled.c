@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -25,6 +26,8 @@
 
 /* How long shutdown may wait for libvirt's deferred free callbacks. */
 #define VCD_DRAIN_PASSES 1000
+/* How long shutdown waits for clients to read their notice. */
+#define VCD_LINGER_SECONDS 2
 
 struct vcd {
 	struct event_base	*base;
@@ -92,6 +95,7 @@ vcd_reload(struct vcd *v)
 		log_init(vcd_log_target(v), conf->log_level, conf->log_file);
 	else
 		log_set_level(conf->log_level);
+	session_reconfigure(conf);
 	hv_reconfigure(conf);
 	config_free(old);
 	log_info("configuration reloaded");
@@ -138,6 +142,26 @@ vcd_signal_add(struct vcd *v, int sig)
  * callbacks; run the loop until they have all run, so nothing of libvirt's
  * is left half-released at exit.
  */
+/*
+ * End every session with "daemon shutting down" and give the clients a
+ * moment to read it, without waiting on one that does not read.
+ */
+static void
+vcd_end_sessions(struct vcd *v)
+{
+	struct timespec	start, now;
+
+	session_end_all(REASON_SHUTDOWN);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (session_live() > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec >= VCD_LINGER_SECONDS)
+			break;
+		event_base_loop(v->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+}
+
 static void
 vcd_drain(struct vcd *v)
 {
@@ -231,6 +255,10 @@ main(int argc, char **argv)
 	v.sig_hup = vcd_signal_add(&v, SIGHUP);
 	v.sig_usr1 = vcd_signal_add(&v, SIGUSR1);
 
+	session_init(v.base, v.conf);
+	/* Stale sockets are reclaimed only now that the pid file is ours. */
+	if (usock_init(v.base, v.conf, err, sizeof err) == -1)
+		fatalx("%s", err);
 	if (hv_init(v.base, v.conf) == -1)
 		fatalx("cannot set up the libvirt connection");
 
@@ -241,7 +269,10 @@ main(int argc, char **argv)
 
 	event_base_loop(v.base, EVLOOP_NO_EXIT_ON_EMPTY);
 
+	vcd_end_sessions(&v);
+	usock_shutdown();
 	hv_shutdown();
+	guest_shutdown();
 	vcd_drain(&v);
 	event_free(v.sig_term);
 	event_free(v.sig_int);

@@ -140,10 +140,17 @@ if [ "$LAB_OK" = 1 ]; then
 	run_tap glue-console-asan \
 	    "$TOP/build-asan/tests/integration/glue_console" \
 	    "$LAB_URI" "$OUT/vcd-glue.xml"
-	for t in "$TOP"/tests/integration/t-*.sh; do
-		n=$(basename "$t" .sh)
+	for t in "$TOP"/tests/integration/t-*.sh \
+	    "$TOP"/tests/integration/t-*.py; do
+		[ -e "$t" ] || continue
+		n=$(basename "$t")
+		n=${n%.*}
 		[ "$n" = t-cli ] && continue
-		run_tap "$n" env VCD_BUILD="$TOP/build" "$t"
+		case $t in
+		*.py) run_tap "$n" env VCD_BUILD="$TOP/build" \
+		    /usr/bin/python3 "$t" ;;
+		*) run_tap "$n" env VCD_BUILD="$TOP/build" "$t" ;;
+		esac
 	done
 	# One integration pass of the daemon itself under ASan/UBSan.
 	run_tap t-daemon-asan env VCD_BUILD="$TOP/build-asan" \

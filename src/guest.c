@@ -1,0 +1,380 @@
+/*
+ * The guest table: every guest libvirt knows, with its state and console
+ * aliases.  It is filled when the connection comes up and kept current by
+ * lifecycle events, so front doors never make a blocking libvirt call per
+ * client just to learn whether a guest exists or runs.
+ *
+ * The table drives the unix front door (a socket per defined guest and per
+ * running transient guest) and the sessions (a guest that starts wakes the
+ * clients waiting for it; one that stops ends their sessions).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "virtconsoled.h"
+
+static struct guests	guest_table = TAILQ_HEAD_INITIALIZER(guest_table);
+
+struct guests *
+guest_list(void)
+{
+	return &guest_table;
+}
+
+struct guest *
+guest_find_name(const char *name)
+{
+	struct guest	*g;
+
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (strcmp(g->name, name) == 0)
+			return g;
+	}
+	return NULL;
+}
+
+struct guest *
+guest_find_uuid(const char *uuid)
+{
+	struct guest	*g;
+
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (strcasecmp(g->uuid, uuid) == 0)
+			return g;
+	}
+	return NULL;
+}
+
+/*
+ * The device libvirt opens for "no alias": the first <console>, else the
+ * first <serial>.  It is always aliases[0].
+ */
+const char *
+guest_default_alias(const struct guest *g)
+{
+	return g->naliases > 0 ? g->aliases[0] : NULL;
+}
+
+int
+guest_has_alias(const struct guest *g, const char *alias)
+{
+	size_t	i;
+
+	for (i = 0; i < g->naliases; i++) {
+		if (strcmp(g->aliases[i], alias) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+void
+guest_free_aliases(char **aliases, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(aliases[i]);
+	free(aliases);
+}
+
+static void
+guest_add_alias(char ***aliases, size_t *n, const char *alias)
+{
+	size_t	i;
+
+	/* A <console> mirroring <serial> shares its alias: keep one key. */
+	for (i = 0; i < *n; i++) {
+		if (strcmp((*aliases)[i], alias) == 0)
+			return;
+	}
+	*aliases = xrealloc(*aliases, (*n + 1) * sizeof **aliases);
+	(*aliases)[(*n)++] = xstrdup(alias);
+}
+
+static xmlNodePtr
+guest_xml_child(xmlNodePtr node, const char *name)
+{
+	xmlNodePtr	c;
+
+	for (c = node->children; c != NULL; c = c->next) {
+		if (c->type == XML_ELEMENT_NODE &&
+		    strcmp((const char *)c->name, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static char *
+guest_xml_prop(xmlNodePtr node, const char *child, const char *prop)
+{
+	xmlNodePtr	 c = child != NULL ? guest_xml_child(node, child) : node;
+	xmlChar		*v;
+	char		*s;
+
+	if (c == NULL || (v = xmlGetProp(c, (const xmlChar *)prop)) == NULL)
+		return NULL;
+	s = xstrdup((const char *)v);
+	xmlFree(v);
+	return s;
+}
+
+/*
+ * The console aliases of a domain, from its XML: consoles first (the
+ * first one is what libvirt opens for "no alias"), then serial ports.
+ * A running domain's XML carries <alias name=.../>; an inactive one's
+ * usually does not, so the names are derived the way libvirt's QEMU driver
+ * assigns them at start: a first console that mirrors a serial port takes
+ * that port's alias serialN, other consoles are consoleI by position, and
+ * serial ports are serialN by position.  Returns 0, or -1 if the XML does
+ * not parse.
+ */
+int
+guest_parse_consoles(const char *xml, size_t len, int active,
+    char ***aliases, size_t *naliases)
+{
+	xmlDocPtr	 doc;
+	xmlNodePtr	 root, devices, c;
+	char		*alias, *ttype, *port, buf[32];
+	int		 nconsole = 0, nserial = 0;
+
+	*aliases = NULL;
+	*naliases = 0;
+	if (len > INT32_MAX)
+		return -1;
+	doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
+	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (doc == NULL)
+		return -1;
+	root = xmlDocGetRootElement(doc);
+	if (root == NULL || strcmp((const char *)root->name, "domain") != 0) {
+		xmlFreeDoc(doc);
+		return -1;
+	}
+	if ((devices = guest_xml_child(root, "devices")) == NULL) {
+		xmlFreeDoc(doc);
+		return 0;
+	}
+	for (c = devices->children; c != NULL; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE ||
+		    strcmp((const char *)c->name, "console") != 0)
+			continue;
+		alias = active ? guest_xml_prop(c, "alias", "name") : NULL;
+		if (alias == NULL) {
+			ttype = guest_xml_prop(c, "target", "type");
+			port = guest_xml_prop(c, "target", "port");
+			if (nconsole == 0 && (ttype == NULL ||
+			    strcmp(ttype, "serial") == 0))
+				snprintf(buf, sizeof buf, "serial%s",
+				    port != NULL ? port : "0");
+			else
+				snprintf(buf, sizeof buf, "console%d",
+				    nconsole);
+			alias = xstrdup(buf);
+			free(ttype);
+			free(port);
+		}
+		guest_add_alias(aliases, naliases, alias);
+		free(alias);
+		nconsole++;
+	}
+	for (c = devices->children; c != NULL; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE ||
+		    strcmp((const char *)c->name, "serial") != 0)
+			continue;
+		alias = active ? guest_xml_prop(c, "alias", "name") : NULL;
+		if (alias == NULL) {
+			snprintf(buf, sizeof buf, "serial%d", nserial);
+			alias = xstrdup(buf);
+		}
+		guest_add_alias(aliases, naliases, alias);
+		free(alias);
+		nserial++;
+	}
+	xmlFreeDoc(doc);
+	return 0;
+}
+
+/* Refresh one guest from libvirt.  This is a round trip per call. */
+static void
+guest_refresh(struct guest *g, virDomainPtr dom)
+{
+	char	*xml;
+	char	**aliases;
+	size_t	 n;
+	int	 active, persistent;
+
+	active = virDomainIsActive(dom);
+	persistent = virDomainIsPersistent(dom);
+	g->active = active == 1;
+	g->persistent = persistent == 1;
+	if ((xml = virDomainGetXMLDesc(dom, 0)) == NULL) {
+		log_warnx("guest %s: cannot read its XML: %s",
+		    log_esc(g->name), log_esc(virGetLastErrorMessage()));
+		return;
+	}
+	if (guest_parse_consoles(xml, strlen(xml), g->active, &aliases,
+	    &n) == -1) {
+		log_warnx("guest %s: cannot parse its XML", log_esc(g->name));
+		free(xml);
+		return;
+	}
+	free(xml);
+	guest_free_aliases(g->aliases, g->naliases);
+	g->aliases = aliases;
+	g->naliases = n;
+}
+
+static struct guest *
+guest_add(virDomainPtr dom)
+{
+	struct guest	*g;
+	char		 uuid[VIR_UUID_STRING_BUFLEN];
+	const char	*name;
+
+	if (virDomainGetUUIDString(dom, uuid) == -1 ||
+	    (name = virDomainGetName(dom)) == NULL)
+		return NULL;
+	if ((g = guest_find_uuid(uuid)) != NULL) {
+		if (strcmp(g->name, name) != 0) {
+			/* Renamed: the unix socket follows the name. */
+			free(g->name);
+			g->name = xstrdup(name);
+			usock_guest_changed(g);
+		}
+		return g;
+	}
+	g = xcalloc(1, sizeof *g);
+	memcpy(g->uuid, uuid, sizeof g->uuid);
+	g->name = xstrdup(name);
+	TAILQ_INSERT_TAIL(&guest_table, g, entry);
+	return g;
+}
+
+static void
+guest_remove(struct guest *g)
+{
+	log_info("guest %s uuid=%s: removed", log_esc(g->name), g->uuid);
+	session_guest_removed(g);
+	TAILQ_REMOVE(&guest_table, g, entry);
+	g->persistent = g->active = 0;
+	usock_guest_changed(g);
+	guest_free_aliases(g->aliases, g->naliases);
+	free(g->name);
+	free(g);
+}
+
+/* A new connection: list every guest and bring the table up to date. */
+void
+guest_connected(virConnectPtr conn)
+{
+	virDomainPtr	*doms = NULL;
+	struct guest	*g, *next;
+	int		 i, n;
+
+	n = virConnectListAllDomains(conn, &doms, 0);
+	if (n < 0) {
+		log_warnx("guest: cannot list guests: %s",
+		    log_esc(virGetLastErrorMessage()));
+		return;
+	}
+	TAILQ_FOREACH(g, &guest_table, entry)
+		g->seen = 0;
+	for (i = 0; i < n; i++) {
+		if ((g = guest_add(doms[i])) != NULL) {
+			guest_refresh(g, doms[i]);
+			g->seen = 1;
+			usock_guest_changed(g);
+		}
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	TAILQ_FOREACH_SAFE(g, &guest_table, entry, next) {
+		if (!g->seen)
+			guest_remove(g);
+	}
+	log_info("guest: %d guests known", n);
+	/* Clients that waited through the outage get their consoles now. */
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (g->active)
+			session_guest_started(g);
+	}
+}
+
+/*
+ * The connection is gone: sessions end (their streams died with it), but
+ * the table and the unix sockets stay, so clients that come meanwhile are
+ * told the guest is not running rather than finding no socket; the next
+ * connection resyncs everything.
+ */
+void
+guest_disconnected(void)
+{
+	struct guest	*g;
+
+	session_end_all(REASON_HV_LOST);
+	TAILQ_FOREACH(g, &guest_table, entry)
+		g->active = 0;
+}
+
+void
+guest_lifecycle(virDomainPtr dom, int event, int detail)
+{
+	struct guest	*g;
+
+	if ((g = guest_add(dom)) == NULL)
+		return;
+	switch (event) {
+	case VIR_DOMAIN_EVENT_UNDEFINED:
+		g->persistent = 0;
+		if (!g->active) {
+			guest_remove(g);
+			return;
+		}
+		break;
+	case VIR_DOMAIN_EVENT_STOPPED:
+		g->active = 0;
+		session_guest_stopped(g, detail ==
+		    VIR_DOMAIN_EVENT_STOPPED_MIGRATED ?
+		    REASON_GUEST_MIGRATED : REASON_GUEST_STOPPED);
+		/* A transient guest is gone once it stops. */
+		if (virDomainIsPersistent(dom) != 1) {
+			guest_remove(g);
+			return;
+		}
+		guest_refresh(g, dom);
+		break;
+	case VIR_DOMAIN_EVENT_STARTED:
+		guest_refresh(g, dom);
+		g->active = 1;
+		break;
+	case VIR_DOMAIN_EVENT_DEFINED:
+		guest_refresh(g, dom);
+		break;
+	default:
+		/* Paused, resumed, crashed (then stopped): no change here. */
+		return;
+	}
+	usock_guest_changed(g);
+	if (event == VIR_DOMAIN_EVENT_STARTED)
+		session_guest_started(g);
+}
+
+void
+guest_shutdown(void)
+{
+	struct guest	*g;
+
+	while ((g = TAILQ_FIRST(&guest_table)) != NULL) {
+		TAILQ_REMOVE(&guest_table, g, entry);
+		g->persistent = g->active = 0;
+		usock_guest_changed(g);
+		guest_free_aliases(g->aliases, g->naliases);
+		free(g->name);
+		free(g);
+	}
+}

@@ -1,0 +1,811 @@
+/*
+ * Console sessions: one object per client of a guest console, an explicit
+ * state machine, and the table that enforces one client per console.
+ *
+ *   NEW -> WAITING -> OPENING -> ATTACHED -> CLOSING -> DEAD
+ *            (guest       (stream     (bytes      (notice
+ *          not running)   opening)    flowing)    draining)
+ *
+ * session_set_state() is the only place a state changes, and it logs every
+ * transition with its reason.  session_end() is the one way out: it takes
+ * the session out of the table at once (so the console is free for the
+ * next client), tears the stream down, sends the notice, and lets it drain.
+ * session_destroy() then releases the client and every event; the memory is
+ * freed later, once the last reference is gone (the stream callback's free
+ * function holds one), so no late callback can touch freed memory.
+ *
+ * Keys are the guest's UUID plus the console alias; "no alias" is resolved
+ * to the guest's first console before the table is consulted.
+ *
+ * Memory is bounded per session by max_buffer in each direction:
+ * - guest to client: guest output is read only while the client's pending
+ *   output is under max_buffer.  Once it reaches max_buffer, reading stops
+ *   and a SESSION_SLOW_GRACE timer starts; if the client has not drained to
+ *   half of max_buffer by then, it is disconnected with "client too slow".
+ * - client to guest: input is read only while less than max_buffer waits
+ *   for the console; reading resumes below half of it.
+ * libvirt's stream WRITABLE event fires on every loop iteration while
+ * requested, so it is requested only while input waits.
+ */
+#include <sys/time.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "virtconsoled.h"
+
+#define SESSION_CHUNK		(64 * 1024)	/* virStream I/O unit */
+#define SESSION_BUDGET		4	/* chunks per stream event */
+#define SESSION_SLOW_GRACE	5	/* seconds at the cap */
+#define SESSION_LINGER		2	/* seconds to drain a notice */
+
+struct session {
+	unsigned int		 id;
+	enum session_state	 state;
+	enum session_reason	 reason;
+	char			 uuid[GUEST_UUID_LEN];
+	char			*guest;
+	char			*alias;
+	char			*peer;
+	struct bufferevent	*bev;		/* the client */
+	virStreamPtr		 st;		/* the console */
+	int			 st_events;
+	int			 st_eof;
+	int			 out_paused;	/* client output at the cap */
+	int			 in_paused;	/* to_guest at the cap */
+	struct evbuffer		*to_guest;
+	struct event		*ev_wait;	/* start_wait */
+	struct event		*ev_idle;	/* idle_timeout */
+	struct event		*ev_slow;	/* client too slow */
+	struct event		*ev_linger;	/* notice drain deadline */
+	struct timespec		 started;
+	struct timespec		 active;	/* last activity */
+	uint64_t		 bytes_in;	/* client to guest */
+	uint64_t		 bytes_out;	/* guest to client */
+	int			 refs;
+	int			 in_table;
+	TAILQ_ENTRY(session)	 entry;
+};
+TAILQ_HEAD(sessions, session);
+
+static struct {
+	struct event_base	*base;
+	struct sessions		 table;
+	unsigned int		 next_id;
+	unsigned int		 live;		/* not yet destroyed */
+	enum config_policy	 policy;
+	int			 force;
+	unsigned int		 start_wait;
+	unsigned int		 idle_timeout;
+	int			 idle_output_resets;
+	int			 escape;
+	size_t			 max_buffer;
+} sess = { .table = TAILQ_HEAD_INITIALIZER(sess.table) };
+
+static const char *const session_state_names[] = {
+	[SESSION_NEW] = "NEW",
+	[SESSION_WAITING] = "WAITING",
+	[SESSION_OPENING] = "OPENING",
+	[SESSION_ATTACHED] = "ATTACHED",
+	[SESSION_CLOSING] = "CLOSING",
+	[SESSION_DEAD] = "DEAD",
+};
+
+/* The notice texts are a contract with clients (docs/SESSIONS.md). */
+static const struct {
+	const char	*text;
+	int		 refused;	/* 1 refused, 0 disconnected, -1 none */
+} session_reasons[REASON_MAX] = {
+	[REASON_NONE] = { "none", -1 },
+	[REASON_ESCAPE] = { "escape key", 0 },
+	[REASON_IDLE] = { "idle timeout", 0 },
+	[REASON_GUEST_STOPPED] = { "guest stopped", 0 },
+	[REASON_GUEST_MIGRATED] = { "guest migrated", 0 },
+	[REASON_CONSOLE_TAKEN] = { "console taken by another client", 0 },
+	[REASON_TAKEN_OVER] = { "taken over by a new client", 0 },
+	[REASON_HV_LOST] = { "hypervisor connection lost", 0 },
+	[REASON_SHUTDOWN] = { "daemon shutting down", 0 },
+	[REASON_TOO_SLOW] = { "client too slow", 0 },
+	[REASON_KICKED] = { "kicked by administrator", 0 },
+	[REASON_LISTENER_REMOVED] = { "listener removed", 0 },
+	[REASON_EXPIRED] = { "session expired", 0 },
+	[REASON_BUSY] = { "console busy", 1 },
+	[REASON_NOT_RUNNING] = { "guest not running", 1 },
+	[REASON_UNKNOWN_GUEST] = { "unknown guest", 1 },
+	[REASON_TOO_MANY] = { "too many clients", 1 },
+	[REASON_CLIENT_CLOSED] = { "client closed", -1 },
+	[REASON_CLIENT_ERROR] = { "client error", -1 },
+	[REASON_CONSOLE_ERROR] = { "console error", -1 },
+};
+
+static void	session_destroy(struct session *);
+static void	session_attach(struct session *);
+static void	session_stream_update(struct session *);
+static void	session_flush_to_guest(struct session *);
+
+const char *
+session_state_name(enum session_state state)
+{
+	if ((unsigned)state > SESSION_DEAD)
+		return "UNKNOWN";
+	return session_state_names[state];
+}
+
+const char *
+session_reason_text(enum session_reason reason)
+{
+	if ((unsigned)reason >= REASON_MAX)
+		return "unknown";
+	return session_reasons[reason].text;
+}
+
+/* 1: a refusal, 0: a disconnection, -1: no notice (the client left). */
+int
+session_reason_refused(enum session_reason reason)
+{
+	if ((unsigned)reason >= REASON_MAX)
+		return -1;
+	return session_reasons[reason].refused;
+}
+
+/* The one line a client reads before the daemon closes it. */
+size_t
+session_notice(enum session_reason reason, char *buf, size_t len)
+{
+	int	refused = session_reason_refused(reason), n;
+
+	if (refused == -1 || len == 0)
+		return 0;
+	n = snprintf(buf, len, "\r\n[virtconsoled] %s: %s\r\n",
+	    refused ? "refused" : "disconnected", session_reason_text(reason));
+	return n < 0 || (size_t)n >= len ? 0 : (size_t)n;
+}
+
+/* Where the escape byte is in a chunk of client input, or NULL. */
+const char *
+session_find_escape(const char *buf, size_t len, int escape)
+{
+	if (escape == ESCAPE_NONE || len == 0)
+		return NULL;
+	return memchr(buf, escape, len);
+}
+
+static double
+session_elapsed(const struct timespec *since)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - since->tv_sec) +
+	    (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+}
+
+static void
+session_touch(struct session *s)
+{
+	clock_gettime(CLOCK_MONOTONIC, &s->active);
+}
+
+/* The only place a session changes state. */
+static void
+session_set_state(struct session *s, enum session_state next,
+    const char *why)
+{
+	log_info("session %u guest=%s dev=%s: %s -> %s (%s)", s->id,
+	    log_esc(s->guest), log_esc(s->alias), session_state_name(s->state),
+	    session_state_name(next), why);
+	s->state = next;
+}
+
+static void
+session_free(evutil_socket_t fd, short what, void *arg)
+{
+	struct session	*s = arg;
+
+	evbuffer_free(s->to_guest);
+	free(s->guest);
+	free(s->alias);
+	free(s->peer);
+	free(s);
+}
+
+static void
+session_unref(struct session *s)
+{
+	struct timeval	now = { 0, 0 };
+
+	if (--s->refs > 0)
+		return;
+	/* Never free inside a callback that may still be on the stack. */
+	if (event_base_once(sess.base, -1, EV_TIMEOUT, session_free, s,
+	    &now) == -1)
+		log_warnx("session %u: cannot defer its free", s->id);
+}
+
+static void
+session_stream_ff(void *opaque)
+{
+	session_unref(opaque);
+}
+
+static struct session *
+session_lookup(const char *uuid, const char *alias)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &sess.table, entry) {
+		if (strcmp(s->uuid, uuid) == 0 && strcmp(s->alias, alias) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+static void
+session_unlink(struct session *s)
+{
+	if (s->in_table) {
+		TAILQ_REMOVE(&sess.table, s, entry);
+		s->in_table = 0;
+	}
+}
+
+static void
+session_stream_close(struct session *s)
+{
+	if (s->st == NULL)
+		return;
+	/* The callback's free function drops its reference later. */
+	virStreamEventRemoveCallback(s->st);
+	if (s->st_eof)
+		virStreamFinish(s->st);
+	else
+		virStreamAbort(s->st);
+	virStreamFree(s->st);
+	virResetLastError();
+	s->st = NULL;
+}
+
+/*
+ * End a session for a reason.  Idempotent: the first reason wins.  The
+ * bytes a client typed before it (the escape key's case) are pushed to the
+ * console once more before the stream goes.
+ */
+static void
+session_end(struct session *s, enum session_reason reason)
+{
+	char	notice[128];
+	size_t	n;
+
+	if (s->state >= SESSION_CLOSING)
+		return;
+	s->reason = reason;
+	session_unlink(s);
+	if (s->state == SESSION_ATTACHED &&
+	    evbuffer_get_length(s->to_guest) > 0)
+		session_flush_to_guest(s);
+	session_stream_close(s);
+	evtimer_del(s->ev_wait);
+	evtimer_del(s->ev_idle);
+	evtimer_del(s->ev_slow);
+
+	n = session_notice(reason, notice, sizeof notice);
+	session_set_state(s, SESSION_CLOSING, session_reason_text(reason));
+	if (n == 0 || s->bev == NULL) {
+		session_destroy(s);
+		return;
+	}
+	/* Send the notice after any pending output, then close. */
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_write(s->bev, notice, n);
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	bufferevent_enable(s->bev, EV_WRITE);
+	timer_arm(s->ev_linger, SESSION_LINGER);
+}
+
+/* Release the client, the events and the table's reference. */
+static void
+session_destroy(struct session *s)
+{
+	if (s->state == SESSION_DEAD)
+		return;
+	session_unlink(s);
+	session_stream_close(s);
+	log_info("session %u guest=%s dev=%s: ended reason=\"%s\" peer=%s "
+	    "duration=%.1fs bytes_in=%llu bytes_out=%llu", s->id,
+	    log_esc(s->guest), log_esc(s->alias),
+	    session_reason_text(s->reason), log_esc(s->peer),
+	    session_elapsed(&s->started), (unsigned long long)s->bytes_in,
+	    (unsigned long long)s->bytes_out);
+	session_set_state(s, SESSION_DEAD, "destroyed");
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	event_free(s->ev_wait);
+	event_free(s->ev_idle);
+	event_free(s->ev_slow);
+	event_free(s->ev_linger);
+	s->ev_wait = s->ev_idle = s->ev_slow = s->ev_linger = NULL;
+	sess.live--;
+	session_unref(s);
+}
+
+/* Request exactly the stream events the session needs now. */
+static void
+session_stream_update(struct session *s)
+{
+	int	events = VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP;
+
+	if (s->st == NULL)
+		return;
+	if (!s->out_paused)
+		events |= VIR_STREAM_EVENT_READABLE;
+	if (evbuffer_get_length(s->to_guest) > 0)
+		events |= VIR_STREAM_EVENT_WRITABLE;
+	if (events != s->st_events) {
+		virStreamEventUpdateCallback(s->st, events);
+		s->st_events = events;
+	}
+}
+
+static enum session_reason
+session_stream_failure(void)
+{
+	/* A dead connection takes every stream with it. */
+	return hv_get_state() == HV_CONNECTED ? REASON_CONSOLE_TAKEN :
+	    REASON_HV_LOST;
+}
+
+static void
+session_flush_to_guest(struct session *s)
+{
+	unsigned char	*p;
+	size_t		 len;
+	int		 n;
+
+	while ((len = evbuffer_get_length(s->to_guest)) > 0) {
+		if (len > SESSION_CHUNK)
+			len = SESSION_CHUNK;
+		p = evbuffer_pullup(s->to_guest, (ssize_t)len);
+		n = virStreamSend(s->st, (const char *)p, len);
+		if (n == -2)
+			break;
+		if (n < 0) {
+			log_debug("session %u: send: %s", s->id,
+			    log_esc(virGetLastErrorMessage()));
+			/* Not when session_end() itself is flushing. */
+			if (s->state == SESSION_ATTACHED &&
+			    s->reason == REASON_NONE)
+				session_end(s, session_stream_failure());
+			return;
+		}
+		evbuffer_drain(s->to_guest, (size_t)n);
+		s->bytes_in += (uint64_t)n;
+	}
+	if (s->in_paused && s->bev != NULL &&
+	    evbuffer_get_length(s->to_guest) < sess.max_buffer / 2) {
+		s->in_paused = 0;
+		bufferevent_enable(s->bev, EV_READ);
+	}
+}
+
+static void
+session_stream_cb(virStreamPtr st, int events, void *opaque)
+{
+	struct session	*s = opaque;
+	struct evbuffer	*out;
+	char		 buf[SESSION_CHUNK];
+	size_t		 room, pending;
+	int		 n, budget = SESSION_BUDGET;
+
+	if (s->state != SESSION_ATTACHED || s->st != st)
+		return;		/* a late event */
+	out = bufferevent_get_output(s->bev);
+	if (events & (VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
+	    VIR_STREAM_EVENT_HANGUP)) {
+		while (budget-- > 0) {
+			pending = evbuffer_get_length(out);
+			if (pending >= sess.max_buffer)
+				break;
+			room = sess.max_buffer - pending;
+			n = virStreamRecv(st, buf, room < sizeof buf ? room :
+			    sizeof buf);
+			if (n == -2)
+				break;
+			if (n == 0) {
+				s->st_eof = 1;
+				session_end(s, REASON_GUEST_STOPPED);
+				return;
+			}
+			if (n < 0) {
+				log_info("session %u: console stream failed: "
+				    "%s", s->id,
+				    log_esc(virGetLastErrorMessage()));
+				session_end(s, session_stream_failure());
+				return;
+			}
+			bufferevent_write(s->bev, buf, (size_t)n);
+			s->bytes_out += (uint64_t)n;
+			if (sess.idle_output_resets)
+				session_touch(s);
+		}
+		if (evbuffer_get_length(out) >= sess.max_buffer &&
+		    !s->out_paused) {
+			s->out_paused = 1;
+			timer_arm(s->ev_slow, SESSION_SLOW_GRACE);
+			log_debug("session %u: client output at max_buffer, "
+			    "pausing the console", s->id);
+		}
+	}
+	if (events & VIR_STREAM_EVENT_WRITABLE) {
+		session_flush_to_guest(s);
+		if (s->state != SESSION_ATTACHED)
+			return;
+	}
+	session_stream_update(s);
+}
+
+/* Client input: everything before the escape byte goes to the guest. */
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session	*s = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	const char	*data, *esc;
+	size_t		 len, n;
+
+	if (s->state >= SESSION_CLOSING) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	len = evbuffer_get_length(in);
+	data = (const char *)evbuffer_pullup(in, (ssize_t)len);
+	esc = session_find_escape(data, len, sess.escape);
+	n = esc != NULL ? (size_t)(esc - data) : len;
+	evbuffer_remove_buffer(in, s->to_guest, n);
+	session_touch(s);
+	if (esc != NULL) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		session_end(s, REASON_ESCAPE);
+		return;
+	}
+	if (evbuffer_get_length(s->to_guest) >= sess.max_buffer) {
+		s->in_paused = 1;
+		bufferevent_disable(bev, EV_READ);
+	}
+	if (s->state == SESSION_ATTACHED) {
+		session_flush_to_guest(s);
+		if (s->state == SESSION_ATTACHED)
+			session_stream_update(s);
+	}
+}
+
+/* Client output drained: resume the console, or finish closing. */
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session	*s = arg;
+
+	if (s->state == SESSION_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_destroy(s);
+		return;
+	}
+	if (s->out_paused) {
+		s->out_paused = 0;
+		evtimer_del(s->ev_slow);
+		session_stream_update(s);
+	}
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session	*s = arg;
+
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (s->state == SESSION_CLOSING) {
+		session_destroy(s);
+		return;
+	}
+	session_end(s, (what & BEV_EVENT_EOF) ? REASON_CLIENT_CLOSED :
+	    REASON_CLIENT_ERROR);
+}
+
+static void
+session_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_end(arg, REASON_NOT_RUNNING);
+}
+
+static void
+session_slow_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_end(arg, REASON_TOO_SLOW);
+}
+
+static void
+session_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_destroy(arg);
+}
+
+static void
+session_idle_arm(struct session *s, double remaining)
+{
+	struct timeval	tv;
+
+	if (sess.idle_timeout == 0 || s->state != SESSION_ATTACHED) {
+		evtimer_del(s->ev_idle);
+		return;
+	}
+	if (remaining < 0.05)
+		remaining = 0.05;
+	tv.tv_sec = (time_t)remaining;
+	tv.tv_usec = (suseconds_t)((remaining - (double)tv.tv_sec) * 1e6);
+	evtimer_add(s->ev_idle, &tv);
+}
+
+/*
+ * The idle timer is not re-armed on every keystroke: it fires, looks at
+ * the time of the last activity, and sleeps again for what is left.
+ */
+static void
+session_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session	*s = arg;
+	double		 idle = session_elapsed(&s->active);
+
+	if (idle >= (double)sess.idle_timeout)
+		session_end(s, REASON_IDLE);
+	else
+		session_idle_arm(s, (double)sess.idle_timeout - idle);
+}
+
+static enum session_reason
+session_open_failure(virDomainPtr dom)
+{
+	virErrorPtr	err = virGetLastError();
+	const char	*msg = err != NULL && err->message != NULL ?
+			    err->message : "unknown error";
+
+	if (dom != NULL && virDomainIsActive(dom) == 0)
+		return REASON_NOT_RUNNING;
+	if (strstr(msg, "Active console session") == NULL)
+		log_warnx("console open failed: %s", log_esc(msg));
+	return REASON_BUSY;
+}
+
+/* Open the console stream of a running guest. */
+static void
+session_attach(struct session *s)
+{
+	virConnectPtr	 conn = hv_conn();
+	virDomainPtr	 dom = NULL;
+	unsigned int	 flags = VIR_DOMAIN_CONSOLE_SAFE;
+	enum session_reason reason;
+
+	session_set_state(s, SESSION_OPENING, "guest running");
+	if (conn == NULL) {
+		session_end(s, REASON_NOT_RUNNING);
+		return;
+	}
+	if (sess.force)
+		flags |= VIR_DOMAIN_CONSOLE_FORCE;
+	if ((dom = virDomainLookupByUUIDString(conn, s->uuid)) == NULL ||
+	    (s->st = virStreamNew(conn, VIR_STREAM_NONBLOCK)) == NULL ||
+	    virDomainOpenConsole(dom, s->alias, s->st, flags) == -1) {
+		reason = dom == NULL ? REASON_UNKNOWN_GUEST :
+		    session_open_failure(dom);
+		if (s->st != NULL) {
+			virStreamFree(s->st);
+			s->st = NULL;
+		}
+		if (dom != NULL)
+			virDomainFree(dom);
+		virResetLastError();
+		session_end(s, reason);
+		return;
+	}
+	virDomainFree(dom);
+	s->st_events = VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
+	    VIR_STREAM_EVENT_HANGUP;
+	if (virStreamEventAddCallback(s->st, s->st_events, session_stream_cb,
+	    s, session_stream_ff) == -1) {
+		log_warnx("session %u: cannot watch the console stream: %s",
+		    s->id, log_esc(virGetLastErrorMessage()));
+		virStreamAbort(s->st);
+		virStreamFree(s->st);
+		s->st = NULL;
+		session_end(s, REASON_BUSY);
+		return;
+	}
+	s->refs++;	/* dropped by session_stream_ff */
+	session_set_state(s, SESSION_ATTACHED, "console opened");
+	session_touch(s);
+	session_idle_arm(s, (double)sess.idle_timeout);
+	/* Input typed while waiting goes out now. */
+	if (evbuffer_get_length(s->to_guest) > 0)
+		session_flush_to_guest(s);
+	if (s->state == SESSION_ATTACHED)
+		session_stream_update(s);
+}
+
+/*
+ * A client arrives for a guest's console (alias NULL: the first console).
+ * The session owns bev from here on, whatever happens.
+ */
+struct session *
+session_open(struct guest *g, const char *alias, struct bufferevent *bev,
+    const char *peer)
+{
+	struct session	*s, *old;
+
+	s = xcalloc(1, sizeof *s);
+	s->id = ++sess.next_id;
+	s->state = SESSION_NEW;
+	memcpy(s->uuid, g->uuid, sizeof s->uuid);
+	s->guest = xstrdup(g->name);
+	if (alias == NULL)
+		alias = guest_default_alias(g);
+	s->alias = xstrdup(alias != NULL ? alias : "-");
+	s->peer = xstrdup(peer != NULL ? peer : "-");
+	s->bev = bev;
+	s->refs = 1;
+	s->to_guest = evbuffer_new();
+	s->ev_wait = evtimer_new(sess.base, session_wait_cb, s);
+	s->ev_idle = evtimer_new(sess.base, session_idle_cb, s);
+	s->ev_slow = evtimer_new(sess.base, session_slow_cb, s);
+	s->ev_linger = evtimer_new(sess.base, session_linger_cb, s);
+	if (s->to_guest == NULL || s->ev_wait == NULL || s->ev_idle == NULL ||
+	    s->ev_slow == NULL || s->ev_linger == NULL)
+		fatalx("session: out of memory");
+	clock_gettime(CLOCK_MONOTONIC, &s->started);
+	s->active = s->started;
+	sess.live++;
+
+	bufferevent_setcb(bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
+	/* Read at most one chunk at a time; the rest waits in the kernel. */
+	bufferevent_setwatermark(bev, EV_READ, 0, SESSION_CHUNK);
+	/* Wake the write callback once output drains to half the cap. */
+	bufferevent_setwatermark(bev, EV_WRITE, sess.max_buffer / 2, 0);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	log_info("session %u guest=%s dev=%s: client peer=%s", s->id,
+	    log_esc(s->guest), log_esc(s->alias), log_esc(s->peer));
+
+	if (alias == NULL || !guest_has_alias(g, alias)) {
+		log_info("session %u guest=%s: no console %s", s->id,
+		    log_esc(s->guest), log_esc(s->alias));
+		session_end(s, REASON_UNKNOWN_GUEST);
+		return NULL;
+	}
+	if ((old = session_lookup(s->uuid, s->alias)) != NULL) {
+		if (sess.policy == POLICY_REFUSE) {
+			session_end(s, REASON_BUSY);
+			return NULL;
+		}
+		session_end(old, REASON_TAKEN_OVER);
+	}
+	TAILQ_INSERT_TAIL(&sess.table, s, entry);
+	s->in_table = 1;
+
+	if (!g->active) {
+		if (sess.start_wait == 0) {
+			session_end(s, REASON_NOT_RUNNING);
+			return NULL;
+		}
+		session_set_state(s, SESSION_WAITING, "guest not running");
+		timer_arm(s->ev_wait, sess.start_wait);
+		return s;
+	}
+	session_attach(s);
+	return s->state == SESSION_ATTACHED ? s : NULL;
+}
+
+void
+session_guest_started(struct guest *g)
+{
+	struct session	*s, *next;
+
+	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
+		if (s->state == SESSION_WAITING &&
+		    strcmp(s->uuid, g->uuid) == 0) {
+			evtimer_del(s->ev_wait);
+			session_attach(s);
+		}
+	}
+}
+
+/* The guest stopped: attached sessions end; waiting ones keep waiting. */
+void
+session_guest_stopped(struct guest *g, enum session_reason reason)
+{
+	struct session	*s, *next;
+
+	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
+		if (s->state != SESSION_WAITING &&
+		    strcmp(s->uuid, g->uuid) == 0)
+			session_end(s, reason);
+	}
+}
+
+/* The guest is gone for good (undefined, or a transient guest stopped). */
+void
+session_guest_removed(struct guest *g)
+{
+	struct session	*s, *next;
+
+	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
+		if (strcmp(s->uuid, g->uuid) == 0)
+			session_end(s, s->state == SESSION_WAITING ?
+			    REASON_UNKNOWN_GUEST : REASON_GUEST_STOPPED);
+	}
+}
+
+void
+session_end_all(enum session_reason reason)
+{
+	struct session	*s;
+
+	while ((s = TAILQ_FIRST(&sess.table)) != NULL)
+		session_end(s, reason);
+}
+
+unsigned int
+session_count(void)
+{
+	struct session	*s;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH(s, &sess.table, entry)
+		n++;
+	return n;
+}
+
+/* Sessions not yet destroyed: in the table, or draining a notice. */
+unsigned int
+session_live(void)
+{
+	return sess.live;
+}
+
+void
+session_reconfigure(const struct config *conf)
+{
+	struct session	*s;
+	unsigned int	 old_idle = sess.idle_timeout;
+
+	sess.policy = conf->policy;
+	sess.force = conf->force;
+	sess.start_wait = conf->start_wait;
+	sess.idle_timeout = conf->idle_timeout;
+	sess.idle_output_resets = conf->idle_output_resets;
+	sess.escape = conf->escape;
+	sess.max_buffer = conf->max_buffer;
+	if (old_idle == sess.idle_timeout)
+		return;
+	/* A changed idle_timeout applies to live sessions at once. */
+	TAILQ_FOREACH(s, &sess.table, entry) {
+		if (s->state == SESSION_ATTACHED)
+			session_idle_arm(s, (double)sess.idle_timeout -
+			    session_elapsed(&s->active));
+	}
+}
+
+void
+session_init(struct event_base *base, const struct config *conf)
+{
+	sess.base = base;
+	session_reconfigure(conf);
+}

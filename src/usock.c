@@ -1,0 +1,365 @@
+/*
+ * The unix-socket front door: one listening socket per guest in
+ * socket_dir, named exactly after the guest, for every defined guest and
+ * every running transient guest.  A connection gets the guest's first
+ * console as raw bytes both ways.  websockify (TokenFile line
+ * `TOKEN: unix_socket:SOCKET_DIR/GUEST`) can sit in front.
+ *
+ * socket_dir belongs to the daemon alone: it is created 0750 if missing,
+ * and the daemon refuses a world-writable one, one owned by someone else,
+ * a well-known shared directory such as /run, or one holding anything but
+ * sockets.  Sockets left by a crashed run are removed at start, which runs
+ * only once the pid file lock is held.  Paths are never followed through
+ * symlinks, and only a socket this daemon bound is ever unlinked by it.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "virtconsoled.h"
+
+#define USOCK_BACKLOG		16
+#define USOCK_ACCEPT_PAUSE	1	/* seconds after an accept error */
+
+struct usock {
+	struct guest		*guest;
+	char			*path;
+	struct evconnlistener	*lev;
+	struct event		*ev_resume;
+	dev_t			 dev;
+	ino_t			 ino;
+};
+
+static struct {
+	struct event_base	*base;
+	char			*dir;
+	int			 have_gid;
+	gid_t			 gid;
+} us;
+
+/* Directories that other things live in: never a socket_dir. */
+static const char *const usock_shared_dirs[] = {
+	"/", "/run", "/var/run", "/tmp", "/var/tmp", "/dev", "/dev/shm",
+	"/etc", "/var", "/var/lib", "/usr", "/home", "/root", "/run/user",
+	"/run/libvirt", "/var/lib/libvirt",
+};
+
+/*
+ * Only names made of [A-Za-z0-9._+-], not starting with a dot, and short
+ * enough for sun_path become sockets.  libvirt itself rejects '/' and
+ * newlines in names; this also keeps out "..", hidden files, spaces,
+ * escape sequences and anything a shell would need quoted.
+ */
+int
+usock_name_ok(const char *dir, const char *name)
+{
+	struct sockaddr_un	sun;
+	const char		*p;
+
+	if (name == NULL || *name == '\0' || *name == '.')
+		return 0;
+	for (p = name; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
+		    *p == '+' || *p == '-'))
+			return 0;
+	}
+	return strlen(dir) + 1 + strlen(name) < sizeof sun.sun_path;
+}
+
+static int
+usock_check_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat	 st;
+	struct dirent	*de;
+	DIR		*d;
+	char		 path[4096], parent[4096], *slash;
+	size_t		 i, len = strlen(dir);
+
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	for (i = 0; i < sizeof usock_shared_dirs /
+	    sizeof usock_shared_dirs[0]; i++) {
+		if (strlen(usock_shared_dirs[i]) == len &&
+		    strncmp(dir, usock_shared_dirs[i], len) == 0) {
+			snprintf(err, errlen, "socket_dir %s is a shared "
+			    "directory; give the daemon one of its own", dir);
+			return -1;
+		}
+	}
+	/* Create the parent (e.g. /run/virtconsoled) and the directory. */
+	snprintf(parent, sizeof parent, "%s", dir);
+	if ((slash = strrchr(parent, '/')) != NULL && slash != parent) {
+		*slash = '\0';
+		if (mkdir(parent, 0755) == -1 && errno != EEXIST) {
+			snprintf(err, errlen, "cannot create %s: %s", parent,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create socket_dir %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (lstat(dir, &st) == -1) {
+		snprintf(err, errlen, "socket_dir %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "socket_dir %s is not a directory%s",
+		    dir, S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen, "socket_dir %s is owned by uid %u, not "
+		    "by the daemon", dir, (unsigned)st.st_uid);
+		return -1;
+	}
+	if (st.st_mode & S_IWOTH) {
+		snprintf(err, errlen, "socket_dir %s is world-writable", dir);
+		return -1;
+	}
+	if (us.have_gid && (chown(dir, (uid_t)-1, us.gid) == -1 ||
+	    chmod(dir, 0750) == -1)) {
+		snprintf(err, errlen, "cannot give socket_dir %s to its "
+		    "group: %s", dir, strerror(errno));
+		return -1;
+	}
+
+	if ((d = opendir(dir)) == NULL) {
+		snprintf(err, errlen, "cannot read socket_dir %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if (lstat(path, &st) == -1)
+			continue;
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "socket_dir %s holds %s, which "
+			    "is not a socket; give the daemon a directory of "
+			    "its own", dir, log_esc(de->d_name));
+			closedir(d);
+			return -1;
+		}
+		/* A crashed run's socket: we hold the pid file lock. */
+		if (unlink(path) == 0)
+			log_info("usock: removed stale socket %s",
+			    log_esc(path));
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+usock_init(struct event_base *base, const struct config *conf, char *err,
+    size_t errlen)
+{
+	struct group		*gr;
+	unsigned long long	 id;
+
+	us.base = base;
+	us.dir = xstrdup(conf->socket_dir);
+	if (conf->socket_group != NULL) {
+		if (parse_uint(conf->socket_group, UINT32_MAX - 1, &id) == 0)
+			us.gid = (gid_t)id;
+		else if ((gr = getgrnam(conf->socket_group)) != NULL)
+			us.gid = gr->gr_gid;
+		else {
+			snprintf(err, errlen, "socket_group %s: no such group",
+			    conf->socket_group);
+			return -1;
+		}
+		us.have_gid = 1;
+	}
+	return usock_check_dir(us.dir, err, errlen);
+}
+
+static void
+usock_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct usock	*u = arg;
+
+	evconnlistener_enable(u->lev);
+}
+
+/* Out of descriptors, most likely: pause this listener for a moment. */
+static void
+usock_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct usock	*u = arg;
+
+	log_warn("usock: accept on %s", log_esc(u->path));
+	evconnlistener_disable(lev);
+	timer_arm(u->ev_resume, USOCK_ACCEPT_PAUSE);
+}
+
+static void
+usock_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct usock		*u = arg;
+	struct bufferevent	*bev;
+	struct ucred		 cred;
+	socklen_t		 len = sizeof cred;
+	char			 peer[64];
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		snprintf(peer, sizeof peer, "unix:pid=%ld,uid=%u",
+		    (long)cred.pid, (unsigned)cred.uid);
+	else
+		snprintf(peer, sizeof peer, "unix");
+	bev = bufferevent_socket_new(us.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		log_warnx("usock: out of memory for a client");
+		close(fd);
+		return;
+	}
+	session_open(u->guest, NULL, bev, peer);
+}
+
+static void
+usock_close(struct usock *u)
+{
+	struct stat	st;
+
+	if (u->lev != NULL)
+		evconnlistener_free(u->lev);
+	if (u->ev_resume != NULL)
+		event_free(u->ev_resume);
+	/* Unlink only the socket we bound, not one that replaced it. */
+	if (lstat(u->path, &st) == 0 && st.st_dev == u->dev &&
+	    st.st_ino == u->ino)
+		unlink(u->path);
+	log_info("usock: guest=%s socket %s closed", log_esc(u->guest->name),
+	    log_esc(u->path));
+	free(u->path);
+	free(u);
+}
+
+static struct usock *
+usock_open(struct guest *g)
+{
+	struct sockaddr_un	 sun;
+	struct usock		*u;
+	struct stat		 st;
+	mode_t			 old;
+	int			 fd, rc;
+
+	u = xcalloc(1, sizeof *u);
+	u->guest = g;
+	xasprintf(&u->path, "%s/%s", us.dir, g->name);
+	if (lstat(u->path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_warnx("usock: guest=%s: %s exists and is not a "
+			    "socket; no socket for this guest",
+			    log_esc(g->name), log_esc(u->path));
+			goto fail;
+		}
+		unlink(u->path);
+	}
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", u->path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_warn("usock: socket");
+		goto fail;
+	}
+	/* Born 0600: no window in which others could connect. */
+	old = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+	umask(old);
+	if (rc == -1 || (us.have_gid && (chown(u->path, (uid_t)-1,
+	    us.gid) == -1 || chmod(u->path, 0660) == -1)) ||
+	    listen(fd, USOCK_BACKLOG) == -1 || lstat(u->path, &st) == -1) {
+		log_warn("usock: guest=%s: cannot listen on %s",
+		    log_esc(g->name), log_esc(u->path));
+		close(fd);
+		if (rc == 0)
+			unlink(u->path);
+		goto fail;
+	}
+	u->dev = st.st_dev;
+	u->ino = st.st_ino;
+	u->ev_resume = evtimer_new(us.base, usock_resume_cb, u);
+	u->lev = evconnlistener_new(us.base, usock_accept_cb, u,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (u->lev == NULL || u->ev_resume == NULL) {
+		close(fd);
+		usock_close(u);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(u->lev, usock_error_cb);
+	log_info("usock: guest=%s socket=%s", log_esc(g->name),
+	    log_esc(u->path));
+	return u;
+
+fail:
+	free(u->path);
+	free(u);
+	return NULL;
+}
+
+/*
+ * Bring a guest's socket in line with the guest: one exists while the
+ * guest is defined or running, under its current name.
+ */
+void
+usock_guest_changed(struct guest *g)
+{
+	int	want;
+
+	if (us.dir == NULL)
+		return;
+	want = g->persistent || g->active;
+	if (g->sock != NULL && (!want ||
+	    strcmp(strrchr(g->sock->path, '/') + 1, g->name) != 0)) {
+		usock_close(g->sock);
+		g->sock = NULL;
+	}
+	if (!want || g->sock != NULL)
+		return;
+	if (!usock_name_ok(us.dir, g->name)) {
+		if (!g->sock_refused)
+			log_warnx("usock: guest=%s: name not usable as a "
+			    "socket name; served by other front doors only",
+			    log_esc(g->name));
+		g->sock_refused = 1;
+		return;
+	}
+	g->sock = usock_open(g);
+}
+
+void
+usock_shutdown(void)
+{
+	struct guest	*g;
+
+	TAILQ_FOREACH(g, guest_list(), entry) {
+		if (g->sock != NULL) {
+			usock_close(g->sock);
+			g->sock = NULL;
+		}
+	}
+	free(us.dir);
+	us.dir = NULL;
+}

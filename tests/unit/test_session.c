@@ -1,0 +1,194 @@
+/*
+ * Unit tests of the pure parts of sessions, guests and the unix front
+ * door: notice texts (a contract with clients), the escape scan, the
+ * socket name rule, and console aliases from domain XML.
+ */
+#include <sys/un.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "virtconsoled.h"
+#include "tap.h"
+
+static void
+test_notices(void)
+{
+	static const struct {
+		enum session_reason	 reason;
+		const char		*line;
+	} want[] = {
+		{ REASON_ESCAPE, "disconnected: escape key" },
+		{ REASON_IDLE, "disconnected: idle timeout" },
+		{ REASON_GUEST_STOPPED, "disconnected: guest stopped" },
+		{ REASON_GUEST_MIGRATED, "disconnected: guest migrated" },
+		{ REASON_CONSOLE_TAKEN,
+		    "disconnected: console taken by another client" },
+		{ REASON_TAKEN_OVER,
+		    "disconnected: taken over by a new client" },
+		{ REASON_HV_LOST, "disconnected: hypervisor connection lost" },
+		{ REASON_SHUTDOWN, "disconnected: daemon shutting down" },
+		{ REASON_TOO_SLOW, "disconnected: client too slow" },
+		{ REASON_KICKED, "disconnected: kicked by administrator" },
+		{ REASON_LISTENER_REMOVED, "disconnected: listener removed" },
+		{ REASON_EXPIRED, "disconnected: session expired" },
+		{ REASON_BUSY, "refused: console busy" },
+		{ REASON_NOT_RUNNING, "refused: guest not running" },
+		{ REASON_UNKNOWN_GUEST, "refused: unknown guest" },
+		{ REASON_TOO_MANY, "refused: too many clients" },
+	};
+	char	buf[128], exp[128];
+	size_t	i, n;
+
+	for (i = 0; i < sizeof want / sizeof want[0]; i++) {
+		snprintf(exp, sizeof exp, "\r\n[virtconsoled] %s\r\n",
+		    want[i].line);
+		n = session_notice(want[i].reason, buf, sizeof buf);
+		ok(n == strlen(exp) && strcmp(buf, exp) == 0,
+		    "notice: %s", want[i].line);
+	}
+	is_int(session_notice(REASON_CLIENT_CLOSED, buf, sizeof buf), 0,
+	    "a client that left gets no notice");
+	is_int(session_notice(REASON_NONE, buf, sizeof buf), 0,
+	    "no reason, no notice");
+	is_int(session_notice(REASON_ESCAPE, buf, 10), 0,
+	    "a buffer too small gives no half notice");
+	is_int(session_reason_refused(REASON_BUSY), 1, "busy is a refusal");
+	is_int(session_reason_refused(REASON_IDLE), 0,
+	    "idle is a disconnection");
+	is_str(session_reason_text(REASON_MAX), "unknown", "out of range");
+	is_str(session_state_name(SESSION_ATTACHED), "ATTACHED", "state name");
+	is_str(session_state_name((enum session_state)99), "UNKNOWN",
+	    "unknown state name");
+}
+
+static void
+test_escape(void)
+{
+	const char	*in = "abc\x11" "def\x11";
+
+	ok(session_find_escape(in, 8, 0x11) == in + 3,
+	    "^Q found in the middle of a chunk");
+	ok(session_find_escape(in, 3, 0x11) == NULL,
+	    "not found outside the length");
+	ok(session_find_escape("\x11", 1, 0x11) != NULL,
+	    "a chunk of just ^Q");
+	ok(session_find_escape(in, 8, ESCAPE_NONE) == NULL,
+	    "escape none never matches");
+	ok(session_find_escape("a\x1d", 2, 0x1d) != NULL, "^] matches");
+	ok(session_find_escape("a\x1d", 2, 0x11) == NULL,
+	    "^] is not ^Q");
+	ok(session_find_escape("", 0, 0x11) == NULL, "empty input");
+	ok(session_find_escape("\0\x11", 2, 0x11) != NULL,
+	    "found after a NUL byte");
+}
+
+static void
+test_names(void)
+{
+	char	longname[200];
+
+	ok(usock_name_ok("/run/virtconsoled/guests", "web1"), "web1");
+	ok(usock_name_ok("/d", "a.b_c+d-E9"), "all allowed characters");
+	ok(!usock_name_ok("/d", ""), "empty name");
+	ok(!usock_name_ok("/d", ".hidden"), "leading dot");
+	ok(!usock_name_ok("/d", ".."), "..");
+	ok(!usock_name_ok("/d", "a/b"), "slash");
+	ok(!usock_name_ok("/d", "../etc"), "traversal");
+	ok(!usock_name_ok("/d", "a b"), "space");
+	ok(!usock_name_ok("/d", "a\nb"), "newline");
+	ok(!usock_name_ok("/d", "a\033[2Jb"), "escape sequence");
+	ok(!usock_name_ok("/d", "caf\xc3\xa9"), "non-ASCII");
+	ok(!usock_name_ok("/d", "a:b"), "colon");
+	ok(usock_name_ok("/d", "x."), "a trailing dot is fine");
+	memset(longname, 'a', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	ok(!usock_name_ok("/d", longname), "199 characters do not fit");
+	/* /d/ + name + NUL must fit in sun_path (108 bytes). */
+	longname[sizeof(((struct sockaddr_un *)0)->sun_path) - 4] = '\0';
+	ok(usock_name_ok("/d", longname), "the longest name that fits (%zu)",
+	    strlen(longname));
+	longname[strlen(longname)] = 'a';
+	ok(!usock_name_ok("/d", longname), "one more does not");
+}
+
+static char got[256];
+
+static void
+check_aliases(const char *xml, int active, const char *want, const char *what)
+{
+	char	**a;
+	size_t	  n, i;
+	int	  rc;
+
+	got[0] = '\0';
+	rc = guest_parse_consoles(xml, strlen(xml), active, &a, &n);
+	if (rc == 0) {
+		for (i = 0; i < n; i++) {
+			if (i > 0)
+				strcat(got, " ");
+			strcat(got, a[i]);
+		}
+		guest_free_aliases(a, n);
+	} else
+		strcpy(got, "ERROR");
+	if (want != NULL)
+		is_str(got, want, "%s", what);
+}
+
+static void
+test_aliases(void)
+{
+	check_aliases("<domain><devices>"
+	    "<serial type='pty'><target port='0'/><alias name='serial0'/>"
+	    "</serial>"
+	    "<console type='pty'><target type='serial' port='0'/>"
+	    "<alias name='serial0'/></console>"
+	    "<console type='pty'><target type='virtio' port='1'/>"
+	    "<alias name='console1'/></console>"
+	    "</devices></domain>", 1, "serial0 console1",
+	    "running: a console mirroring serial0 is one key");
+	check_aliases("<domain><devices>"
+	    "<serial type='pty'><target port='0'/></serial>"
+	    "<console type='pty'><target type='serial' port='0'/></console>"
+	    "<console type='pty'><target type='virtio' port='1'/></console>"
+	    "<console type='pty'><target type='virtio' port='2'/></console>"
+	    "</devices></domain>", 0, "serial0 console1 console2",
+	    "inactive: aliases derived the way libvirt assigns them");
+	check_aliases("<domain><devices>"
+	    "<console type='pty'><target type='virtio' port='0'/></console>"
+	    "</devices></domain>", 0, "console0",
+	    "only a virtio console");
+	check_aliases("<domain><devices>"
+	    "<serial type='pty'><target port='0'/></serial>"
+	    "<serial type='pty'><target port='1'/></serial>"
+	    "</devices></domain>", 0, "serial0 serial1",
+	    "serial ports only");
+	check_aliases("<domain><devices/></domain>", 0, "", "no console");
+	check_aliases("<domain/>", 0, "", "no devices");
+	check_aliases("<domain><devices>"
+	    "<console type='pty'><target type='serial' port='0'/>"
+	    "<alias name='ua-mine'/></console>"
+	    "</devices></domain>", 1, "ua-mine", "user alias kept");
+	check_aliases("<domain><devices><console", 0, "ERROR",
+	    "truncated XML is an error");
+	check_aliases("<network/>", 0, "ERROR", "not a domain");
+	check_aliases("", 0, "ERROR", "empty");
+	check_aliases("<!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>"
+	    "<domain><devices><console><alias name='&x;'/></console>"
+	    "</devices></domain>", 1, NULL, NULL);
+	ok(strstr(got, "root") == NULL, "external entities are not loaded "
+	    "(got \"%s\")", got);
+}
+
+int
+main(void)
+{
+	log_init(LOG_TARGET_STDERR, LOG_LEVEL_WARN, NULL);
+	test_notices();
+	test_escape();
+	test_names();
+	test_aliases();
+	return tap_done();
+}
