@@ -11,8 +11,8 @@
  * the session out of the table at once (so the console is free for the
  * next client), tears the stream down, sends the notice, and lets it drain.
  * session_destroy() then releases the client and every event; the memory is
- * freed later, once the last reference is gone (the stream callback's free
- * function holds one), so no late callback can touch freed memory.
+ * freed later, from the loop (event_base_once), so no callback still on the
+ * stack can touch freed memory.
  *
  * Keys are the guest's UUID plus the console alias; "no alias" is resolved
  * to the guest's first console before the table is consulted.
@@ -71,7 +71,6 @@ struct session {
 	struct timespec		 active;	/* last activity */
 	uint64_t		 bytes_in;	/* client to guest */
 	uint64_t		 bytes_out;	/* guest to client */
-	int			 refs;
 	int			 in_table;
 	TAILQ_ENTRY(session)	 entry;
 };
@@ -219,22 +218,14 @@ session_free(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-session_unref(struct session *s)
+session_free_later(struct session *s)
 {
 	struct timeval	now = { 0, 0 };
 
-	if (--s->refs > 0)
-		return;
 	/* Never free inside a callback that may still be on the stack. */
 	if (event_base_once(sess.base, -1, EV_TIMEOUT, session_free, s,
 	    &now) == -1)
 		log_warnx("session %u: cannot defer its free", s->id);
-}
-
-static void
-session_stream_ff(void *opaque)
-{
-	session_unref(opaque);
 }
 
 static struct session *
@@ -263,7 +254,6 @@ session_stream_close(struct session *s)
 {
 	if (s->st == NULL)
 		return;
-	/* The callback's free function drops its reference later. */
 	virStreamEventRemoveCallback(s->st);
 	if (s->st_eof)
 		virStreamFinish(s->st);
@@ -311,7 +301,7 @@ session_end(struct session *s, enum session_reason reason)
 	timer_arm(s->ev_linger, SESSION_LINGER);
 }
 
-/* Release the client, the events and the table's reference. */
+/* Release the client and the events now; the memory on a later pass. */
 static void
 session_destroy(struct session *s)
 {
@@ -336,7 +326,7 @@ session_destroy(struct session *s)
 	event_free(s->ev_linger);
 	s->ev_wait = s->ev_idle = s->ev_slow = s->ev_linger = NULL;
 	sess.live--;
-	session_unref(s);
+	session_free_later(s);
 }
 
 /* Request exactly the stream events the session needs now. */
@@ -620,8 +610,15 @@ session_attach(struct session *s)
 	virDomainFree(dom);
 	s->st_events = VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
 	    VIR_STREAM_EVENT_HANGUP;
+	/*
+	 * No free callback: libvirt 9.0's remote driver never calls it
+	 * (remoteStreamCallbackFree only does when its cb is NULL, which it
+	 * never is), so a session cannot wait for it.  It does not need to:
+	 * removing the callback is synchronous in this single-threaded
+	 * process, and the session is freed only on a later loop pass.
+	 */
 	if (virStreamEventAddCallback(s->st, s->st_events, session_stream_cb,
-	    s, session_stream_ff) == -1) {
+	    s, NULL) == -1) {
 		log_warnx("session %u: cannot watch the console stream: %s",
 		    s->id, log_esc(virGetLastErrorMessage()));
 		virStreamAbort(s->st);
@@ -630,7 +627,6 @@ session_attach(struct session *s)
 		session_end(s, REASON_BUSY);
 		return;
 	}
-	s->refs++;	/* dropped by session_stream_ff */
 	session_set_state(s, SESSION_ATTACHED, "console opened");
 	session_touch(s);
 	session_idle_arm(s, (double)sess.idle_timeout);
@@ -661,7 +657,6 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	s->alias = xstrdup(alias != NULL ? alias : "-");
 	s->peer = xstrdup(peer != NULL ? peer : "-");
 	s->bev = bev;
-	s->refs = 1;
 	s->to_guest = evbuffer_new();
 	s->ev_wait = evtimer_new(sess.base, session_wait_cb, s);
 	s->ev_idle = evtimer_new(sess.base, session_idle_cb, s);

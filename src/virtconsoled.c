@@ -220,6 +220,7 @@ main(int argc, char **argv)
 		path = abspath;
 	if ((v.conf = config_load(path, err, sizeof err)) == NULL) {
 		fprintf(stderr, "virtconsoled: %s\n", err);
+		free(abspath);
 		return 1;
 	}
 	if (checkonly) {

@@ -233,7 +233,14 @@ main(int argc, char **argv)
 	for (flag = 0; flag < 100 && evglue_pending_frees() > 0; flag++)
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	is_int(evglue_pending_frees(), 0, "every deferred free ran");
-	is_int(stream_ff, 1, "the stream callback's ff ran once");
+	/*
+	 * libvirt 9.0's remote driver never calls a stream callback's free
+	 * function (remoteStreamCallbackFree checks cbdata->cb, which is never
+	 * cleared).  The daemon does not depend on it; this records the fact,
+	 * so a libvirt that changes it is noticed.
+	 */
+	is_int(stream_ff, 0, "libvirt 9.0 does not call the stream "
+	    "callback's ff (known libvirt behaviour)");
 	is_int(evglue_handle_count(), 0, "libvirt removed all its handles");
 	is_int(evglue_timeout_count(), 0, "and all its timers");
 	evglue_unregister();
