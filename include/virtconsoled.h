@@ -220,10 +220,17 @@ enum session_reason {
 	REASON_MAX
 };
 struct session;
+struct session_door {
+	const char	*name;
+	/* Takes bev: say goodbye for the reason, then free it. */
+	void		(*close)(struct bufferevent *, enum session_reason,
+			    void *);
+};
 void		 session_init(struct event_base *, const struct config *);
 void		 session_reconfigure(const struct config *);
 struct session	*session_open(struct guest *, const char *,
-		     struct bufferevent *, const char *);
+		     struct bufferevent *, const char *,
+		     const struct session_door *, void *);
 void		 session_guest_started(struct guest *);
 void		 session_guest_stopped(struct guest *, enum session_reason);
 void		 session_guest_removed(struct guest *);
@@ -265,6 +272,9 @@ char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...) VCD_PRINTF(2, 3);
 void		 timer_arm(struct event *, unsigned int);
+#define SOCKET_NAME_BAD		1
+#define SOCKET_NAME_LONG	2
+int		 socket_name_check(const char *, const char *);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
 

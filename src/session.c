@@ -71,6 +71,8 @@ struct session {
 	struct timespec		 active;	/* last activity */
 	uint64_t		 bytes_in;	/* client to guest */
 	uint64_t		 bytes_out;	/* guest to client */
+	const struct session_door *door;	/* the front door's hooks */
+	void			*door_arg;
 	int			 in_table;
 	TAILQ_ENTRY(session)	 entry;
 };
@@ -289,6 +291,11 @@ session_end(struct session *s, enum session_reason reason)
 
 	n = session_notice(reason, notice, sizeof notice);
 	session_set_state(s, SESSION_CLOSING, session_reason_text(reason));
+	if (s->door != NULL && s->bev != NULL) {
+		/* The front door says goodbye in its own protocol. */
+		s->door->close(s->bev, reason, s->door_arg);
+		s->bev = NULL;
+	}
 	if (n == 0 || s->bev == NULL) {
 		session_destroy(s);
 		return;
@@ -639,11 +646,14 @@ session_attach(struct session *s)
 
 /*
  * A client arrives for a guest's console (alias NULL: the first console).
- * The session owns bev from here on, whatever happens.
+ * The session owns bev from here on, whatever happens.  A front door that
+ * speaks a protocol of its own passes a door: at the end the session hands
+ * bev back to door->close(), which sends the notice its own way and frees
+ * bev; without one, the notice is written as raw bytes.
  */
 struct session *
 session_open(struct guest *g, const char *alias, struct bufferevent *bev,
-    const char *peer)
+    const char *peer, const struct session_door *door, void *door_arg)
 {
 	struct session	*s, *old;
 
@@ -657,6 +667,8 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	s->alias = xstrdup(alias != NULL ? alias : "-");
 	s->peer = xstrdup(peer != NULL ? peer : "-");
 	s->bev = bev;
+	s->door = door;
+	s->door_arg = door_arg;
 	s->to_guest = evbuffer_new();
 	s->ev_wait = evtimer_new(sess.base, session_wait_cb, s);
 	s->ev_idle = evtimer_new(sess.base, session_idle_cb, s);

@@ -57,27 +57,11 @@ static const char *const usock_shared_dirs[] = {
 	"/run/libvirt", "/var/lib/libvirt",
 };
 
-/*
- * Only names made of [A-Za-z0-9._+-], not starting with a dot, and short
- * enough for sun_path become sockets.  libvirt itself rejects '/' and
- * newlines in names; this also keeps out "..", hidden files, spaces,
- * escape sequences and anything a shell would need quoted.
- */
+/* Whether a guest gets a socket: see socket_name_check() in util.c. */
 int
 usock_name_ok(const char *dir, const char *name)
 {
-	struct sockaddr_un	sun;
-	const char		*p;
-
-	if (name == NULL || *name == '\0' || *name == '.')
-		return 0;
-	for (p = name; *p != '\0'; p++) {
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
-		    *p == '+' || *p == '-'))
-			return 0;
-	}
-	return strlen(dir) + 1 + strlen(name) < sizeof sun.sun_path;
+	return socket_name_check(dir, name) == 0;
 }
 
 static int
@@ -233,7 +217,7 @@ usock_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
-	session_open(u->guest, NULL, bev, peer);
+	session_open(u->guest, NULL, bev, peer, NULL, NULL);
 }
 
 static void

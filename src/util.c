@@ -2,6 +2,9 @@
  * Small helpers shared by every object: allocation that cannot fail silently
  * and strict number parsing.
  */
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -121,4 +124,30 @@ timer_arm(struct event *ev, unsigned int seconds)
 	struct timeval	tv = { (time_t)seconds, 0 };
 
 	evtimer_add(ev, &tv);
+}
+
+/*
+ * The rule for a guest's unix socket name: [A-Za-z0-9._+-], not starting
+ * with a dot, and DIR/NAME short enough for sun_path.  libvirt itself
+ * rejects '/' and newlines in names; this also keeps out "..", hidden
+ * files, spaces, escape sequences and anything a shell would need quoted.
+ * Returns 0, SOCKET_NAME_BAD or SOCKET_NAME_LONG.
+ */
+int
+socket_name_check(const char *dir, const char *name)
+{
+	struct sockaddr_un	 sun;
+	const char		*p;
+
+	if (name == NULL || *name == '\0' || *name == '.')
+		return SOCKET_NAME_BAD;
+	for (p = name; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
+		    *p == '+' || *p == '-'))
+			return SOCKET_NAME_BAD;
+	}
+	if (strlen(dir) + 1 + strlen(name) >= sizeof sun.sun_path)
+		return SOCKET_NAME_LONG;
+	return 0;
 }

@@ -1,0 +1,741 @@
+/*
+ * virtconsolectl: the operator's command-line client.  One program, one
+ * table of subcommands; each subcommand is a function of its own.
+ *
+ * usage: virtconsolectl [-f config] [-s socket] command [args]
+ *
+ * attach [GUEST]
+ *	Connect this terminal to GUEST's first console through the daemon's
+ *	unix socket SOCKET_DIR/GUEST (socket_dir from the config file).  -s
+ *	names the guest socket itself instead; GUEST is then optional and
+ *	only labels the session.  A terminal on stdin is put in raw mode and
+ *	restored on every exit; otherwise bytes are relayed as they are,
+ *	for scripts.  The escape key (escape in the config, ^Q by default)
+ *	ends the session: the bytes typed before it and the key itself go
+ *	to the daemon, which answers with its "disconnected: escape key"
+ *	notice; the client waits at most 1 s for the daemon to close, then
+ *	exits even if it did not.  When stdin reaches end of file, the
+ *	client keeps printing the guest's output until the daemon closes or
+ *	2 s pass without any, then exits.  The socket is never half-closed:
+ *	the daemon ends a session whose client closes its side.
+ *
+ * Exit status
+ *	0	the session ended: escape key, the daemon closed (with a
+ *		"disconnected:" notice or none), stdin at end of file and
+ *		the console quiet, or stdout closed by its reader
+ *	1	an error: bad configuration, unusable guest name, cannot
+ *		connect, I/O error, or the daemon's last line was a
+ *		"refused:" notice (console busy, guest not running, ...)
+ *	2	bad command line: unknown command or option, missing or
+ *		extra argument
+ *	SIGINT, SIGTERM and SIGHUP restore the terminal, then end the
+ *	client by the same signal (128 + N in a shell).
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "virtconsoled.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/usr/local/etc"
+#endif
+#define CTL_DEFAULT_CONFIG SYSCONFDIR "/virtconsoled/virtconsoled.conf"
+
+#define CTL_ESCAPE_WAIT_MS	1000	/* after the escape key */
+#define CTL_QUIET_WAIT_MS	2000	/* quiet after stdin EOF */
+#define CTL_NOTICE_TAIL		256	/* kept to read the notice */
+#define CTL_REFUSED		"[virtconsoled] refused: "
+
+struct ctl {
+	const char		*conf_path;	/* -f, or the default */
+	int			 conf_given;	/* -f was used */
+	const char		*socket;	/* -s */
+	struct config		*conf;
+};
+
+struct ctl_command {
+	const char		*name;
+	const char		*args;
+	const char		*help;
+	int			(*exec)(struct ctl *, int, char **);
+};
+
+enum attach_state {
+	ATTACH_RELAY = 0,	/* bytes flow both ways */
+	ATTACH_INPUT_EOF,	/* stdin ended: output until quiet */
+	ATTACH_ESCAPED,		/* escape typed: wait for the daemon */
+	ATTACH_CLOSED,		/* the daemon closed: flushing stdout */
+	ATTACH_DONE,		/* leave the loop with status */
+};
+
+struct attach {
+	enum attach_state	 state;
+	int			 status;
+	int			 sock;
+	int			 sock_wr_closed; /* daemon stopped reading */
+	int			 escape;
+	int64_t			 since;	/* ms: state entered, activity */
+	unsigned char		 in[4096];	/* stdin -> socket */
+	size_t			 in_off, in_len;
+	unsigned char		 out[16384];	/* socket -> stdout */
+	size_t			 out_off, out_len;
+	char			 tail[CTL_NOTICE_TAIL];
+	size_t			 tail_len;
+};
+
+static int	ctl_attach(struct ctl *, int, char **);
+
+static const struct ctl_command ctl_commands[] = {
+	{ "attach", "[GUEST]", "connect this terminal to a guest console "
+	    "(GUEST optional with -s)", ctl_attach },
+};
+#define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
+
+/* The terminal, as found, while it is in raw mode. */
+static struct termios		 ctl_tio;
+static int			 ctl_tio_raw;
+
+/* Set by the signal handlers, which also wake poll through a pipe. */
+static volatile sig_atomic_t	 ctl_signal;
+static int			 ctl_sigpipe[2] = { -1, -1 };
+
+static void	ctl_warn(const char *, ...) VCD_PRINTF(1, 2);
+static void	ctl_warnx(const char *, ...) VCD_PRINTF(1, 2);
+static void	ctl_usage(void) VCD_NORETURN;
+
+/* Put the terminal back; safe to call any number of times. */
+static void
+ctl_tty_restore(void)
+{
+	if (!ctl_tio_raw)
+		return;
+	ctl_tio_raw = 0;
+	tcsetattr(STDIN_FILENO, TCSANOW, &ctl_tio);
+}
+
+static int
+ctl_tty_raw(void)
+{
+	struct termios	tio;
+
+	if (tcgetattr(STDIN_FILENO, &ctl_tio) == -1)
+		return -1;
+	tio = ctl_tio;
+	cfmakeraw(&tio);
+	ctl_tio_raw = 1;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &tio) == -1) {
+		ctl_tio_raw = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* Messages go to a restored terminal, where newlines work again. */
+static void
+ctl_vwarn(int errnum, const char *fmt, va_list ap)
+{
+	ctl_tty_restore();
+	fputs("virtconsolectl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	if (errnum != 0)
+		fprintf(stderr, ": %s", strerror(errnum));
+	fputc('\n', stderr);
+}
+
+static void
+ctl_warn(const char *fmt, ...)
+{
+	va_list	ap;
+	int	e = errno;
+
+	va_start(ap, fmt);
+	ctl_vwarn(e, fmt, ap);
+	va_end(ap);
+	errno = e;
+}
+
+static void
+ctl_warnx(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	ctl_vwarn(0, fmt, ap);
+	va_end(ap);
+}
+
+static void
+ctl_usage(void)
+{
+	size_t	i;
+
+	fprintf(stderr, "usage: virtconsolectl [-f config] [-s socket] "
+	    "command [args]\ncommands:\n");
+	for (i = 0; i < CTL_NCOMMANDS; i++) {
+		fprintf(stderr, "  %s %-10s %s\n", ctl_commands[i].name,
+		    ctl_commands[i].args, ctl_commands[i].help);
+	}
+	fprintf(stderr, "-s names the socket itself (attach: the guest's "
+	    "socket, instead of SOCKET_DIR/GUEST)\n");
+	exit(2);
+}
+
+static void
+ctl_signal_handler(int sig)
+{
+	int	e = errno;
+
+	ctl_signal = sig;
+	/* A full pipe already holds a wake-up. */
+	if (ctl_sigpipe[1] != -1 && write(ctl_sigpipe[1], "", 1) == -1)
+		ctl_signal = sig;
+	errno = e;
+}
+
+/*
+ * The handlers only record the signal; the loop restores the terminal and
+ * then dies of the same signal, so the caller sees what happened.  No
+ * SA_RESTART: a blocked write to stdout must return to the loop too.
+ */
+static int
+ctl_signals_init(void)
+{
+	struct sigaction	sa;
+	int			i;
+
+	if (pipe2(ctl_sigpipe, O_CLOEXEC | O_NONBLOCK) == -1)
+		return -1;
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = ctl_signal_handler;
+	for (i = 0; i < 3; i++) {
+		if (sigaction(i == 0 ? SIGINT : i == 1 ? SIGTERM : SIGHUP,
+		    &sa, NULL) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static VCD_NORETURN void
+ctl_signal_exit(int sig)
+{
+	struct sigaction	sa;
+
+	ctl_tty_restore();
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	sigaction(sig, &sa, NULL);
+	raise(sig);
+	_exit(128 + sig);
+}
+
+/*
+ * The configuration, loaded on first use.  Without -f, a missing default
+ * file means the built-in defaults, as for a daemon run without one.
+ */
+static int
+ctl_config(struct ctl *ctl)
+{
+	char	err[1024];
+
+	if (ctl->conf != NULL)
+		return 0;
+	if (!ctl->conf_given && access(ctl->conf_path, F_OK) == -1 &&
+	    errno == ENOENT) {
+		ctl->conf = config_new();
+		return 0;
+	}
+	if ((ctl->conf = config_load(ctl->conf_path, err, sizeof err)) ==
+	    NULL) {
+		ctl_warnx("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int64_t
+ctl_now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The daemon's rule for guest socket names (socket_name_check, util.c). */
+static int
+ctl_name_ok(const char *dir, const char *name, const char **why)
+{
+	switch (socket_name_check(dir, name)) {
+	case 0:
+		return 1;
+	case SOCKET_NAME_LONG:
+		*why = "too long for a unix socket path in socket_dir";
+		return 0;
+	default:
+		*why = "use letters, digits and . _ + - only, not starting "
+		    "with '.'";
+		return 0;
+	}
+}
+
+static int
+ctl_connect(const char *path)
+{
+	struct sockaddr_un	 sun;
+	const char		*hint;
+	int			 fd, e;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		ctl_warnx("socket path too long: %s", log_esc(path));
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		ctl_warn("socket");
+		return -1;
+	}
+	while (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		if (errno == EINTR && !ctl_signal)
+			continue;
+		e = errno;
+		close(fd);
+		if (e == EINTR)
+			return -1;	/* a signal: the caller exits by it */
+		switch (e) {
+		case ENOENT:
+		case ECONNREFUSED:
+			hint = " (is virtconsoled running, and is the guest "
+			    "defined?)";
+			break;
+		case EACCES:
+			hint = " (is this user in the daemon's socket_group?)";
+			break;
+		default:
+			hint = "";
+			break;
+		}
+		ctl_warnx("cannot connect to %s: %s%s", log_esc(path),
+		    strerror(e), hint);
+		return -1;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1) {
+		ctl_warn("fcntl");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Keep the end of the output: the daemon's notice is its last line. */
+static void
+attach_tail(struct attach *a, const unsigned char *buf, size_t len)
+{
+	size_t	keep;
+
+	if (len >= sizeof a->tail) {
+		memcpy(a->tail, buf + len - sizeof a->tail, sizeof a->tail);
+		a->tail_len = sizeof a->tail;
+		return;
+	}
+	keep = sizeof a->tail - len;
+	if (a->tail_len > keep) {
+		memmove(a->tail, a->tail + a->tail_len - keep, keep);
+		a->tail_len = keep;
+	}
+	memcpy(a->tail + a->tail_len, buf, len);
+	a->tail_len += len;
+}
+
+/*
+ * Whether the output ended with a "refused:" notice: a whole line, after a
+ * line break, and followed by one (the notice is "\r\n[...]\r\n").
+ */
+static int
+attach_refused(const struct attach *a)
+{
+	const char	*start = a->tail, *end = a->tail + a->tail_len;
+	const char	*line;
+	size_t		 plen = sizeof CTL_REFUSED - 1;
+
+	if (a->tail_len < 2 || end[-1] != '\n')
+		return 0;
+	while (end > start && (end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	line = end;
+	while (line > start && line[-1] != '\n' && line[-1] != '\r')
+		line--;
+	if (line == start)
+		return 0;
+	return (size_t)(end - line) > plen && memcmp(line, CTL_REFUSED,
+	    plen) == 0;
+}
+
+static void
+attach_set_state(struct attach *a, enum attach_state state)
+{
+	a->state = state;
+	a->since = ctl_now_ms();
+}
+
+/* The daemon closed: the status comes from its last line. */
+static void
+attach_closed(struct attach *a)
+{
+	if (a->state != ATTACH_ESCAPED)
+		a->status = attach_refused(a) ? 1 : 0;
+	a->in_len = a->in_off = 0;
+	attach_set_state(a, ATTACH_CLOSED);
+}
+
+static void
+attach_fail(struct attach *a, const char *what)
+{
+	ctl_warn("%s", what);
+	a->status = 1;
+	a->state = ATTACH_DONE;
+}
+
+static void
+attach_stdin(struct attach *a)
+{
+	unsigned char	*esc;
+	ssize_t		 n;
+
+	n = read(STDIN_FILENO, a->in, sizeof a->in);
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	/* EIO: the terminal hung up. */
+	if (n == 0 || (n == -1 && errno == EIO)) {
+		attach_set_state(a, ATTACH_INPUT_EOF);
+		return;
+	}
+	if (n == -1) {
+		attach_fail(a, "read stdin");
+		return;
+	}
+	a->in_off = 0;
+	a->in_len = (size_t)n;
+	if (a->escape != ESCAPE_NONE &&
+	    (esc = memchr(a->in, a->escape, a->in_len)) != NULL) {
+		/* The daemon sees the key too, and says goodbye. */
+		a->in_len = (size_t)(esc - a->in) + 1;
+		a->status = 0;
+		attach_set_state(a, ATTACH_ESCAPED);
+	}
+	if (a->sock_wr_closed)
+		a->in_len = 0;
+}
+
+static void
+attach_sock_read(struct attach *a)
+{
+	ssize_t	n;
+
+	n = read(a->sock, a->out, sizeof a->out);
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	/* ECONNRESET: the daemon closed with our input unread. */
+	if (n == 0 || (n == -1 && errno == ECONNRESET)) {
+		attach_closed(a);
+		return;
+	}
+	if (n == -1) {
+		attach_fail(a, "read from the daemon");
+		return;
+	}
+	a->out_off = 0;
+	a->out_len = (size_t)n;
+	attach_tail(a, a->out, a->out_len);
+	if (a->state == ATTACH_INPUT_EOF)
+		a->since = ctl_now_ms();
+}
+
+static void
+attach_sock_write(struct attach *a)
+{
+	ssize_t	n;
+
+	n = write(a->sock, a->in + a->in_off, a->in_len - a->in_off);
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n == -1 && (errno == EPIPE || errno == ECONNRESET)) {
+		/* Closing: what it said last is still to be read. */
+		a->sock_wr_closed = 1;
+		a->in_len = a->in_off = 0;
+		return;
+	}
+	if (n == -1) {
+		attach_fail(a, "write to the daemon");
+		return;
+	}
+	a->in_off += (size_t)n;
+	if (a->in_off == a->in_len)
+		a->in_len = a->in_off = 0;
+	if (a->state == ATTACH_INPUT_EOF)
+		a->since = ctl_now_ms();
+}
+
+static void
+attach_stdout(struct attach *a)
+{
+	ssize_t	n;
+
+	n = write(STDOUT_FILENO, a->out + a->out_off, a->out_len - a->out_off);
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n == -1 && errno == EPIPE) {
+		/* Whoever read the output has what it wanted. */
+		a->status = 0;
+		a->state = ATTACH_DONE;
+		return;
+	}
+	if (n == -1) {
+		attach_fail(a, "write stdout");
+		return;
+	}
+	a->out_off += (size_t)n;
+	if (a->out_off == a->out_len)
+		a->out_len = a->out_off = 0;
+}
+
+/* Milliseconds until the state's deadline, or -1 for none. */
+static int
+attach_timeout(struct attach *a)
+{
+	int64_t	left;
+
+	switch (a->state) {
+	case ATTACH_ESCAPED:
+		left = a->since + CTL_ESCAPE_WAIT_MS - ctl_now_ms();
+		break;
+	case ATTACH_INPUT_EOF:
+		/* Input still queued is not silence. */
+		if (a->in_len > 0)
+			return -1;
+		left = a->since + CTL_QUIET_WAIT_MS - ctl_now_ms();
+		break;
+	default:
+		return -1;
+	}
+	if (left <= 0) {
+		if (a->state == ATTACH_ESCAPED)
+			ctl_warnx("no answer from the daemon; detached");
+		a->status = 0;
+		a->state = ATTACH_DONE;
+		return 0;
+	}
+	return (int)left;
+}
+
+/*
+ * The relay: one poll over the signal pipe, stdin, the socket and stdout.
+ * Each direction holds one chunk; a side is read only once its last chunk
+ * is written, so a slow side slows the other instead of growing a buffer.
+ */
+static int
+attach_loop(struct attach *a)
+{
+	struct pollfd	pfd[4];
+	char		drain[64];
+	int		timeout;
+
+	while (a->state != ATTACH_DONE) {
+		if (ctl_signal)
+			ctl_signal_exit(ctl_signal);
+		if (a->state == ATTACH_CLOSED && a->out_len == 0)
+			break;
+		if ((timeout = attach_timeout(a)) == 0)
+			break;
+
+		memset(pfd, 0, sizeof pfd);
+		pfd[0].fd = ctl_sigpipe[0];
+		pfd[0].events = POLLIN;
+		pfd[1].fd = STDIN_FILENO;
+		if (a->state == ATTACH_RELAY && a->in_len == 0)
+			pfd[1].events = POLLIN;
+		pfd[2].fd = a->sock;
+		if (a->state != ATTACH_CLOSED && a->out_len == 0)
+			pfd[2].events |= POLLIN;
+		if (a->in_len > 0)
+			pfd[2].events |= POLLOUT;
+		pfd[3].fd = STDOUT_FILENO;
+		if (a->out_len > 0)
+			pfd[3].events = POLLOUT;
+		/* A negative fd is skipped, with its revents. */
+		if (pfd[1].events == 0)
+			pfd[1].fd = -1;
+		if (pfd[2].events == 0)
+			pfd[2].fd = -1;
+		if (pfd[3].events == 0)
+			pfd[3].fd = -1;
+
+		if (poll(pfd, 4, timeout) == -1) {
+			if (errno == EINTR)
+				continue;
+			attach_fail(a, "poll");
+			break;
+		}
+		if (pfd[0].revents != 0) {
+			while (read(ctl_sigpipe[0], drain, sizeof drain) > 0)
+				;
+		}
+		if (pfd[3].revents != 0)
+			attach_stdout(a);
+		if (a->state == ATTACH_DONE)
+			break;
+		if ((pfd[2].revents & POLLOUT) ||
+		    ((pfd[2].revents & (POLLHUP | POLLERR)) &&
+		    a->in_len > 0))
+			attach_sock_write(a);
+		if (a->state == ATTACH_DONE)
+			break;
+		if (pfd[2].revents != 0 && a->out_len == 0 &&
+		    a->state != ATTACH_CLOSED)
+			attach_sock_read(a);
+		if (a->state == ATTACH_DONE)
+			break;
+		if (pfd[1].revents != 0 && a->state == ATTACH_RELAY)
+			attach_stdin(a);
+	}
+	return a->status;
+}
+
+static int
+ctl_attach(struct ctl *ctl, int argc, char **argv)
+{
+	struct attach	*a;
+	const char	*guest = NULL, *label, *why;
+	char		*path = NULL;
+	int		 ch, status;
+
+	optind = 1;
+	while ((ch = getopt(argc, argv, "+")) != -1) {
+		ctl_warnx("attach: unknown option -%c", optopt);
+		ctl_usage();
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc > 1 || (argc == 0 && ctl->socket == NULL))
+		ctl_usage();
+	if (argc == 1)
+		guest = argv[0];
+
+	if (ctl_config(ctl) == -1)
+		return 1;
+	if (ctl->socket != NULL)
+		path = xstrdup(ctl->socket);
+	else {
+		if (!ctl_name_ok(ctl->conf->socket_dir, guest, &why)) {
+			ctl_warnx("invalid guest name '%s': %s",
+			    log_esc(guest), why);
+			return 1;
+		}
+		xasprintf(&path, "%s/%s", ctl->conf->socket_dir, guest);
+	}
+	label = guest != NULL ? guest : path;
+
+	a = xcalloc(1, sizeof *a);
+	a->escape = ctl->conf->escape;
+	if (ctl_signals_init() == -1) {
+		ctl_warn("signals");
+		free(path);
+		free(a);
+		return 1;
+	}
+	if ((a->sock = ctl_connect(path)) == -1) {
+		free(path);
+		free(a);
+		if (ctl_signal)
+			ctl_signal_exit(ctl_signal);
+		return 1;
+	}
+	if (isatty(STDIN_FILENO)) {
+		fprintf(stderr, "Connected to %s (escape: %s)\n",
+		    log_esc(label), config_escape_name(a->escape));
+		if (ctl_tty_raw() == -1) {
+			ctl_warn("cannot put the terminal in raw mode");
+			close(a->sock);
+			free(path);
+			free(a);
+			return 1;
+		}
+	}
+	attach_set_state(a, ATTACH_RELAY);
+	status = attach_loop(a);
+	ctl_tty_restore();
+	close(a->sock);
+	free(path);
+	free(a);
+	return status;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ctl	 ctl;
+	size_t		 i;
+	int		 ch, status;
+
+	memset(&ctl, 0, sizeof ctl);
+	ctl.conf_path = CTL_DEFAULT_CONFIG;
+	/* Also covers exit() from fatal() deep inside a helper. */
+	atexit(ctl_tty_restore);
+	log_init(LOG_TARGET_STDERR, LOG_LEVEL_WARN, NULL);
+
+	/* "+": options stop at the command, which has its own. */
+	opterr = 0;
+	while ((ch = getopt(argc, argv, "+f:s:")) != -1) {
+		switch (ch) {
+		case 'f':
+			ctl.conf_path = optarg;
+			ctl.conf_given = 1;
+			break;
+		case 's':
+			ctl.socket = optarg;
+			break;
+		default:
+			if (optopt == 'f' || optopt == 's')
+				ctl_warnx("option -%c needs an argument",
+				    optopt);
+			else
+				ctl_warnx("unknown option -%c", optopt);
+			ctl_usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0)
+		ctl_usage();
+
+	for (i = 0; i < CTL_NCOMMANDS; i++) {
+		if (strcmp(argv[0], ctl_commands[i].name) == 0)
+			break;
+	}
+	if (i == CTL_NCOMMANDS) {
+		ctl_warnx("unknown command '%s'", log_esc(argv[0]));
+		ctl_usage();
+	}
+	status = ctl_commands[i].exec(&ctl, argc, argv);
+	config_free(ctl.conf);
+	return status;
+}
