@@ -11,6 +11,8 @@ for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
 	    grep -q 'install ok installed' || missing="$missing $p"
 done
+# npm (for xterm.js): Debian's, unless one is on PATH already.
+command -v npm > /dev/null || missing="$missing npm"
 if [ -n "$missing" ]; then
 	apt-get update -q
 	# shellcheck disable=SC2086
