@@ -18,10 +18,12 @@
  * to the guest's first console before the table is consulted.
  *
  * Memory is bounded per session by max_buffer in each direction:
- * - guest to client: guest output is read only while the client's pending
- *   output is under max_buffer.  Once it reaches max_buffer, reading stops
- *   and a SESSION_SLOW_GRACE timer starts; if the client has not drained to
- *   half of max_buffer by then, it is disconnected with "client too slow".
+ * - guest to client: guest output is always read from the stream (libvirt
+ *   would otherwise queue it without limit), and goes to the client only
+ *   while its pending output is under max_buffer.  Once that reaches
+ *   max_buffer, further output is dropped (and counted) and a
+ *   SESSION_SLOW_GRACE timer starts; if the client has not drained to half
+ *   of max_buffer by then, it is disconnected with "client too slow".
  * - client to guest: input is read only while less than max_buffer waits
  *   for the console; reading resumes below half of it.
  * libvirt's stream WRITABLE event fires on every loop iteration while
@@ -71,6 +73,7 @@ struct session {
 	struct timespec		 active;	/* last activity */
 	uint64_t		 bytes_in;	/* client to guest */
 	uint64_t		 bytes_out;	/* guest to client */
+	uint64_t		 bytes_dropped;	/* output past max_buffer */
 	const struct session_door *door;	/* the front door's hooks */
 	void			*door_arg;
 	int			 in_table;
@@ -317,11 +320,12 @@ session_destroy(struct session *s)
 	session_unlink(s);
 	session_stream_close(s);
 	log_info("session %u guest=%s dev=%s: ended reason=\"%s\" peer=%s "
-	    "duration=%.1fs bytes_in=%llu bytes_out=%llu", s->id,
-	    log_esc(s->guest), log_esc(s->alias),
+	    "duration=%.1fs bytes_in=%llu bytes_out=%llu bytes_dropped=%llu",
+	    s->id, log_esc(s->guest), log_esc(s->alias),
 	    session_reason_text(s->reason), log_esc(s->peer),
 	    session_elapsed(&s->started), (unsigned long long)s->bytes_in,
-	    (unsigned long long)s->bytes_out);
+	    (unsigned long long)s->bytes_out,
+	    (unsigned long long)s->bytes_dropped);
 	session_set_state(s, SESSION_DEAD, "destroyed");
 	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
@@ -344,8 +348,8 @@ session_stream_update(struct session *s)
 
 	if (s->st == NULL)
 		return;
-	if (!s->out_paused)
-		events |= VIR_STREAM_EVENT_READABLE;
+	/* Always readable: see the max_buffer rule at the top. */
+	events |= VIR_STREAM_EVENT_READABLE;
 	if (evbuffer_get_length(s->to_guest) > 0)
 		events |= VIR_STREAM_EVENT_WRITABLE;
 	if (events != s->st_events) {
@@ -410,12 +414,16 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 	if (events & (VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
 	    VIR_STREAM_EVENT_HANGUP)) {
 		while (budget-- > 0) {
+			/*
+			 * At the cap, output is still read, or libvirt would
+			 * queue it without limit, but dropped: the client
+			 * has the grace period to catch up or be closed.
+			 */
 			pending = evbuffer_get_length(out);
-			if (pending >= sess.max_buffer)
-				break;
-			room = sess.max_buffer - pending;
-			n = virStreamRecv(st, buf, room < sizeof buf ? room :
-			    sizeof buf);
+			room = pending < sess.max_buffer ?
+			    sess.max_buffer - pending : 0;
+			n = virStreamRecv(st, buf, room > 0 && room <
+			    sizeof buf ? room : sizeof buf);
 			if (n == -2)
 				break;
 			if (n == 0) {
@@ -430,6 +438,10 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 				session_end(s, session_stream_failure());
 				return;
 			}
+			if (room == 0) {
+				s->bytes_dropped += (uint64_t)n;
+				continue;
+			}
 			bufferevent_write(s->bev, buf, (size_t)n);
 			s->bytes_out += (uint64_t)n;
 			if (sess.idle_output_resets)
@@ -440,7 +452,8 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 			s->out_paused = 1;
 			timer_arm(s->ev_slow, SESSION_SLOW_GRACE);
 			log_debug("session %u: client output at max_buffer, "
-			    "pausing the console", s->id);
+			    "dropping output for up to %ds", s->id,
+			    SESSION_SLOW_GRACE);
 		}
 	}
 	if (events & VIR_STREAM_EVENT_WRITABLE) {
@@ -758,6 +771,20 @@ session_guest_removed(struct guest *g)
 			session_end(s, s->state == SESSION_WAITING ?
 			    REASON_UNKNOWN_GUEST : REASON_GUEST_STOPPED);
 	}
+}
+
+/* Whether a console has a client now. */
+int
+session_busy(const char *uuid, const char *alias)
+{
+	return session_lookup(uuid, alias) != NULL;
+}
+
+/* End one session from outside (administrator, reload). */
+void
+session_kick(struct session *s, enum session_reason reason)
+{
+	session_end(s, reason);
 }
 
 void
