@@ -34,13 +34,38 @@ struct vcd {
 	struct config		*conf;
 	const char		*pid_override;	/* -p */
 	int			 foreground;	/* -d */
-	struct pidfile		*pidfile;
 	struct event		*sig_term;
 	struct event		*sig_int;
 	struct event		*sig_hup;
 	struct event		*sig_usr1;
 	int			 exit_signal;
 };
+
+/*
+ * Every client is a descriptor: raise the soft limit to the hard one, as
+ * a daemon that holds hundreds of consoles needs.
+ */
+static void
+vcd_raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("cannot raise the open files limit");
+}
+
+/* A fatal error after the pid file was taken still removes it. */
+static struct pidfile	*vcd_pidfile;
+
+static void
+vcd_release_pidfile(void)
+{
+	pidfile_release(vcd_pidfile);
+	vcd_pidfile = NULL;
+}
 
 static void
 usage(void)
@@ -238,10 +263,12 @@ main(int argc, char **argv)
 	}
 	log_init(vcd_log_target(&v), v.conf->log_level, v.conf->log_file);
 
-	if ((v.pidfile = pidfile_acquire(v.conf->pid_file, err,
+	if ((vcd_pidfile = pidfile_acquire(v.conf->pid_file, err,
 	    sizeof err)) == NULL)
 		fatalx("%s", err);
+	atexit(vcd_release_pidfile);
 
+	vcd_raise_nofile();
 	if (virInitialize() == -1)
 		fatalx("cannot initialize libvirt");
 	if (evthread_use_pthreads() == -1)
@@ -283,7 +310,7 @@ main(int argc, char **argv)
 	event_base_free(v.base);
 	libevent_global_shutdown();
 	log_info("virtconsoled exiting");
-	pidfile_release(v.pidfile);
+	vcd_release_pidfile();
 	config_free(v.conf);
 	free(abspath);
 	return 0;
