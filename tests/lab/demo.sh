@@ -43,10 +43,12 @@ virtconsoled runs in the foreground (pid $DPID), its log below.
   config:      $CONF
   libvirt:     $LAB_URI
   demo guest:  demo (serial console serial0, virtio console console1)
-Connect to the guest's console directly with libvirt:
-  virsh -c '$LAB_URI' console demo
-Try: virsh -c '$LAB_URI' destroy demo   (the daemon logs the STOPPED event)
-Press Ctrl-C to stop the daemon and tear the lab down.
+  its socket:  $LAB_DIR/guests/demo
+Attach this terminal to the guest's serial console (Ctrl-Q detaches):
+  $BUILD/virtconsolectl -f $CONF attach demo
+or with any raw socket client:
+  socat -,raw,echo=0 UNIX-CONNECT:$LAB_DIR/guests/demo
+Press Ctrl-C here to stop the daemon and tear the lab down.
 
 EOM
 wait "$DPID"
