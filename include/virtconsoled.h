@@ -235,6 +235,8 @@ void		 session_guest_started(struct guest *);
 void		 session_guest_stopped(struct guest *, enum session_reason);
 void		 session_guest_removed(struct guest *);
 void		 session_end_all(enum session_reason);
+void		 session_kick(struct session *, enum session_reason);
+int		 session_busy(const char *, const char *);
 unsigned int	 session_count(void);
 unsigned int	 session_live(void);
 const char	*session_state_name(enum session_state);
