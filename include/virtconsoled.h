@@ -253,6 +253,38 @@ void		 usock_guest_changed(struct guest *);
 void		 usock_shutdown(void);
 int		 usock_name_ok(const char *, const char *);
 
+/* http.c */
+#define HTTP_MAX_LINE		8192	/* request line, without CRLF */
+#define HTTP_MAX_FIELD		8192	/* one header line, without CRLF */
+#define HTTP_MAX_HEAD		16384	/* request line to blank line */
+#define HTTP_MAX_HEADERS	64
+struct http_field {
+	char			*name;
+	char			*value;		/* OWS trimmed */
+};
+struct http_request {
+	char			*method;	/* any token: the router picks */
+	char			*target;	/* as sent, origin-form */
+	char			*path;		/* target before '?', raw */
+	char			*query;		/* after '?', raw, or NULL */
+	int			 minor;		/* HTTP/1.minor */
+	struct http_field	*fields;	/* in order received */
+	size_t			 nfields;
+};
+int		 http_parse(const char *, size_t, struct http_request *,
+		     size_t *, int *);
+void		 http_request_free(struct http_request *);
+const char	*http_header(const struct http_request *, const char *);
+int		 http_header_count(const struct http_request *,
+		     const char *);
+int		 http_header_has_token(const struct http_request *,
+		     const char *, const char *);
+int		 http_path_decode(const char *, char *, size_t);
+int		 http_query_get(const char *, const char *, char *, size_t);
+int		 http_cookie_get(const struct http_request *, const char *,
+		     char *, size_t);
+const char	*http_reason(int);
+
 /* hv.c */
 enum hv_state {
 	HV_DISCONNECTED = 0,
