@@ -357,7 +357,7 @@ with t.case("7 virsh console --force"):
 with t.case("7 force = no"):
     t.ok(d.reload({"force": "no"}), "7 reload with force = no")
     v = VirshConsole(lab.uri, A, force=False)
-    held = v.read_until(rb"Escape character", 10)
+    held = v.holds_console(20)
     t.ok(held, "7 virsh console (no --force) holds the console of %s" % A, show(v.out))
     m0 = d.mark()
     c = Client(d.sock(A))
@@ -372,6 +372,8 @@ with t.case("7 force = no"):
     while not ok and time.monotonic() < deadline:
         c = Client(d.sock(A))
         if c.expect_end("refused", "console busy", 0.5).ok:
+            c.close()
+            time.sleep(0.5)
             continue
         ok = c.wait_prompt(20) and c.echo_check()
     t.ok(ok, "7 force=no: once virsh console is gone the console is served again",

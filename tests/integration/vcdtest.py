@@ -713,6 +713,26 @@ class VirshConsole:
                     return pattern.search(self.out)
                 self.out += data
 
+    def send(self, data):
+        """Type into virsh's terminal."""
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+
+    def holds_console(self, timeout=20):
+        """True once the guest answers through virsh: its stream is open.
+
+        virsh prints "Escape character" before it opens the stream, so
+        that line alone does not prove it holds the console."""
+        if not self.read_until(rb"Escape character", timeout):
+            return False
+        start = len(self.out)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.send(b"\r")
+            if self.read_until(rb"# ", 0.5) and b"# " in self.out[start:]:
+                return True
+        return False
+
     def alive(self):
         return self.p.poll() is None
 
