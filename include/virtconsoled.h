@@ -253,6 +253,24 @@ void		 usock_guest_changed(struct guest *);
 void		 usock_shutdown(void);
 int		 usock_name_ok(const char *, const char *);
 
+/* web.c */
+int		 web_init(struct event_base *, const struct config *, char *,
+		     size_t);
+void		 web_reconfigure(const struct config *);
+void		 web_shutdown(void);
+
+/* wsock.c */
+#define WSOCK_RAW	0	/* subprotocol binary or none */
+#define WSOCK_BASE64	1	/* subprotocol base64 */
+void		 wsock_start(struct event_base *, struct bufferevent *,
+		     const char *, const char *, const char *, struct guest *,
+		     const char *, int, const char *, unsigned int);
+unsigned int	 wsock_count(void);
+unsigned int	 wsock_count_address(const char *);
+uint16_t	 wsock_close_code(enum session_reason);
+void		 wsock_listener_removed(const char *);
+void		 wsock_shutdown(void);
+
 /* http.c */
 #define HTTP_MAX_LINE		8192	/* request line, without CRLF */
 #define HTTP_MAX_FIELD		8192	/* one header line, without CRLF */
@@ -284,6 +302,123 @@ int		 http_query_get(const char *, const char *, char *, size_t);
 int		 http_cookie_get(const struct http_request *, const char *,
 		     char *, size_t);
 const char	*http_reason(int);
+
+/* ws.c */
+#define WS_OP_CONT	0x0
+#define WS_OP_TEXT	0x1
+#define WS_OP_BINARY	0x2
+#define WS_OP_CLOSE	0x8
+#define WS_OP_PING	0x9
+#define WS_OP_PONG	0xa
+#define WS_HEADER_MAX	10	/* a server frame header */
+#define WS_CONTROL_MAX	125	/* a control frame's payload */
+#define WS_CHUNK	8192	/* most data bytes in one WS_EV_DATA */
+#define WS_ACCEPT_LEN	29	/* Sec-WebSocket-Accept and a NUL */
+#define WS_B64_SIZE(n)	(((n) + 2) / 3 * 4 + 1)	/* encoded, and a NUL */
+enum ws_event_type {
+	WS_EV_NEED_MORE = 0,	/* all input used, nothing to report */
+	WS_EV_DATA,		/* a chunk of a text or binary message */
+	WS_EV_PING,
+	WS_EV_PONG,
+	WS_EV_CLOSE,		/* valid close frame: answer and stop */
+	WS_EV_ERROR,		/* send a close with code, then drop */
+};
+struct ws_event {
+	enum ws_event_type	 type;
+	int			 opcode;	/* DATA: WS_OP_TEXT, _BINARY */
+	int			 fin;		/* DATA: the message ends here */
+	const uint8_t		*data;		/* DATA, PING, PONG: unmasked */
+	size_t			 len;
+	uint16_t		 code;		/* CLOSE: 0 if none; ERROR */
+	const char		*reason;	/* CLOSE: peer's; ERROR: why */
+	size_t			 reason_len;	/* NUL-terminated too */
+};
+struct ws_utf8 {
+	uint8_t			 need;		/* continuation bytes due */
+	uint8_t			 lo, hi;	/* range of the next one */
+};
+struct ws_reader {
+	int			 state;
+	uint64_t		 max_message;	/* sum of a message's frames */
+	/* the frame being read */
+	uint8_t			 hdr[14];
+	size_t			 hdr_have, hdr_need;
+	int			 fin, opcode;
+	uint8_t			 mask[4];
+	unsigned int		 mask_off;
+	uint64_t		 remain;	/* payload still to come */
+	/* the data message in progress, across fragments */
+	int			 msg_opcode;	/* 0: none */
+	uint64_t		 msg_len;
+	struct ws_utf8		 utf8;
+	/* a control frame, kept whole */
+	uint8_t			 ctl[WS_CONTROL_MAX];
+	size_t			 ctl_len;
+	char			 close_reason[WS_CONTROL_MAX - 1];
+	uint16_t		 err_code;
+	const char		*err_why;
+	uint8_t			 chunk[WS_CHUNK];	/* unmasked data */
+};
+void		 ws_reader_init(struct ws_reader *, size_t);
+int		 ws_reader_feed(struct ws_reader *, const uint8_t *, size_t,
+		     size_t *, struct ws_event *);
+int		 ws_accept_key(const char *, char [WS_ACCEPT_LEN]);
+size_t		 ws_frame_header(uint8_t [WS_HEADER_MAX], int, int, uint64_t);
+size_t		 ws_close_payload(uint8_t [WS_CONTROL_MAX], uint16_t,
+		     const char *);
+int		 ws_close_code_ok(unsigned int);
+size_t		 ws_b64_encode(const uint8_t *, size_t, char *);
+ssize_t		 ws_b64_decode(const char *, size_t, uint8_t *, size_t);
+void		 ws_utf8_init(struct ws_utf8 *);
+int		 ws_utf8_feed(struct ws_utf8 *, const uint8_t *, size_t);
+int		 ws_utf8_done(const struct ws_utf8 *);
+int		 ws_utf8_valid(const void *, size_t);
+
+/* token.c */
+#define TOKEN_KIND_TOKEN	1	/* virtconsolectl token: accepted once */
+#define TOKEN_KIND_SESSION	2	/* browser-session cookie */
+#define TOKEN_KEY_LEN		32	/* the secret file: exactly this, raw */
+#define TOKEN_ID_LEN		16
+#define TOKEN_ID_HEX_LEN	(2 * TOKEN_ID_LEN + 1)
+#define TOKEN_ALIAS_MAX		32
+#define TOKEN_ANY		"any"	/* alias: every console */
+#define TOKEN_TEXT_MAX		145	/* longest token text and its NUL */
+#define TOKEN_MAX_LIFETIME	(366 * 86400)	/* verify refuses more */
+#define TOKEN_CACHE_MAX		65536	/* live ids in the replay cache */
+struct token {
+	int			 kind;		/* TOKEN_KIND_* */
+	uint8_t			 id[TOKEN_ID_LEN];	/* random, loggable */
+	int			 all_guests;
+	char			 uuid[GUEST_UUID_LEN];	/* lowercase, or "" */
+	char			 alias[TOKEN_ALIAS_MAX + 1];	/* or "any" */
+	int64_t			 expires;	/* unix seconds */
+};
+struct token_cache_slot;
+struct token_cache {
+	struct token_cache_slot	*slots;
+	size_t			 nslots;
+	size_t			 count;
+	int64_t			 horizon;	/* latest expiry time */
+};
+int		 token_secret_load(const char *, uint8_t [TOKEN_KEY_LEN], int,
+		     char *, size_t);
+int		 token_new(struct token *, int, const char *, const char *,
+		     int64_t);
+int		 token_mint(const uint8_t [TOKEN_KEY_LEN], const struct token *,
+		     char *, size_t);
+int		 token_verify(const uint8_t [TOKEN_KEY_LEN], const char *,
+		     time_t, int, struct token *, const char **);
+int		 token_allows(const struct token *, const char *,
+		     const char *);
+void		 token_id_hex(const struct token *, char [TOKEN_ID_HEX_LEN]);
+int		 token_cookie_header(char *, size_t, const char *,
+		     const char *, int, int, const char *);
+void		 token_cache_init(struct token_cache *);
+void		 token_cache_free(struct token_cache *);
+int		 token_cache_use(struct token_cache *, const struct token *,
+		     time_t);
+void		 token_cache_expire(struct token_cache *, time_t);
+size_t		 token_cache_count(const struct token_cache *);
 
 /* hv.c */
 enum hv_state {

@@ -121,6 +121,7 @@ vcd_reload(struct vcd *v)
 	else
 		log_set_level(conf->log_level);
 	session_reconfigure(conf);
+	web_reconfigure(conf);
 	hv_reconfigure(conf);
 	config_free(old);
 	log_info("configuration reloaded");
@@ -178,7 +179,7 @@ vcd_end_sessions(struct vcd *v)
 
 	session_end_all(REASON_SHUTDOWN);
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	while (session_live() > 0) {
+	while (session_live() > 0 || wsock_count() > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec - start.tv_sec >= VCD_LINGER_SECONDS)
 			break;
@@ -287,6 +288,8 @@ main(int argc, char **argv)
 	/* Stale sockets are reclaimed only now that the pid file is ours. */
 	if (usock_init(v.base, v.conf, err, sizeof err) == -1)
 		fatalx("%s", err);
+	if (web_init(v.base, v.conf, err, sizeof err) == -1)
+		fatalx("%s", err);
 	if (hv_init(v.base, v.conf) == -1)
 		fatalx("cannot set up the libvirt connection");
 
@@ -298,6 +301,8 @@ main(int argc, char **argv)
 	event_base_loop(v.base, EVLOOP_NO_EXIT_ON_EMPTY);
 
 	vcd_end_sessions(&v);
+	web_shutdown();
+	wsock_shutdown();
 	usock_shutdown();
 	hv_shutdown();
 	guest_shutdown();

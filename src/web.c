@@ -1,0 +1,936 @@
+/*
+ * The web front door: TCP listeners (plain or TLS), HTTP/1.1 request heads
+ * parsed on bufferevents with strict limits, the routes, and the upgrade
+ * of /console/GUEST[/ALIAS] to a WebSocket session (src/wsock.c).
+ *
+ * One request per connection (every response says Connection: close):
+ * the page, its files and the guest list are small, and a console lives
+ * on its own upgraded connection.  Query strings never reach a log line,
+ * since they may carry tokens.
+ *
+ * Authentication: a listener without auth=none requires either a valid
+ * session cookie (minted when a person opens /?token=T) or a token in
+ * ?token= (consumed: a token is accepted once).  Browsers send Origin on
+ * WebSocket and fetch requests: it must be listed in allowed_origins, or,
+ * when that is empty, be the request's own scheme://Host.  A request
+ * without Origin is not a browser's and needs a token.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "virtconsoled.h"
+
+#define WEB_ACCEPT_PAUSE	1	/* seconds after an accept error */
+#define WEB_MAX_FILE		(8 * 1024 * 1024)
+#define WEB_COOKIE		"vcd_session"
+#define WEB_TOKEN_MAX		512
+#define WEB_SECURITY_HEADERS						\
+	"Content-Security-Policy: default-src 'self'; "			\
+	"connect-src 'self'; style-src 'self' 'unsafe-inline'; "		\
+	"img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "	\
+	"form-action 'none'\r\n"						\
+	"Referrer-Policy: no-referrer\r\n"					\
+	"Cache-Control: no-store\r\n"					\
+	"X-Content-Type-Options: nosniff\r\n"				\
+	"X-Frame-Options: DENY\r\n"
+
+struct web_listener {
+	char			*name;		/* ADDR:PORT as configured */
+	char			*bound;		/* ADDR:PORT as bound */
+	char			*address;
+	int			 port;
+	int			 tls;
+	int			 auth_none;
+	int			 seen;		/* mark for a reload */
+	struct evconnlistener	*lev;
+	struct event		*ev_resume;
+	TAILQ_ENTRY(web_listener) entry;
+};
+TAILQ_HEAD(web_listeners, web_listener);
+
+struct web_conn {
+	struct bufferevent	*bev;
+	struct web_listener	*listener;
+	char			 addr[INET6_ADDRSTRLEN];
+	char			 peer[INET6_ADDRSTRLEN + 8];
+	int			 writing;	/* response queued */
+	size_t			 scanned;	/* input searched for '\n' */
+	struct event		*ev_timeout;
+	TAILQ_ENTRY(web_conn)	 entry;
+};
+TAILQ_HEAD(web_conns, web_conn);
+
+/* What a request proved about its client. */
+struct web_auth {
+	int		 ok;
+	int		 by_token;	/* a token (not a cookie) was used */
+	struct token	 tok;		/* its scope */
+	char		 subject[48];	/* for logs: token id or "none" */
+};
+
+static struct {
+	struct event_base	*base;
+	struct web_listeners	 listeners;
+	struct web_conns	 conns;		/* before the upgrade */
+	SSL_CTX			*ssl;
+	uint8_t			 key[32];
+	int			 have_key;
+	struct token_cache	 tokens;	/* replay cache */
+	struct event		*ev_expire;
+	const struct config	*conf;
+} web = {
+	.listeners = TAILQ_HEAD_INITIALIZER(web.listeners),
+	.conns = TAILQ_HEAD_INITIALIZER(web.conns),
+};
+
+static void	web_conn_free(struct web_conn *);
+
+static unsigned int
+web_count_address(const char *addr)
+{
+	struct web_conn	*c;
+	unsigned int	 n = wsock_count_address(addr);
+
+	TAILQ_FOREACH(c, &web.conns, entry) {
+		if (strcmp(c->addr, addr) == 0)
+			n++;
+	}
+	return n;
+}
+
+static unsigned int
+web_count(void)
+{
+	struct web_conn	*c;
+	unsigned int	 n = wsock_count();
+
+	TAILQ_FOREACH(c, &web.conns, entry)
+		n++;
+	return n;
+}
+
+/* The response head; the body (if any) follows. */
+static void
+web_head(struct web_conn *c, int status, const char *type,
+    const char *extra, long long len)
+{
+	evbuffer_add_printf(bufferevent_get_output(c->bev),
+	    "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %lld\r\n"
+	    "Connection: close\r\n"
+	    WEB_SECURITY_HEADERS
+	    "%s\r\n", status, http_reason(status), type, len,
+	    extra != NULL ? extra : "");
+	c->writing = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+static void
+web_respond(struct web_conn *c, int status, const char *type,
+    const char *extra, const void *body, size_t len, int head_only)
+{
+	web_head(c, status, type, extra, (long long)len);
+	if (len > 0 && !head_only)
+		evbuffer_add(bufferevent_get_output(c->bev), body, len);
+}
+
+static void
+web_error(struct web_conn *c, int status, const char *why)
+{
+	char	body[256];
+	int	n;
+
+	n = snprintf(body, sizeof body, "%d %s%s%s\n", status,
+	    http_reason(status), why != NULL ? ": " : "",
+	    why != NULL ? why : "");
+	log_info("web: peer=%s listener=%s status=%d%s%s", c->peer,
+	    c->listener->bound, status, why != NULL ? " why=" : "",
+	    why != NULL ? log_esc(why) : "");
+	web_respond(c, status, "text/plain; charset=utf-8",
+	    status == 405 ? "Allow: GET, HEAD\r\n" : NULL, body,
+	    n > 0 ? (size_t)n : 0, 0);
+}
+
+static const char *
+web_content_type(const char *path)
+{
+	static const struct {
+		const char	*ext;
+		const char	*type;
+	} types[] = {
+		{ ".html", "text/html; charset=utf-8" },
+		{ ".js", "text/javascript; charset=utf-8" },
+		{ ".mjs", "text/javascript; charset=utf-8" },
+		{ ".css", "text/css; charset=utf-8" },
+		{ ".json", "application/json" },
+		{ ".map", "application/json" },
+		{ ".svg", "image/svg+xml" },
+		{ ".png", "image/png" },
+		{ ".ico", "image/x-icon" },
+		{ ".txt", "text/plain; charset=utf-8" },
+	};
+	const char	*dot = strrchr(path, '.');
+	size_t		 i;
+
+	for (i = 0; dot != NULL && i < sizeof types / sizeof types[0]; i++) {
+		if (strcmp(dot, types[i].ext) == 0)
+			return types[i].type;
+	}
+	return "application/octet-stream";
+}
+
+/* A file under web_root; path was decoded and checked by http_path_decode. */
+static void
+web_file(struct web_conn *c, const char *path, int head_only)
+{
+	struct stat	 st;
+	char		*full;
+	int		 fd;
+
+	xasprintf(&full, "%s%s", web.conf->web_root,
+	    strcmp(path, "/") == 0 ? "/index.html" : path);
+	fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1 || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_size > WEB_MAX_FILE) {
+		if (fd != -1)
+			close(fd);
+		free(full);
+		web_error(c, 404, "no such file");
+		return;
+	}
+	web_head(c, 200, web_content_type(full), NULL,
+	    (long long)st.st_size);
+	if (!head_only && st.st_size > 0)
+		evbuffer_add_file(bufferevent_get_output(c->bev), fd, 0,
+		    st.st_size);
+	else
+		close(fd);
+	free(full);
+}
+
+/*
+ * Is this Origin allowed?  With allowed_origins empty, only the request's
+ * own origin: the listener's scheme and the Host header.  Browsers leave
+ * default ports out of Origin, and so do they out of Host.
+ */
+static int
+web_origin_ok(struct web_conn *c, const struct http_request *req,
+    const char *origin)
+{
+	struct config_origin	*o;
+	const char		*host;
+	char			 own[512];
+
+	if (!TAILQ_EMPTY(&web.conf->allowed_origins)) {
+		TAILQ_FOREACH(o, &web.conf->allowed_origins, entry) {
+			if (strcasecmp(o->origin, origin) == 0)
+				return 1;
+		}
+		return 0;
+	}
+	if ((host = http_header(req, "Host")) == NULL)
+		return 0;
+	snprintf(own, sizeof own, "%s://%s", c->listener->tls ? "https" :
+	    "http", host);
+	return strcasecmp(own, origin) == 0;
+}
+
+/*
+ * Authenticate a request: a token in ?token= (consumed) or the session
+ * cookie.  Returns 0, or the HTTP status to refuse with.
+ */
+static int
+web_authenticate(struct web_conn *c, const struct http_request *req,
+    struct web_auth *auth, const char **why)
+{
+	char	 text[WEB_TOKEN_MAX];
+	time_t	 now = time(NULL);
+
+	memset(auth, 0, sizeof *auth);
+	if (c->listener->auth_none) {
+		auth->ok = 1;
+		auth->tok.all_guests = 1;
+		snprintf(auth->tok.alias, sizeof auth->tok.alias, "any");
+		snprintf(auth->subject, sizeof auth->subject, "auth=none");
+		return 0;
+	}
+	if (req->query != NULL &&
+	    http_query_get(req->query, "token", text, sizeof text) == 0) {
+		if (!web.have_key ||
+		    token_verify(web.key, text, now, TOKEN_KIND_TOKEN,
+		    &auth->tok, why) == -1)
+			return 403;
+		if (token_cache_use(&web.tokens, &auth->tok, now) == -1) {
+			*why = "token already used";
+			return 403;
+		}
+		auth->ok = auth->by_token = 1;
+		token_id_hex(&auth->tok, auth->subject);
+		return 0;
+	}
+	if (http_cookie_get(req, WEB_COOKIE, text, sizeof text) == 0) {
+		if (!web.have_key ||
+		    token_verify(web.key, text, now, TOKEN_KIND_SESSION,
+		    &auth->tok, why) == -1)
+			return 401;
+		auth->ok = 1;
+		token_id_hex(&auth->tok, auth->subject);
+		return 0;
+	}
+	*why = "no token or session cookie";
+	return 401;
+}
+
+/*
+ * The Origin rule for requests that act with the client's credentials.
+ * Returns 0, or 403.
+ */
+static int
+web_check_origin(struct web_conn *c, const struct http_request *req,
+    const struct web_auth *auth, const char **why)
+{
+	const char	*origin = http_header(req, "Origin");
+
+	if (origin != NULL) {
+		if (!web_origin_ok(c, req, origin)) {
+			*why = "origin not allowed";
+			return 403;
+		}
+		return 0;
+	}
+	/* No Origin: not a browser.  Only a token (or auth=none) will do. */
+	if (auth->by_token || c->listener->auth_none)
+		return 0;
+	*why = "no Origin and no token";
+	return 403;
+}
+
+/* GET /?token=T: trade the token for a session cookie, drop it from the URL. */
+static void
+web_login(struct web_conn *c, const struct http_request *req,
+    const struct web_auth *auth)
+{
+	struct token	 s = auth->tok;
+	char		 cookie[WEB_TOKEN_MAX], header[WEB_TOKEN_MAX + 256];
+	size_t		 n;
+	static const char body[] = "signed in\n";
+
+	s.kind = TOKEN_KIND_SESSION;
+	s.expires = time(NULL) + web.conf->session_ttl;
+	if (token_mint(web.key, &s, cookie, sizeof cookie) == -1) {
+		web_error(c, 500, "cannot mint a session");
+		return;
+	}
+	/*
+	 * A relative Location and cookie path "." keep a sub-path deployment
+	 * behind a reverse proxy working.
+	 */
+	if (token_cookie_header(header, sizeof header, WEB_COOKIE, cookie,
+	    (int)web.conf->session_ttl, c->listener->tls, NULL) == -1) {
+		web_error(c, 500, "cannot build the cookie");
+		return;
+	}
+	n = strlen(header);
+	snprintf(header + n, sizeof header - n, "\r\nLocation: ./\r\n");
+	log_info("web: peer=%s login token=%s", c->peer, auth->subject);
+	web_respond(c, 302, "text/plain; charset=utf-8", header, body,
+	    sizeof body - 1, 0);
+	(void)req;
+}
+
+/* JSON string body of one value, escaped for JSON. */
+static void
+web_json_str(struct evbuffer *b, const char *s)
+{
+	const unsigned char	*p;
+
+	evbuffer_add(b, "\"", 1);
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			evbuffer_add_printf(b, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			evbuffer_add_printf(b, "\\u%04x", *p);
+		else
+			evbuffer_add(b, p, 1);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+/* GET /api/guests: from the guest table, no libvirt call per request. */
+static void
+web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
+{
+	struct evbuffer	*b = evbuffer_new();
+	struct guest	*g;
+	size_t		 i, len;
+	int		 first = 1;
+	char		*body;
+
+	if (b == NULL) {
+		web_error(c, 500, "out of memory");
+		return;
+	}
+	evbuffer_add_printf(b, "{\"hypervisor\":\"%s\",\"guests\":[",
+	    hv_state_name(hv_get_state()));
+	TAILQ_FOREACH(g, guest_list(), entry) {
+		if (!token_allows(&auth->tok, g->uuid, NULL))
+			continue;
+		evbuffer_add_printf(b, "%s{\"name\":", first ? "" : ",");
+		first = 0;
+		web_json_str(b, g->name);
+		evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"state\":\"%s\","
+		    "\"persistent\":%s,\"consoles\":[", g->uuid,
+		    g->active ? "running" : "shut off",
+		    g->persistent ? "true" : "false");
+		for (i = 0; i < g->naliases; i++) {
+			evbuffer_add_printf(b, "%s{\"alias\":", i ? "," : "");
+			web_json_str(b, g->aliases[i]);
+			evbuffer_add_printf(b, ",\"busy\":%s}",
+			    session_busy(g->uuid, g->aliases[i]) ?
+			    "true" : "false");
+		}
+		evbuffer_add(b, "]}", 2);
+	}
+	evbuffer_add(b, "]}\n", 3);
+	len = evbuffer_get_length(b);
+	body = (char *)evbuffer_pullup(b, -1);
+	web_respond(c, 200, "application/json", NULL, body, len, head_only);
+	evbuffer_free(b);
+}
+
+/* /console/GUEST[/ALIAS] with Upgrade: websocket. */
+static void
+web_console(struct web_conn *c, const struct http_request *req,
+    const char *path, const struct web_auth *auth)
+{
+	char		 name[1024], alias[64], accept[WS_ACCEPT_LEN], *slash;
+	const char	*key, *proto = NULL, *why;
+	struct guest	*g;
+	struct bufferevent *bev;
+	int		 mode;
+
+	if (!http_header_has_token(req, "Upgrade", "websocket") ||
+	    !http_header_has_token(req, "Connection", "upgrade")) {
+		web_error(c, 426, "this is a WebSocket endpoint");
+		return;
+	}
+	if ((key = http_header(req, "Sec-WebSocket-Key")) == NULL ||
+	    http_header_count(req, "Sec-WebSocket-Key") != 1 ||
+	    ws_accept_key(key, accept) == -1) {
+		web_error(c, 400, "bad or missing Sec-WebSocket-Key");
+		return;
+	}
+	if ((why = http_header(req, "Sec-WebSocket-Version")) == NULL ||
+	    strcmp(why, "13") != 0) {
+		web_respond(c, 426, "text/plain; charset=utf-8",
+		    "Sec-WebSocket-Version: 13\r\n", "426 version 13 only\n",
+		    20, 0);
+		return;
+	}
+	/* binary (websockify, xterm.js) or none: raw; base64 for old pages. */
+	if (http_header_has_token(req, "Sec-WebSocket-Protocol", "binary")) {
+		proto = "binary";
+		mode = WSOCK_RAW;
+	} else if (http_header_has_token(req, "Sec-WebSocket-Protocol",
+	    "base64")) {
+		proto = "base64";
+		mode = WSOCK_BASE64;
+	} else if (http_header(req, "Sec-WebSocket-Protocol") != NULL) {
+		web_error(c, 400, "subprotocols offered: binary, base64");
+		return;
+	} else
+		mode = WSOCK_RAW;
+
+	snprintf(name, sizeof name, "%s", path + strlen("/console/"));
+	alias[0] = '\0';
+	if ((slash = strchr(name, '/')) != NULL) {
+		*slash = '\0';
+		snprintf(alias, sizeof alias, "%s", slash + 1);
+	}
+	if ((g = guest_find_name(name)) == NULL &&
+	    (g = guest_find_uuid(name)) == NULL) {
+		web_error(c, 404, "unknown guest");
+		return;
+	}
+	if (alias[0] != '\0' && !guest_has_alias(g, alias)) {
+		web_error(c, 404, "unknown console");
+		return;
+	}
+	if (!token_allows(&auth->tok, g->uuid, alias[0] != '\0' ? alias :
+	    guest_default_alias(g))) {
+		web_error(c, 403, "not in the token's scope");
+		return;
+	}
+
+	evbuffer_add_printf(bufferevent_get_output(c->bev),
+	    "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: %s\r\n"
+	    "%s%s%s"
+	    "\r\n", accept, proto != NULL ? "Sec-WebSocket-Protocol: " : "",
+	    proto != NULL ? proto : "", proto != NULL ? "\r\n" : "");
+	/* The connection leaves the HTTP side; wsock owns it from here. */
+	bev = c->bev;
+	c->bev = NULL;
+	wsock_start(web.base, bev, c->addr, c->peer, c->listener->bound, g,
+	    alias[0] != '\0' ? alias : NULL, mode, auth->subject,
+	    web.conf->ping_interval);
+	web_conn_free(c);
+}
+
+static void
+web_route(struct web_conn *c, struct http_request *req)
+{
+	struct web_auth	 auth;
+	char		 path[1024];
+	const char	*why = NULL;
+	int		 head_only, status;
+
+	head_only = strcmp(req->method, "HEAD") == 0;
+	if (!head_only && strcmp(req->method, "GET") != 0) {
+		web_error(c, 405, NULL);
+		return;
+	}
+	if (http_path_decode(req->path, path, sizeof path) == -1) {
+		web_error(c, 400, "bad path");
+		return;
+	}
+	log_info("web: peer=%s listener=%s %s %s", c->peer,
+	    c->listener->bound, req->method, log_esc(path));
+
+	/* The page and its files are public; what they reach is not. */
+	if (strncmp(path, "/api/", 5) != 0 &&
+	    strncmp(path, "/console/", 9) != 0) {
+		if (strcmp(path, "/") == 0 && req->query != NULL &&
+		    http_query_get(req->query, "token", path,
+		    sizeof path) == 0) {
+			if ((status = web_authenticate(c, req, &auth,
+			    &why)) != 0) {
+				web_error(c, status, why);
+				return;
+			}
+			web_login(c, req, &auth);
+			return;
+		}
+		web_file(c, path, head_only);
+		return;
+	}
+	if ((status = web_authenticate(c, req, &auth, &why)) != 0 ||
+	    (status = web_check_origin(c, req, &auth, &why)) != 0) {
+		web_error(c, status, why);
+		return;
+	}
+	if (strcmp(path, "/api/guests") == 0)
+		web_guests(c, &auth, head_only);
+	else if (strncmp(path, "/console/", 9) == 0 && path[9] != '\0' &&
+	    !head_only)
+		web_console(c, req, path, &auth);
+	else
+		web_error(c, 404, "no such path");
+}
+
+static void
+web_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct web_conn		*c = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct http_request	 req;
+	const char		*buf;
+	size_t			 len = evbuffer_get_length(in), used;
+	int			 rc, status = 400;
+
+	if (c->writing) {
+		evbuffer_drain(in, len);
+		return;
+	}
+	/*
+	 * The parser starts over on each call: run it only when a line has
+	 * ended (or a limit may be passed), so a client sending one byte at
+	 * a time costs linear work, not quadratic.
+	 */
+	buf = (const char *)evbuffer_pullup(in, -1);
+	if (len <= HTTP_MAX_LINE && memchr(buf + c->scanned, '\n',
+	    len - c->scanned) == NULL) {
+		c->scanned = len;
+		return;
+	}
+	c->scanned = len;
+	memset(&req, 0, sizeof req);
+	rc = http_parse(buf, len, &req, &used, &status);
+	if (rc == 0)
+		return;
+	if (rc == -1) {
+		http_request_free(&req);
+		web_error(c, status, "malformed request");
+		return;
+	}
+	evbuffer_drain(in, used);
+	evtimer_del(c->ev_timeout);
+	web_route(c, &req);
+	http_request_free(&req);
+}
+
+static void
+web_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct web_conn	*c = arg;
+
+	if (c->writing &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		web_conn_free(c);
+}
+
+static void
+web_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct web_conn	*c = arg;
+
+	/* An abrupt TLS close is reported as an error: a plain disconnect. */
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		web_conn_free(c);
+}
+
+static void
+web_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct web_conn	*c = arg;
+
+	log_info("web: peer=%s: no complete request in %us, closing",
+	    c->peer, web.conf->handshake_timeout);
+	web_conn_free(c);
+}
+
+static void
+web_conn_free(struct web_conn *c)
+{
+	TAILQ_REMOVE(&web.conns, c, entry);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	event_free(c->ev_timeout);
+	free(c);
+}
+
+static void
+web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct web_listener	*l = arg;
+	struct web_conn		*c;
+	struct bufferevent	*bev;
+	char			 addr[INET6_ADDRSTRLEN];
+	int			 port = 0;
+
+	addr[0] = '\0';
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr,
+		    addr, sizeof addr);
+		port = ntohs(((struct sockaddr_in *)sa)->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
+		    addr, sizeof addr);
+		port = ntohs(((struct sockaddr_in6 *)sa)->sin6_port);
+	}
+	if (l->tls)
+		bev = bufferevent_openssl_socket_new(web.base, fd,
+		    SSL_new(web.ssl), BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE);
+	else
+		bev = bufferevent_socket_new(web.base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof *c);
+	c->bev = bev;
+	c->listener = l;
+	snprintf(c->addr, sizeof c->addr, "%s", addr);
+	snprintf(c->peer, sizeof c->peer, sa->sa_family == AF_INET6 ?
+	    "[%s]:%d" : "%s:%d", addr, port);
+	c->ev_timeout = evtimer_new(web.base, web_timeout_cb, c);
+	TAILQ_INSERT_TAIL(&web.conns, c, entry);
+	bufferevent_setcb(bev, web_read_cb, web_write_cb, web_event_cb, c);
+	/* Stop reading past the largest head the parser accepts. */
+	bufferevent_setwatermark(bev, EV_READ, 0, HTTP_MAX_HEAD + 1);
+	bufferevent_enable(bev, EV_READ);
+	timer_arm(c->ev_timeout, web.conf->handshake_timeout);
+
+	/* Limits: refuse politely, after the count includes this one. */
+	if (web_count() > web.conf->max_clients) {
+		web_error(c, 503, "too many clients");
+		return;
+	}
+	if (web_count_address(c->addr) > web.conf->max_clients_per_address) {
+		web_error(c, 429, "too many clients from this address");
+		return;
+	}
+}
+
+static void
+web_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct web_listener	*l = arg;
+
+	evconnlistener_enable(l->lev);
+}
+
+/* Out of descriptors, most likely: pause this listener for a moment. */
+static void
+web_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct web_listener	*l = arg;
+
+	log_warn("web: accept on %s", l->bound);
+	evconnlistener_disable(lev);
+	timer_arm(l->ev_resume, WEB_ACCEPT_PAUSE);
+}
+
+static struct web_listener *
+web_listen(const struct config_listen *cl, char *err, size_t errlen)
+{
+	struct web_listener	*l;
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
+	socklen_t		 sslen;
+	char			 addr[INET6_ADDRSTRLEN];
+	int			 fd, on = 1, port;
+
+	memset(&ss, 0, sizeof ss);
+	if (cl->family == AF_INET6) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)cl->port);
+		inet_pton(AF_INET6, cl->address, &sin6->sin6_addr);
+		sslen = sizeof *sin6;
+	} else {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)cl->port);
+		inet_pton(AF_INET, cl->address, &sin->sin_addr);
+		sslen = sizeof *sin;
+	}
+	fd = socket(cl->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == -1 ||
+	    (cl->family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &on, sizeof on) == -1) ||
+	    bind(fd, (struct sockaddr *)&ss, sslen) == -1 ||
+	    listen(fd, 128) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sslen) == -1) {
+		snprintf(err, errlen, "cannot listen on %s%s%s:%d: %s",
+		    cl->family == AF_INET6 ? "[" : "", cl->address,
+		    cl->family == AF_INET6 ? "]" : "", cl->port,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	port = ntohs(cl->family == AF_INET6 ? sin6->sin6_port :
+	    sin->sin_port);
+	l = xcalloc(1, sizeof *l);
+	l->address = xstrdup(cl->address);
+	l->port = cl->port;
+	l->tls = cl->tls;
+	l->auth_none = cl->auth_none;
+	snprintf(addr, sizeof addr, "%s", cl->address);
+	xasprintf(&l->name, cl->family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+	    addr, cl->port);
+	xasprintf(&l->bound, cl->family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+	    addr, port);
+	l->ev_resume = evtimer_new(web.base, web_resume_cb, l);
+	l->lev = evconnlistener_new(web.base, web_accept_cb, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (l->lev == NULL)
+		fatalx("web: cannot create a listener");
+	evconnlistener_set_error_cb(l->lev, web_error_cb);
+	log_info("web: listening on %s%s%s", l->bound,
+	    l->tls ? " tls" : "", l->auth_none ? " auth=none" : "");
+	if (l->auth_none)
+		log_warnx("web: listener %s has auth=none: anyone who reaches "
+		    "it gets every console", l->bound);
+	return l;
+}
+
+static void
+web_listener_free(struct web_listener *l)
+{
+	wsock_listener_removed(l->bound);
+	evconnlistener_free(l->lev);
+	event_free(l->ev_resume);
+	log_info("web: stopped listening on %s", l->bound);
+	free(l->name);
+	free(l->bound);
+	free(l->address);
+	free(l);
+}
+
+static int
+web_tls_init(const struct config *conf, char *err, size_t errlen)
+{
+	SSL_CTX	*ctx;
+
+	if (conf->tls_cert == NULL || conf->tls_key == NULL)
+		return 0;
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL ||
+	    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, conf->tls_key,
+	    SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "TLS: cannot load %s and %s: %s",
+		    conf->tls_cert, conf->tls_key,
+		    ERR_reason_error_string(ERR_get_error()));
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (web.ssl != NULL)
+		SSL_CTX_free(web.ssl);
+	web.ssl = ctx;
+	return 0;
+}
+
+static void
+web_expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+	token_cache_expire(&web.tokens, time(NULL));
+	timer_arm(web.ev_expire, 60);
+}
+
+/*
+ * Open the configured listeners and load the key and certificate.  At
+ * start any failure is fatal; at reload (web_reconfigure) it is logged and
+ * the old listener set stays.
+ */
+int
+web_init(struct event_base *base, const struct config *conf, char *err,
+    size_t errlen)
+{
+	struct config_listen	*cl;
+	struct web_listener	*l;
+
+	web.base = base;
+	web.conf = conf;
+	token_cache_init(&web.tokens);
+	web.ev_expire = evtimer_new(base, web_expire_cb, NULL);
+	timer_arm(web.ev_expire, 60);
+	if (TAILQ_EMPTY(&conf->listens))
+		return 0;
+	if (token_secret_load(conf->token_secret_file, web.key, 1, err,
+	    errlen) == -1)
+		return -1;
+	web.have_key = 1;
+	if (web_tls_init(conf, err, errlen) == -1)
+		return -1;
+	TAILQ_FOREACH(cl, &conf->listens, entry) {
+		if ((l = web_listen(cl, err, errlen)) == NULL)
+			return -1;
+		TAILQ_INSERT_TAIL(&web.listeners, l, entry);
+	}
+	return 0;
+}
+
+/*
+ * A reload: keep listeners whose ADDRESS:PORT and options are unchanged
+ * (their sessions too), open new ones, close removed ones (their sessions
+ * end with "listener removed"), re-read the secret and the certificate.
+ */
+void
+web_reconfigure(const struct config *conf)
+{
+	struct config_listen	*cl;
+	struct web_listener	*l, *next;
+	char			 err[512], name[INET6_ADDRSTRLEN + 8];
+	uint8_t			 key[32];
+
+	web.conf = conf;
+	if (!TAILQ_EMPTY(&conf->listens)) {
+		if (token_secret_load(conf->token_secret_file, key, 1, err,
+		    sizeof err) == -1)
+			log_warnx("web: %s; keeping the old secret", err);
+		else {
+			memcpy(web.key, key, sizeof key);
+			web.have_key = 1;
+		}
+		if (web_tls_init(conf, err, sizeof err) == -1)
+			log_warnx("web: %s; keeping the old certificate",
+			    err);
+	}
+	TAILQ_FOREACH(l, &web.listeners, entry)
+		l->seen = 0;
+	TAILQ_FOREACH(cl, &conf->listens, entry) {
+		snprintf(name, sizeof name, cl->family == AF_INET6 ?
+		    "[%s]:%d" : "%s:%d", cl->address, cl->port);
+		TAILQ_FOREACH(l, &web.listeners, entry) {
+			if (!l->seen && strcmp(l->name, name) == 0 &&
+			    l->tls == cl->tls && l->auth_none == cl->auth_none)
+				break;
+		}
+		if (l != NULL) {
+			l->seen = 1;
+			continue;
+		}
+		if ((l = web_listen(cl, err, sizeof err)) == NULL) {
+			log_warnx("web: %s", err);
+			continue;
+		}
+		l->seen = 1;
+		TAILQ_INSERT_TAIL(&web.listeners, l, entry);
+	}
+	TAILQ_FOREACH_SAFE(l, &web.listeners, entry, next) {
+		if (!l->seen) {
+			TAILQ_REMOVE(&web.listeners, l, entry);
+			web_listener_free(l);
+		}
+	}
+}
+
+void
+web_shutdown(void)
+{
+	struct web_listener	*l;
+	struct web_conn		*c;
+
+	while ((c = TAILQ_FIRST(&web.conns)) != NULL)
+		web_conn_free(c);
+	while ((l = TAILQ_FIRST(&web.listeners)) != NULL) {
+		TAILQ_REMOVE(&web.listeners, l, entry);
+		evconnlistener_free(l->lev);
+		event_free(l->ev_resume);
+		free(l->name);
+		free(l->bound);
+		free(l->address);
+		free(l);
+	}
+	if (web.ev_expire != NULL)
+		event_free(web.ev_expire);
+	web.ev_expire = NULL;
+	token_cache_free(&web.tokens);
+	if (web.ssl != NULL)
+		SSL_CTX_free(web.ssl);
+	web.ssl = NULL;
+	explicit_bzero(web.key, sizeof web.key);
+}

@@ -1,0 +1,525 @@
+/*
+ * An upgraded WebSocket connection carrying one console session.
+ *
+ * The session layer speaks raw bytes on a bufferevent.  A WebSocket client's
+ * session gets one end of a bufferevent pair; this file holds the other end
+ * and the client's socket (or TLS) bufferevent, and translates: client
+ * frames are decoded into raw bytes (answering pings, validating UTF-8 in
+ * text frames, enforcing the message limit), guest output is framed as
+ * binary frames (or base64 text frames for the `base64` subprotocol).
+ * Output is taken from the pair only while the socket's queue is under
+ * WSOCK_UNDER_HIGH, so a client that does not read leaves it in the
+ * session's buffer, where the session's max_buffer rule sees it.  (A
+ * libevent filter bufferevent would fit too, but 2.1's filters finalize
+ * their underlying bufferevent late, which tripped refcount assertions.)
+ *
+ * When the session ends, it hands the bufferevent back through the door
+ * (wsock_door_close): the notice goes out as terminal text and as the
+ * close frame's reason, with one close code per reason (docs/WEB.md), and
+ * the connection is dropped once the client answers the close or after
+ * WSOCK_LINGER seconds.  Server pings every ping_interval keep proxies
+ * from dropping idle consoles, and a client that answers nothing for two
+ * intervals is dropped (half-open TCP).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "virtconsoled.h"
+
+#define WSOCK_FRAME_MAX		(64 * 1024)	/* payload per frame out */
+#define WSOCK_UNDER_HIGH	(64 * 1024)	/* socket-side queue */
+#define WSOCK_LINGER		2	/* seconds for the close handshake */
+#define WSOCK_MESSAGE_MAX	(1024 * 1024)	/* one client message */
+
+struct wsock {
+	struct bufferevent	*under;		/* socket or TLS */
+	struct bufferevent	*mine;		/* our end of the pair */
+	struct bufferevent	*theirs;	/* the session's end */
+	struct ws_reader	 rd;
+	int			 mode;		/* WSOCK_RAW, WSOCK_BASE64 */
+	struct evbuffer		*b64;		/* a base64 message so far */
+	char			 addr[64];
+	char			*peer;
+	char			*listener;
+	struct session		*session;
+	int			 close_sent;
+	int			 close_rcvd;
+	int			 ended;		/* the session has let go */
+	unsigned int		 ping_interval;
+	struct timespec		 last_rx;
+	struct event		*ev_ping;
+	struct event		*ev_done;	/* free, from the loop */
+	TAILQ_ENTRY(wsock)	 entry;
+};
+TAILQ_HEAD(wsocks, wsock);
+
+static struct wsocks	wsocks = TAILQ_HEAD_INITIALIZER(wsocks);
+
+/* One close code per reason: the contract in docs/WEB.md. */
+static const uint16_t wsock_close_codes[REASON_MAX] = {
+	[REASON_NONE] = 1000,
+	[REASON_ESCAPE] = 1000,
+	[REASON_SHUTDOWN] = 1001,
+	[REASON_LISTENER_REMOVED] = 1001,
+	[REASON_KICKED] = 1008,
+	[REASON_EXPIRED] = 1008,
+	[REASON_HV_LOST] = 1011,
+	[REASON_IDLE] = 4000,
+	[REASON_GUEST_STOPPED] = 4001,
+	[REASON_GUEST_MIGRATED] = 4002,
+	[REASON_CONSOLE_TAKEN] = 4003,
+	[REASON_TAKEN_OVER] = 4004,
+	[REASON_TOO_SLOW] = 4005,
+	[REASON_BUSY] = 4100,
+	[REASON_NOT_RUNNING] = 4101,
+	[REASON_UNKNOWN_GUEST] = 4102,
+	[REASON_TOO_MANY] = 4103,
+	[REASON_CLIENT_CLOSED] = 1000,
+	[REASON_CLIENT_ERROR] = 1002,
+	[REASON_CONSOLE_ERROR] = 1011,
+};
+
+uint16_t
+wsock_close_code(enum session_reason reason)
+{
+	if ((unsigned)reason >= REASON_MAX)
+		return 1011;
+	return wsock_close_codes[reason];
+}
+
+unsigned int
+wsock_count(void)
+{
+	struct wsock	*w;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH(w, &wsocks, entry)
+		n++;
+	return n;
+}
+
+unsigned int
+wsock_count_address(const char *addr)
+{
+	struct wsock	*w;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH(w, &wsocks, entry) {
+		if (strcmp(w->addr, addr) == 0)
+			n++;
+	}
+	return n;
+}
+
+static void
+wsock_send_frame(struct wsock *w, int opcode, const void *payload,
+    size_t len)
+{
+	uint8_t	hdr[10];
+	size_t	n = ws_frame_header(hdr, opcode, 1, len);
+
+	bufferevent_write(w->under, hdr, n);
+	if (len > 0)
+		bufferevent_write(w->under, payload, len);
+}
+
+static void
+wsock_send_close(struct wsock *w, uint16_t code, const char *reason)
+{
+	uint8_t	payload[125];
+	size_t	n;
+
+	if (w->close_sent)
+		return;
+	n = ws_close_payload(payload, code, reason);
+	wsock_send_frame(w, WS_OP_CLOSE, payload, n);
+	w->close_sent = 1;
+}
+
+/* Free from the loop, never from inside a filter or a session call. */
+static void
+wsock_done_later(struct wsock *w)
+{
+	event_active(w->ev_done, EV_TIMEOUT, 0);
+}
+
+/* Tell the session its client is gone (it then calls the door). */
+static void
+wsock_client_gone(struct wsock *w)
+{
+	if (!w->ended)
+		bufferevent_trigger_event(w->theirs, BEV_EVENT_EOF, 0);
+	else
+		wsock_done_later(w);
+}
+
+/*
+ * Decode client frames; data goes to the session through the pair.
+ * Control frames are answered here; a protocol error closes with its
+ * code.  Returns -1 once the connection is closing.
+ */
+static int
+wsock_decode(struct wsock *w)
+{
+	struct evbuffer	*in = bufferevent_get_input(w->under);
+	struct ws_event	 ev;
+	uint8_t		*buf, *out;
+	size_t		 len, used, blen;
+	ssize_t		 n;
+	int		 rc;
+
+	while ((len = evbuffer_get_length(in)) > 0) {
+		buf = evbuffer_pullup(in, (ev_ssize_t)len);
+		rc = ws_reader_feed(&w->rd, buf, len, &used, &ev);
+		evbuffer_drain(in, used);
+		if (rc == WS_EV_NEED_MORE)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &w->last_rx);
+		if (w->close_sent || w->ended) {
+			/* Closing: only the peer's close frame matters. */
+			if (rc == WS_EV_CLOSE || rc == WS_EV_ERROR) {
+				w->close_rcvd = 1;
+				wsock_done_later(w);
+				return -1;
+			}
+			continue;
+		}
+		switch (rc) {
+		case WS_EV_DATA:
+			if (w->mode == WSOCK_RAW) {
+				bufferevent_write(w->mine, ev.data, ev.len);
+				break;
+			}
+			if (evbuffer_get_length(w->b64) + ev.len >
+			    WSOCK_MESSAGE_MAX) {
+				wsock_send_close(w, 1009, "message too big");
+				wsock_client_gone(w);
+				return -1;
+			}
+			evbuffer_add(w->b64, ev.data, ev.len);
+			if (!ev.fin)
+				break;
+			blen = evbuffer_get_length(w->b64);
+			out = xmalloc(blen / 4 * 3 + 3);
+			n = ws_b64_decode((const char *)evbuffer_pullup(w->b64,
+			    -1), blen, out, blen / 4 * 3 + 3);
+			evbuffer_drain(w->b64, blen);
+			if (n >= 0)
+				bufferevent_write(w->mine, out, (size_t)n);
+			free(out);
+			if (n < 0) {
+				wsock_send_close(w, 1007, "invalid base64");
+				wsock_client_gone(w);
+				return -1;
+			}
+			break;
+		case WS_EV_PING:
+			wsock_send_frame(w, WS_OP_PONG, ev.data, ev.len);
+			break;
+		case WS_EV_PONG:
+			break;
+		case WS_EV_CLOSE:
+			w->close_rcvd = 1;
+			wsock_send_close(w, ev.code == 0 ? 1000 : ev.code, "");
+			wsock_client_gone(w);
+			return -1;
+		case WS_EV_ERROR:
+		default:
+			log_info("wsock: peer=%s: protocol error, close %u "
+			    "(%s)", w->peer, ev.code, ev.reason);
+			wsock_send_close(w, ev.code, ev.reason);
+			wsock_client_gone(w);
+			return -1;
+		}
+		/* The session is not keeping up: stop reading the client. */
+		if (evbuffer_get_length(bufferevent_get_output(w->mine)) >=
+		    WSOCK_UNDER_HIGH) {
+			bufferevent_disable(w->under, EV_READ);
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Frame raw bytes from src into dst; stop early at the socket's cap. */
+static void
+wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
+    int all)
+{
+	uint8_t		 hdr[WS_HEADER_MAX], *p;
+	char		*b64;
+	size_t		 len, n, blen;
+
+	while ((len = evbuffer_get_length(src)) > 0) {
+		if (!all && evbuffer_get_length(dst) >= WSOCK_UNDER_HIGH)
+			break;
+		if (len > WSOCK_FRAME_MAX)
+			len = WSOCK_FRAME_MAX;
+		p = evbuffer_pullup(src, (ev_ssize_t)len);
+		if (w->mode == WSOCK_BASE64) {
+			b64 = xmalloc(WS_B64_SIZE(len));
+			blen = ws_b64_encode(p, len, b64);
+			n = ws_frame_header(hdr, WS_OP_TEXT, 1, blen);
+			evbuffer_add(dst, hdr, n);
+			evbuffer_add(dst, b64, blen);
+			free(b64);
+		} else {
+			n = ws_frame_header(hdr, WS_OP_BINARY, 1, len);
+			evbuffer_add(dst, hdr, n);
+			evbuffer_add(dst, p, len);
+		}
+		evbuffer_drain(src, len);
+	}
+}
+
+/* Guest output from the session: frame it while the socket has room. */
+static void
+wsock_mine_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsock	*w = arg;
+	struct evbuffer	*out = bufferevent_get_output(w->under);
+
+	wsock_frame_out(w, bufferevent_get_input(bev), out, 0);
+	/*
+	 * At the cap, stop taking from the pair: output then stays in the
+	 * session's buffer, where its max_buffer rule sees it.
+	 */
+	if (evbuffer_get_length(out) >= WSOCK_UNDER_HIGH)
+		bufferevent_disable(bev, EV_READ);
+}
+
+/* The session took our input: read the client again. */
+static void
+wsock_mine_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (!w->ended && !w->close_sent)
+		bufferevent_enable(w->under, EV_READ);
+}
+
+static void
+wsock_under_read_cb(struct bufferevent *bev, void *arg)
+{
+	wsock_decode(arg);
+}
+
+/* The client drained: take more output from the session. */
+static void
+wsock_under_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (w->mine == NULL)
+		return;
+	bufferevent_enable(w->mine, EV_READ);
+	wsock_mine_read_cb(w->mine, w);
+}
+
+/* An abrupt TLS close is reported as an error: a plain disconnect. */
+static void
+wsock_under_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		wsock_client_gone(w);
+}
+
+static void
+wsock_free(struct wsock *w)
+{
+	TAILQ_REMOVE(&wsocks, w, entry);
+	if (w->mine != NULL)
+		bufferevent_free(w->mine);
+	if (w->theirs != NULL)
+		bufferevent_free(w->theirs);
+	bufferevent_free(w->under);
+	event_free(w->ev_ping);
+	event_free(w->ev_done);
+	evbuffer_free(w->b64);
+	free(w->peer);
+	free(w->listener);
+	free(w);
+}
+
+static void
+wsock_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsock	*w = arg;
+
+	/* The session still holds its end: it will call the door. */
+	if (!w->ended)
+		return;
+	wsock_free(w);
+}
+
+/* After the door closed: only wait for the close reply or the deadline. */
+static void
+wsock_closing_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (wsock_decode(w) == 0)
+		evbuffer_drain(bufferevent_get_input(bev),
+		    evbuffer_get_length(bufferevent_get_input(bev)));
+}
+
+static void
+wsock_closing_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		wsock_done_later(w);
+}
+
+/*
+ * The session ends and hands its end of the pair back: what it wrote last
+ * and the notice go out as terminal text (so a person sees it in the
+ * terminal), then the close frame carries the reason and its code.
+ */
+static void
+wsock_door_close(struct bufferevent *bev, enum session_reason reason,
+    void *arg)
+{
+	struct wsock	*w = arg;
+	struct evbuffer	*out = bufferevent_get_output(w->under), *tmp;
+	char		 notice[128];
+	size_t		 n;
+
+	w->ended = 1;
+	w->session = NULL;
+	evtimer_del(w->ev_ping);
+	if (!w->close_sent) {
+		wsock_frame_out(w, bufferevent_get_input(w->mine), out, 1);
+		/*
+		 * A pair keeps the front of an output buffer frozen (only the
+		 * pair moves data out of it); this end is about to go.
+		 */
+		evbuffer_unfreeze(bufferevent_get_output(bev), 1);
+		wsock_frame_out(w, bufferevent_get_output(bev), out, 1);
+		if ((n = session_notice(reason, notice, sizeof notice)) > 0 &&
+		    (tmp = evbuffer_new()) != NULL) {
+			evbuffer_add(tmp, notice, n);
+			wsock_frame_out(w, tmp, out, 1);
+			evbuffer_free(tmp);
+		}
+	}
+	wsock_send_close(w, wsock_close_code(reason),
+	    session_reason_text(reason));
+	bufferevent_free(w->mine);
+	bufferevent_free(w->theirs);
+	w->mine = w->theirs = NULL;
+	bufferevent_setcb(w->under, wsock_closing_read_cb, NULL,
+	    wsock_closing_event_cb, w);
+	bufferevent_enable(w->under, EV_READ | EV_WRITE);
+	if (w->close_rcvd)
+		wsock_done_later(w);
+	else
+		timer_arm(w->ev_done, WSOCK_LINGER);
+}
+
+static const struct session_door wsock_door = {
+	.name = "websocket",
+	.close = wsock_door_close,
+};
+
+/* Ping; drop a client that has answered nothing for two intervals. */
+static void
+wsock_ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsock	*w = arg;
+	struct timespec	 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec - w->last_rx.tv_sec >= 2 * (time_t)w->ping_interval) {
+		log_info("wsock: peer=%s: no answer to pings, dropping",
+		    w->peer);
+		wsock_client_gone(w);
+		return;
+	}
+	wsock_send_frame(w, WS_OP_PING, "vcd", 3);
+	timer_arm(w->ev_ping, w->ping_interval);
+}
+
+/*
+ * Take over an upgraded connection (the 101 response is already queued on
+ * bev) and start its session on one end of a bufferevent pair.
+ */
+void
+wsock_start(struct event_base *base, struct bufferevent *bev,
+    const char *addr, const char *peer, const char *listener,
+    struct guest *g, const char *alias, int mode, const char *subject,
+    unsigned int ping_interval)
+{
+	struct bufferevent	*pair[2];
+	struct wsock		*w;
+	char			 who[256];
+
+	if (bufferevent_pair_new(base, 0, pair) == -1)
+		fatalx("wsock: out of memory");
+	w = xcalloc(1, sizeof *w);
+	w->under = bev;
+	w->theirs = pair[0];
+	w->mine = pair[1];
+	w->mode = mode;
+	snprintf(w->addr, sizeof w->addr, "%s", addr);
+	w->peer = xstrdup(peer);
+	w->listener = xstrdup(listener);
+	w->ping_interval = ping_interval;
+	w->b64 = evbuffer_new();
+	w->ev_ping = evtimer_new(base, wsock_ping_cb, w);
+	w->ev_done = evtimer_new(base, wsock_done_cb, w);
+	if (w->b64 == NULL || w->ev_ping == NULL || w->ev_done == NULL)
+		fatalx("wsock: out of memory");
+	ws_reader_init(&w->rd, WSOCK_MESSAGE_MAX);
+	clock_gettime(CLOCK_MONOTONIC, &w->last_rx);
+	TAILQ_INSERT_TAIL(&wsocks, w, entry);
+
+	bufferevent_setcb(bev, wsock_under_read_cb, wsock_under_write_cb,
+	    wsock_under_event_cb, w);
+	bufferevent_setwatermark(bev, EV_WRITE, WSOCK_UNDER_HIGH / 2, 0);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(w->mine, wsock_mine_read_cb, wsock_mine_write_cb,
+	    NULL, w);
+	bufferevent_enable(w->mine, EV_READ | EV_WRITE);
+	if (ping_interval > 0)
+		timer_arm(w->ev_ping, ping_interval);
+	snprintf(who, sizeof who, "%s ws token=%s", peer, subject);
+	w->session = session_open(g, alias, w->theirs, who, &wsock_door, w);
+	/* Frames that came with the upgrade request. */
+	if (!w->ended)
+		wsock_decode(w);
+}
+
+/* A reload removed a listener: its sessions end. */
+void
+wsock_listener_removed(const char *listener)
+{
+	struct wsock	*w, *next;
+
+	TAILQ_FOREACH_SAFE(w, &wsocks, entry, next) {
+		if (!w->ended && w->session != NULL &&
+		    strcmp(w->listener, listener) == 0)
+			session_kick(w->session, REASON_LISTENER_REMOVED);
+	}
+}
+
+void
+wsock_shutdown(void)
+{
+	struct wsock	*w;
+
+	while ((w = TAILQ_FIRST(&wsocks)) != NULL) {
+		w->ended = 1;
+		wsock_free(w);
+	}
+}
