@@ -19,6 +19,15 @@
  *	2 s pass without any, then exits.  The socket is never half-closed:
  *	the daemon ends a session whose client closes its side.
  *
+ * token GUEST [ALIAS] [--ttl SECONDS]
+ * token --all [--ttl SECONDS]
+ *	Print one line: a token for the web front door, valid once, for
+ *	token_ttl seconds (or --ttl), for GUEST (by name or UUID; the token
+ *	carries the UUID) and ALIAS (default: any console of it), or for
+ *	every guest with --all.  It is signed with the key in
+ *	token_secret_file (created, mode 0600, if missing).  The guest is
+ *	looked up read-only through libvirt at uri.
+ *
  * Exit status
  *	0	the session ended: escape key, the daemon closed (with a
  *		"disconnected:" notice or none), stdin at end of file and
@@ -48,6 +57,9 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 #include "virtconsoled.h"
 
@@ -99,10 +111,13 @@ struct attach {
 };
 
 static int	ctl_attach(struct ctl *, int, char **);
+static int	ctl_token(struct ctl *, int, char **);
 
 static const struct ctl_command ctl_commands[] = {
 	{ "attach", "[GUEST]", "connect this terminal to a guest console "
 	    "(GUEST optional with -s)", ctl_attach },
+	{ "token", "GUEST [ALIAS] [--ttl S] | --all [--ttl S]",
+	    "print a single-use web access token", ctl_token },
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -277,6 +292,120 @@ ctl_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* libvirt prints its errors to stderr unless told otherwise. */
+static void
+ctl_libvirt_silent(void *opaque, virErrorPtr err)
+{
+}
+
+/*
+ * The UUID of a guest given by name or UUID, and a check that the alias
+ * (if any) is one of its consoles.
+ */
+static int
+ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
+    char uuid[GUEST_UUID_LEN])
+{
+	virConnectPtr	 conn;
+	virDomainPtr	 dom;
+	char		*xml, **aliases;
+	size_t		 n, i;
+	int		 rc = -1, found = alias == NULL;
+
+	virSetErrorFunc(NULL, ctl_libvirt_silent);
+	if ((conn = virConnectOpenReadOnly(ctl->conf->uri)) == NULL) {
+		ctl_warnx("cannot connect to libvirt at %s: %s",
+		    log_esc(ctl->conf->uri), virGetLastErrorMessage());
+		return -1;
+	}
+	if ((dom = virDomainLookupByName(conn, guest)) == NULL &&
+	    (dom = virDomainLookupByUUIDString(conn, guest)) == NULL) {
+		ctl_warnx("no guest %s", log_esc(guest));
+		virConnectClose(conn);
+		return -1;
+	}
+	if (virDomainGetUUIDString(dom, uuid) == -1)
+		ctl_warnx("cannot read the UUID of %s", log_esc(guest));
+	else if (alias != NULL) {
+		if ((xml = virDomainGetXMLDesc(dom, 0)) != NULL &&
+		    guest_parse_consoles(xml, strlen(xml),
+		    virDomainIsActive(dom) == 1, &aliases, &n) == 0) {
+			for (i = 0; i < n; i++)
+				found |= strcmp(aliases[i], alias) == 0;
+			guest_free_aliases(aliases, n);
+		}
+		free(xml);
+		if (!found)
+			ctl_warnx("guest %s has no console %s",
+			    log_esc(guest), log_esc(alias));
+		else
+			rc = 0;
+	} else
+		rc = 0;
+	virDomainFree(dom);
+	virConnectClose(conn);
+	return rc;
+}
+
+/* token GUEST [ALIAS] [--ttl S] | token --all [--ttl S] */
+static int
+ctl_token(struct ctl *ctl, int argc, char **argv)
+{
+	struct token		 t;
+	unsigned long long	 ttl = 0;
+	uint8_t			 key[TOKEN_KEY_LEN];
+	char			 uuid[GUEST_UUID_LEN], out[TOKEN_TEXT_MAX];
+	char			 err[1024];
+	const char		*guest = NULL, *alias = NULL;
+	int			 i, all = 0, have_ttl = 0;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--all") == 0)
+			all = 1;
+		else if (strcmp(argv[i], "--ttl") == 0) {
+			if (++i == argc || parse_uint(argv[i], 86400 * 366,
+			    &ttl) == -1 || ttl == 0) {
+				ctl_warnx("--ttl needs a number of seconds "
+				    "(1 to 31622400)");
+				return 2;
+			}
+			have_ttl = 1;
+		} else if (argv[i][0] == '-') {
+			ctl_warnx("unknown token option %s", log_esc(argv[i]));
+			ctl_usage();
+		} else if (guest == NULL)
+			guest = argv[i];
+		else if (alias == NULL)
+			alias = argv[i];
+		else
+			ctl_usage();
+	}
+	if (all == (guest != NULL))
+		ctl_usage();
+	if (ctl_config(ctl) == -1)
+		return 1;
+	if (!have_ttl)
+		ttl = ctl->conf->token_ttl;
+	if (!all && ctl_guest_uuid(ctl, guest, alias, uuid) == -1)
+		return 1;
+	if (token_secret_load(ctl->conf->token_secret_file, key, 1, err,
+	    sizeof err) == -1) {
+		ctl_warnx("%s", err);
+		return 1;
+	}
+	if (token_new(&t, TOKEN_KIND_TOKEN, all ? NULL : uuid, alias,
+	    (int64_t)time(NULL) + (int64_t)ttl) == -1 ||
+	    token_mint(key, &t, out, sizeof out) == -1) {
+		explicit_bzero(key, sizeof key);
+		ctl_warnx("cannot make a token%s", alias != NULL ?
+		    " (is the alias valid?)" : "");
+		return 1;
+	}
+	explicit_bzero(key, sizeof key);
+	printf("%s\n", out);
+	return 0;
 }
 
 /* The daemon's rule for guest socket names (socket_name_check, util.c). */
