@@ -33,10 +33,16 @@ uri = $LAB_URI
 pid_file = $LAB_DIR/virtconsoled.pid
 socket_dir = $LAB_DIR/guests
 control_socket = $LAB_DIR/control
+token_secret_file = $LAB_DIR/secret
+web_root = $BUILD/webroot
+listen = 127.0.0.1:8080
 log_level = info
 EOC
 "$BUILD/virtconsoled" -d -f "$CONF" &
 DPID=$!
+# The web front door's URL carries a single-use token (valid 10 minutes).
+for i in $(seq 50); do [ -e "$LAB_DIR/secret" ] && break; sleep 0.1; done
+TOKEN=$("$BUILD/virtconsolectl" -f "$CONF" token --all --ttl 600)
 cat <<EOM
 
 virtconsoled runs in the foreground (pid $DPID), its log below.
@@ -44,6 +50,9 @@ virtconsoled runs in the foreground (pid $DPID), its log below.
   libvirt:     $LAB_URI
   demo guest:  demo (serial console serial0, virtio console console1)
   its socket:  $LAB_DIR/guests/demo
+Open the browser terminal (the token in the URL works once, for 10 min;
+the page then keeps a session cookie):
+  http://127.0.0.1:8080/?token=$TOKEN
 Attach this terminal to the guest's serial console (Ctrl-Q detaches):
   $BUILD/virtconsolectl -f $CONF attach demo
 or with any raw socket client:
