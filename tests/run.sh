@@ -115,6 +115,9 @@ count_trs unit "$TOP/build"
 make -C "$TOP/build-asan" check > "$OUT/unit-asan.log" 2>&1
 count_trs unit-asan "$TOP/build-asan"
 
+say "fuzz corpora"
+run_tap fuzz-replay "$TOP/tests/fuzz/replay.sh" "$OUT/fuzz"
+
 say "lab"
 # Shell tests that need no libvirt first.
 run_tap t-cli env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-cli.sh"
