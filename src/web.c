@@ -283,8 +283,11 @@ web_authenticate(struct web_conn *c, const struct http_request *req,
 		    &auth->tok, why) == -1)
 			return 403;
 		if (token_cache_use(&web.tokens, &auth->tok, now) == -1) {
-			*why = "token already used";
-			return 403;
+			/* Full: refuse rather than evict, which would let a
+			 * token be replayed. */
+			*why = errno == ENOSPC ? "replay cache full" :
+			    "token already used";
+			return errno == ENOSPC ? 503 : 403;
 		}
 		auth->ok = auth->by_token = 1;
 		token_id_hex(&auth->tok, auth->subject);
