@@ -160,6 +160,11 @@ if [ "$LAB_OK" = 1 ]; then
 	    "$TOP/tests/integration/t-daemon.sh"
 	run_tap t-cli-asan env VCD_BUILD="$TOP/build-asan" \
 	    "$TOP/tests/integration/t-cli.sh"
+	# Sessions and the unix front door under ASan/UBSan.
+	run_tap t-websockify-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-websockify.py"
+	run_tap t-sessions-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-sessions.py"
 else
 	record integration 0 1
 fi
