@@ -220,6 +220,18 @@ enum session_reason {
 	REASON_MAX
 };
 struct session;
+struct session_info {
+	unsigned int	 id;
+	const char	*guest;
+	const char	*uuid;
+	const char	*alias;
+	const char	*state;
+	const char	*peer;
+	uint64_t	 bytes_in;
+	uint64_t	 bytes_out;
+	double		 idle;		/* seconds since activity */
+	double		 age;		/* seconds since the client came */
+};
 struct session_door {
 	const char	*name;
 	/* Takes bev: say goodbye for the reason, then free it. */
@@ -236,6 +248,10 @@ void		 session_guest_stopped(struct guest *, enum session_reason);
 void		 session_guest_removed(struct guest *);
 void		 session_end_all(enum session_reason);
 void		 session_kick(struct session *, enum session_reason);
+unsigned int	 session_kick_guest(const char *, const char *,
+		     enum session_reason);
+void		 session_foreach(void (*)(const struct session_info *,
+		     void *), void *);
 int		 session_busy(const char *, const char *);
 unsigned int	 session_count(void);
 unsigned int	 session_live(void);
@@ -252,6 +268,12 @@ int		 usock_init(struct event_base *, const struct config *,
 void		 usock_guest_changed(struct guest *);
 void		 usock_shutdown(void);
 int		 usock_name_ok(const char *, const char *);
+
+/* control.c */
+typedef int (*control_reload_fn)(char *, size_t);
+int		 control_init(struct event_base *, const struct config *,
+		     control_reload_fn, char *, size_t);
+void		 control_shutdown(void);
 
 /* web.c */
 int		 web_init(struct event_base *, const struct config *, char *,
@@ -444,6 +466,7 @@ void		 timer_arm(struct event *, unsigned int);
 #define SOCKET_NAME_BAD		1
 #define SOCKET_NAME_LONG	2
 int		 socket_name_check(const char *, const char *);
+int		 socket_in_use(const char *);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
 

@@ -773,6 +773,47 @@ session_guest_removed(struct guest *g)
 	}
 }
 
+/* Every session in the table, for the control socket's list. */
+void
+session_foreach(void (*fn)(const struct session_info *, void *), void *arg)
+{
+	struct session		*s;
+	struct session_info	 si;
+
+	TAILQ_FOREACH(s, &sess.table, entry) {
+		si.id = s->id;
+		si.guest = s->guest;
+		si.uuid = s->uuid;
+		si.alias = s->alias;
+		si.state = session_state_name(s->state);
+		si.peer = s->peer;
+		si.bytes_in = s->bytes_in;
+		si.bytes_out = s->bytes_out;
+		si.idle = session_elapsed(&s->active);
+		si.age = session_elapsed(&s->started);
+		fn(&si, arg);
+	}
+}
+
+/* End the sessions of a guest (by name or UUID), one console or all. */
+unsigned int
+session_kick_guest(const char *guest, const char *alias,
+    enum session_reason reason)
+{
+	struct session	*s, *next;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
+		if ((strcmp(s->guest, guest) == 0 ||
+		    strcasecmp(s->uuid, guest) == 0) &&
+		    (alias == NULL || strcmp(s->alias, alias) == 0)) {
+			session_end(s, reason);
+			n++;
+		}
+	}
+	return n;
+}
+
 /* Whether a console has a client now. */
 int
 session_busy(const char *uuid, const char *alias)

@@ -144,7 +144,18 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 			closedir(d);
 			return -1;
 		}
-		/* A crashed run's socket: we hold the pid file lock. */
+		/*
+		 * A crashed run's socket (we hold the pid file lock), unless
+		 * something still listens: another daemon with another pid
+		 * file but this socket_dir.
+		 */
+		if (socket_in_use(path)) {
+			snprintf(err, errlen, "socket_dir %s is in use by a "
+			    "running process (%s accepts connections)", dir,
+			    log_esc(de->d_name));
+			closedir(d);
+			return -1;
+		}
 		if (unlink(path) == 0)
 			log_info("usock: removed stale socket %s",
 			    log_esc(path));

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,4 +151,30 @@ socket_name_check(const char *dir, const char *name)
 	if (strlen(dir) + 1 + strlen(name) >= sizeof sun.sun_path)
 		return SOCKET_NAME_LONG;
 	return 0;
+}
+
+/*
+ * Whether a unix socket at path has a listener: a crashed run's socket
+ * refuses connections, a live daemon's accepts them.  Used before
+ * replacing a "stale" socket, so that a second daemon with another pid
+ * file never steals a running one's sockets.
+ */
+int
+socket_in_use(const char *path)
+{
+	struct sockaddr_un	sun;
+	int			fd, rc, e;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path)
+		return 0;
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1)
+		return 0;
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+	e = errno;
+	close(fd);
+	return rc == 0 || e == EAGAIN || e == EINPROGRESS;
 }

@@ -28,6 +28,15 @@
  *	token_secret_file (created, mode 0600, if missing).  The guest is
  *	looked up read-only through libvirt at uri.
  *
+ * status, list, kick GUEST [ALIAS], reload  [--json]
+ *	Ask the daemon through its control socket (control_socket from the
+ *	config, or -s SOCKET): status (version, uptime, libvirt connection,
+ *	counts), list (every session: guest, console, state, client, bytes
+ *	each way, idle seconds), kick (end a guest's sessions, or one
+ *	console's, with "kicked by administrator"), reload (as SIGHUP; a
+ *	config with errors is refused and reported).  Human output, or JSON
+ *	with --json.  Exit 1 with the daemon's error on stderr.
+ *
  * Exit status
  *	0	the session ended: escape key, the daemon closed (with a
  *		"disconnected:" notice or none), stdin at end of file and
@@ -112,12 +121,21 @@ struct attach {
 
 static int	ctl_attach(struct ctl *, int, char **);
 static int	ctl_token(struct ctl *, int, char **);
+static int	ctl_control(struct ctl *, int, char **);
 
 static const struct ctl_command ctl_commands[] = {
 	{ "attach", "[GUEST]", "connect this terminal to a guest console "
 	    "(GUEST optional with -s)", ctl_attach },
 	{ "token", "GUEST [ALIAS] [--ttl S] | --all [--ttl S]",
 	    "print a single-use web access token", ctl_token },
+	{ "status", "[--json]", "the daemon's version, uptime, libvirt "
+	    "connection, counts", ctl_control },
+	{ "list", "[--json]", "the sessions: guest, console, state, client, "
+	    "bytes, idle", ctl_control },
+	{ "kick", "GUEST [ALIAS] [--json]", "end a guest's sessions "
+	    "(\"kicked by administrator\")", ctl_control },
+	{ "reload", "[--json]", "reload the configuration, like SIGHUP",
+	    ctl_control },
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -202,11 +220,12 @@ ctl_usage(void)
 	fprintf(stderr, "usage: virtconsolectl [-f config] [-s socket] "
 	    "command [args]\ncommands:\n");
 	for (i = 0; i < CTL_NCOMMANDS; i++) {
-		fprintf(stderr, "  %s %-10s %s\n", ctl_commands[i].name,
+		fprintf(stderr, "  %-6s %-38s %s\n", ctl_commands[i].name,
 		    ctl_commands[i].args, ctl_commands[i].help);
 	}
 	fprintf(stderr, "-s names the socket itself (attach: the guest's "
-	    "socket, instead of SOCKET_DIR/GUEST)\n");
+	    "socket, instead of SOCKET_DIR/GUEST;\n   status, list, kick, "
+	    "reload: the control socket)\n");
 	exit(2);
 }
 
@@ -292,6 +311,115 @@ ctl_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * status, list, kick GUEST [ALIAS], reload [--json]: one command line to
+ * the daemon's control socket (-s, or control_socket from the config);
+ * the daemon answers OK or ERR on the first line, then the body.
+ */
+static int
+ctl_control(struct ctl *ctl, int argc, char **argv)
+{
+	struct sockaddr_un	 sun;
+	char			 line[1024], buf[4096], *nl;
+	const char		*path;
+	size_t			 len = 0, have = 0;
+	ssize_t			 n;
+	int			 fd, i, status = 1, first = 1;
+
+	for (i = 1, n = 0; i < argc; i++)
+		n += strcmp(argv[i], "--json") != 0;
+	if (strcmp(argv[0], "kick") == 0 ? n < 1 || n > 2 : n != 0)
+		ctl_usage();
+	for (i = 0; i < argc; i++) {
+		if (i > 0 && strcmp(argv[i], "--json") != 0 &&
+		    argv[i][0] == '-') {
+			ctl_warnx("unknown %s option %s", argv[0],
+			    log_esc(argv[i]));
+			ctl_usage();
+		}
+		n = snprintf(line + len, sizeof line - len, "%s%s",
+		    i ? " " : "", argv[i]);
+		if (n < 0 || (size_t)n >= sizeof line - len) {
+			ctl_warnx("command line too long");
+			return 2;
+		}
+		len += (size_t)n;
+	}
+	if (len + 1 >= sizeof line)
+		return 2;
+	line[len++] = '\n';
+	if (ctl->socket != NULL)
+		path = ctl->socket;
+	else {
+		/* A config with errors cannot name the socket: say so. */
+		if (ctl_config(ctl) == -1) {
+			ctl_warnx("the daemon keeps its running configuration; "
+			    "-s SOCKET reaches it without reading the file");
+			return 1;
+		}
+		path = ctl->conf->control_socket;
+	}
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		ctl_warnx("socket path too long: %s", log_esc(path));
+		return 1;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		ctl_warn("cannot connect to the control socket %s%s",
+		    log_esc(path), errno == ENOENT || errno == ECONNREFUSED ?
+		    " (is virtconsoled running?)" : "");
+		if (fd != -1)
+			close(fd);
+		return 1;
+	}
+	if (write(fd, line, len) != (ssize_t)len) {
+		ctl_warn("write to %s", log_esc(path));
+		close(fd);
+		return 1;
+	}
+	/* The first line says OK or ERR; the rest is the answer. */
+	for (;;) {
+		n = read(fd, buf + have, sizeof buf - have - 1);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = '\0';
+		if (first) {
+			if ((nl = strchr(buf, '\n')) == NULL) {
+				if (have < sizeof buf - 1)
+					continue;
+				break;
+			}
+			*nl = '\0';
+			first = 0;
+			if (strcmp(buf, "OK") == 0)
+				status = 0;
+			else {
+				fprintf(stderr, "virtconsolectl: %s\n",
+				    strncmp(buf, "ERR ", 4) == 0 ? buf + 4 :
+				    buf);
+				status = 1;
+			}
+			have -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, have);
+		}
+		if (fwrite(buf, 1, have, stdout) != have)
+			break;
+		have = 0;
+	}
+	close(fd);
+	if (first) {
+		ctl_warnx("no answer from the daemon on %s", log_esc(path));
+		return 1;
+	}
+	return status;
 }
 
 /* libvirt prints its errors to stderr unless told otherwise. */

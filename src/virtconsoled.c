@@ -94,25 +94,29 @@ vcd_apply_overrides(struct vcd *v, struct config *conf)
 }
 
 /*
- * SIGHUP: parse-then-swap.  The new file is parsed into a fresh struct;
- * if it has errors, the running configuration stays, untouched.
+ * SIGHUP (or virtconsolectl reload): parse-then-swap.  The new file is
+ * parsed into a fresh struct; if it has errors, the running configuration
+ * stays, untouched, and -1 comes back with the error.
  */
-static void
-vcd_reload(struct vcd *v)
+static int
+vcd_reload(struct vcd *v, char *err, size_t errlen)
 {
 	struct config	*conf, *old = v->conf;
-	char		 err[1024];
 
 	log_info("reloading configuration from %s", log_esc(old->path));
-	if ((conf = config_load(old->path, err, sizeof err)) == NULL) {
+	if ((conf = config_load(old->path, err, errlen)) == NULL) {
 		log_warnx("config has errors, not reloading: %s",
 		    log_esc(err));
-		return;
+		return -1;
 	}
 	vcd_apply_overrides(v, conf);
 	if (strcmp(conf->pid_file, old->pid_file) != 0)
 		log_warnx("pid_file changed; it takes effect at the next "
 		    "start");
+	if (strcmp(conf->socket_dir, old->socket_dir) != 0 ||
+	    strcmp(conf->control_socket, old->control_socket) != 0)
+		log_warnx("socket_dir and control_socket changes take effect "
+		    "at the next start");
 	v->conf = conf;
 	if ((old->log_file == NULL) != (conf->log_file == NULL) ||
 	    (old->log_file != NULL &&
@@ -125,16 +129,27 @@ vcd_reload(struct vcd *v)
 	hv_reconfigure(conf);
 	config_free(old);
 	log_info("configuration reloaded");
+	return 0;
+}
+
+/* The control socket's reload: the same as SIGHUP. */
+static struct vcd	*vcd_self;
+
+static int
+vcd_control_reload(char *err, size_t errlen)
+{
+	return vcd_reload(vcd_self, err, errlen);
 }
 
 static void
 vcd_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct vcd	*v = arg;
+	char		 err[1024];
 
 	switch (sig) {
 	case SIGHUP:
-		vcd_reload(v);
+		vcd_reload(v, err, sizeof err);
 		break;
 	case SIGUSR1:
 		if (log_reopen() == -1)
@@ -290,6 +305,10 @@ main(int argc, char **argv)
 		fatalx("%s", err);
 	if (web_init(v.base, v.conf, err, sizeof err) == -1)
 		fatalx("%s", err);
+	vcd_self = &v;
+	if (control_init(v.base, v.conf, vcd_control_reload, err,
+	    sizeof err) == -1)
+		fatalx("%s", err);
 	if (hv_init(v.base, v.conf) == -1)
 		fatalx("cannot set up the libvirt connection");
 
@@ -301,6 +320,7 @@ main(int argc, char **argv)
 	event_base_loop(v.base, EVLOOP_NO_EXIT_ON_EMPTY);
 
 	vcd_end_sessions(&v);
+	control_shutdown();
 	web_shutdown();
 	wsock_shutdown();
 	usock_shutdown();

@@ -89,7 +89,8 @@ stop_daemon "$DPID"
 
 # Daemon mode: the parent returns once the daemon is up; logs go to log_file.
 write_conf "$D/daemon.conf" "uri = $NOSOCK" "pid_file = $D/run/d.pid" \
-    "log_file = $D/daemon.log"
+    "log_file = $D/daemon.log" "socket_dir = $D/run/dguests" \
+    "control_socket = $D/run/dcontrol"
 "$VCD" -f "$D/daemon.conf" > "$D/dout" 2>&1; rc=$?
 check "daemon mode: the starting command exits 0" test "$rc" -eq 0
 dpid=$(cat "$D/run/d.pid" 2>/dev/null)

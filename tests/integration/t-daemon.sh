@@ -9,6 +9,7 @@ need_lab
 D=$T_TMP
 G=vcd-daemon-$$
 write_conf "$D/vcd.conf" "uri = $LAB_URI" "pid_file = $D/vcd.pid" \
+    "socket_dir = $D/guests" "control_socket = $D/control" \
     "log_level = debug"
 start_fg "$D/vcd.conf" "$D/vcd.log"
 check "connects to the lab's libvirt" wait_log "$D/vcd.log" "hv: connected uri=" 20
@@ -32,7 +33,7 @@ check "STARTED again on the new connection" wait_log "$D/vcd.log" "guest event g
 cp "$D/vcd.conf" "$D/vcd.conf.good"
 echo "max_buffer = lots" >> "$D/vcd.conf"
 kill -HUP "$DPID"
-check "SIGHUP with errors: old config kept" wait_log "$D/vcd.log" "config has errors, not reloading: $D/vcd.conf:4: bad value for 'max_buffer'" 10
+check "SIGHUP with errors: old config kept" wait_log "$D/vcd.log" "config has errors, not reloading: $D/vcd.conf:6: bad value for 'max_buffer'" 10
 cp "$D/vcd.conf.good" "$D/vcd.conf"
 kill -HUP "$DPID"
 check "SIGHUP: configuration reloaded" wait_log "$D/vcd.log" "configuration reloaded" 10

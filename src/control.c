@@ -1,0 +1,401 @@
+/*
+ * The control socket: a unix socket (mode 0600) for virtconsolectl's
+ * status, list, kick and reload.  Only root and the daemon's own user may
+ * use it (checked with SO_PEERCRED too, in case the file mode is changed).
+ * It administers sessions; it never hands out consoles or tokens, so it
+ * cannot bypass the web front door's authentication.
+ *
+ * Protocol: the client sends one line, `COMMAND [ARGS...] [--json]`; the
+ * daemon answers `OK` or `ERR message` on the first line, then the body
+ * (human text, or JSON with --json), and closes.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "virtconsoled.h"
+
+#define CONTROL_LINE_MAX	1024
+#define CONTROL_TIMEOUT		5	/* seconds to send a command */
+#define CONTROL_CLIENTS_MAX	16
+#define CONTROL_ARGS_MAX	8
+
+struct control_client {
+	struct bufferevent	*bev;
+	struct event		*ev_timeout;
+	int			 done;
+	TAILQ_ENTRY(control_client) entry;
+};
+TAILQ_HEAD(control_clients, control_client);
+
+static struct {
+	struct event_base	*base;
+	char			*path;
+	struct evconnlistener	*lev;
+	dev_t			 dev;
+	ino_t			 ino;
+	control_reload_fn	 reload;
+	struct timespec		 started;
+	struct control_clients	 clients;
+	unsigned int		 nclients;
+} ctl = { .clients = TAILQ_HEAD_INITIALIZER(ctl.clients) };
+
+static void
+control_client_free(struct control_client *c)
+{
+	TAILQ_REMOVE(&ctl.clients, c, entry);
+	ctl.nclients--;
+	bufferevent_free(c->bev);
+	event_free(c->ev_timeout);
+	free(c);
+}
+
+/* JSON string, escaped. */
+static void
+control_json_str(struct evbuffer *b, const char *s)
+{
+	const unsigned char	*p;
+
+	evbuffer_add(b, "\"", 1);
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			evbuffer_add_printf(b, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			evbuffer_add_printf(b, "\\u%04x", *p);
+		else
+			evbuffer_add(b, p, 1);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+static void
+control_status(struct evbuffer *b, int json)
+{
+	struct timespec	 now;
+	struct guest	*g;
+	unsigned int	 guests = 0, running = 0;
+	long		 uptime;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	uptime = (long)(now.tv_sec - ctl.started.tv_sec);
+	TAILQ_FOREACH(g, guest_list(), entry) {
+		guests++;
+		running += g->active != 0;
+	}
+	if (json)
+		evbuffer_add_printf(b, "{\"version\":\"%s\",\"pid\":%ld,"
+		    "\"uptime\":%ld,\"hypervisor\":\"%s\",\"guests\":%u,"
+		    "\"running\":%u,\"sessions\":%u,\"web_clients\":%u}\n",
+		    PACKAGE_VERSION, (long)getpid(), uptime,
+		    hv_state_name(hv_get_state()), guests, running,
+		    session_count(), wsock_count());
+	else
+		evbuffer_add_printf(b, "virtconsoled %s, pid %ld, up %ld s\n"
+		    "hypervisor: %s\nguests: %u (%u running)\n"
+		    "sessions: %u (%u over WebSocket)\n", PACKAGE_VERSION,
+		    (long)getpid(), uptime, hv_state_name(hv_get_state()),
+		    guests, running, session_count(), wsock_count());
+}
+
+struct control_list {
+	struct evbuffer	*b;
+	int		 json;
+	int		 n;
+};
+
+static void
+control_list_one(const struct session_info *si, void *arg)
+{
+	struct control_list	*l = arg;
+
+	if (l->json) {
+		evbuffer_add_printf(l->b, "%s{\"id\":%u,\"guest\":",
+		    l->n ? "," : "", si->id);
+		control_json_str(l->b, si->guest);
+		evbuffer_add_printf(l->b, ",\"uuid\":\"%s\",\"console\":",
+		    si->uuid);
+		control_json_str(l->b, si->alias);
+		evbuffer_add_printf(l->b, ",\"state\":\"%s\",\"client\":",
+		    si->state);
+		control_json_str(l->b, si->peer);
+		evbuffer_add_printf(l->b, ",\"bytes_in\":%llu,"
+		    "\"bytes_out\":%llu,\"idle\":%.0f,\"age\":%.0f}",
+		    (unsigned long long)si->bytes_in,
+		    (unsigned long long)si->bytes_out, si->idle, si->age);
+	} else
+		evbuffer_add_printf(l->b, "%-5u %-20s %-9s %-9s %8llu %9llu "
+		    "%5.0f  %s\n", si->id, log_esc(si->guest),
+		    log_esc(si->alias), si->state,
+		    (unsigned long long)si->bytes_in,
+		    (unsigned long long)si->bytes_out, si->idle,
+		    log_esc(si->peer));
+	l->n++;
+}
+
+static void
+control_list(struct evbuffer *b, int json)
+{
+	struct control_list	l = { b, json, 0 };
+
+	if (json)
+		evbuffer_add(b, "[", 1);
+	else
+		evbuffer_add_printf(b, "%-5s %-20s %-9s %-9s %8s %9s %5s  %s\n",
+		    "ID", "GUEST", "CONSOLE", "STATE", "BYTES_IN", "BYTES_OUT",
+		    "IDLE", "CLIENT");
+	session_foreach(control_list_one, &l);
+	if (json)
+		evbuffer_add(b, "]\n", 2);
+}
+
+/* Run one command line; the answer goes to out. */
+static void
+control_run(char *line, struct evbuffer *out)
+{
+	struct evbuffer	*body = evbuffer_new();
+	char		*argv[CONTROL_ARGS_MAX], *p, err[1024];
+	int		 argc = 0, json = 0, i;
+	unsigned int	 n;
+
+	for (p = strtok(line, " \t"); p != NULL; p = strtok(NULL, " \t")) {
+		if (strcmp(p, "--json") == 0)
+			json = 1;
+		else if (argc < CONTROL_ARGS_MAX)
+			argv[argc++] = p;
+		else {
+			evbuffer_add_printf(out, "ERR too many arguments\n");
+			goto done;
+		}
+	}
+	if (argc == 0) {
+		evbuffer_add_printf(out, "ERR empty command\n");
+		goto done;
+	}
+	if (strcmp(argv[0], "status") == 0 && argc == 1)
+		control_status(body, json);
+	else if (strcmp(argv[0], "list") == 0 && argc == 1)
+		control_list(body, json);
+	else if (strcmp(argv[0], "kick") == 0 && (argc == 2 || argc == 3)) {
+		n = session_kick_guest(argv[1], argc == 3 ? argv[2] : NULL,
+		    REASON_KICKED);
+		if (n == 0) {
+			evbuffer_add_printf(out, "ERR no session for %s%s%s\n",
+			    log_esc(argv[1]), argc == 3 ? " " : "",
+			    argc == 3 ? log_esc(argv[2]) : "");
+			goto done;
+		}
+		log_info("control: kicked %u session(s) of %s", n,
+		    log_esc(argv[1]));
+		if (json)
+			evbuffer_add_printf(body, "{\"kicked\":%u}\n", n);
+		else
+			evbuffer_add_printf(body, "kicked %u session%s\n", n,
+			    n == 1 ? "" : "s");
+	} else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
+		if (ctl.reload(err, sizeof err) == -1) {
+			evbuffer_add_printf(out, "ERR config has errors, not "
+			    "reloading: %s\n", err);
+			goto done;
+		}
+		if (json)
+			evbuffer_add_printf(body, "{\"reloaded\":true}\n");
+		else
+			evbuffer_add_printf(body, "configuration reloaded\n");
+	} else {
+		for (i = 0; i < argc; i++)
+			argv[i] = (char *)log_esc(argv[i]);
+		evbuffer_add_printf(out, "ERR unknown command or arguments: "
+		    "%s (commands: status, list, kick GUEST [ALIAS], "
+		    "reload; --json)\n", argv[0]);
+		goto done;
+	}
+	evbuffer_add_printf(out, "OK\n");
+	evbuffer_add_buffer(out, body);
+done:
+	evbuffer_free(body);
+}
+
+static void
+control_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct control_client	*c = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	char			*line;
+	size_t			 len;
+
+	if (c->done)
+		return;
+	line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+	if (line == NULL) {
+		if (evbuffer_get_length(in) > CONTROL_LINE_MAX) {
+			c->done = 1;
+			evbuffer_add_printf(bufferevent_get_output(bev),
+			    "ERR command line too long\n");
+		}
+		return;
+	}
+	c->done = 1;
+	if (len > CONTROL_LINE_MAX || strlen(line) != len)
+		evbuffer_add_printf(bufferevent_get_output(bev),
+		    "ERR bad command line\n");
+	else
+		control_run(line, bufferevent_get_output(bev));
+	free(line);
+	bufferevent_disable(bev, EV_READ);
+}
+
+static void
+control_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct control_client	*c = arg;
+
+	if (c->done && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		control_client_free(c);
+}
+
+static void
+control_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		control_client_free(arg);
+}
+
+static void
+control_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	control_client_free(arg);
+}
+
+static void
+control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct control_client	*c;
+	struct ucred		 cred;
+	socklen_t		 len = sizeof cred;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
+	    (cred.uid != 0 && cred.uid != geteuid()) ||
+	    ctl.nclients >= CONTROL_CLIENTS_MAX) {
+		log_warnx("control: refused a client (uid %ld)",
+		    len == sizeof cred ? (long)cred.uid : -1L);
+		close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof *c);
+	c->bev = bufferevent_socket_new(ctl.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->ev_timeout = evtimer_new(ctl.base, control_timeout_cb, c);
+	if (c->bev == NULL || c->ev_timeout == NULL)
+		fatalx("control: out of memory");
+	TAILQ_INSERT_TAIL(&ctl.clients, c, entry);
+	ctl.nclients++;
+	bufferevent_setcb(c->bev, control_read_cb, control_write_cb,
+	    control_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CONTROL_LINE_MAX + 2);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	timer_arm(c->ev_timeout, CONTROL_TIMEOUT);
+}
+
+/*
+ * Bind the control socket.  Runs after the pid file lock is held, so a
+ * socket left at the path is a crashed run's: it is replaced.  Anything
+ * else at the path is refused.
+ */
+int
+control_init(struct event_base *base, const struct config *conf,
+    control_reload_fn reload, char *err, size_t errlen)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 st;
+	char			*dir;
+	mode_t			 old;
+	int			 fd, rc;
+
+	ctl.base = base;
+	ctl.reload = reload;
+	clock_gettime(CLOCK_MONOTONIC, &ctl.started);
+	ctl.path = xstrdup(conf->control_socket);
+	if (strlen(ctl.path) >= sizeof sun.sun_path) {
+		snprintf(err, errlen, "control_socket %s: path too long",
+		    ctl.path);
+		return -1;
+	}
+	dir = xstrdup(ctl.path);
+	if (mkdir(dirname(dir), 0755) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create the directory of "
+		    "control_socket %s: %s", ctl.path, strerror(errno));
+		free(dir);
+		return -1;
+	}
+	free(dir);
+	if (lstat(ctl.path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "control_socket %s exists and is "
+			    "not a socket", ctl.path);
+			return -1;
+		}
+		if (socket_in_use(ctl.path)) {
+			snprintf(err, errlen, "control_socket %s is in use by "
+			    "another running daemon", ctl.path);
+			return -1;
+		}
+		unlink(ctl.path);
+	}
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, ctl.path, strlen(ctl.path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "control socket: %s", strerror(errno));
+		return -1;
+	}
+	old = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+	umask(old);
+	if (rc == -1 || listen(fd, 8) == -1 || lstat(ctl.path, &st) == -1) {
+		snprintf(err, errlen, "cannot listen on control_socket %s: %s",
+		    ctl.path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	ctl.dev = st.st_dev;
+	ctl.ino = st.st_ino;
+	ctl.lev = evconnlistener_new(base, control_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (ctl.lev == NULL)
+		fatalx("control: cannot create a listener");
+	log_info("control: listening on %s", log_esc(ctl.path));
+	return 0;
+}
+
+void
+control_shutdown(void)
+{
+	struct control_client	*c;
+	struct stat		 st;
+
+	while ((c = TAILQ_FIRST(&ctl.clients)) != NULL)
+		control_client_free(c);
+	if (ctl.lev != NULL)
+		evconnlistener_free(ctl.lev);
+	ctl.lev = NULL;
+	if (ctl.path != NULL && lstat(ctl.path, &st) == 0 &&
+	    st.st_dev == ctl.dev && st.st_ino == ctl.ino)
+		unlink(ctl.path);
+	free(ctl.path);
+	ctl.path = NULL;
+}

@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""The control socket and virtconsolectl status/list/kick/reload, against
+the lab's real guests; and reloads that keep live sessions: 50 reloads
+(SIGHUP and virtconsolectl reload, alternating, each changing values)
+under live sessions, and a broken config that is refused with file:line.
+"""
+
+import json
+import os
+import signal
+import pwd
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vcdtest import (TAP, Client, Daemon, Lab, make_tmpdir, show,  # noqa: E402
+                     vcd_binary, wait_for)
+
+t = TAP()
+lab = Lab(t)
+CTL = os.path.join(os.path.dirname(vcd_binary()), "virtconsolectl")
+if not os.access(vcd_binary(), os.X_OK) or not os.access(CTL, os.X_OK):
+    t.skip_all("no daemon or virtconsolectl binary next to %s" % vcd_binary())
+
+TMP = make_tmpdir("vcd-tc.")
+A, B = "tc-a", "tc-b"
+lab.remove_leftovers([A, B])
+d = Daemon(lab.uri, {"idle_timeout": 300}, name="ctl", tmpdir=TMP)
+
+
+def ctl(*args, user=None):
+    cmd = [CTL, "-f", d.conf_path] + list(args)
+    if user is not None:
+        cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user,
+               "--clear-groups"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+
+
+with t.case("setup"):
+    for g in (A, B):
+        r = lab.create(g)
+        t.ok(r.returncode == 0, "create guest %s" % g, r.stderr)
+    t.ok(d.start(), "the daemon starts", d.log_tail())
+    st = os.lstat(d.conf["control_socket"])
+    t.ok(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600,
+         "the control socket is a socket, mode 0600 (%o)" % stat.S_IMODE(st.st_mode))
+    t.ok(d.find_log(r"control: listening on %s" % d.conf["control_socket"]),
+         "its path is logged")
+
+clients = {}
+with t.case("sessions"):
+    for g in (A, B):
+        ok = wait_for(lambda: os.path.exists(d.sock(g)), 20)
+        c = Client(d.sock(g))
+        ok = ok and c.wait_prompt(40) and c.echo_check()
+        t.ok(ok, "a live session on %s" % g, show(c.pending()))
+        clients[g] = c
+
+with t.case("status and list"):
+    r = ctl("status")
+    t.ok(r.returncode == 0 and "hypervisor: connected" in r.stdout and
+         "sessions: 2" in r.stdout, "status (human)", r.stdout, r.stderr)
+    r = ctl("status", "--json")
+    try:
+        s = json.loads(r.stdout)
+    except ValueError:
+        s = {}
+    t.ok(r.returncode == 0 and s.get("hypervisor") == "connected" and
+         s.get("sessions") == 2 and s.get("pid") == d.pid and
+         s.get("guests", 0) >= 2 and isinstance(s.get("uptime"), int),
+         "status --json: version, pid, uptime, hypervisor, counts", r.stdout)
+    r = ctl("list", "--json")
+    try:
+        ls = json.loads(r.stdout)
+    except ValueError:
+        ls = []
+    mine = sorted(x.get("guest") for x in ls)
+    t.ok(r.returncode == 0 and mine == [A, B] and
+         all(x.get("state") == "ATTACHED" and x.get("console") == "serial0" and
+             x.get("bytes_in", 0) > 0 and x.get("bytes_out", 0) > 0 and
+             x.get("client", "").startswith("unix:pid=") and "idle" in x
+             for x in ls),
+         "list --json: guest, console, state, client, bytes each way, idle", r.stdout)
+    r = ctl("list")
+    t.ok(r.returncode == 0 and A in r.stdout and B in r.stdout and
+         "ATTACHED" in r.stdout and "BYTES_IN" in r.stdout, "list (human)", r.stdout)
+    r = subprocess.run([CTL, "-s", d.conf["control_socket"], "status"],
+                       capture_output=True, text=True, timeout=30)
+    t.ok(r.returncode == 0 and "hypervisor: connected" in r.stdout,
+         "-s names the control socket directly", r.stderr)
+
+with t.case("reload 50 times under live sessions"):
+    m0 = d.mark()
+    ok_all = True
+    for i in range(50):
+        # Alternate the two ways, and change what reload applies live.
+        d.write_config({"idle_timeout": 300 + i, "max_buffer": "%dK" % (256 + i),
+                        "policy": "takeover" if i % 2 else "refuse"})
+        if i % 2:
+            r = ctl("reload")
+            ok = r.returncode == 0 and "configuration reloaded" in r.stdout
+        else:
+            m = d.mark()
+            d.signal(signal.SIGHUP)
+            ok = d.wait_log(r"configuration reloaded", 10, since=m) is not None
+        ok_all = ok_all and ok
+    t.ok(ok_all, "50 reloads, each applied", d.log_tail(5, m0))
+    n = d.log(since=m0).count("configuration reloaded")
+    t.ok(n == 50, "the log says so 50 times (%d)" % n)
+    t.ok(not d.find_log(r"ATTACHED -> CLOSING", since=m0),
+         "no session was dropped by the reloads", d.log_tail(5, m0))
+    for g in (A, B):
+        t.ok(clients[g].echo_check(), "the session on %s still echoes" % g,
+             show(clients[g].pending()))
+    r = ctl("list", "--json")
+    t.ok(r.returncode == 0 and len(json.loads(r.stdout)) == 2,
+         "both sessions are still listed")
+
+with t.case("a broken config is refused and the old one kept"):
+    good = open(d.conf_path).read()
+    with open(d.conf_path, "a") as f:
+        f.write("idle_timeout = forever\n")
+    nlines = good.count("\n") + 1
+    r = subprocess.run([CTL, "-s", d.conf["control_socket"], "reload"],
+                       capture_output=True, text=True, timeout=30)
+    t.ok(r.returncode == 1 and
+         ("config has errors, not reloading: %s:%d:" % (d.conf_path, nlines)) in r.stderr,
+         "virtconsolectl -s SOCKET reload: the daemon refuses, exit 1, file:line", r.stderr)
+    r = ctl("reload")
+    t.ok(r.returncode == 1 and ("%s:%d:" % (d.conf_path, nlines)) in r.stderr and
+         "keeps its running configuration" in r.stderr,
+         "virtconsolectl -f CONFIG reload: exit 1 with file:line, old config kept", r.stderr)
+    m = d.mark()
+    d.signal(signal.SIGHUP)
+    t.ok(d.wait_log(r"config has errors, not reloading: .*:%d: " % nlines, 10, since=m),
+         "SIGHUP: logged with file:line", d.log_tail(3, m))
+    for g in (A, B):
+        t.ok(clients[g].echo_check(), "the session on %s survives" % g)
+    with open(d.conf_path, "w") as f:
+        f.write(good)
+
+with t.case("kick"):
+    r = ctl("kick", A)
+    t.ok(r.returncode == 0 and "kicked 1 session" in r.stdout, "kick %s" % A, r.stdout, r.stderr)
+    res = clients[A].expect_end("disconnected", "kicked by administrator", 10)
+    t.ok(res.ok, "its client gets 'disconnected: kicked by administrator'", res.why)
+    t.ok(d.find_log(r'guest=%s dev=serial0: ended reason="kicked by administrator"' % A),
+         "logged with the reason")
+    t.ok(clients[B].echo_check(), "the other session is untouched")
+    r = ctl("kick", A)
+    t.ok(r.returncode == 1 and "no session for %s" % A in r.stderr,
+         "kick with no session: exit 1 and a clear error", r.stderr)
+    r = ctl("kick", B, "console9")
+    t.ok(r.returncode == 1, "kick of a console without a session: exit 1", r.stderr)
+    r = ctl("kick", B, "serial0", "--json")
+    t.ok(r.returncode == 0 and json.loads(r.stdout) == {"kicked": 1},
+         "kick GUEST ALIAS --json", r.stdout)
+    res = clients[B].expect_end("disconnected", "kicked by administrator", 10)
+    t.ok(res.ok, "that client is kicked too", res.why)
+
+with t.case("bad commands and hostile input"):
+    r = ctl("bogus")
+    t.ok(r.returncode == 2 and "unknown command" in r.stderr, "unknown subcommand: exit 2")
+    r = ctl("kick")
+    t.ok(r.returncode == 2 and "usage" in r.stderr, "kick without a guest: usage, exit 2")
+    r = ctl("status", "extra")
+    t.ok(r.returncode == 2, "status with an argument: usage, exit 2")
+    path = d.conf["control_socket"]
+    answers = []
+    for junk in (b"frobnicate\n", b"\x00\x01\x02\xff\n", b"kick\n",
+                 b"status " + b"x " * 20 + b"\n", b"A" * 5000 + b"\n",
+                 b"\x1b[2Jstatus\n", b"\n"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(junk)
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        s.close()
+        answers.append(data)
+    t.ok(all(a.startswith(b"ERR ") for a in answers),
+         "garbage on the control socket gets ERR lines", repr(answers))
+    t.ok(not any(b"\x1b" in a for a in answers) and not d.find_log(r"\x1b"),
+         "escape sequences are never echoed raw (answers or log)")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    t0 = time.monotonic()
+    s.settimeout(10)
+    try:
+        gone = s.recv(10) == b""
+    except OSError:
+        gone = True
+    s.close()
+    t.ok(gone and time.monotonic() - t0 < 8,
+         "a client that sends nothing is closed after the timeout (%.1f s)" % (time.monotonic() - t0))
+    t.ok(d.alive() and ctl("status").returncode == 0, "the daemon still answers")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    r = ctl("status", user=nobody)
+    t.ok(r.returncode == 1 and "Permission denied" in r.stderr,
+         "another user cannot use it (mode 0600)", r.stderr)
+
+with t.case("the token path is not reachable through it"):
+    # virtconsolectl token signs locally with the secret file; the
+    # control socket has no command that opens a console or mints a token.
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(d.conf["control_socket"])
+    s.sendall(b"token --all\n")
+    a = s.recv(4096)
+    s.close()
+    t.ok(a.startswith(b"ERR unknown command"), "no token or console command on the control socket", a)
+
+with t.case("exit"):
+    rc = d.stop()
+    t.ok(rc == 0 and not os.path.exists(d.conf["control_socket"]),
+         "SIGTERM: exit 0, the control socket is removed", "rc %s" % rc)
+
+t.done()
