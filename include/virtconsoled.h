@@ -152,6 +152,10 @@ struct pidfile	*pidfile_acquire(const char *, char *, size_t);
 void		 pidfile_release(struct pidfile *);
 const char	*pidfile_path(const struct pidfile *);
 
+/* priv.c */
+int		 priv_drop(const struct config *, char *, size_t);
+int		 priv_shared_dir(const char *);
+
 /* daemon.c */
 int		 daemon_detach(void);
 void		 daemon_ready(void);

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,14 +49,8 @@ static struct {
 	char			*dir;
 	int			 have_gid;
 	gid_t			 gid;
+	uid_t			 owner;		/* `user`, or ours */
 } us;
-
-/* Directories that other things live in: never a socket_dir. */
-static const char *const usock_shared_dirs[] = {
-	"/", "/run", "/var/run", "/tmp", "/var/tmp", "/dev", "/dev/shm",
-	"/etc", "/var", "/var/lib", "/usr", "/home", "/root", "/run/user",
-	"/run/libvirt", "/var/lib/libvirt",
-};
 
 /* Whether a guest gets a socket: see socket_name_check() in util.c. */
 int
@@ -71,18 +66,11 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 	struct dirent	*de;
 	DIR		*d;
 	char		 path[4096], parent[4096], *slash;
-	size_t		 i, len = strlen(dir);
 
-	while (len > 1 && dir[len - 1] == '/')
-		len--;
-	for (i = 0; i < sizeof usock_shared_dirs /
-	    sizeof usock_shared_dirs[0]; i++) {
-		if (strlen(usock_shared_dirs[i]) == len &&
-		    strncmp(dir, usock_shared_dirs[i], len) == 0) {
-			snprintf(err, errlen, "socket_dir %s is a shared "
-			    "directory; give the daemon one of its own", dir);
-			return -1;
-		}
+	if (priv_shared_dir(dir)) {
+		snprintf(err, errlen, "socket_dir %s is a shared directory; "
+		    "give the daemon one of its own", dir);
+		return -1;
 	}
 	/* Create the parent (e.g. /run/virtconsoled) and the directory. */
 	snprintf(parent, sizeof parent, "%s", dir);
@@ -109,7 +97,8 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 		    dir, S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
 		return -1;
 	}
-	if (st.st_uid != geteuid()) {
+	/* Ours: root's, or the user the daemon drops to (a restart). */
+	if (st.st_uid != geteuid() && st.st_uid != us.owner) {
 		snprintf(err, errlen, "socket_dir %s is owned by uid %u, not "
 		    "by the daemon", dir, (unsigned)st.st_uid);
 		return -1;
@@ -169,10 +158,18 @@ usock_init(struct event_base *base, const struct config *conf, char *err,
     size_t errlen)
 {
 	struct group		*gr;
+	struct passwd		*pw;
 	unsigned long long	 id;
 
 	us.base = base;
 	us.dir = xstrdup(conf->socket_dir);
+	us.owner = geteuid();
+	if (conf->user != NULL) {
+		if (parse_uint(conf->user, UINT32_MAX - 1, &id) == 0)
+			us.owner = (uid_t)id;
+		else if ((pw = getpwnam(conf->user)) != NULL)
+			us.owner = pw->pw_uid;
+	}
 	if (conf->socket_group != NULL) {
 		if (parse_uint(conf->socket_group, UINT32_MAX - 1, &id) == 0)
 			us.gid = (gid_t)id;

@@ -309,6 +309,9 @@ main(int argc, char **argv)
 	if (control_init(v.base, v.conf, vcd_control_reload, err,
 	    sizeof err) == -1)
 		fatalx("%s", err);
+	/* Everything that needs root is done: become user, if set. */
+	if (priv_drop(v.conf, err, sizeof err) == -1)
+		fatalx("%s", err);
 	if (hv_init(v.base, v.conf) == -1)
 		fatalx("cannot set up the libvirt connection");
 
