@@ -156,18 +156,50 @@ web_respond(struct web_conn *c, int status, const char *type,
 		evbuffer_add(bufferevent_get_output(c->bev), body, len);
 }
 
+/*
+ * Refusals of authentication and limits are logged, but at most
+ * WEB_AUTHLOG_BURST lines per WEB_AUTHLOG_WINDOW seconds, so that a flood
+ * of bad tokens cannot flood the log; the count of the lines left out is
+ * logged when the window ends.
+ */
+#define WEB_AUTHLOG_WINDOW	10
+#define WEB_AUTHLOG_BURST	20
+
+static int
+web_authlog_allow(void)
+{
+	static time_t		window;
+	static unsigned int	count, dropped;
+	time_t			now = time(NULL);
+
+	if (now - window >= WEB_AUTHLOG_WINDOW) {
+		if (dropped > 0)
+			log_warnx("web: %u refusal lines left out in the last "
+			    "%ds", dropped, WEB_AUTHLOG_WINDOW);
+		window = now;
+		count = dropped = 0;
+	}
+	if (count++ < WEB_AUTHLOG_BURST)
+		return 1;
+	dropped++;
+	return 0;
+}
+
 static void
 web_error(struct web_conn *c, int status, const char *why)
 {
 	char	body[256];
-	int	n;
+	int	n, refusal;
 
 	n = snprintf(body, sizeof body, "%d %s%s%s\n", status,
 	    http_reason(status), why != NULL ? ": " : "",
 	    why != NULL ? why : "");
-	log_info("web: peer=%s listener=%s status=%d%s%s", c->peer,
-	    c->listener->bound, status, why != NULL ? " why=" : "",
-	    why != NULL ? log_esc(why) : "");
+	refusal = status == 401 || status == 403 || status == 429 ||
+	    status == 503;
+	if (!refusal || web_authlog_allow())
+		log_info("web: peer=%s listener=%s status=%d%s%s", c->peer,
+		    c->listener->bound, status, why != NULL ? " why=" : "",
+		    why != NULL ? log_esc(why) : "");
 	web_respond(c, status, "text/plain; charset=utf-8",
 	    status == 405 ? "Allow: GET, HEAD\r\n" : NULL, body,
 	    n > 0 ? (size_t)n : 0, 0);
