@@ -585,15 +585,21 @@ session_idle_cb(evutil_socket_t fd, short what, void *arg)
 static enum session_reason
 session_open_failure(virDomainPtr dom)
 {
-	virErrorPtr	err = virGetLastError();
-	const char	*msg = err != NULL && err->message != NULL ?
-			    err->message : "unknown error";
+	virErrorPtr		err = virGetLastError();
+	char			msg[512];
+	enum session_reason	reason = REASON_BUSY;
 
+	/*
+	 * Copy the message first: any further libvirt call (IsActive below)
+	 * resets the thread's last error and frees it.
+	 */
+	snprintf(msg, sizeof msg, "%s", err != NULL && err->message != NULL ?
+	    err->message : "unknown error");
 	if (dom != NULL && virDomainIsActive(dom) == 0)
-		return REASON_NOT_RUNNING;
-	if (strstr(msg, "Active console session") == NULL)
+		reason = REASON_NOT_RUNNING;
+	else if (strstr(msg, "Active console session") == NULL)
 		log_warnx("console open failed: %s", log_esc(msg));
-	return REASON_BUSY;
+	return reason;
 }
 
 /* Open the console stream of a running guest. */
