@@ -42,7 +42,7 @@ enum log_target {
 	LOG_TARGET_SYSLOG,	/* daemon without log_file */
 	LOG_TARGET_FILE,	/* daemon with log_file */
 };
-void		 log_init(enum log_target, enum log_level, const char *);
+int		 log_init(enum log_target, enum log_level, const char *);
 int		 log_reopen(void);
 void		 log_set_level(enum log_level);
 void		 log_stderr_echo(int);
@@ -290,7 +290,7 @@ void		 web_shutdown(void);
 #define WSOCK_BASE64	1	/* subprotocol base64 */
 void		 wsock_start(struct event_base *, struct bufferevent *,
 		     const char *, const char *, const char *, struct guest *,
-		     const char *, int, const char *, unsigned int);
+		     const char *, int, const char *, unsigned int, int64_t);
 unsigned int	 wsock_count(void);
 unsigned int	 wsock_count_address(const char *);
 uint16_t	 wsock_close_code(enum session_reason);
@@ -445,6 +445,13 @@ int		 token_cache_use(struct token_cache *, const struct token *,
 		     time_t);
 void		 token_cache_expire(struct token_cache *, time_t);
 size_t		 token_cache_count(const struct token_cache *);
+
+/* notify.c */
+int		 notify_init(void);
+void		 notify_send(const char *, ...) VCD_PRINTF(1, 2);
+void		 notify_ready(const char *);
+void		 notify_reloading(void);
+void		 notify_stopping(void);
 
 /* hv.c */
 enum hv_state {

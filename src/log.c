@@ -61,24 +61,34 @@ log_level_parse(const char *s, enum log_level *out)
 
 /*
  * Switch the log target.  For LOG_TARGET_FILE the file is opened in append
- * mode; if that fails the caller is told and logging stays where it was.
+ * mode; if that fails, -1 comes back and logging stays where it was.
  */
-void
+int
 log_init(enum log_target target, enum log_level level, const char *path)
 {
-	log_level = level;
+	char	*old_path = log_path;
+
 	if (target == LOG_TARGET_FILE) {
-		free(log_path);
 		log_path = xstrdup(path);
-		if (log_reopen() == -1)
-			fatal("cannot open log file %s", log_esc(path));
-	} else if (log_fp != NULL) {
-		fclose(log_fp);
-		log_fp = NULL;
+		if (log_reopen() == -1) {
+			free(log_path);
+			log_path = old_path;
+			return -1;
+		}
+		free(old_path);
+	} else {
+		if (log_fp != NULL) {
+			fclose(log_fp);
+			log_fp = NULL;
+		}
+		free(log_path);
+		log_path = NULL;
 	}
+	log_level = level;
 	if (target == LOG_TARGET_SYSLOG)
 		openlog("virtconsoled", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	log_target = target;
+	return 0;
 }
 
 /* Reopen log_file, for logrotate.  Keeps the old stream on failure. */

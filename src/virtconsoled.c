@@ -102,6 +102,7 @@ static int
 vcd_reload(struct vcd *v, char *err, size_t errlen)
 {
 	struct config	*conf, *old = v->conf;
+	int		 log_changed;
 
 	log_info("reloading configuration from %s", log_esc(old->path));
 	if ((conf = config_load(old->path, err, errlen)) == NULL) {
@@ -118,12 +119,18 @@ vcd_reload(struct vcd *v, char *err, size_t errlen)
 		log_warnx("socket_dir and control_socket changes take effect "
 		    "at the next start");
 	v->conf = conf;
-	if ((old->log_file == NULL) != (conf->log_file == NULL) ||
+	log_changed = (old->log_file == NULL) != (conf->log_file == NULL) ||
 	    (old->log_file != NULL &&
-	    strcmp(old->log_file, conf->log_file) != 0))
-		log_init(vcd_log_target(v), conf->log_level, conf->log_file);
-	else
+	    strcmp(old->log_file, conf->log_file) != 0);
+	if (!log_changed)
 		log_set_level(conf->log_level);
+	else if (log_init(vcd_log_target(v), conf->log_level,
+	    conf->log_file) == -1) {
+		/* A log file that cannot be opened is no reason to stop. */
+		log_warn("cannot open log_file %s; logging stays where it was",
+		    log_esc(conf->log_file));
+		log_set_level(conf->log_level);
+	}
 	session_reconfigure(conf);
 	web_reconfigure(conf);
 	hv_reconfigure(conf);
@@ -277,7 +284,9 @@ main(int argc, char **argv)
 		daemon_detach();
 		log_stderr_echo(1);
 	}
-	log_init(vcd_log_target(&v), v.conf->log_level, v.conf->log_file);
+	if (log_init(vcd_log_target(&v), v.conf->log_level,
+	    v.conf->log_file) == -1)
+		fatal("cannot open log_file %s", log_esc(v.conf->log_file));
 
 	if ((vcd_pidfile = pidfile_acquire(v.conf->pid_file, err,
 	    sizeof err)) == NULL)

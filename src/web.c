@@ -11,9 +11,10 @@
  * Authentication: a listener without auth=none requires either a valid
  * session cookie (minted when a person opens /?token=T) or a token in
  * ?token= (consumed: a token is accepted once).  Browsers send Origin on
- * WebSocket and fetch requests: it must be listed in allowed_origins, or,
- * when that is empty, be the request's own scheme://Host.  A request
- * without Origin is not a browser's and needs a token.
+ * WebSocket and cross-origin requests: it must be listed in allowed_origins,
+ * or, when that is empty, be the request's own scheme://Host.  A request
+ * without Origin needs a token, unless it is a same-origin GET that says
+ * so in Sec-Fetch-Site (the page's own guest list).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -346,7 +347,7 @@ static int
 web_check_origin(struct web_conn *c, const struct http_request *req,
     const struct web_auth *auth, const char **why)
 {
-	const char	*origin = http_header(req, "Origin");
+	const char	*origin = http_header(req, "Origin"), *sfs;
 
 	if (origin != NULL) {
 		if (!web_origin_ok(c, req, origin)) {
@@ -357,6 +358,16 @@ web_check_origin(struct web_conn *c, const struct http_request *req,
 	}
 	/* No Origin: not a browser.  Only a token (or auth=none) will do. */
 	if (auth->by_token || c->listener->auth_none)
+		return 0;
+	/*
+	 * Except the page's own guest list: browsers send no Origin on a
+	 * same-origin GET fetch(), but do say Sec-Fetch-Site: same-origin
+	 * (a header scripts cannot set).  WebSocket handshakes always carry
+	 * Origin, so consoles keep the strict rule.
+	 */
+	if (!http_header_has_token(req, "Upgrade", "websocket") &&
+	    (sfs = http_header(req, "Sec-Fetch-Site")) != NULL &&
+	    strcmp(sfs, "same-origin") == 0)
 		return 0;
 	*why = "no Origin and no token";
 	return 403;
@@ -532,7 +543,8 @@ web_console(struct web_conn *c, const struct http_request *req,
 	c->bev = NULL;
 	wsock_start(web.base, bev, c->addr, c->peer, c->listener->bound, g,
 	    alias[0] != '\0' ? alias : NULL, mode, auth->subject,
-	    web.conf->ping_interval);
+	    web.conf->ping_interval, auth->ok && !auth->by_token &&
+	    !c->listener->auth_none ? auth->tok.expires : 0);
 	web_conn_free(c);
 }
 
@@ -812,6 +824,13 @@ web_listen(const struct config_listen *cl, char *err, size_t errlen)
 static void
 web_listener_free(struct web_listener *l)
 {
+	struct web_conn	*c, *next;
+
+	/* Handshakes in progress on it go too: they point at it. */
+	TAILQ_FOREACH_SAFE(c, &web.conns, entry, next) {
+		if (c->listener == l)
+			web_conn_free(c);
+	}
 	wsock_listener_removed(l->bound);
 	evconnlistener_free(l->lev);
 	event_free(l->ev_resume);
@@ -914,6 +933,11 @@ web_reconfigure(const struct config *conf)
 			log_warnx("web: %s; keeping the old certificate",
 			    err);
 	}
+	/*
+	 * Mark the listeners that stay, close the others first (so a listener
+	 * whose options changed can be bound again at the same address), then
+	 * open the new ones.
+	 */
 	TAILQ_FOREACH(l, &web.listeners, entry)
 		l->seen = 0;
 	TAILQ_FOREACH(cl, &conf->listens, entry) {
@@ -924,22 +948,33 @@ web_reconfigure(const struct config *conf)
 			    l->tls == cl->tls && l->auth_none == cl->auth_none)
 				break;
 		}
-		if (l != NULL) {
+		if (l != NULL)
 			l->seen = 1;
-			continue;
-		}
-		if ((l = web_listen(cl, err, sizeof err)) == NULL) {
-			log_warnx("web: %s", err);
-			continue;
-		}
-		l->seen = 1;
-		TAILQ_INSERT_TAIL(&web.listeners, l, entry);
 	}
 	TAILQ_FOREACH_SAFE(l, &web.listeners, entry, next) {
 		if (!l->seen) {
 			TAILQ_REMOVE(&web.listeners, l, entry);
 			web_listener_free(l);
 		}
+	}
+	TAILQ_FOREACH(cl, &conf->listens, entry) {
+		snprintf(name, sizeof name, cl->family == AF_INET6 ?
+		    "[%s]:%d" : "%s:%d", cl->address, cl->port);
+		TAILQ_FOREACH(l, &web.listeners, entry) {
+			if (l->seen == 1 && strcmp(l->name, name) == 0 &&
+			    l->tls == cl->tls && l->auth_none == cl->auth_none)
+				break;
+		}
+		if (l != NULL) {
+			l->seen = 2;	/* kept, and matched once */
+			continue;
+		}
+		if ((l = web_listen(cl, err, sizeof err)) == NULL) {
+			log_warnx("web: %s", err);
+			continue;
+		}
+		l->seen = 2;
+		TAILQ_INSERT_TAIL(&web.listeners, l, entry);
 	}
 }
 

@@ -55,6 +55,7 @@ struct wsock {
 	unsigned int		 ping_interval;
 	struct timespec		 last_rx;
 	struct event		*ev_ping;
+	struct event		*ev_expire;	/* browser session's end */
 	struct event		*ev_done;	/* free, from the loop */
 	TAILQ_ENTRY(wsock)	 entry;
 };
@@ -343,6 +344,7 @@ wsock_free(struct wsock *w)
 		bufferevent_free(w->theirs);
 	bufferevent_free(w->under);
 	event_free(w->ev_ping);
+	event_free(w->ev_expire);
 	event_free(w->ev_done);
 	evbuffer_free(w->b64);
 	free(w->peer);
@@ -398,6 +400,7 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
 	w->ended = 1;
 	w->session = NULL;
 	evtimer_del(w->ev_ping);
+	evtimer_del(w->ev_expire);
 	if (!w->close_sent) {
 		wsock_frame_out(w, bufferevent_get_input(w->mine), out, 1);
 		/*
@@ -443,11 +446,22 @@ wsock_ping_cb(evutil_socket_t fd, short what, void *arg)
 	if (now.tv_sec - w->last_rx.tv_sec >= 2 * (time_t)w->ping_interval) {
 		log_info("wsock: peer=%s: no answer to pings, dropping",
 		    w->peer);
+		wsock_send_close(w, 1008, "no answer to pings");
 		wsock_client_gone(w);
 		return;
 	}
 	wsock_send_frame(w, WS_OP_PING, "vcd", 3);
 	timer_arm(w->ev_ping, w->ping_interval);
+}
+
+/* The browser session (cookie) this console was opened with has ended. */
+static void
+wsock_expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (!w->ended && w->session != NULL)
+		session_kick(w->session, REASON_EXPIRED);
 }
 
 /*
@@ -458,7 +472,7 @@ void
 wsock_start(struct event_base *base, struct bufferevent *bev,
     const char *addr, const char *peer, const char *listener,
     struct guest *g, const char *alias, int mode, const char *subject,
-    unsigned int ping_interval)
+    unsigned int ping_interval, int64_t expires)
 {
 	struct bufferevent	*pair[2];
 	struct wsock		*w;
@@ -478,7 +492,9 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	w->b64 = evbuffer_new();
 	w->ev_ping = evtimer_new(base, wsock_ping_cb, w);
 	w->ev_done = evtimer_new(base, wsock_done_cb, w);
-	if (w->b64 == NULL || w->ev_ping == NULL || w->ev_done == NULL)
+	w->ev_expire = evtimer_new(base, wsock_expire_cb, w);
+	if (w->b64 == NULL || w->ev_ping == NULL || w->ev_done == NULL ||
+	    w->ev_expire == NULL)
 		fatalx("wsock: out of memory");
 	ws_reader_init(&w->rd, WSOCK_MESSAGE_MAX);
 	clock_gettime(CLOCK_MONOTONIC, &w->last_rx);
@@ -493,6 +509,10 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	bufferevent_enable(w->mine, EV_READ | EV_WRITE);
 	if (ping_interval > 0)
 		timer_arm(w->ev_ping, ping_interval);
+	/* A console opened with a session cookie ends with that session. */
+	if (expires > 0)
+		timer_arm(w->ev_expire, expires > time(NULL) ?
+		    (unsigned int)(expires - time(NULL)) : 0);
 	snprintf(who, sizeof who, "%s ws token=%s", peer, subject);
 	w->session = session_open(g, alias, w->theirs, who, &wsock_door, w);
 	/* Frames that came with the upgrade request. */

@@ -165,6 +165,9 @@ if [ "$LAB_OK" = 1 ]; then
 	    /usr/bin/python3 "$TOP/tests/integration/t-websockify.py"
 	run_tap t-sessions-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-sessions.py"
+	# The web front door (HTTP, tokens, WebSocket, TLS, bad input).
+	run_tap t-web-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-web.py"
 else
 	record integration 0 1
 fi
