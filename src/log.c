@@ -68,6 +68,8 @@ log_init(enum log_target target, enum log_level level, const char *path)
 {
 	char	*old_path = log_path;
 
+	if (target == LOG_TARGET_FILE && path == NULL)
+		return -1;
 	if (target == LOG_TARGET_FILE) {
 		log_path = xstrdup(path);
 		if (log_reopen() == -1) {

@@ -115,6 +115,9 @@ count_trs unit "$TOP/build"
 make -C "$TOP/build-asan" check > "$OUT/unit-asan.log" 2>&1
 count_trs unit-asan "$TOP/build-asan"
 
+say "static analysis"
+run_tap cppcheck "$TOP/tests/cppcheck.sh"
+
 say "fuzz corpora"
 run_tap fuzz-replay "$TOP/tests/fuzz/replay.sh" "$OUT/fuzz"
 
