@@ -104,10 +104,12 @@ vcd_reload(struct vcd *v, char *err, size_t errlen)
 	struct config	*conf, *old = v->conf;
 	int		 log_changed;
 
+	notify_reloading();
 	log_info("reloading configuration from %s", log_esc(old->path));
 	if ((conf = config_load(old->path, err, errlen)) == NULL) {
 		log_warnx("config has errors, not reloading: %s",
 		    log_esc(err));
+		notify_ready("config has errors, not reloaded");
 		return -1;
 	}
 	vcd_apply_overrides(v, conf);
@@ -136,6 +138,7 @@ vcd_reload(struct vcd *v, char *err, size_t errlen)
 	hv_reconfigure(conf);
 	config_free(old);
 	log_info("configuration reloaded");
+	notify_ready("configuration reloaded");
 	return 0;
 }
 
@@ -168,6 +171,7 @@ vcd_signal(evutil_socket_t sig, short what, void *arg)
 	case SIGINT:
 		log_info("received %s, shutting down",
 		    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		notify_stopping();
 		v->exit_signal = (int)sig;
 		event_base_loopbreak(v->base);
 		break;
@@ -278,6 +282,8 @@ main(int argc, char **argv)
 		return 0;
 	}
 	vcd_apply_overrides(&v, v.conf);
+	/* Before detaching: the daemon inherits the socket. */
+	notify_init();
 
 	/* Detach before the event base and the libvirt connection exist. */
 	if (!v.foreground) {
@@ -328,6 +334,7 @@ main(int argc, char **argv)
 	    "backend=%s", PACKAGE_VERSION, (long)getpid(), log_esc(path),
 	    event_get_version(), event_base_get_method(v.base));
 	daemon_ready();
+	notify_ready("serving consoles");
 
 	event_base_loop(v.base, EVLOOP_NO_EXIT_ON_EMPTY);
 

@@ -5,7 +5,7 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
-	libvirt-dev libevent-dev libssl-dev libxml2-dev tmux clang mandoc man-db cppcheck"
+	libvirt-dev libevent-dev libssl-dev libxml2-dev tmux clang mandoc man-db cppcheck logrotate"
 missing=""
 for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |

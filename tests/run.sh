@@ -124,6 +124,7 @@ run_tap fuzz-replay "$TOP/tests/fuzz/replay.sh" "$OUT/fuzz"
 say "lab"
 # Shell tests that need no libvirt first.
 run_tap t-cli env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-cli.sh"
+run_tap t-init env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-init.sh"
 
 LAB_OK=0
 if step lab-image "$LAB" image &&
@@ -151,7 +152,7 @@ if [ "$LAB_OK" = 1 ]; then
 		[ -e "$t" ] || continue
 		n=$(basename "$t")
 		n=${n%.*}
-		[ "$n" = t-cli ] && continue
+		case $n in t-cli|t-init) continue ;; esac
 		case $t in
 		*.py) run_tap "$n" env VCD_BUILD="$TOP/build" \
 		    /usr/bin/python3 "$t" ;;
