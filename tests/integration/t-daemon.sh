@@ -41,6 +41,16 @@ check "a reload with the same uri keeps the connection" test "$(grep -c 'hv: con
 virsh -c "$LAB_URI" destroy "$G" > /dev/null 2>&1
 check "events still arrive after the reload" wait_log "$D/vcd.log" "guest event guest=$G uuid=.* event=STOPPED" 30 2
 
+# A reload that changes uri reconnects; back again, it reconnects again.
+cp "$D/vcd.conf" "$D/vcd.conf.lab"
+sed -i "s|^uri = .*|uri = qemu:///system?socket=$D/no-such-socket|" "$D/vcd.conf"
+kill -HUP "$DPID"
+check "a changed uri: the daemon reconnects to it" wait_log "$D/vcd.log" "hv: uri changed from .* to .*no-such-socket, reconnecting" 10
+check "and reports the new one unreachable" wait_log "$D/vcd.log" "hv: cannot connect uri=.*no-such-socket" 10
+cp "$D/vcd.conf.lab" "$D/vcd.conf"
+kill -HUP "$DPID"
+check "changed back: connected to the lab again" wait_log "$D/vcd.log" "hv: connected uri=" 20 3
+
 # SIGTERM: libvirt's handles and timers are removed and their deferred
 # free callbacks drained before exit.
 stop_daemon "$DPID"

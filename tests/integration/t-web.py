@@ -809,6 +809,26 @@ with t.case("TLS"):
     t.ok(rc == 0, "the TLS daemon exits 0 on SIGTERM (rc %s)" % rc, d2.log_tail())
 
 
+with t.case("a new secret applies at reload"):
+    old_tok = mint(d, GA)
+    secret = os.path.join(TMP, "secret")
+    tmp = secret + ".new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, os.urandom(32))
+    os.close(fd)
+    os.replace(tmp, secret)
+    m = d.mark()
+    d.signal(signal.SIGHUP)
+    t.ok(d.wait_log(r"configuration reloaded", 10, since=m), "reload with a new secret")
+    r = get(P, "/api/guests?token=" + old_tok)
+    t.ok(body_is(r, 403, "403 Forbidden: bad signature\n"),
+         "a token minted with the old secret is refused", repr(r))
+    new_tok = mint(d, GA)
+    r = get(P, "/api/guests?token=" + new_tok)
+    t.ok(r.status == 200 and set(guests_json(r) or {}) == {GA},
+         "a token minted with the new secret works", repr(r))
+
+
 with t.case("shutdown"):
     c = WSClient(loop, ws_url(GA, mint(d, GA)), ["binary"])
     ok = c.connected() and c.wait_prompt(20) and c.echo_check()
