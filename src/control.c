@@ -64,24 +64,6 @@ control_client_free(struct control_client *c)
 	free(c);
 }
 
-/* JSON string, escaped. */
-static void
-control_json_str(struct evbuffer *b, const char *s)
-{
-	const unsigned char	*p;
-
-	evbuffer_add(b, "\"", 1);
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(b, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", *p);
-		else
-			evbuffer_add(b, p, 1);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
 static void
 control_status(struct evbuffer *b, int json)
 {
@@ -125,13 +107,13 @@ control_list_one(const struct session_info *si, void *arg)
 	if (l->json) {
 		evbuffer_add_printf(l->b, "%s{\"id\":%u,\"guest\":",
 		    l->n ? "," : "", si->id);
-		control_json_str(l->b, si->guest);
+		json_add_string(l->b, si->guest);
 		evbuffer_add_printf(l->b, ",\"uuid\":\"%s\",\"console\":",
 		    si->uuid);
-		control_json_str(l->b, si->alias);
+		json_add_string(l->b, si->alias);
 		evbuffer_add_printf(l->b, ",\"state\":\"%s\",\"client\":",
 		    si->state);
-		control_json_str(l->b, si->peer);
+		json_add_string(l->b, si->peer);
 		evbuffer_add_printf(l->b, ",\"bytes_in\":%llu,"
 		    "\"bytes_out\":%llu,\"idle\":%.0f,\"age\":%.0f}",
 		    (unsigned long long)si->bytes_in,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "virtconsoled.h"
@@ -177,4 +178,22 @@ socket_in_use(const char *path)
 	e = errno;
 	close(fd);
 	return rc == 0 || e == EAGAIN || e == EINPROGRESS;
+}
+
+/* Append s to b as a JSON string: quoted, with control bytes escaped. */
+void
+json_add_string(struct evbuffer *b, const char *s)
+{
+	const unsigned char	*p;
+
+	evbuffer_add(b, "\"", 1);
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			evbuffer_add_printf(b, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			evbuffer_add_printf(b, "\\u%04x", *p);
+		else
+			evbuffer_add(b, p, 1);
+	}
+	evbuffer_add(b, "\"", 1);
 }

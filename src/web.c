@@ -406,24 +406,6 @@ web_login(struct web_conn *c, const struct http_request *req,
 	(void)req;
 }
 
-/* JSON string body of one value, escaped for JSON. */
-static void
-web_json_str(struct evbuffer *b, const char *s)
-{
-	const unsigned char	*p;
-
-	evbuffer_add(b, "\"", 1);
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(b, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", *p);
-		else
-			evbuffer_add(b, p, 1);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
 /* GET /api/guests: from the guest table, no libvirt call per request. */
 static void
 web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
@@ -445,14 +427,14 @@ web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
 			continue;
 		evbuffer_add_printf(b, "%s{\"name\":", first ? "" : ",");
 		first = 0;
-		web_json_str(b, g->name);
+		json_add_string(b, g->name);
 		evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"state\":\"%s\","
 		    "\"persistent\":%s,\"consoles\":[", g->uuid,
 		    g->active ? "running" : "shut off",
 		    g->persistent ? "true" : "false");
 		for (i = 0; i < g->naliases; i++) {
 			evbuffer_add_printf(b, "%s{\"alias\":", i ? "," : "");
-			web_json_str(b, g->aliases[i]);
+			json_add_string(b, g->aliases[i]);
 			evbuffer_add_printf(b, ",\"busy\":%s}",
 			    session_busy(g->uuid, g->aliases[i]) ?
 			    "true" : "false");
