@@ -442,8 +442,14 @@ wsock_ping_cb(evutil_socket_t fd, short what, void *arg)
 	struct wsock	*w = arg;
 	struct timespec	 now;
 
+	/*
+	 * Whole seconds would round: a client that came at x.99 s would be
+	 * two "seconds" old one second later.  50 ms of slack for timers.
+	 */
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec - w->last_rx.tv_sec >= 2 * (time_t)w->ping_interval) {
+	if ((double)(now.tv_sec - w->last_rx.tv_sec) +
+	    (double)(now.tv_nsec - w->last_rx.tv_nsec) / 1e9 + 0.05 >=
+	    2.0 * w->ping_interval) {
 		log_info("wsock: peer=%s: no answer to pings, dropping",
 		    w->peer);
 		wsock_send_close(w, 1008, "no answer to pings");
