@@ -4,8 +4,12 @@
 # through tests/lab/lab.sh deps.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
+# Build; then the tools the tests drive (the tests also install their own
+# when run alone).
 BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
-	libvirt-dev libevent-dev libssl-dev libxml2-dev tmux clang mandoc man-db cppcheck logrotate"
+	libvirt-dev libevent-dev libssl-dev libxml2-dev
+	tmux clang mandoc man-db cppcheck logrotate
+	chromium websockify python3-websockets"
 missing=""
 for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
