@@ -329,6 +329,27 @@ http_header_count(const struct http_request *req, const char *name)
 }
 
 /*
+ * One item of a header list separated by sep, optional whitespace around
+ * it trimmed: [*s, *t).  Returns where the next item starts, or NULL
+ * after the last one.
+ */
+static const char *
+http_list_item(const char *p, int sep, const char **s, const char **t)
+{
+	const char	*e;
+
+	if ((e = strchr(p, sep)) == NULL)
+		e = p + strlen(p);
+	*s = p;
+	*t = e;
+	while (*s < *t && http_is_ows(**s))
+		(*s)++;
+	while (*t > *s && http_is_ows((*t)[-1]))
+		(*t)--;
+	return *e == '\0' ? NULL : e + 1;
+}
+
+/*
  * Does any header called name list token in its comma-separated value?
  * Clients split lists across repeated headers and vary case and spacing
  * ("Connection: keep-alive, Upgrade"), so all of that is accepted.
@@ -337,7 +358,7 @@ int
 http_header_has_token(const struct http_request *req, const char *name,
     const char *token)
 {
-	const char	*p, *e, *s, *t;
+	const char	*p, *s, *t;
 	size_t		 i, tlen = strlen(token);
 
 	if (tlen == 0)
@@ -345,20 +366,11 @@ http_header_has_token(const struct http_request *req, const char *name,
 	for (i = 0; i < req->nfields; i++) {
 		if (strcasecmp(req->fields[i].name, name) != 0)
 			continue;
-		for (p = req->fields[i].value;; p = e + 1) {
-			if ((e = strchr(p, ',')) == NULL)
-				e = p + strlen(p);
-			s = p;
-			t = e;
-			while (s < t && http_is_ows(*s))
-				s++;
-			while (t > s && http_is_ows(t[-1]))
-				t--;
+		for (p = req->fields[i].value; p != NULL;) {
+			p = http_list_item(p, ',', &s, &t);
 			if ((size_t)(t - s) == tlen &&
 			    strncasecmp(s, token, tlen) == 0)
 				return 1;
-			if (*e == '\0')
-				break;
 		}
 	}
 	return 0;
@@ -526,7 +538,7 @@ int
 http_cookie_get(const struct http_request *req, const char *name, char *out,
     size_t outlen)
 {
-	const char	*p, *e, *s, *t, *eq;
+	const char	*p, *s, *t, *eq;
 	size_t		 i, j, nlen = strlen(name), vlen;
 
 	if (outlen == 0)
@@ -537,15 +549,8 @@ http_cookie_get(const struct http_request *req, const char *name, char *out,
 	for (i = 0; i < req->nfields; i++) {
 		if (strcasecmp(req->fields[i].name, "Cookie") != 0)
 			continue;
-		for (p = req->fields[i].value;; p = e + 1) {
-			if ((e = strchr(p, ';')) == NULL)
-				e = p + strlen(p);
-			s = p;
-			t = e;
-			while (s < t && http_is_ows(*s))
-				s++;
-			while (t > s && http_is_ows(t[-1]))
-				t--;
+		for (p = req->fields[i].value; p != NULL;) {
+			p = http_list_item(p, ';', &s, &t);
 			eq = memchr(s, '=', (size_t)(t - s));
 			for (j = 0; eq != NULL && s + j < eq; j++) {
 				if (!http_is_tchar((unsigned char)s[j]))
@@ -573,8 +578,6 @@ http_cookie_get(const struct http_request *req, const char *name, char *out,
 					return 0;
 				}
 			}
-			if (*e == '\0')
-				break;
 		}
 	}
 	return -1;
