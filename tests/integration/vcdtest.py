@@ -373,7 +373,30 @@ class EndResult:
         return self.ok
 
 
-class Client:
+class ShellClient:
+    """Typing into a guest's shell, for any client with send(bytes) and
+    read_until(pattern, timeout)."""
+
+    ECHO_TAG = "rt"
+
+    def run(self, cmd, expect, timeout=10):
+        """Type cmd and Enter; the match of expect (regex bytes) or None."""
+        if isinstance(cmd, str):
+            cmd = cmd.encode()
+        if not self.send(cmd + b"\r"):
+            return None
+        return self.read_until(expect, timeout)
+
+    def echo_check(self, timeout=10):
+        """A round trip through the guest's shell with a fresh nonce."""
+        n = nonce()
+        tag = self.ECHO_TAG
+        return self.run("echo %s-%s-$((6*7))" % (tag, n),
+                        b"%s-%s-42" % (tag.encode(), n.encode()),
+                        timeout) is not None
+
+
+class Client(ShellClient):
     """One connection to a guest's unix socket (raw bytes both ways)."""
 
     def __init__(self, path, timeout=5):
@@ -485,20 +508,6 @@ class Client:
                 next_send = now + every
             if self.read_until(prompt, min(next_send, deadline) - now):
                 return True
-
-    def run(self, cmd, expect, timeout=10):
-        """Type cmd and Enter; the match of expect (regex bytes) or None."""
-        if isinstance(cmd, str):
-            cmd = cmd.encode()
-        if not self.send(cmd + b"\r"):
-            return None
-        return self.read_until(expect, timeout)
-
-    def echo_check(self, timeout=10):
-        """A round trip through the guest's shell with a fresh nonce."""
-        n = nonce()
-        return self.run("echo rt-%s-$((6*7))" % n, b"rt-%s-42" % n.encode(),
-                        timeout) is not None
 
     def expect_end(self, kind, reason, timeout=10, exact=False):
         """Read until the daemon closes; ok if the stream ends with exactly

@@ -30,7 +30,7 @@ import subprocess
 import threading
 import time
 
-from vcdtest import (Daemon, defer, nonce, notice, notices, show,  # noqa: F401
+from vcdtest import (Daemon, ShellClient, defer, nonce, notice, notices, show,  # noqa: F401
                      vcd_binary)
 
 
@@ -477,10 +477,12 @@ class Loop:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-class WSClient:
+class WSClient(ShellClient):
     """A python3-websockets client, driven synchronously.  mode "base64"
     encodes what it sends and decodes what it gets (text frames); else raw
     bytes.  self.status is the HTTP status of a refused handshake."""
+
+    ECHO_TAG = "ws"
 
     def __init__(self, loop, url, subprotocols=None, mode="binary",
                  origin=None, headers=None, ssl_ctx=None, timeout=10):
@@ -596,18 +598,6 @@ class WSClient:
             if self.read_until(rb"# ", every):
                 return True
         return False
-
-    def run(self, cmd, expect, timeout=10):
-        if isinstance(cmd, str):
-            cmd = cmd.encode()
-        if not self.send(cmd + b"\r"):
-            return None
-        return self.read_until(expect, timeout)
-
-    def echo_check(self, timeout=10):
-        n = nonce()
-        return self.run("echo ws-%s-$((6*7))" % n, b"ws-%s-42" % n.encode(),
-                        timeout) is not None
 
     def read_until_close(self, timeout=10):
         """(bytes not consumed yet, closed?) once it closes or timeout."""
