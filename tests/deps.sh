@@ -9,7 +9,8 @@ export DEBIAN_FRONTEND=noninteractive
 BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 	libvirt-dev libevent-dev libssl-dev libxml2-dev
 	tmux clang mandoc man-db cppcheck logrotate
-	chromium websockify python3-websockets"
+	chromium websockify python3-websockets
+	valgrind iproute2 python3-libvirt python3-matplotlib"
 missing=""
 for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |

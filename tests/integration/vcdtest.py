@@ -16,7 +16,8 @@ websockify test).
 
 Environment: VCD_BUILD (build directory, default TOP/build), LAB_DIR and
 LAB_URI (the lab; without them the test is skipped, or fails under
-CI=true), VCD_TEST_LOG_LEVEL (the daemon's log_level, default info).
+CI=true), VCD_TEST_LOG_LEVEL (the daemon's log_level, default info),
+VCD_WRAPPER (a command the daemon runs under, e.g. valgrind).
 """
 
 import atexit
@@ -216,6 +217,11 @@ class Daemon:
         argv = [vcd_binary(), "-d", "-f", self.conf_path]
         if argv_prefix:
             argv = list(argv_prefix) + argv
+        # VCD_WRAPPER runs the daemon under a tool (valgrind, strace...).
+        wrapper = os.environ.get("VCD_WRAPPER")
+        if wrapper:
+            argv = shlex.split(wrapper) + argv
+            timeout *= 10
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
