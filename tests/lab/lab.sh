@@ -124,10 +124,13 @@ done
 # The ports of a virtio console device appear shortly after the insmod, and
 # devtmpfs creates hvc0..7 whether or not a port backs them: only an open
 # tells. Wait until the backed set is non-empty and stable (at most ~3 s),
-# and only when the guest has a virtio console device at all.
+# and only when the guest has a virtio console device at all. Test -c
+# first: on a busy host the nodes may not exist yet, and <> would create a
+# regular file in their place (the shell then reads its own prompt back and
+# respawns forever).
 backed_hvcs() {
     for n in 0 1 2 3 4 5 6 7; do
-        (: <>/dev/hvc$n) 2>/dev/null && echo -n "$n "
+        [ -c /dev/hvc$n ] && (: <>/dev/hvc$n) 2>/dev/null && echo -n "$n "
     done
 }
 hvcs=
