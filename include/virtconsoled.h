@@ -365,6 +365,7 @@ struct ws_utf8 {
 };
 struct ws_reader {
 	int			 state;
+	int			 client;	/* reads a server's frames */
 	uint64_t		 max_message;	/* sum of a message's frames */
 	/* the frame being read */
 	uint8_t			 hdr[14];
@@ -386,6 +387,7 @@ struct ws_reader {
 	uint8_t			 chunk[WS_CHUNK];	/* unmasked data */
 };
 void		 ws_reader_init(struct ws_reader *, size_t);
+void		 ws_reader_init_client(struct ws_reader *, size_t);
 int		 ws_reader_feed(struct ws_reader *, const uint8_t *, size_t,
 		     size_t *, struct ws_event *);
 int		 ws_accept_key(const char *, char [WS_ACCEPT_LEN]);

@@ -327,6 +327,17 @@ ws_reader_init(struct ws_reader *r, size_t max_message)
 	ws_utf8_init(&r->utf8);
 }
 
+/*
+ * The same reader for a client (bench/vcdload): a server's frames must not
+ * be masked (RFC 6455 5.1), and their payload is taken as it is.
+ */
+void
+ws_reader_init_client(struct ws_reader *r, size_t max_message)
+{
+	ws_reader_init(r, max_message);
+	r->client = 1;
+}
+
 static int
 ws_reader_fail(struct ws_reader *r, uint16_t code, const char *why)
 {
@@ -401,12 +412,15 @@ ws_reader_check(struct ws_reader *r)
 		return 0;
 	}
 	b = r->hdr[1];
-	if (!(b & 0x80))
+	if (r->client && (b & 0x80))
+		return ws_reader_fail(r, 1002, "masked server frame");
+	if (!r->client && !(b & 0x80))
 		return ws_reader_fail(r, 1002, "unmasked client frame");
 	b &= 0x7f;
 	if ((r->opcode & 0x08) && b > WS_CONTROL_MAX)
 		return ws_reader_fail(r, 1002, "control frame over 125 bytes");
-	r->hdr_need = 2 + (b == 126 ? 2 : b == 127 ? 8 : 0) + 4;
+	r->hdr_need = 2 + (b == 126 ? 2 : b == 127 ? 8 : 0) +
+	    (r->client ? 0 : 4);
 	return 0;
 }
 
@@ -435,7 +449,10 @@ ws_reader_header(struct ws_reader *r)
 		p += 8;
 	} else
 		len = l;
-	memcpy(r->mask, p, sizeof r->mask);
+	if (r->client)
+		memset(r->mask, 0, sizeof r->mask);	/* unmasking copies */
+	else
+		memcpy(r->mask, p, sizeof r->mask);
 	r->mask_off = 0;
 	r->remain = len;
 	r->ctl_len = 0;

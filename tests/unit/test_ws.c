@@ -702,6 +702,36 @@ test_base64(void)
 	    "padding needs no room");
 }
 
+/* The client side (bench/vcdload): server frames come unmasked. */
+static void
+test_client_reader(void)
+{
+	static const uint8_t	unmasked_hello[] = { 0x81, 0x05, 0x48, 0x65,
+	    0x6c, 0x6c, 0x6f };
+	static const uint8_t	unmasked_ping[] = { 0x89, 0x02, 0x48, 0x69 };
+	static const uint8_t	masked_hello[] = { 0x81, 0x85, 0x37, 0xfa,
+	    0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58 };
+	struct ws_reader	*r;
+	struct ws_event		 ev;
+	size_t			 used;
+
+	r = xmalloc(sizeof *r);
+	ws_reader_init_client(r, 0);
+	is_int(ws_reader_feed(r, unmasked_hello, sizeof unmasked_hello, &used,
+	    &ev), WS_EV_DATA, "client: an unmasked server frame is data");
+	ok(used == sizeof unmasked_hello && ev.fin && ev.len == 5 &&
+	    memcmp(ev.data, "Hello", 5) == 0, "client: its payload as sent");
+	is_int(ws_reader_feed(r, unmasked_ping, sizeof unmasked_ping, &used,
+	    &ev), WS_EV_PING, "client: an unmasked ping");
+	ok(ev.len == 2 && memcmp(ev.data, "Hi", 2) == 0,
+	    "client: the ping's payload");
+	ws_reader_init_client(r, 0);
+	is_int(ws_reader_feed(r, masked_hello, sizeof masked_hello, &used,
+	    &ev), WS_EV_ERROR, "client: a masked server frame is refused");
+	is_int(ev.code, 1002, "client: with 1002");
+	free(r);
+}
+
 int
 main(void)
 {
@@ -717,5 +747,6 @@ main(void)
 	test_close_payload();
 	test_utf8();
 	test_base64();
+	test_client_reader();
 	return tap_done();
 }
