@@ -439,6 +439,13 @@ cmp_u32(const void *a, const void *b)
 }
 
 static void
+u32_sort(uint32_t *v, size_t n)
+{
+	if (n > 1)
+		qsort(v, n, sizeof *v, cmp_u32);
+}
+
+static void
 u32_push(uint32_t **v, size_t *n, size_t *size, uint32_t x)
 {
 	if (*n == *size) {
@@ -746,20 +753,23 @@ scan_has(struct sess *s, const char *text)
 /*
  * How a server said goodbye: virtconsoled's notice line, or the old
  * design's "Client disconnected", found in the last bytes received.
+ * Returns how many of those bytes the goodbye took (with the CRLFs before
+ * it), so that an echo test does not count them as stray.
  */
-static void
+static size_t
 sess_find_notice(struct sess *s)
 {
-	static const char	 tag[] = "[virtconsoled] ";
-	const uint8_t		*p, *end = s->tail + s->taillen, *colon, *eol;
+	static const char	 tag[] = "[virtconsoled] ", old[] =
+				     "Client disconnected";
+	const uint8_t		*start, *p, *end = s->tail + s->taillen;
+	const uint8_t		*colon, *eol;
 	size_t			 k;
 
-	p = memmem(s->tail, s->taillen, tag, sizeof tag - 1);
-	if (p != NULL) {
-		p += sizeof tag - 1;
-		colon = memchr(p, ':', (size_t)(end - p));
-		if (colon == NULL)
-			return;
+	if ((start = memmem(s->tail, s->taillen, tag, sizeof tag - 1)) !=
+	    NULL) {
+		p = start + sizeof tag - 1;
+		if ((colon = memchr(p, ':', (size_t)(end - p))) == NULL)
+			return 0;
 		k = (size_t)(colon - p);
 		if (k >= sizeof s->notice_kind)
 			k = sizeof s->notice_kind - 1;
@@ -773,12 +783,15 @@ sess_find_notice(struct sess *s)
 		    (size_t)((eol ? eol : end) - p));
 		if (strcmp(s->notice_kind, "refused") == 0)
 			s->refused = 1;
-		return;
-	}
-	if (memmem(s->tail, s->taillen, "Client disconnected", 19) != NULL) {
+	} else if ((start = memmem(s->tail, s->taillen, old, sizeof old -
+	    1)) != NULL) {
 		snprintf(s->notice_kind, sizeof s->notice_kind, "goodbye");
-		s->notice_reason = xstrdup("Client disconnected");
-	}
+		s->notice_reason = xstrdup(old);
+	} else
+		return 0;
+	while (start > s->tail && (start[-1] == '\r' || start[-1] == '\n'))
+		start--;
+	return (size_t)(end - start);
 }
 
 /* Release the transport: the fd, TLS, the stream. */
@@ -825,6 +838,7 @@ sess_end(struct sess *s, enum end_by by, const char *what, const char *fmt,
 {
 	va_list		ap;
 	enum sess_state	was = s->state;
+	size_t		k;
 
 	if (s->state == ST_DONE)
 		return;
@@ -837,7 +851,12 @@ sess_end(struct sess *s, enum end_by by, const char *what, const char *fmt,
 	if (vasprintf(&s->end_detail, fmt, ap) == -1)
 		s->end_detail = NULL;
 	va_end(ap);
-	sess_find_notice(s);
+	k = sess_find_notice(s);
+	/* The goodbye is not stray echo, nor the keystroke it cut short. */
+	if (s->ready && (g.phase == PH_TEST || g.phase == PH_DRAIN) &&
+	    g.test == TEST_ECHO)
+		s->stray -= k < s->stray ? k : s->stray;
+	s->waiting = 0;
 	sess_release(s);
 	if (by != END_CLIENT)
 		sess_log(s, "ended in %s: %s %s: %s", phase_names[g.phase],
@@ -1316,6 +1335,8 @@ ws_upgrade_input(struct sess *s, const uint8_t *p, size_t n)
 		return;
 	}
 	if (s->http_status != 101) {
+		keep_last(s->tail, &s->taillen, TAIL_MAX, (uint8_t *)s->head,
+		    s->headlen);
 		s->refused = 1;
 		sess_end(s, END_SERVER, "http refused", "HTTP %d",
 		    s->http_status);
@@ -1989,7 +2010,7 @@ report_session(struct evbuffer *b, struct sess *s)
 	v = xmalloc((s->nrtt ? s->nrtt : 1) * sizeof *v);
 	if (s->nrtt)
 		memcpy(v, s->rtt, s->nrtt * sizeof *v);
-	qsort(v, s->nrtt, sizeof *v, cmp_u32);
+	u32_sort(v, s->nrtt);
 	evbuffer_add_printf(b, "\"rtt_us\":");
 	json_pct(b, v, s->nrtt);
 	free(v);
@@ -2099,10 +2120,10 @@ report(void)
 		if (j < nends)
 			ends[j].count++;
 	}
-	qsort(all, nall, sizeof *all, cmp_u32);
-	qsort(att, natt, sizeof *att, cmp_u32);
-	qsort(rdy, nrdy, sizeof *rdy, cmp_u32);
-	qsort(bps, nbps, sizeof *bps, cmp_u32);
+	u32_sort(all, nall);
+	u32_sort(att, natt);
+	u32_sort(rdy, nrdy);
+	u32_sort(bps, nbps);
 	ok = ready == g.n && disc == 0 && timeouts == 0 && stray == 0 &&
 	    proto == 0 && io == 0 && hv == 0;
 
