@@ -17,9 +17,10 @@
    and virtio console alike) and the guest's new shell answers in it.
 3. The console stolen with `virsh console --force`: `console taken by
    another client`; once virsh exits, a new client gets the console.
-4. The persistent guest undefined while a client waits for it
-   (start_wait): `refused: unknown guest`, the socket goes away, the
-   daemon and a bystander session carry on.
+4. The persistent guest undefined while it runs (the session and socket
+   stay until it stops), then defined again and undefined while a client
+   waits for it (start_wait): `refused: unknown guest`, the socket goes
+   away, the daemon and a bystander session carry on.
 
 A bystander session on another guest lives through parts 2-4.  The
 daemon must never fork.  Figures: `# figure: NAME = VALUE UNIT`.
@@ -422,10 +423,25 @@ with t.case("3 console stolen"):
 
 # ---------------------------------------------------------------- 4 undefined while waiting
 
-with t.case("4 guest undefined while a client waits"):
+with t.case("4 running guest undefined"):
+    # It becomes a running transient guest: the session and the socket stay
+    # until it stops.
+    r = lab.undefine(P)
+    t.ok(r.returncode == 0, "4 virsh undefine %s while it runs" % P, r.stderr)
+    ok = not c.closed and c.echo_check(10)
+    t.ok(ok and sock_info(d.sock(P)) is not None,
+         "4 the attached session and the socket stay while the guest runs",
+         show(c.pending()))
     r = lab.destroy(P)
     why = end_why(c, "disconnected", "guest stopped")
     t.ok(r.returncode == 0 and not why, "4 %s destroyed: 'guest stopped'" % P, r.stderr, why)
+    gone = wait_for(lambda: not os.path.lexists(d.sock(P)), 10)
+    t.ok(gone, "4 the socket goes away once the now transient guest stops")
+
+with t.case("4 guest undefined while a client waits"):
+    r = lab.define(P)
+    ok = r.returncode == 0 and wait_for(lambda: sock_info(d.sock(P)), 10)
+    t.ok(ok, "4 %s defined again (shut off): its socket is back" % P, r.stderr)
     m0 = d.mark()
     c = Client(d.sock(P))
     waiting = d.wait_log(r"guest=%s dev=serial0: NEW -> WAITING" % P, 5, since=m0)
