@@ -374,6 +374,20 @@ wsock_closing_read_cb(struct bufferevent *bev, void *arg)
 		    evbuffer_get_length(bufferevent_get_input(bev)));
 }
 
+/*
+ * Our output is out.  When the client closed first, that includes our
+ * close frame in reply (RFC 6455 5.5.1), so the connection can go now;
+ * freeing it before would drop the reply unsent.
+ */
+static void
+wsock_closing_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (w->close_rcvd)
+		wsock_done_later(w);
+}
+
 static void
 wsock_closing_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -421,10 +435,10 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
 	bufferevent_free(w->mine);
 	bufferevent_free(w->theirs);
 	w->mine = w->theirs = NULL;
-	bufferevent_setcb(w->under, wsock_closing_read_cb, NULL,
-	    wsock_closing_event_cb, w);
+	bufferevent_setcb(w->under, wsock_closing_read_cb,
+	    wsock_closing_write_cb, wsock_closing_event_cb, w);
 	bufferevent_enable(w->under, EV_READ | EV_WRITE);
-	if (w->close_rcvd)
+	if (w->close_rcvd && evbuffer_get_length(out) == 0)
 		wsock_done_later(w);
 	else
 		timer_arm(w->ev_done, WSOCK_LINGER);
