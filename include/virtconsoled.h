@@ -480,6 +480,7 @@ void		 timer_arm(struct event *, unsigned int);
 #define SOCKET_NAME_LONG	2
 int		 socket_name_check(const char *, const char *);
 int		 socket_in_use(const char *);
+size_t		 utf8_len(const unsigned char *, size_t);
 struct evbuffer;
 void		 json_add_string(struct evbuffer *, const char *);
 int		 parse_uint(const char *, unsigned long long,

@@ -252,8 +252,27 @@ control_write_cb(struct bufferevent *bev, void *arg)
 static void
 control_event_cb(struct bufferevent *bev, short what, void *arg)
 {
+	struct control_client	*c = arg;
+	struct evbuffer		*out = bufferevent_get_output(bev);
+
+	/*
+	 * A client that half-closes can still read: one that did so before
+	 * its newline is told why nothing ran, and an answer already queued
+	 * still goes out.  The write callback frees the client once sent.
+	 */
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		if (!c->done) {
+			c->done = 1;
+			evbuffer_add_printf(out, "ERR incomplete command line "
+			    "(end of input before a newline)\n");
+		}
+		if (evbuffer_get_length(out) > 0) {
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
+	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		control_client_free(arg);
+		control_client_free(c);
 }
 
 static void
@@ -266,15 +285,24 @@ static void
 control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	static const char	 busy[] = "ERR too many control clients at once; "
+				    "try again\n";
 	struct control_client	*c;
 	struct ucred		 cred;
 	socklen_t		 len = sizeof cred;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
-	    (cred.uid != 0 && cred.uid != geteuid()) ||
-	    ctl.nclients >= CONTROL_CLIENTS_MAX) {
+	    (cred.uid != 0 && cred.uid != geteuid())) {
 		log_warnx("control: refused a client (uid %ld)",
 		    len == sizeof cred ? (long)cred.uid : -1L);
+		close(fd);
+		return;
+	}
+	if (ctl.nclients >= CONTROL_CLIENTS_MAX) {
+		log_warnx("control: refused a client (uid %ld): %u clients "
+		    "already", (long)cred.uid, ctl.nclients);
+		/* A fresh socket's buffer takes the line without blocking. */
+		(void)send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
 		close(fd);
 		return;
 	}

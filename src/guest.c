@@ -124,6 +124,43 @@ guest_xml_prop(xmlNodePtr node, const char *child, const char *prop)
 }
 
 /*
+ * libvirt takes guest names (virsh domrename) holding bytes that XML
+ * forbids, control bytes or invalid UTF-8, and writes them raw into the
+ * guest's XML.  Such a document is read again with each of those bytes as
+ * '?' rather than losing the guest's consoles; anything else that does not
+ * parse is still an error.
+ */
+static xmlDocPtr
+guest_xml_read(const char *xml, size_t len)
+{
+	const int	 opts = XML_PARSE_NONET | XML_PARSE_NOERROR |
+			    XML_PARSE_NOWARNING;
+	const unsigned char *p = (const unsigned char *)xml;
+	xmlDocPtr	 doc;
+	char		*copy;
+	size_t		 i, n, mended = 0;
+
+	doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL, opts);
+	if (doc != NULL)
+		return doc;
+	copy = xmalloc(len + 1);
+	for (i = 0; i < len; i += n) {
+		n = utf8_len(p + i, len - i);
+		if (n == 0 || (p[i] < 0x20 && p[i] != '\t' &&
+		    p[i] != '\n' && p[i] != '\r')) {
+			copy[i] = '?';
+			n = 1;
+			mended++;
+		} else
+			memcpy(copy + i, p + i, n);
+	}
+	if (mended > 0)
+		doc = xmlReadMemory(copy, (int)len, "domain.xml", NULL, opts);
+	free(copy);
+	return doc;
+}
+
+/*
  * The console aliases of a domain, from its XML: consoles first (the
  * first one is what libvirt opens for "no alias"), then serial ports.
  * A running domain's XML carries <alias name=.../>; an inactive one's
@@ -146,8 +183,7 @@ guest_parse_consoles(const char *xml, size_t len, int active,
 	*naliases = 0;
 	if (len > INT32_MAX)
 		return -1;
-	doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
-	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	doc = guest_xml_read(xml, len);
 	if (doc == NULL)
 		return -1;
 	root = xmlDocGetRootElement(doc);

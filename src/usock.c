@@ -252,6 +252,7 @@ usock_open(struct guest *g)
 {
 	struct sockaddr_un	 sun;
 	struct usock		*u;
+	struct guest		*other;
 	struct stat		 st;
 	mode_t			 old;
 	int			 fd, rc;
@@ -263,6 +264,26 @@ usock_open(struct guest *g)
 		if (!S_ISSOCK(st.st_mode)) {
 			log_warnx("usock: guest=%s: %s exists and is not a "
 			    "socket; no socket for this guest",
+			    log_esc(g->name), log_esc(u->path));
+			goto fail;
+		}
+		/*
+		 * Ours, under a guest of the same name that is on its way
+		 * out (a resync adds guests before it drops the gone ones):
+		 * that guest gives it up.  A stale socket goes.  One that
+		 * another process listens on stays.
+		 */
+		TAILQ_FOREACH(other, guest_list(), entry) {
+			if (other != g && other->sock != NULL &&
+			    other->sock->dev == st.st_dev &&
+			    other->sock->ino == st.st_ino) {
+				usock_close(other->sock);
+				other->sock = NULL;
+			}
+		}
+		if (lstat(u->path, &st) == 0 && socket_in_use(u->path)) {
+			log_warnx("usock: guest=%s: %s is in use by another "
+			    "process; no socket for this guest",
 			    log_esc(g->name), log_esc(u->path));
 			goto fail;
 		}

@@ -180,20 +180,72 @@ socket_in_use(const char *path)
 	return rc == 0 || e == EAGAIN || e == EINPROGRESS;
 }
 
-/* Append s to b as a JSON string: quoted, with control bytes escaped. */
+/*
+ * The length (1 to 4) of the well-formed UTF-8 sequence at p, which has
+ * left bytes, or 0: a stray or missing continuation byte, an overlong
+ * form, a surrogate or a code point past U+10FFFF.
+ */
+size_t
+utf8_len(const unsigned char *p, size_t left)
+{
+	unsigned int	c, min;
+	size_t		n, i;
+
+	if (left == 0)
+		return 0;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		c = p[0] & 0x1fU;
+		min = 0x80;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		c = p[0] & 0x0fU;
+		min = 0x800;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		c = p[0] & 0x07U;
+		min = 0x10000;
+	} else
+		return 0;
+	if (left < n)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3fU);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
+ * Append s to b as a JSON string: quoted, with C0 and C1 controls and DEL
+ * escaped, and bytes that are not UTF-8 (a guest name may hold any) as
+ * U+FFFD, so that the result is always valid JSON.
+ */
 void
 json_add_string(struct evbuffer *b, const char *s)
 {
-	const unsigned char	*p;
+	const unsigned char	*p = (const unsigned char *)s;
+	const unsigned char	*end = p + strlen(s);
+	size_t			 n;
 
 	evbuffer_add(b, "\"", 1);
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
+	for (; p < end; p += n) {
+		if ((n = utf8_len(p, (size_t)(end - p))) == 0) {
+			evbuffer_add(b, "\\ufffd", 6);
+			n = 1;
+		} else if (*p == '"' || *p == '\\')
 			evbuffer_add_printf(b, "\\%c", *p);
 		else if (*p < 0x20 || *p == 0x7f)
 			evbuffer_add_printf(b, "\\u%04x", *p);
+		else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+			evbuffer_add_printf(b, "\\u%04x", p[1]);
 		else
-			evbuffer_add(b, p, 1);
+			evbuffer_add(b, p, n);
 	}
 	evbuffer_add(b, "\"", 1);
 }

@@ -377,7 +377,12 @@ ctl_control(struct ctl *ctl, int argc, char **argv)
 			close(fd);
 		return 1;
 	}
-	if (write(fd, line, len) != (ssize_t)len) {
+	/*
+	 * A daemon at its limit of control clients answers ERR and closes,
+	 * maybe before the command is written: read its answer all the same.
+	 */
+	if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len &&
+	    errno != EPIPE && errno != ECONNRESET) {
 		ctl_warn("write to %s", log_esc(path));
 		close(fd);
 		return 1;

@@ -102,6 +102,15 @@ test_names(void)
 	ok(!usock_name_ok("/d", "caf\xc3\xa9"), "non-ASCII");
 	ok(!usock_name_ok("/d", "a:b"), "colon");
 	ok(usock_name_ok("/d", "x."), "a trailing dot is fine");
+	ok(usock_name_ok("/d", "a..b"), "\"..\" inside a name is fine");
+	/* libvirt's domrename takes all of these (t-hostile.py). */
+	ok(!usock_name_ok("/d", "."), ".");
+	ok(!usock_name_ok("/d", "a\rb"), "carriage return");
+	ok(!usock_name_ok("/d", "a\tb"), "tab");
+	ok(!usock_name_ok("/d", "a\x7f"), "DEL");
+	ok(!usock_name_ok("/d", "a\x9b" "31m"), "a raw C1 byte (CSI)");
+	ok(!usock_name_ok("/d", "a\xc2\x9b" "31m"), "C1 CSI as UTF-8");
+	ok(!usock_name_ok("/d", "a\xff"), "invalid UTF-8");
 	memset(longname, 'a', sizeof longname - 1);
 	longname[sizeof longname - 1] = '\0';
 	ok(!usock_name_ok("/d", longname), "199 characters do not fit");
@@ -173,6 +182,17 @@ test_aliases(void)
 	    "</devices></domain>", 1, "ua-mine", "user alias kept");
 	check_aliases("<domain><devices><console", 0, "ERROR",
 	    "truncated XML is an error");
+	/* Names libvirt writes raw although XML forbids them. */
+	check_aliases("<domain><name>esc\033[2J\033]0;t\007</name><devices>"
+	    "<console type='pty'><target type='serial' port='0'/></console>"
+	    "</devices></domain>", 0, "serial0",
+	    "a name with control bytes does not lose the consoles");
+	check_aliases("<domain><name>raw\x9b\xff</name><devices>"
+	    "<console type='pty'><target type='serial' port='0'/></console>"
+	    "</devices></domain>", 0, "serial0",
+	    "nor one with invalid UTF-8");
+	check_aliases("<domain><name>\033</name><devices><console", 0,
+	    "ERROR", "truncated XML with a control byte is still an error");
 	check_aliases("<network/>", 0, "ERROR", "not a domain");
 	check_aliases("", 0, "ERROR", "empty");
 	check_aliases("<!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>"
