@@ -861,7 +861,7 @@ sess_end(struct sess *s, enum end_by by, const char *what, const char *fmt,
 	if (by != END_CLIENT)
 		sess_log(s, "ended in %s: %s %s: %s", phase_names[g.phase],
 		    end_by_names[by], what, s->end_detail ? s->end_detail : "");
-	if (was < ST_OPEN) {
+	if (was > ST_WAIT && was < ST_OPEN) {
 		g.connecting--;
 		attach_more();
 	}
@@ -1759,7 +1759,7 @@ attach_more(void)
 	struct sess	*s;
 
 	/* Called again as sessions attach or fail: no recursion. */
-	if (busy)
+	if (busy || g.phase > PH_PREPARE || g.got_term)
 		return;
 	busy = 1;
 	while (g.next_start < g.n && g.connecting < g.parallel) {
@@ -1843,7 +1843,7 @@ phase_attach(void)
 {
 	g.phase = PH_ATTACH;
 	attach_more();
-	run_until(is_attached, 0, 0);
+	run_until(is_attached, 0, 1);
 	g.t_attach_end = now_ns();
 }
 
@@ -1855,12 +1855,12 @@ phase_prepare(void)
 
 	g.phase = PH_PREPARE;
 	if (g.prep != PREP_NONE) {
-		run_until(is_prepared, 0, 0);
+		run_until(is_prepared, 0, 1);
 	} else {
 		/* Refusals come right after the connection: give them time. */
 		end = now_ns() + (int64_t)(g.settle * NS);
 		run_until(is_done, end, 1);
-		for (i = 0; i < g.n; i++)
+		for (i = 0; i < g.n && !g.got_term; i++)
 			if (g.s[i].state == ST_OPEN)
 				sess_ready(&g.s[i], now_ns());
 	}
@@ -1886,7 +1886,7 @@ phase_test(void)
 		if (g.test == TEST_ECHO) {
 			/* A random phase, so paced sessions do not march. */
 			s->next_send = now;
-			if (g.rate > 0)
+			if (g.rate > 0 && (int64_t)(NS / g.rate) > 0)
 				s->next_send += (int64_t)(rng_next() %
 				    (uint64_t)(NS / g.rate));
 			s->due = s->next_send;
@@ -1900,7 +1900,9 @@ phase_test(void)
 		g.interrupted = 1;
 	g.t_test1 = now_ns();
 	for (i = 0; i < g.n; i++)
-		g.s[i].in_test = g.s[i].bytes_in - g.s[i].in_test_start;
+		if (g.s[i].ready)
+			g.s[i].in_test = g.s[i].bytes_in -
+			    g.s[i].in_test_start;
 
 	/* Echoes still in flight are waited for, not typed anew. */
 	g.phase = PH_DRAIN;
@@ -2464,11 +2466,18 @@ main(int argc, char **argv)
 
 	phase_attach();
 	phase_prepare();
-	write_state_file(g.ready_file, "ready");
-	phase_test();
-	phase_restore();
-	write_state_file(g.done_file, "done");
-	if (g.hold) {
+	if (g.got_term) {
+		/* Stopped before the test: report what was there. */
+		g.interrupted = 1;
+		g.t_test0 = g.t_test1 = now_ns();
+		phase_restore();
+	} else {
+		write_state_file(g.ready_file, "ready");
+		phase_test();
+		phase_restore();
+		write_state_file(g.done_file, "done");
+	}
+	if (g.hold && !g.got_term) {
 		g.phase = PH_HOLD;
 		run_until(is_done, 0, 2);
 	}
