@@ -398,8 +398,10 @@ control_shutdown(void)
 	struct control_client	*c;
 	struct stat		 st;
 
+	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
 	while ((c = TAILQ_FIRST(&ctl.clients)) != NULL)
 		control_client_free(c);
+	/* NOLINTEND(clang-analyzer-unix.Malloc) */
 	if (ctl.lev != NULL)
 		evconnlistener_free(ctl.lev);
 	ctl.lev = NULL;

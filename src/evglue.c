@@ -197,7 +197,7 @@ evglue_handle_arm(struct evglue_handle *h)
 	short	what = evglue_to_libevent(h->events);
 
 	event_del(&h->ev);
-	event_assign(&h->ev, evglue_base, h->fd, what | EV_PERSIST,
+	event_assign(&h->ev, evglue_base, h->fd, (short)(what | EV_PERSIST),
 	    evglue_handle_fire, h);
 	if (what != 0)
 		event_add(&h->ev, NULL);

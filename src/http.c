@@ -183,6 +183,7 @@ http_parse(const char *buf, size_t len, struct http_request *req,
 	end = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
 
 	for (;;) {
+		/* NOLINTNEXTLINE(bugprone-branch-clone): equal limits today */
 		max = nlines == 0 ? HTTP_MAX_LINE : HTTP_MAX_FIELD;
 		lf = pos < end ? memchr(buf + pos, '\n', end - pos) : NULL;
 		if (lf == NULL) {
@@ -195,10 +196,8 @@ http_parse(const char *buf, size_t len, struct http_request *req,
 			if (n > max + 1 ||
 			    (n == max + 1 && buf[end - 1] != '\r'))
 				error = nlines == 0 ? 414 : 431;
-			else if (n > 0 && nlines == 1 + HTTP_MAX_HEADERS &&
-			    buf[pos] != '\r')
-				error = 431;
-			else if (len > HTTP_MAX_HEAD)
+			else if ((n > 0 && nlines == 1 + HTTP_MAX_HEADERS &&
+			    buf[pos] != '\r') || len > HTTP_MAX_HEAD)
 				error = 431;
 			else
 				return 0;

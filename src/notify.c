@@ -114,9 +114,12 @@ notify_status(char *dst, size_t dstlen, const char *src)
 {
 	size_t	i;
 
-	for (i = 0; i < dstlen - 1 && src[i] != '\0'; i++)
-		dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ?
-		    ' ' : src[i];
+	for (i = 0; i < dstlen - 1 && src[i] != '\0'; i++) {
+		if ((unsigned char)src[i] < 0x20 || src[i] == 0x7f)
+			dst[i] = ' ';
+		else
+			dst[i] = src[i];
+	}
 	dst[i] = '\0';
 	return dst;
 }

@@ -147,6 +147,7 @@ static int			 ctl_tio_raw;
 static volatile sig_atomic_t	 ctl_signal;
 static int			 ctl_sigpipe[2] = { -1, -1 };
 
+static void	ctl_vwarn(int, const char *, va_list) VCD_PRINTF(2, 0);
 static void	ctl_warn(const char *, ...) VCD_PRINTF(1, 2);
 static void	ctl_warnx(const char *, ...) VCD_PRINTF(1, 2);
 static void	ctl_usage(void) VCD_NORETURN;
@@ -888,10 +889,10 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 	struct attach	*a;
 	const char	*guest = NULL, *label, *why;
 	char		*path = NULL;
-	int		 ch, status;
+	int		 status;
 
 	optind = 1;
-	while ((ch = getopt(argc, argv, "+")) != -1) {
+	while (getopt(argc, argv, "+") != -1) {
 		ctl_warnx("attach: unknown option -%c", optopt);
 		ctl_usage();
 	}

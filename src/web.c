@@ -966,8 +966,10 @@ web_shutdown(void)
 	struct web_listener	*l;
 	struct web_conn		*c;
 
+	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
 	while ((c = TAILQ_FIRST(&web.conns)) != NULL)
 		web_conn_free(c);
+	/* NOLINTEND(clang-analyzer-unix.Malloc) */
 	while ((l = TAILQ_FIRST(&web.listeners)) != NULL) {
 		TAILQ_REMOVE(&web.listeners, l, entry);
 		evconnlistener_free(l->lev);
