@@ -42,6 +42,11 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 LAB_SH = os.path.join(TOP, "tests", "lab", "lab.sh")
 
 
+def wrapped():
+    """Whether the daemon runs under VCD_WRAPPER (e.g. valgrind)."""
+    return bool(os.environ.get("VCD_WRAPPER"))
+
+
 def vcd_binary():
     build = os.environ.get("VCD_BUILD") or os.path.join(TOP, "build")
     if not os.path.isabs(build):
@@ -215,13 +220,13 @@ class Daemon:
         self.write_config()
         log = open(self.log_path, "ab")
         argv = [vcd_binary(), "-d", "-f", self.conf_path]
+        # VCD_WRAPPER runs the daemon under a tool (valgrind, strace...):
+        # the daemon itself, inside any argv_prefix.
+        if wrapped():
+            argv = shlex.split(os.environ["VCD_WRAPPER"]) + argv
+            timeout *= 10
         if argv_prefix:
             argv = list(argv_prefix) + argv
-        # VCD_WRAPPER runs the daemon under a tool (valgrind, strace...).
-        wrapper = os.environ.get("VCD_WRAPPER")
-        if wrapper:
-            argv = shlex.split(wrapper) + argv
-            timeout *= 10
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -308,6 +313,8 @@ class Daemon:
     def wait_exit(self, timeout=15):
         if self.proc is None:
             return None
+        if wrapped():
+            timeout *= 4        # valgrind's leak check at exit
         try:
             self.rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -328,6 +335,11 @@ class Daemon:
         return rc
 
     def kill(self):
+        # Under a wrapper, SIGTERM first: valgrind reports leaks only when
+        # the daemon exits normally.
+        if self.alive() and wrapped():
+            self.proc.send_signal(signal.SIGTERM)
+            self.wait_exit(15)
         if self.alive():
             self.proc.kill()
             self.proc.wait()
