@@ -11,9 +11,11 @@
  * MODE and TARGET (each TARGET is one session; repeat it for more):
  *   libvirt   GUEST[:ALIAS]  (name or UUID; no alias: the first console),
  *             opened with virDomainOpenConsole on a VIR_STREAM_NONBLOCK
- *             stream over one connection (--uri).
- *   unix      a socket path (virtconsoled's socket_dir/GUEST, or
- *             oldconsole.py's).
+ *             stream over one connection (--uri), one open at a time (the
+ *             call is synchronous).
+ *   unix      a socket path (virtconsoled's socket_dir/GUEST, which is the
+ *             guest's first console; oldconsole.py's GUEST or GUEST:ALIAS).
+ *             A full listen backlog (EAGAIN) is retried every 10 ms.
  *   ws, wss   a WebSocket URL: [ws[s]://]HOST:PORT/PATH[?QUERY], e.g.
  *             127.0.0.1:8080/console/web1?token=T (one token per session:
  *             virtconsoled accepts a token once) or websockify's
@@ -26,7 +28,10 @@
  *   --echo SECONDS  each session types one byte, waits for its echo,
  *             records the round trip, and types the next (at once, or
  *             paced by --rate R per second per session, with a random
- *             phase per session).  The bytes are a..z in turn.
+ *             phase per session; a late echo is never caught up with a
+ *             burst).  The bytes are a..z in turn; any other byte received
+ *             is stray.  After the window, echoes in flight are awaited up
+ *             to --echo-timeout and still timed.
  *   --sink SECONDS  reads and counts everything for SECONDS (after typing
  *             --sink-cmd and Enter, if given; see below).
  *   --idle SECONDS  attaches and holds, silent.
@@ -64,6 +69,11 @@
  *   --echo-timeout S      echo: a keystroke whose echo takes longer is a
  *                         timeout, and the next is typed (default 5)
  *   --sink-cmd CMD        sink: typed (and Enter) at the start of the test
+ *   --echo-setup CMD      echo: the guest command of --prepare echo (default
+ *                         the read loop above; it must echo each typed
+ *                         byte once and end on --echo-end)
+ *   --echo-end STR        echo: what ends it (default "~")
+ *   --no-restore          leave the guest as the test left it
  *   --prompt STR          prepare: the prompt text (default "# ")
  *   --prepare-timeout S   a session not prepared by then fails (default 60)
  *   --attach-timeout S    a session not connected by then fails (default 30)
@@ -76,14 +86,20 @@
  *   --targets-file F      more targets, one a line ('-': stdin; keeps
  *                         tokens out of the process list)
  *   --ready-file F        written (atomically) once every session is
- *                         attached and prepared, before the test starts
- *   --done-file F         written when the test (and restore) is over
+ *                         attached and prepared (or has failed), before
+ *                         the test starts: {"pid","state":"ready",
+ *                         "sessions","open"}
+ *   --done-file F         the same, "state":"done", when the test (and
+ *                         restore) is over
  *   --hold-until-signal   after the test, keep every session open until
  *                         SIGUSR1, SIGTERM or SIGINT (a SIGUSR1 that came
  *                         earlier counts), then close and report
  *   --per-session 0|1     include the per_session array (default 1)
  *   -v                    log each session's attach and end on stderr
- * SIGTERM or SIGINT during the test ends it early ("interrupted": true).
+ * SIGTERM or SIGINT during the test ends it early ("interrupted": true,
+ * test_s is the real window).  Before the test (attach, prepare) it stops
+ * there: prepared sessions are restored, none counts as ready, no ready
+ * file, status 1.  SIGPIPE is ignored.
  *
  * Output: one JSON object on stdout (all times in microseconds unless the
  * name says _s; a percentile object is {"count","min","p50","p90","p99",
@@ -109,10 +125,30 @@
  *                     during the test window
  *   throughput        {test_s, total_Bps, per_session_Bps (percentiles of
  *                     in_test/test_s over ready sessions)}
- *   errors            {attach_failed, refused, disconnects, notices,
- *                     echo_timeouts, stray_bytes, protocol, io,
- *                     hypervisor_lost}: every one counted
- *   ends              {"by/what": count}: how sessions ended
+ *   errors            every one counted:
+ *                     attach_failed  sessions not ready (= failed)
+ *                     refused        a "refused" notice, a close code
+ *                                    41xx, an HTTP status other than 101,
+ *                                    ECONNREFUSED/ENOENT, a console libvirt
+ *                                    would not open
+ *                     disconnects    ready sessions that the server or an
+ *                                    error ended (not vcdload)
+ *                     notices        sessions that got a goodbye:
+ *                                    virtconsoled's "[virtconsoled] KIND:
+ *                                    REASON" line or the old design's
+ *                                    "Client disconnected" (its bytes are
+ *                                    not stray; the keystroke it cut short
+ *                                    is not a timeout)
+ *                     echo_timeouts, stray_bytes  as in "echo"
+ *                     protocol       bad handshake or server frames
+ *                     io             socket, TLS or stream errors
+ *                     hypervisor_lost  the libvirt connection closed
+ *   ends              {"by/what": count}: how sessions ended; by is
+ *                     client, server or error; what is one of closed,
+ *                     eof, reset, close frame, http refused, connect
+ *                     failed, open failed, attach timeout, tls error, io
+ *                     error, protocol error, stream error, prepare failed,
+ *                     hypervisor lost
  *   client            {user_s, sys_s, max_rss_kib} of vcdload itself
  *   per_session       [{id, target (query hidden), attached, ready,
  *                     attach_us, ready_us, rtt_us, sent, echoed, timeouts,
