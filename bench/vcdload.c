@@ -855,7 +855,7 @@ sess_release(struct sess *s)
 		if (g.ngrave == g.gravesize) {
 			g.gravesize = g.gravesize ? g.gravesize * 2 : 16;
 			g.graveyard = xrealloc(g.graveyard, g.gravesize *
-			    sizeof *g.graveyard);
+			    sizeof(virStreamPtr));
 		}
 		g.graveyard[g.ngrave++] = s->st;
 		s->st = NULL;
@@ -1342,6 +1342,24 @@ head_field(char *head, const char *name, char *buf, size_t len)
 
 static void ws_input(struct sess *, const uint8_t *, size_t);
 
+/* The status of "HTTP/1.x NNN ...", or -1. */
+static int
+http_status(const char *head)
+{
+	char	*end;
+	long	 v;
+
+	if (strncmp(head, "HTTP/1.", 7) != 0 || head[7] < '0' ||
+	    head[7] > '9' || head[8] != ' ')
+		return -1;
+	errno = 0;
+	v = strtol(head + 9, &end, 10);
+	if (errno != 0 || end != head + 12 || v < 100 || v > 599 ||
+	    (*end != ' ' && *end != '\r'))
+		return -1;
+	return (int)v;
+}
+
 /* Bytes of the handshake answer; the rest are frames. */
 static void
 ws_upgrade_input(struct sess *s, const uint8_t *p, size_t n)
@@ -1365,7 +1383,7 @@ ws_upgrade_input(struct sess *s, const uint8_t *p, size_t n)
 	hlen = (size_t)(end - s->head) + 4;
 	rest = s->headlen - hlen;
 	end[2] = '\0';
-	if (sscanf(s->head, "HTTP/1.%*d %d", &s->http_status) != 1) {
+	if ((s->http_status = http_status(s->head)) == -1) {
 		s->protocol_err = 1;
 		sess_end(s, END_ERROR, "protocol error", "bad status line");
 		return;
@@ -1492,11 +1510,11 @@ sess_read(struct sess *s)
 				if (err == SSL_ERROR_WANT_READ ||
 				    err == SSL_ERROR_WANT_WRITE)
 					return;
-				if (err == SSL_ERROR_ZERO_RETURN)
+				/* EOF, with or without close_notify */
+				if (err == SSL_ERROR_ZERO_RETURN ||
+				    (err == SSL_ERROR_SYSCALL &&
+				    ERR_peek_error() == 0 && rc == 0))
 					n = 0;
-				else if (err == SSL_ERROR_SYSCALL &&
-				    ERR_peek_error() == 0 && rc == 0)
-					n = 0;	/* EOF without close_notify */
 				else {
 					s->io_err = 1;
 					sess_end(s, END_ERROR, "tls error",
