@@ -49,6 +49,8 @@
 #define SESSION_BUDGET		4	/* chunks per stream event */
 #define SESSION_SLOW_GRACE	5	/* seconds at the cap */
 #define SESSION_LINGER		2	/* seconds to drain a notice */
+#define SESSION_STOP_GRACE	1	/* parked stream: after the stop event */
+#define SESSION_PARK_MAX	30	/* parked stream: without one */
 
 struct session {
 	unsigned int		 id;
@@ -81,9 +83,33 @@ struct session {
 };
 TAILQ_HEAD(sessions, session);
 
+/*
+ * A console stream whose guest is stopping is not closed at once.  libvirtd
+ * (9.0, and upstream since) deadlocks when a client finishes or aborts a
+ * console stream while the guest's domain object is being freed (a
+ * transient guest destroyed, a guest undefined): virChrdevFree() holds the
+ * guest's device lock and takes each stream's lock, while closing a stream
+ * holds the stream's lock and takes the device lock
+ * (virChrdevFDStreamCloseCb).  The end of file reaches us as QEMU exits,
+ * before that free; virDomainDestroy queues the STOPPED event after it.
+ * So such a stream is parked, and finished (or aborted) SESSION_STOP_GRACE
+ * seconds after the guest's stop event, or SESSION_PARK_MAX seconds after
+ * it was parked if no event comes.  Found by tests/integration/t-load.py:
+ * 24 guests destroyed at once under 216 sessions hung libvirtd.
+ */
+struct parked {
+	virStreamPtr		 st;
+	int			 eof;
+	char			 uuid[GUEST_UUID_LEN];
+	struct event		*ev;
+	TAILQ_ENTRY(parked)	 entry;
+};
+TAILQ_HEAD(parked_streams, parked);
+
 static struct {
 	struct event_base	*base;
 	struct sessions		 table;
+	struct parked_streams	 parked;
 	unsigned int		 next_id;
 	unsigned int		 live;		/* not yet destroyed */
 	enum config_policy	 policy;
@@ -93,7 +119,10 @@ static struct {
 	int			 idle_output_resets;
 	int			 escape;
 	size_t			 max_buffer;
-} sess = { .table = TAILQ_HEAD_INITIALIZER(sess.table) };
+} sess = {
+	.table = TAILQ_HEAD_INITIALIZER(sess.table),
+	.parked = TAILQ_HEAD_INITIALIZER(sess.parked),
+};
 
 static const char *const session_state_names[] = {
 	[SESSION_NEW] = "NEW",
@@ -255,17 +284,74 @@ session_unlink(struct session *s)
 }
 
 static void
+session_stream_release(virStreamPtr st, int eof)
+{
+	if (eof)
+		virStreamFinish(st);
+	else
+		virStreamAbort(st);
+	virStreamFree(st);
+	virResetLastError();
+}
+
+static void
+session_unpark(struct parked *p)
+{
+	TAILQ_REMOVE(&sess.parked, p, entry);
+	session_stream_release(p->st, p->eof);
+	event_free(p->ev);
+	free(p);
+}
+
+static void
+session_park_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_unpark(arg);
+}
+
+/* Close the parked streams of a guest soon: its stop event has come. */
+static void
+session_unpark_guest(const char *uuid)
+{
+	struct parked	*p;
+
+	TAILQ_FOREACH(p, &sess.parked, entry) {
+		if (strcmp(p->uuid, uuid) == 0)
+			timer_arm(p->ev, SESSION_STOP_GRACE);
+	}
+}
+
+static void
+session_unpark_all(void)
+{
+	struct parked	*p;
+
+	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
+	while ((p = TAILQ_FIRST(&sess.parked)) != NULL)
+		session_unpark(p);
+	/* NOLINTEND(clang-analyzer-unix.Malloc) */
+}
+
+static void
 session_stream_close(struct session *s)
 {
+	struct parked	*p;
+
 	if (s->st == NULL)
 		return;
 	virStreamEventRemoveCallback(s->st);
-	if (s->st_eof)
-		virStreamFinish(s->st);
-	else
-		virStreamAbort(s->st);
-	virStreamFree(s->st);
-	virResetLastError();
+	if (s->reason == REASON_GUEST_STOPPED ||
+	    s->reason == REASON_GUEST_MIGRATED) {
+		p = xcalloc(1, sizeof *p);
+		p->st = s->st;
+		p->eof = s->st_eof;
+		memcpy(p->uuid, s->uuid, sizeof p->uuid);
+		if ((p->ev = evtimer_new(sess.base, session_park_cb, p)) == NULL)
+			fatalx("session: out of memory");
+		TAILQ_INSERT_TAIL(&sess.parked, p, entry);
+		timer_arm(p->ev, SESSION_PARK_MAX);
+	} else
+		session_stream_release(s->st, s->st_eof);
 	s->st = NULL;
 }
 
@@ -764,6 +850,7 @@ session_guest_stopped(struct guest *g, enum session_reason reason)
 		    strcmp(s->uuid, g->uuid) == 0)
 			session_end(s, reason);
 	}
+	session_unpark_guest(g->uuid);
 }
 
 /* The guest is gone for good (undefined, or a transient guest stopped). */
@@ -777,6 +864,7 @@ session_guest_removed(struct guest *g)
 			session_end(s, s->state == SESSION_WAITING ?
 			    REASON_UNKNOWN_GUEST : REASON_GUEST_STOPPED);
 	}
+	session_unpark_guest(g->uuid);
 }
 
 /* Every session in the table, for the control socket's list. */
@@ -841,6 +929,8 @@ session_end_all(enum session_reason reason)
 
 	while ((s = TAILQ_FIRST(&sess.table)) != NULL)
 		session_end(s, reason);
+	/* Shutdown, or the connection is gone: no stop event will come. */
+	session_unpark_all();
 }
 
 unsigned int
