@@ -1,0 +1,616 @@
+#!/usr/bin/python3
+"""The benchmark harness behind bench/run.sh: boots lab guests, starts the
+servers of every path and drives bench/vcdload against them, interleaving
+the paths so that each figure has a floor measured minutes, not hours,
+apart.  Writes one JSON document (bench/report.py turns it into
+docs/BENCHMARKS.md and docs/bench.png).
+
+Phases, in this order:
+  memory   per path, on a freshly started server: its memory with no
+           session, with N idle sessions (N growing), its CPU over a
+           window with the most idle sessions, then its memory while N
+           sessions type and read echoes (active);
+  echo     keystroke echo round trips at each count, every path in turn,
+           repeated with the path order rotated;
+  tput     guest-to-client throughput of one console, then of one console
+           on every guest at once, with the server's CPU per MB.
+
+Run it through bench/run.sh; alone it needs LAB_DIR and LAB_URI (a running
+lab), VCD_BUILD (the daemon) and VCDLOAD (the load generator).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import procstat  # noqa: E402
+import servers  # noqa: E402
+from guests import Guests, aliases  # noqa: E402
+from servers import FIRST_CONSOLE_ONLY, PATHS  # noqa: E402
+
+FORMAT = 1
+
+# Counts and windows.  "full" is what the issue asks for; "quick" proves
+# that every piece works, in the test suite.
+PROFILES = {
+    "full": {
+        "guests": 25, "consoles": 8,
+        "mem_counts": [10, 100, 200],
+        "idle_cpu_secs": 10,
+        "echo_counts": [1, 10, 50, 100, 200],
+        "echo_reps": {"1": 2, "50": 2, "200": 2},
+        "echo_secs": 3, "echo_secs_one": 8, "echo_rate": 20,
+        "tput_secs": 5, "tput_reps": 2,
+        "agg_secs": 8, "agg_reps": 1,
+    },
+    "quick": {
+        "guests": 2, "consoles": 4,
+        "mem_counts": [5],
+        "idle_cpu_secs": 2,
+        "echo_counts": [1, 5],
+        "echo_reps": {},
+        "echo_secs": 1, "echo_secs_one": 2, "echo_rate": 20,
+        "tput_secs": 2, "tput_reps": 0,
+        "agg_secs": 2, "agg_reps": 1,
+    },
+}
+
+T0 = time.monotonic()
+
+
+def log(msg):
+    sys.stderr.write("[%6.1f] %s\n" % (time.monotonic() - T0, msg))
+    sys.stderr.flush()
+
+
+def cmd_out(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine(uri):
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    ver = cmd_out(["virsh", "-c", uri, "version"])
+    m = {}
+    for key, pat in (("libvirt", r"Using library: libvirt (\S+)"),
+                     ("libvirtd", r"Running against daemon: (\S+)"),
+                     ("qemu", r"Running hypervisor: QEMU (\S+)")):
+        mm = re.search(pat, ver)
+        m[key] = mm.group(1) if mm else None
+    debian = ""
+    try:
+        with open("/etc/debian_version") as f:
+            debian = f.read().strip()
+    except OSError:
+        pass
+    return {
+        "cpu_model": cpu,
+        "cores": os.cpu_count(),
+        "mem_total_mib": mem,
+        "kernel": platform.release(),
+        "debian": debian,
+        "libvirt": m["libvirt"], "libvirtd": m["libvirtd"], "qemu": m["qemu"],
+        "libevent": cmd_out(["pkg-config", "--modversion", "libevent"]),
+        "openssl": cmd_out(["openssl", "version"]),
+        "python3": platform.python_version(),
+        "websockify": cmd_out(["dpkg-query", "-W", "-f", "${Version}", "websockify"]),
+        "python3_libvirt": cmd_out(["dpkg-query", "-W", "-f", "${Version}", "python3-libvirt"]),
+    }
+
+
+class LoadSampler(threading.Thread):
+    """The 1-minute load average every few seconds: how busy the shared
+    machine was during the run."""
+
+    def __init__(self, every=5):
+        super().__init__(daemon=True)
+        self.every = every
+        self.samples = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            self.samples.append([round(time.monotonic() - T0, 1), procstat.loadavg()[0]])
+            self.stopping.wait(self.every)
+
+    def summary(self):
+        vals = [s[1] for s in self.samples] or [0]
+        return {"samples": self.samples, "mean_1min": round(sum(vals) / len(vals), 2),
+                "max_1min": max(vals)}
+
+
+# ------------------------------------------------------------ vcdload
+
+class Vcdload:
+    """Runs bench/vcdload: one process, N sessions on one path."""
+
+    def __init__(self, binary, tmpdir):
+        self.binary = binary
+        self.tmp = tmpdir
+        self.seq = 0
+
+    MODES = {"floor": "libvirt", "vcd-unix": "unix", "old-unix": "unix",
+             "vcd-ws": "ws", "old-ws": "ws", "vcd-wss": "wss"}
+
+    def argv(self, path, targets, test, secs, ready_file, targets_file):
+        """The command line; targets are endpoint() dicts, written one a
+        line to targets_file."""
+        mode = self.MODES[path]
+        lines = []
+        for t in targets:
+            if mode == "libvirt":
+                lines.append("%s:%s" % (t["guest"], t["alias"]))
+            elif mode == "unix":
+                lines.append(t["socket"])
+            else:
+                lines.append(t["url"])
+        with open(targets_file, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        argv = [self.binary, mode, "--" + test, str(secs),
+                "--targets-file", targets_file, "--ready-file", ready_file,
+                "--attach-timeout", "120", "--prepare-timeout", "120"]
+        if mode == "libvirt":
+            # virtconsoled opens with force too (its default).
+            argv += ["--uri", targets[0]["uri"], "--force"]
+        if mode == "wss":
+            argv += ["--cafile", self.cafile]
+        if test == "echo":
+            argv += ["--rate", str(self.rate)]
+        return argv
+
+    def start(self, path, targets, test, secs, sink_cmd=None):
+        """Start a run; (Popen, ready file, output file)."""
+        self.seq += 1
+        ready = os.path.join(self.tmp, "ready.%d" % self.seq)
+        out = os.path.join(self.tmp, "vcdload.%d.json" % self.seq)
+        err = os.path.join(self.tmp, "vcdload.%d.err" % self.seq)
+        argv = self.argv(path, targets, test, secs, ready,
+                         os.path.join(self.tmp, "targets.%d" % self.seq))
+        if sink_cmd:
+            argv += ["--sink-cmd", sink_cmd]
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe)
+        p.bench_files = (ready, out, err)
+        p.bench_argv = argv
+        p.bench_t0 = time.monotonic()
+        return p
+
+    @staticmethod
+    def wait_ready(p, timeout):
+        ready = p.bench_files[0]
+        return servers.wait_until(lambda: os.path.exists(ready) or p.poll() is not None,
+                                  timeout) and os.path.exists(ready)
+
+    @staticmethod
+    def finish(p, timeout):
+        """Wait for the run to end; (exit status, parsed JSON or None,
+        stderr tail)."""
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        _, out, err = p.bench_files
+        try:
+            with open(out) as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            doc = None
+        try:
+            with open(err, errors="replace") as f:
+                etail = f.read()[-2000:]
+        except OSError:
+            etail = ""
+        return p.returncode, doc, etail
+
+
+def slim(doc):
+    """vcdload's JSON without the per-session list, except the sessions
+    that did not end the way the client ended them (kept for diagnosis)."""
+    if not isinstance(doc, dict):
+        return doc
+    doc = dict(doc)
+    per = doc.pop("per_session", None) or []
+    bad = [ps for ps in per if not ps.get("ready")
+           or (ps.get("end") or {}).get("by") not in (None, "client")]
+    if bad:
+        doc["per_session_bad"] = bad[:20]
+    return doc
+
+
+# ------------------------------------------------------------ the bench
+
+class Bench:
+    def __init__(self, args, prof):
+        self.args = args
+        self.prof = prof
+        self.tmp = tempfile.mkdtemp(prefix="vcd-bench.", dir="/tmp")
+        self.lab_env = {"LAB_DIR": os.environ["LAB_DIR"], "LAB_URI": os.environ["LAB_URI"]}
+        self.uri = self.lab_env["LAB_URI"]
+        self.guests = Guests(self.lab_env, args.prefix, prof["guests"], prof["consoles"], log)
+        self.names = self.guests.names
+        self.load = Vcdload(args.vcdload, self.tmp)
+        self.load.rate = prof["echo_rate"]
+        self.floor = servers.Floor(self.uri)
+        self.vcd = servers.Vcd(self.uri, self.tmp, log)
+        self.load.cafile = self.vcd.cert
+        self.old = servers.Old(self.uri, self.tmp, log, args.oldconsole)
+        self.wsfy = servers.Websockify(self.old, self.tmp, log)
+        self.paths = args.paths
+        self.runs = []
+        self.errors = []
+        self.res = {
+            "format": FORMAT,
+            "fixture": False,
+            "profile": args.profile,
+            "config": dict(prof, paths=self.paths),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(self.uri),
+            "runs": self.runs,
+            "memory": {},
+            "idle_cpu": {},
+            "errors": self.errors,
+        }
+
+    # ---------------------------------------------------------- servers
+
+    def server_roots(self, path):
+        if path == "floor":
+            return []
+        if path.startswith("vcd-"):
+            return self.vcd.roots()
+        if path == "old-unix":
+            return self.old.roots()
+        return self.old.roots() + self.wsfy.roots()
+
+    def start_servers(self, which):
+        """Start (or restart, fresh) what path `which` needs, and stop the
+        rest so that nothing else is measured."""
+        need_vcd = which.startswith("vcd-")
+        need_old = which.startswith("old-")
+        need_wsfy = which == "old-ws"
+        if self.wsfy.proc:
+            self.wsfy.stop()
+        if self.old.proc:
+            self.old.stop()
+        if self.vcd.roots():
+            self.vcd.stop()
+        if need_vcd:
+            self.vcd.start()
+            self.vcd.wait_sockets(self.names)
+        if need_old:
+            self.old.start(self.names)
+        if need_wsfy:
+            self.wsfy.start(self.names, self.prof["consoles"])
+        self.current = which
+
+    def ensure_servers(self, path):
+        """Like start_servers, but keeps a running server of the right
+        kind (the vcd-* paths share one daemon)."""
+        cur = getattr(self, "current", None)
+        if cur is not None:
+            same = (cur == path or (cur.startswith("vcd-") and path.startswith("vcd-")))
+            alive = self.server_roots(path) or path == "floor"
+            if same and alive:
+                self.current = path
+                return
+        self.start_servers(path)
+
+    def stop_servers(self):
+        self.wsfy.stop()
+        self.old.stop()
+        if self.vcd.roots():
+            self.vcd.stop()
+        self.current = None
+
+    # ---------------------------------------------------------- sessions
+
+    def capacity(self, path):
+        if path in FIRST_CONSOLE_ONLY:
+            return len(self.names)
+        return len(self.names) * (1 + self.prof["consoles"])
+
+    def targets(self, path, n):
+        """n (guest, alias) pairs, spread over the guests: every guest's
+        serial port first, then their console1, and so on."""
+        n = min(n, self.capacity(path))
+        al = aliases(self.prof["consoles"])
+        out = []
+        for k in range(n):
+            g = self.names[k % len(self.names)]
+            a = al[0] if path in FIRST_CONSOLE_ONLY else al[k // len(self.names)]
+            out.append((g, a))
+        return out
+
+    def endpoint(self, path, guest, alias):
+        """The address vcdload uses for one console on one path."""
+        if path == "floor":
+            return {"uri": self.uri, "guest": guest, "alias": alias}
+        if path == "vcd-unix":
+            return {"socket": os.path.join(self.vcd.socket_dir, guest)}
+        if path == "vcd-ws":
+            return {"url": "ws://127.0.0.1:%d/console/%s/%s" % (self.vcd.port, guest, alias)}
+        if path == "vcd-wss":
+            return {"url": "wss://127.0.0.1:%d/console/%s/%s" % (self.vcd.tls_port, guest, alias)}
+        if path == "old-unix":
+            return {"socket": self.old.sock(guest, alias)}
+        if path == "old-ws":
+            return {"url": self.wsfy.url(guest, alias)}
+        raise ValueError(path)
+
+    # ---------------------------------------------------------- one run
+
+    def attach_timeout(self, n):
+        return 60 + 0.5 * n
+
+    def record(self, rec):
+        self.runs.append(rec)
+        if rec.get("error"):
+            self.errors.append("%s %s n=%s: %s" % (rec["phase"], rec["path"], rec["n"], rec["error"]))
+            log("  ERROR %s" % rec["error"])
+        self.checkpoint()
+
+    def run_load(self, phase, path, n, test, secs, rep=0, during=None, sink_cmd=None):
+        """One vcdload run with n sessions (capped by the path).  during(p,
+        rec) runs once every session is attached; the server's CPU and
+        memory are sampled around it."""
+        tg = self.targets(path, n)
+        rec = {"phase": phase, "path": path, "n": len(tg), "n_asked": n, "rep": rep,
+               "test": test, "secs": secs, "t": round(time.monotonic() - T0, 1),
+               "load1": procstat.loadavg()[0]}
+        roots = self.server_roots(path)
+        p = self.load.start(path, [self.endpoint(path, g, a) for g, a in tg], test, secs,
+                            sink_cmd)
+        if not self.load.wait_ready(p, self.attach_timeout(len(tg))):
+            rc, doc, etail = self.load.finish(p, 5)
+            rec.update(ok=False, rc=rc, vcdload=slim(doc),
+                       error="sessions not attached (status %s): %s" % (rc, etail.strip()[-500:]))
+            self.record(rec)
+            return rec
+        rec["attach_s"] = round(time.monotonic() - p.bench_t0, 2)
+        roots = self.server_roots(path)
+        cpu0, t0 = procstat.cpu_seconds(roots), time.monotonic()
+        if during:
+            during(p, rec, roots)
+        rc, doc, etail = self.load.finish(p, secs + 60 + 0.2 * len(tg))
+        rec["cpu_s"] = round(procstat.cpu_seconds(roots) - cpu0, 3) if roots else None
+        rec["window_s"] = round(time.monotonic() - t0, 2)
+        rec.update(rc=rc, vcdload=slim(doc))
+        if rc != 0 or doc is None:
+            rec["error"] = "vcdload status %s%s: %s" % (
+                rc, "" if doc else " (no JSON)", etail.strip()[-500:])
+        elif self.vcdload_errors(doc):
+            rec["error"] = "vcdload counted errors: %s" % self.vcdload_errors(doc)
+        rec["ok"] = "error" not in rec
+        self.record(rec)
+        return rec
+
+    @staticmethod
+    def vcdload_errors(doc):
+        """What vcdload counted as going wrong ({} if nothing)."""
+        if not isinstance(doc, dict):
+            return {"no_json": 1}
+        bad = {k: v for k, v in (doc.get("errors") or {}).items() if v}
+        if doc.get("ok") is False and not bad:
+            bad["not_ok"] = 1
+        if doc.get("failed"):
+            bad["failed_sessions"] = doc["failed"]
+        return bad
+
+    # ---------------------------------------------------------- phases
+
+    def phase_memory(self, path):
+        """Fresh server; its memory with no session, then with N idle
+        sessions for each count; its CPU over a window with the most."""
+        prof = self.prof
+        self.start_servers(path)
+        time.sleep(1)
+        roots = self.server_roots(path)
+        mem = {"base": procstat.memory(roots) if roots else None, "idle": {}}
+        self.res["memory"][path] = mem
+        counts = sorted({min(c, self.capacity(path)) for c in prof["mem_counts"]})
+        for c in counts:
+            last = c == counts[-1]
+
+            def idle_window(p, rec, roots, last=last):
+                time.sleep(1)
+                if roots:
+                    rec["mem"] = mem["idle"][str(rec["n"])] = procstat.memory(roots)
+                if last:
+                    w = prof["idle_cpu_secs"]
+                    cpu0, l0 = procstat.cpu_seconds(roots), procstat.loadavg()[0]
+                    t0 = time.monotonic()
+                    time.sleep(w)
+                    dt = time.monotonic() - t0
+                    cpu = procstat.cpu_seconds(roots) - cpu0 if roots else None
+                    self.res["idle_cpu"][path] = {
+                        "n": rec["n"], "window_s": round(dt, 2),
+                        "cpu_s": round(cpu, 3) if cpu is not None else None,
+                        "cpu_pct": round(100 * cpu / dt, 3) if cpu is not None else None,
+                        "load1": l0}
+                p.send_signal(signal.SIGTERM)
+            log("memory %s: %d idle" % (path, c))
+            self.run_load("idle", path, c, "idle", 3600, during=idle_window)
+
+    def phase_echo(self):
+        """Every count, every path in turn (the order rotates), repeated
+        for the counts that have targets.  virtconsoled is restarted
+        before each run, so its memory before and during the run tell the
+        growth per active session; the old design's per-session processes
+        are new in each run anyway."""
+        prof = self.prof
+        reps = prof["echo_reps"]
+        for rep in range(max(reps.values()) if reps else 1):
+            for n in prof["echo_counts"]:
+                if rep >= reps.get(str(n), 1):
+                    continue
+                for path in self.rotated(rep + n):
+                    if n > self.capacity(path):
+                        continue        # the unix door: one console per guest
+                    if path.startswith("vcd-"):
+                        self.start_servers(path)
+                    else:
+                        self.ensure_servers(path)
+                    secs = prof["echo_secs_one"] if n == 1 else prof["echo_secs"]
+                    log("echo rep %d: %s x%d" % (rep, path, n))
+                    time.sleep(0.5)
+                    before = procstat.memory(self.server_roots(path)) if path != "floor" else None
+
+                    def sample(p, rec, roots, secs=secs, before=before):
+                        rec["mem_before"] = before
+                        time.sleep(secs * 0.6)
+                        if roots:
+                            rec["mem_active"] = procstat.memory(roots)
+                    self.run_load("echo", path, n, "echo", secs, rep=rep, during=sample)
+
+    def rotated(self, k):
+        k %= len(self.paths)
+        return self.paths[k:] + self.paths[:k]
+
+    def tput_run(self, phase, path, guests, secs, rep):
+        """A session on the serial port of each guest; vcdload types
+        `timeout SECS yes ...` there and counts what comes back for SECS:
+        each guest prints as fast as it can, or as fast as the path lets it
+        (the guest blocks when the pty is full).  The server's CPU is taken
+        over the window."""
+        rec = self.run_load(phase, path, len(guests), "sink", secs, rep=rep,
+                            sink_cmd="timeout %d yes 0123456789abcdef" % secs)
+        return rec
+
+    def phase_tput(self):
+        prof = self.prof
+        one = [self.names[0]]
+        for rep in range(prof["tput_reps"]):
+            for path in self.rotated(rep):
+                self.ensure_servers(path)
+                log("throughput rep %d: %s one console" % (rep, path))
+                self.tput_run("tput-one", path, one, prof["tput_secs"], rep)
+        for rep in range(prof["agg_reps"]):
+            for path in self.rotated(rep + 3):
+                self.ensure_servers(path)
+                log("throughput rep %d: %s %d consoles at once" % (rep, path, len(self.names)))
+                self.tput_run("tput-all", path, self.names, prof["agg_secs"], rep)
+
+    # ---------------------------------------------------------- the run
+
+    def checkpoint(self):
+        """Write what we have so far (a run cut short keeps its figures)."""
+        out = self.args.out
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.res, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.rename(tmp, out)
+
+    def run(self):
+        a = self.args
+        sampler = LoadSampler()
+        sampler.start()
+        self.res["load_before"] = procstat.loadavg()
+        try:
+            log("booting %d guests with %d virtio consoles each"
+                % (len(self.names), self.prof["consoles"]))
+            if a.reuse_guests and self.guests.running():
+                self.res["boot_s"] = None
+            else:
+                self.res["boot_s"] = round(self.guests.boot(), 1)
+            log("guests up in %s s" % self.res["boot_s"])
+            phases = a.phases
+            if "memory" in phases:
+                for path in self.paths:
+                    self.phase_memory(path)
+            if "echo" in phases:
+                self.phase_echo()
+            if "tput" in phases:
+                self.phase_tput()
+        except Exception as e:
+            import traceback
+            self.errors.append("harness: %s: %s" % (type(e).__name__, e))
+            log(traceback.format_exc())
+        finally:
+            self.stop_servers()
+            if not a.keep_guests:
+                self.guests.cleanup()
+            sampler.stopping.set()
+            self.res["load"] = sampler.summary()
+            self.res["load_after"] = procstat.loadavg()
+            self.res["finished"] = datetime.datetime.now(
+                datetime.timezone.utc).isoformat(timespec="seconds")
+            self.res["wall_s"] = round(time.monotonic() - T0, 1)
+            self.checkpoint()
+            if not a.keep_tmp:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        log("done in %.1f s, %d runs, %d errors" % (self.res["wall_s"], len(self.runs),
+                                                     len(self.errors)))
+        return 0 if not self.errors else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--vcdload", default=os.environ.get("VCDLOAD"))
+    ap.add_argument("--oldconsole", default=os.path.join(HERE, "oldconsole.py"))
+    ap.add_argument("--prefix", default="bench")
+    ap.add_argument("--guests", type=int)
+    ap.add_argument("--consoles", type=int)
+    ap.add_argument("--paths", default=",".join(PATHS))
+    ap.add_argument("--phases", default="memory,echo,tput")
+    ap.add_argument("--keep-guests", action="store_true",
+                    help="leave the guests running at the end")
+    ap.add_argument("--reuse-guests", action="store_true",
+                    help="use the guests of an earlier --keep-guests run")
+    ap.add_argument("--keep-tmp", action="store_true")
+    a = ap.parse_args()
+    a.paths = [p for p in a.paths.split(",") if p]
+    a.phases = [p for p in a.phases.split(",") if p]
+    bad = [p for p in a.paths if p not in PATHS]
+    if bad or "floor" not in a.paths:
+        ap.error("--paths: known paths are %s, and floor is needed" % ",".join(PATHS))
+    if not a.vcdload or not os.access(a.vcdload, os.X_OK):
+        ap.error("no vcdload binary (--vcdload or VCDLOAD)")
+    for v in ("LAB_DIR", "LAB_URI"):
+        if not os.environ.get(v):
+            ap.error("%s is not set: a running lab is needed" % v)
+    prof = dict(PROFILES[a.profile])
+    if a.guests:
+        prof["guests"] = a.guests
+    if a.consoles is not None:
+        prof["consoles"] = a.consoles
+    if prof["consoles"] < 1:
+        ap.error("--consoles: at least 1 (console1 drives the throughput runs)")
+    a.out = os.path.abspath(a.out)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    return Bench(a, prof).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,607 @@
+#!/usr/bin/python3
+"""bench/report.py: the benchmark report from bench/run.sh's JSON.
+
+usage: report.py RESULTS.json [--md FILE] [--png FILE] [--check]
+
+Writes FILE.md (the tables: absolute figures and ratios to the floor
+measured in the same run, the machine, the targets of issue 7 met or
+missed) and FILE.png (echo latency and memory against the number of
+sessions, per path; needs python3-matplotlib).  A hand-written analysis in
+an existing FILE.md, between the lines
+
+    <!-- analysis:begin -->
+    <!-- analysis:end -->
+
+is kept when the file is written again.  --check prints what is missing
+or insane in the results (every path measured, no errors, RTTs above 0,
+sessions attached) and exits 1 if anything is; t-bench.sh uses it.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from servers import PATHS  # noqa: E402
+
+WHAT = {
+    "floor": "no daemon: vcdload opens each console itself with "
+             "virDomainOpenConsole (the floor)",
+    "vcd-unix": "virtconsoled, unix socket per guest (first console only)",
+    "vcd-ws": "virtconsoled, WebSocket (ws://, auth=none listener)",
+    "vcd-wss": "virtconsoled, WebSocket over TLS (wss://, self-signed "
+               "P-256 certificate, verified)",
+    "old-unix": "the old design (bench/oldconsole.py): a unix socket per "
+                "console, a forked Python process per client",
+    "old-ws": "the old design behind Debian's websockify (one websockify, "
+              "TokenFile; it forks per connection too)",
+}
+VCD = ["vcd-unix", "vcd-ws", "vcd-wss"]
+BEGIN, END = "<!-- analysis:begin -->", "<!-- analysis:end -->"
+
+# The targets of issue 7.
+T_P50, T_P99 = 1.05, 1.5          # echo at 200 sessions, ratio to the floor
+T_TPUT = 0.90                     # aggregate throughput, ratio to the floor
+T_IDLE_KIB = 64                   # daemon memory per idle session
+T_IDLE_CPU = 1.0                  # % of one core with 200 idle sessions
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=1, unit=""):
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        s = "%.*f" % (nd, x)
+    else:
+        s = str(x)
+    return s + unit
+
+
+def ratio(x, nd=2):
+    return "n/a" if x is None else "%.*fx" % (nd, x)
+
+
+class Results:
+    def __init__(self, doc):
+        self.doc = doc
+        self.runs = doc.get("runs", [])
+        self.paths = [p for p in PATHS if p in doc.get("config", {}).get("paths", PATHS)]
+
+    def select(self, phase, path=None, n=None):
+        return [r for r in self.runs if r["phase"] == phase
+                and (path is None or r["path"] == path)
+                and (n is None or r["n"] == n) and r.get("ok")]
+
+    # ------------------------------------------------ echo
+
+    def echo_counts(self):
+        return sorted({r["n"] for r in self.runs if r["phase"] == "echo"})
+
+    @staticmethod
+    def rtt(r, q):
+        v = ((r.get("vcdload") or {}).get("rtt_us") or {}).get(q)
+        return v / 1000.0 if v is not None else None
+
+    def echo(self, path, n):
+        """{p50, p99 (ms, median over reps), r50, r99 (ratios to the floor
+        of the same rep, median), reps, samples}."""
+        runs = self.select("echo", path, n)
+        if not runs:
+            return None
+        out = {"p50": med(self.rtt(r, "p50") for r in runs),
+               "p99": med(self.rtt(r, "p99") for r in runs),
+               "reps": len(runs),
+               "samples": sum(((r.get("vcdload") or {}).get("rtt_us") or {}).get("count") or 0
+                              for r in runs)}
+        r50, r99 = [], []
+        for r in runs:
+            fl = [f for f in self.select("echo", "floor", n) if f["rep"] == r["rep"]]
+            if fl and path != "floor":
+                f50, f99 = self.rtt(fl[0], "p50"), self.rtt(fl[0], "p99")
+                if f50 and self.rtt(r, "p50") is not None:
+                    r50.append(self.rtt(r, "p50") / f50)
+                if f99 and self.rtt(r, "p99") is not None:
+                    r99.append(self.rtt(r, "p99") / f99)
+        out["r50"], out["r99"] = med(r50), med(r99)
+        return out
+
+    # ------------------------------------------------ throughput
+
+    @staticmethod
+    def bps(r):
+        return ((r.get("vcdload") or {}).get("throughput") or {}).get("total_Bps")
+
+    @staticmethod
+    def cpu_per_mb(r):
+        b = ((r.get("vcdload") or {}).get("bytes") or {}).get("in")
+        if r.get("cpu_s") is None or not b:
+            return None
+        return r["cpu_s"] / (b / 1e6)
+
+    def tput(self, phase, path):
+        runs = self.select(phase, path)
+        if not runs:
+            return None
+        rs = []
+        for r in runs:
+            fl = [f for f in self.select(phase, "floor") if f["rep"] == r["rep"]]
+            if fl and self.bps(fl[0]) and path != "floor":
+                rs.append(self.bps(r) / self.bps(fl[0]))
+        cpu_pct = [100.0 * r["cpu_s"] / r["window_s"] for r in runs
+                   if r.get("cpu_s") is not None and r.get("window_s")]
+        return {"Bps": med(self.bps(r) for r in runs), "ratio": med(rs),
+                "cpu_s_per_mb": med(self.cpu_per_mb(r) for r in runs),
+                "cpu_pct": med(cpu_pct), "n": runs[0]["n"], "reps": len(runs)}
+
+    # ------------------------------------------------ memory
+
+    @staticmethod
+    def metric(path):
+        """virtconsoled is one process: its RSS.  The old design is many
+        forked processes sharing pages: the sum of their PSS."""
+        return "rss_kib" if path in VCD else "pss_kib"
+
+    def mem_base(self, path):
+        m = (self.doc.get("memory") or {}).get(path) or {}
+        return m.get("base")
+
+    def idle_per_session(self, path):
+        """{n: KiB per idle session} (growth over the fresh server)."""
+        m = (self.doc.get("memory") or {}).get(path) or {}
+        base, k = m.get("base"), self.metric(path)
+        if not base:
+            return {}
+        return {int(n): (v[k] - base[k]) / int(n) for n, v in (m.get("idle") or {}).items()
+                if int(n) > 0}
+
+    def active_per_session(self, path):
+        """{n: KiB per active session}: memory during an echo run over the
+        memory just before it (virtconsoled freshly started), median over
+        reps."""
+        k = self.metric(path)
+        out = {}
+        for n in self.echo_counts():
+            vals = [(r["mem_active"][k] - r["mem_before"][k]) / n
+                    for r in self.select("echo", path, n)
+                    if r.get("mem_active") and r.get("mem_before")]
+            if vals:
+                out[n] = med(vals)
+        return out
+
+    def mem_total(self, path, n, kind):
+        """KiB of the server at n sessions (kind idle|active), or None."""
+        k = self.metric(path)
+        if kind == "idle":
+            m = (self.doc.get("memory") or {}).get(path) or {}
+            v = (m.get("idle") or {}).get(str(n))
+            return v[k] if v else None
+        vals = [r["mem_active"][k] for r in self.select("echo", path, n) if r.get("mem_active")]
+        return med(vals)
+
+    # ------------------------------------------------ checks
+
+    def problems(self):
+        """What makes these results incomplete or insane."""
+        bad = []
+        if self.doc.get("fixture"):
+            bad.append("this is a fixture, not a measurement")
+        for e in self.doc.get("errors") or []:
+            bad.append("error: %s" % e)
+        for path in self.paths:
+            for phase in ("echo", "idle", "tput-all"):
+                if phase == "tput-all" and self.doc.get("config", {}).get("agg_reps") == 0:
+                    continue
+                if not self.select(phase, path):
+                    bad.append("%s: no successful %s run" % (path, phase))
+            for r in self.runs:
+                if r["path"] != path:
+                    continue
+                v = r.get("vcdload") or {}
+                tag = "%s %s n=%d" % (r["phase"], path, r["n"])
+                if not r.get("ok"):
+                    bad.append("%s: not ok: %s" % (tag, r.get("error")))
+                    continue
+                if v.get("ready") != r["n"] or v.get("attached") != r["n"]:
+                    bad.append("%s: %s of %d sessions attached and ready"
+                               % (tag, v.get("ready"), r["n"]))
+                if r["phase"] == "echo":
+                    rt = v.get("rtt_us") or {}
+                    if not rt.get("count") or not rt.get("p50") or rt["p50"] <= 0:
+                        bad.append("%s: no round trip measured (%r)" % (tag, rt))
+                    elif not (0 < rt["p50"] <= rt["p99"] <= rt["max"]):
+                        bad.append("%s: percentiles out of order (%r)" % (tag, rt))
+                if r["phase"].startswith("tput") and not self.bps(r):
+                    bad.append("%s: no bytes counted" % tag)
+                if path != "floor" and r.get("cpu_s") is None:
+                    bad.append("%s: no CPU figure for the server" % tag)
+            if path != "floor":
+                if not self.mem_base(path):
+                    bad.append("%s: no base memory" % path)
+                if not self.idle_per_session(path):
+                    bad.append("%s: no idle memory figure" % path)
+                ic = (self.doc.get("idle_cpu") or {}).get(path)
+                if not ic or ic.get("cpu_pct") is None:
+                    bad.append("%s: no idle CPU figure" % path)
+        return bad
+
+
+# ---------------------------------------------------------------- markdown
+
+def machine_lines(doc):
+    m = doc.get("machine") or {}
+    cfg = doc.get("config") or {}
+    load = doc.get("load") or {}
+    cores = m.get("cores") or 1
+    lines = [
+        "| | |", "|---|---|",
+        "| date (UTC) | %s to %s (%s s) |" % (doc.get("started"), doc.get("finished"), doc.get("wall_s")),
+        "| profile | %s |" % doc.get("profile"),
+        "| CPU | %s, %s cores |" % (m.get("cpu_model"), cores),
+        "| memory | %s MiB |" % m.get("mem_total_mib"),
+        "| kernel | Linux %s, Debian %s |" % (m.get("kernel"), m.get("debian")),
+        "| libvirt | %s (libvirtd %s), QEMU %s (TCG) |" % (m.get("libvirt"), m.get("libvirtd") or m.get("libvirt"), m.get("qemu")),
+        "| libevent, OpenSSL | %s, %s |" % (m.get("libevent"), m.get("openssl")),
+        "| old design | Python %s, python3-libvirt %s, websockify %s |" % (
+            m.get("python3"), m.get("python3_libvirt"), m.get("websockify")),
+        "| guests | %s, each with a serial console and %s virtio consoles (%s consoles); booted in %s s |" % (
+            cfg.get("guests"), cfg.get("consoles"),
+            (cfg.get("guests") or 0) * (1 + (cfg.get("consoles") or 0)), doc.get("boot_s")),
+        "| load average (1 min) | mean %s, max %s during the run, on %s cores |" % (
+            load.get("mean_1min"), load.get("max_1min"), cores),
+    ]
+    note = None
+    if (load.get("mean_1min") or 0) > cores:
+        note = ("**The machine was shared and busy during this run** (mean 1-minute "
+                "load average %s on %s cores, max %s; the run's own guests account "
+                "for part of it): absolute times are inflated and noisy, and only "
+                "the ratios to the floor measured minutes apart in the same run are "
+                "meant to be compared." % (load.get("mean_1min"), cores, load.get("max_1min")))
+    return lines, note
+
+
+def targets(res):
+    """[(target, measured text, met: True/False/None, path)]."""
+    out = []
+    counts = res.echo_counts()
+    for path in VCD:
+        if path not in res.paths:
+            continue
+        ns = [n for n in counts if res.echo(path, n)]
+        if not ns:
+            continue
+        n = max(ns)
+        e = res.echo(path, n)
+        note = "" if n == max(counts) else " (its most: %d sessions, one per guest)" % n
+        out.append(("echo p50 within %.2fx of the floor at %d sessions" % (T_P50, max(counts)),
+                    "%s: %s vs the floor at %d sessions%s" % (path, ratio(e["r50"]), n, note),
+                    None if e["r50"] is None else e["r50"] <= T_P50, path))
+        out.append(("echo p99 within %.1fx of the floor at %d sessions" % (T_P99, max(counts)),
+                    "%s: %s vs the floor at %d sessions%s" % (path, ratio(e["r99"]), n, note),
+                    None if e["r99"] is None else e["r99"] <= T_P99, path))
+    for path in VCD:
+        t = res.tput("tput-all", path)
+        if t:
+            out.append(("aggregate throughput limited by the guests (>= %.0f%% of the floor's)" % (100 * T_TPUT),
+                        "%s: %s of the floor, %s KB/s over %d consoles; the daemon used %s%% of a core" % (
+                            path, ratio(t["ratio"]), fmt(t["Bps"] / 1000.0 if t["Bps"] else None, 1),
+                            t["n"], fmt(t["cpu_pct"], 1)),
+                        None if t["ratio"] is None else t["ratio"] >= T_TPUT, path))
+    for path in VCD:
+        ips = res.idle_per_session(path)
+        if ips:
+            n = max(ips)
+            out.append(("at most %d KiB of daemon memory per idle session" % T_IDLE_KIB,
+                        "%s: %s KiB per session at %d idle sessions (RSS growth)" % (path, fmt(ips[n], 1), n),
+                        ips[n] <= T_IDLE_KIB, path))
+    for path in VCD:
+        ic = (res.doc.get("idle_cpu") or {}).get(path)
+        if ic and ic.get("cpu_pct") is not None:
+            out.append(("~0 CPU with idle sessions (<= %.1f%% of one core)" % T_IDLE_CPU,
+                        "%s: %s%% of one core with %d idle sessions over %s s" % (
+                            path, fmt(ic["cpu_pct"], 2), ic["n"], ic["window_s"]),
+                        ic["cpu_pct"] <= T_IDLE_CPU, path))
+    return out
+
+
+def markdown(res, png_name, analysis):
+    doc = res.doc
+    L = []
+    A = L.append
+    A("# Benchmarks")
+    A("")
+    A("Generated by `bench/report.py` from the JSON that `bench/run.sh` wrote; "
+      "only the Analysis section is written by hand.  Issue 7: what one event "
+      "loop costs against a direct libvirt console client (the floor) and "
+      "against the old design (a forked Python process per client), "
+      "measured side by side in one run.")
+    A("")
+    if doc.get("fixture"):
+        A("> **FIXTURE: these numbers are made up to test bench/report.py. "
+          "They were not measured.**")
+        A("")
+    A("## The run")
+    A("")
+    lines, note = machine_lines(doc)
+    L.extend(lines)
+    A("")
+    if note:
+        A(note)
+        A("")
+    errs = doc.get("errors") or []
+    A("Runs: %d; errors: %d.%s" % (len(res.runs), len(errs),
+                                    "" if not errs else " " + "; ".join(errs[:5])))
+    A("")
+    A("| path | what |")
+    A("|---|---|")
+    for p in res.paths:
+        A("| %s | %s |" % (p, WHAT[p]))
+    A("")
+
+    A("## Targets (issue 7)")
+    A("")
+    A("| target | measured | |")
+    A("|---|---|---|")
+    for t, m, ok, _ in targets(res):
+        A("| %s | %s | %s |" % (t, m, {True: "met", False: "**missed**", None: "n/a"}[ok]))
+    A("")
+
+    A("## 1. Keystroke echo round trip")
+    A("")
+    cfg = doc.get("config") or {}
+    A("Each session types one byte, waits for its echo and types the next, "
+      "%s keystrokes per second per session (a phase of its own each); the "
+      "guest's tty echoes in its kernel.  Milliseconds; the ratio is to the "
+      "floor at the same number of sessions in the same repetition (median "
+      "over repetitions)." % cfg.get("echo_rate"))
+    A("")
+    A("| sessions | path | p50 ms | p99 ms | p50 / floor | p99 / floor | keystrokes | reps |")
+    A("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for n in res.echo_counts():
+        for p in res.paths:
+            e = res.echo(p, n)
+            if not e:
+                continue
+            A("| %d | %s | %s | %s | %s | %s | %d | %d |" % (
+                n, p, fmt(e["p50"], 2), fmt(e["p99"], 2),
+                "1" if p == "floor" else ratio(e["r50"]),
+                "1" if p == "floor" else ratio(e["r99"]), e["samples"], e["reps"]))
+    if "vcd-unix" in res.paths:
+        A("")
+        A("vcd-unix stops at %s sessions: virtconsoled's unix door serves each "
+          "guest's first console only (one socket per guest); its web door "
+          "serves every console." % cfg.get("guests"))
+    A("")
+
+    A("## 2. Throughput, guest to client")
+    A("")
+    A("Each session's guest runs `timeout S yes 0123456789abcdef` on the "
+      "session's console (the serial port) and the client counts what "
+      "arrives for S seconds.  KB/s is 1000 bytes per second of console "
+      "bytes received; server CPU is utime+stime of its processes "
+      "(`/proc/PID/stat`) over the window, per MB received.")
+    A("")
+    for phase, title in (("tput-one", "One console"), ("tput-all", "One console on every guest at once")):
+        if not res.select(phase):
+            continue
+        A("%s:" % title)
+        A("")
+        A("| path | sessions | KB/s | / floor | server CPU % of a core | server CPU s per MB |")
+        A("|---|---:|---:|---:|---:|---:|")
+        for p in res.paths:
+            t = res.tput(phase, p)
+            if not t:
+                continue
+            A("| %s | %d | %s | %s | %s | %s |" % (
+                p, t["n"], fmt(t["Bps"] / 1000.0 if t["Bps"] else None, 1),
+                "1" if p == "floor" else ratio(t["ratio"]),
+                "-" if p == "floor" else fmt(t["cpu_pct"], 1),
+                "-" if p == "floor" else fmt(t["cpu_s_per_mb"], 3)))
+        A("")
+
+    A("## 3. Memory")
+    A("")
+    A("virtconsoled is one process: its RSS.  The old design forks: the sum "
+      "of the PSS (`/proc/PID/smaps_rollup`) of all its processes "
+      "(oldconsole.py, and websockify for old-ws), which shares fairly what "
+      "the forked processes share.  Base: the server freshly started, no "
+      "session.  Per session: the growth over the base (idle: sessions "
+      "attached and silent; active: during an echo run, over the memory "
+      "just before it) divided by the number of sessions.")
+    A("")
+    idle_ns = sorted({n for p in res.paths for n in res.idle_per_session(p)})
+    act_ns = sorted({n for p in res.paths for n in res.active_per_session(p)})
+    head = ["path", "base MiB (RSS / PSS)"] + ["idle KiB/session @%d" % n for n in idle_ns] + \
+        ["active KiB/session @%d" % n for n in act_ns] + ["processes"]
+    A("| " + " | ".join(head) + " |")
+    A("|---|" + "---:|" * (len(head) - 1))
+    for p in res.paths:
+        if p == "floor":
+            continue
+        b = res.mem_base(p)
+        ips, aps = res.idle_per_session(p), res.active_per_session(p)
+        m = (doc.get("memory") or {}).get(p) or {}
+        procs = max([v.get("procs", 0) for v in (m.get("idle") or {}).values()] or [0])
+        row = [p, "%s / %s" % (fmt(b["rss_kib"] / 1024.0, 1), fmt(b["pss_kib"] / 1024.0, 1)) if b else "n/a"]
+        row += [fmt(ips.get(n), 1) for n in idle_ns] + [fmt(aps.get(n), 1) for n in act_ns]
+        row.append(str(procs))
+        A("| " + " | ".join(row) + " |")
+    A("")
+
+    A("## 4. CPU with idle sessions")
+    A("")
+    A("| path | idle sessions | window s | server CPU s | % of one core |")
+    A("|---|---:|---:|---:|---:|")
+    for p in res.paths:
+        ic = (doc.get("idle_cpu") or {}).get(p)
+        if not ic or p == "floor":
+            continue
+        A("| %s | %s | %s | %s | %s |" % (p, ic["n"], ic["window_s"], fmt(ic["cpu_s"], 2),
+                                        fmt(ic["cpu_pct"], 2)))
+    A("")
+    if png_name:
+        A("## Plot")
+        A("")
+        A("![echo round trip and memory against sessions](%s)" % png_name)
+        A("")
+    A("## Analysis")
+    A("")
+    A(BEGIN)
+    A(analysis.strip("\n") if analysis else "(Not written for this run.)")
+    A(END)
+    A("")
+    A("## How it is measured")
+    A("")
+    A(METHOD.strip())
+    A("")
+    return "\n".join(L)
+
+
+METHOD = """
+`bench/run.sh` (one command, as root on Debian 12) installs what is
+missing, builds, starts a private lab (`tests/lab/lab.sh`: its own
+libvirtd, tiny busybox guests under QEMU/TCG) and runs `bench/harness.py`,
+which boots the guests and drives `bench/vcdload` (C, one libvirt event
+loop for every mode, so every path pays the same client costs) against
+each path.  Every server is started by the harness: virtconsoled on a
+generated configuration (unix sockets, a `ws` and a `wss` listener with
+`auth=none`, `idle_timeout = 0`, log level info), `bench/oldconsole.py
+--all-consoles`, and one websockify with a TokenFile for old-ws.
+
+* Memory and idle CPU, per path: the server freshly started; its memory
+  with no session; then with 10, 100 and 200 idle sessions (fewer where a
+  path serves fewer consoles); its CPU over a window with the most.
+* Echo: every path in turn at each number of sessions (1 to 200), the
+  order rotated between repetitions, so that each path's floor is measured
+  within a minute or two of it: the machine is shared and its speed drifts.
+  virtconsoled is restarted before each of its runs (its memory before and
+  during a run give the growth per active session).  vcdload prepares each
+  guest tty first (`stty -icanon` and a shell loop that reads and drops the
+  input), then counts the round trip of every keystroke.
+* Throughput: one console, then one console on every guest at once.
+* Ratios are taken per repetition against the floor of the same
+  repetition, then the median over repetitions is reported.  Absolute
+  times on a 2-core machine running 25 TCG guests (and other work) are
+  inflated by the guests themselves; compare the ratios.
+"""
+
+
+# ---------------------------------------------------------------- the plot
+
+COLORS = {"floor": "black", "vcd-unix": "tab:blue", "vcd-ws": "tab:green",
+          "vcd-wss": "tab:olive", "old-unix": "tab:red", "old-ws": "tab:orange"}
+
+
+def ticks(ax, xs):
+    """Ticks at exactly these x values, as plain numbers, on both axes."""
+    from matplotlib.ticker import FormatStrFormatter, NullLocator, ScalarFormatter
+    ax.set_xticks(xs)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+
+
+def plot(res, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for p in res.paths:
+        ns = [n for n in res.echo_counts() if res.echo(p, n)]
+        if not ns:
+            continue
+        c = COLORS.get(p)
+        ax1.plot(ns, [res.echo(p, n)["p50"] for n in ns], "o-", color=c, label="%s p50" % p)
+        ax1.plot(ns, [res.echo(p, n)["p99"] for n in ns], "x--", color=c, alpha=0.6,
+                 label="%s p99" % p)
+    counts = res.echo_counts()
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ticks(ax1, counts)
+    ax1.set_xlabel("concurrent active sessions")
+    ax1.set_ylabel("echo round trip, ms")
+    ax1.set_title("Keystroke echo (p50 solid, p99 dashed)")
+    ax1.grid(True, which="both", alpha=0.3)
+    ax1.legend(fontsize=7, ncol=2)
+    for p in res.paths:
+        if p == "floor" or not res.mem_base(p):
+            continue
+        c = COLORS.get(p)
+        k = res.metric(p)
+        base = res.mem_base(p)[k]
+        m = (res.doc.get("memory") or {}).get(p) or {}
+        idle = sorted((int(n), v[k]) for n, v in (m.get("idle") or {}).items())
+        xs = [0] + [n for n, _ in idle]
+        ys = [base / 1024.0] + [v / 1024.0 for _, v in idle]
+        ax2.plot(xs, ys, "o-", color=c, label="%s idle (%s)" % (p, "RSS" if k == "rss_kib" else "PSS sum"))
+        act = [(n, res.mem_total(p, n, "active")) for n in res.echo_counts()]
+        act = [(n, v) for n, v in act if v]
+        if act:
+            ax2.plot([n for n, _ in act], [v / 1024.0 for _, v in act], "x--", color=c, alpha=0.6,
+                     label="%s active" % p)
+    ax2.set_xscale("symlog", linthresh=1)
+    ax2.set_yscale("log")
+    ticks(ax2, [0] + sorted(set(counts) | {int(n) for p in res.paths for n in
+                                             ((res.doc.get("memory") or {}).get(p) or {}).get("idle", {})}))
+    ax2.set_xlabel("sessions")
+    ax2.set_ylabel("server memory, MiB")
+    ax2.set_title("Server memory (idle solid, active dashed)")
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend(fontsize=7)
+    title = "virtconsoled benchmarks, %s" % (res.doc.get("started") or "")
+    if res.doc.get("fixture"):
+        title = "FIXTURE (not measured) - " + title
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("--md")
+    ap.add_argument("--png")
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    with open(a.results) as f:
+        res = Results(json.load(f))
+    rc = 0
+    if a.check:
+        bad = res.problems()
+        for b in bad:
+            print("problem: %s" % b)
+        rc = 1 if bad else 0
+    if a.png:
+        plot(res, a.png)
+    if a.md:
+        analysis = None
+        try:
+            with open(a.md) as f:
+                old = f.read()
+            if BEGIN in old and END in old:
+                analysis = old.split(BEGIN, 1)[1].split(END, 1)[0]
+                if analysis.strip() == "(Not written for this run.)":
+                    analysis = None
+        except OSError:
+            pass
+        png_name = None
+        if a.png:
+            png_name = os.path.relpath(os.path.abspath(a.png), os.path.dirname(os.path.abspath(a.md)))
+        text = markdown(res, png_name, analysis)
+        tmp = a.md + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, a.md)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

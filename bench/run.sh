@@ -1,0 +1,125 @@
+#!/bin/bash
+# bench/run.sh: the benchmark of issue 7, in one command.  As root on
+# Debian 12 it:
+#   1. installs what is missing (tests/deps.sh);
+#   2. builds virtconsoled and bench/vcdload if needed: $VCD_BUILD if set,
+#      else the tree if it is configured in place, else build/ (configured
+#      there, as tests/run.sh does);
+#   3. starts a private lab (tests/lab/lab.sh), unless --lab-from-env;
+#   4. runs bench/harness.py: boots the guests (25 with 8 virtio consoles
+#      each, 2 with --quick) and measures every path in one run, the paths
+#      interleaved (bench/README.md);
+#   5. writes the raw results (JSON) and, from them, the report
+#      (bench/report.py: BENCHMARKS.md and bench.png beside the JSON);
+#   6. stops the lab.
+#
+# usage: bench/run.sh [--quick] [--out FILE] [--lab-from-env] [--no-deps]
+#                     [--no-report] [--prefix NAME] [-- HARNESS-OPTIONS...]
+#   --quick          small counts (1 and 5 sessions, 2 guests, short
+#                    windows): proves every piece works (tests/integration/
+#                    t-bench.sh); its figures mean little
+#   --out FILE       the JSON (default bench/out/results.json, or
+#                    bench/out/quick.json with --quick)
+#   --lab-from-env   use the running lab of LAB_DIR and LAB_URI (the test
+#                    suite's) instead of starting one
+#   --no-deps        do not run tests/deps.sh
+#   --no-report      only the JSON
+#   --prefix NAME    guest names NAME01, NAME02... (default bench)
+# Exit status 0 when every run of the harness succeeded.
+set -eu
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+LAB=$TOP/tests/lab/lab.sh
+PY=/usr/bin/python3
+
+QUICK=0 OUT='' LAB_FROM_ENV=0 DEPS=1 REPORT=1 PREFIX=bench
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) QUICK=1 ;;
+	--out) OUT=$2; shift ;;
+	--out=*) OUT=${1#*=} ;;
+	--lab-from-env) LAB_FROM_ENV=1 ;;
+	--no-deps) DEPS=0 ;;
+	--no-report) REPORT=0 ;;
+	--prefix) PREFIX=$2; shift ;;
+	--) shift; break ;;
+	-h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench/run.sh: unknown option $1 (--help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+if [ -z "$OUT" ]; then
+	if [ "$QUICK" = 1 ]; then OUT=$TOP/bench/out/quick.json; else OUT=$TOP/bench/out/results.json; fi
+fi
+case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
+OUTDIR=$(dirname "$OUT")
+mkdir -p "$OUTDIR"
+T0=$(date +%s)
+say() { printf '== %s (%d s)\n' "$*" $(($(date +%s) - T0)) >&2; }
+
+[ "$(id -u)" = 0 ] || { echo "bench/run.sh: run it as root (the lab runs libvirtd)" >&2; exit 2; }
+
+if [ "$DEPS" = 1 ]; then
+	say "dependencies (tests/deps.sh)"
+	"$TOP/tests/deps.sh" > "$OUTDIR/deps.log" 2>&1 ||
+	    { tail -n 20 "$OUTDIR/deps.log" >&2; exit 1; }
+fi
+
+# The build: one given, one configured in place, or build/.
+if [ -n "${VCD_BUILD:-}" ]; then
+	case $VCD_BUILD in /*) ;; *) VCD_BUILD=$TOP/$VCD_BUILD ;; esac
+	[ -x "$VCD_BUILD/virtconsoled" ] || { echo "bench/run.sh: no virtconsoled in VCD_BUILD=$VCD_BUILD" >&2; exit 1; }
+	if [ ! -x "$VCD_BUILD/bench/vcdload" ]; then
+		say "building bench/vcdload in $VCD_BUILD"
+		make -C "$VCD_BUILD" bench/vcdload > "$OUTDIR/build.log" 2>&1 ||
+		    { tail -n 20 "$OUTDIR/build.log" >&2; exit 1; }
+	fi
+else
+	if [ -f "$TOP/config.status" ]; then
+		VCD_BUILD=$TOP
+	else
+		VCD_BUILD=$TOP/build
+		if [ ! -f "$VCD_BUILD/config.status" ]; then
+			say "configuring in $VCD_BUILD"
+			if ! { { [ -x "$TOP/configure" ] || (cd "$TOP" && autoreconf -fi); } &&
+			    mkdir -p "$VCD_BUILD" &&
+			    (cd "$VCD_BUILD" && "$TOP/configure"); } > "$OUTDIR/build.log" 2>&1; then
+				tail -n 20 "$OUTDIR/build.log" >&2
+				exit 1
+			fi
+		fi
+	fi
+	say "building in $VCD_BUILD"
+	make -C "$VCD_BUILD" -j"$(nproc)" >> "$OUTDIR/build.log" 2>&1 ||
+	    { tail -n 20 "$OUTDIR/build.log" >&2; exit 1; }
+fi
+export VCD_BUILD
+
+if [ "$LAB_FROM_ENV" = 1 ]; then
+	if [ -z "${LAB_DIR:-}" ] || [ -z "${LAB_URI:-}" ]; then
+		echo "bench/run.sh: --lab-from-env needs LAB_DIR and LAB_URI" >&2
+		exit 2
+	fi
+else
+	say "lab"
+	"$LAB" image > "$OUTDIR/lab.log" 2>&1 || { tail -n 20 "$OUTDIR/lab.log" >&2; exit 1; }
+	ENVF=$(mktemp /tmp/vcd-bench-lab.XXXXXX)
+	"$LAB" start > "$ENVF" 2>> "$OUTDIR/lab.log" || { tail -n 20 "$OUTDIR/lab.log" >&2; rm -f "$ENVF"; exit 1; }
+	eval "$(grep -E '^LAB_(DIR|URI)=' "$ENVF")"
+	rm -f "$ENVF"
+	export LAB_DIR LAB_URI
+	trap '"$LAB" stop "$LAB_DIR" >> "$OUTDIR/lab.log" 2>&1' EXIT
+fi
+
+say "harness ($([ "$QUICK" = 1 ] && echo quick || echo full)), log in $OUTDIR/harness.log"
+rc=0
+"$PY" "$TOP/bench/harness.py" --profile "$([ "$QUICK" = 1 ] && echo quick || echo full)" \
+    --out "$OUT" --vcdload "$VCD_BUILD/bench/vcdload" --prefix "$PREFIX" "$@" \
+    2> >(tee "$OUTDIR/harness.log" >&2) || rc=$?
+
+if [ "$REPORT" = 1 ] && [ -s "$OUT" ]; then
+	base=$(basename "$OUT" .json)
+	"$PY" "$TOP/bench/report.py" "$OUT" --md "$OUTDIR/$base.md" --png "$OUTDIR/$base.png" || rc=1
+	say "report: $OUTDIR/$base.md, $OUTDIR/$base.png"
+fi
+say "done: $OUT (status $rc)"
+exit $rc

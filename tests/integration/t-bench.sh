@@ -1,0 +1,92 @@
+#!/bin/bash
+# The benchmark harness, short (bench/run.sh --quick) against the suite's
+# running lab: 2 guests, 1 and 5 sessions on every path (the floor,
+# virtconsoled unix/ws/wss, the old design alone and behind websockify).
+# It checks that the harness works and its results are complete and sane,
+# not performance targets: every path measured, every session attached,
+# no error counted, round trips above 0, memory and CPU figures present,
+# and the report and plot written.  The full run is bench/run.sh (README).
+. "$(dirname "$0")/../lib.sh"
+need_lab
+[ -x "$VCD" ] || skip_all "no daemon binary at $VCD"
+PY=/usr/bin/python3
+"$PY" -c 'import libvirt, matplotlib' 2> /dev/null ||
+    skip_all "python3-libvirt or python3-matplotlib missing (tests/deps.sh)"
+command -v websockify > /dev/null || skip_all "websockify missing (tests/deps.sh)"
+
+OUT=$T_TMP/out
+J=$OUT/quick.json
+t0=$(date +%s)
+"$TOP/bench/run.sh" --quick --lab-from-env --no-deps --prefix tbench \
+    --out "$J" > "$T_TMP/run.log" 2>&1
+rc=$?
+diag "bench/run.sh --quick: status $rc in $(($(date +%s) - t0)) s"
+check "bench/run.sh --quick succeeds" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || tail -n 30 "$T_TMP/run.log" | sed 's/^/#   /'
+check "it wrote the results as JSON" "$PY" -c 'import json, sys; json.load(open(sys.argv[1]))' "$J"
+
+# One line per path: measured, attached, no errors, RTT > 0; then the
+# report's own completeness check (the same rules, all paths at once).
+"$PY" - "$J" > "$T_TMP/paths.tap" 2>&1 <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+runs = d.get("runs", [])
+for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws"]:
+    mine = [r for r in runs if r["path"] == path]
+    why = []
+    phases = {r["phase"] for r in mine}
+    for ph in ("idle", "echo", "tput-all"):
+        if ph not in phases:
+            why.append("no %s run" % ph)
+    for r in mine:
+        v = r.get("vcdload") or {}
+        tag = "%s n=%d" % (r["phase"], r["n"])
+        if not r.get("ok"):
+            why.append("%s: %s" % (tag, r.get("error")))
+        if v.get("ready") != r["n"]:
+            why.append("%s: %s of %d sessions ready" % (tag, v.get("ready"), r["n"]))
+        if any((v.get("errors") or {}).values()):
+            why.append("%s: errors %r" % (tag, v.get("errors")))
+        if r["phase"] == "echo":
+            rt = v.get("rtt_us") or {}
+            if not rt.get("count") or not (rt.get("p50") or 0) > 0:
+                why.append("%s: no round trip" % tag)
+            else:
+                print("# figure: bench-quick %s echo p50 at %d = %.2f ms"
+                      % (path, r["n"], rt["p50"] / 1000.0))
+        if r["phase"] == "tput-all":
+            bps = (v.get("throughput") or {}).get("total_Bps")
+            if not bps:
+                why.append("%s: no bytes" % tag)
+            else:
+                print("# figure: bench-quick %s throughput over %d consoles = %.1f KB/s"
+                      % (path, r["n"], bps / 1000.0))
+    if path != "floor":
+        m = (d.get("memory") or {}).get(path) or {}
+        if not m.get("base") or not m.get("idle"):
+            why.append("no memory figures")
+        ic = (d.get("idle_cpu") or {}).get(path) or {}
+        if ic.get("cpu_pct") is None:
+            why.append("no idle CPU figure")
+    print("%s - %s: measured, every session attached, no errors, RTT > 0"
+          % ("ok" if mine and not why else "not ok", path))
+    for w in why[:10]:
+        print("#   " + w)
+EOF
+while IFS= read -r line; do
+	case $line in
+	"ok - "*) pass "${line#ok - }" ;;
+	"not ok - "*) fail "${line#not ok - }" ;;
+	*) echo "$line" ;;
+	esac
+done < "$T_TMP/paths.tap"
+
+check "report.py --check finds the results complete and sane" \
+    "$PY" "$TOP/bench/report.py" "$J" --check
+check "the report was written (targets, echo, throughput, memory, CPU tables)" \
+    sh -c 'for s in "## Targets" "## 1. Keystroke" "## 2. Throughput" "## 3. Memory" "## 4. CPU"; do grep -q "^$s" "$1" || exit 1; done' sh "$OUT/quick.md"
+check "the plot was written (a PNG)" \
+    "$PY" -c 'import sys; sys.exit(open(sys.argv[1], "rb").read(8) != b"\x89PNG\r\n\x1a\n")' "$OUT/quick.png"
+check "no guest of the run is left in the lab" \
+    sh -c '! virsh -q -c "$LAB_URI" list --name | grep -q "^tbench"'
+done_testing
