@@ -10,7 +10,7 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 	libvirt-dev libevent-dev libssl-dev libxml2-dev
 	tmux clang mandoc man-db cppcheck logrotate
 	chromium websockify python3-websockets
-	valgrind iproute2 python3-libvirt python3-matplotlib"
+	valgrind clang-tidy iproute2 python3-libvirt python3-matplotlib"
 missing=""
 for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |

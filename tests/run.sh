@@ -4,10 +4,11 @@
 #   2. builds twice out of tree: build/ (plain) and build-asan/
 #      (--enable-sanitizers), both with -Werror;
 #   3. runs the unit tests of both builds (make check);
-#   4. builds the lab guest, starts the PRIVATE libvirt daemon, and runs the
-#      integration tests against real QEMU guests, with the plain build and
-#      again with the sanitizer build;
-#   5. stops the lab and prints "N passed, N failed" as its last line.
+#   4. static analysis (cppcheck, clang-tidy) and the fuzz corpora;
+#   5. builds the lab guest, starts the PRIVATE libvirt daemon, and runs the
+#      integration tests against real QEMU guests, with the plain build,
+#      a subset again with the sanitizer build and a subset under valgrind;
+#   6. stops the lab and prints "N passed, N failed" as its last line.
 # Every TAP line counts as one test.  Under CI=true a test that cannot run
 # is a failure.  Logs go to tests/out/.
 set -u
@@ -41,10 +42,11 @@ step() {
 
 # run_tap NAME COMMAND...: count a TAP producer's ok / not ok lines.  A
 # crash, a non-zero exit without a "not ok", or no test at all is a failure.
+# TAP_TIMEOUT (seconds, default 600) bounds one producer.
 run_tap() {
 	local name=$1 log rc p f; shift
 	log=$OUT/$name.log
-	timeout 600 "$@" > "$log" 2>&1
+	timeout "${TAP_TIMEOUT:-600}" "$@" > "$log" 2>&1
 	rc=$?
 	p=$(grep -c '^ok ' "$log")
 	f=$(grep -c '^not ok ' "$log")
@@ -117,6 +119,7 @@ count_trs unit-asan "$TOP/build-asan"
 
 say "static analysis"
 run_tap cppcheck "$TOP/tests/cppcheck.sh"
+run_tap clang-tidy env VCD_BUILD="$TOP/build" "$TOP/tests/clang-tidy.sh"
 
 say "fuzz corpora"
 run_tap fuzz-replay "$TOP/tests/fuzz/replay.sh" "$OUT/fuzz"
@@ -172,6 +175,14 @@ if [ "$LAB_OK" = 1 ]; then
 	# The web front door (HTTP, tokens, WebSocket, TLS, bad input).
 	run_tap t-web-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-web.py"
+	# Hypervisor faults and hostile input under ASan/UBSan too.
+	run_tap t-faults-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-faults.py"
+	run_tap t-hostile-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-hostile.py"
+	# The valgrind tier: the plain daemon under memcheck (no errors, no
+	# leak from src/) through a named subset of the integration tests.
+	TAP_TIMEOUT=1500 run_tap valgrind env VCD_BUILD="$TOP/build" "$TOP/tests/valgrind.sh"
 else
 	record integration 0 1
 fi
