@@ -182,7 +182,11 @@ if [ "$LAB_OK" = 1 ]; then
 	    /usr/bin/python3 "$TOP/tests/integration/t-hostile.py"
 	# The valgrind tier: the plain daemon under memcheck (no errors, no
 	# leak from src/) through a named subset of the integration tests.
-	TAP_TIMEOUT=1500 run_tap valgrind env VCD_BUILD="$TOP/build" "$TOP/tests/valgrind.sh"
+	run_tap valgrind env VCD_BUILD="$TOP/build" \
+	    VCD_VALGRIND_LOGS="$OUT/valgrind" "$TOP/tests/valgrind.sh"
+	run_tap valgrind-sessions env VCD_BUILD="$TOP/build" \
+	    VCD_VALGRIND_LOGS="$OUT/valgrind-sessions" \
+	    "$TOP/tests/valgrind.sh" t-sessions.py
 else
 	record integration 0 1
 fi
