@@ -49,8 +49,7 @@
 #define SESSION_BUDGET		4	/* chunks per stream event */
 #define SESSION_SLOW_GRACE	5	/* seconds at the cap */
 #define SESSION_LINGER		2	/* seconds to drain a notice */
-#define SESSION_STOP_GRACE	1	/* parked stream: after the stop event */
-#define SESSION_PARK_MAX	30	/* parked stream: without one */
+#define SESSION_STOP_GRACE	10	/* parked stream: after the stop event */
 
 struct session {
 	unsigned int		 id;
@@ -91,11 +90,15 @@ TAILQ_HEAD(sessions, session);
  * guest's device lock and takes each stream's lock, while closing a stream
  * holds the stream's lock and takes the device lock
  * (virChrdevFDStreamCloseCb).  The end of file reaches us as QEMU exits,
- * before that free; virDomainDestroy queues the STOPPED event after it.
- * So such a stream is parked, and finished (or aborted) SESSION_STOP_GRACE
- * seconds after the guest's stop event, or SESSION_PARK_MAX seconds after
- * it was parked if no event comes.  Found by tests/integration/t-load.py:
- * 24 guests destroyed at once under 216 sessions hung libvirtd.
+ * before that free, which can come much later when many guests stop at
+ * once and their stop jobs queue; virDomainDestroy queues the STOPPED
+ * event after the free, the monitor's end-of-file path just before it.
+ * So such a stream is parked, with no timer of its own, and finished (or
+ * aborted) SESSION_STOP_GRACE seconds after the guest's stop (or removal)
+ * event, or when the connection ends.  Found by tests/integration/t-load.py
+ * (24 guests destroyed at once under 216 sessions): libvirtd hung with the
+ * streams closed at their end of file, and again with a 1 s grace and a
+ * 30 s fallback timer (our abort met a free still in progress).
  */
 struct parked {
 	virStreamPtr		 st;
@@ -349,7 +352,6 @@ session_stream_close(struct session *s)
 		if ((p->ev = evtimer_new(sess.base, session_park_cb, p)) == NULL)
 			fatalx("session: out of memory");
 		TAILQ_INSERT_TAIL(&sess.parked, p, entry);
-		timer_arm(p->ev, SESSION_PARK_MAX);
 	} else
 		session_stream_release(s->st, s->st_eof);
 	s->st = NULL;
