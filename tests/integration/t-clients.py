@@ -622,7 +622,7 @@ def kill_blocked_writer(rnd, transport, k, fd, m1, fd0):
     k.p.wait(10)
     k.pump(0.05)
     written = max([int(x) for x in k.lines if x.isdigit()] + [0])
-    e = wait_for(lambda: ended("serial0", GA, m1), 180, 0.1)
+    e = wait_for(lambda: ended("serial0", GA, m1), 900 if SOAK else 180, 0.1)
     if not e:
         t.ok(False, "1.%d the %s session ends after its writer was killed" % (rnd, transport),
              d.log_tail(8, m1))
