@@ -57,6 +57,9 @@ PROFILES = {
         "echo_counts": [1, 50, 200, 10, 100],
         "echo_reps": {"1": 2, "50": 2, "200": 2},
         "echo_secs": 3, "echo_secs_one": 5, "echo_rate": 20, "echo_total_rate": 200,
+        # The old design's echo runs stop at 50 sessions: through it, 200
+        # sessions take minutes to attach on 2 cores (and some fail).
+        "old_max": 50,
         "budget_s": 800,
         "tput_secs": 5, "tput_reps": 2,
         "agg_secs": 6, "agg_reps": 1,
@@ -68,6 +71,7 @@ PROFILES = {
         "echo_counts": [1, 5],
         "echo_reps": {},
         "echo_secs": 1, "echo_secs_one": 2, "echo_rate": 20, "echo_total_rate": 200,
+        "old_max": 5,
         "budget_s": 600,
         "tput_secs": 2, "tput_reps": 0,
         "agg_secs": 2, "agg_reps": 1,
@@ -193,6 +197,9 @@ class Vcdload:
             argv += ["--cafile", self.cafile]
         if test == "echo" and rate:
             argv += ["--rate", "%g" % rate]
+        if test == "idle":
+            # Attached means the shell's prompt came back through the path.
+            argv += ["--prepare", "prompt"]
         return argv
 
     def start(self, path, targets, test, secs, sink_cmd=None, rate=None):
@@ -482,16 +489,36 @@ class Bench:
 
     # ---------------------------------------------------------- phases
 
+    def expected_procs(self, path, n):
+        """How many server processes n attached sessions make: one forked
+        per session by oldconsole.py, and one more by websockify."""
+        return {"old-unix": 1 + n, "old-ws": 2 + 2 * n}.get(path, 1)
+
+    def parts(self, path):
+        """{path: roots} measured in one phase_memory(path): the old-ws run
+        also measures old-unix, whose processes (oldconsole.py and its
+        children) are the same whether websockify or a unix client is in
+        front: one attach of 200 sessions through the old design less."""
+        out = {path: lambda: self.server_roots(path)}
+        if path == "old-ws" and "old-unix" in self.paths:
+            out["old-unix"] = self.old.roots
+        return out
+
     def phase_memory(self, path):
         """Fresh server; its memory with no session, then with N idle
-        sessions for each count (added to those already held); its CPU over
-        a window with the most."""
+        sessions for each count (added to those already held: vcdload
+        --idle, after each session's shell prompt came back through the
+        path); its CPU over a window with the most."""
         prof = self.prof
         self.start_servers(path)
         time.sleep(1)
-        roots = self.server_roots(path)
-        mem = {"base": procstat.memory(roots) if roots else None, "idle": {}}
-        self.res["memory"][path] = mem
+        parts = self.parts(path)
+        mem = {}
+        for name, roots in parts.items():
+            mem[name] = {"base": procstat.memory(roots()), "idle": {}}
+            if name != path:
+                mem[name]["measured_in"] = path
+            self.res["memory"][name] = mem[name]
         counts = sorted({min(c, self.capacity(path)) for c in prof["mem_counts"]})
         held, have = [], 0
         for c in counts:
@@ -501,21 +528,29 @@ class Bench:
                 break
             held.append((rec, p))
             have = c
+            # A unix client is "connected" once queued in the listen
+            # backlog: wait for the processes of the old design to exist.
+            want = self.expected_procs(path, c)
+            if not servers.wait_until(lambda: len(procstat.live(procstat.tree(
+                    self.server_roots(path)))) >= want, 120, 0.5):
+                rec["procs_short"] = "fewer than %d server processes after 120 s" % want
             time.sleep(1)
-            roots = self.server_roots(path)
-            if roots:
-                rec["mem"] = mem["idle"][str(c)] = procstat.memory(roots)
+            for name, roots in parts.items():
+                mem[name]["idle"][str(c)] = procstat.memory(roots())
+            rec["mem"] = mem[path]["idle"][str(c)]
         if held:
-            roots = self.server_roots(path)
-            cpu0, l0, t0 = procstat.cpu_seconds(roots), procstat.loadavg()[0], time.monotonic()
+            time.sleep(2)       # the last sessions' start-up is not idling
+            cpu0 = {name: procstat.cpu_seconds(roots()) for name, roots in parts.items()}
+            l0, t0 = procstat.loadavg()[0], time.monotonic()
             time.sleep(prof["idle_cpu_secs"])
             dt = time.monotonic() - t0
-            cpu = procstat.cpu_seconds(roots) - cpu0 if roots else None
-            self.res["idle_cpu"][path] = {
-                "n": have, "window_s": round(dt, 2),
-                "cpu_s": round(cpu, 3) if cpu is not None else None,
-                "cpu_pct": round(100 * cpu / dt, 3) if cpu is not None else None,
-                "load1": l0}
+            for name, roots in parts.items():
+                cpu = procstat.cpu_seconds(roots()) - cpu0[name]
+                self.res["idle_cpu"][name] = {
+                    "n": have, "window_s": round(dt, 2), "cpu_s": round(cpu, 3),
+                    "cpu_pct": round(100 * cpu / dt, 3), "load1": l0}
+                if name != path:
+                    self.res["idle_cpu"][name]["measured_in"] = path
         for rec, p in reversed(held):
             self.end(rec, p, 0)
 
@@ -539,17 +574,19 @@ class Bench:
 
     def phase_echo(self, rep, counts, reserve):
         """Every count, every path in turn (the order rotates with the
-        count and the repetition).  virtconsoled is restarted before each
-        of its runs, so that its memory before and during the run tell the
-        growth per active session; the old design's per-session processes
-        are new in each run anyway."""
+        count and the repetition).  A count is skipped whole when the run
+        is late (its ratios need its floor).  virtconsoled is restarted
+        before each of its runs, so that its memory before and during the
+        run tell the growth per active session; the old design's
+        per-session processes are new in each run anyway."""
         for n in counts:
-            for path in self.rotated(rep + n):
-                if n > self.capacity(path):
-                    continue        # the unix door: one console per guest
-                if self.late(reserve):
-                    self.skip("echo rep %d %s x%d" % (rep, path, n))
-                    continue
+            paths = [p for p in self.rotated(rep + n)
+                     if n <= self.capacity(p)          # the unix door: one per guest
+                     and not (p.startswith("old-") and n > self.prof["old_max"])]
+            if self.late(reserve):
+                self.skip("echo rep %d x%d (%s)" % (rep, n, ", ".join(paths)))
+                continue
+            for path in paths:
                 self.echo_run(path, n, rep)
 
     def rotated(self, k):
@@ -567,14 +604,11 @@ class Bench:
         return self.run_load(phase, path, len(guests), "sink", secs, rep=rep,
                              sink_cmd="timeout %d yes 0123456789abcdef" % secs)
 
-    def phase_tput(self, phase, rep, reserve):
+    def phase_tput(self, phase, rep):
         prof = self.prof
         guests = self.names if phase == "tput-all" else self.names[:1]
         secs = prof["agg_secs"] if phase == "tput-all" else prof["tput_secs"]
         for path in self.rotated(rep + (3 if phase == "tput-all" else 0)):
-            if self.late(reserve):
-                self.skip("%s rep %d %s" % (phase, rep, path))
-                continue
             self.tput_run(phase, path, guests, secs, rep)
 
     # ---------------------------------------------------------- the run
@@ -600,17 +634,21 @@ class Bench:
             (8 + prof["agg_secs"]) * len(self.paths) * (prof["agg_reps"] > 0)
         steps = []
         if "memory" in self.args.phases:
+            # Not the floor: it has no server.  old-unix is measured with
+            # old-ws when both run (parts()).
             for path in self.paths:
+                if path == "floor" or (path == "old-unix" and "old-ws" in self.paths):
+                    continue
                 steps.append(("memory " + path, lambda p=path: self.phase_memory(p), 0))
         if "echo" in self.args.phases:
             steps.append(("echo rep 0", lambda: self.phase_echo(0, prof["echo_counts"],
                                                                 tput_cost), 0))
         if "tput" in self.args.phases:
             if prof["tput_reps"] > 0:
-                steps.append(("tput-one rep 0", lambda: self.phase_tput("tput-one", 0, 0), 0))
+                steps.append(("tput-one rep 0", lambda: self.phase_tput("tput-one", 0), 0))
             for rep in range(prof["agg_reps"]):
                 steps.append(("tput-all rep %d" % rep,
-                              lambda r=rep: self.phase_tput("tput-all", r, 0), 0))
+                              lambda r=rep: self.phase_tput("tput-all", r), 0))
         # Repetitions, while time lasts.
         if "echo" in self.args.phases:
             for rep in range(1, max([int(v) for v in reps.values()] or [1])):
@@ -620,7 +658,7 @@ class Bench:
         if "tput" in self.args.phases:
             for rep in range(1, prof["tput_reps"]):
                 steps.append(("tput-one rep %d" % rep,
-                              lambda r=rep: self.phase_tput("tput-one", r, 0), 0))
+                              lambda r=rep: self.phase_tput("tput-one", r), 0))
         return steps
 
     def run(self):

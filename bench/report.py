@@ -199,7 +199,7 @@ class Results:
         for e in self.doc.get("errors") or []:
             bad.append("error: %s" % e)
         for path in self.paths:
-            for phase in ("echo", "idle", "tput-all"):
+            for phase in ("echo", "tput-all"):
                 if phase == "tput-all" and self.doc.get("config", {}).get("agg_reps") == 0:
                     continue
                 if not self.select(phase, path):
@@ -384,6 +384,16 @@ def markdown(res, png_name, analysis):
         A("vcd-unix stops at %s sessions: virtconsoled's unix door serves each "
           "guest's first console only (one socket per guest); its web door "
           "serves every console." % cfg.get("guests"))
+    if cfg.get("old_max") and max(res.echo_counts() or [0]) > cfg["old_max"]:
+        A("")
+        A("The old design's echo runs stop at %d sessions: through it, 200 "
+          "sessions take minutes to attach on this machine, and some fail "
+          "(its memory and idle CPU are measured at 200, below)." % cfg["old_max"])
+    skipped = doc.get("skipped") or []
+    if skipped:
+        A("")
+        A("Skipped for lack of time (the run's budget is %s s; repetitions "
+          "come last): %s." % (doc.get("budget_s"), "; ".join(skipped)))
     A("")
 
     A("## 2. Throughput, guest to client")
@@ -421,6 +431,13 @@ def markdown(res, png_name, analysis):
       "session.  Per session: the growth over the base (idle: sessions "
       "attached and silent; active: during an echo run, over the memory "
       "just before it) divided by the number of sessions.")
+    for p in res.paths:
+        m = (doc.get("memory") or {}).get(p) or {}
+        if m.get("measured_in"):
+            A("")
+            A("%s's figures are those of its processes (oldconsole.py and its "
+              "children) during the %s run: they are the same processes whether "
+              "websockify or a unix client is in front." % (p, m["measured_in"]))
     A("")
     idle_ns = sorted({n for p in res.paths for n in res.idle_per_session(p)})
     act_ns = sorted({n for p in res.paths for n in res.active_per_session(p)})

@@ -35,7 +35,7 @@ for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws"]:
     mine = [r for r in runs if r["path"] == path]
     why = []
     phases = {r["phase"] for r in mine}
-    for ph in ("idle", "echo", "tput-all"):
+    for ph in ("echo", "tput-all"):
         if ph not in phases:
             why.append("no %s run" % ph)
     for r in mine:
