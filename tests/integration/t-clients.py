@@ -33,7 +33,6 @@ Measured figures are printed as '# figure: NAME = VALUE UNIT'.
 
 import ast
 import contextlib
-import datetime
 import hashlib
 import importlib.util
 import os
@@ -52,7 +51,7 @@ sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from vcdtest import (TAP, Client, Lab, defer, make_tmpdir, notice, show,  # noqa: E402
-                     vcd_binary, wait_for)
+                     log_time, vcd_binary, wait_for)
 
 t = TAP()
 lab = Lab(t)
@@ -85,15 +84,6 @@ lab.remove_leftovers([GA, GF])
 
 def figure(name, value, unit):
     t.diag("figure: %s = %s %s" % (name, value, unit))
-
-
-def log_time(line):
-    """The wall-clock time of a daemon log line (its ISO timestamp)."""
-    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", line)
-    if not m:
-        return None
-    return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def log_lines(regex, since=0):

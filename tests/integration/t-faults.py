@@ -27,7 +27,6 @@ daemon must never fork.  Figures: `# figure: NAME = VALUE UNIT`.
 """
 
 import concurrent.futures
-import datetime
 import importlib.util
 import os
 import re
@@ -38,7 +37,7 @@ import time
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vcdtest import (TAP, Client, Lab, VirshConsole, connect_retry,  # noqa: E402
-                     show, sock_info, vcd_binary, wait_for)
+                     log_time, show, sock_info, vcd_binary, wait_for)
 from webtest import Loop, WebDaemon, WSClient, web_root  # noqa: E402
 
 t = TAP()
@@ -133,15 +132,6 @@ def fd_count():
         return len(os.listdir("/proc/%d/fd" % d.pid))
     except (OSError, TypeError):
         return None
-
-
-def log_time(line):
-    """The wall-clock time (epoch seconds) at the start of a log line."""
-    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", line)
-    if not m:
-        return None
-    return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def log_line(regex, since):

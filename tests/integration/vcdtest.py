@@ -22,6 +22,7 @@ VCD_WRAPPER (a command the daemon runs under, e.g. valgrind).
 
 import atexit
 import contextlib
+import datetime
 import grp
 import os
 import re
@@ -92,6 +93,16 @@ def wait_for(pred, timeout, interval=0.05):
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+def log_time(line):
+    """The wall-clock time (epoch seconds) of a daemon log line, from its
+    ISO timestamp; None for a line without one."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", line)
+    if not m:
+        return None
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def nonce():
