@@ -60,7 +60,9 @@ PROFILES = {
         # The old design's echo runs stop at 50 sessions: through it, 200
         # sessions take minutes to attach on 2 cores (and some fail).
         "old_max": 50,
-        "budget_s": 800,
+        "mem_step_max_s": 45,
+        "est_tput_s": 150,
+        "budget_s": 840,
         "tput_secs": 5, "tput_reps": 2,
         "agg_secs": 6, "agg_reps": 1,
     },
@@ -72,6 +74,8 @@ PROFILES = {
         "echo_reps": {},
         "echo_secs": 1, "echo_secs_one": 2, "echo_rate": 20, "echo_total_rate": 200,
         "old_max": 5,
+        "mem_step_max_s": 60,
+        "est_tput_s": 40,
         "budget_s": 600,
         "tput_secs": 2, "tput_reps": 0,
         "agg_secs": 2, "agg_reps": 1,
@@ -532,12 +536,23 @@ class Bench:
             # backlog: wait for the processes of the old design to exist.
             want = self.expected_procs(path, c)
             if not servers.wait_until(lambda: len(procstat.live(procstat.tree(
-                    self.server_roots(path)))) >= want, 120, 0.5):
-                rec["procs_short"] = "fewer than %d server processes after 120 s" % want
+                    self.server_roots(path)))) >= want, 30, 0.5):
+                rec["procs_short"] = "fewer than %d server processes after 30 s" % want
             time.sleep(1)
             for name, roots in parts.items():
                 mem[name]["idle"][str(c)] = procstat.memory(roots())
             rec["mem"] = mem[path]["idle"][str(c)]
+            if (rec["attach_s"] > prof["mem_step_max_s"] or rec.get("procs_short")) \
+                    and c != counts[-1]:
+                # The old design on a busy 2-core machine: more would take
+                # minutes, and fail.
+                why = "%d more sessions took %.0f s to attach%s: no more added" % (
+                    rec["n"], rec["attach_s"],
+                    " (%s)" % rec["procs_short"] if rec.get("procs_short") else "")
+                for name in parts:
+                    mem[name]["stopped"] = why
+                log("memory %s: %s" % (path, why))
+                break
         if held:
             time.sleep(2)       # the last sessions' start-up is not idling
             cpu0 = {name: procstat.cpu_seconds(roots()) for name, roots in parts.items()}
@@ -572,7 +587,7 @@ class Bench:
                 rec["mem_active"] = procstat.memory(roots)
         self.run_load("echo", path, n, "echo", secs, rep=rep, during=sample)
 
-    def phase_echo(self, rep, counts, reserve):
+    def phase_echo(self, rep, counts, reserve, repeat=False):
         """Every count, every path in turn (the order rotates with the
         count and the repetition).  A count is skipped whole when the run
         is late (its ratios need its floor).  virtconsoled is restarted
@@ -580,7 +595,7 @@ class Bench:
         run tell the growth per active session; the old design's
         per-session processes are new in each run anyway."""
         for n in counts:
-            paths = [p for p in self.rotated(rep + n)
+            paths = [p for p in self.rotated(rep + n, repeat)
                      if n <= self.capacity(p)          # the unix door: one per guest
                      and not (p.startswith("old-") and n > self.prof["old_max"])]
             if self.late(reserve):
@@ -589,9 +604,12 @@ class Bench:
             for path in paths:
                 self.echo_run(path, n, rep)
 
-    def rotated(self, k):
-        k %= len(self.paths)
-        return self.paths[k:] + self.paths[:k]
+    def rotated(self, k, repeat=False):
+        """The paths, starting at the k-th; for a repetition, the floor and
+        virtconsoled only."""
+        paths = [p for p in self.paths if not (repeat and p.startswith("old-"))]
+        k %= len(paths)
+        return paths[k:] + paths[:k]
 
     def tput_run(self, phase, path, guests, secs, rep):
         """A session on the serial port of each guest; vcdload types
@@ -604,11 +622,11 @@ class Bench:
         return self.run_load(phase, path, len(guests), "sink", secs, rep=rep,
                              sink_cmd="timeout %d yes 0123456789abcdef" % secs)
 
-    def phase_tput(self, phase, rep):
+    def phase_tput(self, phase, rep, repeat=False):
         prof = self.prof
         guests = self.names if phase == "tput-all" else self.names[:1]
         secs = prof["agg_secs"] if phase == "tput-all" else prof["tput_secs"]
-        for path in self.rotated(rep + (3 if phase == "tput-all" else 0)):
+        for path in self.rotated(rep + (3 if phase == "tput-all" else 0), repeat):
             self.tput_run(phase, path, guests, secs, rep)
 
     # ---------------------------------------------------------- the run
@@ -623,15 +641,13 @@ class Bench:
         os.rename(tmp, out)
 
     def schedule(self):
-        """Everything the issue asks for first, once; then the repetitions
-        while the time budget lasts.  [(what, function, reserve)]: a step
-        is skipped when less than its reserve is left (the reserve is what
-        the required steps after it need)."""
+        """[(what, function, required)]: everything the issue asks for once
+        (required: run whatever the time), then the repetitions, each run
+        only while the time budget lasts.  Within the first echo pass, the
+        counts come in the order of the profile and are dropped when the
+        budget would leave too little for the throughput runs after them."""
         prof = self.prof
         reps = prof["echo_reps"]
-        # Rough costs of the required steps, from trial runs on this machine.
-        tput_cost = 10 * len(self.paths) * (prof["tput_reps"] > 0) + \
-            (8 + prof["agg_secs"]) * len(self.paths) * (prof["agg_reps"] > 0)
         steps = []
         if "memory" in self.args.phases:
             # Not the floor: it has no server.  old-unix is measured with
@@ -639,26 +655,29 @@ class Bench:
             for path in self.paths:
                 if path == "floor" or (path == "old-unix" and "old-ws" in self.paths):
                     continue
-                steps.append(("memory " + path, lambda p=path: self.phase_memory(p), 0))
+                steps.append(("memory " + path, lambda p=path: self.phase_memory(p), True))
         if "echo" in self.args.phases:
-            steps.append(("echo rep 0", lambda: self.phase_echo(0, prof["echo_counts"],
-                                                                tput_cost), 0))
+            tput = prof["est_tput_s"] if "tput" in self.args.phases else 0
+            steps.append(("echo rep 0", lambda: self.phase_echo(0, prof["echo_counts"], tput),
+                          True))
         if "tput" in self.args.phases:
             if prof["tput_reps"] > 0:
-                steps.append(("tput-one rep 0", lambda: self.phase_tput("tput-one", 0), 0))
+                steps.append(("tput-one rep 0", lambda: self.phase_tput("tput-one", 0), True))
             for rep in range(prof["agg_reps"]):
                 steps.append(("tput-all rep %d" % rep,
-                              lambda r=rep: self.phase_tput("tput-all", r), 0))
-        # Repetitions, while time lasts.
+                              lambda r=rep: self.phase_tput("tput-all", r), True))
+        # Repetitions, while time lasts: the floor and virtconsoled (the
+        # targets are theirs; the old design is far off either way).
         if "echo" in self.args.phases:
             for rep in range(1, max([int(v) for v in reps.values()] or [1])):
                 counts = [n for n in prof["echo_counts"] if int(reps.get(str(n), 1)) > rep]
                 steps.append(("echo rep %d" % rep,
-                              lambda r=rep, c=counts: self.phase_echo(r, c, 0), 0))
+                              lambda r=rep, c=counts: self.phase_echo(r, c, 0, repeat=True),
+                              False))
         if "tput" in self.args.phases:
             for rep in range(1, prof["tput_reps"]):
                 steps.append(("tput-one rep %d" % rep,
-                              lambda r=rep: self.phase_tput("tput-one", r), 0))
+                              lambda r=rep: self.phase_tput("tput-one", r, repeat=True), False))
         return steps
 
     def run(self):
@@ -675,8 +694,8 @@ class Bench:
             else:
                 self.res["boot_s"] = round(self.guests.boot(), 1)
             log("guests up in %s s" % self.res["boot_s"])
-            for what, fn, reserve in self.schedule():
-                if self.late(reserve):
+            for what, fn, required in self.schedule():
+                if not required and self.late():
                     self.skip(what)
                     continue
                 fn()

@@ -110,9 +110,16 @@ else
 	trap '"$LAB" stop "$LAB_DIR" >> "$OUTDIR/lab.log" 2>&1' EXIT
 fi
 
-say "harness ($([ "$QUICK" = 1 ] && echo quick || echo full)), log in $OUTDIR/harness.log"
+PROFILE=full
+[ "$QUICK" = 1 ] && PROFILE=quick
+# The whole command within 15 minutes: what building and the lab took
+# comes off the harness's budget (it drops repetitions when late), and
+# ~40 s are kept for its clean-up, the report and stopping the lab.
+BUDGET=()
+[ "$QUICK" = 1 ] || BUDGET=(--budget $((900 - 40 - ($(date +%s) - T0))))
+say "harness ($PROFILE), log in $OUTDIR/harness.log"
 rc=0
-"$PY" "$TOP/bench/harness.py" --profile "$([ "$QUICK" = 1 ] && echo quick || echo full)" \
+"$PY" "$TOP/bench/harness.py" --profile "$PROFILE" "${BUDGET[@]}" \
     --out "$OUT" --vcdload "$VCD_BUILD/bench/vcdload" --prefix "$PREFIX" "$@" \
     2> >(tee "$OUTDIR/harness.log" >&2) || rc=$?
 
