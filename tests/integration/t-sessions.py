@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import stat
-import subprocess
 import sys
 import time
 
@@ -273,8 +272,9 @@ with t.case("3 escape key"):
     c = Client(d.sock(A))
     ok = c.wait_prompt(20)
     # Canonical mode without IXON: the line read holds the raw bytes.
-    c.send(b"stty -ixon; read -r x; printf %s \"$x\" | od -An -tx1; stty ixon\r")
-    time.sleep(0.5)
+    # The bytes go only once stty has run (IXON would eat the 0x11).
+    c.send(b"stty -ixon; echo ixoff-$((6*7)); read -r x; printf %s \"$x\" | od -An -tx1; stty ixon\r")
+    ok = ok and c.read_until(rb"ixoff-42", 20)
     c.send(b"\x11\x1dz\r")
     m = ok and c.read_until(rb"11 1d 7a", 10)
     t.ok(m, "3 escape=none: 0x11 and 0x1d pass through to the guest", show(c.pending()))
