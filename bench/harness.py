@@ -51,19 +51,20 @@ PROFILES = {
     "full": {
         "guests": 25, "consoles": 8,
         "mem_counts": [10, 100, 200],
-        "idle_cpu_secs": 8,
+        "idle_cpu_secs": 6,
         # The counts of the targets first: a run that runs out of time
         # loses 10 and 100 (active memory only) before them.
         "echo_counts": [1, 50, 200, 10, 100],
         "echo_reps": {"1": 2, "50": 2, "200": 2},
-        "echo_secs": 3, "echo_secs_one": 5, "echo_rate": 20, "echo_total_rate": 200,
+        "echo_secs": 3, "echo_secs_one": 4, "echo_rate": 20, "echo_total_rate": 200,
         # The old design's echo runs stop at 50 sessions: through it, 200
         # sessions take minutes to attach on 2 cores (and some fail).
         "old_max": 50,
         "mem_step_max_s": 45,
-        "est_tput_s": 150,
+        "est_tput_s": 220,
         "budget_s": 840,
         "tput_secs": 5, "tput_reps": 2,
+        "side_reps": 2,
         "agg_secs": 6, "agg_reps": 1,
     },
     "quick": {
@@ -75,9 +76,10 @@ PROFILES = {
         "echo_secs": 1, "echo_secs_one": 2, "echo_rate": 20, "echo_total_rate": 200,
         "old_max": 5,
         "mem_step_max_s": 60,
-        "est_tput_s": 40,
+        "est_tput_s": 60,
         "budget_s": 600,
         "tput_secs": 2, "tput_reps": 0,
+        "side_reps": 1,
         "agg_secs": 2, "agg_reps": 1,
     },
 }
@@ -417,26 +419,37 @@ class Bench:
         until they are attached and prepared.  (rec, Popen) with rec
         recorded and p None if that failed."""
         tg = self.targets(path, n)[first:]
-        rec = {"phase": phase, "path": path, "n": len(tg), "n_asked": n, "rep": rep,
-               "test": test, "secs": secs, "t": round(time.monotonic() - T0, 1),
+        rec, p = self.launch(phase, path, tg, test, secs, rep, sink_cmd, n_asked=n)
+        return (rec, p) if self.ready(rec, p) else (rec, None)
+
+    def launch(self, phase, path, tg, test, secs, rep=0, sink_cmd=None, n_asked=None,
+               rate=None):
+        """Start vcdload on these (guest, alias) consoles; (rec, Popen)."""
+        rec = {"phase": phase, "path": path, "n": len(tg), "n_asked": n_asked or len(tg),
+               "rep": rep, "test": test, "secs": secs, "t": round(time.monotonic() - T0, 1),
                "load1": procstat.loadavg()[0]}
-        rate = self.rate(len(tg)) if test == "echo" else None
-        if rate:
+        if test == "echo":
+            rate = rate or self.rate(len(tg))
             rec["rate"] = round(rate, 3)
         p = self.load.start(path, [self.endpoint(path, g, a) for g, a in tg], test, secs,
                             sink_cmd, rate)
-        if not self.load.wait_ready(p, self.ready_timeout(len(tg))):
+        return rec, p
+
+    def ready(self, rec, p):
+        """Wait until p's sessions are attached and prepared; False (and rec
+        recorded as failed) if they did not."""
+        if not self.load.wait_ready(p, self.ready_timeout(rec["n"])):
             rc, doc, etail = self.load.finish(p, 0)
             rec.update(ok=False, rc=rc, vcdload=slim(doc),
                        error="sessions not attached (status %s%s): %s" % (
                            rc, ", %s" % self.vcdload_errors(doc) if doc else "",
                            etail.strip()[-300:]))
             self.record(rec)
-            return rec, None
+            return False
         rec["attach_s"] = round(time.monotonic() - p.bench_t0, 2)
-        rec["cpu0"] = procstat.cpu_seconds(self.server_roots(path))
+        rec["cpu0"] = procstat.cpu_seconds(self.server_roots(rec["path"]))
         rec["t0"] = time.monotonic()
-        return rec, p
+        return True
 
     def end(self, rec, p, timeout):
         """Wait for vcdload (SIGTERM after timeout); the server's CPU since
@@ -477,6 +490,64 @@ class Bench:
         if doc.get("failed"):
             bad["failed_sessions"] = doc["failed"]
         return bad
+
+    # ---------------------------------------------------------- side by side
+
+    def side_by_side(self, kind, rep):
+        """The floor and virtconsoled's paths at the same time, on disjoint
+        consoles spread over the same guests: the machine's drifting speed
+        then hits every path alike, and their ratios are robust.
+          echo-1    one session per path, each on a guest of its own;
+          echo-max  the most sessions of the profile in all, shared by the
+                    floor, vcd-ws and vcd-wss (the unix door serves only
+                    the serial ports);
+          tput      the serial port of every guest, shared round robin by
+                    the floor and the three vcd paths, every guest printing.
+        One virtconsoled serves all three front doors, as in a deployment."""
+        prof = self.prof
+        vcd = [p for p in ("vcd-unix", "vcd-ws", "vcd-wss") if p in self.paths]
+        if kind == "echo-1":
+            paths = ["floor"] + vcd
+            # A guest each when there are enough: serial ports first, and
+            # the first to vcd-unix, which serves no other console.
+            cons = self.targets("floor", len(paths))
+            paths.sort(key=lambda p: p != "vcd-unix")
+        elif kind == "echo-max":
+            paths = ["floor"] + [p for p in vcd if p != "vcd-unix"]
+            cons = self.targets("floor", max(prof["echo_counts"]))
+        else:
+            paths = (["floor"] + vcd)[:len(self.names)]
+            cons = [(g, "serial0") for g in self.names]
+        if kind == "echo-1":
+            alloc = {p: [cons[i]] for i, p in enumerate(paths)}
+        else:
+            alloc = {p: cons[i::len(paths)] for i, p in enumerate(paths)}
+        total = sum(len(v) for v in alloc.values())
+        group = "%s rep %d" % (kind, rep)
+        self.start_servers("vcd-ws")
+        log("side by side %s: %s" % (group, ", ".join("%s x%d" % (p, len(alloc[p])) for p in paths)))
+        if kind == "tput":
+            test, secs = "sink", prof["agg_secs"]
+            extra = {"sink_cmd": "timeout %d yes 0123456789abcdef" % secs}
+        else:
+            test, secs = "echo", prof["echo_secs_one"] if kind == "echo-1" else prof["echo_secs"]
+            extra = {"rate": min(prof["echo_rate"], prof["echo_total_rate"] / float(total))}
+        runs = []
+        for p in paths:
+            rec, proc = self.launch("side-" + kind.split("-")[0], p, alloc[p], test, secs, rep,
+                                    **extra)
+            rec["group"], rec["total"] = group, total
+            runs.append((rec, proc))
+        runs = [(rec, proc) for rec, proc in runs if self.ready(rec, proc)]
+        mem = None
+        if test == "echo":
+            time.sleep(secs * 0.6)
+            mem = procstat.memory(self.vcd.roots())
+        for rec, proc in runs:
+            if rec["path"] != "floor":
+                rec["server_shared"] = True     # one daemon for the three doors
+                rec["mem_active"] = mem
+            self.end(rec, proc, secs + 60 + 0.2 * rec["n"])
 
     # ---------------------------------------------------------- time
 
@@ -666,6 +737,14 @@ class Bench:
             for rep in range(prof["agg_reps"]):
                 steps.append(("tput-all rep %d" % rep,
                               lambda r=rep: self.phase_tput("tput-all", r), True))
+        side = [k for k in ("echo-1", "echo-max", "tput")
+                if ("tput" if k == "tput" else "echo") in self.args.phases]
+        for k in side:
+            steps.append(("side by side %s rep 0" % k, lambda k=k: self.side_by_side(k, 0), True))
+        for rep in range(1, prof["side_reps"]):
+            for k in side:
+                steps.append(("side by side %s rep %d" % (k, rep),
+                              lambda k=k, r=rep: self.side_by_side(k, r), False))
         # Repetitions, while time lasts: the floor and virtconsoled (the
         # targets are theirs; the old design is far off either way).
         if "echo" in self.args.phases:
