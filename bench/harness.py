@@ -61,10 +61,10 @@ PROFILES = {
         # sessions take minutes to attach on 2 cores (and some fail).
         "old_max": 50,
         "mem_step_max_s": 45,
-        "est_tput_s": 220,
+        "est_tput_s": 250,
         "budget_s": 840,
         "tput_secs": 5, "tput_reps": 2,
-        "side_reps": 2,
+        "side_reps": 2, "side_secs": 8, "est_side_echo_s": 70,
         "agg_secs": 6, "agg_reps": 1,
     },
     "quick": {
@@ -79,7 +79,7 @@ PROFILES = {
         "est_tput_s": 60,
         "budget_s": 600,
         "tput_secs": 2, "tput_reps": 0,
-        "side_reps": 1,
+        "side_reps": 1, "side_secs": 2, "est_side_echo_s": 20,
         "agg_secs": 2, "agg_reps": 1,
     },
 }
@@ -208,7 +208,7 @@ class Vcdload:
             argv += ["--prepare", "prompt"]
         return argv
 
-    def start(self, path, targets, test, secs, sink_cmd=None, rate=None):
+    def start(self, path, targets, test, secs, sink_cmd=None, rate=None, extra=()):
         """Start a run: the Popen, with bench_files (ready, out, err)."""
         self.seq += 1
         ready = os.path.join(self.tmp, "ready.%d" % self.seq)
@@ -218,6 +218,7 @@ class Vcdload:
                          os.path.join(self.tmp, "targets.%d" % self.seq), rate)
         if sink_cmd:
             argv += ["--sink-cmd", sink_cmd]
+        argv += list(extra)
         with open(out, "wb") as fo, open(err, "wb") as fe:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe)
         p.bench_files = (ready, out, err)
@@ -295,6 +296,7 @@ class Bench:
         self.paths = args.paths
         self.runs = []
         self.errors = []
+        self.costs = {}         # (phase, path, n) or ("side", kind): seconds it took
         self.res = {
             "format": FORMAT,
             "fixture": False,
@@ -423,7 +425,7 @@ class Bench:
         return (rec, p) if self.ready(rec, p) else (rec, None)
 
     def launch(self, phase, path, tg, test, secs, rep=0, sink_cmd=None, n_asked=None,
-               rate=None):
+               rate=None, extra=()):
         """Start vcdload on these (guest, alias) consoles; (rec, Popen)."""
         rec = {"phase": phase, "path": path, "n": len(tg), "n_asked": n_asked or len(tg),
                "rep": rep, "test": test, "secs": secs, "t": round(time.monotonic() - T0, 1),
@@ -432,7 +434,7 @@ class Bench:
             rate = rate or self.rate(len(tg))
             rec["rate"] = round(rate, 3)
         p = self.load.start(path, [self.endpoint(path, g, a) for g, a in tg], test, secs,
-                            sink_cmd, rate)
+                            sink_cmd, rate, extra)
         return rec, p
 
     def ready(self, rec, p):
@@ -460,6 +462,8 @@ class Bench:
         rec["cpu_s"] = round(procstat.cpu_seconds(roots) - cpu0, 3) if roots else None
         rec["window_s"] = round(time.monotonic() - t0, 2)
         rec.update(rc=rc, vcdload=slim(doc))
+        rec["wall_s"] = round(time.monotonic() - p.bench_t0, 1)
+        self.costs[(rec["phase"], rec["path"], rec["n"])] = rec["wall_s"]
         bad = self.vcdload_errors(doc)
         if doc is None:
             rec["error"] = "vcdload status %s, no JSON: %s" % (rc, etail.strip()[-300:])
@@ -530,8 +534,22 @@ class Bench:
             test, secs = "sink", prof["agg_secs"]
             extra = {"sink_cmd": "timeout %d yes 0123456789abcdef" % secs}
         else:
-            test, secs = "echo", prof["echo_secs_one"] if kind == "echo-1" else prof["echo_secs"]
+            test, secs = "echo", prof["side_secs"]
             extra = {"rate": min(prof["echo_rate"], prof["echo_total_rate"] / float(total))}
+        t_side = time.monotonic()
+        extra["extra"] = ()
+        if test == "echo":
+            # vcdload's own preparation of a tty takes seconds, and longer
+            # on some paths: the windows would not line up.  So the ttys
+            # are prepared first, all at once, directly (and left in the
+            # echo loop), and the measured runs skip it: they start within
+            # the two seconds they wait for after connecting.
+            prep, proc = self.launch("side-prep", "floor", [c for p in paths for c in alloc[p]],
+                                     "echo", 1, rep, rate=1, extra=("--no-restore",))
+            prep["group"] = group
+            if self.ready(prep, proc):
+                self.end(prep, proc, 60)
+            extra["extra"] = ("--prepare", "none", "--settle", "2", "--no-restore")
         runs = []
         for p in paths:
             rec, proc = self.launch("side-" + kind.split("-")[0], p, alloc[p], test, secs, rep,
@@ -539,6 +557,9 @@ class Bench:
             rec["group"], rec["total"] = group, total
             runs.append((rec, proc))
         runs = [(rec, proc) for rec, proc in runs if self.ready(rec, proc)]
+        if runs:
+            t0s = [rec["t0"] for rec, _ in runs]
+            runs[0][0]["start_skew_s"] = round(max(t0s) - min(t0s), 2)
         mem = None
         if test == "echo":
             time.sleep(secs * 0.6)
@@ -548,15 +569,12 @@ class Bench:
                 rec["server_shared"] = True     # one daemon for the three doors
                 rec["mem_active"] = mem
             self.end(rec, proc, secs + 60 + 0.2 * rec["n"])
+        self.costs[("side", kind)] = time.monotonic() - t_side
 
     # ---------------------------------------------------------- time
 
     def elapsed(self):
         return time.monotonic() - T0
-
-    def late(self, reserve=0):
-        """Past the budget, keeping reserve seconds for what must follow."""
-        return self.elapsed() > self.args.budget - reserve
 
     def skip(self, what):
         log("skipped (time budget): %s" % what)
@@ -669,7 +687,8 @@ class Bench:
             paths = [p for p in self.rotated(rep + n, repeat)
                      if n <= self.capacity(p)          # the unix door: one per guest
                      and not (p.startswith("old-") and n > self.prof["old_max"])]
-            if self.late(reserve):
+            cost = sum(self.costs.get(("echo", p, n), 15) for p in paths)
+            if not self.fits(cost, reserve):
                 self.skip("echo rep %d x%d (%s)" % (rep, n, ", ".join(paths)))
                 continue
             for path in paths:
@@ -712,52 +731,69 @@ class Bench:
         os.rename(tmp, out)
 
     def schedule(self):
-        """[(what, function, required)]: everything the issue asks for once
-        (required: run whatever the time), then the repetitions, each run
-        only while the time budget lasts.  Within the first echo pass, the
-        counts come in the order of the profile and are dropped when the
-        budget would leave too little for the throughput runs after them."""
+        """[(what, function, estimate)]: the steps in order.  A step with an
+        estimate (a function giving seconds, or None for "unknown") is a
+        repetition: it runs only if the budget leaves it that much plus the
+        reserve kept for the required steps after it (the throughput runs
+        come last: guests that have printed flat out take long to answer
+        again).  Steps without one are required and always run; within the
+        first echo pass, whole counts are dropped when the run is late."""
         prof = self.prof
+        ph = self.args.phases
         reps = prof["echo_reps"]
         steps = []
-        if "memory" in self.args.phases:
+        if "memory" in ph:
             # Not the floor: it has no server.  old-unix is measured with
             # old-ws when both run (parts()).
             for path in self.paths:
                 if path == "floor" or (path == "old-unix" and "old-ws" in self.paths):
                     continue
-                steps.append(("memory " + path, lambda p=path: self.phase_memory(p), True))
-        if "echo" in self.args.phases:
-            tput = prof["est_tput_s"] if "tput" in self.args.phases else 0
-            steps.append(("echo rep 0", lambda: self.phase_echo(0, prof["echo_counts"], tput),
-                          True))
-        if "tput" in self.args.phases:
-            if prof["tput_reps"] > 0:
-                steps.append(("tput-one rep 0", lambda: self.phase_tput("tput-one", 0), True))
-            for rep in range(prof["agg_reps"]):
-                steps.append(("tput-all rep %d" % rep,
-                              lambda r=rep: self.phase_tput("tput-all", r), True))
-        side = [k for k in ("echo-1", "echo-max", "tput")
-                if ("tput" if k == "tput" else "echo") in self.args.phases]
-        for k in side:
-            steps.append(("side by side %s rep 0" % k, lambda k=k: self.side_by_side(k, 0), True))
+                steps.append(("memory " + path, lambda p=path: self.phase_memory(p), None))
+        tput_after = prof["est_tput_s"] if "tput" in ph else 0
+        side_echo = [k for k in ("echo-1", "echo-max") if "echo" in ph]
+        if "echo" in ph:
+            steps.append(("echo rep 0",
+                          lambda: self.phase_echo(0, prof["echo_counts"],
+                                                  tput_after + prof["est_side_echo_s"]), None))
+        for k in side_echo:
+            steps.append(("side by side %s rep 0" % k, lambda k=k: self.side_by_side(k, 0), None))
+        # Repetitions of the echo runs, the floor and virtconsoled only
+        # (the targets are theirs; the old design is far off either way).
         for rep in range(1, prof["side_reps"]):
-            for k in side:
+            for k in side_echo:
                 steps.append(("side by side %s rep %d" % (k, rep),
-                              lambda k=k, r=rep: self.side_by_side(k, r), False))
-        # Repetitions, while time lasts: the floor and virtconsoled (the
-        # targets are theirs; the old design is far off either way).
-        if "echo" in self.args.phases:
+                              lambda k=k, r=rep: self.side_by_side(k, r),
+                              (lambda k=k: self.costs.get(("side", k)), tput_after)))
+        if "echo" in ph:
             for rep in range(1, max([int(v) for v in reps.values()] or [1])):
                 counts = [n for n in prof["echo_counts"] if int(reps.get(str(n), 1)) > rep]
                 steps.append(("echo rep %d" % rep,
-                              lambda r=rep, c=counts: self.phase_echo(r, c, 0, repeat=True),
-                              False))
-        if "tput" in self.args.phases:
+                              lambda r=rep, c=counts: self.phase_echo(r, c, tput_after,
+                                                                       repeat=True),
+                              (lambda: 0, tput_after)))     # it checks count by count
+        if "tput" in ph:
+            if prof["tput_reps"] > 0:
+                steps.append(("tput-one rep 0", lambda: self.phase_tput("tput-one", 0), None))
+            for rep in range(prof["agg_reps"]):
+                steps.append(("tput-all rep %d" % rep,
+                              lambda r=rep: self.phase_tput("tput-all", r), None))
+            steps.append(("side by side tput rep 0", lambda: self.side_by_side("tput", 0), None))
+            for rep in range(1, prof["side_reps"]):
+                steps.append(("side by side tput rep %d" % rep,
+                              lambda r=rep: self.side_by_side("tput", r),
+                              (lambda: self.costs.get(("side", "tput")), 0)))
             for rep in range(1, prof["tput_reps"]):
                 steps.append(("tput-one rep %d" % rep,
-                              lambda r=rep: self.phase_tput("tput-one", r, repeat=True), False))
+                              lambda r=rep: self.phase_tput("tput-one", r, repeat=True),
+                              (lambda: sum(v for k, v in self.costs.items()
+                                           if k[0] == "tput-one" and not k[1].startswith("old-")),
+                               0)))
         return steps
+
+    def fits(self, seconds, reserve=0):
+        """Whether something that takes seconds (None: unknown, 30 assumed)
+        still fits in the budget, keeping reserve seconds."""
+        return self.elapsed() + (30 if seconds is None else seconds) <= self.args.budget - reserve
 
     def run(self):
         a = self.args
@@ -773,8 +809,8 @@ class Bench:
             else:
                 self.res["boot_s"] = round(self.guests.boot(), 1)
             log("guests up in %s s" % self.res["boot_s"])
-            for what, fn, required in self.schedule():
-                if not required and self.late():
+            for what, fn, est in self.schedule():
+                if est is not None and not self.fits(est[0](), est[1]):
                     self.skip(what)
                     continue
                 fn()

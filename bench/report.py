@@ -263,13 +263,13 @@ class Results:
                 if v.get("ready") != r["n"] or v.get("attached") != r["n"]:
                     bad.append("%s: %s of %d sessions attached and ready"
                                % (tag, v.get("ready"), r["n"]))
-                if r["phase"] == "echo":
+                if r["phase"] in ("echo", "side-echo"):
                     rt = v.get("rtt_us") or {}
                     if not rt.get("count") or not rt.get("p50") or rt["p50"] <= 0:
                         bad.append("%s: no round trip measured (%r)" % (tag, rt))
                     elif not (0 < rt["p50"] <= rt["p99"] <= rt["max"]):
                         bad.append("%s: percentiles out of order (%r)" % (tag, rt))
-                if r["phase"].startswith("tput") and not self.bps(r):
+                if r["phase"] in ("tput-one", "tput-all", "side-tput") and not self.bps(r):
                     bad.append("%s: no bytes counted" % tag)
                 if path != "floor" and r.get("cpu_s") is None:
                     bad.append("%s: no CPU figure for the server" % tag)

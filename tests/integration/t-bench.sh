@@ -35,7 +35,7 @@ for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws"]:
     mine = [r for r in runs if r["path"] == path]
     why = []
     phases = {r["phase"] for r in mine}
-    for ph in ("echo", "tput-all"):
+    for ph in ("echo", "tput-all") + (("side-echo",) if path in ("floor", "vcd-ws", "vcd-wss") else ()):
         if ph not in phases:
             why.append("no %s run" % ph)
     for r in mine:
@@ -47,13 +47,15 @@ for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws"]:
             why.append("%s: %s of %d sessions ready" % (tag, v.get("ready"), r["n"]))
         if any((v.get("errors") or {}).values()):
             why.append("%s: errors %r" % (tag, v.get("errors")))
-        if r["phase"] == "echo":
+        if r["phase"] in ("echo", "side-echo"):
             rt = v.get("rtt_us") or {}
             if not rt.get("count") or not (rt.get("p50") or 0) > 0:
                 why.append("%s: no round trip" % tag)
-            else:
+            elif r["phase"] == "echo":
                 print("# figure: bench-quick %s echo p50 at %d = %.2f ms"
                       % (path, r["n"], rt["p50"] / 1000.0))
+        if r["phase"] == "side-tput" and not (v.get("throughput") or {}).get("total_Bps"):
+            why.append("%s: no bytes" % tag)
         if r["phase"] == "tput-all":
             bps = (v.get("throughput") or {}).get("total_Bps")
             if not bps:
