@@ -759,7 +759,7 @@ class Bench:
                     continue
                 steps.append(("memory " + path, lambda p=path: self.phase_memory(p), None))
         tput_after = prof["est_tput_s"] if "tput" in ph else 0
-        side_echo = [k for k in ("echo-1", "echo-max") if "echo" in ph]
+        side_echo = [k for k in ("echo-1", "echo-max") if "side" in ph]
         if "echo" in ph:
             steps.append(("echo rep 0",
                           lambda: self.phase_echo(0, prof["echo_counts"],
@@ -786,11 +786,13 @@ class Bench:
             for rep in range(prof["agg_reps"]):
                 steps.append(("tput-all rep %d" % rep,
                               lambda r=rep: self.phase_tput("tput-all", r), None))
+        if "side" in ph:
             steps.append(("side by side tput rep 0", lambda: self.side_by_side("tput", 0), None))
             for rep in range(1, prof["side_reps"]):
                 steps.append(("side by side tput rep %d" % rep,
                               lambda r=rep: self.side_by_side("tput", r),
                               (lambda: self.costs.get(("side", "tput")), 0)))
+        if "tput" in ph:
             for rep in range(1, prof["tput_reps"]):
                 steps.append(("tput-one rep %d" % rep,
                               lambda r=rep: self.phase_tput("tput-one", r, repeat=True),
@@ -860,7 +862,8 @@ def main():
     ap.add_argument("--guests", type=int)
     ap.add_argument("--consoles", type=int)
     ap.add_argument("--paths", default=",".join(PATHS))
-    ap.add_argument("--phases", default="memory,echo,tput")
+    ap.add_argument("--phases", default="memory,echo,side,tput",
+                    help="which of memory, echo, side (side by side), tput")
     ap.add_argument("--budget", type=float,
                     help="seconds: repetitions (and, when very late, runs) that would "
                     "end after this are skipped (default: the profile's)")
