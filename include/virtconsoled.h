@@ -132,6 +132,7 @@ int		 evglue_register(struct event_base *);
 void		 evglue_unregister(void);
 unsigned int	 evglue_pending_frees(void);
 unsigned int	 evglue_handle_count(void);
+size_t		 evglue_write_backlog(void);
 unsigned int	 evglue_timeout_count(void);
 /* The six callbacks, exposed for unit tests. */
 typedef void (*evglue_handle_cb)(int, int, int, void *);

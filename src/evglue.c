@@ -19,8 +19,14 @@
  * never held while calling out to libvirt.
  */
 #include <sys/types.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <linux/sockios.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -463,6 +469,54 @@ evglue_pending_frees(void)
 	n = evglue_frees;
 	pthread_mutex_unlock(&evglue_lock);
 	return n;
+}
+
+/*
+ * Bytes written to an fd and not yet read by the other end: for a socket
+ * the send queue (SIOCOUTQ: what the peer has not consumed, for a unix
+ * socket, or not acknowledged, for TCP), for a pipe what it holds.  0 when
+ * the kernel cannot tell.
+ */
+static size_t
+evglue_fd_backlog(int fd)
+{
+	struct stat	st;
+	int		n = 0;
+
+	if (fstat(fd, &st) == -1)
+		return 0;
+	if (S_ISSOCK(st.st_mode)) {
+		if (ioctl(fd, SIOCOUTQ, &n) == -1)
+			return 0;
+	} else if (S_ISFIFO(st.st_mode)) {
+		if (ioctl(fd, FIONREAD, &n) == -1)
+			return 0;
+	}
+	return n > 0 ? (size_t)n : 0;
+}
+
+/*
+ * The largest backlog of the fds libvirt watches, that is of its
+ * connections' sockets (or the pipe to ssh).  libvirt's remote
+ * virStreamSend() blocks the calling thread until the whole packet is
+ * written, and libvirtd stops reading a connection while it holds
+ * max_client_requests stream packets that a slow console has not taken: a
+ * caller that writes only while this stays small never blocks the loop.
+ */
+size_t
+evglue_write_backlog(void)
+{
+	size_t	i, b, most = 0;
+
+	pthread_mutex_lock(&evglue_lock);
+	for (i = 0; i < evglue_handles.n; i++) {
+		b = evglue_fd_backlog(
+		    ((struct evglue_handle *)evglue_handles.items[i])->fd);
+		if (b > most)
+			most = b;
+	}
+	pthread_mutex_unlock(&evglue_lock);
+	return most;
 }
 
 unsigned int

@@ -26,8 +26,19 @@
  *   of max_buffer by then, it is disconnected with "client too slow".
  * - client to guest: input is read only while less than max_buffer waits
  *   for the console; reading resumes below half of it.
- * libvirt's stream WRITABLE event fires on every loop iteration while
- * requested, so it is requested only while input waits.
+ *
+ * Input goes to the guests through one send queue, never straight from a
+ * client's callback.  libvirt's remote virStreamSend() does not return
+ * until the packet is written to the libvirt socket, and libvirtd stops
+ * reading a connection while max_client_requests (5) stream packets wait
+ * for consoles that have not taken them: a paste into a slow console would
+ * otherwise block the whole loop.  So session_pump() sends only while the
+ * libvirt socket holds less than SESSION_SEND_WINDOW unread bytes
+ * (evglue_write_backlog()), in SESSION_SEND_CHUNK packets, one per session
+ * in turn, and retries every SESSION_SEND_RETRY ms while it cannot.  A
+ * keystroke of another console then waits for one small packet to drain,
+ * not for the paste.  The stream's WRITABLE event is not used: a remote
+ * stream reports it on every loop pass and it says nothing about libvirtd.
  */
 #include <sys/time.h>
 
@@ -40,16 +51,21 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
 #include "virtconsoled.h"
 
-#define SESSION_CHUNK		(64 * 1024)	/* virStream I/O unit */
+#define SESSION_CHUNK		(64 * 1024)	/* virStream read unit */
+#define SESSION_SEND_CHUNK	1024	/* bytes per packet to a guest */
+#define SESSION_SEND_WINDOW	4096	/* unread bytes on the libvirt socket */
+#define SESSION_SEND_RETRY	5	/* ms between tries while it is full */
 #define SESSION_BUDGET		4	/* chunks per stream event */
 #define SESSION_SLOW_GRACE	5	/* seconds at the cap */
 #define SESSION_LINGER		2	/* seconds to drain a notice */
 #define SESSION_STOP_GRACE	10	/* parked stream: after the stop event */
+#define SESSION_DRAIN		30	/* seconds for input left by a client */
 
 struct session {
 	unsigned int		 id;
@@ -78,7 +94,10 @@ struct session {
 	const struct session_door *door;	/* the front door's hooks */
 	void			*door_arg;
 	int			 in_table;
+	int			 in_sendq;
+	int			 draining;	/* the client left input behind */
 	TAILQ_ENTRY(session)	 entry;
+	TAILQ_ENTRY(session)	 sendq_entry;	/* input waiting to go out */
 };
 TAILQ_HEAD(sessions, session);
 
@@ -112,6 +131,10 @@ TAILQ_HEAD(parked_streams, parked);
 static struct {
 	struct event_base	*base;
 	struct sessions		 table;
+	struct sessions		 sendq;
+	struct event		 ev_pump;	/* retry the send queue */
+	struct timespec		 blocked;	/* since when it waits */
+	int			 pump_blocked;
 	struct parked_streams	 parked;
 	unsigned int		 next_id;
 	unsigned int		 live;		/* not yet destroyed */
@@ -124,6 +147,7 @@ static struct {
 	size_t			 max_buffer;
 } sess = {
 	.table = TAILQ_HEAD_INITIALIZER(sess.table),
+	.sendq = TAILQ_HEAD_INITIALIZER(sess.sendq),
 	.parked = TAILQ_HEAD_INITIALIZER(sess.parked),
 };
 
@@ -166,7 +190,9 @@ static const struct {
 static void	session_destroy(struct session *);
 static void	session_attach(struct session *);
 static void	session_stream_update(struct session *);
-static void	session_flush_to_guest(struct session *);
+static void	session_pump(void);
+static void	session_unqueue(struct session *);
+static void	session_send_last(struct session *);
 
 const char *
 session_state_name(enum session_state state)
@@ -358,9 +384,22 @@ session_stream_close(struct session *s)
 }
 
 /*
- * End a session for a reason.  Idempotent: the first reason wins.  The
- * bytes a client typed before it (the escape key's case) are pushed to the
- * console once more before the stream goes.
+ * Whether the input a client left behind still goes to the guest: when the
+ * client itself ended the session (`echo cmd | socat - UNIX:...` writes
+ * and closes at once), not when something else took the console away.
+ */
+static int
+session_drains(enum session_reason reason)
+{
+	return reason == REASON_CLIENT_CLOSED ||
+	    reason == REASON_CLIENT_ERROR || reason == REASON_ESCAPE;
+}
+
+/*
+ * End a session for a reason.  Idempotent: the first reason wins.  It
+ * leaves the table at once; input the client typed before its end keeps
+ * going to the console (session_drains(), up to SESSION_DRAIN seconds)
+ * before the stream goes.
  */
 static void
 session_end(struct session *s, enum session_reason reason)
@@ -373,9 +412,15 @@ session_end(struct session *s, enum session_reason reason)
 	s->reason = reason;
 	session_unlink(s);
 	if (s->state == SESSION_ATTACHED &&
-	    evbuffer_get_length(s->to_guest) > 0)
-		session_flush_to_guest(s);
-	session_stream_close(s);
+	    evbuffer_get_length(s->to_guest) > 0 && session_drains(reason))
+		s->draining = 1;
+	else {
+		session_unqueue(s);
+		if (s->state == SESSION_ATTACHED &&
+		    evbuffer_get_length(s->to_guest) > 0)
+			session_send_last(s);
+		session_stream_close(s);
+	}
 	evtimer_del(s->ev_wait);
 	evtimer_del(s->ev_idle);
 	evtimer_del(s->ev_slow);
@@ -399,13 +444,37 @@ session_end(struct session *s, enum session_reason reason)
 	timer_arm(s->ev_linger, SESSION_LINGER);
 }
 
-/* Release the client and the events now; the memory on a later pass. */
+/*
+ * Release the client and the events now; the memory on a later pass.  A
+ * session still draining its input to the console releases only the
+ * client: session_pump() destroys it when the input is out, its linger
+ * timer after SESSION_DRAIN seconds.
+ */
 static void
 session_destroy(struct session *s)
 {
 	if (s->state == SESSION_DEAD)
 		return;
+	if (s->draining && s->st != NULL &&
+	    evbuffer_get_length(s->to_guest) > 0) {
+		if (s->bev != NULL) {
+			bufferevent_free(s->bev);
+			s->bev = NULL;
+		}
+		timer_arm(s->ev_linger, SESSION_DRAIN);
+		if (!s->in_sendq) {
+			TAILQ_INSERT_TAIL(&sess.sendq, s, sendq_entry);
+			s->in_sendq = 1;
+		}
+		if (!sess.pump_blocked)
+			session_pump();
+		return;
+	}
+	s->draining = 0;
 	session_unlink(s);
+	session_unqueue(s);
+	if (s->st != NULL && evbuffer_get_length(s->to_guest) > 0)
+		session_send_last(s);
 	session_stream_close(s);
 	log_info("session %u guest=%s dev=%s: ended reason=\"%s\" peer=%s "
 	    "duration=%.1fs bytes_in=%llu bytes_out=%llu bytes_dropped=%llu",
@@ -438,8 +507,6 @@ session_stream_update(struct session *s)
 		return;
 	/* Always readable: see the max_buffer rule at the top. */
 	events |= VIR_STREAM_EVENT_READABLE;
-	if (evbuffer_get_length(s->to_guest) > 0)
-		events |= VIR_STREAM_EVENT_WRITABLE;
 	if (events != s->st_events) {
 		virStreamEventUpdateCallback(s->st, events);
 		s->st_events = events;
@@ -454,37 +521,141 @@ session_stream_failure(void)
 	    REASON_HV_LOST;
 }
 
-static void
-session_flush_to_guest(struct session *s)
+/*
+ * Send one packet of a session's input.  1: sent, or nothing to send;
+ * 0: the stream cannot take it now; -1: the stream failed (the session is
+ * ended unless it is already ending).
+ */
+static int
+session_send_chunk(struct session *s)
 {
 	unsigned char	*p;
 	size_t		 len;
 	int		 n;
 
-	while ((len = evbuffer_get_length(s->to_guest)) > 0) {
-		if (len > SESSION_CHUNK)
-			len = SESSION_CHUNK;
-		p = evbuffer_pullup(s->to_guest, (ssize_t)len);
-		n = virStreamSend(s->st, (const char *)p, len);
-		if (n == -2)
-			break;
-		if (n < 0) {
-			log_debug("session %u: send: %s", s->id,
-			    log_esc(virGetLastErrorMessage()));
-			/* Not when session_end() itself is flushing. */
-			if (s->state == SESSION_ATTACHED &&
-			    s->reason == REASON_NONE)
-				session_end(s, session_stream_failure());
-			return;
-		}
-		evbuffer_drain(s->to_guest, (size_t)n);
-		s->bytes_in += (uint64_t)n;
+	if ((len = evbuffer_get_length(s->to_guest)) == 0)
+		return 1;
+	if (len > SESSION_SEND_CHUNK)
+		len = SESSION_SEND_CHUNK;
+	p = evbuffer_pullup(s->to_guest, (ssize_t)len);
+	n = virStreamSend(s->st, (const char *)p, len);
+	if (n == -2)
+		return 0;	/* a local stream that is full */
+	if (n < 0) {
+		log_debug("session %u: send: %s", s->id,
+		    log_esc(virGetLastErrorMessage()));
+		if (s->state == SESSION_ATTACHED && s->reason == REASON_NONE)
+			session_end(s, session_stream_failure());
+		return -1;
 	}
+	evbuffer_drain(s->to_guest, (size_t)n);
+	s->bytes_in += (uint64_t)n;
 	if (s->in_paused && s->bev != NULL &&
 	    evbuffer_get_length(s->to_guest) < sess.max_buffer / 2) {
 		s->in_paused = 0;
 		bufferevent_enable(s->bev, EV_READ);
 	}
+	return 1;
+}
+
+/* 1 when a packet can be written to libvirt now without blocking. */
+static int
+session_can_send(void)
+{
+	return evglue_write_backlog() + SESSION_SEND_CHUNK <=
+	    SESSION_SEND_WINDOW;
+}
+
+/*
+ * The bytes typed before the escape key go out as the session ends, as far
+ * as libvirt takes them without blocking; the rest is counted as dropped.
+ */
+static void
+session_send_last(struct session *s)
+{
+	size_t	left;
+
+	while (evbuffer_get_length(s->to_guest) > 0 && session_can_send())
+		if (session_send_chunk(s) <= 0)
+			break;
+	if ((left = evbuffer_get_length(s->to_guest)) > 0) {
+		log_info("session %u: %zu bytes of input not delivered "
+		    "(the console is not taking input)", s->id, left);
+		evbuffer_drain(s->to_guest, left);
+	}
+}
+
+static void
+session_unqueue(struct session *s)
+{
+	if (s->in_sendq) {
+		TAILQ_REMOVE(&sess.sendq, s, sendq_entry);
+		s->in_sendq = 0;
+	}
+}
+
+/* Queue a session's input for the guest and try to send it. */
+static void
+session_queue_input(struct session *s)
+{
+	if (s->state != SESSION_ATTACHED ||
+	    evbuffer_get_length(s->to_guest) == 0)
+		return;
+	if (!s->in_sendq) {
+		TAILQ_INSERT_TAIL(&sess.sendq, s, sendq_entry);
+		s->in_sendq = 1;
+	}
+	if (!sess.pump_blocked)
+		session_pump();
+}
+
+static void
+session_pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_pump();
+}
+
+/* One packet per waiting session in turn, while libvirt takes them. */
+static void
+session_pump(void)
+{
+	struct timeval	 tv = { 0, SESSION_SEND_RETRY * 1000 };
+	struct session	*s;
+	int		 r;
+
+	while ((s = TAILQ_FIRST(&sess.sendq)) != NULL) {
+		if (!session_can_send())
+			break;
+		session_unqueue(s);
+		r = session_send_chunk(s);
+		if (s->draining && (r < 0 ||
+		    evbuffer_get_length(s->to_guest) == 0)) {
+			s->draining = 0;
+			if (s->bev == NULL)
+				session_destroy(s);	/* its input is out */
+			continue;
+		}
+		if (r < 0)
+			continue;	/* ended, or ending */
+		if (evbuffer_get_length(s->to_guest) > 0) {
+			TAILQ_INSERT_TAIL(&sess.sendq, s, sendq_entry);
+			s->in_sendq = 1;
+		}
+		if (r == 0)
+			break;
+	}
+	if (TAILQ_EMPTY(&sess.sendq)) {
+		if (sess.pump_blocked)
+			log_debug("session: input to the consoles flows again "
+			    "after %.2fs", session_elapsed(&sess.blocked));
+		sess.pump_blocked = 0;
+		return;
+	}
+	if (!sess.pump_blocked) {
+		sess.pump_blocked = 1;
+		clock_gettime(CLOCK_MONOTONIC, &sess.blocked);
+	}
+	evtimer_add(&sess.ev_pump, &tv);
 }
 
 static void
@@ -544,11 +715,6 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 			    SESSION_SLOW_GRACE);
 		}
 	}
-	if (events & VIR_STREAM_EVENT_WRITABLE) {
-		session_flush_to_guest(s);
-		if (s->state != SESSION_ATTACHED)
-			return;
-	}
 	session_stream_update(s);
 }
 
@@ -580,11 +746,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 		s->in_paused = 1;
 		bufferevent_disable(bev, EV_READ);
 	}
-	if (s->state == SESSION_ATTACHED) {
-		session_flush_to_guest(s);
-		if (s->state == SESSION_ATTACHED)
-			session_stream_update(s);
-	}
+	session_queue_input(s);
 }
 
 /* Client output drained: resume the console, or finish closing. */
@@ -635,7 +797,11 @@ session_slow_cb(evutil_socket_t fd, short what, void *arg)
 static void
 session_linger_cb(evutil_socket_t fd, short what, void *arg)
 {
-	session_destroy(arg);
+	struct session	*s = arg;
+
+	if (s->bev == NULL)
+		s->draining = 0;	/* SESSION_DRAIN is over */
+	session_destroy(s);
 }
 
 static void
@@ -662,7 +828,12 @@ static void
 session_idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session	*s = arg;
-	double		 idle = session_elapsed(&s->active);
+	double		 idle;
+
+	/* Input held back for a slow console is activity. */
+	if (s->in_paused)
+		session_touch(s);
+	idle = session_elapsed(&s->active);
 
 	if (idle >= (double)sess.idle_timeout)
 		session_end(s, REASON_IDLE);
@@ -745,10 +916,7 @@ session_attach(struct session *s)
 	session_touch(s);
 	session_idle_arm(s, (double)sess.idle_timeout);
 	/* Input typed while waiting goes out now. */
-	if (evbuffer_get_length(s->to_guest) > 0)
-		session_flush_to_guest(s);
-	if (s->state == SESSION_ATTACHED)
-		session_stream_update(s);
+	session_queue_input(s);
 }
 
 /*
@@ -927,10 +1095,18 @@ session_kick(struct session *s, enum session_reason reason)
 void
 session_end_all(enum session_reason reason)
 {
-	struct session	*s;
+	struct session	*s, *next;
 
 	while ((s = TAILQ_FIRST(&sess.table)) != NULL)
 		session_end(s, reason);
+	/* Input left by clients that are gone: not for this connection. */
+	for (s = TAILQ_FIRST(&sess.sendq); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, sendq_entry);
+		if (s->draining && s->bev == NULL) {
+			s->draining = 0;
+			session_destroy(s);
+		}
+	}
 	/* Shutdown, or the connection is gone: no stop event will come. */
 	session_unpark_all();
 }
@@ -980,5 +1156,6 @@ void
 session_init(struct event_base *base, const struct config *conf)
 {
 	sess.base = base;
+	evtimer_assign(&sess.ev_pump, base, session_pump_cb, NULL);
 	session_reconfigure(conf);
 }

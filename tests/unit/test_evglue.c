@@ -3,11 +3,13 @@
  * checklist items 1-4 of LIBVIRT-EVENTS.md (ff deferred, update after
  * remove, unknown ids, disabled timers, ids never reused, 0 ms timers once
  * per iteration without starving I/O, -1, periodic timers, updates from a
- * callback, handles with events 0).  Run under ASan by tests/run.sh.
+ * callback, handles with events 0), and evglue_write_backlog(), which the
+ * session send queue relies on.  Run under ASan by tests/run.sh.
  */
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,6 +464,63 @@ test_many(void)
 	close(sv[1]);
 }
 
+/*
+ * What libvirt wrote to its socket and libvirtd has not read: the largest
+ * backlog of the watched fds, back to 0 once the peer reads.
+ */
+static void
+test_write_backlog(void)
+{
+	char	buf[8192];
+	int	sv[2], sv2[2], pfd[2], a, b, c;
+	ssize_t	n;
+	size_t	bl;
+
+	memset(buf, 'x', sizeof buf);
+	is_int((int)evglue_write_backlog(), 0, "backlog: 0 with no handle");
+	make_pair(sv, 0);
+	make_pair(sv2, 0);
+	a = evglue_add_handle(sv[0], VIR_EVENT_HANDLE_READABLE, handle_cb,
+	    NULL, NULL);
+	b = evglue_add_handle(sv2[0], 0, handle_cb, NULL, NULL);
+	is_int((int)evglue_write_backlog(), 0, "backlog: 0 on idle sockets");
+	n = write(sv[0], buf, 3000);
+	bl = evglue_write_backlog();
+	ok(n == 3000 && bl >= 3000,
+	    "backlog: unread bytes on a watched socket count (%zu)", bl);
+	n = write(sv2[0], buf, 6000);
+	bl = evglue_write_backlog();
+	ok(n == 6000 && bl >= 6000,
+	    "backlog: the largest of the watched sockets (%zu)", bl);
+	n = read(sv2[1], buf, sizeof buf);
+	bl = evglue_write_backlog();
+	ok(n == 6000 && bl >= 3000 && bl < 6000,
+	    "backlog: drops when the peer reads (%zu)", bl);
+	n = read(sv[1], buf, sizeof buf);
+	bl = evglue_write_backlog();
+	ok(n == 3000 && bl == 0, "backlog: 0 once all is read (%zu)", bl);
+	if (pipe(pfd) == -1) {
+		perror("pipe");
+		exit(1);
+	}
+	c = evglue_add_handle(pfd[1], 0, handle_cb, NULL, NULL);
+	n = write(pfd[1], buf, 500);
+	is_int(n == 500 ? (int)evglue_write_backlog() : -1, 500,
+	    "backlog: a pipe (ssh transport) counts what it holds");
+	evglue_remove_handle(c);
+	is_int((int)evglue_write_backlog(), 0,
+	    "backlog: a removed handle no longer counts");
+	evglue_remove_handle(a);
+	evglue_remove_handle(b);
+	iterate(2);
+	close(sv[0]);
+	close(sv[1]);
+	close(sv2[0]);
+	close(sv2[1]);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 int
 main(void)
 {
@@ -484,6 +543,7 @@ main(void)
 	test_events_zero_handle();
 	test_same_fd_twice();
 	test_many();
+	test_write_backlog();
 
 	is_int(evglue_handle_count(), 0, "no handle left");
 	is_int(evglue_timeout_count(), 0, "no timer left");
