@@ -193,6 +193,7 @@ static void	session_stream_update(struct session *);
 static void	session_pump(void);
 static void	session_unqueue(struct session *);
 static void	session_send_last(struct session *);
+static int	session_take_input(struct session *);
 
 const char *
 session_state_name(enum session_state state)
@@ -411,6 +412,9 @@ session_end(struct session *s, enum session_reason reason)
 		return;
 	s->reason = reason;
 	session_unlink(s);
+	if (s->state == SESSION_ATTACHED && session_drains(reason) &&
+	    s->bev != NULL)
+		session_take_input(s);
 	if (s->state == SESSION_ATTACHED &&
 	    evbuffer_get_length(s->to_guest) > 0 && session_drains(reason))
 		s->draining = 1;
@@ -718,27 +722,41 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 	session_stream_update(s);
 }
 
+/*
+ * Move the client's input to the guest's queue, up to the escape byte.
+ * 1 if the escape byte came: it and everything after it are dropped.
+ */
+static int
+session_take_input(struct session *s)
+{
+	struct evbuffer	*in = bufferevent_get_input(s->bev);
+	const char	*data, *esc;
+	size_t		 len, n;
+
+	len = evbuffer_get_length(in);
+	data = (const char *)evbuffer_pullup(in, (ssize_t)len);
+	esc = session_find_escape(data, len, sess.escape);
+	n = esc != NULL ? (size_t)(esc - data) : len;
+	evbuffer_remove_buffer(in, s->to_guest, n);
+	if (esc == NULL)
+		return 0;
+	evbuffer_drain(in, evbuffer_get_length(in));
+	return 1;
+}
+
 /* Client input: everything before the escape byte goes to the guest. */
 static void
 session_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct session	*s = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
-	const char	*data, *esc;
-	size_t		 len, n;
 
 	if (s->state >= SESSION_CLOSING) {
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
-	len = evbuffer_get_length(in);
-	data = (const char *)evbuffer_pullup(in, (ssize_t)len);
-	esc = session_find_escape(data, len, sess.escape);
-	n = esc != NULL ? (size_t)(esc - data) : len;
-	evbuffer_remove_buffer(in, s->to_guest, n);
 	session_touch(s);
-	if (esc != NULL) {
-		evbuffer_drain(in, evbuffer_get_length(in));
+	if (session_take_input(s)) {
 		session_end(s, REASON_ESCAPE);
 		return;
 	}

@@ -52,6 +52,7 @@ struct wsock {
 	int			 close_sent;
 	int			 close_rcvd;
 	int			 ended;		/* the session has let go */
+	int			 eof_pending;	/* gone, input still in the pair */
 	unsigned int		 ping_interval;
 	struct timespec		 last_rx;
 	struct event		*ev_ping;
@@ -155,10 +156,12 @@ wsock_done_later(struct wsock *w)
 static void
 wsock_client_gone(struct wsock *w)
 {
-	if (!w->ended)
-		bufferevent_trigger_event(w->theirs, BEV_EVENT_EOF, 0);
-	else
+	if (w->ended)
 		wsock_done_later(w);
+	else if (evbuffer_get_length(bufferevent_get_output(w->mine)) > 0)
+		w->eof_pending = 1;	/* after the session has it all */
+	else
+		bufferevent_trigger_event(w->theirs, BEV_EVENT_EOF, 0);
 }
 
 /*
@@ -302,6 +305,15 @@ wsock_mine_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct wsock	*w = arg;
 
+	if (w->eof_pending) {
+		/* What the client sent before it went is the session's now. */
+		if (!w->ended &&
+		    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+			w->eof_pending = 0;
+			bufferevent_trigger_event(w->theirs, BEV_EVENT_EOF, 0);
+		}
+		return;
+	}
 	if (!w->ended && !w->close_sent)
 		bufferevent_enable(w->under, EV_READ);
 }

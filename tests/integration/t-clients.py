@@ -25,7 +25,12 @@
    packets for a slow console: the daemon sends only while the libvirt
    socket has room, a small packet per session in turn).
 
-Input floods (1, 4) go to the serial port: the lab guest's virtio
+5. a console that takes nothing (the guest paused) while a client pastes:
+   the daemon's loop keeps answering; libvirtd, which then reads nothing
+   more from the daemon's connection, drops it after its keepalive, and
+   the daemon reconnects (figures only: that part is libvirt's doing).
+
+Input floods (1, 4, 5) go to the serial port: the lab guest's virtio
 consoles (hvc) stop taking input after one, even through a bare libvirt
 stream without the daemon.
 
@@ -787,6 +792,11 @@ def paste(transport, seed):
     other = Bystander(GF)
     t.ok(other.ready(), "4 %s: a client of %s serial0 echoes before the paste" %
          (transport, GF), show(other.c.pending()))
+    before = []
+    for _ in range(5):
+        t1 = time.monotonic()
+        other.c.echo_check(30)
+        before.append(time.monotonic() - t1)
     rss = RSSWatch()
     probe = LoopProbe()
     other.start()
@@ -842,11 +852,14 @@ def paste(transport, seed):
            round(stall, 2), "s")
     t.ok(stall < 0.05 * el, "4 %s: the event loop keeps answering during the paste (longest "
          "wait %.2f s, < 5%% of the %.1f s paste)" % (transport, stall, el))
-    figure("paste over %s: another guest's keystroke echo during the paste (longest)" % transport,
-           round(other_worst, 2), "s")
-    t.ok(other.results and not other_failed and other_worst < 0.1 * el,
+    figure("paste over %s: another guest's keystroke echo, longest before / during the paste"
+           % transport, "%.2f/%.2f" % (max(before), other_worst), "s")
+    # A quarter: the other guest's keystrokes do not wait for the paste
+    # (before the send queue they waited for most of it: 0.64 s of 2.1 s
+    # on an idle machine).
+    t.ok(other.results and not other_failed and other_worst < 0.25 * el,
          "4 %s: %s serial0 echoed %d keystrokes during the paste, none failed, the longest "
-         "round trip %.2f s (< 10%% of the %.1f s paste)" %
+         "round trip %.2f s (< 25%% of the %.1f s paste)" %
          (transport, GF, len(other.results), other_worst, el))
     if transport != "unix":
         t.ok(not d.find_log(r"no answer to pings", m0) and not c.closed,
@@ -1011,6 +1024,60 @@ with t.case("3 clients that never read"):
     t.ok(d.alive(), "3 the daemon is running")
     lab.destroy(GF)
     by.c.escape()
+
+# ------------------------------------------------------------ 5 stuck console
+
+with t.case("5 pasting into a console that takes nothing (guest paused)"):
+    # libvirtd holds max_client_requests packets for the paused guest's
+    # console and reads nothing more from the daemon's connection: input
+    # to every console waits, until libvirtd's keepalive drops the
+    # connection (docs/RELIABILITY.md).  The daemon's loop must not wait.
+    c = Client(d.sock(GA))
+    ok = c.wait_prompt(60) and c.run(
+        "stty -echo -icanon; echo RAW-$((2+2)); cat >/dev/null; stty sane",
+        rb"RAW-4", 30)
+    t.ok(ok, "5 %s serial0 runs cat in a terminal without echo" % GA, show(c.buf))
+    r = lab.virsh("suspend", GA)
+    t.ok(r.returncode == 0, "5 %s paused" % GA, r.stderr)
+    m0 = d.mark()
+    state = {"sent": 0}
+
+    def stuck_sender():
+        c.sock.setblocking(True)
+        c.sock.settimeout(120)
+        try:
+            for i in range(0, 256 * 1024, 4096):
+                c.sock.sendall(b"x" * 4096)
+                state["sent"] = i + 4096
+        except OSError:
+            pass
+    threading.Thread(target=stuck_sender, daemon=True).start()
+    probe = LoopProbe()
+    t0 = time.monotonic()
+    lost = wait_lines(r"hv: connection lost", 90, since=m0)
+    el = time.monotonic() - t0
+    time.sleep(1)
+    stall = probe.stop()
+    figure("stuck console: libvirt connection dropped after", round(el, 1) if lost else "no", "s")
+    figure("stuck console: longest wait for the control socket", round(stall, 2), "s")
+    t.ok(d.alive(), "5 the daemon is running")
+    t.ok(stall < 0.05 * el, "5 the event loop keeps answering while the console takes nothing "
+         "(longest wait %.2f s over %.1f s)" % (stall, el))
+    if lost:
+        t.diag("libvirtd stopped reading the connection; it was dropped after %.1f s" % el)
+        t.ok(d.find_log(r"session \d+: \d+ bytes of input not delivered", m0),
+             "5 the input the console never took is counted in the log", d.log_tail(10, m0))
+    r = lab.virsh("resume", GA)
+    t.ok(r.returncode == 0, "5 %s resumed" % GA, r.stderr)
+    c.close()
+    ok = wait_for(lambda: d.find_log(r"hv: connected", m0) or not lost, 60)
+    c2 = Client(d.sock(GA))
+    if ok:
+        c2.send(b"\x03")       # ^C: the end of cat
+    ok = ok and c2.wait_prompt(60) and c2.echo_check(30)
+    t.ok(ok, "5 afterwards a new client of %s serial0 gets its console and echoes" % GA,
+         show(c2.buf), d.log_tail(10, m0))
+    c2.escape()
 
 with t.case("exit"):
     rc = d.stop()
