@@ -63,6 +63,21 @@ const char	*log_esc(const char *);
 const char	*log_esc_len(const void *, size_t);
 size_t		 log_escape(char *, size_t, const void *, size_t);
 
+/*
+ * A log line that untrusted peers can trigger at will: at most burst lines
+ * per window seconds, then a count of the lines left out.
+ */
+struct log_limit {
+	const char	*what;		/* "web: refusal", ... */
+	int		 window;	/* seconds */
+	unsigned int	 burst;
+	time_t		 start;
+	unsigned int	 count;
+	unsigned int	 dropped;
+};
+#define LOG_LIMIT_INIT(what, window, burst)	{ (what), (window), (burst), 0, 0, 0 }
+int		 log_limit_allow(struct log_limit *);
+
 /* config.c */
 enum config_policy {
 	POLICY_REFUSE = 0,

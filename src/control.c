@@ -281,6 +281,10 @@ control_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	control_client_free(arg);
 }
 
+/* Refusals, which any local user can cause: 20 lines per 10 s at most. */
+static struct log_limit	control_refusal_log =
+    LOG_LIMIT_INIT("control: refusal", 10, 20);
+
 static void
 control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -293,14 +297,16 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
 	    (cred.uid != 0 && cred.uid != geteuid())) {
-		log_warnx("control: refused a client (uid %ld)",
-		    len == sizeof cred ? (long)cred.uid : -1L);
+		if (log_limit_allow(&control_refusal_log))
+			log_warnx("control: refused a client (uid %ld)",
+			    len == sizeof cred ? (long)cred.uid : -1L);
 		close(fd);
 		return;
 	}
 	if (ctl.nclients >= CONTROL_CLIENTS_MAX) {
-		log_warnx("control: refused a client (uid %ld): %u clients "
-		    "already", (long)cred.uid, ctl.nclients);
+		if (log_limit_allow(&control_refusal_log))
+			log_warnx("control: refused a client (uid %ld): %u "
+			    "clients already", (long)cred.uid, ctl.nclients);
 		/* A fresh socket's buffer takes the line without blocking. */
 		(void)send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
 		close(fd);

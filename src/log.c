@@ -193,6 +193,28 @@ log_esc_len(const void *src, size_t len)
 	return b;
 }
 
+/*
+ * 1 if a rate-limited line may be logged now.  When a window ends with
+ * lines left out, their count is logged first.
+ */
+int
+log_limit_allow(struct log_limit *l)
+{
+	time_t	now = time(NULL);
+
+	if (now - l->start >= l->window) {
+		if (l->dropped > 0)
+			log_warnx("%s: %u lines left out in the last %ds",
+			    l->what, l->dropped, l->window);
+		l->start = now;
+		l->count = l->dropped = 0;
+	}
+	if (l->count++ < l->burst)
+		return 1;
+	l->dropped++;
+	return 0;
+}
+
 const char *
 log_esc(const char *s)
 {

@@ -158,33 +158,11 @@ web_respond(struct web_conn *c, int status, const char *type,
 }
 
 /*
- * Refusals of authentication and limits are logged, but at most
- * WEB_AUTHLOG_BURST lines per WEB_AUTHLOG_WINDOW seconds, so that a flood
- * of bad tokens cannot flood the log; the count of the lines left out is
- * logged when the window ends.
+ * Refusals of authentication and limits are logged, but at most 20 lines
+ * per 10 seconds, so that a flood of bad tokens cannot flood the log; the
+ * count of the lines left out is logged when the window ends.
  */
-#define WEB_AUTHLOG_WINDOW	10
-#define WEB_AUTHLOG_BURST	20
-
-static int
-web_authlog_allow(void)
-{
-	static time_t		window;
-	static unsigned int	count, dropped;
-	time_t			now = time(NULL);
-
-	if (now - window >= WEB_AUTHLOG_WINDOW) {
-		if (dropped > 0)
-			log_warnx("web: %u refusal lines left out in the last "
-			    "%ds", dropped, WEB_AUTHLOG_WINDOW);
-		window = now;
-		count = dropped = 0;
-	}
-	if (count++ < WEB_AUTHLOG_BURST)
-		return 1;
-	dropped++;
-	return 0;
-}
+static struct log_limit	web_refusal_log = LOG_LIMIT_INIT("web: refusal", 10, 20);
 
 static void
 web_error(struct web_conn *c, int status, const char *why)
@@ -197,7 +175,7 @@ web_error(struct web_conn *c, int status, const char *why)
 	    why != NULL ? why : "");
 	refusal = status == 401 || status == 403 || status == 429 ||
 	    status == 503;
-	if (!refusal || web_authlog_allow())
+	if (!refusal || log_limit_allow(&web_refusal_log))
 		log_info("web: peer=%s listener=%s status=%d%s%s", c->peer,
 		    c->listener->bound, status, why != NULL ? " why=" : "",
 		    why != NULL ? log_esc(why) : "");

@@ -1,6 +1,7 @@
 /*
  * Unit tests of the log module: escaping of untrusted bytes, levels, the
- * line format in a log file, and reopening for logrotate.
+ * line format in a log file, reopening for logrotate, and the rate limit
+ * of lines that peers can trigger.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -107,11 +108,44 @@ test_file(void)
 	rmdir(dir);
 }
 
+static void
+test_limit(void)
+{
+	char			 dir[] = "/tmp/vcd-test-log.XXXXXX", path[256];
+	struct log_limit	 l = LOG_LIMIT_INIT("test: refusal", 10, 3);
+	int			 i, allowed = 0;
+
+	if (mkdtemp(dir) == NULL)
+		return;
+	snprintf(path, sizeof path, "%s/vcd.log", dir);
+	log_init(LOG_TARGET_FILE, LOG_LEVEL_INFO, path);
+	for (i = 0; i < 10; i++)
+		allowed += log_limit_allow(&l);
+	is_int(allowed, 3, "limit: 3 of 10 lines in one window");
+	is_int((int)l.dropped, 7, "limit: 7 counted as left out");
+	ok(strstr(slurp(path), "left out") == NULL,
+	    "limit: nothing said about them while the window lasts");
+	l.start -= 10;		/* the window is over */
+	ok(log_limit_allow(&l) == 1, "limit: a new window allows again");
+	ok(strstr(slurp(path),
+	    "warn: test: refusal: 7 lines left out in the last 10s\n") != NULL,
+	    "limit: the count is logged when the window ends");
+	is_int((int)l.dropped, 0, "limit: the count starts again");
+	l.start -= 10;
+	log_limit_allow(&l);
+	ok(strstr(strstr(slurp(path), "left out") + 1, "left out") == NULL,
+	    "limit: no count line for a window without drops");
+	log_init(LOG_TARGET_STDERR, LOG_LEVEL_INFO, NULL);
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
 	log_init(LOG_TARGET_STDERR, LOG_LEVEL_INFO, NULL);
 	test_escape();
 	test_file();
+	test_limit();
 	return tap_done();
 }
