@@ -90,10 +90,6 @@ GA, GF = "tcl-a", "tcl-f"   # GA: serial0 + console1; GF: 8 consoles, floods
 lab.remove_leftovers([GA, GF])
 
 
-def figure(name, value, unit):
-    t.diag("figure: %s = %s %s" % (name, value, unit))
-
-
 def log_lines(regex, since=0):
     """[(time, match)] of the daemon log lines that match regex."""
     out = []
@@ -444,7 +440,7 @@ with t.case("setup"):
     t.ok(ok, "%s console1 answers over WebSocket" % GA, show(w.buf))
     w.send(b"\x11")
     w.read_until_close(5)
-    figure("setup time", round(time.monotonic() - t0, 1), "s")
+    t.figure("setup time", round(time.monotonic() - t0, 1), "s")
 
 
 def attach(dev, transport):
@@ -506,10 +502,10 @@ with t.case("2 half-open TCP: pings"):
     drop = wait_lines(r"wsock: peer=%s: no answer to pings, dropping" % re.escape(peer),
                       20 * PING + 30, since=m0)
     det = drop[0][0] - t_cut if drop else None
-    figure("half-open detection by pings (ping_interval %d s)" % PING,
+    t.figure("half-open detection by pings (ping_interval %d s)" % PING,
            det is not None and round(det, 2), "s")
     ratio = det / PING if det is not None else None
-    figure("half-open detection / ping_interval", ratio and round(ratio, 2), "")
+    t.figure("half-open detection / ping_interval", ratio and round(ratio, 2), "")
     # The last pong came at most one interval before the cut; the daemon
     # drops at the first ping two intervals after it: 1..2 intervals.
     t.ok(ratio is not None and 0.7 <= ratio <= 3.5,
@@ -553,7 +549,7 @@ with t.case("2 half-open TCP and a stopped unix client: the idle timer"):
                            ("serial0", t_last_u, "the stopped unix client")):
         ts, why = ends[dev]
         el = ts - last if ts else None
-        figure("idle detection of %s (idle_timeout %d s)" % (who.split(" ", 2)[-1], IDLE),
+        t.figure("idle detection of %s (idle_timeout %d s)" % (who.split(" ", 2)[-1], IDLE),
                el and round(el, 2), "s")
         ratio = el / IDLE if el is not None else None
         t.ok(why == "idle timeout" and ratio is not None and 0.9 <= ratio <= 2.5,
@@ -626,8 +622,8 @@ def kill_blocked_writer(rnd, transport, k, fd, m1, fd0):
              d.log_tail(8, m1))
         return
     ts, why, bin_, _, _ = e[0]
-    figure("killed %s writer: session end after the kill" % transport, round(ts - t_kill, 2), "s")
-    figure("killed %s writer: bytes written / delivered to the console" % transport,
+    t.figure("killed %s writer: session end after the kill" % transport, round(ts - t_kill, 2), "s")
+    t.figure("killed %s writer: bytes written / delivered to the console" % transport,
            "%d/%d" % (written, bin_), "")
     t.ok(why in ("client closed", "client error") and d.alive(),
          "1.%d the %s session ends ('%s', %.1f s after the SIGKILL, once what it had written "
@@ -638,7 +634,7 @@ def kill_blocked_writer(rnd, transport, k, fd, m1, fd0):
          "written %d (+ at most the write it died in)" % (rnd, transport, bin_, written))
     free_check("1.%d after the kill" % rnd, "serial0", transport, prep=b"\x03")
     fd1 = wait_for(lambda: fd_count() == fd0 and fd0, 15, 0.2) or fd_count()
-    figure("daemon descriptors before/after a killed %s writer" % transport,
+    t.figure("daemon descriptors before/after a killed %s writer" % transport,
            "%d/%d" % (fd0, fd1), "")
     t.ok(fd1 == fd0, "1.%d the daemon's descriptor count is back to %d (now %d)" %
          (rnd, fd0, fd1), "fds: %s" % sorted(os.listdir("/proc/%d/fd" % d.pid)))
@@ -823,23 +819,23 @@ def paste(transport, seed):
     m = done and c.run("md5sum %s; wc -c <%s" % (path, path),
                        rb"([0-9a-f]{32})\s+\S+\r\n\s*(\d+)\r\n", 30)
     got = (m.group(1).decode(), int(m.group(2))) if m else None
-    figure("paste over %s: bytes sent / received by the guest" % transport,
+    t.figure("paste over %s: bytes sent / received by the guest" % transport,
            "%d/%s" % (len(data), got[1] if got else "?"), "")
-    figure("paste over %s: throughput" % transport, round(len(data) / 1024 / el, 1), "KiB/s")
+    t.figure("paste over %s: throughput" % transport, round(len(data) / 1024 / el, 1), "KiB/s")
     t.ok(got == want,
          "4 %s: %d bytes in %.1f s, the guest's md5sum and size match (%s)" %
          (transport, len(data), el, want[0]), state["err"], show(c.buf), "guest: %r" % (got,))
     # Backpressure: the daemon leaves the excess in its socket's receive
     # queue (and the client's kernel) instead of reading it into memory.
     held = [q for q in queue if q >= 4096]
-    figure("paste over %s: unread in the daemon's socket during the paste (max)" % transport,
+    t.figure("paste over %s: unread in the daemon's socket during the paste (max)" % transport,
            max(queue or [0]), "bytes")
     t.ok(queue and max(queue) >= 16384,
          "4 %s: backpressure: input waited unread in the daemon's socket (up to %d bytes; "
          "4 KiB or more in %d of %d samples)" %
          (transport, max(queue or [0]), len(held), len(queue)))
     bound = (2 * MAX_BUFFER + 64 * 1024) // 1024 + 1024
-    figure("paste over %s: daemon RSS growth" % transport, growth, "KiB")
+    t.figure("paste over %s: daemon RSS growth" % transport, growth, "KiB")
     skip = " # SKIP RSS means little under ASan" if d.asan() else ""
     t.ok(skip or growth < bound,
          "4 %s: daemon RSS growth %d KiB (bound: 2 x max_buffer + a 64 KiB chunk + 1 MiB = "
@@ -848,11 +844,11 @@ def paste(transport, seed):
     # remote virStreamSend() blocks until libvirtd reads, and libvirtd
     # reads only as the console takes the input, so the daemon sends only
     # while the libvirt socket has room (session_pump).
-    figure("paste over %s: longest wait for the control socket (event loop blocked)" % transport,
+    t.figure("paste over %s: longest wait for the control socket (event loop blocked)" % transport,
            round(stall, 2), "s")
     t.ok(stall < 0.05 * el, "4 %s: the event loop keeps answering during the paste (longest "
          "wait %.2f s, < 5%% of the %.1f s paste)" % (transport, stall, el))
-    figure("paste over %s: another guest's keystroke echo, longest before / during the paste"
+    t.figure("paste over %s: another guest's keystroke echo, longest before / during the paste"
            % transport, "%.2f/%.2f" % (max(before), other_worst), "s")
     # A quarter: the other guest's keystrokes do not wait for the paste
     # (before the send queue they waited for most of it: 0.64 s of 2.1 s
@@ -978,10 +974,10 @@ with t.case("3 clients that never read"):
          "reasons: %s" % reasons, d.log_tail(10, m0))
     stuck = [closing[a][0] - caps[ids[a]] for a in aliases if a in closing and ids.get(a) in caps]
     if stuck:
-        figure("slow readers: time held at max_buffer before 'client too slow'",
+        t.figure("slow readers: time held at max_buffer before 'client too slow'",
                "%.1f..%.1f" % (min(stuck), max(stuck)), "s")
     if closing:
-        figure("slow readers: flood start to the last 'client too slow'",
+        t.figure("slow readers: flood start to the last 'client too slow'",
                round(max(ts for ts, _ in closing.values()) - t_flood, 1), "s")
     want = notice("disconnected", "client too slow")
     bad = ["%s: close %r, text %s" % (a, s.close_frame, show(s.data[-80:]))
@@ -995,8 +991,8 @@ with t.case("3 clients that never read"):
          "3 each session's end line counts dropped output (bytes_dropped > 0)",
          "bytes_dropped: %s" % dropped)
     got = sum(e[0][3] + e[0][4] for e in ends.values() if e)
-    figure("slow readers: guest output read by the daemon (bytes_out + bytes_dropped)", got, "bytes")
-    figure("slow readers: output handed to each client (bytes_out)",
+    t.figure("slow readers: guest output read by the daemon (bytes_out + bytes_dropped)", got, "bytes")
+    t.figure("slow readers: output handed to each client (bytes_out)",
            "%d..%d" % (min(e[0][3] for e in ends.values() if e),
                        max(e[0][3] for e in ends.values() if e)) if all(ends.values()) else "?",
            "bytes")
@@ -1004,7 +1000,7 @@ with t.case("3 clients that never read"):
     # WebSocket's socket-side queue (64 KiB and one frame of 64 KiB).
     per = MAX_BUFFER + 128 * 1024
     bound = (len(aliases) * per) // 1024 + 2048
-    figure("slow readers: daemon RSS growth", growth, "KiB")
+    t.figure("slow readers: daemon RSS growth", growth, "KiB")
     skip = " # SKIP RSS means little under ASan" if d.asan() else ""
     t.ok(skip or growth < bound,
          "3 daemon RSS growth with %d stuck clients: %d KiB (bound: %d x (max_buffer + 128 KiB "
@@ -1019,7 +1015,7 @@ with t.case("3 clients that never read"):
          "were stuck, %d failed" % (GA, len(during), len(fails)))
     if during:
         rtt = sorted(b - a for a, b, _ in during)
-        figure("reading client echo, before / during the flood (median)",
+        t.figure("reading client echo, before / during the flood (median)",
                "%.3f/%.3f" % (sorted(rtt0)[len(rtt0) // 2], rtt[len(rtt) // 2]), "s")
     t.ok(d.alive(), "3 the daemon is running")
     lab.destroy(GF)
@@ -1058,8 +1054,8 @@ with t.case("5 pasting into a console that takes nothing (guest paused)"):
     el = time.monotonic() - t0
     time.sleep(1)
     stall = probe.stop()
-    figure("stuck console: libvirt connection dropped after", round(el, 1) if lost else "no", "s")
-    figure("stuck console: longest wait for the control socket", round(stall, 2), "s")
+    t.figure("stuck console: libvirt connection dropped after", round(el, 1) if lost else "no", "s")
+    t.figure("stuck console: longest wait for the control socket", round(stall, 2), "s")
     t.ok(d.alive(), "5 the daemon is running")
     t.ok(stall < 0.05 * el, "5 the event loop keeps answering while the console takes nothing "
          "(longest wait %.2f s over %.1f s)" % (stall, el))

@@ -76,10 +76,6 @@ TMP = make_tmpdir("vcd-load.")
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def figure(name, value, unit):
-    t.diag("figure: %s = %s %s" % (name, value, unit))
-
-
 # ---------------------------------------------------------------- descriptors
 
 # The flood needs a descriptor per connection here and in the daemon, which
@@ -464,7 +460,7 @@ with t.case("setup"):
     t.ok(ok and all(s.t_ready for s in probes),
          "all %d guests answer on serial0 %.1f s after their creation" % (NGUESTS, t_boot),
          *failures(probes) + ["not booted: %s" % ", ".join(s.guest for s in probes if not s.t_ready)])
-    figure("load boot of %d guests" % NGUESTS, "%.1f" % t_boot, "s")
+    t.figure("load boot of %d guests" % NGUESTS, "%.1f" % t_boot, "s")
     ok = say_bye(probes)
     t.ok(ok, "the probes leave with the escape key", *failures(probes))
     if not all(s.t_ready for s in probes):
@@ -509,16 +505,16 @@ with t.case("%d sessions echo at once" % (NGUESTS * (1 + NVIRTIO))):
          "last first echo after %.1f s" % (N, NUNIX, N - NUNIX, t_conn, t_all),
          *failures(sessions) + ["no first echo: %s" % ", ".join(s.name for s in sessions
                                                                  if not s.t_ready and not s.errors)])
-    figure("load sessions", N, "")
+    t.figure("load sessions", N, "")
     t.diag("%d connections opened in %.1f s" % (N, t_opened))
-    figure("load all connected (unix connect, WebSocket 101)", "%.1f" % t_conn, "s")
-    figure("load all attached (first connect to the last first echo)", "%.1f" % t_all, "s")
+    t.figure("load all connected (unix connect, WebSocket 101)", "%.1f" % t_conn, "s")
+    t.figure("load all attached (first connect to the last first echo)", "%.1f" % t_all, "s")
     n_attached = len(d.find_log(r"session \d+ guest=tl-g\d+ dev=\S+: OPENING -> ATTACHED"))
     t.ok(n_attached >= N + NGUESTS and not d.find_log(r"refused|too many clients"),
          "the daemon logged %d ATTACHED transitions (%d probes + %d) and no refusal"
          % (n_attached, NGUESTS, N), d.log_tail())
     fds_sessions = fd_count(PID)
-    figure("load daemon descriptors with %d sessions" % N, fds_sessions, "")
+    t.figure("load daemon descriptors with %d sessions" % N, fds_sessions, "")
     if len(ready) != N:
         for s in [s for s in sessions if not s.t_ready][:10]:
             t.diag("%s got %s" % (s.name, show(s.term())))
@@ -544,13 +540,13 @@ with t.case("%d sessions echo at once" % (NGUESTS * (1 + NVIRTIO))):
     med = statistics.median(rounds)
     t.ok(total > 0 and all(r > 0 for r in rounds),
          "every session completed round trips: %d in all, %.1f per second" % (total, total / (w1 - w0)))
-    figure("load round trips in %d s, all sessions" % WINDOW, total, "")
-    figure("load echo round trip p50", ms(pct(rtts, 50)), "ms")
-    figure("load echo round trip p99", ms(pct(rtts, 99)), "ms")
-    figure("load echo round trip max", ms(max(rtts) if rtts else None), "ms")
-    figure("load rounds per session min", rounds[0], "")
-    figure("load rounds per session median", med, "")
-    figure("load rounds per session max", rounds[-1], "")
+    t.figure("load round trips in %d s, all sessions" % WINDOW, total, "")
+    t.figure("load echo round trip p50", ms(pct(rtts, 50)), "ms")
+    t.figure("load echo round trip p99", ms(pct(rtts, 99)), "ms")
+    t.figure("load echo round trip max", ms(max(rtts) if rtts else None), "ms")
+    t.figure("load rounds per session min", rounds[0], "")
+    t.figure("load rounds per session median", med, "")
+    t.figure("load rounds per session max", rounds[-1], "")
     classes = {
         "serial0 unix": [s for s in sessions if s.alias == "serial0" and not isinstance(s, WSEcho)],
         "serial0 WebSocket": [s for s in sessions if s.alias == "serial0" and isinstance(s, WSEcho)],
@@ -558,7 +554,7 @@ with t.case("%d sessions echo at once" % (NGUESTS * (1 + NVIRTIO))):
     }
     for name, group in classes.items():
         r = [s.rounds for s in group]
-        figure("load rounds per session, %s, min/median/max" % name,
+        t.figure("load rounds per session, %s, min/median/max" % name,
                "%d/%g/%d" % (min(r), statistics.median(r), max(r)), "")
     per_guest = {}
     for s in sessions:
@@ -603,15 +599,15 @@ with t.case("%d sessions echo at once" % (NGUESTS * (1 + NVIRTIO))):
         hit = []
     t.diag("libvirtd %s its max_client_requests limit on the daemon's connection during the load%s"
            % ("hit" if hit else "did not log", (": " + hit[0].strip()) if hit else ""))
-    figure("load daemon CPU during the %d s window" % WINDOW, "%.2f" % cpu_win, "s")
-    figure("load daemon CPU share during the window", "%.1f" % (100 * cpu_win / (w1 - w0)), "% of a core")
-    figure("load daemon CPU per round trip", "%.0f" % (1e6 * cpu_win / max(total, 1)), "us")
-    figure("load daemon CPU from the first connect to the window", "%.2f" % (cpu1 - cpu0), "s")
-    figure("load daemon RSS before any guest", rss_empty, "KiB")
-    figure("load daemon RSS with %d guests, 0 sessions" % NGUESTS, rss_guests, "KiB")
-    figure("load daemon RSS with %d sessions" % N, rss_sessions, "KiB")
+    t.figure("load daemon CPU during the %d s window" % WINDOW, "%.2f" % cpu_win, "s")
+    t.figure("load daemon CPU share during the window", "%.1f" % (100 * cpu_win / (w1 - w0)), "% of a core")
+    t.figure("load daemon CPU per round trip", "%.0f" % (1e6 * cpu_win / max(total, 1)), "us")
+    t.figure("load daemon CPU from the first connect to the window", "%.2f" % (cpu1 - cpu0), "s")
+    t.figure("load daemon RSS before any guest", rss_empty, "KiB")
+    t.figure("load daemon RSS with %d guests, 0 sessions" % NGUESTS, rss_guests, "KiB")
+    t.figure("load daemon RSS with %d sessions" % N, rss_sessions, "KiB")
     pings = sum(s.ws.pings for s in sessions if isinstance(s, WSEcho))
-    figure("load WebSocket pings answered", pings, "")
+    t.figure("load WebSocket pings answered", pings, "")
     t.ok(pings >= N - NGUESTS, "the daemon pinged the WebSockets under load (%d pings, answered)" % pings)
 
     # The sessions of G0 leave with the escape key; the other 24 guests are
@@ -779,13 +775,13 @@ with t.case("flood of %d connections that never authenticate" % FLOOD):
          "%d connections from %s-%s opened in %.1f s (a third silent, a third half a request head, "
          "a third half a head with a bad token)" % (FLOOD, flood_source(0), flood_source(FLOOD - 1), t_flood),
          repr(err))
-    figure("flood connections", FLOOD, "")
-    figure("flood open time", "%.1f" % t_flood, "s")
+    t.figure("flood connections", FLOOD, "")
+    t.figure("flood open time", "%.1f" % t_flood, "s")
     n_fd = wait_for(lambda: fd_count(PID) >= fd0 + len(flood), 30) and fd_count(PID)
     t.ok(n_fd, "the daemon holds them all (%s descriptors, %d before)" % (n_fd or fd_count(PID), fd0))
-    figure("flood daemon descriptors", fd_count(PID), "")
-    figure("flood daemon RSS with the flood", d.rss_kib(), "KiB")
-    figure("flood daemon RSS before the flood", rss0, "KiB")
+    t.figure("flood daemon descriptors", fd_count(PID), "")
+    t.figure("flood daemon RSS with the flood", d.rss_kib(), "KiB")
+    t.figure("flood daemon RSS before the flood", rss0, "KiB")
 
     burst_status = []
 
@@ -824,15 +820,15 @@ with t.case("flood of %d connections that never authenticate" % FLOOD):
     t.ok(early == 0, "none of the %d flood connections was closed or answered meanwhile (%d)"
          % (FLOOD, early))
     cpu_flood = proc_cpu(PID) - cpu0
-    figure("flood bad-token requests answered 403", "%d of %d" % (burst_status.count(403), len(burst_status)), "")
+    t.figure("flood bad-token requests answered 403", "%d of %d" % (burst_status.count(403), len(burst_status)), "")
     ok, why = same_daemon(d, PID)
     t.ok(ok, "one daemon process, no children, under the flood", why)
     for s in flood:
         s.close()
     n = wait_for(lambda: fd_count(PID) <= fd0 + 2, 30)
     t.ok(n, "the flood closed, the daemon's descriptors return to %d (%d)" % (fd0, fd_count(PID)))
-    figure("flood daemon descriptors after", fd_count(PID), "")
-    figure("flood daemon CPU, flood open to closed", "%.2f" % cpu_flood, "s")
+    t.figure("flood daemon descriptors after", fd_count(PID), "")
+    t.figure("flood daemon CPU, flood open to closed", "%.2f" % cpu_flood, "s")
 
     after, bad = measure(toks[2 * SAMPLES:3 * SAMPLES], "after")
     t.ok(len(after) == SAMPLES, "%d attaches after the flood" % SAMPLES, *bad)
@@ -842,13 +838,13 @@ with t.case("flood of %d connections that never authenticate" % FLOOD):
     if quiet and loud:
         mq, ml = statistics.median(quiet), statistics.median(loud)
         ratio = ml / mq
-        figure("flood legit attach (connect to first echo) median without", ms(mq), "ms")
-        figure("flood legit attach median with the flood", ms(ml), "ms")
-        figure("flood legit attach ratio with/without", "%.2f" % ratio, "")
-        figure("flood legit handshake (connect to 101) median without", ms(statistics.median(
+        t.figure("flood legit attach (connect to first echo) median without", ms(mq), "ms")
+        t.figure("flood legit attach median with the flood", ms(ml), "ms")
+        t.figure("flood legit attach ratio with/without", "%.2f" % ratio, "")
+        t.figure("flood legit handshake (connect to 101) median without", ms(statistics.median(
             [h for h, _ in before + after])), "ms")
-        figure("flood legit handshake median with the flood", ms(statistics.median([h for h, _ in during])), "ms")
-        figure("flood legit attach median with the flood alone (no bad-token bursts)",
+        t.figure("flood legit handshake median with the flood", ms(statistics.median([h for h, _ in during])), "ms")
+        t.figure("flood legit attach median with the flood alone (no bad-token bursts)",
                ms(statistics.median([e for _, e in flood_only])) if flood_only else "n/a", "ms")
         t.diag("attach ms before %s; flood only %s; flood and bursts %s; after %s" % (
             [ms(e) for _, e in before], [ms(e) for _, e in flood_only],

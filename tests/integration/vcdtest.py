@@ -142,6 +142,11 @@ class TAP:
         for line in str(msg).splitlines() or [""]:
             print("# " + line)
 
+    def figure(self, name, value, unit):
+        """A measured figure, as '# figure: NAME = VALUE UNIT' (what
+        docs/RELIABILITY.md quotes)."""
+        self.diag("figure: %s = %s %s" % (name, value, unit))
+
     def elapsed(self):
         return time.monotonic() - self.t0
 
