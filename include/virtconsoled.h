@@ -18,6 +18,7 @@
 struct event_base;
 struct bufferevent;
 struct event;
+struct evbuffer;
 
 /* glibc's sys/queue.h lacks the _SAFE iterator. */
 #ifndef TAILQ_FOREACH_SAFE
@@ -492,12 +493,12 @@ char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...) VCD_PRINTF(2, 3);
 void		 timer_arm(struct event *, unsigned int);
+void		 bev_write_now(struct bufferevent *, const void *, size_t);
 #define SOCKET_NAME_BAD		1
 #define SOCKET_NAME_LONG	2
 int		 socket_name_check(const char *, const char *);
 int		 socket_in_use(const char *);
 size_t		 utf8_len(const unsigned char *, size_t);
-struct evbuffer;
 void		 json_add_string(struct evbuffer *, const char *);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);

@@ -41,6 +41,8 @@ struct evglue_handle {
 	int			 id;
 	int			 fd;
 	int			 events;	/* VIR_EVENT_HANDLE_* */
+	int			 backlog_ioctl;	/* SIOCOUTQ, FIONREAD or 0 */
+	short			 armed;		/* EV_READ|EV_WRITE in libevent */
 	evglue_handle_cb	 cb;
 	void			*opaque;
 	evglue_free_cb		 ff;
@@ -73,6 +75,7 @@ static struct evglue_table	 evglue_timeouts;
 static int			 evglue_next_handle = 1;
 static int			 evglue_next_timeout = 1;
 static unsigned int		 evglue_frees;	/* deferred frees pending */
+static int			 evglue_in_handle; /* in a handle callback */
 
 static void	evglue_handle_fire(evutil_socket_t, short, void *);
 static void	evglue_timeout_fire(evutil_socket_t, short, void *);
@@ -196,9 +199,12 @@ evglue_to_libevent(int events)
 	return what;
 }
 
-/* (Re)arm a handle for its current events.  Called with the lock held. */
+/*
+ * Register a handle with libevent for exactly its current events.  Called
+ * with the lock held.
+ */
 static void
-evglue_handle_arm(struct evglue_handle *h)
+evglue_handle_set(struct evglue_handle *h)
 {
 	short	what = evglue_to_libevent(h->events);
 
@@ -207,6 +213,27 @@ evglue_handle_arm(struct evglue_handle *h)
 	    evglue_handle_fire, h);
 	if (what != 0)
 		event_add(&h->ev, NULL);
+	h->armed = what;
+}
+
+/*
+ * (Re)arm a handle for its current events.  Called with the lock held.
+ * Fewer events than libevent watches are applied lazily: libvirt's remote
+ * client turns its socket's handle off and on again around every call it
+ * makes itself (each virStreamSend of a keystroke), which would cost an
+ * epoll_ctl() pair each time.  The registration stays, evglue_handle_fire()
+ * delivers only the events libvirt wants, and the first time an unwanted
+ * event fires it narrows the registration: one extra loop pass at most,
+ * never a busy loop, never a callback libvirt did not ask for.
+ */
+static void
+evglue_handle_arm(struct evglue_handle *h)
+{
+	short	what = evglue_to_libevent(h->events);
+
+	if (h->armed != 0 && (what & ~h->armed) == 0)
+		return;
+	evglue_handle_set(h);
 }
 
 /* (Re)arm a timer for its interval; restarts the period. Lock held. */
@@ -245,13 +272,18 @@ evglue_handle_fire(evutil_socket_t fd, short what, void *arg)
 		events |= VIR_EVENT_HANDLE_READABLE;
 	if (what & EV_WRITE)
 		events |= VIR_EVENT_HANDLE_WRITABLE;
+	if (events & ~h->events)	/* an event turned off lazily */
+		evglue_handle_set(h);
 	events &= h->events;
 	cb = h->cb;
 	opaque = h->opaque;
 	id = h->id;
 	pthread_mutex_unlock(&evglue_lock);
-	if (events != 0)
+	if (events != 0) {
+		evglue_in_handle++;
 		cb(id, (int)fd, events, opaque);
+		evglue_in_handle--;
+	}
 }
 
 static void
@@ -287,6 +319,28 @@ evglue_timeout_fire(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&evglue_lock);
 }
 
+/*
+ * How to ask the kernel for the bytes written to fd and not yet read by the
+ * other end (evglue_write_backlog): for a socket its send queue (SIOCOUTQ:
+ * what the peer has not consumed, for a unix socket, or not acknowledged,
+ * for TCP), for a pipe what it holds (FIONREAD); 0 when it cannot tell.
+ * Asked once, when libvirt adds the handle: an fd does not change its kind
+ * while it is watched, and the send queue check then costs one ioctl.
+ */
+static int
+evglue_backlog_ioctl(int fd)
+{
+	struct stat	st;
+
+	if (fstat(fd, &st) == -1)
+		return 0;
+	if (S_ISSOCK(st.st_mode))
+		return SIOCOUTQ;
+	if (S_ISFIFO(st.st_mode))
+		return FIONREAD;
+	return 0;
+}
+
 int
 evglue_add_handle(int fd, int events, evglue_handle_cb cb, void *opaque,
     evglue_free_cb ff)
@@ -298,6 +352,7 @@ evglue_add_handle(int fd, int events, evglue_handle_cb cb, void *opaque,
 		return -1;
 	h = xcalloc(1, sizeof *h);
 	h->fd = fd;
+	h->backlog_ioctl = evglue_backlog_ioctl(fd);
 	h->cb = cb;
 	h->opaque = opaque;
 	h->ff = ff;
@@ -385,12 +440,28 @@ void
 evglue_update_timeout(int id, int ms)
 {
 	struct evglue_timeout	*t;
+	int			 was;
 
 	pthread_mutex_lock(&evglue_lock);
 	if ((t = evglue_table_find(&evglue_timeouts, id)) != NULL) {
+		was = t->ms;
 		t->ms = ms < 0 ? -1 : ms;
 		t->gen++;
-		evglue_timeout_arm(t);
+		/*
+		 * libvirt's remote client reads a stream packet in its socket's
+		 * handle callback and asks for the stream's events with a 0 ms
+		 * timer: run that in this loop pass, not after one more
+		 * epoll_wait(), and the console's output leaves at once.  Only
+		 * from a handle callback, which I/O readiness bounds: a timer
+		 * never starts a timer in the same pass, so nothing can loop
+		 * without serving I/O.  Later passes re-add it as a zero timeout
+		 * (evglue_timeout_fire), once per iteration.
+		 */
+		if (t->ms == 0 && was != 0 && evglue_in_handle > 0) {
+			event_del(&t->ev);
+			event_active(&t->ev, EV_TIMEOUT, 1);
+		} else
+			evglue_timeout_arm(t);
 	}
 	pthread_mutex_unlock(&evglue_lock);
 }
@@ -472,30 +543,6 @@ evglue_pending_frees(void)
 }
 
 /*
- * Bytes written to an fd and not yet read by the other end: for a socket
- * the send queue (SIOCOUTQ: what the peer has not consumed, for a unix
- * socket, or not acknowledged, for TCP), for a pipe what it holds.  0 when
- * the kernel cannot tell.
- */
-static size_t
-evglue_fd_backlog(int fd)
-{
-	struct stat	st;
-	int		n = 0;
-
-	if (fstat(fd, &st) == -1)
-		return 0;
-	if (S_ISSOCK(st.st_mode)) {
-		if (ioctl(fd, SIOCOUTQ, &n) == -1)
-			return 0;
-	} else if (S_ISFIFO(st.st_mode)) {
-		if (ioctl(fd, FIONREAD, &n) == -1)
-			return 0;
-	}
-	return n > 0 ? (size_t)n : 0;
-}
-
-/*
  * The largest backlog of the fds libvirt watches, that is of its
  * connections' sockets (or the pipe to ssh).  libvirt's remote
  * virStreamSend() blocks the calling thread until the whole packet is
@@ -510,8 +557,13 @@ evglue_write_backlog(void)
 
 	pthread_mutex_lock(&evglue_lock);
 	for (i = 0; i < evglue_handles.n; i++) {
-		b = evglue_fd_backlog(
-		    ((struct evglue_handle *)evglue_handles.items[i])->fd);
+		const struct evglue_handle *h = evglue_handles.items[i];
+		int n = 0;
+
+		if (h->backlog_ioctl == 0 ||
+		    ioctl(h->fd, (unsigned long)h->backlog_ioctl, &n) == -1)
+			continue;
+		b = n > 0 ? (size_t)n : 0;
 		if (b > most)
 			most = b;
 	}

@@ -705,7 +705,7 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 				s->bytes_dropped += (uint64_t)n;
 				continue;
 			}
-			bufferevent_write(s->bev, buf, (size_t)n);
+			bev_write_now(s->bev, buf, (size_t)n);
 			s->bytes_out += (uint64_t)n;
 			if (sess.idle_output_resets)
 				session_touch(s);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "virtconsoled.h"
@@ -126,6 +127,39 @@ timer_arm(struct event *ev, unsigned int seconds)
 	struct timeval	tv = { (time_t)seconds, 0 };
 
 	evtimer_add(ev, &tv);
+}
+
+/*
+ * bufferevent_write() to a plain socket bufferevent, writing to the socket
+ * at once when nothing is queued there.  bufferevent_write() alone would
+ * arm the write event and send on the next loop pass, after another
+ * epoll_wait() and two epoll_ctl() calls; a keystroke's echo usually fits
+ * the socket's buffer whole, so it leaves now and the write event is never
+ * armed.  What the socket does not take, and any error, goes to the
+ * bufferevent as before, which sends it or reports the error as usual; it
+ * copies into its last chain, so a client that does not read costs what it
+ * did (moving chains instead would keep each small write's slack).  The
+ * output being empty keeps the order of bytes, and the callbacks
+ * (watermarks, drained output) see no difference except that data the
+ * bufferevent never held does not trigger them.  Only for a bufferevent of
+ * bufferevent_socket_new(): the fd of a TLS bufferevent carries records,
+ * and a pair has none (fd -1: plain bufferevent_write()).
+ */
+void
+bev_write_now(struct bufferevent *bev, const void *data, size_t len)
+{
+	evutil_socket_t	 fd = bufferevent_getfd(bev);
+	const char	*p = data;
+	ssize_t		 n;
+
+	if (len > 0 && fd >= 0 && (bufferevent_get_enabled(bev) & EV_WRITE) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+	    (n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0) {
+		p += n;
+		len -= (size_t)n;
+	}
+	if (len > 0)
+		bufferevent_write(bev, p, len);
 }
 
 /*

@@ -29,6 +29,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "virtconsoled.h"
@@ -40,6 +41,8 @@
 
 struct wsock {
 	struct bufferevent	*under;		/* socket or TLS */
+	int			 plain;		/* under is a plain socket */
+	struct evbuffer		*out;		/* frames for bev_write_now() */
 	struct bufferevent	*mine;		/* our end of the pair */
 	struct bufferevent	*theirs;	/* the session's end */
 	struct ws_reader	 rd;
@@ -288,9 +291,22 @@ static void
 wsock_mine_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct wsock	*w = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
 	struct evbuffer	*out = bufferevent_get_output(w->under);
+	size_t		 len;
 
-	wsock_frame_out(w, bufferevent_get_input(bev), out, 0);
+	/*
+	 * While nothing is queued for a plain socket, frames are written at
+	 * once (util.c), most often a keystroke's echo in one frame.
+	 */
+	while (w->plain && evbuffer_get_length(out) == 0 &&
+	    evbuffer_get_length(in) > 0) {
+		wsock_frame_out(w, in, w->out, 0);
+		len = evbuffer_get_length(w->out);
+		bev_write_now(w->under, evbuffer_pullup(w->out, -1), len);
+		evbuffer_drain(w->out, len);
+	}
+	wsock_frame_out(w, in, out, 0);
 	/*
 	 * At the cap, stop taking from the pair: output then stays in the
 	 * session's buffer, where its max_buffer rule sees it.
@@ -359,6 +375,7 @@ wsock_free(struct wsock *w)
 	event_free(w->ev_expire);
 	event_free(w->ev_done);
 	evbuffer_free(w->b64);
+	evbuffer_free(w->out);
 	free(w->peer);
 	free(w->listener);
 	free(w);
@@ -527,11 +544,13 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	w->peer = xstrdup(peer);
 	w->listener = xstrdup(listener);
 	w->ping_interval = ping_interval;
+	w->plain = bufferevent_openssl_get_ssl(bev) == NULL;
 	w->b64 = evbuffer_new();
+	w->out = evbuffer_new();
 	w->ev_ping = evtimer_new(base, wsock_ping_cb, w);
 	w->ev_done = evtimer_new(base, wsock_done_cb, w);
 	w->ev_expire = evtimer_new(base, wsock_expire_cb, w);
-	if (w->b64 == NULL || w->ev_ping == NULL || w->ev_done == NULL ||
+	if (w->b64 == NULL || w->out == NULL || w->ev_ping == NULL || w->ev_done == NULL ||
 	    w->ev_expire == NULL)
 		fatalx("wsock: out of memory");
 	ws_reader_init(&w->rd, WSOCK_MESSAGE_MAX);

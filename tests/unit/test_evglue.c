@@ -43,6 +43,7 @@ enum {
 	ACT_REARM_ZERO,
 	ACT_SLOW_DOWN,
 	ACT_REMOVE_OTHER,
+	ACT_ZERO_OTHER,		/* set the other_id timer to 0 ms */
 };
 
 static void
@@ -66,6 +67,10 @@ handle_cb(int watch, int fd, int events, void *opaque)
 		p->frees_seen_in_remove = p->frees;
 	} else if (p->action == ACT_REMOVE_OTHER)
 		p->remove_rc = evglue_remove_handle(p->other_id);
+	else if (p->action == ACT_ZERO_OTHER) {
+		evglue_update_timeout(p->other_id, 0);
+		p->action = ACT_NONE;
+	}
 }
 
 static void
@@ -89,6 +94,10 @@ timeout_cb(int timer, void *opaque)
 		break;
 	case ACT_SLOW_DOWN:
 		evglue_update_timeout(timer, 10000);
+		break;
+	case ACT_ZERO_OTHER:
+		evglue_update_timeout(p->other_id, 0);
+		p->action = ACT_NONE;
 		break;
 	}
 }
@@ -294,6 +303,56 @@ test_zero_timer(void)
 	close(sv[1]);
 }
 
+/*
+ * A 0 ms timer set from a handle callback (libvirt's remote client, on a
+ * stream packet) runs in the same pass; set from a timer it waits for the
+ * next pass, so timers cannot chain without serving I/O.
+ */
+static void
+test_zero_timer_from_handle(void)
+{
+	struct probe	h = { 0 }, t = { 0 }, a = { 0 }, b = { 0 };
+	int		sv[2];
+
+	make_pair(sv, 1);
+	t.id = evglue_add_timeout(-1, timeout_cb, &t, probe_free);
+	t.action = ACT_DISABLE_AT_LIMIT;
+	t.limit = 3;
+	h.id = evglue_add_handle(sv[0], VIR_EVENT_HANDLE_READABLE, handle_cb,
+	    &h, probe_free);
+	h.action = ACT_ZERO_OTHER;
+	h.other_id = t.id;
+	iterate(1);
+	ok(h.calls == 1 && t.calls == 1, "0 ms set in a handle callback: "
+	    "the timer ran in the same pass (handle %d, timer %d)", h.calls,
+	    t.calls);
+	iterate(1);
+	is_int(t.calls, 2, "then once per iteration");
+	iterate(3);
+	is_int(t.calls, 3, "-1 from its callback stops it");
+
+	a.id = evglue_add_timeout(0, timeout_cb, &a, probe_free);
+	b.id = evglue_add_timeout(-1, timeout_cb, &b, probe_free);
+	a.action = ACT_ZERO_OTHER;
+	a.other_id = b.id;
+	b.action = ACT_DISABLE_AT_LIMIT;
+	b.limit = 1;
+	iterate(1);
+	ok(a.calls == 1 && b.calls == 0, "0 ms set in a timer callback: "
+	    "not in the same pass");
+	iterate(1);
+	is_int(b.calls, 1, "but in the next one");
+	evglue_remove_handle(h.id);
+	evglue_remove_timeout(t.id);
+	evglue_remove_timeout(a.id);
+	evglue_remove_timeout(b.id);
+	iterate(1);
+	ok(h.frees == 1 && t.frees == 1 && a.frees == 1 && b.frees == 1,
+	    "their ff ran");
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void
 test_update_in_callback(void)
 {
@@ -368,6 +427,67 @@ test_events_zero_handle(void)
 	    VIR_EVENT_HANDLE_WRITABLE, "READABLE|WRITABLE reported together");
 	evglue_remove_handle(p.id);
 	iterate(1);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/*
+ * libvirt turns its socket's handle off and on around each call it makes
+ * itself: the registration with libevent stays (no epoll_ctl pair), no
+ * callback is delivered while off, and an fd that turns ready while off is
+ * unregistered after one pass, so the loop never spins on it.
+ */
+static void
+test_lazy_disable(void)
+{
+	struct probe	p = { 0 };
+	int		sv[2], added;
+	char		c;
+
+	make_pair(sv, 0);
+	p.id = evglue_add_handle(sv[0], VIR_EVENT_HANDLE_READABLE, handle_cb,
+	    &p, probe_free);
+	added = event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED);
+	evglue_update_handle(p.id, 0);
+	evglue_update_handle(p.id, VIR_EVENT_HANDLE_READABLE);
+	is_int(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), added,
+	    "off and on again: the libevent registration is kept");
+	evglue_update_handle(p.id, 0);
+	is_int(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), added,
+	    "off: still registered until the fd turns ready");
+	if (write(sv[1], "x", 1) != 1)
+		ok(0, "write");
+	iterate(1);
+	is_int(p.calls, 0, "ready while off: no callback");
+	is_int(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED),
+	    added - 1, "and after that pass it is no longer registered");
+	iterate(3);
+	is_int(p.calls, 0, "still no callback");
+	evglue_update_handle(p.id, VIR_EVENT_HANDLE_READABLE);
+	iterate(1);
+	ok(p.calls == 1 && p.last_events == VIR_EVENT_HANDLE_READABLE,
+	    "on again: the pending input is reported");
+	if (read(sv[0], &c, 1) != 1)
+		ok(0, "read");
+
+	/* READ|WRITE down to READ: WRITE is dropped the first time it fires. */
+	p.calls = 0;
+	evglue_update_handle(p.id, VIR_EVENT_HANDLE_READABLE |
+	    VIR_EVENT_HANDLE_WRITABLE);
+	iterate(1);
+	ok(p.calls == 1 && p.last_events == VIR_EVENT_HANDLE_WRITABLE,
+	    "READABLE|WRITABLE on a writable socket: WRITABLE reported");
+	evglue_update_handle(p.id, VIR_EVENT_HANDLE_READABLE);
+	iterate(3);
+	is_int(p.calls, 1, "WRITABLE off: never reported again");
+	if (write(sv[1], "y", 1) != 1)
+		ok(0, "write");
+	iterate(1);
+	ok(p.calls == 2 && p.last_events == VIR_EVENT_HANDLE_READABLE,
+	    "READABLE still reported alone");
+	evglue_remove_handle(p.id);
+	iterate(1);
+	is_int(p.frees, 1, "its ff ran");
 	close(sv[0]);
 	close(sv[1]);
 }
@@ -541,6 +661,8 @@ main(void)
 	test_update_in_callback();
 	test_periodic_timer();
 	test_events_zero_handle();
+	test_lazy_disable();
+	test_zero_timer_from_handle();
 	test_same_fd_twice();
 	test_many();
 	test_write_backlog();

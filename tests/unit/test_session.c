@@ -1,13 +1,22 @@
 /*
  * Unit tests of the pure parts of sessions, guests and the unix front
  * door: notice texts (a contract with clients), the escape scan, the
- * socket name rule, and console aliases from domain XML.
+ * socket name rule, console aliases from domain XML, and the write-now
+ * path of guest output to a client (bev_write_now).
  */
+#include <sys/socket.h>
 #include <sys/un.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "virtconsoled.h"
 #include "tap.h"
@@ -202,6 +211,122 @@ test_aliases(void)
 	    "(got \"%s\")", got);
 }
 
+/* Everything the peer end of a socketpair holds now, without waiting. */
+static size_t
+drain_peer(int fd, char *buf, size_t len)
+{
+	size_t	have = 0;
+	ssize_t	n;
+
+	while (have < len && (n = recv(fd, buf + have, len - have,
+	    MSG_DONTWAIT)) > 0)
+		have += (size_t)n;
+	return have;
+}
+
+static void
+test_write_now(void)
+{
+	struct event_base	*base = event_base_new();
+	struct bufferevent	*bev, *pair[2];
+	struct evbuffer		*out;
+	char			*big, *back, buf[64];
+	size_t			 bigsz = 1 << 20, have = 0, chains;
+	int			 sv[2], sndbuf = 4096, i;
+
+	if (base == NULL || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) {
+		ok(0, "setup: %s", strerror(errno));
+		return;
+	}
+	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	out = bufferevent_get_output(bev);
+
+	/* Nothing queued: the bytes are on the socket before any loop pass. */
+	bev_write_now(bev, "echo", 4);
+	is_int(drain_peer(sv[1], buf, sizeof buf), 4,
+	    "write now: the peer has the bytes with no loop pass");
+	ok(memcmp(buf, "echo", 4) == 0, "write now: the same bytes");
+	is_int(evbuffer_get_length(out), 0, "write now: nothing left queued");
+
+	/* Something queued: the new bytes go behind it, never ahead. */
+	bufferevent_write(bev, "first,", 6);
+	bev_write_now(bev, "second", 6);
+	is_int(drain_peer(sv[1], buf, sizeof buf), 0,
+	    "queued output: nothing jumps the queue");
+	is_int(evbuffer_get_length(out), 12,
+	    "queued output: the new bytes wait behind it");
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	have = drain_peer(sv[1], buf, sizeof buf);
+	ok(have == 12 && memcmp(buf, "first,second", 12) == 0,
+	    "queued output: the loop sends both, in order (%zu bytes)", have);
+
+	/* More than the socket takes: the rest is queued and sent in order. */
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+	big = xmalloc(bigsz);
+	back = xmalloc(bigsz);
+	for (i = 0; i < (int)bigsz; i++)
+		big[i] = (char)(i * 7 + i / 251);
+	bev_write_now(bev, big, bigsz);
+	have = drain_peer(sv[1], back, bigsz);
+	ok(have > 0 && have < bigsz, "a full socket: part written now "
+	    "(%zu of %zu)", have, bigsz);
+	is_int(evbuffer_get_length(out), bigsz - have,
+	    "a full socket: the rest is queued on the bufferevent");
+	for (i = 0; i < 10000 && have < bigsz; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		have += drain_peer(sv[1], back + have, bigsz - have);
+	}
+	ok(have == bigsz && memcmp(big, back, bigsz) == 0,
+	    "a full socket: all %zu bytes arrive, in order", have);
+
+	/*
+	 * A client that does not read: small writes behind queued output are
+	 * packed into the bufferevent's chains, not kept one chain each.
+	 */
+	bev_write_now(bev, big, bigsz);
+	for (i = 0; i < 1000; i++)
+		bev_write_now(bev, "0123456789", 10);
+	chains = (size_t)evbuffer_peek(out, -1, NULL, NULL, 0);
+	ok(chains < 100, "a client that does not read: 1,000 small writes "
+	    "behind a full socket take %zu buffer chains", chains);
+
+	/* A peer that is gone: the error is the bufferevent's, as before. */
+	bufferevent_free(bev);
+	close(sv[1]);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) {
+		ok(0, "socketpair: %s", strerror(errno));
+		return;
+	}
+	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	close(sv[1]);
+	bev_write_now(bev, "lost", 4);
+	is_int(evbuffer_get_length(bufferevent_get_output(bev)), 4,
+	    "a closed peer: the bytes wait for the bufferevent's own error "
+	    "(no SIGPIPE: MSG_NOSIGNAL)");
+	bufferevent_free(bev);
+
+	/* A pair has no fd: bev_write_now is bufferevent_write. */
+	if (bufferevent_pair_new(base, 0, pair) == 0) {
+		bufferevent_enable(pair[0], EV_WRITE);
+		bufferevent_enable(pair[1], EV_READ);
+		bev_write_now(pair[0], "pair", 4);
+		have = evbuffer_remove(bufferevent_get_input(pair[1]), buf, 8) ==
+		    4 ? 4 : 0;
+		ok(have == 4 && memcmp(buf, "pair", 4) == 0,
+		    "a pair: the bytes reach the other end");
+		bufferevent_free(pair[0]);
+		bufferevent_free(pair[1]);
+	} else
+		ok(0, "bufferevent_pair_new failed");
+	free(big);
+	free(back);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -210,5 +335,6 @@ main(void)
 	test_escape();
 	test_names();
 	test_aliases();
+	test_write_now();
 	return tap_done();
 }
