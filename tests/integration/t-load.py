@@ -104,6 +104,21 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def settled_fd_count(pid, quiet=0.5, timeout=10):
+    """The descriptor count once it has not changed for `quiet` seconds: a
+    client that just left may still be closing in the daemon."""
+    end = time.monotonic() + timeout
+    n, since = fd_count(pid), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        m = fd_count(pid)
+        if m != n:
+            n, since = m, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return n
+
+
 def nofile(pid):
     """The soft open files limit of a process."""
     with open("/proc/%d/limits" % pid) as f:
@@ -748,7 +763,7 @@ with t.case("flood of %d connections that never authenticate" % FLOOD):
     toks = [d.token(G0, "serial0", ttl=3600) for _ in range(4 * SAMPLES + 1)]
     r, why = legit_attach(toks.pop())
     t.ok(r, "a legitimate WebSocket client on 127.0.0.1 with a token for %s serial0 gets an echo" % G0, why)
-    fd0 = fd_count(PID)
+    fd0 = settled_fd_count(PID)
     rss0 = d.rss_kib()
 
     before, bad = measure(toks[:SAMPLES], "before")
