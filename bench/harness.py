@@ -61,7 +61,10 @@ PROFILES = {
         # sessions take minutes to attach on 2 cores (and some fail).
         "old_max": 50,
         "mem_step_max_s": 45,
-        "est_tput_s": 250,
+        # The throughput runs and the side-by-side one after them are
+        # required: this reserve keeps them inside the budget.  On a busy
+        # day (2026-12-04: guests booted in 66 s) they took 290 + 42 s.
+        "est_tput_s": 340,
         "budget_s": 840,
         "tput_secs": 5, "tput_reps": 2,
         "side_reps": 2, "side_secs": 8, "est_side_echo_s": 70,
