@@ -18,7 +18,6 @@
 struct event_base;
 struct bufferevent;
 struct event;
-struct evbuffer;
 
 /* glibc's sys/queue.h lacks the _SAFE iterator. */
 #ifndef TAILQ_FOREACH_SAFE
@@ -499,6 +498,7 @@ void		 bev_write_now(struct bufferevent *, const void *, size_t);
 int		 socket_name_check(const char *, const char *);
 int		 socket_in_use(const char *);
 size_t		 utf8_len(const unsigned char *, size_t);
+struct evbuffer;
 void		 json_add_string(struct evbuffer *, const char *);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);

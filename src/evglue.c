@@ -42,7 +42,7 @@ struct evglue_handle {
 	int			 fd;
 	int			 events;	/* VIR_EVENT_HANDLE_* */
 	int			 backlog_ioctl;	/* SIOCOUTQ, FIONREAD or 0 */
-	short			 armed;		/* EV_READ|EV_WRITE in libevent */
+	short			 armed;		/* what libevent watches */
 	evglue_handle_cb	 cb;
 	void			*opaque;
 	evglue_free_cb		 ff;
@@ -454,8 +454,8 @@ evglue_update_timeout(int id, int ms)
 		 * epoll_wait(), and the console's output leaves at once.  Only
 		 * from a handle callback, which I/O readiness bounds: a timer
 		 * never starts a timer in the same pass, so nothing can loop
-		 * without serving I/O.  Later passes re-add it as a zero timeout
-		 * (evglue_timeout_fire), once per iteration.
+		 * without serving I/O.  Later passes re-add it as a zero
+		 * timeout (evglue_timeout_fire), once per iteration.
 		 */
 		if (t->ms == 0 && was != 0 && evglue_in_handle > 0) {
 			event_del(&t->ev);
@@ -553,19 +553,17 @@ evglue_pending_frees(void)
 size_t
 evglue_write_backlog(void)
 {
-	size_t	i, b, most = 0;
+	const struct evglue_handle	*h;
+	size_t				 i, most = 0;
+	int				 n;
 
 	pthread_mutex_lock(&evglue_lock);
 	for (i = 0; i < evglue_handles.n; i++) {
-		const struct evglue_handle *h = evglue_handles.items[i];
-		int n = 0;
-
-		if (h->backlog_ioctl == 0 ||
-		    ioctl(h->fd, (unsigned long)h->backlog_ioctl, &n) == -1)
-			continue;
-		b = n > 0 ? (size_t)n : 0;
-		if (b > most)
-			most = b;
+		h = evglue_handles.items[i];
+		if (h->backlog_ioctl != 0 &&
+		    ioctl(h->fd, (unsigned long)h->backlog_ioctl, &n) != -1 &&
+		    n > 0 && (size_t)n > most)
+			most = (size_t)n;
 	}
 	pthread_mutex_unlock(&evglue_lock);
 	return most;

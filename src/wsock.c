@@ -550,8 +550,8 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	w->ev_ping = evtimer_new(base, wsock_ping_cb, w);
 	w->ev_done = evtimer_new(base, wsock_done_cb, w);
 	w->ev_expire = evtimer_new(base, wsock_expire_cb, w);
-	if (w->b64 == NULL || w->out == NULL || w->ev_ping == NULL || w->ev_done == NULL ||
-	    w->ev_expire == NULL)
+	if (w->b64 == NULL || w->out == NULL || w->ev_ping == NULL ||
+	    w->ev_done == NULL || w->ev_expire == NULL)
 		fatalx("wsock: out of memory");
 	ws_reader_init(&w->rd, WSOCK_MESSAGE_MAX);
 	clock_gettime(CLOCK_MONOTONIC, &w->last_rx);
