@@ -63,8 +63,16 @@
       ws = null;
       const why = ev.reason || (ev.code === 1006 ? 'connection lost' :
         'closed (' + ev.code + ')');
-      setStatus('disconnected: ' + why, 'disconnected');
       $('disconnect').disabled = true;
+      // term.write() only queues: the daemon's last bytes (its notice)
+      // may not be parsed yet when the close event comes.  The status
+      // changes once they are parsed and the frame that renders them has
+      // run (xterm.js renders in an animation frame requested while
+      // parsing; ours is requested after it), so the status never says
+      // "disconnected" above a terminal that lacks the reason.
+      term.write('', () => requestAnimationFrame(() => {
+        if (ws === null) setStatus('disconnected: ' + why, 'disconnected');
+      }));
       refresh();
     };
   }

@@ -202,12 +202,15 @@ try {
 
   if (attached) {
     await page.keyboard.press('Control+q');
-    const st2 = await until(async () => {
-      const s = await statusText(page);
-      return s.startsWith('disconnected') ? s : null;
-    }, 10000);
+    // The status and the terminal are two renderings: wait for both (the
+    // page sets the status only after the notice is rendered, but this
+    // test reads them one after the other).
+    const notice = '[virtconsoled] disconnected: escape key';
+    await until(async () => (await statusText(page)).startsWith('disconnected') &&
+      (await termText(page)).includes(notice), 10000);
+    const st2 = await statusText(page);
     const tt = await termText(page);
-    ok(st2 === 'disconnected: escape key' && tt.includes('[virtconsoled] disconnected: escape key'),
+    ok(st2 === 'disconnected: escape key' && tt.includes(notice),
       "Ctrl+Q: status 'disconnected: escape key' and the notice in the terminal",
       `status: ${st2}; terminal: ${JSON.stringify(tt.slice(-300))}`);
   }
