@@ -86,6 +86,9 @@ class Vcd:
             "tls_cert": self.cert,
             "tls_key": self.key,
             "token_secret_file": os.path.join(tmpdir, "secret"),
+            # auth=none needs an explicit Origin rule; the bench clients
+            # send no Origin at all.
+            "allowed_origins": "http://127.0.0.1",
             "web_root": web_root(),
             "idle_timeout": 0,
             "start_wait": 20,

@@ -124,6 +124,11 @@ struct config {
 	unsigned int		 token_ttl;
 	unsigned int		 session_ttl;
 	struct config_origins	 allowed_origins; /* empty: own Host */
+	struct config_origins	 server_names;	/* Host values accepted
+						   beside the dialled address */
+	char			*cookie_name;
+	char			*state_dir;	/* audience, replay cache,
+						   revocations */
 	unsigned int		 ping_interval;
 	unsigned int		 max_clients;
 	unsigned int		 max_clients_per_address;
@@ -197,6 +202,8 @@ void		 guest_lifecycle(virDomainPtr, int, int);
 void		 guest_shutdown(void);
 struct guest	*guest_find_name(const char *);
 struct guest	*guest_find_uuid(const char *);
+struct guest	*guest_lookup(const char *);
+int		 guest_uuid_shaped(const char *);
 struct guests	*guest_list(void);
 const char	*guest_default_alias(const struct guest *);
 int		 guest_has_alias(const struct guest *, const char *);
@@ -300,13 +307,18 @@ int		 web_init(struct event_base *, const struct config *, char *,
 		     size_t);
 void		 web_reconfigure(const struct config *);
 void		 web_shutdown(void);
+unsigned int	 web_revoke_guest(const char *, const char *);
 
 /* wsock.c */
 #define WSOCK_RAW	0	/* subprotocol binary or none */
 #define WSOCK_BASE64	1	/* subprotocol base64 */
 void		 wsock_start(struct event_base *, struct bufferevent *,
 		     const char *, const char *, const char *, struct guest *,
-		     const char *, int, const char *, unsigned int, int64_t);
+		     const char *, int, const char *, unsigned int, int64_t,
+		     const uint8_t *);
+typedef void (*wsock_credential_cb)(const uint8_t *, int64_t, void *);
+void		 wsock_credentials(const char *, const char *,
+		     wsock_credential_cb, void *);
 unsigned int	 wsock_count(void);
 unsigned int	 wsock_count_address(const char *);
 uint16_t	 wsock_close_code(enum session_reason);
@@ -337,6 +349,7 @@ void		 http_request_free(struct http_request *);
 const char	*http_header(const struct http_request *, const char *);
 int		 http_header_count(const struct http_request *,
 		     const char *);
+int		 http_query_has(const char *, const char *);
 int		 http_header_has_token(const struct http_request *,
 		     const char *, const char *);
 int		 http_path_decode(const char *, char *, size_t);
@@ -424,18 +437,33 @@ int		 ws_utf8_valid(const void *, size_t);
 #define TOKEN_KEY_LEN		32	/* the secret file: exactly this, raw */
 #define TOKEN_ID_LEN		16
 #define TOKEN_ID_HEX_LEN	(2 * TOKEN_ID_LEN + 1)
+#define TOKEN_AUD_LEN		16	/* state_dir/audience: exactly this, raw */
 #define TOKEN_ALIAS_MAX		32
-#define TOKEN_ANY		"any"	/* alias: every console */
-#define TOKEN_TEXT_MAX		145	/* longest token text and its NUL */
+#define TOKEN_HV_MAX		32	/* [A-Za-z0-9_-]{1,32}, or "any" */
+#define TOKEN_LABEL_MAX		64	/* bytes; no control characters */
+#define TOKEN_ANY		"any"	/* alias or hv: every one */
+#define TOKEN_HV_DEFAULT	"default"	/* the `uri` key's hypervisor */
+#define TOKEN_ROLE_WRITER	0
+#define TOKEN_ROLE_VIEWER	1
+#define TOKEN_TEXT_MAX		308	/* longest token text and its NUL */
 #define TOKEN_MAX_LIFETIME	(366 * 86400)	/* verify refuses more */
 #define TOKEN_CACHE_MAX		65536	/* live ids in the replay cache */
+/* Format version 2 (CONTRACTS.md, docs/WEB.md): the claims. */
 struct token {
 	int			 kind;		/* TOKEN_KIND_* */
 	uint8_t			 id[TOKEN_ID_LEN];	/* random, loggable */
+	uint8_t			 aud[TOKEN_AUD_LEN];	/* the daemon's identity */
+	char			 hv[TOKEN_HV_MAX + 1];	/* or "any" */
 	int			 all_guests;
 	char			 uuid[GUEST_UUID_LEN];	/* lowercase, or "" */
 	char			 alias[TOKEN_ALIAS_MAX + 1];	/* or "any" */
+	int			 role;		/* TOKEN_ROLE_* */
+	int			 history;	/* may read history */
+	char			 label[TOKEN_LABEL_MAX + 1];	/* or "" */
+	int64_t			 iat;		/* issued (a session: login) */
 	int64_t			 expires;	/* unix seconds */
+	int			 checked;	/* session: its listener checked
+						   a token (never auth=none) */
 };
 struct token_cache_slot;
 struct token_cache {
@@ -446,12 +474,17 @@ struct token_cache {
 };
 int		 token_secret_load(const char *, uint8_t [TOKEN_KEY_LEN], int,
 		     char *, size_t);
-int		 token_new(struct token *, int, const char *, const char *,
+int		 token_audience_load(const char *, uint8_t [TOKEN_AUD_LEN],
+		     int, char *, size_t);
+int		 token_new(struct token *, int, const uint8_t [TOKEN_AUD_LEN],
+		     const char *, const char *, const char *, int64_t,
 		     int64_t);
+int		 token_label_ok(const char *);
 int		 token_mint(const uint8_t [TOKEN_KEY_LEN], const struct token *,
 		     char *, size_t);
-int		 token_verify(const uint8_t [TOKEN_KEY_LEN], const char *,
-		     time_t, int, struct token *, const char **);
+int		 token_verify(const uint8_t [TOKEN_KEY_LEN],
+		     const uint8_t [TOKEN_AUD_LEN], const char *, time_t, int,
+		     struct token *, const char **);
 int		 token_allows(const struct token *, const char *,
 		     const char *);
 void		 token_id_hex(const struct token *, char [TOKEN_ID_HEX_LEN]);
@@ -463,6 +496,20 @@ int		 token_cache_use(struct token_cache *, const struct token *,
 		     time_t);
 void		 token_cache_expire(struct token_cache *, time_t);
 size_t		 token_cache_count(const struct token_cache *);
+int		 token_cache_has(const struct token_cache *, const uint8_t *);
+
+/* statedb.c: the replay cache and the revocations, kept in state_dir */
+struct statedb;
+struct statedb	*statedb_open(const char *, time_t, char *, size_t);
+void		 statedb_close(struct statedb *);
+int		 statedb_use(struct statedb *, const uint8_t [TOKEN_ID_LEN],
+		     int64_t, time_t);
+int		 statedb_revoke(struct statedb *, const uint8_t [TOKEN_ID_LEN],
+		     int64_t, time_t);
+int		 statedb_dead(const struct statedb *,
+		     const uint8_t [TOKEN_ID_LEN]);
+void		 statedb_expire(struct statedb *, time_t);
+size_t		 statedb_count(const struct statedb *);
 
 /* notify.c */
 int		 notify_init(void);

@@ -60,6 +60,8 @@ enum config_type {
 	CONFIG_ESCAPE,		/* int byte or ESCAPE_NONE */
 	CONFIG_LISTEN,		/* appends to listens */
 	CONFIG_ORIGINS,		/* appends to allowed_origins */
+	CONFIG_NAMES,		/* appends to server_names */
+	CONFIG_COOKIE,		/* a cookie name */
 };
 
 struct config_key {
@@ -110,6 +112,9 @@ static const struct config_key config_keys[] = {
 	{ "handshake_timeout", CONFIG_SECONDS, CONFIG_OFF(handshake_timeout),
 	    1, 3600, 0 },
 	{ "web_root", CONFIG_PATH, CONFIG_OFF(web_root), 0, 0, 0 },
+	{ "server_name", CONFIG_NAMES, CONFIG_OFF(server_names), 0, 0, 1 },
+	{ "cookie_name", CONFIG_COOKIE, CONFIG_OFF(cookie_name), 0, 0, 0 },
+	{ "state_dir", CONFIG_PATH, CONFIG_OFF(state_dir), 0, 0, 0 },
 	/* operations */
 	{ "control_socket", CONFIG_PATH, CONFIG_OFF(control_socket), 0, 0, 0 },
 	{ "user", CONFIG_ID_NONE, CONFIG_OFF(user), 0, 0, 0 },
@@ -513,6 +518,30 @@ twice:
 }
 
 /*
+ * What may follow a host at end: nothing or ":PORT" (1..65535, no leading
+ * zero, as browsers write it).  On success the text from s to end is
+ * lowercased in place.
+ */
+static int
+config_port_tail(char *s, const char *end)
+{
+	size_t	n;
+
+	if (*end == ':') {
+		n = strspn(end + 1, "0123456789");
+		if (n == 0 || n > 5 || end[1] == '0' || end[1 + n] != '\0' ||
+		    strtoul(end + 1, NULL, 10) > 65535)
+			return 0;
+	} else if (*end != '\0')
+		return 0;
+	for (; s < end; s++) {
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+	}
+	return 1;
+}
+
+/*
  * An origin as a browser sends it: scheme://host[:port], nothing more.  The
  * scheme and host are lowercased in place so that a later comparison with
  * the Origin header can be exact apart from that.
@@ -521,7 +550,7 @@ static int
 config_origin_ok(char *s)
 {
 	unsigned char	 addr[sizeof (struct in6_addr)];
-	char		*host, *end, save;
+	char		*host, *end;
 	size_t		 n;
 
 	if (strncasecmp(s, "http://", 7) == 0)
@@ -548,53 +577,101 @@ config_origin_ok(char *s)
 			return 0;
 		end = host + n;
 	}
-	save = *end;
-	if (save == ':') {
-		n = strspn(end + 1, "0123456789");
-		/* Browsers never send a leading zero, nor port 0. */
-		if (n == 0 || n > 5 || end[1] == '0' || end[1 + n] != '\0')
-			return 0;
-		if (strtoul(end + 1, NULL, 10) > 65535)
-			return 0;
-	} else if (save != '\0')
-		return 0;
-	for (; s < end; s++) {
-		if (*s >= 'A' && *s <= 'Z')
-			*s = (char)(*s - 'A' + 'a');
-	}
-	return 1;
+	return config_port_tail(s, end);
 }
 
+/*
+ * A name the Host header may carry: HOST or HOST:PORT, HOST a DNS name, an
+ * IPv4 address or a bracketed IPv6 address.  Lowercased, a trailing dot
+ * dropped, so that the comparison with Host (normalized the same way) is
+ * exact.
+ */
 static int
-config_add_origins(struct config_parser *p, struct config *cfg,
-    const struct config_key *k, char *value)
+config_server_name_ok(char *s)
 {
+	unsigned char	 addr[sizeof (struct in6_addr)];
+	char		*end;
+	size_t		 n;
+
+	if (*s == '[') {
+		if ((end = strchr(s, ']')) == NULL)
+			return 0;
+		*end = '\0';
+		n = strlen(s + 1);
+		if (n == 0 || inet_pton(AF_INET6, s + 1, addr) != 1)
+			n = 0;
+		*end = ']';
+		if (n == 0)
+			return 0;
+		end++;
+	} else {
+		n = strspn(s, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_");
+		if (n == 0 || s[0] == '.' || strstr(s, "..") != NULL)
+			return 0;
+		end = s + n;
+		if (end[-1] == '.') {
+			memmove(end - 1, end, strlen(end) + 1);
+			end--;
+			if (end == s)
+				return 0;
+		}
+	}
+	return config_port_tail(s, end);
+}
+
+/*
+ * A list key (allowed_origins, server_name): one or more words, each
+ * checked (and normalized in place) by ok, no duplicates.
+ */
+static int
+config_add_words(struct config_parser *p, struct config_origins *list,
+    const struct config_key *k, char *value, int (*ok)(char *),
+    const char *what, const char *expected)
+{
+	char			 least[64];
+
 	struct config_origin	*o;
 	char			 v[CONFIG_ESC_LEN];
 	char			*word;
 
 	if (value[strspn(value, " \t")] == '\0') {
-		return config_bad_value(p, k, value,
-		    "at least one origin");
+		snprintf(least, sizeof least, "at least one %s", what);
+		return config_bad_value(p, k, value, least);
 	}
 	while ((word = config_word(&value)) != NULL) {
 		config_esc(v, sizeof v, word);
-		if (!config_origin_ok(word)) {
+		if (!ok(word)) {
 			return config_error(p, p->line, "bad value for '%s': "
-			    "'%s' (expected http://HOST[:PORT] or "
-			    "https://HOST[:PORT], without a path)", k->name, v);
+			    "'%s' (expected %s)", k->name, v, expected);
 		}
-		TAILQ_FOREACH(o, &cfg->allowed_origins, entry) {
+		TAILQ_FOREACH(o, list, entry) {
 			if (strcmp(o->origin, word) == 0) {
 				return config_error(p, p->line,
-				    "duplicate origin '%s'", v);
+				    "duplicate %s '%s'", what, v);
 			}
 		}
 		o = xcalloc(1, sizeof *o);
 		o->origin = xstrdup(word);
-		TAILQ_INSERT_TAIL(&cfg->allowed_origins, o, entry);
+		TAILQ_INSERT_TAIL(list, o, entry);
 	}
 	return 0;
+}
+
+/*
+ * A cookie name: letters, digits, '_' and '-' (a subset of RFC 6265's
+ * token), at most 64 bytes, without the "__Host-" or "__Secure-" prefix
+ * (the daemon adds "__Host-" on TLS listeners itself).
+ */
+static int
+config_cookie_ok(const char *s)
+{
+	size_t	n = strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+
+	return n > 0 && n <= 64 && s[n] == '\0' &&
+	    strncasecmp(s, "__host-", 7) != 0 &&
+	    strncasecmp(s, "__secure-", 9) != 0;
 }
 
 /* Check value for key k and store it in cfg. */
@@ -694,7 +771,19 @@ config_set(struct config_parser *p, struct config *cfg,
 	case CONFIG_LISTEN:
 		return config_add_listen(p, cfg, k, value);
 	case CONFIG_ORIGINS:
-		return config_add_origins(p, cfg, k, value);
+		return config_add_words(p, &cfg->allowed_origins, k, value,
+		    config_origin_ok, "origin", "http://HOST[:PORT] or "
+		    "https://HOST[:PORT], without a path");
+	case CONFIG_NAMES:
+		return config_add_words(p, &cfg->server_names, k, value,
+		    config_server_name_ok, "server_name", "HOST or HOST:PORT");
+	case CONFIG_COOKIE:
+		if (!config_cookie_ok(value))
+			return config_bad_value(p, k, value, "1 to 64 letters, "
+			    "digits, _ or -, not starting with __Host- or "
+			    "__Secure-");
+		config_set_string(field, value);
+		return 0;
 	}
 	fatalx("config_set: key %s has no type %d", k->name, (int)k->type);
 }
@@ -806,6 +895,15 @@ config_check(struct config_parser *p, struct config *cfg)
 			return config_error(p, (unsigned int)l->line,
 			    "'listen' with tls needs tls_cert and tls_key");
 		}
+		/*
+		 * Without a token, the Origin rule is all that stands between
+		 * a web page the operator visits and every console: it must
+		 * be explicit, never derived from the request.
+		 */
+		if (l->auth_none && TAILQ_EMPTY(&cfg->allowed_origins)) {
+			return config_error(p, (unsigned int)l->line,
+			    "'listen' with auth=none needs allowed_origins");
+		}
 	}
 	/* Half a key pair is always a mistake, even with no tls listener. */
 	if (cfg->tls_cert != NULL && cfg->tls_key == NULL) {
@@ -858,6 +956,9 @@ config_new(void)
 	cfg->token_ttl = 60;
 	cfg->session_ttl = 28800;
 	TAILQ_INIT(&cfg->allowed_origins);
+	TAILQ_INIT(&cfg->server_names);
+	cfg->cookie_name = xstrdup("vcd_session");
+	cfg->state_dir = xstrdup("/var/lib/virtconsoled");
 	cfg->ping_interval = 30;
 	cfg->max_clients = 1024;
 	cfg->max_clients_per_address = 32;
@@ -1010,6 +1111,13 @@ config_free(struct config *cfg)
 		free(o->origin);
 		free(o);
 	}
+	while ((o = TAILQ_FIRST(&cfg->server_names)) != NULL) {
+		TAILQ_REMOVE(&cfg->server_names, o, entry);
+		free(o->origin);
+		free(o);
+	}
+	free(cfg->cookie_name);
+	free(cfg->state_dir);
 	free(cfg->path);
 	free(cfg->uri);
 	free(cfg->log_file);

@@ -150,12 +150,14 @@ control_run(char *line, struct evbuffer *out)
 {
 	struct evbuffer	*body = evbuffer_new();
 	char		*argv[CONTROL_ARGS_MAX], *p, err[1024];
-	int		 argc = 0, json = 0, i;
-	unsigned int	 n;
+	int		 argc = 0, json = 0, revoke = 0, i;
+	unsigned int	 n, revoked = 0;
 
 	for (p = strtok(line, " \t"); p != NULL; p = strtok(NULL, " \t")) {
 		if (strcmp(p, "--json") == 0)
 			json = 1;
+		else if (strcmp(p, "--revoke") == 0)
+			revoke = 1;
 		else if (argc < CONTROL_ARGS_MAX)
 			argv[argc++] = p;
 		else {
@@ -172,6 +174,10 @@ control_run(char *line, struct evbuffer *out)
 	else if (strcmp(argv[0], "list") == 0 && argc == 1)
 		control_list(body, json);
 	else if (strcmp(argv[0], "kick") == 0 && (argc == 2 || argc == 3)) {
+		/* Before the kick, while the web clients are still there. */
+		if (revoke)
+			revoked = web_revoke_guest(argv[1], argc == 3 ?
+			    argv[2] : NULL);
 		n = session_kick_guest(argv[1], argc == 3 ? argv[2] : NULL,
 		    REASON_KICKED);
 		if (n == 0) {
@@ -180,10 +186,18 @@ control_run(char *line, struct evbuffer *out)
 			    argc == 3 ? log_esc(argv[2]) : "");
 			goto done;
 		}
-		log_info("control: kicked %u session(s) of %s", n,
-		    log_esc(argv[1]));
-		if (json)
+		log_info("control: kicked %u session(s) of %s%s", n,
+		    log_esc(argv[1]), revoke ? ", revoked their browser "
+		    "sessions" : "");
+		if (json && revoke)
+			evbuffer_add_printf(body, "{\"kicked\":%u,"
+			    "\"revoked\":%u}\n", n, revoked);
+		else if (json)
 			evbuffer_add_printf(body, "{\"kicked\":%u}\n", n);
+		else if (revoke)
+			evbuffer_add_printf(body, "kicked %u session%s, revoked "
+			    "%u browser session%s\n", n, n == 1 ? "" : "s",
+			    revoked, revoked == 1 ? "" : "s");
 		else
 			evbuffer_add_printf(body, "kicked %u session%s\n", n,
 			    n == 1 ? "" : "s");
@@ -201,7 +215,8 @@ control_run(char *line, struct evbuffer *out)
 		for (i = 0; i < argc; i++)
 			argv[i] = (char *)log_esc(argv[i]);
 		evbuffer_add_printf(out, "ERR unknown command or arguments: "
-		    "%s (commands: status, list, kick GUEST [ALIAS], "
+		    "%s (commands: status, list, kick [--revoke] GUEST "
+		    "[ALIAS], "
 		    "reload; --json)\n", argv[0]);
 		goto done;
 	}

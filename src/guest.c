@@ -8,6 +8,7 @@
  * running transient guest) and the sessions (a guest that starts wakes the
  * clients waiting for it; one that stops ends their sessions).
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,35 @@ guest_find_uuid(const char *uuid)
 			return g;
 	}
 	return NULL;
+}
+
+/* 36 characters in the 8-4-4-4-12 hex layout of a UUID. */
+int
+guest_uuid_shaped(const char *s)
+{
+	size_t	i;
+
+	if (strlen(s) != 36)
+		return 0;
+	for (i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!isxdigit((unsigned char)s[i]))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * A guest as a client names it: a UUID-shaped string by UUID only, so that
+ * a guest named like another guest's UUID can never shadow it; anything
+ * else by name.
+ */
+struct guest *
+guest_lookup(const char *s)
+{
+	return guest_uuid_shaped(s) ? guest_find_uuid(s) : guest_find_name(s);
 }
 
 /*

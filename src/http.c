@@ -516,6 +516,29 @@ http_query_get(const char *query, const char *name, char *out,
 	return -1;
 }
 
+/* Whether the raw query string has a parameter called name, whatever its
+ * value (http_query_get fails for one too long or badly escaped, and such
+ * a parameter must not count as absent). */
+int
+http_query_has(const char *query, const char *name)
+{
+	const char	*p, *e, *kend;
+	size_t		 nlen = strlen(name);
+
+	if (query == NULL || nlen == 0)
+		return 0;
+	for (p = query;; p = e + 1) {
+		if ((e = strchr(p, '&')) == NULL)
+			e = p + strlen(p);
+		if ((kend = memchr(p, '=', (size_t)(e - p))) == NULL)
+			kend = e;
+		if ((size_t)(kend - p) == nlen && memcmp(p, name, nlen) == 0)
+			return 1;
+		if (*e == '\0')
+			return 0;
+	}
+}
+
 /* RFC 6265 cookie-octet: no whitespace, DQUOTE, comma, semicolon or '\'. */
 static int
 http_is_cookie_octet(unsigned char c)
@@ -609,6 +632,8 @@ http_reason(int code)
 		return "Content Too Large";
 	case 414:
 		return "URI Too Long";
+	case 421:
+		return "Misdirected Request";
 	case 426:
 		return "Upgrade Required";
 	case 429:

@@ -120,7 +120,8 @@ priv_give_parent(const char *file, uid_t uid, gid_t gid, char *err,
 
 /*
  * Drop to conf->user/group, if set.  The directories holding the pid
- * file, the guest sockets and the control socket are handed over first
+ * file, the guest sockets, the control socket and state_dir (whose store
+ * of used tokens is compacted by rewriting it) are handed over first
  * (unless shared), so the daemon can still create guest sockets and
  * remove its files at exit.
  */
@@ -142,6 +143,7 @@ priv_drop(const struct config *conf, char *err, size_t errlen)
 		return -1;
 	if (priv_give_parent(conf->pid_file, uid, gid, err, errlen) == -1 ||
 	    priv_give_dir(conf->socket_dir, uid, gid, err, errlen) == -1 ||
+	    priv_give_dir(conf->state_dir, uid, gid, err, errlen) == -1 ||
 	    priv_give_parent(conf->control_socket, uid, gid, err,
 	    errlen) == -1)
 		return -1;

@@ -1086,8 +1086,9 @@ session_kick_guest(const char *guest, const char *alias,
 	unsigned int	 n = 0;
 
 	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
-		if ((strcmp(s->guest, guest) == 0 ||
-		    strcasecmp(s->uuid, guest) == 0) &&
+		/* As guest_lookup(): a UUID-shaped name is a UUID only. */
+		if ((guest_uuid_shaped(guest) ? strcasecmp(s->uuid,
+		    guest) == 0 : strcmp(s->guest, guest) == 0) &&
 		    (alias == NULL || strcmp(s->alias, alias) == 0)) {
 			session_end(s, reason);
 			n++;

@@ -1,36 +1,59 @@
 /*
- * Access tokens, browser-session cookies, the replay cache and the secret
- * that signs them.  Pure: no sockets, no event loop, no logging; the
- * caller logs the reason a check gives and the token's id, never its text.
+ * Access tokens, browser-session cookies, the replay cache, the secret
+ * that signs them and the audience that names this daemon.  Pure: no
+ * sockets, no event loop, no logging; the caller logs the reason a check
+ * gives and the token's id, never its text.
  *
  * A token (kind TOKEN_KIND_TOKEN, printed by `virtconsolectl token`) and a
  * session cookie (kind TOKEN_KIND_SESSION, minted by the daemon when a
- * token is consumed at /?token=) share one binary layout, big-endian:
+ * token is consumed at /?token=) share one binary layout, format version
+ * 2, big-endian:
  *
  *	off  len
- *	  0    1	version (1)
+ *	  0    1	version (2)
  *	  1    1	kind: 1 token, 2 session; inside the MAC, so a cookie
  *			is never accepted as a token nor the reverse
  *	  2   16	id: random, loggable, the replay cache's key
- *	 18    1	scope: 0 one guest, 1 all guests
- *	 19   16	the guest's UUID, raw (zero for all guests); the UUID,
+ *	 18   16	aud: the audience, the daemon's identity (the 16 raw
+ *			bytes of state_dir/audience), so that daemons that
+ *			share a secret do not accept each other's tokens
+ *	 34    1	flags: bit 0 all guests, bit 1 role viewer (clear:
+ *			writer), bit 2 may read history, bit 3 checked (a
+ *			session whose listener checked a token; never set in
+ *			a token); the other bits are 0
+ *	 35   16	the guest's UUID, raw (zero for all guests); the UUID,
  *			not the name, so a re-created guest with the same
  *			name is not opened by an old token
- *	 35    8	expiry, unix seconds, signed
- *	 43    1	alias length L, 1..32
- *	 44    L	console alias, [A-Za-z0-9._-], or "any"
- *	44+L  32	HMAC-SHA256 of everything before it
+ *	 51    8	iat: issued at, unix seconds, signed (a session: the
+ *			login time, which never moves); 0 <= iat <= exp
+ *	 59    8	exp: expiry, unix seconds, signed, > 0
+ *	 67    1	hv length H, 1..32
+ *	 68    H	hypervisor, [A-Za-z0-9_-] ("default" for the uri key's),
+ *			or "any", which only an all-guests token may carry
+ *	68+H   1	alias length A, 1..32
+ *	69+H   A	console alias, [A-Za-z0-9._-], or "any"
+ *	69+H+A 1	label length L, 0..64
+ *	70+H+A L	label: who it was issued to, free text (UTF-8 or not),
+ *			no byte below 0x20 nor 0x7f
+ *	70+H+A+L 32	HMAC-SHA256 of everything before it
  *
- * encoded as base64url without padding: 77 to 108 bytes, 103 to 144
- * characters.  The MAC is kept whole (32 bytes): the 22 characters a
- * truncation would save do not matter in a URL, and nothing has to be
- * argued about forgery odds.
+ * encoded as base64url without padding: 104 to 230 bytes, 139 to 307
+ * characters (TOKEN_TEXT_MAX is the longest and its NUL).  The MAC is kept
+ * whole (32 bytes): the 22 characters a truncation would save do not
+ * matter in a URL, and nothing has to be argued about forgery odds.
  *
  * token_verify() checks only the length and the encoding before the MAC
  * (compared with CRYPTO_memcmp); every other field is read only from bytes
  * the MAC vouched for.  The decoder is strict: the base64url alphabet only,
- * no padding, no whitespace, and unused trailing bits must be zero, so one
- * token has exactly one text.
+ * no padding, no whitespace, and unused trailing bits must be zero; the
+ * fields are strict too (flags, UUID of an all-guests token, lengths that
+ * add up), so one token has exactly one text, and what token_mint() makes
+ * token_verify() reads back identically.
+ *
+ * Version 1 (no aud, hv, role, history, label, iat; 77 to 108 bytes) is
+ * refused since version 2.  Its lengths are still let through to the MAC
+ * so that a genuine version-1 text gets its own reason rather than
+ * "malformed"; a forged one is a bad signature like any other.
  */
 #include <sys/stat.h>
 
@@ -49,27 +72,46 @@
 
 #include "virtconsoled.h"
 
-#define TOKEN_VERSION		1
-#define TOKEN_SCOPE_GUEST	0
-#define TOKEN_SCOPE_ALL		1
+#define TOKEN_VERSION		2
+#define TOKEN_VERSION_1		1	/* refused, with its own reason */
+
+#define TOKEN_FLAG_ALL		0x01
+#define TOKEN_FLAG_VIEWER	0x02
+#define TOKEN_FLAG_HISTORY	0x04
+#define TOKEN_FLAG_CHECKED	0x08
+#define TOKEN_FLAGS_KNOWN	0x0f
 
 #define TOKEN_OFF_VERSION	0
 #define TOKEN_OFF_KIND		1
 #define TOKEN_OFF_ID		2
-#define TOKEN_OFF_SCOPE		18
-#define TOKEN_OFF_UUID		19
-#define TOKEN_OFF_EXPIRES	35
-#define TOKEN_OFF_ALEN		43
-#define TOKEN_OFF_ALIAS		44
+#define TOKEN_OFF_AUD		18
+#define TOKEN_OFF_FLAGS		34
+#define TOKEN_OFF_UUID		35
+#define TOKEN_OFF_IAT		51
+#define TOKEN_OFF_EXPIRES	59
+#define TOKEN_OFF_STRINGS	67	/* hv, alias, label: length, bytes */
+#define TOKEN_UUID_RAW		16
 #define TOKEN_MAC_LEN		32
-#define TOKEN_RAW_MIN		(TOKEN_OFF_ALIAS + 1 + TOKEN_MAC_LEN)
-#define TOKEN_RAW_MAX		(TOKEN_OFF_ALIAS + TOKEN_ALIAS_MAX + \
+/* The shortest: 1-byte hv and alias, empty label; the longest: all full. */
+#define TOKEN_RAW_MIN		(TOKEN_OFF_STRINGS + 3 + 1 + 1 + TOKEN_MAC_LEN)
+#define TOKEN_RAW_MAX		(TOKEN_OFF_STRINGS + 3 + TOKEN_HV_MAX + \
+				    TOKEN_ALIAS_MAX + TOKEN_LABEL_MAX + \
 				    TOKEN_MAC_LEN)
+#define TOKEN_V1_RAW_MIN	77	/* the shortest version-1 token */
+
+/* How far ahead of our clock a token's iat may be (the issuer's clock). */
+#define TOKEN_IAT_SKEW		300
 
 /* Characters of n bytes in base64url without padding. */
 #define TOKEN_B64_LEN(n)	(((n) * 4 + 2) / 3)
 _Static_assert(TOKEN_B64_LEN(TOKEN_RAW_MAX) + 1 == TOKEN_TEXT_MAX,
-    "TOKEN_TEXT_MAX must fit the longest token");
+    "TOKEN_TEXT_MAX must fit the longest token, exactly");
+_Static_assert(TOKEN_V1_RAW_MIN < TOKEN_RAW_MIN,
+    "the length bounds must let version-1 texts reach the MAC");
+
+/* The secret and the audience files: raw bytes, at most this many. */
+#define TOKEN_FILE_MAX		TOKEN_KEY_LEN
+_Static_assert(TOKEN_AUD_LEN <= TOKEN_FILE_MAX, "audience too long");
 
 /*
  * The replay cache: open addressing with linear probing, keyed by the id.
@@ -83,54 +125,56 @@ struct token_cache_slot {
 	int		 used;
 };
 
-static int	token_alias_ok(const char *, size_t);
 static int	token_uuid_parse(const char *, uint8_t *);
 static void	token_uuid_format(const uint8_t *, char *);
 
-/* Secret file. */
+/*
+ * The secret and the audience files.  Both hold exactly len raw bytes (no
+ * encoding, no newline) and are read and created the same way; what names
+ * the file in messages.
+ */
 
 static int
-token_secret_read(int fd, const char *path, uint8_t *key, char *err,
-    size_t errlen)
+token_file_read(int fd, const char *what, const char *path, uint8_t *out,
+    size_t len, char *err, size_t errlen)
 {
 	struct stat	 st;
-	uint8_t		 buf[TOKEN_KEY_LEN + 1];
+	uint8_t		 buf[TOKEN_FILE_MAX + 1];
 	size_t		 got = 0;
 	ssize_t		 n;
 
 	if (fstat(fd, &st) == -1) {
-		snprintf(err, errlen, "token secret %s: %s", path,
+		snprintf(err, errlen, "%s %s: %s", what, path,
 		    strerror(errno));
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "token secret %s: not a regular file",
-		    path);
+		snprintf(err, errlen, "%s %s: not a regular file", what, path);
 		return -1;
 	}
 	if ((st.st_mode & 077) != 0) {
-		snprintf(err, errlen, "token secret %s: mode %04o gives "
-		    "group or others access; chmod 600 it", path,
+		snprintf(err, errlen, "%s %s: mode %04o gives group or others "
+		    "access; chmod 600 it", what, path,
 		    (unsigned int)(st.st_mode & 07777));
 		return -1;
 	}
 	if (st.st_uid != geteuid() && st.st_uid != 0) {
-		snprintf(err, errlen, "token secret %s: owned by uid %lu, "
-		    "neither root nor us", path, (unsigned long)st.st_uid);
+		snprintf(err, errlen, "%s %s: owned by uid %lu, neither root "
+		    "nor us", what, path, (unsigned long)st.st_uid);
 		return -1;
 	}
-	if (st.st_size != TOKEN_KEY_LEN) {
-		snprintf(err, errlen, "token secret %s: must hold exactly %d "
-		    "bytes, not %lld", path, TOKEN_KEY_LEN,
-		    (long long)st.st_size);
+	if (st.st_size != (off_t)len) {
+		snprintf(err, errlen, "%s %s: must hold exactly %zu bytes, "
+		    "not %lld", what, path, len, (long long)st.st_size);
 		return -1;
 	}
-	while (got < sizeof buf) {
-		n = read(fd, buf + got, sizeof buf - got);
+	/* One byte more than wanted: a file that grew meanwhile is seen. */
+	while (got < len + 1) {
+		n = read(fd, buf + got, len + 1 - got);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			snprintf(err, errlen, "token secret %s: %s", path,
+			snprintf(err, errlen, "%s %s: %s", what, path,
 			    strerror(errno));
 			explicit_bzero(buf, sizeof buf);
 			return -1;
@@ -139,13 +183,13 @@ token_secret_read(int fd, const char *path, uint8_t *key, char *err,
 			break;
 		got += (size_t)n;
 	}
-	if (got != TOKEN_KEY_LEN) {
-		snprintf(err, errlen, "token secret %s: must hold exactly %d "
-		    "bytes, read %zu", path, TOKEN_KEY_LEN, got);
+	if (got != len) {
+		snprintf(err, errlen, "%s %s: must hold exactly %zu bytes, "
+		    "read %zu", what, path, len, got);
 		explicit_bzero(buf, sizeof buf);
 		return -1;
 	}
-	memcpy(key, buf, TOKEN_KEY_LEN);
+	memcpy(out, buf, len);
 	explicit_bzero(buf, sizeof buf);
 	return 0;
 }
@@ -168,16 +212,18 @@ token_write_all(int fd, const uint8_t *p, size_t len)
 }
 
 /*
- * Create the secret: 32 random bytes written to a temporary file (O_EXCL,
- * O_NOFOLLOW, mode 0600) that is then linked into place.  link(), unlike
- * rename(), never replaces a file: when two processes (the daemon and
- * virtconsolectl) create it at once, the loser reads the winner's secret
- * instead of signing with a key that is no longer on disk.  Returns 0 with
- * key set, 1 if another process created the file first, or -1.
+ * Create the file: len random bytes written to a temporary file (O_EXCL,
+ * O_NOFOLLOW, mode 0600) that is then linked into place; its directory is
+ * made (mode 0700) if missing, one level only.  link(), unlike rename(),
+ * never replaces a file: when two processes (the daemon and
+ * virtconsolectl) create it at once, the loser reads the winner's bytes
+ * instead of signing with a key, or naming itself by an audience, that is
+ * no longer on disk.  Returns 0 with out set, 1 if another process
+ * created the file first, or -1.
  */
 static int
-token_secret_create(const char *path, uint8_t *key, char *err,
-    size_t errlen)
+token_file_create(const char *what, const char *path, uint8_t *out,
+    size_t len, char *err, size_t errlen)
 {
 	uint8_t	 rnd[6];
 	char	*tmp = NULL, *dir, *copy;
@@ -186,8 +232,8 @@ token_secret_create(const char *path, uint8_t *key, char *err,
 	copy = xstrdup(path);
 	dir = dirname(copy);
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-		snprintf(err, errlen, "token secret %s: cannot create its "
-		    "directory: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s %s: cannot create its directory: %s",
+		    what, path, strerror(errno));
 		free(copy);
 		return -1;
 	}
@@ -204,20 +250,19 @@ token_secret_create(const char *path, uint8_t *key, char *err,
 			break;
 	}
 	if (fd == -1) {
-		snprintf(err, errlen, "token secret %s: cannot create it: %s",
+		snprintf(err, errlen, "%s %s: cannot create it: %s", what,
 		    path, tmp == NULL ? "no random bytes" : strerror(errno));
 		goto out;
 	}
-	if (RAND_bytes(key, TOKEN_KEY_LEN) != 1) {
-		snprintf(err, errlen, "token secret %s: cannot get random "
-		    "bytes", path);
+	if (RAND_bytes(out, (int)len) != 1) {
+		snprintf(err, errlen, "%s %s: cannot get random bytes", what,
+		    path);
 		goto fail;
 	}
-	if (fchmod(fd, 0600) == -1 ||
-	    token_write_all(fd, key, TOKEN_KEY_LEN) == -1 ||
+	if (fchmod(fd, 0600) == -1 || token_write_all(fd, out, len) == -1 ||
 	    fsync(fd) == -1) {
-		snprintf(err, errlen, "token secret %s: cannot write it: %s",
-		    path, strerror(errno));
+		snprintf(err, errlen, "%s %s: cannot write it: %s", what, path,
+		    strerror(errno));
 		goto fail;
 	}
 	close(fd);
@@ -226,8 +271,8 @@ token_secret_create(const char *path, uint8_t *key, char *err,
 		if (errno == EEXIST)
 			ret = 1;
 		else
-			snprintf(err, errlen, "token secret %s: cannot create "
-			    "it: %s", path, strerror(errno));
+			snprintf(err, errlen, "%s %s: cannot create it: %s",
+			    what, path, strerror(errno));
 		goto fail;
 	}
 	unlink(tmp);
@@ -243,7 +288,7 @@ fail:
 		close(fd);
 	unlink(tmp);
 	if (ret != 0)
-		explicit_bzero(key, TOKEN_KEY_LEN);
+		explicit_bzero(out, len);
 out:
 	free(tmp);
 	free(copy);
@@ -251,16 +296,15 @@ out:
 }
 
 /*
- * Load the 32-byte secret from path; with create, make it first if it is
- * missing.  The file holds exactly 32 raw bytes (no encoding, no newline).
- * Refused: a symbolic link (as the last component), anything but a regular
- * file, any permission bit for group or others, an owner other than root
- * or the effective user (who could rewrite the key), another size.
+ * Load len bytes from path; with create, make the file first if it is
+ * missing.  Refused: a symbolic link (as the last component), anything but
+ * a regular file, any permission bit for group or others, an owner other
+ * than root or the effective user (who could rewrite it), another size.
  * Returns 0, or -1 with a one-line message naming the path in err.
  */
-int
-token_secret_load(const char *path, uint8_t key[TOKEN_KEY_LEN], int create,
-    char *err, size_t errlen)
+static int
+token_file_load(const char *what, const char *path, uint8_t *out,
+    size_t len, int create, char *err, size_t errlen)
 {
 	int	fd, r, tries;
 
@@ -268,19 +312,55 @@ token_secret_load(const char *path, uint8_t key[TOKEN_KEY_LEN], int create,
 		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
 		    O_NONBLOCK);
 		if (fd != -1) {
-			r = token_secret_read(fd, path, key, err, errlen);
+			r = token_file_read(fd, what, path, out, len, err,
+			    errlen);
 			close(fd);
 			return r;
 		}
 		if (errno != ENOENT || !create)
 			break;
-		if ((r = token_secret_create(path, key, err, errlen)) != 1)
+		if ((r = token_file_create(what, path, out, len, err,
+		    errlen)) != 1)
 			return r;
-		/* Another process won the race: read its secret. */
+		/* Another process won the race: read what it wrote. */
 	}
-	snprintf(err, errlen, "token secret %s: %s", path, errno == ELOOP ?
+	snprintf(err, errlen, "%s %s: %s", what, path, errno == ELOOP ?
 	    "is a symbolic link" : strerror(errno));
 	return -1;
+}
+
+/* The 32-byte signing secret, as token_file_load() says. */
+int
+token_secret_load(const char *path, uint8_t key[TOKEN_KEY_LEN], int create,
+    char *err, size_t errlen)
+{
+	return token_file_load("token secret", path, key, TOKEN_KEY_LEN,
+	    create, err, errlen);
+}
+
+/*
+ * The daemon's audience: the 16 random bytes of state_dir/audience,
+ * created (and state_dir with it, mode 0700) with create by whichever of
+ * the daemon and `virtconsolectl token` comes first.  Not a secret, but
+ * held to the same rules as the secret: whoever could rewrite it could
+ * make this daemon accept another's tokens.
+ */
+int
+token_audience_load(const char *state_dir, uint8_t aud[TOKEN_AUD_LEN],
+    int create, char *err, size_t errlen)
+{
+	char	*path;
+	int	 r;
+
+	if (state_dir == NULL || *state_dir == '\0') {
+		snprintf(err, errlen, "token audience: no state_dir");
+		return -1;
+	}
+	xasprintf(&path, "%s/audience", state_dir);
+	r = token_file_load("token audience", path, aud, TOKEN_AUD_LEN, create,
+	    err, errlen);
+	free(path);
+	return r;
 }
 
 /* base64url, no padding. */
@@ -367,19 +447,43 @@ token_b64_decode(const char *in, size_t len, uint8_t *out, size_t outlen)
 
 /* Fields. */
 
-/* An alias: 1..32 bytes of [A-Za-z0-9._-]. */
+/*
+ * A name: 1..max bytes of letters, digits and the punctuation in extra.
+ * Aliases allow "._-", hypervisor names "_-"; "any" is one of each.
+ */
 static int
-token_alias_ok(const char *s, size_t len)
+token_name_ok(const char *s, size_t len, size_t max, const char *extra)
 {
 	size_t	i;
 
-	if (len == 0 || len > TOKEN_ALIAS_MAX)
+	if (len == 0 || len > max)
 		return 0;
 	for (i = 0; i < len; i++) {
 		if (!((s[i] >= 'a' && s[i] <= 'z') ||
 		    (s[i] >= 'A' && s[i] <= 'Z') ||
 		    (s[i] >= '0' && s[i] <= '9') ||
-		    s[i] == '.' || s[i] == '_' || s[i] == '-'))
+		    (s[i] != '\0' && strchr(extra, s[i]) != NULL)))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * A label: at most TOKEN_LABEL_MAX bytes, none a control character (below
+ * 0x20, or 0x7f) so it cannot break a log line or a terminal; the empty
+ * label is allowed.  Bytes from 0x80 up pass as they are, for UTF-8: the
+ * places that show a label (JSON, logs) escape what they must.
+ */
+int
+token_label_ok(const char *s)
+{
+	size_t	len, i;
+
+	if (s == NULL || (len = strnlen(s, TOKEN_LABEL_MAX + 1)) >
+	    TOKEN_LABEL_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
 			return 0;
 	}
 	return 1;
@@ -418,6 +522,61 @@ token_uuid_format(const uint8_t *u, char *out)
 	    u[15]);
 }
 
+/*
+ * Are t's claims valid?  The one check behind token_new(), token_mint()
+ * and token_verify(), so that what one makes the others accept.  Sets
+ * uuid to the guest's UUID as raw bytes (zero for all guests).  The
+ * booleans must be 0 or 1, role one of TOKEN_ROLE_* and the UUID in lower
+ * case, so that a struct has one text and reads back the same; checked is
+ * for sessions only (a token is checked by whoever consumes it); an
+ * unterminated string is refused, not cut.
+ */
+static int
+token_claims_ok(const struct token *t, uint8_t uuid[TOKEN_UUID_RAW])
+{
+	char	canon[GUEST_UUID_LEN];
+
+	memset(uuid, 0, TOKEN_UUID_RAW);
+	if (t->kind != TOKEN_KIND_TOKEN && t->kind != TOKEN_KIND_SESSION)
+		return -1;
+	if ((t->all_guests != 0 && t->all_guests != 1) ||
+	    (t->history != 0 && t->history != 1) ||
+	    (t->checked != 0 && t->checked != 1) ||
+	    (t->role != TOKEN_ROLE_WRITER && t->role != TOKEN_ROLE_VIEWER))
+		return -1;
+	if (t->checked && t->kind != TOKEN_KIND_SESSION)
+		return -1;
+
+	if (!token_name_ok(t->hv, strnlen(t->hv, sizeof t->hv), TOKEN_HV_MAX,
+	    "_-"))
+		return -1;
+	/* "any" hypervisor with one guest: a UUID is per hypervisor. */
+	if (!t->all_guests && strcmp(t->hv, TOKEN_ANY) == 0)
+		return -1;
+	if (!token_name_ok(t->alias, strnlen(t->alias, sizeof t->alias),
+	    TOKEN_ALIAS_MAX, "._-"))
+		return -1;
+	/* token_label_ok() reads at most sizeof t->label bytes. */
+	if (!token_label_ok(t->label))
+		return -1;
+
+	if (t->all_guests) {
+		if (t->uuid[0] != '\0')
+			return -1;
+	} else {
+		if (token_uuid_parse(t->uuid, uuid) == -1)
+			return -1;
+		/* In lower case, as token_new() and token_verify() give. */
+		token_uuid_format(uuid, canon);
+		if (strcmp(canon, t->uuid) != 0)
+			return -1;
+	}
+
+	if (t->iat < 0 || t->expires <= 0 || t->iat > t->expires)
+		return -1;
+	return 0;
+}
+
 static int
 token_hmac(const uint8_t *key, const uint8_t *data, size_t len,
     uint8_t *mac)
@@ -431,22 +590,31 @@ token_hmac(const uint8_t *key, const uint8_t *data, size_t len,
 }
 
 /*
- * Fill in a new token or session: a fresh random id, the scope (uuid NULL
- * for all guests, alias NULL for any console) and the expiry.  Returns 0,
- * or -1 for a malformed UUID or alias, an unknown kind, or no randomness.
+ * Fill in a new token or session: a fresh random id, the audience, the
+ * hypervisor (NULL: "default" for one guest, "any" for all guests), the
+ * scope (uuid NULL for all guests, alias NULL for any console), the issue
+ * time and the expiry.  The role is writer with history, the label empty,
+ * checked 0: the caller changes those after.  Returns 0, or -1 for a
+ * claim token_mint() would refuse (unknown kind, malformed UUID, alias or
+ * hypervisor, hypervisor "any" for one guest, iat < 0, iat > expires,
+ * expires <= 0), a NULL aud, or no randomness.
  */
 int
-token_new(struct token *t, int kind, const char *uuid, const char *alias,
+token_new(struct token *t, int kind, const uint8_t aud[TOKEN_AUD_LEN],
+    const char *hv, const char *uuid, const char *alias, int64_t iat,
     int64_t expires)
 {
-	uint8_t	u[16];
+	uint8_t	u[TOKEN_UUID_RAW];
 
 	memset(t, 0, sizeof *t);
-	if (kind != TOKEN_KIND_TOKEN && kind != TOKEN_KIND_SESSION)
+	if (aud == NULL)
 		return -1;
+	if (hv == NULL)
+		hv = uuid == NULL ? TOKEN_ANY : TOKEN_HV_DEFAULT;
 	if (alias == NULL)
 		alias = TOKEN_ANY;
-	if (!token_alias_ok(alias, strlen(alias)))
+	if (strnlen(hv, sizeof t->hv) == sizeof t->hv ||
+	    strnlen(alias, sizeof t->alias) == sizeof t->alias)
 		return -1;
 	if (uuid == NULL)
 		t->all_guests = 1;
@@ -455,58 +623,157 @@ token_new(struct token *t, int kind, const char *uuid, const char *alias,
 			return -1;
 		token_uuid_format(u, t->uuid);
 	}
-	if (RAND_bytes(t->id, sizeof t->id) != 1) {
+	t->kind = kind;
+	memcpy(t->aud, aud, TOKEN_AUD_LEN);
+	memcpy(t->hv, hv, strlen(hv) + 1);
+	memcpy(t->alias, alias, strlen(alias) + 1);
+	t->role = TOKEN_ROLE_WRITER;
+	t->history = 1;
+	t->iat = iat;
+	t->expires = expires;
+	if (token_claims_ok(t, u) == -1 ||
+	    RAND_bytes(t->id, sizeof t->id) != 1) {
 		memset(t, 0, sizeof *t);
 		return -1;
 	}
-	t->kind = kind;
-	snprintf(t->alias, sizeof t->alias, "%s", alias);
-	t->expires = expires;
+	return 0;
+}
+
+static void
+token_put64(uint8_t *p, int64_t v)
+{
+	uint64_t	u = (uint64_t)v;
+	int		i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(u >> (56 - 8 * i));
+}
+
+static int64_t
+token_get64(const uint8_t *p)
+{
+	uint64_t	u = 0;
+	int		i;
+
+	for (i = 0; i < 8; i++)
+		u = u << 8 | p[i];
+	return (int64_t)u;
+}
+
+/* Append a length byte and s (size bytes at most) at *off, without NUL. */
+static void
+token_put_string(uint8_t *raw, size_t *off, const char *s, size_t size)
+{
+	size_t	len = strnlen(s, size);
+
+	raw[(*off)++] = (uint8_t)len;
+	memcpy(raw + *off, s, len);
+	*off += len;
+}
+
+/*
+ * Read a length byte and that many bytes at *off, before end, into out
+ * (size bytes with its NUL).  A NUL inside would make the claim another
+ * string than the bytes signed: refused, as is a string too long for out.
+ */
+static int
+token_get_string(const uint8_t *raw, size_t end, size_t *off, char *out,
+    size_t size)
+{
+	size_t	len;
+
+	if (*off >= end)
+		return -1;
+	len = raw[*off];
+	if (len >= size || len > end - *off - 1 ||
+	    memchr(raw + *off + 1, '\0', len) != NULL)
+		return -1;
+	memcpy(out, raw + *off + 1, len);
+	out[len] = '\0';
+	*off += 1 + len;
 	return 0;
 }
 
 /*
- * Sign and encode t into out.  Returns 0, or -1 if a field is invalid
- * (kind, UUID, alias, expiry not positive) or out is shorter than the
- * text and its NUL (TOKEN_TEXT_MAX always suffices).
+ * Sign and encode t into out.  Returns 0, or -1 if a claim is invalid (as
+ * token_new() lists, plus: role, booleans other than 0 or 1, checked in a
+ * token, a bad or unterminated label, hv or alias, a UUID with all guests
+ * or in upper case) or out is shorter than the text and its NUL
+ * (TOKEN_TEXT_MAX always suffices).  What it accepts, token_verify()
+ * reads back claim for claim.
  */
 int
 token_mint(const uint8_t key[TOKEN_KEY_LEN], const struct token *t,
     char *out, size_t outlen)
 {
 	uint8_t		raw[TOKEN_RAW_MAX];
-	uint64_t	e;
-	size_t		alen, len;
-	int		i;
+	size_t		len;
 
-	if (t->kind != TOKEN_KIND_TOKEN && t->kind != TOKEN_KIND_SESSION)
-		return -1;
-	alen = strnlen(t->alias, sizeof t->alias);
-	if (!token_alias_ok(t->alias, alen) || t->expires <= 0)
-		return -1;
 	memset(raw, 0, sizeof raw);
+	if (token_claims_ok(t, raw + TOKEN_OFF_UUID) == -1)
+		return -1;
 	raw[TOKEN_OFF_VERSION] = TOKEN_VERSION;
 	raw[TOKEN_OFF_KIND] = (uint8_t)t->kind;
 	memcpy(raw + TOKEN_OFF_ID, t->id, TOKEN_ID_LEN);
-	if (t->all_guests)
-		raw[TOKEN_OFF_SCOPE] = TOKEN_SCOPE_ALL;
-	else {
-		raw[TOKEN_OFF_SCOPE] = TOKEN_SCOPE_GUEST;
-		if (token_uuid_parse(t->uuid, raw + TOKEN_OFF_UUID) == -1)
-			return -1;
-	}
-	e = (uint64_t)t->expires;
-	for (i = 0; i < 8; i++)
-		raw[TOKEN_OFF_EXPIRES + i] = (uint8_t)(e >> (56 - 8 * i));
-	raw[TOKEN_OFF_ALEN] = (uint8_t)alen;
-	memcpy(raw + TOKEN_OFF_ALIAS, t->alias, alen);
-	len = TOKEN_OFF_ALIAS + alen;
+	memcpy(raw + TOKEN_OFF_AUD, t->aud, TOKEN_AUD_LEN);
+	raw[TOKEN_OFF_FLAGS] = (uint8_t)(
+	    (t->all_guests ? TOKEN_FLAG_ALL : 0) |
+	    (t->role == TOKEN_ROLE_VIEWER ? TOKEN_FLAG_VIEWER : 0) |
+	    (t->history ? TOKEN_FLAG_HISTORY : 0) |
+	    (t->checked ? TOKEN_FLAG_CHECKED : 0));
+	token_put64(raw + TOKEN_OFF_IAT, t->iat);
+	token_put64(raw + TOKEN_OFF_EXPIRES, t->expires);
+	len = TOKEN_OFF_STRINGS;
+	token_put_string(raw, &len, t->hv, sizeof t->hv);
+	token_put_string(raw, &len, t->alias, sizeof t->alias);
+	token_put_string(raw, &len, t->label, sizeof t->label);
 	if (token_hmac(key, raw, len, raw + len) == -1)
 		return -1;
 	len += TOKEN_MAC_LEN;
 	if (outlen < TOKEN_B64_LEN(len) + 1)
 		return -1;
 	token_b64_encode(raw, len, out);
+	return 0;
+}
+
+/*
+ * The claims of a version-2 body (MAC stripped, body bytes) whose MAC was
+ * checked.  Returns 0, or -1 if a field is malformed or not the way
+ * token_mint() writes it.
+ */
+static int
+token_decode(const uint8_t *raw, size_t body, struct token *t)
+{
+	uint8_t	uuid[TOKEN_UUID_RAW], flags;
+	size_t	off = TOKEN_OFF_STRINGS;
+
+	memset(t, 0, sizeof *t);
+	flags = raw[TOKEN_OFF_FLAGS];
+	if ((flags & ~TOKEN_FLAGS_KNOWN) != 0)
+		return -1;
+	t->kind = raw[TOKEN_OFF_KIND];
+	memcpy(t->id, raw + TOKEN_OFF_ID, TOKEN_ID_LEN);
+	memcpy(t->aud, raw + TOKEN_OFF_AUD, TOKEN_AUD_LEN);
+	t->all_guests = (flags & TOKEN_FLAG_ALL) != 0;
+	t->role = (flags & TOKEN_FLAG_VIEWER) ? TOKEN_ROLE_VIEWER :
+	    TOKEN_ROLE_WRITER;
+	t->history = (flags & TOKEN_FLAG_HISTORY) != 0;
+	t->checked = (flags & TOKEN_FLAG_CHECKED) != 0;
+	if (!t->all_guests)
+		token_uuid_format(raw + TOKEN_OFF_UUID, t->uuid);
+	t->iat = token_get64(raw + TOKEN_OFF_IAT);
+	t->expires = token_get64(raw + TOKEN_OFF_EXPIRES);
+	if (token_get_string(raw, body, &off, t->hv, sizeof t->hv) == -1 ||
+	    token_get_string(raw, body, &off, t->alias, sizeof t->alias) ==
+	    -1 ||
+	    token_get_string(raw, body, &off, t->label, sizeof t->label) ==
+	    -1 || off != body)
+		return -1;
+	if (token_claims_ok(t, uuid) == -1)
+		return -1;
+	/* All guests: the UUID bytes are zero, as minting writes them. */
+	if (memcmp(uuid, raw + TOKEN_OFF_UUID, sizeof uuid) != 0)
+		return -1;
 	return 0;
 }
 
@@ -519,22 +786,37 @@ token_fail(const char **why, const char *reason)
 }
 
 /*
- * Check text as a token of the given kind at time now.  Returns 0 with
- * out filled in, or -1 with out zeroed and *why one of "malformed", "bad
- * signature", "wrong kind", "expired" or "expiry too far ahead" (more
- * than TOKEN_MAX_LIFETIME away: it would hold a replay-cache slot for
- * ever).  A token is valid while now < expires.
+ * Check text as a token of the given kind for audience aud at time now.
+ * Returns 0 with out filled in, or -1 with out zeroed and *why one of, in
+ * the order checked:
+ *	"malformed"		not base64url as minted, a length no token
+ *				of either version has, or (after the MAC)
+ *				an unknown version or kind, unknown flags, a
+ *				field token_mint() would not write
+ *	"bad signature"		the MAC does not match (another secret, or a
+ *				forgery; also a version-1 text so made)
+ *	"version 1 (no longer accepted)"	a genuine version-1 text
+ *	"wrong kind"		a cookie as a token, or the reverse
+ *	"wrong audience"	made for another daemon sharing the secret
+ *	"expired"		expires <= now: valid while now < expires
+ *	"expiry too far ahead"	more than TOKEN_MAX_LIFETIME away: it would
+ *				hold a replay-cache slot for ever
+ *	"issued in the future"	iat more than TOKEN_IAT_SKEW (300 s) after
+ *				now: the issuer's clock may be a little
+ *				ahead of ours, not more
+ * The audience is compared with CRYPTO_memcmp, like the MAC, though it is
+ * not a secret.
  */
 int
-token_verify(const uint8_t key[TOKEN_KEY_LEN], const char *text, time_t now,
+token_verify(const uint8_t key[TOKEN_KEY_LEN],
+    const uint8_t aud[TOKEN_AUD_LEN], const char *text, time_t now,
     int kind, struct token *out, const char **why)
 {
 	uint8_t		raw[TOKEN_RAW_MAX], mac[TOKEN_MAC_LEN];
 	struct token	t;
-	uint64_t	e = 0;
-	size_t		tlen, body, alen;
+	size_t		tlen, body;
 	ssize_t		n;
-	int		i, r;
+	int		r;
 
 	memset(out, 0, sizeof *out);
 	if (why != NULL)
@@ -542,11 +824,11 @@ token_verify(const uint8_t key[TOKEN_KEY_LEN], const char *text, time_t now,
 	if (text == NULL)
 		return token_fail(why, "malformed");
 	tlen = strnlen(text, TOKEN_B64_LEN(TOKEN_RAW_MAX) + 1);
-	if (tlen < TOKEN_B64_LEN(TOKEN_RAW_MIN) ||
+	if (tlen < TOKEN_B64_LEN(TOKEN_V1_RAW_MIN) ||
 	    tlen > TOKEN_B64_LEN(TOKEN_RAW_MAX))
 		return token_fail(why, "malformed");
 	n = token_b64_decode(text, tlen, raw, sizeof raw);
-	if (n < TOKEN_RAW_MIN || n > TOKEN_RAW_MAX)
+	if (n < TOKEN_V1_RAW_MIN || n > TOKEN_RAW_MAX)
 		return token_fail(why, "malformed");
 	body = (size_t)n - TOKEN_MAC_LEN;
 
@@ -558,45 +840,28 @@ token_verify(const uint8_t key[TOKEN_KEY_LEN], const char *text, time_t now,
 	}
 	explicit_bzero(mac, sizeof mac);
 
-	memset(&t, 0, sizeof t);
-	if (raw[TOKEN_OFF_VERSION] != TOKEN_VERSION)
+	if (raw[TOKEN_OFF_VERSION] == TOKEN_VERSION_1)
+		return token_fail(why, "version 1 (no longer accepted)");
+	if (raw[TOKEN_OFF_VERSION] != TOKEN_VERSION || n < TOKEN_RAW_MIN)
 		return token_fail(why, "malformed");
 	if (raw[TOKEN_OFF_KIND] != TOKEN_KIND_TOKEN &&
 	    raw[TOKEN_OFF_KIND] != TOKEN_KIND_SESSION)
 		return token_fail(why, "malformed");
 	if (raw[TOKEN_OFF_KIND] != kind)
 		return token_fail(why, "wrong kind");
-	t.kind = kind;
-	memcpy(t.id, raw + TOKEN_OFF_ID, TOKEN_ID_LEN);
-	switch (raw[TOKEN_OFF_SCOPE]) {
-	case TOKEN_SCOPE_GUEST:
-		token_uuid_format(raw + TOKEN_OFF_UUID, t.uuid);
-		break;
-	case TOKEN_SCOPE_ALL:
-		for (i = 0; i < 16; i++) {
-			if (raw[TOKEN_OFF_UUID + i] != 0)
-				return token_fail(why, "malformed");
-		}
-		t.all_guests = 1;
-		break;
-	default:
+	if (CRYPTO_memcmp(raw + TOKEN_OFF_AUD, aud, TOKEN_AUD_LEN) != 0)
+		return token_fail(why, "wrong audience");
+	if (token_decode(raw, body, &t) == -1)
 		return token_fail(why, "malformed");
-	}
-	alen = raw[TOKEN_OFF_ALEN];
-	if (TOKEN_OFF_ALIAS + alen != body ||
-	    !token_alias_ok((const char *)raw + TOKEN_OFF_ALIAS, alen))
-		return token_fail(why, "malformed");
-	memcpy(t.alias, raw + TOKEN_OFF_ALIAS, alen);
-	t.alias[alen] = '\0';
-	for (i = 0; i < 8; i++)
-		e = e << 8 | raw[TOKEN_OFF_EXPIRES + i];
-	t.expires = (int64_t)e;
 
 	if (t.expires <= (int64_t)now)
 		return token_fail(why, "expired");
 	if ((int64_t)now < INT64_MAX - TOKEN_MAX_LIFETIME &&
 	    t.expires > (int64_t)now + TOKEN_MAX_LIFETIME)
 		return token_fail(why, "expiry too far ahead");
+	if ((int64_t)now < INT64_MAX - TOKEN_IAT_SKEW &&
+	    t.iat > (int64_t)now + TOKEN_IAT_SKEW)
+		return token_fail(why, "issued in the future");
 	*out = t;
 	return 0;
 }
@@ -606,12 +871,13 @@ token_verify(const uint8_t key[TOKEN_KEY_LEN], const char *text, time_t now,
  * guest, a guest scope only the guest with that UUID (compared as bytes,
  * so case does not matter; a malformed UUID matches nothing).  Alias "any"
  * opens any console, another alias exactly that one; alias NULL asks
- * about the guest only (is it listed?).
+ * about the guest only (is it listed?).  The hypervisor, role and history
+ * are the caller's to check.
  */
 int
 token_allows(const struct token *t, const char *uuid, const char *alias)
 {
-	uint8_t	mine[16], theirs[16];
+	uint8_t	mine[TOKEN_UUID_RAW], theirs[TOKEN_UUID_RAW];
 
 	if (t == NULL || token_uuid_parse(uuid, theirs) == -1)
 		return 0;
@@ -824,6 +1090,18 @@ token_cache_expire(struct token_cache *tc, time_t now)
 			nslots *= 2;
 	}
 	token_cache_rebuild(tc, nslots, tc->horizon);
+}
+
+/*
+ * Does the cache hold id (used, and not yet dropped by
+ * token_cache_expire())?  For statedb.c, which keeps its dead ids here.
+ */
+int
+token_cache_has(const struct token_cache *tc, const uint8_t *id)
+{
+	if (tc->nslots == 0)
+		return 0;
+	return token_cache_find(tc->slots, tc->nslots, id)->used;
 }
 
 /*

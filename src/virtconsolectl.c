@@ -19,21 +19,27 @@
  *	2 s pass without any, then exits.  The socket is never half-closed:
  *	the daemon ends a session whose client closes its side.
  *
- * token GUEST [ALIAS] [--ttl SECONDS]
- * token --all [--ttl SECONDS]
+ * token GUEST [ALIAS] [--ttl SECONDS] [--view] [--history] [--label TEXT]
+ * token --all [--ttl SECONDS] [--view] [--history] [--label TEXT]
  *	Print one line: a token for the web front door, valid once, for
- *	token_ttl seconds (or --ttl), for GUEST (by name or UUID; the token
- *	carries the UUID) and ALIAS (default: any console of it), or for
- *	every guest with --all.  It is signed with the key in
- *	token_secret_file (created, mode 0600, if missing).  The guest is
- *	looked up read-only through libvirt at uri.
+ *	token_ttl seconds (or --ttl), for GUEST (by UUID when it has the
+ *	form of one, else by name; the token carries the UUID) and ALIAS
+ *	(default: any console of it), or for every guest with --all.  It
+ *	gives a writer with history, or with --view a viewer, who reads the
+ *	history only with --history too.  --label names who it is for (at
+ *	most 64 bytes, no control characters), shown in list and the logs.
+ *	It is signed with the key in token_secret_file and names this
+ *	daemon by state_dir/audience (each created, mode 0600, if missing).
+ *	The guest is looked up read-only through libvirt at uri.
  *
- * status, list, kick GUEST [ALIAS], reload  [--json]
+ * status, list, kick [--revoke] GUEST [ALIAS], reload  [--json]
  *	Ask the daemon through its control socket (control_socket from the
  *	config, or -s SOCKET): status (version, uptime, libvirt connection,
  *	counts), list (every session: guest, console, state, client, bytes
  *	each way, idle seconds), kick (end a guest's sessions, or one
- *	console's, with "kicked by administrator"), reload (as SIGHUP; a
+ *	console's, with "kicked by administrator"; --revoke also revokes
+ *	the browser sessions behind its web clients, so that their cookies
+ *	cannot reconnect), reload (as SIGHUP; a
  *	config with errors is refused and reported).  Human output, or JSON
  *	with --json.  Exit 1 with the daemon's error on stderr.
  *
@@ -126,14 +132,16 @@ static int	ctl_control(struct ctl *, int, char **);
 static const struct ctl_command ctl_commands[] = {
 	{ "attach", "[GUEST]", "connect this terminal to a guest console "
 	    "(GUEST optional with -s)", ctl_attach },
-	{ "token", "GUEST [ALIAS] [--ttl S] | --all [--ttl S]",
-	    "print a single-use web access token", ctl_token },
+	{ "token", "GUEST [ALIAS] | --all [OPTIONS]", "print a single-use "
+	    "web access token; OPTIONS: --ttl S, --view, --history, "
+	    "--label TEXT", ctl_token },
 	{ "status", "[--json]", "the daemon's version, uptime, libvirt "
 	    "connection, counts", ctl_control },
 	{ "list", "[--json]", "the sessions: guest, console, state, client, "
 	    "bytes, idle", ctl_control },
-	{ "kick", "GUEST [ALIAS] [--json]", "end a guest's sessions "
-	    "(\"kicked by administrator\")", ctl_control },
+	{ "kick", "[--revoke] GUEST [ALIAS] [--json]", "end a guest's "
+	    "sessions (\"kicked by administrator\"); --revoke: their browser "
+	    "sessions too", ctl_control },
 	{ "reload", "[--json]", "reload the configuration, like SIGHUP",
 	    ctl_control },
 };
@@ -315,7 +323,8 @@ ctl_now_ms(void)
 }
 
 /*
- * status, list, kick GUEST [ALIAS], reload [--json]: one command line to
+ * status, list, kick [--revoke] GUEST [ALIAS], reload [--json]: one
+ * command line to
  * the daemon's control socket (-s, or control_socket from the config);
  * the daemon answers OK or ERR on the first line, then the body.
  */
@@ -327,14 +336,17 @@ ctl_control(struct ctl *ctl, int argc, char **argv)
 	const char		*path;
 	size_t			 len = 0, have = 0;
 	ssize_t			 n;
-	int			 fd, i, status = 1, first = 1;
+	int			 fd, i, status = 1, first = 1, kick;
 
+	kick = strcmp(argv[0], "kick") == 0;
 	for (i = 1, n = 0; i < argc; i++)
-		n += strcmp(argv[i], "--json") != 0;
-	if (strcmp(argv[0], "kick") == 0 ? n < 1 || n > 2 : n != 0)
+		n += strcmp(argv[i], "--json") != 0 &&
+		    !(kick && strcmp(argv[i], "--revoke") == 0);
+	if (kick ? n < 1 || n > 2 : n != 0)
 		ctl_usage();
 	for (i = 0; i < argc; i++) {
 		if (i > 0 && strcmp(argv[i], "--json") != 0 &&
+		    !(kick && strcmp(argv[i], "--revoke") == 0) &&
 		    argv[i][0] == '-') {
 			ctl_warnx("unknown %s option %s", argv[0],
 			    log_esc(argv[i]));
@@ -435,8 +447,9 @@ ctl_libvirt_silent(void *opaque, virErrorPtr err)
 }
 
 /*
- * The UUID of a guest given by name or UUID, and a check that the alias
- * (if any) is one of its consoles.
+ * The UUID of a guest given by UUID (36 characters, 8-4-4-4-12 hex digits)
+ * or else by name, and a check that the alias (if any) is one of its
+ * consoles.
  */
 static int
 ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
@@ -454,8 +467,22 @@ ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
 		    log_esc(ctl->conf->uri), virGetLastErrorMessage());
 		return -1;
 	}
-	if ((dom = virDomainLookupByName(conn, guest)) == NULL &&
-	    (dom = virDomainLookupByUUIDString(conn, guest)) == NULL) {
+	/*
+	 * An argument with the form of a UUID is looked up as a UUID only:
+	 * a guest whose name looks like another guest's UUID must not
+	 * shadow that guest, and get the token meant for it.
+	 */
+	for (i = 0; i < 36 && guest[i] != '\0'; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23 ?
+		    guest[i] != '-' : strchr("0123456789abcdefABCDEF",
+		    guest[i]) == NULL)
+			break;
+	}
+	if (i == 36 && guest[i] == '\0')
+		dom = virDomainLookupByUUIDString(conn, guest);
+	else
+		dom = virDomainLookupByName(conn, guest);
+	if (dom == NULL) {
 		ctl_warnx("no guest %s", log_esc(guest));
 		virConnectClose(conn);
 		return -1;
@@ -483,21 +510,31 @@ ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
 	return rc;
 }
 
-/* token GUEST [ALIAS] [--ttl S] | token --all [--ttl S] */
+/*
+ * token GUEST [ALIAS] | token --all, with [--ttl S] [--view] [--history]
+ * [--label TEXT]
+ */
 static int
 ctl_token(struct ctl *ctl, int argc, char **argv)
 {
 	struct token		 t;
 	unsigned long long	 ttl = 0;
-	uint8_t			 key[TOKEN_KEY_LEN];
+	uint8_t			 key[TOKEN_KEY_LEN], aud[TOKEN_AUD_LEN];
 	char			 uuid[GUEST_UUID_LEN], out[TOKEN_TEXT_MAX];
 	char			 err[1024];
-	const char		*guest = NULL, *alias = NULL;
-	int			 i, all = 0, have_ttl = 0;
+	const char		*guest = NULL, *alias = NULL, *label = "";
+	const char		*state_dir;
+	int64_t			 now;
+	int			 i, all = 0, have_ttl = 0, view = 0;
+	int			 history = 0;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--all") == 0)
 			all = 1;
+		else if (strcmp(argv[i], "--view") == 0)
+			view = 1;
+		else if (strcmp(argv[i], "--history") == 0)
+			history = 1;
 		else if (strcmp(argv[i], "--ttl") == 0) {
 			if (++i == argc || parse_uint(argv[i], 86400 * 366,
 			    &ttl) == -1 || ttl == 0) {
@@ -506,6 +543,14 @@ ctl_token(struct ctl *ctl, int argc, char **argv)
 				return 2;
 			}
 			have_ttl = 1;
+		} else if (strcmp(argv[i], "--label") == 0) {
+			if (++i == argc || !token_label_ok(argv[i])) {
+				ctl_warnx("--label needs a text of at most %d "
+				    "bytes without control characters",
+				    TOKEN_LABEL_MAX);
+				return 2;
+			}
+			label = argv[i];
 		} else if (argv[i][0] == '-') {
 			ctl_warnx("unknown token option %s", log_esc(argv[i]));
 			ctl_usage();
@@ -524,17 +569,31 @@ ctl_token(struct ctl *ctl, int argc, char **argv)
 		ttl = ctl->conf->token_ttl;
 	if (!all && ctl_guest_uuid(ctl, guest, alias, uuid) == -1)
 		return 1;
-	if (token_secret_load(ctl->conf->token_secret_file, key, 1, err,
+	/* The daemon's default until its config sets state_dir. */
+	state_dir = ctl->conf->state_dir != NULL ? ctl->conf->state_dir :
+	    "/var/lib/virtconsoled";
+	if (token_audience_load(state_dir, aud, 1, err, sizeof err) == -1 ||
+	    token_secret_load(ctl->conf->token_secret_file, key, 1, err,
 	    sizeof err) == -1) {
 		ctl_warnx("%s", err);
 		return 1;
 	}
-	if (token_new(&t, TOKEN_KIND_TOKEN, all ? NULL : uuid, alias,
-	    (int64_t)time(NULL) + (int64_t)ttl) == -1 ||
-	    token_mint(key, &t, out, sizeof out) == -1) {
+	now = (int64_t)time(NULL);
+	if (token_new(&t, TOKEN_KIND_TOKEN, aud, all ? TOKEN_ANY :
+	    TOKEN_HV_DEFAULT, all ? NULL : uuid, alias, now,
+	    now + (int64_t)ttl) == -1) {
 		explicit_bzero(key, sizeof key);
 		ctl_warnx("cannot make a token%s", alias != NULL ?
 		    " (is the alias valid?)" : "");
+		return 1;
+	}
+	/* A viewer reads the history only when asked; a writer always. */
+	t.role = view ? TOKEN_ROLE_VIEWER : TOKEN_ROLE_WRITER;
+	t.history = view ? history : 1;
+	memcpy(t.label, label, strlen(label) + 1);
+	if (token_mint(key, &t, out, sizeof out) == -1) {
+		explicit_bzero(key, sizeof key);
+		ctl_warnx("cannot make a token");
 		return 1;
 	}
 	explicit_bzero(key, sizeof key);

@@ -8,13 +8,18 @@
  * on its own upgraded connection.  Query strings never reach a log line,
  * since they may carry tokens.
  *
- * Authentication: a listener without auth=none requires either a valid
- * session cookie (minted when a person opens /?token=T) or a token in
- * ?token= (consumed: a token is accepted once).  Browsers send Origin on
- * WebSocket and cross-origin requests: it must be listed in allowed_origins,
- * or, when that is empty, be the request's own scheme://Host.  A request
- * without Origin needs a token, unless it is a same-origin GET that says
- * so in Sec-Fetch-Site (the page's own guest list).
+ * Every request first passes the Host check: Host must name a
+ * server_name entry or the address the connection reached (plus localhost
+ * on loopback), else 421, so that a DNS-rebound name never reaches a
+ * route.  Authentication: a listener without auth=none requires either a
+ * valid session cookie (minted when a person opens /?token=T) or a token
+ * in ?token=, verified first and consumed (in state_dir, fsync'd) only when
+ * the response that uses it is committed, after every other check.  An
+ * auth=none listener mints nothing.  Browsers send Origin on WebSocket and
+ * cross-origin requests: it must be listed in allowed_origins, or, when
+ * that is empty, be the request's own scheme://Host (Host was checked).
+ * A request without Origin needs a token, unless it is a same-origin GET
+ * that says so in Sec-Fetch-Site (the page's own guest list).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,8 +48,17 @@
 
 #define WEB_ACCEPT_PAUSE	1	/* seconds after an accept error */
 #define WEB_MAX_FILE		(8 * 1024 * 1024)
-#define WEB_COOKIE		"vcd_session"
 #define WEB_TOKEN_MAX		512
+#define WEB_HSTS		"Strict-Transport-Security: max-age=31536000\r\n"
+#define WEB_NO_CONSOLE		"no such console"	/* the one answer */
+/*
+ * TLS 1.2: ECDHE key exchange and AEAD ciphers only (Mozilla's
+ * "intermediate" set without DHE); TLS 1.3 keeps OpenSSL's defaults.
+ */
+#define WEB_TLS12_CIPHERS						\
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"	\
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"	\
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define WEB_SECURITY_HEADERS						\
 	"Content-Security-Policy: default-src 'self'; "			\
 	"connect-src 'self'; style-src 'self' 'unsafe-inline'; "		\
@@ -74,6 +88,8 @@ struct web_conn {
 	struct web_listener	*listener;
 	char			 addr[INET6_ADDRSTRLEN];
 	char			 peer[INET6_ADDRSTRLEN + 8];
+	struct sockaddr_storage	 local;		/* the address dialled */
+	int			 local_port;
 	int			 writing;	/* response queued */
 	size_t			 scanned;	/* input searched for '\n' */
 	struct event		*ev_timeout;
@@ -84,9 +100,10 @@ TAILQ_HEAD(web_conns, web_conn);
 /* What a request proved about its client. */
 struct web_auth {
 	int		 ok;
-	int		 by_token;	/* a token (not a cookie) was used */
-	struct token	 tok;		/* its scope */
-	char		 subject[48];	/* for logs: token id or "none" */
+	int		 by_token;	/* a token (not a cookie): consume it */
+	int		 by_cookie;	/* a session cookie */
+	struct token	 tok;		/* its claims */
+	char		 subject[48];	/* for logs: token id or "auth=none" */
 };
 
 static struct {
@@ -96,7 +113,9 @@ static struct {
 	SSL_CTX			*ssl;
 	uint8_t			 key[32];
 	int			 have_key;
-	struct token_cache	 tokens;	/* replay cache */
+	uint8_t			 aud[TOKEN_AUD_LEN];
+	struct statedb		*db;		/* used tokens, revocations */
+	char			*state_dir;	/* db's, as opened */
 	struct event		*ev_expire;
 	const struct config	*conf;
 } web = {
@@ -141,8 +160,8 @@ web_head(struct web_conn *c, int status, const char *type,
 	    "Content-Length: %lld\r\n"
 	    "Connection: close\r\n"
 	    WEB_SECURITY_HEADERS
-	    "%s\r\n", status, http_reason(status), type, len,
-	    extra != NULL ? extra : "");
+	    "%s%s\r\n", status, http_reason(status), type, len,
+	    c->listener->tls ? WEB_HSTS : "", extra != NULL ? extra : "");
 	c->writing = 1;
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_enable(c->bev, EV_WRITE);
@@ -173,8 +192,8 @@ web_error(struct web_conn *c, int status, const char *why)
 	n = snprintf(body, sizeof body, "%d %s%s%s\n", status,
 	    http_reason(status), why != NULL ? ": " : "",
 	    why != NULL ? why : "");
-	refusal = status == 401 || status == 403 || status == 429 ||
-	    status == 503;
+	refusal = status == 401 || status == 403 || status == 421 ||
+	    status == 429 || status == 503;
 	if (!refusal || log_limit_allow(&web_refusal_log))
 		log_info("web: peer=%s listener=%s status=%d%s%s", c->peer,
 		    c->listener->bound, status, why != NULL ? " why=" : "",
@@ -242,9 +261,121 @@ web_file(struct web_conn *c, const char *path, int head_only)
 }
 
 /*
+ * Split a Host value (or a server_name entry) into a lowercased name
+ * without brackets or a trailing dot, and a port: the one given, else
+ * defport (-1 for an entry, where no port means any).  Returns 0, or -1
+ * for a value that is not HOST[:PORT].
+ */
+static int
+web_host_split(const char *v, char *name, size_t namelen, int *port,
+    int defport)
+{
+	const char	*end, *colon;
+	size_t		 n, i;
+	unsigned long	 p;
+	char		*ep;
+
+	if (*v == '[') {
+		if ((end = strchr(v, ']')) == NULL)
+			return -1;
+		v++;
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (end[1] != '\0' && colon == NULL)
+			return -1;
+	} else {
+		colon = strchr(v, ':');
+		end = colon != NULL ? colon : v + strlen(v);
+	}
+	n = (size_t)(end - v);
+	if (n > 0 && v[n - 1] == '.')
+		n--;
+	if (n == 0 || n >= namelen)
+		return -1;
+	for (i = 0; i < n; i++)
+		name[i] = (char)(v[i] >= 'A' && v[i] <= 'Z' ? v[i] - 'A' + 'a' :
+		    v[i]);
+	name[n] = '\0';
+	*port = defport;
+	if (colon != NULL) {
+		if (colon[1] < '0' || colon[1] > '9')
+			return -1;
+		errno = 0;
+		p = strtoul(colon + 1, &ep, 10);
+		if (errno != 0 || *ep != '\0' || p == 0 || p > 65535)
+			return -1;
+		*port = (int)p;
+	}
+	return 0;
+}
+
+/* Does name (from Host, lowercased) spell the address a? */
+static int
+web_host_is_address(const char *name, const struct sockaddr_storage *a)
+{
+	struct in6_addr	 in6;
+	struct in_addr	 in4;
+
+	if (a->ss_family == AF_INET)
+		return inet_pton(AF_INET, name, &in4) == 1 &&
+		    memcmp(&in4, &((const struct sockaddr_in *)a)->sin_addr,
+		    sizeof in4) == 0;
+	if (a->ss_family == AF_INET6)
+		return inet_pton(AF_INET6, name, &in6) == 1 &&
+		    memcmp(&in6, &((const struct sockaddr_in6 *)a)->sin6_addr,
+		    sizeof in6) == 0;
+	return 0;
+}
+
+static int
+web_local_loopback(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr)
+		    >> 24) == 127;
+	if (a->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(
+		    &((const struct sockaddr_in6 *)a)->sin6_addr);
+	return 0;
+}
+
+/*
+ * The Host check, before anything else: Host names a server_name entry
+ * (one without a port matches any port), or the address the connection
+ * reached with its port, or localhost when that address is loopback.
+ * Case, a trailing dot and the scheme's default port do not matter.
+ */
+static int
+web_host_ok(struct web_conn *c, const struct http_request *req)
+{
+	struct config_origin	*o;
+	const char		*host;
+	char			 name[300], ename[300];
+	int			 port, eport;
+
+	if ((host = http_header(req, "Host")) == NULL ||
+	    http_header_count(req, "Host") != 1 ||
+	    web_host_split(host, name, sizeof name, &port,
+	    c->listener->tls ? 443 : 80) == -1)
+		return 0;
+	TAILQ_FOREACH(o, &web.conf->server_names, entry) {
+		if (web_host_split(o->origin, ename, sizeof ename, &eport,
+		    -1) == 0 && strcmp(ename, name) == 0 &&
+		    (eport == -1 || eport == port))
+			return 1;
+	}
+	if (port != c->local_port)
+		return 0;
+	if (web_host_is_address(name, &c->local))
+		return 1;
+	return strcmp(name, "localhost") == 0 &&
+	    web_local_loopback(&c->local);
+}
+
+/*
  * Is this Origin allowed?  With allowed_origins empty, only the request's
- * own origin: the listener's scheme and the Host header.  Browsers leave
- * default ports out of Origin, and so do they out of Host.
+ * own origin: the listener's scheme and the Host header (which passed the
+ * Host check).  Browsers leave default ports out of Origin, and so do they
+ * out of Host.
  */
 static int
 web_origin_ok(struct web_conn *c, const struct http_request *req,
@@ -268,53 +399,120 @@ web_origin_ok(struct web_conn *c, const struct http_request *req,
 	return strcasecmp(own, origin) == 0;
 }
 
+/* The session cookie's name on this listener. */
+static void
+web_cookie_name(const struct web_conn *c, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s", c->listener->tls ? "__Host-" : "",
+	    web.conf->cookie_name);
+}
+
 /*
- * Authenticate a request: a token in ?token= (consumed) or the session
- * cookie.  Returns 0, or the HTTP status to refuse with.
+ * Authenticate a request: a token in ?token= (verified here, consumed by
+ * web_consume() once the response is certain) or the session cookie.  A
+ * ?token= that does not verify, whatever its length, is refused: it never
+ * falls back to the cookie.  Returns 0, or the HTTP status to refuse with.
  */
 static int
 web_authenticate(struct web_conn *c, const struct http_request *req,
     struct web_auth *auth, const char **why)
 {
-	char	 text[WEB_TOKEN_MAX];
+	char	 text[WEB_TOKEN_MAX], name[96];
 	time_t	 now = time(NULL);
 
 	memset(auth, 0, sizeof *auth);
 	if (c->listener->auth_none) {
 		auth->ok = 1;
 		auth->tok.all_guests = 1;
-		snprintf(auth->tok.alias, sizeof auth->tok.alias, "any");
+		auth->tok.role = TOKEN_ROLE_WRITER;
+		snprintf(auth->tok.alias, sizeof auth->tok.alias, TOKEN_ANY);
+		snprintf(auth->tok.hv, sizeof auth->tok.hv, TOKEN_ANY);
 		snprintf(auth->subject, sizeof auth->subject, "auth=none");
 		return 0;
 	}
-	if (req->query != NULL &&
-	    http_query_get(req->query, "token", text, sizeof text) == 0) {
-		if (!web.have_key ||
-		    token_verify(web.key, text, now, TOKEN_KIND_TOKEN,
-		    &auth->tok, why) == -1)
+	if (http_query_has(req->query, "token")) {
+		if (http_query_get(req->query, "token", text,
+		    sizeof text) == -1) {
+			*why = "malformed";
 			return 403;
-		if (token_cache_use(&web.tokens, &auth->tok, now) == -1) {
-			/* Full: refuse rather than evict, which would let a
-			 * token be replayed. */
-			*why = errno == ENOSPC ? "replay cache full" :
-			    "token already used";
-			return errno == ENOSPC ? 503 : 403;
 		}
-		auth->ok = auth->by_token = 1;
-		token_id_hex(&auth->tok, auth->subject);
-		return 0;
-	}
-	if (http_cookie_get(req, WEB_COOKIE, text, sizeof text) == 0) {
-		if (!web.have_key ||
-		    token_verify(web.key, text, now, TOKEN_KIND_SESSION,
-		    &auth->tok, why) == -1)
+		if (!web.have_key || web.db == NULL ||
+		    token_verify(web.key, web.aud, text, now,
+		    TOKEN_KIND_TOKEN, &auth->tok, why) == -1)
+			return 403;
+		if (statedb_dead(web.db, auth->tok.id)) {
+			*why = "token already used";
+			return 403;
+		}
+		auth->by_token = 1;
+	} else {
+		web_cookie_name(c, name, sizeof name);
+		if (http_cookie_get(req, name, text, sizeof text) == -1) {
+			*why = "no token or session cookie";
 			return 401;
-		auth->ok = 1;
-		token_id_hex(&auth->tok, auth->subject);
-		return 0;
+		}
+		if (!web.have_key || web.db == NULL ||
+		    token_verify(web.key, web.aud, text, now,
+		    TOKEN_KIND_SESSION, &auth->tok, why) == -1)
+			return 401;
+		/*
+		 * Only a login through a verified token mints sessions; the
+		 * checked claim says so, in case another issuer shares the
+		 * secret and the audience.
+		 */
+		if (!auth->tok.checked) {
+			*why = "session not from a token login";
+			return 401;
+		}
+		if (statedb_dead(web.db, auth->tok.id)) {
+			*why = "session revoked";
+			return 401;
+		}
+		/* A maximum, even when session_ttl was lowered since. */
+		if ((int64_t)now >= auth->tok.iat +
+		    (int64_t)web.conf->session_ttl) {
+			*why = "expired";
+			return 401;
+		}
+		auth->by_cookie = 1;
 	}
-	*why = "no token or session cookie";
-	return 401;
+	/* One hypervisor today: its name is "default". */
+	if (strcmp(auth->tok.hv, TOKEN_ANY) != 0 &&
+	    strcmp(auth->tok.hv, TOKEN_HV_DEFAULT) != 0) {
+		*why = "not for this hypervisor";
+		return 403;
+	}
+	auth->ok = 1;
+	token_id_hex(&auth->tok, auth->subject);
+	return 0;
+}
+
+/*
+ * Consume the request's token, if it came with one: the last step before
+ * a 302, 200 or 101 is committed.  The id is on disk (fsync'd) before this
+ * returns 0.  Returns 0, or the status to refuse with.
+ */
+static int
+web_consume(const struct web_auth *auth, const char **why)
+{
+	if (!auth->by_token)
+		return 0;
+	if (statedb_use(web.db, auth->tok.id, auth->tok.expires,
+	    time(NULL)) == 0)
+		return 0;
+	switch (errno) {
+	case ENOSPC:
+		/* Full: refuse rather than evict, which would let a token
+		 * be replayed. */
+		*why = "replay cache full";
+		return 503;
+	case EIO:
+		*why = "cannot record the token";
+		return 503;
+	default:
+		*why = "token already used";
+		return 403;
+	}
 }
 
 /*
@@ -351,37 +549,134 @@ web_check_origin(struct web_conn *c, const struct http_request *req,
 	return 403;
 }
 
-/* GET /?token=T: trade the token for a session cookie, drop it from the URL. */
+/* The Set-Cookie header of this listener's session cookie. */
+static int
+web_cookie_header(struct web_conn *c, char *out, size_t len,
+    const char *value, int max_age)
+{
+	char	name[96];
+
+	web_cookie_name(c, name, sizeof name);
+	/*
+	 * TLS: a __Host- cookie (Secure, Path=/, no Domain), which nothing
+	 * on a plain connection or a sibling host can set or shadow.
+	 * Plain: no Path, so that the browser scopes the cookie to the
+	 * directory of the page, which keeps a deployment under a reverse
+	 * proxy prefix working.
+	 */
+	return token_cookie_header(out, len, name, value, max_age,
+	    c->listener->tls, c->listener->tls ? "/" : NULL);
+}
+
+/*
+ * GET /?token=T: trade the verified token for a session cookie and drop it
+ * from the URL.  Only a top-level navigation may do it, whenever the
+ * browser says what the request is (Sec-Fetch-*): an image, a frame or a
+ * script on another site then cannot burn a token or swap the session.
+ */
 static void
 web_login(struct web_conn *c, const struct http_request *req,
-    const struct web_auth *auth)
+    int head_only)
 {
-	struct token	 s = auth->tok;
+	struct web_auth	 auth;
+	struct token	 s;
+	const char	*why = NULL, *mode, *dest;
 	char		 cookie[WEB_TOKEN_MAX], header[WEB_TOKEN_MAX + 256];
+	char		 sid[TOKEN_ID_HEX_LEN];
+	time_t		 now = time(NULL);
 	size_t		 n;
+	int		 status;
 	static const char body[] = "signed in\n";
 
-	s.kind = TOKEN_KIND_SESSION;
-	s.expires = time(NULL) + web.conf->session_ttl;
-	if (token_mint(web.key, &s, cookie, sizeof cookie) == -1) {
+	if (c->listener->auth_none) {
+		/* Nothing to sign in to: credentials come from tokens. */
+		web_error(c, 404, "no such path");
+		return;
+	}
+	mode = http_header(req, "Sec-Fetch-Mode");
+	dest = http_header(req, "Sec-Fetch-Dest");
+	if (mode != NULL && (strcmp(mode, "navigate") != 0 ||
+	    dest == NULL || strcmp(dest, "document") != 0)) {
+		web_error(c, 403, "a token link must be opened as a page");
+		return;
+	}
+	if ((status = web_authenticate(c, req, &auth, &why)) != 0) {
+		web_error(c, status == 401 ? 403 : status, why);
+		return;
+	}
+	if (head_only) {
+		/* HEAD never consumes: it gets the page's head, no cookie. */
+		web_file(c, "/", 1);
+		return;
+	}
+	if (token_new(&s, TOKEN_KIND_SESSION, web.aud, auth.tok.hv,
+	    auth.tok.all_guests ? NULL : auth.tok.uuid, auth.tok.alias,
+	    (int64_t)now, (int64_t)now + web.conf->session_ttl) == -1) {
 		web_error(c, 500, "cannot mint a session");
 		return;
 	}
-	/*
-	 * A relative Location and cookie path "." keep a sub-path deployment
-	 * behind a reverse proxy working.
-	 */
-	if (token_cookie_header(header, sizeof header, WEB_COOKIE, cookie,
-	    (int)web.conf->session_ttl, c->listener->tls, NULL) == -1) {
+	s.role = auth.tok.role;
+	s.history = auth.tok.history;
+	s.checked = 1;
+	memcpy(s.label, auth.tok.label, sizeof s.label);
+	if (token_mint(web.key, &s, cookie, sizeof cookie) == -1 ||
+	    web_cookie_header(c, header, sizeof header, cookie,
+	    (int)web.conf->session_ttl) == -1) {
+		web_error(c, 500, "cannot mint a session");
+		return;
+	}
+	if ((status = web_consume(&auth, &why)) != 0) {
+		web_error(c, status, why);
+		return;
+	}
+	/* A relative Location keeps a sub-path deployment working. */
+	n = strlen(header);
+	snprintf(header + n, sizeof header - n, "\r\nLocation: ./\r\n");
+	token_id_hex(&s, sid);
+	log_info("web: peer=%s login token=%s session=%s%s%s%s", c->peer,
+	    auth.subject, sid, s.label[0] != '\0' ? " label=\"" : "",
+	    s.label[0] != '\0' ? log_esc(s.label) : "",
+	    s.label[0] != '\0' ? "\"" : "");
+	web_respond(c, 302, "text/plain; charset=utf-8", header, body,
+	    sizeof body - 1, 0);
+	explicit_bzero(cookie, sizeof cookie);
+}
+
+/*
+ * GET /logout: revoke the browser's session (in state_dir, so that the
+ * cookie stays dead across restarts), clear the cookie, back to the page.
+ */
+static void
+web_logout(struct web_conn *c, const struct http_request *req)
+{
+	struct token	 t;
+	char		 text[WEB_TOKEN_MAX], name[96], header[256];
+	char		 sid[TOKEN_ID_HEX_LEN];
+	size_t		 n;
+	static const char body[] = "signed out\n";
+
+	web_cookie_name(c, name, sizeof name);
+	if (!c->listener->auth_none && web.have_key && web.db != NULL &&
+	    http_cookie_get(req, name, text, sizeof text) == 0 &&
+	    token_verify(web.key, web.aud, text, time(NULL),
+	    TOKEN_KIND_SESSION, &t, NULL) == 0) {
+		token_id_hex(&t, sid);
+		if (statedb_revoke(web.db, t.id, t.expires, time(NULL)) == -1) {
+			log_warn("web: peer=%s logout session=%s: cannot "
+			    "record the revocation", c->peer, sid);
+			web_error(c, 503, "cannot record the logout");
+			return;
+		}
+		log_info("web: peer=%s logout session=%s", c->peer, sid);
+	}
+	if (web_cookie_header(c, header, sizeof header, "x", 0) == -1) {
 		web_error(c, 500, "cannot build the cookie");
 		return;
 	}
 	n = strlen(header);
 	snprintf(header + n, sizeof header - n, "\r\nLocation: ./\r\n");
-	log_info("web: peer=%s login token=%s", c->peer, auth->subject);
 	web_respond(c, 302, "text/plain; charset=utf-8", header, body,
 	    sizeof body - 1, 0);
-	(void)req;
 }
 
 /* GET /api/guests: from the guest table, no libvirt call per request. */
@@ -426,16 +721,87 @@ web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
 	evbuffer_free(b);
 }
 
+/*
+ * GUEST[/ALIAS] (after /console/ or /api/console/) to a guest and alias the
+ * credential reaches.  A guest that does not exist, a console it does not
+ * have and one outside the credential's scope are one answer (404, the
+ * same body), so that a scoped credential learns nothing about others.
+ */
+static struct guest *
+web_find_console(const char *segs, const struct web_auth *auth,
+    char *alias, size_t aliaslen)
+{
+	char		 name[1024], *slash;
+	struct guest	*g;
+
+	snprintf(name, sizeof name, "%s", segs);
+	alias[0] = '\0';
+	if ((slash = strchr(name, '/')) != NULL) {
+		*slash = '\0';
+		if (snprintf(alias, aliaslen, "%s", slash + 1) >=
+		    (int)aliaslen)
+			return NULL;
+	}
+	if (name[0] == '\0' || (g = guest_lookup(name)) == NULL)
+		return NULL;
+	if (alias[0] != '\0' && !guest_has_alias(g, alias))
+		return NULL;
+	if (!token_allows(&auth->tok, g->uuid, alias[0] != '\0' ? alias :
+	    guest_default_alias(g)))
+		return NULL;
+	return g;
+}
+
+/*
+ * GET /api/console/GUEST[/ALIAS]: what opening that console would meet,
+ * short of opening it, so that the page can say why an upgrade failed.
+ */
+static void
+web_console_state(struct web_conn *c, const char *segs,
+    const struct web_auth *auth, int head_only)
+{
+	struct evbuffer	*b;
+	struct guest	*g;
+	char		 alias[64];
+	const char	*a, *why = NULL;
+	int		 status;
+
+	if ((g = web_find_console(segs, auth, alias, sizeof alias)) ==
+	    NULL) {
+		web_error(c, 404, WEB_NO_CONSOLE);
+		return;
+	}
+	if (!head_only && (status = web_consume(auth, &why)) != 0) {
+		web_error(c, status, why);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL) {
+		web_error(c, 500, "out of memory");
+		return;
+	}
+	a = alias[0] != '\0' ? alias : guest_default_alias(g);
+	evbuffer_add(b, "{\"guest\":", 9);
+	json_add_string(b, g->name);
+	evbuffer_add(b, ",\"console\":", 11);
+	json_add_string(b, a != NULL ? a : "");
+	evbuffer_add_printf(b, ",\"state\":\"%s\",\"busy\":%s}\n",
+	    g->active ? "running" : "shut off",
+	    a != NULL && session_busy(g->uuid, a) ? "true" : "false");
+	web_respond(c, 200, "application/json", NULL,
+	    evbuffer_pullup(b, -1), evbuffer_get_length(b), head_only);
+	evbuffer_free(b);
+}
+
 /* /console/GUEST[/ALIAS] with Upgrade: websocket. */
 static void
 web_console(struct web_conn *c, const struct http_request *req,
     const char *path, const struct web_auth *auth)
 {
-	char		 name[1024], alias[64], accept[WS_ACCEPT_LEN], *slash;
+	char		 alias[64], accept[WS_ACCEPT_LEN];
 	const char	*key, *proto = NULL, *why;
 	struct guest	*g;
 	struct bufferevent *bev;
-	int		 mode;
+	int		 mode, status;
 
 	if (!http_header_has_token(req, "Upgrade", "websocket") ||
 	    !http_header_has_token(req, "Connection", "upgrade")) {
@@ -469,24 +835,22 @@ web_console(struct web_conn *c, const struct http_request *req,
 	} else
 		mode = WSOCK_RAW;
 
-	snprintf(name, sizeof name, "%s", path + strlen("/console/"));
-	alias[0] = '\0';
-	if ((slash = strchr(name, '/')) != NULL) {
-		*slash = '\0';
-		snprintf(alias, sizeof alias, "%s", slash + 1);
-	}
-	if ((g = guest_find_name(name)) == NULL &&
-	    (g = guest_find_uuid(name)) == NULL) {
-		web_error(c, 404, "unknown guest");
+	if ((g = web_find_console(path + strlen("/console/"), auth, alias,
+	    sizeof alias)) == NULL) {
+		web_error(c, 404, WEB_NO_CONSOLE);
 		return;
 	}
-	if (alias[0] != '\0' && !guest_has_alias(g, alias)) {
-		web_error(c, 404, "unknown console");
+	/*
+	 * Read-only viewers do not exist yet: a view-only credential would
+	 * otherwise open a writer's session.
+	 */
+	if (auth->tok.role == TOKEN_ROLE_VIEWER) {
+		web_error(c, 403, "a view-only credential cannot write");
 		return;
 	}
-	if (!token_allows(&auth->tok, g->uuid, alias[0] != '\0' ? alias :
-	    guest_default_alias(g))) {
-		web_error(c, 403, "not in the token's scope");
+	/* Every check passed: the token is spent now, not before. */
+	if ((status = web_consume(auth, &why)) != 0) {
+		web_error(c, status, why);
 		return;
 	}
 
@@ -496,15 +860,19 @@ web_console(struct web_conn *c, const struct http_request *req,
 	    "Connection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %s\r\n"
 	    "%s%s%s"
+	    WEB_SECURITY_HEADERS
+	    "%s"
 	    "\r\n", accept, proto != NULL ? "Sec-WebSocket-Protocol: " : "",
-	    proto != NULL ? proto : "", proto != NULL ? "\r\n" : "");
+	    proto != NULL ? proto : "", proto != NULL ? "\r\n" : "",
+	    c->listener->tls ? WEB_HSTS : "");
 	/* The connection leaves the HTTP side; wsock owns it from here. */
 	bev = c->bev;
 	c->bev = NULL;
 	wsock_start(web.base, bev, c->addr, c->peer, c->listener->bound, g,
 	    alias[0] != '\0' ? alias : NULL, mode, auth->subject,
-	    web.conf->ping_interval, auth->ok && !auth->by_token &&
-	    !c->listener->auth_none ? auth->tok.expires : 0);
+	    web.conf->ping_interval, auth->by_cookie ? auth->tok.iat +
+	    (int64_t)web.conf->session_ttl : 0,
+	    auth->by_cookie ? auth->tok.id : NULL);
 	web_conn_free(c);
 }
 
@@ -516,6 +884,10 @@ web_route(struct web_conn *c, struct http_request *req)
 	const char	*why = NULL;
 	int		 head_only, status;
 
+	if (!web_host_ok(c, req)) {
+		web_error(c, 421, "misdirected request");
+		return;
+	}
 	head_only = strcmp(req->method, "HEAD") == 0;
 	if (!head_only && strcmp(req->method, "GET") != 0) {
 		web_error(c, 405, NULL);
@@ -528,21 +900,18 @@ web_route(struct web_conn *c, struct http_request *req)
 	log_info("web: peer=%s listener=%s %s %s", c->peer,
 	    c->listener->bound, req->method, log_esc(path));
 
+	if (strcmp(path, "/logout") == 0) {
+		web_logout(c, req);
+		return;
+	}
 	/* The page and its files are public; what they reach is not. */
 	if (strncmp(path, "/api/", 5) != 0 &&
 	    strncmp(path, "/console/", 9) != 0) {
-		if (strcmp(path, "/") == 0 && req->query != NULL &&
-		    http_query_get(req->query, "token", path,
-		    sizeof path) == 0) {
-			if ((status = web_authenticate(c, req, &auth,
-			    &why)) != 0) {
-				web_error(c, status, why);
-				return;
-			}
-			web_login(c, req, &auth);
-			return;
-		}
-		web_file(c, path, head_only);
+		if (strcmp(path, "/") == 0 &&
+		    http_query_has(req->query, "token"))
+			web_login(c, req, head_only);
+		else
+			web_file(c, path, head_only);
 		return;
 	}
 	if ((status = web_authenticate(c, req, &auth, &why)) != 0 ||
@@ -550,8 +919,15 @@ web_route(struct web_conn *c, struct http_request *req)
 		web_error(c, status, why);
 		return;
 	}
-	if (strcmp(path, "/api/guests") == 0)
+	if (strcmp(path, "/api/guests") == 0) {
+		/* HEAD never consumes a token. */
+		if (!head_only && (status = web_consume(&auth, &why)) != 0) {
+			web_error(c, status, why);
+			return;
+		}
 		web_guests(c, &auth, head_only);
+	} else if (strncmp(path, "/api/console/", 13) == 0)
+		web_console_state(c, path + 13, &auth, head_only);
 	else if (strncmp(path, "/console/", 9) == 0 && path[9] != '\0' &&
 	    !head_only)
 		web_console(c, req, path, &auth);
@@ -648,6 +1024,7 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct web_conn		*c;
 	struct bufferevent	*bev;
 	char			 addr[INET6_ADDRSTRLEN];
+	socklen_t		 slen;
 	int			 port = 0;
 
 	addr[0] = '\0';
@@ -674,6 +1051,13 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	c = xcalloc(1, sizeof *c);
 	c->bev = bev;
 	c->listener = l;
+	/* The address this client dialled: on a * or [::] listener, the
+	 * one interface address its Host may name. */
+	slen = sizeof c->local;
+	if (getsockname(fd, (struct sockaddr *)&c->local, &slen) == 0)
+		c->local_port = ntohs(c->local.ss_family == AF_INET6 ?
+		    ((struct sockaddr_in6 *)&c->local)->sin6_port :
+		    ((struct sockaddr_in *)&c->local)->sin_port);
 	snprintf(c->addr, sizeof c->addr, "%s", addr);
 	snprintf(c->peer, sizeof c->peer, sa->sa_family == AF_INET6 ?
 	    "[%s]:%d" : "%s:%d", addr, port);
@@ -713,6 +1097,25 @@ web_error_cb(struct evconnlistener *lev, void *arg)
 	log_warn("web: accept on %s", l->bound);
 	evconnlistener_disable(lev);
 	timer_arm(l->ev_resume, WEB_ACCEPT_PAUSE);
+}
+
+/* Say at start which Host values a listener accepts. */
+static void
+web_log_names(const struct web_listener *l, int any)
+{
+	struct config_origin	*o;
+	char			 names[1024];
+	size_t			 n = 0;
+
+	names[0] = '\0';
+	TAILQ_FOREACH(o, &web.conf->server_names, entry) {
+		if (n < sizeof names)
+			n += (size_t)snprintf(names + n, sizeof names - n,
+			    " %s", o->origin);
+	}
+	log_info("web: listener %s accepts Host: %s%s%s", l->bound,
+	    any ? "any local address as dialled" : l->bound,
+	    " (and localhost on loopback)", names);
 }
 
 static struct web_listener *
@@ -778,6 +1181,8 @@ web_listen(const struct config_listen *cl, char *err, size_t errlen)
 	if (l->auth_none)
 		log_warnx("web: listener %s has auth=none: anyone who reaches "
 		    "it gets every console", l->bound);
+	web_log_names(l, cl->family == AF_INET6 ? IN6_IS_ADDR_UNSPECIFIED(
+	    &sin6->sin6_addr) : sin->sin_addr.s_addr == htonl(INADDR_ANY));
 	return l;
 }
 
@@ -819,6 +1224,12 @@ web_tls_init(const struct config *conf, char *err, size_t errlen)
 		SSL_CTX_free(ctx);
 		return -1;
 	}
+	if (SSL_CTX_set_cipher_list(ctx, WEB_TLS12_CIPHERS) != 1) {
+		snprintf(err, errlen, "TLS: cannot set the cipher list: %s",
+		    ERR_reason_error_string(ERR_get_error()));
+		SSL_CTX_free(ctx);
+		return -1;
+	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (web.ssl != NULL)
@@ -830,8 +1241,59 @@ web_tls_init(const struct config *conf, char *err, size_t errlen)
 static void
 web_expire_cb(evutil_socket_t fd, short what, void *arg)
 {
-	token_cache_expire(&web.tokens, time(NULL));
+	if (web.db != NULL)
+		statedb_expire(web.db, time(NULL));
 	timer_arm(web.ev_expire, 60);
+}
+
+/*
+ * state_dir: the audience id and the store of used tokens and revoked
+ * sessions.  Created (0700) if missing; opened once, at start: a reload
+ * that changes state_dir says it takes effect at the next start.
+ */
+static int
+web_state_init(const struct config *conf, char *err, size_t errlen)
+{
+	if (mkdir(conf->state_dir, 0700) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "state_dir %s: %s", conf->state_dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (token_audience_load(conf->state_dir, web.aud, 1, err,
+	    errlen) == -1)
+		return -1;
+	if ((web.db = statedb_open(conf->state_dir, time(NULL), err,
+	    errlen)) == NULL)
+		return -1;
+	web.state_dir = xstrdup(conf->state_dir);
+	log_info("web: state_dir %s: %zu used token(s) and revoked "
+	    "session(s) remembered", conf->state_dir, statedb_count(web.db));
+	return 0;
+}
+
+/* The revocation of one web client's session, for web_revoke_guest(). */
+static void
+web_revoke_cb(const uint8_t *id, int64_t expires, void *arg)
+{
+	unsigned int	*n = arg;
+
+	if (web.db != NULL && statedb_revoke(web.db, id, expires,
+	    time(NULL)) == 0)
+		(*n)++;
+}
+
+/*
+ * `kick --revoke`: revoke the browser sessions behind the web clients of
+ * guest (and alias), so that they cannot reconnect with their cookie.
+ * Returns how many were revoked; the caller kicks the sessions.
+ */
+unsigned int
+web_revoke_guest(const char *guest, const char *alias)
+{
+	unsigned int	n = 0;
+
+	wsock_credentials(guest, alias, web_revoke_cb, &n);
+	return n;
 }
 
 /*
@@ -848,9 +1310,14 @@ web_init(struct event_base *base, const struct config *conf, char *err,
 
 	web.base = base;
 	web.conf = conf;
-	token_cache_init(&web.tokens);
 	web.ev_expire = evtimer_new(base, web_expire_cb, NULL);
 	timer_arm(web.ev_expire, 60);
+	/*
+	 * state_dir even without a listener: a reload may add one after the
+	 * privileges were dropped, when its files could no longer be read.
+	 */
+	if (web_state_init(conf, err, errlen) == -1)
+		return -1;
 	if (TAILQ_EMPTY(&conf->listens))
 		return 0;
 	if (token_secret_load(conf->token_secret_file, web.key, 1, err,
@@ -880,6 +1347,9 @@ web_reconfigure(const struct config *conf)
 	char			 err[512], name[INET6_ADDRSTRLEN + 8];
 	uint8_t			 key[32];
 
+	if (web.db != NULL && strcmp(web.state_dir, conf->state_dir) != 0)
+		log_warnx("web: state_dir changes take effect at the next "
+		    "start; still using the old one");
 	web.conf = conf;
 	if (!TAILQ_EMPTY(&conf->listens)) {
 		if (token_secret_load(conf->token_secret_file, key, 1, err,
@@ -960,7 +1430,11 @@ web_shutdown(void)
 	if (web.ev_expire != NULL)
 		event_free(web.ev_expire);
 	web.ev_expire = NULL;
-	token_cache_free(&web.tokens);
+	if (web.db != NULL)
+		statedb_close(web.db);
+	web.db = NULL;
+	free(web.state_dir);
+	web.state_dir = NULL;
 	if (web.ssl != NULL)
 		SSL_CTX_free(web.ssl);
 	web.ssl = NULL;

@@ -61,6 +61,12 @@ struct wsock {
 	struct event		*ev_ping;
 	struct event		*ev_expire;	/* browser session's end */
 	struct event		*ev_done;	/* free, from the loop */
+	char			 uuid[GUEST_UUID_LEN];
+	char			*name;		/* the guest's, at start */
+	char			*alias;		/* the console's */
+	int			 has_session;	/* opened with a cookie: */
+	uint8_t			 session_id[TOKEN_ID_LEN];	/* its id */
+	int64_t			 session_expires;
 	TAILQ_ENTRY(wsock)	 entry;
 };
 TAILQ_HEAD(wsocks, wsock);
@@ -377,6 +383,8 @@ wsock_free(struct wsock *w)
 	evbuffer_free(w->b64);
 	evbuffer_free(w->out);
 	free(w->peer);
+	free(w->name);
+	free(w->alias);
 	free(w->listener);
 	free(w);
 }
@@ -527,7 +535,7 @@ void
 wsock_start(struct event_base *base, struct bufferevent *bev,
     const char *addr, const char *peer, const char *listener,
     struct guest *g, const char *alias, int mode, const char *subject,
-    unsigned int ping_interval, int64_t expires)
+    unsigned int ping_interval, int64_t expires, const uint8_t *session_id)
 {
 	struct bufferevent	*pair[2];
 	struct wsock		*w;
@@ -544,6 +552,15 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	w->peer = xstrdup(peer);
 	w->listener = xstrdup(listener);
 	w->ping_interval = ping_interval;
+	snprintf(w->uuid, sizeof w->uuid, "%s", g->uuid);
+	w->name = xstrdup(g->name);
+	w->alias = xstrdup(alias != NULL ? alias : guest_default_alias(g) !=
+	    NULL ? guest_default_alias(g) : "");
+	if (session_id != NULL) {
+		w->has_session = 1;
+		memcpy(w->session_id, session_id, TOKEN_ID_LEN);
+		w->session_expires = expires;
+	}
 	w->plain = bufferevent_openssl_get_ssl(bev) == NULL;
 	w->b64 = evbuffer_new();
 	w->out = evbuffer_new();
@@ -575,6 +592,28 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	/* Frames that came with the upgrade request. */
 	if (!w->ended)
 		wsock_decode(w);
+}
+
+/*
+ * The browser sessions behind the live web clients of guest (a UUID-shaped
+ * name is a UUID only, as guest_lookup() has it) and alias (NULL: any).
+ */
+void
+wsock_credentials(const char *guest, const char *alias,
+    wsock_credential_cb cb, void *arg)
+{
+	struct wsock	*w;
+
+	TAILQ_FOREACH(w, &wsocks, entry) {
+		if (w->ended || !w->has_session)
+			continue;
+		if (guest_uuid_shaped(guest) ? strcasecmp(w->uuid,
+		    guest) != 0 : strcmp(w->name, guest) != 0)
+			continue;
+		if (alias != NULL && strcmp(w->alias, alias) != 0)
+			continue;
+		cb(w->session_id, w->session_expires, arg);
+	}
 }
 
 /* A reload removed a listener: its sessions end. */

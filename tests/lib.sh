@@ -92,9 +92,15 @@ wait_gone() {
 }
 
 # write_conf FILE LINE...: a config file from lines.
+# write_conf FILE LINE...: a config file; state_dir defaults to a
+# directory beside it (never the host's /var/lib/virtconsoled).
 write_conf() {
-	local f=$1; shift
+	local f=$1 l; shift
 	printf '%s\n' "$@" > "$f"
+	for l in "$@"; do
+		case $l in state_dir*) return 0 ;; esac
+	done
+	printf 'state_dir = %s/state\n' "$(dirname "$f")" >> "$f"
 }
 
 # start_fg CONF LOG [ARGS...]: run the daemon in the foreground (-d) in the

@@ -128,6 +128,7 @@ say "lab"
 # Shell tests that need no libvirt first.
 run_tap t-cli env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-cli.sh"
 run_tap t-init env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-init.sh"
+run_tap t-tls env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-tls.sh"
 
 LAB_OK=0
 if step lab-image "$LAB" image &&
@@ -155,7 +156,7 @@ if [ "$LAB_OK" = 1 ]; then
 		[ -e "$t" ] || continue
 		n=$(basename "$t")
 		n=${n%.*}
-		case $n in t-cli|t-init) continue ;; esac
+		case $n in t-cli|t-init|t-tls) continue ;; esac
 		case $t in
 		*.py) run_tap "$n" env VCD_BUILD="$TOP/build" \
 		    /usr/bin/python3 "$t" ;;
@@ -172,9 +173,12 @@ if [ "$LAB_OK" = 1 ]; then
 	    /usr/bin/python3 "$TOP/tests/integration/t-websockify.py"
 	run_tap t-sessions-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-sessions.py"
-	# The web front door (HTTP, tokens, WebSocket, TLS, bad input).
+	# The web front door (HTTP, tokens, WebSocket, TLS, bad input) and
+	# its authentication.
 	run_tap t-web-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-web.py"
+	run_tap t-webauth-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-webauth.py"
 	# Hypervisor faults and hostile input under ASan/UBSan too.
 	run_tap t-faults-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-faults.py"

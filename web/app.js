@@ -48,7 +48,9 @@
     const sock = new WebSocket(url, ['binary']);
     sock.binaryType = 'arraybuffer';
     ws = sock;
+    let opened = false;
     sock.onopen = () => {
+      opened = true;
       setStatus('attached', 'attached');
       $('reconnect').disabled = false;
       $('disconnect').disabled = false;
@@ -73,8 +75,40 @@
       term.write('', () => requestAnimationFrame(() => {
         if (ws === null) setStatus('disconnected: ' + why, 'disconnected');
       }));
+      // Refused before the upgrade: a browser tells the page nothing
+      // (1006), so ask the daemon what opening the console meets.
+      if (!opened) explain(name, alias);
       refresh();
     };
+  }
+
+  // Why a console could not be opened: the status line and the terminal
+  // say it (a blank terminal tells nobody anything).
+  function explain(name, alias) {
+    const cur = current;
+    const path = 'api/console/' + encodeURIComponent(name) +
+      (alias ? '/' + encodeURIComponent(alias) : '');
+    fetch(base() + path, { credentials: 'same-origin' })
+      .then((r) => r.text().then((t) => [r, t]))
+      .then(([r, t]) => {
+        let why;
+        if (r.ok) {
+          const st = JSON.parse(t);
+          why = st.state !== 'running' ? 'the guest is not running' :
+            st.busy ? 'the console is busy' : 'the connection failed';
+        } else {
+          why = t.trim() || (r.status + ' ' + r.statusText);
+        }
+        show(why);
+      })
+      .catch((e) => show('the connection failed (' + e + ')'));
+    function show(why) {
+      if (ws !== null || current !== cur) return;  // another console since
+      term.write('\r\n[virtconsoled] cannot open the console: ' + why +
+        '\r\n', () => requestAnimationFrame(() => {
+        if (ws === null) setStatus('cannot open: ' + why, 'disconnected');
+      }));
+    }
   }
 
   // Typed input goes out as text frames (UTF-8), like xterm's attach addon.

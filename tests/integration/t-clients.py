@@ -417,6 +417,7 @@ with t.case("setup"):
     t.ok(True, "network namespace %s, veth %s (%s) <-> %s (%s)" %
          (ns.name, ns.host_if, ns.host_ip, ns.ns_if, ns.ns_ip))
     d.conf["listen"] = ["127.0.0.1:0 auth=none", "%s:0 auth=none" % ns.host_ip]
+    d.conf["allowed_origins"] = "http://127.0.0.1"    # auth=none needs the rule
     t0 = time.monotonic()
     res = lab.create_many([("create", GA, 1), ("create", GF, FLOOD_CONSOLES - 1)])
     bad = [(n, o) for n, rc, o in res if rc != 0]

@@ -60,6 +60,7 @@ WS_CODES = {HV_LOST: 1011}          # docs/WEB.md, close codes
 loop = Loop()
 d = WebDaemon(lab.uri, {
     "listen": "127.0.0.1:0 auth=none",
+    "allowed_origins": "http://127.0.0.1",    # auth=none needs the rule
     "web_root": web_root(),
     "start_wait": 20,
     "idle_timeout": 0,

@@ -68,6 +68,7 @@ TRIED = collections.Counter()   # hostile inputs tried, per category
 
 d = WebDaemon(lab.uri, {
     "listen": "127.0.0.1:0 auth=none",
+    "allowed_origins": "http://127.0.0.1",    # auth=none needs the rule
     "web_root": web_root(),
     "token_secret_file": os.path.join(TMP, "secret"),
     "log_level": "debug",

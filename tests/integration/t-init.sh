@@ -98,10 +98,11 @@ check "same process" test "$(cat "$PIDF")" = "$pid"
 # A reload with a broken file: the error shows here, no signal is sent.
 cp "$CONF" "$CONF.good"
 echo "policy = maybe" >> "$CONF"
+bad=$(wc -l < "$CONF")	# its line: write_conf may have added state_dir
 n=$(grep -c "reloading configuration" "$LOG")
 initcmd reload
 check "reload with a broken config: exit 1" test "$RC" -eq 1
-check "showing FILE:LINE" grep -q "$CONF:6: " <<< "$OUT"
+check "showing FILE:LINE" grep -q "$CONF:$bad: " <<< "$OUT"
 sleep 0.5
 check "and not signalling the daemon" \
     test "$(grep -c "reloading configuration" "$LOG")" -eq "$n"
@@ -183,9 +184,10 @@ check "stop: exit 0" test "$RC" -eq 0
 
 # A start that fails reports it.
 echo "policy = maybe" >> "$CONF"
+bad=$(wc -l < "$CONF")	# its line: write_conf may have added state_dir
 initcmd start
 check "start with a broken config: exit 1" test "$RC" -eq 1
-check "with the daemon's own error" grep -q "$CONF:6: " <<< "$OUT"
+check "with the daemon's own error" grep -q "$CONF:$bad: " <<< "$OUT"
 cp "$CONF.good" "$CONF"
 
 # CONFIG and PIDFILE from the environment, and from /etc/default.
@@ -238,6 +240,110 @@ check "the daemon is gone" wait_gone "$pid" 10
 initcmd status
 check "status: 3" test "$RC" -eq 3
 unset VCD_NO_SSD
+
+# ---- the systemd unit, through `systemd-analyze verify` ----
+# systemd is not running here (not PID 1): verify loads the unit into an
+# offline manager and reports unknown sections and keys, values it cannot
+# parse, required units that do not exist, an ExecStart= command that is
+# not executable, and Documentation= man pages that man cannot find.
+#
+# It checks commands as they would run, so it verifies a copy filled in as
+# make fills the unit in, but naming this build's daemon ($VCD_BUILD) and a
+# private sysconfdir: the installed paths need not exist on a test machine.
+# The copy keeps the name virtconsoled.service (verify takes the unit's name
+# from the file) in a directory of its own (verify prefers the units found
+# beside its arguments).  Its man pages are the project's own (man/), in a
+# private MANPATH.
+#
+# What counts:
+#  - every line of a plain (recursive) run that names virtconsoled: every
+#    message about this unit does ("FILE:LINE: ..." for keys and values,
+#    "virtconsoled.service: ..." for commands, required units, man pages);
+#  - the exit status of a run with --recursive-errors=no, non-zero on a
+#    warning about this unit only (a plain run exits 0 on a misspelt key or
+#    a bad value, and non-zero on a fault in another unit);
+#  - ExecReload= commands, which verify does not look at: each must be
+#    executable.
+# Any other line is about another unit verify loaded on the way
+# (network.target, libvirtd.service, the default dependencies: they come
+# from the host, may be missing or be written for another systemd version);
+# it is shown, not counted.  The check is itself checked: broken copies of
+# the unit must be flagged.
+UD=$D/systemd
+UNIT=$UD/virtconsoled.service
+mkdir -p "$UD" "$D/man/man1" "$D/man/man5" "$D/man/man8"
+sed -e "s|@sbindir@|$VCD_BUILD|g" -e "s|@sysconfdir@|$D/etc|g" \
+    "$TOP/init/virtconsoled.service.in" > "$UNIT"
+for m in "$TOP"/man/*.[158]; do
+	ln -sf "$m" "$D/man/man${m##*.}/"
+done
+
+# unit_verify FILE: VRC, the exit status of verify --recursive-errors=no;
+# VOWN, the lines about virtconsoled of a plain verify and the Exec*=
+# commands that are not executable; VNOISE, the plain run's other lines.
+unit_verify() {
+	local out man=--man=no c
+	command -v man > /dev/null && man=--man=yes
+	MANPATH=$D/man SYSTEMD_COLORS=0 systemd-analyze verify "$man" \
+	    --recursive-errors=no "$1" > /dev/null 2>&1
+	VRC=$?
+	out=$(MANPATH=$D/man SYSTEMD_COLORS=0 systemd-analyze verify "$man" \
+	    "$1" 2>&1)
+	VOWN=$(grep -F virtconsoled <<< "$out")
+	VNOISE=$(grep -vF virtconsoled <<< "$out")
+	# Exec*=[-@:+!]PATH ...: the command's path.
+	while read -r c; do
+		[ -x "$c" ] || VOWN="${VOWN:+$VOWN
+}$1: command $c is not executable"
+	done < <(sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\([^[:space:]]*\).*/\1/p' "$1")
+}
+
+# unit_fails DESCRIPTION SED-EXPRESSION: the check flags a broken copy.
+unit_fails() {
+	mkdir -p "$D/broken"
+	sed -e "$2" "$UNIT" > "$D/broken/virtconsoled.service"
+	if cmp -s "$UNIT" "$D/broken/virtconsoled.service"; then
+		fail "the check flags $1 (the edit '$2' changed nothing)"
+		return
+	fi
+	unit_verify "$D/broken/virtconsoled.service"
+	if [ "$VRC" -ne 0 ] || [ -n "$VOWN" ]; then
+		pass "the check flags $1 (exit $VRC: $(paste -sd'|' <<< "$VOWN"))"
+	else
+		fail "the check flags $1 (exit 0, nothing about the unit)"
+	fi
+}
+
+if command -v systemd-analyze > /dev/null; then
+	check "the unit has StateDirectory=virtconsoled" \
+	    grep -qx 'StateDirectory=virtconsoled' "$UNIT"
+	check "mode 0700" grep -qx 'StateDirectoryMode=0700' "$UNIT"
+	command -v man > /dev/null ||
+	    diag "no man command: Documentation= is not checked"
+	unit_verify "$UNIT"
+	if [ -n "$VNOISE" ]; then
+		diag "verify, about other units (not counted):"
+		printf '%s\n' "$VNOISE" | sed 's/^/#   /'
+	fi
+	[ -n "$VOWN" ] && printf '%s\n' "$VOWN" | sed 's/^/#   /'
+	check "systemd-analyze verify: no warning or error about the unit" \
+	    test "$VRC" -eq 0 -a -z "$VOWN"
+	# The check itself: it must catch a broken unit.
+	unit_fails "a misspelt key" 's/^ProtectSystem=/ProtectSytem=/'
+	unit_fails "a bad value" \
+	    's/^StateDirectoryMode=0700/StateDirectoryMode=0999/'
+	unit_fails "a misspelt section" 's/^\[Install\]/[Instal]/'
+	unit_fails "a required unit that does not exist" \
+	    's/^After=/Requires=no-such-unit.service\nAfter=/'
+	unit_fails "an ExecStart= command that is not there" \
+	    "s|^ExecStart=$VCD_BUILD/|ExecStart=$D/nowhere/|"
+	unit_fails "an ExecReload= command that is not there" \
+	    's|^ExecReload=/bin/kill |ExecReload=/bin/kil |'
+elif [ "${CI:-}" = true ]; then
+	fail "systemd-analyze is not installed: the unit is not verified"
+else
+	diag "systemd-analyze is not installed: the unit is not verified"
+fi
 
 # ---- sd_notify, end to end, against a fake $NOTIFY_SOCKET ----
 if [ ! -x "$PY" ]; then

@@ -193,6 +193,7 @@ class Daemon:
             "pid_file": os.path.join(self.dir, name + ".pid"),
             "socket_dir": os.path.join(self.dir, name + "-sock"),
             "control_socket": os.path.join(self.dir, name + ".control"),
+            "state_dir": os.path.join(self.dir, name + "-state"),
             "log_level": os.environ.get("VCD_TEST_LOG_LEVEL", "info"),
         }
         if conf:

@@ -84,15 +84,17 @@ class WebDaemon(Daemon):
                 return None
             time.sleep(0.05)
 
-    def token(self, guest=None, alias=None, ttl=None):
+    def token(self, guest=None, alias=None, ttl=None, extra=()):
         """A fresh token from `virtconsolectl -f CONF token`: GUEST [ALIAS],
-        or --all when guest is None.  Raises with its stderr on failure."""
+        or --all when guest is None, with extra options (--view, --label
+        TEXT...).  Raises with its stderr on failure."""
         argv = [ctl_binary(), "-f", self.conf_path, "token"]
         argv += [guest] if guest is not None else ["--all"]
         if alias is not None:
             argv.append(alias)
         if ttl is not None:
             argv += ["--ttl", str(ttl)]
+        argv += list(extra)
         r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, timeout=30)
         lines = r.stdout.splitlines()
@@ -284,7 +286,7 @@ class RawWS:
 
     def __init__(self, port, path, headers=None, addr="127.0.0.1",
                  source=None, tls=None, key=None, version="13",
-                 protocol="binary", timeout=10, extra=None):
+                 protocol="binary", timeout=10, extra=None, host=True):
         self.sock = connect(port, addr, source, tls, timeout)
         defer(self.close)
         self.key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
@@ -296,7 +298,7 @@ class RawWS:
         if protocol:
             hdrs.append(("Sec-WebSocket-Protocol", protocol))
         hdrs += list((headers or {}).items()) if isinstance(headers, dict) else list(headers or [])
-        self.sock.sendall(request_bytes("GET", path, port, hdrs) + (extra or b""))
+        self.sock.sendall(request_bytes("GET", path, port, hdrs, host) + (extra or b""))
         self.buf = bytearray()
         self.closed = False
         self.pings = 0

@@ -31,6 +31,7 @@ static const char *const keys[] = {
 	"tls_key", "token_secret_file", "token_ttl", "session_ttl",
 	"allowed_origins", "ping_interval", "max_clients",
 	"max_clients_per_address", "handshake_timeout", "web_root",
+	"server_name", "cookie_name", "state_dir",
 	"control_socket", "user", "group",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -106,6 +107,7 @@ config_same(const struct config *a, const struct config *b)
 	S(tls_cert) S(tls_key) S(token_secret_file) N(token_ttl)
 	N(session_ttl) N(ping_interval) N(max_clients)
 	N(max_clients_per_address) N(handshake_timeout) S(web_root)
+	S(cookie_name) S(state_dir)
 	S(control_socket) S(user) S(group)
 #undef S
 #undef N
@@ -137,6 +139,16 @@ config_same(const struct config *a, const struct config *b)
 	}
 	if (oa != NULL || ob != NULL) {
 		printf("#   differs: number of allowed_origins\n");
+		return 0;
+	}
+	oa = TAILQ_FIRST(&a->server_names);
+	ob = TAILQ_FIRST(&b->server_names);
+	while (oa != NULL && ob != NULL && str_eq(oa->origin, ob->origin)) {
+		oa = TAILQ_NEXT(oa, entry);
+		ob = TAILQ_NEXT(ob, entry);
+	}
+	if (oa != NULL || ob != NULL) {
+		printf("#   differs: server_names\n");
 		return 0;
 	}
 	return 1;
@@ -229,6 +241,9 @@ test_defaults(void)
 	    strcmp(cfg->web_root + strlen(cfg->web_root) -
 	    strlen("/virtconsoled/web"), "/virtconsoled/web") == 0,
 	    "default web_root is DATADIR/virtconsoled/web (%s)", cfg->web_root);
+	ok(TAILQ_EMPTY(&cfg->server_names), "default: no server_name");
+	is_str(cfg->cookie_name, "vcd_session", "default cookie_name");
+	is_str(cfg->state_dir, "/var/lib/virtconsoled", "default state_dir");
 	is_str(cfg->control_socket, "/run/virtconsoled/control",
 	    "default control_socket");
 	is_str(cfg->user, NULL, "default user");
@@ -828,7 +843,8 @@ test_listen(void)
 	}
 	config_free(cfg);
 
-	cfg = good("# web\n\nlisten = [::1]:0 auth=none\n", "IPv6 port 0");
+	cfg = good("# web\n\nlisten = [::1]:0 auth=none\n"
+	    "allowed_origins = http://a.example\n", "IPv6 port 0");
 	l = cfg ? TAILQ_FIRST(&cfg->listens) : NULL;
 	if (ok(l != NULL, "IPv6 listener")) {
 		is_str(l->address, "::1", "IPv6 address without brackets");
@@ -842,7 +858,8 @@ test_listen(void)
 	cfg = good("tls_cert = /c.pem\ntls_key = /k.pem\n"
 	    "listen = *:443 tls\nlisten = [::]:65535 auth=none tls\n"
 	    "listen = 10.0.0.1:1   tls    auth=none  # both\n"
-	    "listen = \"[2001:db8::1]:80\"\n", "four listeners");
+	    "listen = \"[2001:db8::1]:80\"\n"
+	    "allowed_origins = http://a.example\n", "four listeners");
 	is_int(cfg ? count_listens(cfg) : 0, 4, "four listeners, in order");
 	l = cfg ? TAILQ_FIRST(&cfg->listens) : NULL;
 	if (l != NULL) {
@@ -1021,6 +1038,65 @@ test_origins(void)
 	    "duplicate origin after lowercasing");
 }
 
+/* server_name, cookie_name, and auth=none's need of allowed_origins. */
+static void
+test_web_names(void)
+{
+	static const char *const bad_names[] = {
+		"http://a.example", "a.example/", "a,example", ".a.example",
+		"a..example", "a.example:", "a.example:0", "a.example:65536",
+		"a.example:080", "[::1", "[zz]", "[::1]x", "a.example:8x",
+		"ex\xc3\xa4mple.com", "*", ".",
+	};
+	static const char *const bad_cookies[] = {
+		"__Host-x", "__secure-x", "a b", "a;b", "a=b", "\xc3\xa4",
+		"x123456789012345678901234567890123456789012345678901234567890"
+		"1234",
+	};
+	struct config		*cfg;
+	struct config_origin	*o;
+	const char		*want[] = { "console.example.com",
+	    "a.example:8443", "10.0.0.1", "[2001:db8::1]:443" };
+	size_t			 i;
+
+	cfg = good("server_name = Console.Example.COM. A.example:8443\n"
+	    "server_name = 10.0.0.1 [2001:DB8::1]:443\n", "server names");
+	i = 0;
+	if (cfg != NULL) {
+		TAILQ_FOREACH(o, &cfg->server_names, entry) {
+			if (i < 4)
+				is_str(o->origin, want[i], "server_name %zu "
+				    "lowercased, trailing dot dropped", i);
+			i++;
+		}
+	}
+	is_int((int)i, 4, "four server names, two lines, in order");
+	config_free(cfg);
+	for (i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++)
+		bad_value("server_name", bad_names[i]);
+	fails("server_name = a.example\nserver_name = A.EXAMPLE.\n",
+	    NAME ":2: duplicate server_name 'A.EXAMPLE.'",
+	    "duplicate server_name after normalizing");
+
+	cfg = good("cookie_name = vcd_a-1\n", "cookie_name");
+	is_str(cfg ? cfg->cookie_name : NULL, "vcd_a-1", "cookie_name kept");
+	config_free(cfg);
+	for (i = 0; i < sizeof bad_cookies / sizeof bad_cookies[0]; i++)
+		bad_value("cookie_name", bad_cookies[i]);
+	cfg = good("state_dir = /srv/vcd/state\n", "state_dir");
+	is_str(cfg ? cfg->state_dir : NULL, "/srv/vcd/state", "state_dir kept");
+	config_free(cfg);
+	bad_value("state_dir", "relative/dir");
+
+	fails("listen = 127.0.0.1:80\n\nlisten = 127.0.0.1:81 auth=none\n",
+	    NAME ":3: 'listen' with auth=none needs allowed_origins",
+	    "auth=none without allowed_origins: an error at its line");
+	cfg = good("listen = 127.0.0.1:81 auth=none\n"
+	    "allowed_origins = https://mgmt.example\n",
+	    "auth=none with allowed_origins");
+	config_free(cfg);
+}
+
 static void
 test_control_socket(void)
 {
@@ -1196,7 +1272,8 @@ doc_default_line(const char *s)
 		if (strncmp(s + 1, keys[i], n) == 0 &&
 		    strncmp(s + 1 + n, " = ", 3) == 0)
 			return strcmp(keys[i], "listen") != 0 &&
-			    strcmp(keys[i], "allowed_origins") != 0;
+			    strcmp(keys[i], "allowed_origins") != 0 &&
+			    strcmp(keys[i], "server_name") != 0;
 	}
 	return 0;
 }
@@ -1276,7 +1353,7 @@ test_documented_file(void)
 		    out[i] != '\n')
 			listed++;
 	}
-	is_int(listed, NKEYS - 2, "one uncommented line per scalar key");
+	is_int(listed, NKEYS - 3, "one uncommented line per scalar key");
 
 	/* The examples for the two lists are valid too. */
 	o = out + sprintf(out, "tls_cert = /c\ntls_key = /k\n");
@@ -1364,6 +1441,7 @@ int
 main(void)
 {
 	test_defaults();
+	test_web_names();
 	test_empty_and_comments();
 	test_trailing_comments_and_quotes();
 	test_line_errors();

@@ -1,10 +1,11 @@
 /*
- * Unit tests of tokens and session cookies: mint and verify, expiry,
- * forgeries (any bit flipped, truncated, extended, another key), a cookie
- * used as a token and the reverse, scopes, the replay cache and its bound,
- * strict base64url, the secret file and the Set-Cookie builder.  The
- * layout documented in token.c is rebuilt here independently, so the tests
- * also pin the format.
+ * Unit tests of tokens and session cookies (format version 2): mint and
+ * verify with every claim, expiry and issue time, forgeries (any bit
+ * flipped, truncated, extended, another key), the audience, version-1
+ * texts, a cookie used as a token and the reverse, scopes, the replay
+ * cache and its bound, strict base64url, the secret and audience files and
+ * the Set-Cookie builder.  The layout documented in token.c is rebuilt
+ * here independently (craft()), so the tests also pin the format.
  */
 #include <sys/stat.h>
 
@@ -25,8 +26,19 @@
 #define UUID_B	"0b5e7c11-9d2a-4c3e-b1f0-aa55cc77ee99"
 #define NOW	1700000000
 
+/* 64 bytes of UTF-8: 32 two-byte characters. */
+#define LABEL_64 \
+    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9" \
+    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9" \
+    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9" \
+    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+#define NAME_32	"abcdefghijklmnopqrstuvwxyz012345"
+#define NAME_33	"abcdefghijklmnopqrstuvwxyz0123456"
+
 static const uint8_t key1[TOKEN_KEY_LEN] = "0123456789abcdef0123456789abcde";
 static const uint8_t key2[TOKEN_KEY_LEN] = "0123456789abcdef0123456789abcdX";
+static const uint8_t aud1[TOKEN_AUD_LEN] = "audience-one-01";
+static const uint8_t aud2[TOKEN_AUD_LEN] = "audience-two-02";
 static char dir[] = "/tmp/vcd-test-token.XXXXXX";
 
 /* An independent base64url codec, on top of OpenSSL's base64. */
@@ -69,37 +81,127 @@ b64url_decode(const char *in, uint8_t *out)
 	return n < 0 ? -1 : n - pad;
 }
 
-/* Build a token from the documented layout, signed with key. */
-static void
-craft(const uint8_t *key, int version, int kind, int scope, const char *uuid,
-    int alen, const char *alias, int64_t expires, char *out)
+static size_t
+put_uuid(uint8_t *raw, const char *uuid)
 {
-	uint8_t		raw[256];
-	unsigned int	maclen;
-	size_t		len, i;
-	int		n;
+	size_t	i, n = 0;
 
-	memset(raw, 0, sizeof raw);
-	raw[0] = (uint8_t)version;
-	raw[1] = (uint8_t)kind;
-	for (i = 0; i < 16; i++)
-		raw[2 + i] = (uint8_t)(0xa0 + i);
-	raw[18] = (uint8_t)scope;
-	if (uuid != NULL) {
-		for (i = 0, n = 19; uuid[i] != '\0'; i++) {
-			if (uuid[i] == '-')
-				continue;
-			sscanf(uuid + i, "%2hhx", &raw[n++]);
-			i++;
-		}
+	for (i = 0; uuid != NULL && uuid[i] != '\0'; i++) {
+		if (uuid[i] == '-')
+			continue;
+		sscanf(uuid + i, "%2hhx", &raw[n++]);
+		i++;
 	}
+	return n;
+}
+
+static void
+put64(uint8_t *p, int64_t v)
+{
+	int	i;
+
 	for (i = 0; i < 8; i++)
-		raw[35 + i] = (uint8_t)((uint64_t)expires >> (56 - 8 * i));
-	raw[43] = (uint8_t)alen;
-	memcpy(raw + 44, alias, strlen(alias));
-	len = 44 + strlen(alias);
+		p[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+}
+
+static void
+sign(const uint8_t *key, uint8_t *raw, size_t len, char *out)
+{
+	unsigned int	maclen;
+
 	HMAC(EVP_sha256(), key, TOKEN_KEY_LEN, raw, len, raw + len, &maclen);
 	b64url_encode(raw, len + maclen, out);
+}
+
+/*
+ * The version-2 layout, field by field.  A length of -1 is the string's
+ * own; lbytes 0 copies strlen(label) bytes (more to copy a NUL).
+ */
+struct layout {
+	int		 version, kind, flags;
+	const uint8_t	*aud;
+	const char	*uuid;		/* NULL: zero */
+	int64_t		 iat, exp;
+	int		 hlen, alen, llen;
+	const char	*hv, *alias, *label;
+	size_t		 lbytes;
+	int		 no_label;	/* stop after the alias */
+	size_t		 extra;		/* zero bytes after the label */
+};
+
+/* A valid writer token for guest A, any console. */
+static void
+layout_init(struct layout *l)
+{
+	memset(l, 0, sizeof *l);
+	l->version = 2;
+	l->kind = TOKEN_KIND_TOKEN;
+	l->flags = 0x04;
+	l->aud = aud1;
+	l->uuid = UUID_A;
+	l->iat = NOW;
+	l->exp = NOW + 60;
+	l->hlen = l->alen = l->llen = -1;
+	l->hv = "default";
+	l->alias = "any";
+	l->label = "";
+}
+
+static void
+put_string(uint8_t *raw, size_t *off, int len, const char *s, size_t bytes)
+{
+	if (bytes == 0)
+		bytes = strlen(s);
+	raw[(*off)++] = (uint8_t)(len < 0 ? (int)strlen(s) : len);
+	memcpy(raw + *off, s, bytes);
+	*off += bytes;
+}
+
+/* Build a token from the documented layout, signed with key. */
+static size_t
+craft(const uint8_t *key, const struct layout *l, char *out)
+{
+	uint8_t	raw[512];
+	size_t	len, i;
+
+	memset(raw, 0, sizeof raw);
+	raw[0] = (uint8_t)l->version;
+	raw[1] = (uint8_t)l->kind;
+	for (i = 0; i < 16; i++)
+		raw[2 + i] = (uint8_t)(0xa0 + i);
+	memcpy(raw + 18, l->aud, 16);
+	raw[34] = (uint8_t)l->flags;
+	put_uuid(raw + 35, l->uuid);
+	put64(raw + 51, l->iat);
+	put64(raw + 59, l->exp);
+	len = 67;
+	put_string(raw, &len, l->hlen, l->hv, 0);
+	put_string(raw, &len, l->alen, l->alias, 0);
+	if (!l->no_label)
+		put_string(raw, &len, l->llen, l->label, l->lbytes);
+	len += l->extra;
+	sign(key, raw, len, out);
+	return len + 32;
+}
+
+/* The version-1 layout (77 to 108 bytes), for the refusal. */
+static void
+craft_v1(const uint8_t *key, const char *alias, char *out)
+{
+	uint8_t	raw[256];
+	size_t	len, i;
+
+	memset(raw, 0, sizeof raw);
+	raw[0] = 1;
+	raw[1] = TOKEN_KIND_TOKEN;
+	for (i = 0; i < 16; i++)
+		raw[2 + i] = (uint8_t)(0xa0 + i);
+	put_uuid(raw + 19, UUID_A);
+	put64(raw + 35, NOW + 60);
+	raw[43] = (uint8_t)strlen(alias);
+	memcpy(raw + 44, alias, strlen(alias));
+	len = 44 + strlen(alias);
+	sign(key, raw, len, out);
 }
 
 static int
@@ -107,7 +209,40 @@ verify(const uint8_t *key, const char *text, int kind, const char **why)
 {
 	struct token	t;
 
-	return token_verify(key, text, NOW, kind, &t, why);
+	return token_verify(key, aud1, text, NOW, kind, &t, why);
+}
+
+/* verify() refuses text for that reason. */
+static int
+refused(const char *text, int kind, const char *reason)
+{
+	const char	*why = NULL;
+
+	return verify(key1, text, kind, &why) == -1 && why != NULL &&
+	    strcmp(why, reason) == 0;
+}
+
+/* Every claim the same. */
+static int
+same_claims(const struct token *a, const struct token *b)
+{
+	return a->kind == b->kind &&
+	    memcmp(a->id, b->id, TOKEN_ID_LEN) == 0 &&
+	    memcmp(a->aud, b->aud, TOKEN_AUD_LEN) == 0 &&
+	    strcmp(a->hv, b->hv) == 0 && a->all_guests == b->all_guests &&
+	    strcmp(a->uuid, b->uuid) == 0 && strcmp(a->alias, b->alias) == 0 &&
+	    a->role == b->role && a->history == b->history &&
+	    strcmp(a->label, b->label) == 0 && a->iat == b->iat &&
+	    a->expires == b->expires && a->checked == b->checked;
+}
+
+/* token_new() for a token of guest A issued at NOW. */
+static void
+new_a(struct token *t, const char *alias, int64_t expires)
+{
+	if (token_new(t, TOKEN_KIND_TOKEN, aud1, NULL, UUID_A, alias, NOW,
+	    expires) == -1)
+		printf("# token_new failed\n");
 }
 
 static void
@@ -115,63 +250,185 @@ test_round_trip(void)
 {
 	struct token	 t, v;
 	char		 text[TOKEN_TEXT_MAX], text2[TOKEN_TEXT_MAX];
-	char		 small[TOKEN_TEXT_MAX];
 	const char	*why;
 	uint8_t		 zero[TOKEN_ID_LEN];
 
-	ok(token_new(&t, TOKEN_KIND_TOKEN, UUID_A, "serial0", NOW + 60) == 0,
-	    "token_new for one guest and alias");
+	ok(token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, UUID_A, "serial0", NOW,
+	    NOW + 60) == 0, "token_new for one guest and alias");
 	memset(zero, 0, sizeof zero);
 	ok(memcmp(t.id, zero, sizeof zero) != 0, "the id is filled in");
+	ok(memcmp(t.aud, aud1, TOKEN_AUD_LEN) == 0, "the audience is copied");
+	is_str(t.hv, "default", "hv NULL for one guest means default");
+	ok(t.role == TOKEN_ROLE_WRITER && t.history == 1 &&
+	    t.label[0] == '\0' && t.checked == 0 && t.iat == NOW,
+	    "writer with history, no label, not checked, iat kept");
 	ok(token_mint(key1, &t, text, sizeof text) == 0, "mint");
 	ok(strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	    "0123456789-_") == strlen(text), "text is base64url, unpadded");
-	is_int(token_verify(key1, text, NOW, TOKEN_KIND_TOKEN, &v, &why), 0,
-	    "verify");
+	is_int(token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why),
+	    0, "verify");
 	ok(why == NULL, "no reason on success");
 	is_int(v.kind, TOKEN_KIND_TOKEN, "kind kept");
 	ok(memcmp(v.id, t.id, TOKEN_ID_LEN) == 0, "id kept");
+	ok(memcmp(v.aud, aud1, TOKEN_AUD_LEN) == 0, "aud kept");
+	is_str(v.hv, "default", "hv kept");
 	is_int(v.all_guests, 0, "guest scope kept");
 	is_str(v.uuid, UUID_A, "uuid kept");
 	is_str(v.alias, "serial0", "alias kept");
+	is_int(v.role, TOKEN_ROLE_WRITER, "role kept");
+	is_int(v.history, 1, "history kept");
+	is_str(v.label, "", "empty label kept");
+	is_int(v.iat, NOW, "iat kept");
 	is_int(v.expires, NOW + 60, "expiry kept");
+	is_int(v.checked, 0, "checked kept");
+	ok(same_claims(&t, &v), "every claim kept");
 
-	ok(token_new(&t, TOKEN_KIND_TOKEN,
-	    "6F1C2A9E-3B4D-4E5F-8A7B-1C2D3E4F5A6B", NULL, NOW + 60) == 0,
+	ok(token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL,
+	    "6F1C2A9E-3B4D-4E5F-8A7B-1C2D3E4F5A6B", NULL, NOW, NOW + 60) == 0,
 	    "token_new with an upper-case UUID");
 	is_str(t.uuid, UUID_A, "the UUID is kept in lower case");
 	is_str(t.alias, "any", "alias NULL means any");
 
-	ok(token_new(&t, TOKEN_KIND_SESSION, NULL, NULL, NOW + 28800) == 0 &&
-	    token_mint(key1, &t, text, sizeof text) == 0 &&
-	    token_verify(key1, text, NOW, TOKEN_KIND_SESSION, &v, &why) == 0,
-	    "an all-guests session round trip");
-	ok(v.all_guests == 1 && v.uuid[0] == '\0' && strcmp(v.alias, "any") ==
-	    0 && v.kind == TOKEN_KIND_SESSION, "all-guests scope kept");
+	ok(token_new(&t, TOKEN_KIND_SESSION, aud1, NULL, NULL, NULL, NOW - 100,
+	    NOW + 28800) == 0, "an all-guests session");
+	is_str(t.hv, "any", "hv NULL for all guests means any");
+	t.checked = 1;
+	ok(token_mint(key1, &t, text, sizeof text) == 0 &&
+	    token_verify(key1, aud1, text, NOW, TOKEN_KIND_SESSION, &v,
+	    &why) == 0, "an all-guests, checked session round trip");
+	ok(v.all_guests == 1 && v.uuid[0] == '\0' &&
+	    strcmp(v.alias, "any") == 0 && strcmp(v.hv, "any") == 0 &&
+	    v.kind == TOKEN_KIND_SESSION && v.checked == 1 &&
+	    v.iat == NOW - 100, "all-guests scope, hv any, checked, iat kept");
+	ok(same_claims(&t, &v), "every claim kept");
 
-	ok(token_new(&t, TOKEN_KIND_TOKEN, UUID_B,
-	    "abcdefghijklmnopqrstuvwxyz012345", NOW + 1) == 0 &&
-	    token_mint(key1, &t, text, sizeof text) == 0,
-	    "mint with a 32-byte alias");
-	is_int(strlen(text), TOKEN_TEXT_MAX - 1, "the longest text is %d "
-	    "characters", TOKEN_TEXT_MAX - 1);
-	ok(verify(key1, text, TOKEN_KIND_TOKEN, &why) == 0,
-	    "the longest token verifies");
-	is_int(token_mint(key1, &t, small, strlen(text)), -1,
-	    "mint refuses a buffer without room for the NUL");
-	ok(token_new(&t, TOKEN_KIND_TOKEN, UUID_B, "x", NOW + 1) == 0 &&
-	    token_mint(key1, &t, text, sizeof text) == 0 &&
-	    strlen(text) == 103, "a 1-byte alias gives 103 characters");
-	ok(verify(key1, text, TOKEN_KIND_TOKEN, &why) == 0,
-	    "the shortest token verifies");
+	ok(token_new(&t, TOKEN_KIND_TOKEN, aud1, "kvm_2-b", NULL, NULL, NOW,
+	    NOW + 60) == 0 && token_mint(key1, &t, text, sizeof text) == 0 &&
+	    verify(key1, text, TOKEN_KIND_TOKEN, &why) == 0,
+	    "a named hypervisor, all its guests");
+	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
+	is_str(v.hv, "kvm_2-b", "... hv kept");
 
-	ok(token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60) == 0 &&
-	    token_mint(key1, &t, text, sizeof text) == 0 &&
-	    token_new(&v, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60) == 0 &&
-	    token_mint(key1, &v, text2, sizeof text2) == 0,
+	ok(token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, UUID_A, "serial0", NOW,
+	    NOW + 60) == 0 && token_mint(key1, &t, text, sizeof text) == 0 &&
+	    token_new(&v, TOKEN_KIND_TOKEN, aud1, NULL, UUID_A, "serial0", NOW,
+	    NOW + 60) == 0 && token_mint(key1, &v, text2, sizeof text2) == 0,
 	    "two tokens minted in a row");
 	ok(memcmp(t.id, v.id, TOKEN_ID_LEN) != 0, "their ids differ");
 	ok(strcmp(text, text2) != 0, "their texts differ");
+}
+
+/* Every combination of role, history, label, checked, scope and kind. */
+static void
+test_claims(void)
+{
+	static const char	*labels[] = { "", "alice", "Ops: \xc3\xa5lice "
+	    "\xe2\x98\x83 (pager)", LABEL_64, "\x80\xff odd bytes" };
+	static const char	*hvs[] = { NULL, "default", "any", "b" };
+	struct token		 t, v;
+	char			 text[TOKEN_TEXT_MAX];
+	const char		*why;
+	size_t			 l, h;
+	int			 kind, role, history, checked, all, n = 0, bad;
+
+	bad = 0;
+	for (kind = TOKEN_KIND_TOKEN; kind <= TOKEN_KIND_SESSION; kind++)
+	for (all = 0; all <= 1; all++)
+	for (h = 0; h < sizeof hvs / sizeof hvs[0]; h++)
+	for (role = TOKEN_ROLE_WRITER; role <= TOKEN_ROLE_VIEWER; role++)
+	for (history = 0; history <= 1; history++)
+	for (checked = 0; checked <= kind - 1; checked++)
+	for (l = 0; l < sizeof labels / sizeof labels[0]; l++) {
+		if (!all && hvs[h] != NULL && strcmp(hvs[h], "any") == 0)
+			continue;
+		n++;
+		if (token_new(&t, kind, aud1, hvs[h], all ? NULL : UUID_B,
+		    all ? NULL : "console1", NOW - 5, NOW + 5) == -1) {
+			bad++;
+			continue;
+		}
+		t.role = role;
+		t.history = history;
+		t.checked = checked;
+		snprintf(t.label, sizeof t.label, "%s", labels[l]);
+		if (token_mint(key1, &t, text, sizeof text) == -1 ||
+		    token_verify(key1, aud1, text, NOW, kind, &v, &why) == -1 ||
+		    !same_claims(&t, &v))
+			bad++;
+	}
+	is_int(bad, 0, "%d combinations of the claims round trip", n);
+
+	ok(token_label_ok(LABEL_64), "a 64-byte UTF-8 label is a label");
+	new_a(&t, NULL, NOW + 60);
+	memcpy(t.label, LABEL_64, sizeof LABEL_64);
+	ok(token_mint(key1, &t, text, sizeof text) == 0 &&
+	    token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v,
+	    &why) == 0 && strcmp(v.label, LABEL_64) == 0,
+	    "the 64-byte label is kept byte for byte");
+	new_a(&t, NULL, NOW + 60);
+	t.role = TOKEN_ROLE_VIEWER;
+	t.history = 0;
+	ok(token_mint(key1, &t, text, sizeof text) == 0 &&
+	    token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v,
+	    &why) == 0 && v.role == TOKEN_ROLE_VIEWER && v.history == 0,
+	    "a viewer without history stays so");
+}
+
+/* The longest token fills TOKEN_TEXT_MAX exactly. */
+static void
+test_text_max(void)
+{
+	struct token	 t;
+	char		 text[TOKEN_TEXT_MAX], small[TOKEN_TEXT_MAX];
+	const char	*why;
+	int		 kind;
+
+	for (kind = TOKEN_KIND_TOKEN; kind <= TOKEN_KIND_SESSION; kind++) {
+		ok(token_new(&t, kind, aud1, NAME_32, UUID_B, NAME_32, NOW,
+		    NOW + 1) == 0, "token_new with a 32-byte hv and alias");
+		memcpy(t.label, LABEL_64, sizeof LABEL_64);
+		t.role = TOKEN_ROLE_VIEWER;
+		t.checked = kind == TOKEN_KIND_SESSION;
+		ok(token_mint(key1, &t, text, sizeof text) == 0,
+		    "mint with every string at its longest");
+		is_int(strlen(text), TOKEN_TEXT_MAX - 1, "the longest text is "
+		    "%d characters, TOKEN_TEXT_MAX - 1", TOKEN_TEXT_MAX - 1);
+		ok(verify(key1, text, kind, &why) == 0,
+		    "the longest token verifies");
+		is_int(token_mint(key1, &t, small, TOKEN_TEXT_MAX - 1), -1,
+		    "mint refuses a buffer without room for the NUL");
+	}
+	ok(token_new(&t, TOKEN_KIND_TOKEN, aud1, "a", UUID_B, "x", NOW,
+	    NOW + 1) == 0 && token_mint(key1, &t, text, sizeof text) == 0,
+	    "mint the shortest token");
+	is_int(strlen(text), 139, "1-byte hv and alias, no label: 139 "
+	    "characters");
+	ok(verify(key1, text, TOKEN_KIND_TOKEN, &why) == 0,
+	    "the shortest token verifies");
+}
+
+static void
+test_label(void)
+{
+	char	buf[80];
+
+	ok(token_label_ok(""), "empty label");
+	ok(token_label_ok("alice@example.org (on call)"), "ASCII label");
+	ok(token_label_ok("J\xc3\xbcrgen \xe2\x98\x83"), "UTF-8 label");
+	ok(token_label_ok(LABEL_64), "64 bytes");
+	snprintf(buf, sizeof buf, "%sx", LABEL_64);
+	ok(!token_label_ok(buf), "65 bytes refused");
+	memset(buf, 'a', 64);
+	buf[64] = '\0';
+	ok(token_label_ok(buf), "64 ASCII bytes");
+	ok(!token_label_ok("a\tb"), "tab refused");
+	ok(!token_label_ok("a\nb"), "LF refused");
+	ok(!token_label_ok("a\rb"), "CR refused");
+	ok(!token_label_ok("\x1b[31mred"), "ESC refused");
+	ok(!token_label_ok("a\x7f"), "DEL refused");
+	ok(!token_label_ok("\x01"), "SOH refused");
+	ok(token_label_ok(" ~"), "space and tilde allowed");
+	ok(!token_label_ok(NULL), "NULL refused");
 }
 
 static void
@@ -180,40 +437,95 @@ test_bad_fields(void)
 	struct token	t;
 	char		text[TOKEN_TEXT_MAX];
 
-	is_int(token_new(&t, 0, UUID_A, NULL, NOW), -1, "unknown kind");
-	is_int(token_new(&t, TOKEN_KIND_TOKEN, "not-a-uuid", NULL, NOW), -1,
+#define NEW(kind, hv, uuid, alias, iat, exp)				\
+	token_new(&t, kind, aud1, hv, uuid, alias, iat, exp)
+	is_int(NEW(0, NULL, UUID_A, NULL, NOW, NOW), -1, "unknown kind");
+	is_int(NEW(3, NULL, UUID_A, NULL, NOW, NOW), -1, "kind 3");
+	is_int(token_new(&t, TOKEN_KIND_TOKEN, NULL, NULL, UUID_A, NULL, NOW,
+	    NOW + 1), -1, "no audience");
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, "not-a-uuid", NULL, NOW, NOW), -1,
 	    "malformed UUID");
-	is_int(token_new(&t, TOKEN_KIND_TOKEN,
-	    "6f1c2a9e3b4d-4e5f-8a7b-1c2d3e4f5a6b0", NULL, NOW), -1,
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL,
+	    "6f1c2a9e3b4d-4e5f-8a7b-1c2d3e4f5a6b0", NULL, NOW, NOW), -1,
 	    "UUID with a misplaced dash");
-	is_int(token_new(&t, TOKEN_KIND_TOKEN,
-	    "6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6g", NULL, NOW), -1,
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL,
+	    "6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6g", NULL, NOW, NOW), -1,
 	    "UUID with a non-hex digit");
-	is_int(token_new(&t, TOKEN_KIND_TOKEN, UUID_A,
-	    "abcdefghijklmnopqrstuvwxyz0123456", NOW), -1, "33-byte alias");
-	is_int(token_new(&t, TOKEN_KIND_TOKEN, UUID_A, "", NOW), -1,
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, UUID_A, NAME_33, NOW, NOW), -1,
+	    "33-byte alias");
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, UUID_A, "", NOW, NOW), -1,
 	    "empty alias");
-	is_int(token_new(&t, TOKEN_KIND_TOKEN, UUID_A, "../x", NOW), -1,
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, UUID_A, "../x", NOW, NOW), -1,
 	    "alias with a slash");
-	is_int(token_new(&t, TOKEN_KIND_TOKEN, UUID_A, "a b", NOW), -1,
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, UUID_A, "a b", NOW, NOW), -1,
 	    "alias with a space");
+	is_int(NEW(TOKEN_KIND_TOKEN, "any", UUID_A, NULL, NOW, NOW + 1), -1,
+	    "hv any with one guest");
+	is_int(NEW(TOKEN_KIND_TOKEN, "any", NULL, NULL, NOW, NOW + 1), 0,
+	    "hv any with all guests");
+	is_int(NEW(TOKEN_KIND_TOKEN, "kvm.1", NULL, NULL, NOW, NOW + 1), -1,
+	    "hv with a dot");
+	is_int(NEW(TOKEN_KIND_TOKEN, "a b", UUID_A, NULL, NOW, NOW + 1), -1,
+	    "hv with a space");
+	is_int(NEW(TOKEN_KIND_TOKEN, "", UUID_A, NULL, NOW, NOW + 1), -1,
+	    "empty hv");
+	is_int(NEW(TOKEN_KIND_TOKEN, NAME_32, UUID_A, NULL, NOW, NOW + 1), 0,
+	    "32-byte hv");
+	is_int(NEW(TOKEN_KIND_TOKEN, NAME_33, UUID_A, NULL, NOW, NOW + 1), -1,
+	    "33-byte hv");
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, UUID_A, NULL, -1, NOW), -1,
+	    "negative iat");
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, UUID_A, NULL, NOW + 1, NOW), -1,
+	    "iat after the expiry");
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, UUID_A, NULL, NOW, NOW), 0,
+	    "iat at the expiry");
+	is_int(NEW(TOKEN_KIND_TOKEN, NULL, UUID_A, NULL, 0, 0), -1,
+	    "expiry 0");
+#undef NEW
 
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60);
-	t.kind = 3;
+#define MINT_REFUSES(change, what) do {					\
+	new_a(&t, NULL, NOW + 60);					\
+	change;								\
+	is_int(token_mint(key1, &t, text, sizeof text), -1,		\
+	    "mint refuses " what);					\
+} while (0)
+	MINT_REFUSES(t.kind = 3, "an unknown kind");
+	MINT_REFUSES(t.expires = 0, "expiry 0");
+	MINT_REFUSES(t.iat = -1, "a negative iat");
+	MINT_REFUSES(t.iat = NOW + 61, "iat after the expiry");
+	MINT_REFUSES(snprintf(t.uuid, sizeof t.uuid, "web1"),
+	    "a guest name in place of a UUID");
+	MINT_REFUSES(t.uuid[0] = 'F', "a UUID not in lower case");
+	MINT_REFUSES(memset(t.uuid, 'a', sizeof t.uuid),
+	    "an unterminated UUID");
+	MINT_REFUSES(memset(t.alias, 'a', sizeof t.alias),
+	    "an unterminated alias");
+	MINT_REFUSES(memset(t.hv, 'a', sizeof t.hv), "an unterminated hv");
+	MINT_REFUSES(memset(t.label, 'a', sizeof t.label),
+	    "an unterminated label");
+	MINT_REFUSES(snprintf(t.hv, sizeof t.hv, "any"),
+	    "hv any with one guest");
+	MINT_REFUSES(snprintf(t.label, sizeof t.label, "a\nb"),
+	    "a label with LF");
+	MINT_REFUSES(snprintf(t.label, sizeof t.label, "\x7f"),
+	    "a label with DEL");
+	MINT_REFUSES(t.role = 2, "role 2");
+	MINT_REFUSES(t.role = -1, "role -1");
+	MINT_REFUSES(t.history = 2, "history 2");
+	MINT_REFUSES(t.all_guests = 2, "all_guests 2");
+	MINT_REFUSES(t.checked = 1, "checked in a token");
+	MINT_REFUSES(t.all_guests = 1, "all guests with a UUID");
+	MINT_REFUSES(t.all_guests = 0; t.uuid[0] = '\0',
+	    "one guest without a UUID");
+#undef MINT_REFUSES
+	token_new(&t, TOKEN_KIND_SESSION, aud1, NULL, UUID_A, NULL, NOW,
+	    NOW + 60);
+	t.checked = 2;
 	is_int(token_mint(key1, &t, text, sizeof text), -1,
-	    "mint refuses an unknown kind");
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60);
-	t.expires = 0;
-	is_int(token_mint(key1, &t, text, sizeof text), -1,
-	    "mint refuses expiry 0");
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60);
-	snprintf(t.uuid, sizeof t.uuid, "web1");
-	is_int(token_mint(key1, &t, text, sizeof text), -1,
-	    "mint refuses a guest name in place of a UUID");
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60);
-	memset(t.alias, 'a', sizeof t.alias);
-	is_int(token_mint(key1, &t, text, sizeof text), -1,
-	    "mint refuses an unterminated alias");
+	    "mint refuses checked 2");
+	t.checked = 1;
+	is_int(token_mint(key1, &t, text, sizeof text), 0,
+	    "... and accepts checked 1 in a session");
 }
 
 static void
@@ -223,45 +535,70 @@ test_expiry(void)
 	char		 text[TOKEN_TEXT_MAX];
 	const char	*why;
 
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW);
+	new_a(&t, NULL, NOW);
 	token_mint(key1, &t, text, sizeof text);
 	is_int(verify(key1, text, TOKEN_KIND_TOKEN, &why), -1,
 	    "a token expiring now is refused");
 	is_str(why, "expired", "reason: expired");
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 1);
+	new_a(&t, NULL, NOW + 1);
 	token_mint(key1, &t, text, sizeof text);
 	is_int(verify(key1, text, TOKEN_KIND_TOKEN, &why), 0,
 	    "a token expiring in one second is accepted");
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, 1);
+	token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, UUID_A, NULL, 0, 1);
 	token_mint(key1, &t, text, sizeof text);
-	ok(verify(key1, text, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "expired") == 0, "a token from 1970 is expired");
-	token_new(&t, TOKEN_KIND_SESSION, NULL, NULL, NOW - 1);
+	ok(refused(text, TOKEN_KIND_TOKEN, "expired"),
+	    "a token from 1970 is expired");
+	token_new(&t, TOKEN_KIND_SESSION, aud1, NULL, NULL, NULL, NOW - 10,
+	    NOW - 1);
 	token_mint(key1, &t, text, sizeof text);
-	ok(verify(key1, text, TOKEN_KIND_SESSION, &why) == -1 &&
-	    strcmp(why, "expired") == 0, "an expired session is refused");
+	ok(refused(text, TOKEN_KIND_SESSION, "expired"),
+	    "an expired session is refused");
 
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + TOKEN_MAX_LIFETIME);
+	new_a(&t, NULL, NOW + TOKEN_MAX_LIFETIME);
 	token_mint(key1, &t, text, sizeof text);
 	is_int(verify(key1, text, TOKEN_KIND_TOKEN, &why), 0,
 	    "expiry TOKEN_MAX_LIFETIME ahead is accepted");
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL,
-	    NOW + TOKEN_MAX_LIFETIME + 1);
+	new_a(&t, NULL, NOW + TOKEN_MAX_LIFETIME + 1);
 	token_mint(key1, &t, text, sizeof text);
 	is_int(verify(key1, text, TOKEN_KIND_TOKEN, &why), -1,
 	    "one second more is refused");
 	is_str(why, "expiry too far ahead", "reason: expiry too far ahead");
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, INT64_MAX);
+	new_a(&t, NULL, INT64_MAX);
 	token_mint(key1, &t, text, sizeof text);
-	ok(verify(key1, text, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "expiry too far ahead") == 0,
+	ok(refused(text, TOKEN_KIND_TOKEN, "expiry too far ahead"),
 	    "expiry INT64_MAX is refused");
+
+	token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, UUID_A, NULL, NOW + 300,
+	    NOW + 600);
+	token_mint(key1, &t, text, sizeof text);
+	is_int(verify(key1, text, TOKEN_KIND_TOKEN, &why), 0,
+	    "issued 300 s in the future (clock skew): accepted");
+	token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, UUID_A, NULL, NOW + 301,
+	    NOW + 600);
+	token_mint(key1, &t, text, sizeof text);
+	is_int(verify(key1, text, TOKEN_KIND_TOKEN, &why), -1,
+	    "issued 301 s in the future: refused");
+	is_str(why, "issued in the future", "reason: issued in the future");
+	token_new(&t, TOKEN_KIND_SESSION, aud1, NULL, UUID_A, NULL, 0,
+	    NOW + 60);
+	token_mint(key1, &t, text, sizeof text);
+	is_int(verify(key1, text, TOKEN_KIND_SESSION, &why), 0,
+	    "a session with a login time of 0 is accepted");
+	{
+		struct token	v;
+
+		is_int(token_verify(key1, aud1, text, INT64_MAX,
+		    TOKEN_KIND_SESSION, &v, &why), -1,
+		    "a clock at INT64_MAX: no overflow, expired");
+		is_str(why, "expired", "... reason: expired");
+	}
 }
 
 static void
 test_forged(void)
 {
 	struct token	 t;
+	struct layout	 l;
 	char		 text[TOKEN_TEXT_MAX], buf[512];
 	const char	*why, *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	    "abcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -269,12 +606,14 @@ test_forged(void)
 	size_t		 len, i, j;
 	int		 n, bit, bad, badwhy;
 
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, "serial0", NOW + 60);
+	new_a(&t, "serial0", NOW + 60);
+	snprintf(t.label, sizeof t.label, "bob");
 	token_mint(key1, &t, text, sizeof text);
 	len = strlen(text);
 
 	n = b64url_decode(text, raw);
-	ok(n == 44 + 7 + 32, "decoded length is 44 + alias + 32 (%d)", n);
+	is_int(n, 70 + 7 + 7 + 3 + 32, "decoded length is 70 + hv + alias + "
+	    "label + 32");
 	bad = badwhy = 0;
 	for (i = 0; i < (size_t)n; i++) {
 		for (bit = 0; bit < 8; bit++) {
@@ -323,82 +662,216 @@ test_forged(void)
 	}
 	is_int(bad, 0, "every extension by 1..8 characters refused");
 
-	/* A longer alias with the MAC of the shorter one. */
+	/* A longer label with the MAC of the shorter one. */
 	n = b64url_decode(text, raw);
-	memmove(raw + 52, raw + 51, 32);
-	raw[43] = 8;
-	raw[51] = '0';
+	memmove(raw + n - 31, raw + n - 32, 32);
+	raw[70 + 7 + 7 - 1] = 4;
+	raw[n - 32] = 'y';
 	b64url_encode(raw, (size_t)n + 1, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "bad signature") == 0, "a stretched alias is refused");
+	ok(refused(buf, TOKEN_KIND_TOKEN, "bad signature"),
+	    "a stretched label is refused");
 
 	is_int(verify(key2, text, TOKEN_KIND_TOKEN, &why), -1,
 	    "a token from another key is refused");
 	is_str(why, "bad signature", "reason: bad signature");
 
-	token_new(&t, TOKEN_KIND_SESSION, UUID_A, NULL, NOW + 3600);
+	token_new(&t, TOKEN_KIND_SESSION, aud1, NULL, UUID_A, NULL, NOW,
+	    NOW + 3600);
 	token_mint(key2, &t, text, sizeof text);
 	is_int(verify(key1, text, TOKEN_KIND_SESSION, &why), -1,
 	    "a cookie from another secret is refused");
 	is_str(why, "bad signature", "reason: bad signature");
 
-	craft(key1, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 3, "any", NOW + 60, buf);
+	layout_init(&l);
+	is_int(craft(key1, &l, buf), 70 + 7 + 3 + 32,
+	    "the documented layout: 70 + hv + alias + label + 32 bytes");
 	is_int(verify(key1, buf, TOKEN_KIND_TOKEN, &why), 0,
 	    "a token built from the documented layout verifies");
-	craft(key2, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 3, "any", NOW + 60, buf);
+	craft(key2, &l, buf);
 	is_int(verify(key1, buf, TOKEN_KIND_TOKEN, &why), -1,
 	    "the same with another key does not");
+	{
+		struct token	v;
+
+		layout_init(&l);
+		l.flags = 0x01 | 0x02 | 0x04 | 0x08;
+		l.kind = TOKEN_KIND_SESSION;
+		l.uuid = NULL;
+		l.hv = "any";
+		l.alias = "serial1";
+		l.label = "carol";
+		l.iat = NOW - 7;
+		l.exp = NOW + 7;
+		craft(key1, &l, buf);
+		is_int(token_verify(key1, aud1, buf, NOW, TOKEN_KIND_SESSION,
+		    &v, &why), 0, "every flag set, from the layout: valid");
+		ok(v.all_guests == 1 && v.role == TOKEN_ROLE_VIEWER &&
+		    v.history == 1 && v.checked == 1 && v.iat == NOW - 7 &&
+		    v.expires == NOW + 7 && strcmp(v.hv, "any") == 0 &&
+		    strcmp(v.alias, "serial1") == 0 &&
+		    strcmp(v.label, "carol") == 0 && v.id[0] == 0xa0 &&
+		    v.id[15] == 0xaf, "... each field where documented");
+	}
 }
 
+/* Signed with the right key, but not as token_mint() writes. */
 static void
 test_signed_but_malformed(void)
 {
-	char		 buf[512];
+	struct layout	 l;
+	char		 buf[512], label[80];
 	const char	*why;
+	int		 bit, bad;
 
-	craft(key1, 2, TOKEN_KIND_TOKEN, 0, UUID_A, 3, "any", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "signed, version 2: malformed");
-	craft(key1, 1, 3, 0, UUID_A, 3, "any", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "signed, kind 3: malformed");
-	craft(key1, 1, 0, 0, UUID_A, 3, "any", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "signed, kind 0: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 2, UUID_A, 3, "any", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "signed, scope 2: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 1, UUID_A, 3, "any", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0,
-	    "signed, all guests but a UUID: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 1, NULL, 3, "any", NOW + 60, buf);
-	is_int(verify(key1, buf, TOKEN_KIND_TOKEN, &why), 0,
-	    "signed, all guests, zero UUID: valid");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 4, "any", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0,
-	    "signed, alias length beyond the alias: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 2, "any", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0,
-	    "signed, alias length short of the alias: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 3, "a/b", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "signed, alias a/b: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 3, "a\nb", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "signed, alias with LF: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 0, "", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "signed, empty alias: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 33,
-	    "abcdefghijklmnopqrstuvwxyz0123456", NOW + 60, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "signed, 33-byte alias: malformed");
-	craft(key1, 1, TOKEN_KIND_TOKEN, 0, UUID_A, 3, "any", -5, buf);
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "expired") == 0, "signed, negative expiry: expired");
+#define MALFORMED(change, what) do {					\
+	layout_init(&l);						\
+	change;								\
+	craft(key1, &l, buf);						\
+	ok(refused(buf, l.kind == TOKEN_KIND_SESSION ?			\
+	    TOKEN_KIND_SESSION : TOKEN_KIND_TOKEN, "malformed"),	\
+	    "signed, " what ": malformed");				\
+} while (0)
+#define VALID(change, what) do {					\
+	layout_init(&l);						\
+	change;								\
+	craft(key1, &l, buf);						\
+	is_int(verify(key1, buf, l.kind, &why), 0,			\
+	    "signed, " what ": valid");					\
+} while (0)
+	MALFORMED(l.version = 3, "version 3");
+	MALFORMED(l.version = 0, "version 0");
+	MALFORMED(l.version = 0x82, "version 0x82");
+	MALFORMED(l.kind = 3, "kind 3");
+	MALFORMED(l.kind = 0, "kind 0");
+	bad = 0;
+	for (bit = 4; bit < 8; bit++) {
+		layout_init(&l);
+		l.flags |= 1 << bit;
+		craft(key1, &l, buf);
+		if (!refused(buf, TOKEN_KIND_TOKEN, "malformed"))
+			bad++;
+	}
+	is_int(bad, 0, "signed, an unknown flag bit (4 to 7): malformed");
+	MALFORMED(l.flags = 0x08, "checked in a token");
+	VALID(l.flags = 0x08; l.kind = TOKEN_KIND_SESSION,
+	    "checked in a session");
+	MALFORMED(l.flags = 0x01, "all guests but a UUID");
+	VALID(l.flags = 0x01; l.uuid = NULL, "all guests, zero UUID");
+	VALID(l.uuid = "00000000-0000-0000-0000-000000000000",
+	    "one guest, zero UUID");
+	MALFORMED(l.hv = "any", "hv any with one guest");
+	VALID(l.flags = 0x01; l.uuid = NULL; l.hv = "any",
+	    "hv any with all guests");
+	MALFORMED(l.hv = "", "empty hv");
+	MALFORMED(l.hv = "kvm.1", "hv with a dot");
+	MALFORMED(l.hv = "a/b", "hv with a slash");
+	MALFORMED(l.hv = NAME_33, "33-byte hv");
+	VALID(l.hv = NAME_32, "32-byte hv");
+	MALFORMED(l.hlen = 8, "hv length beyond the hv");
+	MALFORMED(l.hlen = 6, "hv length short of the hv");
+	MALFORMED(l.alen = 4, "alias length beyond the alias");
+	MALFORMED(l.alen = 2, "alias length short of the alias");
+	MALFORMED(l.alias = "a/b", "alias a/b");
+	MALFORMED(l.alias = "a\nb", "alias with LF");
+	MALFORMED(l.alias = "", "empty alias");
+	MALFORMED(l.alias = NAME_33, "33-byte alias");
+	MALFORMED(l.label = "a\nb", "label with LF");
+	MALFORMED(l.label = "a\x7f", "label with DEL");
+	MALFORMED(l.label = "a\0b"; l.lbytes = 3, "label with NUL");
+	MALFORMED(l.label = "ab"; l.llen = 3, "label length beyond it");
+	MALFORMED(l.label = "ab"; l.llen = 1, "label length short of it");
+	snprintf(label, sizeof label, "%sx", LABEL_64);
+	MALFORMED(l.label = label, "65-byte label");
+	VALID(l.label = LABEL_64, "64-byte label");
+	MALFORMED(l.no_label = 1, "no label length");
+	MALFORMED(l.extra = 1, "a byte after the label");
+	MALFORMED(l.iat = -1, "negative iat");
+	MALFORMED(l.iat = INT64_MIN, "iat INT64_MIN");
+	MALFORMED(l.iat = l.exp + 1, "iat after the expiry");
+	MALFORMED(l.iat = 0; l.exp = 0, "expiry 0");
+	MALFORMED(l.iat = 0; l.exp = -5, "negative expiry");
+	/* 103 bytes: long enough for version 1, short for version 2. */
+	MALFORMED(l.hv = "d"; l.alias = "a"; l.no_label = 1,
+	    "a version-2 token of 103 bytes");
+#undef MALFORMED
+#undef VALID
+}
+
+static void
+test_version1(void)
+{
+	char	buf[512];
+
+	craft_v1(key1, "any", buf);
+	is_int(strlen(buf), 106, "a version-1 token of 79 bytes");
+	ok(refused(buf, TOKEN_KIND_TOKEN, "version 1 (no longer accepted)"),
+	    "refused: version 1 (no longer accepted)");
+	ok(refused(buf, TOKEN_KIND_SESSION, "version 1 (no longer accepted)"),
+	    "... whatever kind is asked for");
+	craft_v1(key1, "x", buf);
+	is_int(strlen(buf), 103, "the shortest version-1 token");
+	ok(refused(buf, TOKEN_KIND_TOKEN, "version 1 (no longer accepted)"),
+	    "... is refused as version 1");
+	craft_v1(key1, NAME_32, buf);
+	is_int(strlen(buf), 144, "the longest version-1 token");
+	ok(refused(buf, TOKEN_KIND_TOKEN, "version 1 (no longer accepted)"),
+	    "... is refused as version 1");
+	craft_v1(key2, "any", buf);
+	ok(refused(buf, TOKEN_KIND_TOKEN, "bad signature"),
+	    "a version-1 token of another key: bad signature");
+	ok(refused("AQGBnYcpa2-005xNNSp-7U6_AG8cKp47TU5finscLT5PWmsAAAAAZVPxPA"
+	    "dzZXJpYWww0ISCAnDMgnMdBNYED8NFGB7vUUpjenN1Q0ouPHVh6iw",
+	    TOKEN_KIND_TOKEN, "bad signature"),
+	    "a version-1 seed of another key: bad signature");
+}
+
+static void
+test_audience(void)
+{
+	struct token	 t;
+	struct layout	 l;
+	uint8_t		 aud[TOKEN_AUD_LEN];
+	char		 text[TOKEN_TEXT_MAX];
+	const char	*why;
+	struct token	 v;
+	int		 i, bad;
+
+	token_new(&t, TOKEN_KIND_TOKEN, aud2, NULL, UUID_A, NULL, NOW,
+	    NOW + 60);
+	token_mint(key1, &t, text, sizeof text);
+	is_int(verify(key1, text, TOKEN_KIND_TOKEN, &why), -1,
+	    "a token for another audience is refused");
+	is_str(why, "wrong audience", "reason: wrong audience");
+	is_int(token_verify(key1, aud2, text, NOW, TOKEN_KIND_TOKEN, &v, &why),
+	    0, "... and accepted by its own");
+	bad = 0;
+	for (i = 0; i < TOKEN_AUD_LEN * 8; i++) {
+		memcpy(aud, aud1, sizeof aud);
+		aud[i / 8] ^= (uint8_t)(1 << (i % 8));
+		token_new(&t, TOKEN_KIND_SESSION, aud, NULL, NULL, NULL, NOW,
+		    NOW + 60);
+		token_mint(key1, &t, text, sizeof text);
+		if (!refused(text, TOKEN_KIND_SESSION, "wrong audience"))
+			bad++;
+	}
+	is_int(bad, 0, "an audience one bit off (each of 128): refused");
+	layout_init(&l);
+	l.aud = aud2;
+	craft(key1, &l, text);
+	ok(refused(text, TOKEN_KIND_TOKEN, "wrong audience"),
+	    "from the layout, another audience: refused");
+	layout_init(&l);
+	l.aud = aud2;
+	l.kind = TOKEN_KIND_SESSION;
+	craft(key1, &l, text);
+	ok(refused(text, TOKEN_KIND_TOKEN, "wrong kind"),
+	    "the kind is checked before the audience");
+	layout_init(&l);
+	l.aud = aud2;
+	l.flags = 0x80;
+	craft(key1, &l, text);
+	ok(refused(text, TOKEN_KIND_TOKEN, "wrong audience"),
+	    "the audience before the other fields");
 }
 
 static void
@@ -408,14 +881,15 @@ test_kind(void)
 	char		 text[TOKEN_TEXT_MAX];
 	const char	*why;
 
-	token_new(&t, TOKEN_KIND_SESSION, UUID_A, NULL, NOW + 3600);
+	token_new(&t, TOKEN_KIND_SESSION, aud1, NULL, UUID_A, NULL, NOW,
+	    NOW + 3600);
 	token_mint(key1, &t, text, sizeof text);
 	is_int(verify(key1, text, TOKEN_KIND_TOKEN, &why), -1,
 	    "a session cookie is not a token");
 	is_str(why, "wrong kind", "reason: wrong kind");
 	is_int(verify(key1, text, TOKEN_KIND_SESSION, &why), 0,
 	    "... but is a session");
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60);
+	new_a(&t, NULL, NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
 	is_int(verify(key1, text, TOKEN_KIND_SESSION, &why), -1,
 	    "a token is not a session cookie");
@@ -430,9 +904,9 @@ test_scope(void)
 	char		 text[TOKEN_TEXT_MAX];
 	const char	*why;
 
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60);
+	new_a(&t, NULL, NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
-	token_verify(key1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
+	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
 	is_int(token_allows(&v, UUID_A, "serial0"), 1,
 	    "a token for guest A opens A");
 	is_int(token_allows(&v, UUID_B, "serial0"), 0,
@@ -450,9 +924,9 @@ test_scope(void)
 	is_int(token_allows(&v, "web1", NULL), 0,
 	    "a guest name matches nothing");
 
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, "serial0", NOW + 60);
+	new_a(&t, "serial0", NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
-	token_verify(key1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
+	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
 	is_int(token_allows(&v, UUID_A, "serial0"), 1,
 	    "alias-scoped token opens its alias");
 	is_int(token_allows(&v, UUID_A, "serial1"), 0,
@@ -466,18 +940,20 @@ test_scope(void)
 	is_int(token_allows(&v, UUID_B, "serial0"), 0,
 	    "... and never guest B's serial0");
 
-	token_new(&t, TOKEN_KIND_TOKEN, NULL, NULL, NOW + 60);
+	token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, NULL, NULL, NOW,
+	    NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
-	token_verify(key1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
+	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
 	ok(token_allows(&v, UUID_A, "serial0") &&
 	    token_allows(&v, UUID_B, "console1") &&
 	    token_allows(&v, UUID_B, NULL),
 	    "all guests: any guest and console");
 	is_int(token_allows(&v, "nope", NULL), 0,
 	    "all guests: still not a malformed UUID");
-	token_new(&t, TOKEN_KIND_TOKEN, NULL, "serial0", NOW + 60);
+	token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, NULL, "serial0", NOW,
+	    NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
-	token_verify(key1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
+	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
 	ok(token_allows(&v, UUID_A, "serial0") &&
 	    !token_allows(&v, UUID_B, "serial1"),
 	    "all guests, one alias: that alias only");
@@ -492,7 +968,7 @@ test_garbage(void)
 	size_t		 len, i;
 	int		 bad;
 
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, "serial0", NOW + 60);
+	new_a(&t, "serial0", NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
 	len = strlen(text);
 
@@ -512,17 +988,22 @@ test_garbage(void)
 	    "a valid token followed by 1 MiB: refused");
 	free(huge);
 
-	memset(buf, 'A', 144);
-	buf[144] = '\0';
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "bad signature") == 0,
-	    "144 A's decode to zeros: bad signature");
-	buf[141] = '\0';
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "141 characters (4n+1): malformed");
+	memset(buf, 'A', 308);
+	buf[308] = '\0';
+	ok(refused(buf, TOKEN_KIND_TOKEN, "malformed"),
+	    "308 characters: too long, malformed");
+	buf[307] = '\0';
+	ok(refused(buf, TOKEN_KIND_TOKEN, "bad signature"),
+	    "307 A's decode to zeros: bad signature");
+	buf[305] = '\0';
+	ok(refused(buf, TOKEN_KIND_TOKEN, "malformed"),
+	    "305 characters (4n+1): malformed");
+	buf[103] = '\0';
+	ok(refused(buf, TOKEN_KIND_TOKEN, "bad signature"),
+	    "103 characters (as short as version 1): bad signature");
 	buf[102] = '\0';
-	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
-	    strcmp(why, "malformed") == 0, "102 characters: too short");
+	ok(refused(buf, TOKEN_KIND_TOKEN, "malformed"),
+	    "102 characters: too short, malformed");
 
 	snprintf(buf, sizeof buf, "%s=", text);
 	ok(verify(key1, buf, TOKEN_KIND_TOKEN, &why) == -1 &&
@@ -560,7 +1041,7 @@ test_garbage(void)
 	is_int(bad, 0, "a non-base64url byte anywhere: malformed");
 
 	/*
-	 * 83 bytes leave 2 bits unused in the last character: setting them
+	 * 116 bytes leave 2 bits unused in the last character: setting them
 	 * gives a second text for the same bytes, which is refused.
 	 */
 	{
@@ -569,7 +1050,7 @@ test_garbage(void)
 		const char		*p;
 		int			 v;
 
-		is_int(len, 111, "an 83-byte token is 111 characters");
+		is_int(len, 155, "a 116-byte token is 155 characters");
 		p = strchr(alpha, text[len - 1]);
 		v = (int)(p - alpha);
 		memcpy(buf, text, len + 1);
@@ -595,14 +1076,16 @@ test_cache(void)
 	uint32_t		 n;
 
 	token_cache_init(&tc);
-	token_new(&t, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60);
-	token_new(&u, TOKEN_KIND_TOKEN, UUID_A, NULL, NOW + 60);
+	new_a(&t, NULL, NOW + 60);
+	new_a(&u, NULL, NOW + 60);
 	is_int(token_cache_use(&tc, &t, NOW), 0, "first use accepted");
 	errno = 0;
 	is_int(token_cache_use(&tc, &t, NOW), -1, "replay refused");
 	is_int(errno, EEXIST, "errno EEXIST");
 	is_int(token_cache_use(&tc, &t, NOW + 30), -1,
 	    "replay later refused");
+	is_int(token_cache_has(&tc, t.id), 1, "token_cache_has: the used id");
+	is_int(token_cache_has(&tc, u.id), 0, "... not another");
 	is_int(token_cache_use(&tc, &u, NOW), 0, "another token accepted");
 	is_int(token_cache_count(&tc), 2, "two ids held");
 	token_cache_expire(&tc, NOW + 59);
@@ -611,6 +1094,8 @@ test_cache(void)
 	token_cache_expire(&tc, NOW + 60);
 	is_int(token_cache_count(&tc), 0, "dropped once expired");
 	ok(tc.slots == NULL && tc.nslots == 0, "an empty cache holds no table");
+	is_int(token_cache_has(&tc, t.id), 0,
+	    "token_cache_has: an expired id is gone, an empty table is fine");
 	errno = 0;
 	is_int(token_cache_use(&tc, &t, NOW + 10), -1,
 	    "with the clock stepped back, a forgotten token is still refused");
@@ -701,7 +1186,8 @@ test_cookie(void)
 	is_str(out, "Set-Cookie: s=; Path=/; Max-Age=0; HttpOnly; "
 	    "SameSite=Strict", "... as expected");
 
-	token_new(&t, TOKEN_KIND_SESSION, UUID_A, NULL, NOW + 60);
+	token_new(&t, TOKEN_KIND_SESSION, aud1, NULL, UUID_A, NULL, NOW,
+	    NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
 	is_int(token_cookie_header(out, sizeof out, "vcd_session", text, 60,
 	    1, NULL), 0, "a minted session is a valid cookie value");
@@ -875,6 +1361,153 @@ test_secret(void)
 	ok(err_ok(err, sub, "directory"), "... %s", err);
 }
 
+static int
+audience(const char *state, uint8_t *aud, int create, char *err, size_t len)
+{
+	err[0] = '\0';
+	return token_audience_load(state, aud, create, err, len);
+}
+
+static int
+count_entries(const char *path)
+{
+	FILE	*fp;
+	char	 cmd[600], line[256];
+	int	 n = 0;
+
+	snprintf(cmd, sizeof cmd, "ls -A %s", path);
+	fp = popen(cmd, "r");
+	while (fp != NULL && fgets(line, sizeof line, fp) != NULL)
+		n++;
+	if (fp != NULL)
+		pclose(fp);
+	return n;
+}
+
+static void
+test_audience_file(void)
+{
+	struct stat	 st;
+	uint8_t		 aud[TOKEN_AUD_LEN], again[TOKEN_AUD_LEN];
+	uint8_t		 other[TOKEN_AUD_LEN], file[64];
+	char		 state[256], path[512], real[512], sub[512];
+	char		 err[512];
+	int		 fd, n;
+	mode_t		 old;
+
+	snprintf(state, sizeof state, "%s/state", dir);
+	snprintf(path, sizeof path, "%s/audience", state);
+	is_int(audience(state, aud, 0, err, sizeof err), -1,
+	    "audience missing, not creating: refused");
+	ok(err_ok(err, path, "No such file"), "... %s", err);
+	ok(access(state, F_OK) == -1, "... and state_dir not created");
+
+	old = umask(0);
+	is_int(audience(state, aud, 1, err, sizeof err), 0,
+	    "audience and state_dir missing, creating: created (umask 0)");
+	umask(old);
+	ok(stat(state, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (st.st_mode & 07777) == 0700, "state_dir made with mode 0700");
+	ok(stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (st.st_mode & 07777) == 0600, "audience made with mode 0600");
+	is_int(st.st_size, TOKEN_AUD_LEN, "16 bytes");
+	fd = open(path, O_RDONLY);
+	n = (int)read(fd, file, sizeof file);
+	close(fd);
+	ok(n == TOKEN_AUD_LEN && memcmp(file, aud, TOKEN_AUD_LEN) == 0,
+	    "the audience returned is the one written");
+	is_int(count_entries(state), 1, "no temporary file left behind");
+	ok(audience(state, again, 0, err, sizeof err) == 0 &&
+	    memcmp(aud, again, sizeof aud) == 0, "loaded again: the same");
+	ok(audience(state, again, 1, err, sizeof err) == 0 &&
+	    memcmp(aud, again, sizeof aud) == 0,
+	    "with create, an existing one is kept");
+
+	snprintf(sub, sizeof sub, "%s/state2/", dir);
+	ok(audience(sub, other, 1, err, sizeof err) == 0 &&
+	    memcmp(aud, other, sizeof aud) != 0,
+	    "another state_dir (with a trailing slash): another audience");
+	snprintf(sub, sizeof sub, "%s/state2/audience", dir);
+	unlink(sub);
+	snprintf(sub, sizeof sub, "%s/state2", dir);
+	rmdir(sub);
+
+	chmod(path, 0640);
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "audience mode 0640 refused");
+	ok(err_ok(err, path, "0640"), "... %s", err);
+	chmod(path, 0604);
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "audience mode 0604 refused");
+	chmod(path, 0400);
+	is_int(audience(state, aud, 0, err, sizeof err), 0,
+	    "audience mode 0400 accepted");
+	chmod(path, 0600);
+	if (geteuid() == 0) {
+		if (chown(path, 12345, 12345) == -1)
+			perror("chown");
+		is_int(audience(state, aud, 1, err, sizeof err), -1,
+		    "audience owned by another user refused");
+		ok(err_ok(err, path, "uid 12345"), "... %s", err);
+		if (chown(path, 0, 0) == -1)
+			perror("chown");
+	} else {
+		ok(1, "# SKIP not root: cannot give the file away");
+		ok(1, "# SKIP not root");
+	}
+	is_int(audience(state, aud, 0, err, sizeof err), 0,
+	    "owned by root or us: accepted");
+
+	snprintf(real, sizeof real, "%s/real", state);
+	rename(path, real);
+	ok(symlink(real, path) == 0, "audience made a symbolic link");
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "a symbolic link to a good audience refused");
+	ok(err_ok(err, path, "symbolic link"), "... %s", err);
+	unlink(path);
+	ok(symlink(sub, path) == 0, "audience made a dangling link");
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "a dangling symbolic link refused, not followed to create");
+	ok(access(sub, F_OK) == -1, "... nothing created at its target");
+	unlink(path);
+	unlink(real);
+
+	memset(file, 7, sizeof file);
+	write_file(path, file, 15, 0600);
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "15 bytes refused");
+	ok(err_ok(err, path, "16"), "... %s", err);
+	write_file(path, file, 17, 0600);
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "17 bytes refused");
+	write_file(path, file, 32, 0600);
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "32 bytes (hex text) refused");
+	write_file(path, file, 0, 0600);
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "an empty audience refused, not filled in");
+	write_file(path, file, 16, 0600);
+	ok(audience(state, aud, 1, err, sizeof err) == 0 &&
+	    memcmp(aud, file, 16) == 0, "16 bytes of our own accepted");
+	unlink(path);
+	mkdir(path, 0700);
+	is_int(audience(state, aud, 1, err, sizeof err), -1,
+	    "a directory refused");
+	ok(err_ok(err, path, "regular"), "... %s", err);
+	rmdir(path);
+	rmdir(state);
+
+	is_int(audience(NULL, aud, 1, err, sizeof err), -1,
+	    "no state_dir refused");
+	ok(err[0] != '\0' && strchr(err, '\n') == NULL, "... %s", err);
+	is_int(audience("", aud, 1, err, sizeof err), -1,
+	    "an empty state_dir refused");
+	snprintf(sub, sizeof sub, "%s/a/b", dir);
+	is_int(audience(sub, aud, 1, err, sizeof err), -1,
+	    "a state_dir two levels missing: refused");
+	ok(err_ok(err, sub, "directory"), "... %s", err);
+}
+
 int
 main(void)
 {
@@ -883,10 +1516,15 @@ main(void)
 		return 1;
 	}
 	test_round_trip();
+	test_claims();
+	test_text_max();
+	test_label();
 	test_bad_fields();
 	test_expiry();
 	test_forged();
 	test_signed_but_malformed();
+	test_version1();
+	test_audience();
 	test_kind();
 	test_scope();
 	test_garbage();
@@ -894,6 +1532,7 @@ main(void)
 	test_id_hex();
 	test_cookie();
 	test_secret();
+	test_audience_file();
 	rmdir(dir);
 	return tap_done();
 }

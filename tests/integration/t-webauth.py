@@ -1,0 +1,469 @@
+#!/usr/bin/python3
+"""Web door authentication (the web-auth issue, docs/SECURITY.md) against
+the real daemon and lab guests: tokens and cookies v2 (audience, claims,
+v1 refused), auth=none minting nothing, the Host check (421) before any
+route, session_ttl as a maximum, tokens consumed only on success, one
+answer for out-of-scope and nonexistent consoles (and UUIDs resolved as
+UUIDs only), the replay cache and revocations surviving a restart,
+/logout, `kick --revoke`, cookie names and attributes, HSTS and the
+security headers of the 101.
+
+Daemons: "A" (a token listener on 127.0.0.1, one on *, a TLS one;
+server_name console.example.com), "N" (auth=none, allowed_origins
+http://mgmt.example), and "B", which shares A's secret but not its
+state_dir (another audience).
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True     # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vcdtest import TAP, Lab, make_tmpdir, vcd_binary, wait_for  # noqa: E402
+
+t = TAP()
+lab = Lab(t)
+if not os.access(vcd_binary(), os.X_OK):
+    t.skip_all("no daemon binary at %s" % vcd_binary())
+
+from webtest import (RawWS, WebDaemon, client_ssl_context, ctl_binary,  # noqa: E402
+                     http, make_cert, web_root)
+
+TMP = make_tmpdir("vcd-webauth.")
+GA, GB = "twa-a", "twa-b"
+lab.remove_leftovers([GA, GB])
+SECRET = os.path.join(TMP, "secret")
+NO_CONSOLE = "404 Not Found: no such console\n"
+SECRETS = []
+
+
+def b64u_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def b64u_encode(b):
+    return base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+
+def body_is(r, status, text):
+    return r is not None and r.status == status and \
+        r.body.decode("utf-8", "replace") == text
+
+
+def resign(text, flags=None, iat=None, exp=None):
+    """A v2 token or session re-signed with A's secret after changing its
+    flags byte (offset 34), iat (51) or exp (59): docs/WEB.md's layout."""
+    raw = bytearray(b64u_decode(text)[:-32])
+    if flags is not None:
+        raw[34] = flags
+    if iat is not None:
+        raw[51:59] = struct.pack(">q", iat)
+    if exp is not None:
+        raw[59:67] = struct.pack(">q", exp)
+    raw = bytes(raw)
+    out = b64u_encode(raw + hmac.new(open(SECRET, "rb").read(), raw, hashlib.sha256).digest())
+    SECRETS.append(out)
+    return out
+
+
+def claims(text):
+    raw = b64u_decode(text)
+    return {"version": raw[0], "flags": raw[34], "iat": struct.unpack(">q", raw[51:59])[0],
+            "exp": struct.unpack(">q", raw[59:67])[0]}
+
+
+def cookie_of(r, name="vcd_session"):
+    m = re.match(r"%s=([^;]+)" % re.escape(name), r.header("Set-Cookie") or "")
+    return m.group(1) if m else None
+
+
+def ctl(conf, *args):
+    return subprocess.run([ctl_binary(), "-f", conf] + list(args),
+                          capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+
+
+cert, key = make_cert(TMP)
+A = WebDaemon(lab.uri, {
+    "listen": ["127.0.0.1:0", "*:0", "127.0.0.1:0 tls"],
+    "tls_cert": cert, "tls_key": key,
+    "server_name": "console.example.com",
+    "token_secret_file": SECRET,
+    "web_root": web_root(),
+    "start_wait": 20,
+    "idle_timeout": 0,
+}, name="A", tmpdir=TMP)
+N = WebDaemon(lab.uri, {
+    "listen": ["127.0.0.1:0 auth=none"],
+    "allowed_origins": "http://mgmt.example",
+    "token_secret_file": os.path.join(TMP, "secret-n"),
+    "web_root": web_root(),
+}, name="N", tmpdir=TMP)
+# B: A's secret, its own state_dir: another daemon's credentials.
+B = WebDaemon(lab.uri, dict(A.conf, listen="127.0.0.1:0"), name="B",
+              tmpdir=TMP)
+B.write_config({"state_dir": os.path.join(TMP, "B-state"),
+                "pid_file": os.path.join(TMP, "B.pid"),
+                "socket_dir": os.path.join(TMP, "B-sock"),
+                "control_socket": os.path.join(TMP, "B.control")})
+
+
+def mint(d, *a, **kw):
+    tok = d.token(*a, **kw)
+    SECRETS.append(tok)
+    return tok
+
+
+def login(port, token, tls=None, headers=None):
+    """GET /?token=T as a browser's navigation; the Response."""
+    h = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document",
+         "Sec-Fetch-Site": "none"}
+    h.update(headers or {})
+    return http(port, "/?token=" + token, headers=h, tls=tls)
+
+
+with t.case("setup"):
+    out = lab.create_many([("create", GA, 1), ("define", GB, 0)])
+    t.ok(all(rc == 0 for _, rc, _ in out), "guests %s (running, 2 consoles) and %s (defined)" % (GA, GB),
+         "\n".join(o for _, rc, o in out if rc != 0))
+    r = lab.virsh("domuuid", GB)
+    UB = r.stdout.strip()
+    # A guest named like GB's UUID: it must never shadow GB.
+    r = lab.define_named(UB)
+    t.ok(r.returncode == 0 and re.match(r"^[0-9a-f-]{36}$", UB),
+         "a guest named %s (GB's UUID) is defined too" % UB, r.stderr)
+    UU = lab.virsh("domuuid", UB).stdout.strip()
+    ok = A.start() and N.start()
+    t.ok(ok, "daemons A and N start", A.log_tail(), N.log_tail())
+    if not ok:
+        t.done()
+    P = A.port()
+    PT = A.port(tls=True)
+    PS = A.port(address="0.0.0.0")
+    PN = N.port(auth_none=True)
+    t.ok(P and PT and PS and PN, "ports: A %s, A * %s, A tls %s, N %s" % (P, PS, PT, PN))
+    TLS = client_ssl_context()
+    wait_for(lambda: A.find_log(r"guest=%s .*console" % GA) or True, 1)
+
+
+with t.case("tokens and cookies v2"):
+    tok = mint(A, GA)
+    raw = b64u_decode(tok)
+    t.ok(raw[0] == 2, "virtconsolectl token prints a version 2 token (first byte %d, %d bytes)" % (raw[0], len(raw)))
+    aud = os.path.join(A.conf["state_dir"], "audience")
+    st = os.stat(aud)
+    t.ok(stat.S_IMODE(st.st_mode) == 0o600 and st.st_size == 16,
+         "state_dir/audience: 16 bytes, mode 0600 (%o, %d)" % (stat.S_IMODE(st.st_mode), st.st_size))
+    t.ok(raw[18:34] == open(aud, "rb").read(), "the token carries that audience (bytes 18-33)")
+    # A version 1 token, signed with the right secret.
+    key_bytes = open(SECRET, "rb").read()
+    v1 = bytes([1, 1]) + os.urandom(16) + bytes([1]) + bytes(16) + \
+        struct.pack(">q", int(time.time()) + 60) + bytes([3]) + b"any"
+    v1 = b64u_encode(v1 + hmac.new(key_bytes, v1, hashlib.sha256).digest())
+    r = login(P, v1)
+    t.ok(r.status == 403 and "version 1" in r.text() and not r.header("Set-Cookie"),
+         "a version 1 token (valid MAC) is refused: %r" % r.text())
+    # B shares the secret; its audience differs.
+    tb = ctl(B.conf_path, "token", "--all")
+    t.ok(tb.returncode == 0, "a token from daemon B's configuration (same secret, other state_dir)", tb.stderr)
+    r = login(P, tb.stdout.strip())
+    t.ok(body_is(r, 403, "403 Forbidden: wrong audience\n"), "A refuses it: wrong audience", repr(r))
+    r = ctl(A.conf_path, "token", GA, "--label", "bad\x01label")
+    t.ok(r.returncode == 2 and "label" in r.stderr, "--label with a control character: status 2, says why (%d %r)"
+         % (r.returncode, r.stderr.strip()))
+    r = ctl(A.conf_path, "token", GA, "--label", "x" * 65)
+    t.ok(r.returncode == 2, "--label longer than 64 bytes: status 2 (%d)" % r.returncode)
+    tl = mint(A, GA, extra=["--view", "--label", "alice on call"])
+    r = login(P, tl)
+    t.ok(r.status == 302 and cookie_of(r), "a --view --label token signs in (%s)" % r.status)
+    t.ok(A.find_log(r'login token=[0-9a-f]{32} session=[0-9a-f]{32} label="alice on call"'),
+         "the login is logged with the session id and the label")
+    w = RawWS(P, "/console/%s" % GA, headers={"Cookie": "vcd_session=" + cookie_of(r),
+                                              "Origin": "http://127.0.0.1:%d" % P})
+    t.ok(body_is(w.response, 403, "403 Forbidden: a view-only credential cannot write\n"),
+         "its view-only session cannot open a writer's console (no viewers yet): 403", repr(w.response))
+    w.close()
+
+
+with t.case("auth=none mints nothing"):
+    tok = mint(A, GA)
+    r = login(PN, tok)
+    t.ok(r.status == 404 and r.header("Set-Cookie") is None,
+         "N (auth=none): /?token=T answers 404 and sets no cookie (%s, %r)" % (r.status, r.header("Set-Cookie")))
+    r = http(PN, "/api/guests")
+    t.ok(r.status == 200, "N still serves /api/guests without credentials (%s)" % r.status)
+    # A session whose 'checked' claim is clear: re-signed with the secret,
+    # it must still be refused where tokens are checked.
+    C = cookie_of(login(P, mint(A)))
+    forged = resign(C, flags=claims(C)["flags"] & ~0x08)
+    r = http(P, "/api/guests", headers={"Cookie": "vcd_session=" + forged, "Sec-Fetch-Site": "same-origin"})
+    t.ok(body_is(r, 401, "401 Unauthorized: session not from a token login\n"),
+         "a session without the 'checked' claim is refused on a token listener", repr(r))
+    r = http(P, "/api/guests", headers={"Cookie": "vcd_session=" + C, "Sec-Fetch-Site": "same-origin"})
+    t.ok(r.status == 200, "the same session as minted is accepted (%s)" % r.status)
+
+
+with t.case("Host check"):
+    m = A.find_log(r"web: listener 127\.0\.0\.1:%d accepts Host: (.*)$" % P)
+    t.ok(m and "console.example.com" in m[-1] and "localhost" in m[-1],
+         "A logs the Host values each listener accepts: %s" % (m[-1] if m else None))
+    C = cookie_of(login(P, mint(A)))
+    for host, want in [("evil.example", 421), ("evil.example:%d" % P, 421),
+                       ("console.example.com", 200), ("CONSOLE.Example.COM.", 200),
+                       ("console.example.com:80", 200), ("console.example.com:8080", 200),
+                       ("localhost:%d" % P, 200), ("LOCALHOST.:%d" % P, 200),
+                       ("localhost:1", 421), ("127.0.0.1", 421), ("127.0.0.2:%d" % P, 421),
+                       ("127.0.0.1:%d" % P, 200)]:
+        r = http(P, "/", host=host)
+        t.ok(r.status == want, "GET / with Host %s -> %d (%s)" % (host, want, r.status))
+    r = http(P, "/app.js", host="evil.example")
+    t.ok(body_is(r, 421, "421 Misdirected Request: misdirected request\n"),
+         "a static file with a forged Host -> 421 misdirected request", repr(r))
+    r = http(P, "/", host=False)
+    t.ok(r.status == 400, "no Host at all -> 400, as HTTP/1.1 requires (%s)" % r.status)
+    w = RawWS(P, "/console/%s" % GA, headers={"Cookie": "vcd_session=" + C, "Origin": "http://evil.example"},
+              host="evil.example")
+    t.ok(w.response and w.response.status == 421,
+         "A: WebSocket with a session cookie, Host evil.example and Origin http://evil.example -> 421 (%s)"
+         % (w.response and w.response.status))
+    w.close()
+    w = RawWS(PN, "/console/%s" % GA, headers={"Origin": "http://mgmt.example"}, host="rebound.example")
+    t.ok(w.response and w.response.status == 421,
+         "N (auth=none): a WebSocket through a rebound name -> 421 before the Origin rule (%s)"
+         % (w.response and w.response.status))
+    w.close()
+    r = http(PS, "/", addr="127.0.0.2", host="127.0.0.2:%d" % PS)
+    t.ok(r.status == 200, "the * listener: Host 127.0.0.2:%d on a connection to 127.0.0.2 -> 200 (%s)" % (PS, r.status))
+    r = http(PS, "/", addr="127.0.0.2", host="127.0.0.3:%d" % PS)
+    t.ok(r.status == 421, "... Host 127.0.0.3:%d on that connection -> 421 (%s)" % (PS, r.status))
+    r = http(PT, "/", tls=TLS, host="console.example.com:443")
+    t.ok(r.status == 200, "TLS: Host console.example.com:443 (default port) -> 200 (%s)" % r.status)
+    r = http(PT, "/", tls=TLS, host="127.0.0.1:%d" % PT)
+    t.ok(r.status == 200, "TLS: Host 127.0.0.1:%d -> 200 (%s)" % (PT, r.status))
+    # auth=none without allowed_origins: a configuration error at its line.
+    bad = os.path.join(TMP, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("uri = %s\nlisten = 127.0.0.1:0\nlisten = 127.0.0.1:0 auth=none\n" % lab.uri)
+    r = subprocess.run([vcd_binary(), "-n", "-f", bad], capture_output=True, text=True, timeout=30)
+    t.ok(r.returncode != 0 and "%s:3: 'listen' with auth=none needs allowed_origins" % bad in r.stderr,
+         "virtconsoled -n: auth=none without allowed_origins is an error at its line", r.stderr)
+    mark = N.mark()
+    N.write_config({"allowed_origins": None})
+    N.signal(signal.SIGHUP)
+    t.ok(N.wait_log(r"config has errors, not reloading.*auth=none needs allowed_origins",
+                    10, since=mark) and N.alive(),
+         "a reload of N without allowed_origins is refused; N keeps running", N.log_tail(5))
+    N.write_config({"allowed_origins": "http://mgmt.example"})
+
+
+with t.case("session_ttl is a maximum"):
+    tok = mint(A)
+    r = login(P, tok)
+    C = cookie_of(r)
+    t.ok(re.search(r"; Max-Age=28800;", r.header("Set-Cookie") or ""),
+         "the cookie lives session_ttl (28800) seconds: %s" % re.sub(r"=[^;]{20,}", "=...", r.header("Set-Cookie") or ""))
+    h = {"Cookie": "vcd_session=" + C, "Sec-Fetch-Site": "same-origin"}
+    for q in ("x" * 600, "garbage", ""):
+        r = http(P, "/api/guests?token=" + q, headers=h)
+        t.ok(r.status == 403 and r.header("Set-Cookie") is None,
+             "a valid cookie plus ?token= of %d bad bytes -> 403, no fallback to the cookie, no new cookie (%s)"
+             % (len(q), r.status))
+    r = http(P, "/?token=" + "x" * 600, headers=dict(h, **{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}))
+    t.ok(r.status == 403 and r.header("Set-Cookie") is None,
+         "/?token=<600 bytes> with a valid cookie -> 403, not re-minted (%s)" % r.status)
+    c = claims(C)
+    now = time.time()
+    t.ok(c["version"] == 2 and abs(c["iat"] - now) < 60 and c["exp"] - c["iat"] == 28800,
+         "the session's claims: iat is the login time, exp = iat + session_ttl (%r)" % c)
+    # A session whose exp was pushed out (as a renewal would) is still
+    # bounded by its login time plus session_ttl.
+    old = resign(C, iat=int(now) - 28800 - 5, exp=int(now) + 3600)
+    r = http(P, "/api/guests", headers={"Cookie": "vcd_session=" + old, "Sec-Fetch-Site": "same-origin"})
+    t.ok(body_is(r, 401, "401 Unauthorized: expired\n"),
+         "a session that logged in more than session_ttl ago is expired, whatever its exp says", repr(r))
+    ok = A.reload({"session_ttl": 60})
+    r = http(P, "/api/guests", headers={"Cookie": "vcd_session=" + resign(C, iat=int(now) - 61),
+                                        "Sec-Fetch-Site": "same-origin"})
+    t.ok(ok and body_is(r, 401, "401 Unauthorized: expired\n"),
+         "session_ttl lowered to 60 by a reload: a 61 s old session is expired at once", repr(r))
+    A.reload({"session_ttl": None})
+    r = http(P, "/api/guests", headers=h)
+    t.ok(r.status == 200, "the fresh session is still valid (%s)" % r.status)
+
+
+def ws_open(port, path, headers=None, **kw):
+    w = RawWS(port, path, headers=headers, **kw)
+    st = w.response.status if w.response else None
+    w.close()
+    return st
+
+
+with t.case("consumed only on success"):
+    tok = mint(A)
+    st = ws_open(P, "/console/%s?token=%s" % (GA, tok), {"Origin": "http://evil.example"})
+    t.ok(st == 403, "a token at /console with a wrong Origin -> 403 (%s)" % st)
+    st = ws_open(P, "/console/no-such-guest?token=" + tok)
+    t.ok(st == 404, "the same token at a console that does not exist -> 404 (%s)" % st)
+    st = ws_open(P, "/console/%s?token=%s" % (GA, tok), host="evil.example")
+    t.ok(st == 421, "the same token with a forged Host -> 421 (%s)" % st)
+    r = http(P, "/api/guests?token=" + tok, method="HEAD")
+    t.ok(r.status == 200, "HEAD /api/guests with it -> 200 (%s)" % r.status)
+    st = ws_open(P, "/console/%s?token=%s" % (GA, tok))
+    t.ok(st == 101, "none of that spent it: the console opens (%s)" % st)
+    st = ws_open(P, "/console/%s?token=%s" % (GA, tok))
+    t.ok(st == 403, "the 101 did: again -> 403 (%s)" % st)
+    tok = mint(A)
+    r = http(P, "/?token=" + tok, method="HEAD",
+             headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+    t.ok(r.status == 200 and r.header("Set-Cookie") is None, "HEAD /?token=T -> 200, no cookie (%s)" % r.status)
+    r = login(P, tok, headers={"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"})
+    t.ok(r.status == 403 and r.header("Set-Cookie") is None,
+         "/?token=T fetched as an image (Sec-Fetch-Dest: image) -> 403, no cookie (%s %r)" % (r.status, r.text()))
+    r = login(P, tok, headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"})
+    t.ok(r.status == 403, "... in a frame (Sec-Fetch-Dest: iframe) -> 403 (%s)" % r.status)
+    r = login(P, tok)
+    t.ok(r.status == 302 and cookie_of(r), "a top-level navigation still signs in with it (%s)" % r.status)
+    r = login(P, tok)
+    t.ok(body_is(r, 403, "403 Forbidden: token already used\n"), "and then it is used", repr(r))
+    r = http(P, "/?token=" + mint(A))
+    t.ok(r.status == 302, "a client that sends no Sec-Fetch headers (not a browser, or an old one) signs in (%s)"
+         % r.status)
+
+
+with t.case("one answer for out of scope and nonexistent"):
+    ts = mint(A, GA)
+    C = cookie_of(login(P, ts))
+    h = {"Cookie": "vcd_session=" + C, "Origin": "http://127.0.0.1:%d" % P}
+    bodies = {}
+    for path in ("/console/%s" % GB, "/console/no-such-guest", "/console/%s/no-such-alias" % GA,
+                 "/console/%s" % UB, "/console/%s" % UU):
+        w = RawWS(P, path, headers=h)
+        bodies[path] = (w.response.status, w.response.text()) if w.response else None
+        w.close()
+    t.ok(set(bodies.values()) == {(404, NO_CONSOLE)},
+         "a cookie for %s: another guest, a missing guest, a missing alias: one answer, 404 no such console"
+         % GA, repr(bodies))
+    hs = {"Cookie": "vcd_session=" + C, "Sec-Fetch-Site": "same-origin"}
+    api = {p: (lambda r: (r.status, r.text()))(http(P, "/api/console/" + p, headers=hs))
+           for p in (GB, "no-such-guest", GA + "/no-such-alias")}
+    t.ok(set(api.values()) == {(404, NO_CONSOLE)}, "the same at /api/console/...", repr(api))
+    r = http(P, "/api/console/" + GA, headers=hs)
+    t.ok(r.status == 200 and '"guest":"%s"' % GA in r.text() and '"state":"running"' in r.text(),
+         "/api/console/%s in scope: its state (%r)" % (GA, r.text()))
+    Call = cookie_of(login(P, mint(A)))
+    hs = {"Cookie": "vcd_session=" + Call, "Sec-Fetch-Site": "same-origin"}
+    r = http(P, "/api/console/" + UB, headers=hs)
+    t.ok(r.status == 200 and '"guest":"%s"' % GB in r.text(),
+         "a UUID-shaped segment resolves by UUID only: /api/console/%s is %s, not the guest named so (%r)"
+         % (UB, GB, r.text()))
+    r = http(P, "/api/console/" + UU, headers=hs)
+    t.ok(r.status == 200 and '"guest":"%s"' % UB in r.text(),
+         "the guest named like a UUID is reached by its own UUID (%r)" % r.text())
+    r = ctl(A.conf_path, "token", UB)
+    tu = r.stdout.strip()
+    SECRETS.append(tu)
+    hs = {"Cookie": "vcd_session=" + cookie_of(login(P, tu)), "Sec-Fetch-Site": "same-origin"}
+    r1 = http(P, "/api/console/" + UB, headers=hs)
+    r2 = http(P, "/api/console/" + UU, headers=hs)
+    t.ok(r1.status == 200 and '"guest":"%s"' % GB in r1.text() and r2.status == 404,
+         "virtconsolectl token %s: a token for %s (by UUID), not for the guest named so (%s, %s)"
+         % (UB, GB, r1.status, r2.status))
+
+
+with t.case("replay cache and revocations survive a restart"):
+    used = mint(A)
+    r1 = login(P, used)
+    C = cookie_of(r1)
+    r = http(P, "/logout", headers={"Cookie": "vcd_session=" + C})
+    sc = r.header("Set-Cookie") or ""
+    t.ok(r.status == 302 and r.header("Location") == "./" and re.match(r"vcd_session=[^;]*; Max-Age=0;", sc),
+         "GET /logout: 302 to ./, the cookie cleared (%s, %r)" % (r.status, sc))
+    t.ok(A.find_log(r"logout session=[0-9a-f]{32}$"), "the logout is logged with the session id")
+    hs = {"Cookie": "vcd_session=" + C, "Sec-Fetch-Site": "same-origin"}
+    r = http(P, "/api/guests", headers=hs)
+    t.ok(body_is(r, 401, "401 Unauthorized: session revoked\n"), "the logged-out cookie -> 401 session revoked", repr(r))
+    # kick --revoke: the browser session behind a web client.
+    C2 = cookie_of(login(P, mint(A)))
+    w = RawWS(P, "/console/%s" % GA, headers={"Cookie": "vcd_session=" + C2, "Origin": "http://127.0.0.1:%d" % P})
+    t.ok(w.accepted(), "a web client of %s with a session cookie" % GA)
+    r = ctl(A.conf_path, "kick", "--revoke", GA)
+    t.ok(r.returncode == 0 and "kicked 1 session, revoked 1 browser session" in r.stdout,
+         "virtconsolectl kick --revoke %s: %r" % (GA, r.stdout.strip() or r.stderr.strip()))
+    w.close()
+    r = http(P, "/api/guests", headers={"Cookie": "vcd_session=" + C2, "Sec-Fetch-Site": "same-origin"})
+    t.ok(body_is(r, 401, "401 Unauthorized: session revoked\n"), "its cookie -> 401 session revoked", repr(r))
+    st = os.stat(os.path.join(A.conf["state_dir"], "tokens"))
+    t.ok(stat.S_IMODE(st.st_mode) == 0o600, "state_dir/tokens is mode 0600 (%o)" % stat.S_IMODE(st.st_mode))
+    rc = A.stop()
+    mark = A.mark()
+    A.start(wait=False)
+    ok = A.wait_log(A.STARTED_RE, 20, since=mark) is not None
+    P = A.port(since=mark)
+    PT = A.port(tls=True, since=mark)
+    t.ok(rc == 0 and ok and P, "A restarts (%s)" % rc)
+    r = login(P, used)
+    t.ok(body_is(r, 403, "403 Forbidden: token already used\n"), "a token used before the restart is still used", repr(r))
+    for c in (C, C2):
+        r = http(P, "/api/guests", headers={"Cookie": "vcd_session=" + c, "Sec-Fetch-Site": "same-origin"})
+        t.ok(body_is(r, 401, "401 Unauthorized: session revoked\n"), "a revoked session stays revoked", repr(r))
+    t.ok(A.find_log(r"state_dir .*: [1-9][0-9]* used token\(s\) and revoked session\(s\) remembered"),
+         "A says at start how many it remembers")
+
+
+with t.case("cookies and headers"):
+    r = login(P, mint(A))
+    sc = r.header("Set-Cookie") or ""
+    t.ok(re.match(r"vcd_session=[A-Za-z0-9_-]+; Max-Age=\d+; HttpOnly; SameSite=Strict$", sc),
+         "plain: vcd_session, HttpOnly, SameSite=Strict, no Path, no Secure (%s)" % re.sub(r"=[^;]{20,}", "=...", sc))
+    t.ok(r.header("Strict-Transport-Security") is None, "no HSTS over plain HTTP")
+    r = login(PT, mint(A), tls=TLS)
+    sc = r.header("Set-Cookie") or ""
+    CT = cookie_of(r, "__Host-vcd_session")
+    t.ok(re.match(r"__Host-vcd_session=[A-Za-z0-9_-]+; Path=/; Max-Age=\d+; HttpOnly; SameSite=Strict; Secure$", sc),
+         "TLS: __Host-vcd_session; Path=/; Secure (%s)" % re.sub(r"=[^;]{20,}", "=...", sc))
+    t.ok(r.header("Strict-Transport-Security") == "max-age=31536000", "TLS: HSTS max-age=31536000 on the 302")
+    r = http(PT, "/nope", tls=TLS)
+    t.ok(r.header("Strict-Transport-Security") == "max-age=31536000", "and on a 404")
+    w = RawWS(PT, "/console/%s" % GA, tls=TLS, headers={"Cookie": "__Host-vcd_session=" + CT,
+                                                       "Origin": "https://127.0.0.1:%d" % PT})
+    h = w.response
+    t.ok(w.accepted() and h.header("Strict-Transport-Security") == "max-age=31536000" and
+         "frame-ancestors 'none'" in (h.header("Content-Security-Policy") or "") and
+         h.header("X-Content-Type-Options") == "nosniff" and h.header("Referrer-Policy") == "no-referrer",
+         "TLS: the 101 carries HSTS, CSP, nosniff and Referrer-Policy", h and h.headers)
+    w.close()
+    r = http(PT, "/api/guests", tls=TLS, headers={"Cookie": "vcd_session=" + CT, "Sec-Fetch-Site": "same-origin"})
+    t.ok(r.status == 401, "TLS: the session under the plain name (not __Host-) is not read (%s)" % r.status)
+    ok = A.reload({"cookie_name": "vcdA"})
+    r = login(P, mint(A))
+    t.ok(ok and re.match(r"vcdA=", r.header("Set-Cookie") or ""), "cookie_name = vcdA: the cookie is vcdA (%r)"
+         % (r.header("Set-Cookie") or "")[:12])
+    r = http(P, "/api/guests", headers={"Cookie": "vcd_session=" + cookie_of(login(P, mint(A)), "vcdA"),
+                                        "Sec-Fetch-Site": "same-origin"})
+    t.ok(r.status == 401, "a session sent under another daemon's cookie name is not read (%s)" % r.status)
+    bad = os.path.join(TMP, "badck.conf")
+    with open(bad, "w") as f:
+        f.write("uri = %s\ncookie_name = __Host-x\n" % lab.uri)
+    r = subprocess.run([vcd_binary(), "-n", "-f", bad], capture_output=True, text=True, timeout=30)
+    t.ok(r.returncode != 0 and ":2: bad value for 'cookie_name'" in r.stderr,
+         "cookie_name = __Host-x is a configuration error: %s" % r.stderr.strip())
+    A.reload({"cookie_name": None})
+
+
+with t.case("the logs"):
+    logs = A.log() + N.log()
+    leaked = [s for s in SECRETS if s and s in logs]
+    t.ok(not leaked, "no token or cookie text in the daemons' logs (%d checked)" % len(SECRETS))
+    t.ok(A.alive() and N.alive(), "A and N are still up")
+    t.ok(A.stop() == 0 and N.stop() == 0, "and exit 0 on SIGTERM")
+
+t.done()
