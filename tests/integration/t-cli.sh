@@ -54,8 +54,9 @@ check "its pid file too" test "$(cat "$D/run/vcd.pid")" = "$DPID"
 # SIGHUP with a broken file keeps the old config; SIGTERM exits 0.
 cp "$D/good.conf" "$D/good.conf.orig"
 echo "policy = maybe" >> "$D/good.conf"
+n=$(wc -l < "$D/good.conf")
 kill -HUP "$DPID"
-check "a reload with errors is refused" wait_log "$D/fg.log" "config has errors, not reloading: $D/good.conf:5: " 5
+check "a reload with errors is refused" wait_log "$D/fg.log" "config has errors, not reloading: $D/good.conf:$n: " 5
 check "and the daemon keeps running" kill -0 "$DPID"
 cp "$D/good.conf.orig" "$D/good.conf"
 echo "log_level = debug" >> "$D/good.conf"

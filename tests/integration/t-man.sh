@@ -149,7 +149,7 @@ while IFS='|' read -r key type min max; do
 	*:*xstrdup*) want=$(sed -n 's/.*"\([^"]*\)".*/\1/p' <<< "$def") ;;
 	esac
 	case $type in
-	LISTEN | ORIGINS)
+	LISTEN | ORIGINS | NAMES)
 		# Lists; their default is none listed.
 		check "$key: default is none" grep -q 'The default is none' <<< "$flat" ;;
 	*)
@@ -190,7 +190,7 @@ for f in "$SRC"/*.c; do
 done
 while IFS='|' read -r key _; do
 	field=$key
-	case $key in listen) field=listens ;; esac
+	case $key in listen) field=listens ;; server_name) field=server_names ;; esac
 	if ! grep -qE "(conf|cfg)->$field\\b" "${others[@]}"; then
 		check "$key is not used by the code: the page says so" \
 		    grep -q 'not used yet' <<< "$(entry "$CONF" "^\\.It Ic $key( |\$)")"
