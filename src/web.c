@@ -76,6 +76,7 @@ struct web_listener {
 	int			 port;
 	int			 tls;
 	int			 auth_none;
+	int			 any;		/* on every address (* or [::]) */
 	int			 seen;		/* mark for a reload */
 	struct evconnlistener	*lev;
 	struct event		*ev_resume;
@@ -647,7 +648,8 @@ web_login(struct web_conn *c, const struct http_request *req,
  * cookie stays dead across restarts), clear the cookie, back to the page.
  */
 static void
-web_logout(struct web_conn *c, const struct http_request *req)
+web_logout(struct web_conn *c, const struct http_request *req,
+    int head_only)
 {
 	struct token	 t;
 	char		 text[WEB_TOKEN_MAX], name[96], header[256];
@@ -656,7 +658,8 @@ web_logout(struct web_conn *c, const struct http_request *req)
 	static const char body[] = "signed out\n";
 
 	web_cookie_name(c, name, sizeof name);
-	if (!c->listener->auth_none && web.have_key && web.db != NULL &&
+	if (!head_only && !c->listener->auth_none && web.have_key &&
+	    web.db != NULL &&
 	    http_cookie_get(req, name, text, sizeof text) == 0 &&
 	    token_verify(web.key, web.aud, text, time(NULL),
 	    TOKEN_KIND_SESSION, &t, NULL) == 0) {
@@ -676,7 +679,7 @@ web_logout(struct web_conn *c, const struct http_request *req)
 	n = strlen(header);
 	snprintf(header + n, sizeof header - n, "\r\nLocation: ./\r\n");
 	web_respond(c, 302, "text/plain; charset=utf-8", header, body,
-	    sizeof body - 1, 0);
+	    sizeof body - 1, head_only);
 }
 
 /* GET /api/guests: from the guest table, no libvirt call per request. */
@@ -901,7 +904,7 @@ web_route(struct web_conn *c, struct http_request *req)
 	    c->listener->bound, req->method, log_esc(path));
 
 	if (strcmp(path, "/logout") == 0) {
-		web_logout(c, req);
+		web_logout(c, req, head_only);
 		return;
 	}
 	/* The page and its files are public; what they reach is not. */
@@ -1101,7 +1104,7 @@ web_error_cb(struct evconnlistener *lev, void *arg)
 
 /* Say at start which Host values a listener accepts. */
 static void
-web_log_names(const struct web_listener *l, int any)
+web_log_names(const struct web_listener *l)
 {
 	struct config_origin	*o;
 	char			 names[1024];
@@ -1114,7 +1117,7 @@ web_log_names(const struct web_listener *l, int any)
 			    " %s", o->origin);
 	}
 	log_info("web: listener %s accepts Host: %s%s%s", l->bound,
-	    any ? "any local address as dialled" : l->bound,
+	    l->any ? "any local address as dialled" : l->bound,
 	    " (and localhost on loopback)", names);
 }
 
@@ -1181,8 +1184,9 @@ web_listen(const struct config_listen *cl, char *err, size_t errlen)
 	if (l->auth_none)
 		log_warnx("web: listener %s has auth=none: anyone who reaches "
 		    "it gets every console", l->bound);
-	web_log_names(l, cl->family == AF_INET6 ? IN6_IS_ADDR_UNSPECIFIED(
-	    &sin6->sin6_addr) : sin->sin_addr.s_addr == htonl(INADDR_ANY));
+	l->any = cl->family == AF_INET6 ? IN6_IS_ADDR_UNSPECIFIED(
+	    &sin6->sin6_addr) : sin->sin_addr.s_addr == htonl(INADDR_ANY);
+	web_log_names(l);
 	return l;
 }
 
@@ -1397,6 +1401,7 @@ web_reconfigure(const struct config *conf)
 		}
 		if (l != NULL) {
 			l->seen = 2;	/* kept, and matched once */
+			web_log_names(l);	/* server_name may change */
 			continue;
 		}
 		if ((l = web_listen(cl, err, sizeof err)) == NULL) {

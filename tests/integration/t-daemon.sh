@@ -43,8 +43,9 @@ check "STARTED again on the new connection" wait_log "$D/vcd.log" "guest event g
 # Reload: a broken file is refused, a good one applied; the connection stays.
 cp "$D/vcd.conf" "$D/vcd.conf.good"
 echo "max_buffer = lots" >> "$D/vcd.conf"
+n=$(wc -l < "$D/vcd.conf")
 kill -HUP "$DPID"
-check "SIGHUP with errors: old config kept" wait_log "$D/vcd.log" "config has errors, not reloading: $D/vcd.conf:6: bad value for 'max_buffer'" 10
+check "SIGHUP with errors: old config kept" wait_log "$D/vcd.log" "config has errors, not reloading: $D/vcd.conf:$n: bad value for 'max_buffer'" 10
 cp "$D/vcd.conf.good" "$D/vcd.conf"
 kill -HUP "$DPID"
 check "SIGHUP: configuration reloaded" wait_log "$D/vcd.log" "configuration reloaded" 10
