@@ -6,6 +6,11 @@
 //   VCD_BUILD     build directory (web-npm/node_modules/playwright-core)
 //   VCD_URL       the daemon's page, http://127.0.0.1:PORT/
 //   VCD_TOKEN     a token for every guest (virtconsolectl token --all)
+//   VCD_TOKEN2    another: offered by a cross-site page's image, frame and
+//                 script (must stay unspent), then opened directly
+//   VCD_TOKEN3    another: the cross-site page's link to the console page
+//   VCD_TOKEN4    another: signed in, then Sign out
+//   VCD_LOG       the daemon's log (login lines are counted)
 //   VCD_GUEST     the lab guest to open (its serial0 console)
 //   VCD_PROFILE   a fresh, empty --user-data-dir
 //   VCD_SHOT      where to save the screenshot
@@ -14,6 +19,8 @@
 // Output: "ok - ..." / "not ok - ..." lines and "# " diagnostics, which
 // t-browser.sh numbers into TAP.  Exit status 0 when every check passed.
 import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 
 const env = (name) => {
@@ -24,6 +31,10 @@ const env = (name) => {
 const BUILD = env('VCD_BUILD');
 const URL0 = env('VCD_URL');
 const TOKEN = env('VCD_TOKEN');
+const TOKEN2 = env('VCD_TOKEN2');
+const TOKEN3 = env('VCD_TOKEN3');
+const TOKEN4 = env('VCD_TOKEN4');
+const LOG = env('VCD_LOG');
 const GUEST = env('VCD_GUEST');
 const PROFILE = env('VCD_PROFILE');
 const SHOT = env('VCD_SHOT');
@@ -45,6 +56,9 @@ function diag(msg) {
   for (const line of String(msg ?? '').split('\n')) console.log(`# ${line}`);
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Where the time goes (the machine is shared): "# [12.3 s] what".
+const T_START = Date.now();
+const mark = (what) => diag(`[${((Date.now() - T_START) / 1000).toFixed(1)} s] ${what}`);
 
 // Poll fn() until it is truthy or ms pass; its last value.
 async function until(fn, ms, every = 100) {
@@ -56,6 +70,50 @@ async function until(fn, ms, every = 100) {
     await sleep(every);
   }
 }
+
+// Token text never goes to the output: T, T2, T3, T4 instead.
+function scrub(s) {
+  return String(s).replaceAll(TOKEN, 'T').replaceAll(TOKEN2, 'T2')
+    .replaceAll(TOKEN3, 'T3').replaceAll(TOKEN4, 'T4');
+}
+
+// How many lines of the daemon's log match re so far (-1: unreadable).
+function logLines(re) {
+  try {
+    return fs.readFileSync(LOG, 'utf8').split('\n').filter((l) => re.test(l)).length;
+  } catch (e) {
+    return -1;
+  }
+}
+// Its "login token=ID session=ID" lines.
+const loginLines = () => logLines(/ web: peer=\S+ login token=[0-9a-f]{32} session=[0-9a-f]{32}$/);
+// Its refusals of a ?token= request that is not a top-level navigation.
+const notPageLines = () => logLines(/ web: peer=\S+ listener=\S+ status=403 why=.*a token link must be opened as a page/);
+
+// The "management application": another site (localhost, not the daemon's
+// 127.0.0.1) whose page offers token T2 to an image, a frame and a script,
+// and links a person to the console page with T3.
+const mgmt = http.createServer((req, res) => {
+  if (req.url !== '/') { res.writeHead(404); res.end(); return; }
+  const t2 = `${URL0}?token=${encodeURIComponent(TOKEN2)}`;
+  res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.end(`<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>management</title>
+<script>window.__mgmt = {};</script></head><body>
+<h1>management</h1>
+<img id="img" src="${t2}" onload="__mgmt.img='load'" onerror="__mgmt.img='error'">
+<iframe id="frame" src="${t2}" onload="__mgmt.frame='load'"></iframe>
+<script src="${t2}" onload="__mgmt.script='load'" onerror="__mgmt.script='error'"></script>
+<p><a id="open" href="${URL0}?token=${encodeURIComponent(TOKEN3)}">open the console</a></p>
+</body></html>
+`);
+});
+await new Promise((resolve, reject) => {
+  mgmt.once('error', reject);
+  mgmt.listen(0, '127.0.0.1', resolve);
+});
+// localhost: another site than 127.0.0.1 (SameSite, Sec-Fetch-Site).
+const MGMT_URL = `http://localhost:${mgmt.address().port}/`;
 
 const console_msgs = [];   // [type, text]
 const bad_responses = [];  // [url, status] of responses >= 400
@@ -74,8 +132,9 @@ async function statusText(page) {
 
 async function guestsState(page) {
   return page.evaluate(() => ({
-    empty: document.getElementById('guests-empty').textContent,
-    tableHidden: document.getElementById('guest-table').hidden,
+    // null when the browser shows something else than the page
+    empty: document.getElementById('guests-empty')?.textContent ?? null,
+    tableHidden: document.getElementById('guest-table')?.hidden ?? null,
     buttons: Array.from(document.querySelectorAll('#guest-table button.console'))
       .map((b) => `${b.dataset.guest}/${b.dataset.alias}${b.classList.contains('busy') ? ' (busy)' : ''}`),
   }));
@@ -121,6 +180,177 @@ async function echo(page, label, word) {
     `terminal: ${JSON.stringify((await termText(page)).slice(-600))}`);
 }
 
+async function sessionCookie() {
+  return (await context.cookies()).find((c) => c.name === 'vcd_session');
+}
+
+function chainOf(resp) {
+  const chain = [];
+  for (let r = resp?.request(); r; r = r.redirectedFrom()) chain.unshift(scrub(r.url()));
+  return chain;
+}
+
+// The guest list shows the guest's serial0 button (busy or not).
+async function listShown(page, ms) {
+  return until(async () => (await consoleButton(page).count()) === 1, ms, 250);
+}
+
+// Open /?token=TOK directly: the daemon's page, signed in.
+async function signIn(page, tok, name, label) {
+  const resp = await page.goto(`${URL0}?token=${encodeURIComponent(tok)}`, { waitUntil: 'load' });
+  const chain = chainOf(resp);
+  const ck = await sessionCookie();
+  const good = resp && resp.status() === 200;
+  const shown = good && await listShown(page, 15000);
+  return ok(good && page.url() === URL0 && chain.length === 2 && ck && shown,
+    `${label}: /?token=${name} signs in (redirected to ${page.url()}, a vcd_session cookie, the guest list shows ${GUEST})`,
+    `requests: ${chain.join(' -> ')}; status ${resp && resp.status()}; cookie: ${ck ? 'yes' : 'no'}` +
+    (good || !resp ? '' : `; body: ${scrub(await resp.text().catch(() => '?')).trim()}`),
+    `guest list: ${JSON.stringify(await guestsState(page))}`);
+}
+
+// B. Without a session the page says why the console cannot be opened.
+async function cannotOpen(page) {
+  const label = 'no session cookie';
+  const btn = consoleButton(page);
+  if (!ok(await listShown(page, 15000), `${label}: signed in, the guest list shows ${GUEST} serial0`,
+    `guest list: ${JSON.stringify(await guestsState(page))}`)) return;
+  await context.clearCookies();
+  ok(!(await sessionCookie()), `${label}: context.clearCookies() removed the vcd_session cookie`);
+  // A synthetic click: the list's 5 s refresh may meet the 401 and hide
+  // the table before a pointer click lands; the button's handler is the same.
+  await btn.dispatchEvent('click');
+  const notice = '[virtconsoled] cannot open the console: ';
+  await until(async () => (await statusText(page)).startsWith('cannot open: ') &&
+    (await termText(page)).includes(notice), 15000);
+  const st = await statusText(page);
+  const tt = await termText(page);
+  ok(st.startsWith('cannot open: ') && tt.includes(notice),
+    `${label}: click ${GUEST} serial0 -> status 'cannot open: ...' and '${notice.trim()}' in the terminal`,
+    `status: ${st}; terminal: ${JSON.stringify(tt.slice(-400))}`);
+  const why = st.slice('cannot open: '.length);
+  // A long line wraps over rows: compare without the row breaks.
+  const flat = tt.replace(/\n/g, '');
+  ok(/^401 Unauthorized: no token or session cookie$/.test(why) && flat.includes(notice + why),
+    `${label}: the reason is the daemon's 401 answer (${why}), the same in the status and the terminal`,
+    `status: ${st}; terminal: ${JSON.stringify(tt.slice(-400))}`);
+  ok(tt.trim() !== '', `${label}: the terminal is not blank`);
+}
+
+// C. Sign out: the session is revoked, the cookie cleared, back to the page.
+async function signOut(page) {
+  const label = 'Sign out';
+  if (!await signIn(page, TOKEN4, 'T4', label)) return;
+  const before = await sessionCookie();
+  const href = await page.getAttribute('#logout', 'href');
+  ok(href === 'logout', `${label}: the page has a Sign out link (#logout, href '${href}')`);
+  const [resp] = await Promise.all([
+    page.waitForNavigation({ waitUntil: 'load' }),
+    page.click('#logout'),
+  ]);
+  const chain = chainOf(resp);
+  ok(resp && resp.status() === 200 && page.url() === URL0 && chain.length === 2 && chain[0] === `${URL0}logout`,
+    `${label}: click -> GET logout redirects to ${page.url()}, the page loads (${resp && resp.status()})`,
+    `requests: ${chain.join(' -> ')}`);
+  const gone = await until(async () => {
+    const gs = await guestsState(page);
+    return gs.empty.startsWith('Not signed in') && gs.tableHidden;
+  }, 10000);
+  ok(gone, `${label}: the guest list says 'Not signed in' and the table is hidden`,
+    `guest list: ${JSON.stringify(await guestsState(page))}`);
+  ok(!(await sessionCookie()), `${label}: the browser no longer holds the vcd_session cookie`,
+    JSON.stringify((await context.cookies()).map((c) => ({ ...c, value: '...' }))));
+  // The old cookie is dead in the daemon too, not just dropped here.
+  if (before) {
+    await context.addCookies([before]);
+    const [status, text] = await page.evaluate(async () => {
+      const r = await fetch('api/guests', { credentials: 'same-origin' });
+      return [r.status, await r.text()];
+    });
+    ok(status === 401 && /session revoked/.test(text),
+      `${label}: the signed-out cookie, put back, is refused (${status} ${text.trim()})`);
+    await context.clearCookies();
+  }
+}
+
+// A. Another site: its image, frame and script cannot spend a token; its
+// link to the page signs the person in.
+async function crossSite(page) {
+  const label = 'cross-site';
+  await context.clearCookies();
+  const t2 = [];
+  const onResp = (r) => {
+    if (r.url().includes(encodeURIComponent(TOKEN2)) || r.url().includes(TOKEN2))
+      t2.push(`${r.request().resourceType()} ${r.status()}`);
+  };
+  // What each of those requests says it is (the daemon's rule reads it).
+  const t2req = [];
+  const onReq2 = async (r) => {
+    if (!r.url().includes(TOKEN2)) return;
+    const h = await r.allHeaders().catch(() => ({}));
+    // playwright may know only the provisional headers of a no-cors
+    // subresource: no Sec-Fetch-* there does not mean none were sent.
+    t2req.push(h['sec-fetch-mode'] ? `${r.resourceType()}: Sec-Fetch-Site ${h['sec-fetch-site']}, ` +
+      `Mode ${h['sec-fetch-mode']}, Dest ${h['sec-fetch-dest']}` : `${r.resourceType()} (headers not reported)`);
+  };
+  page.on('response', onResp);
+  page.on('request', onReq2);
+  const n0 = loginLines();
+  const r0 = notPageLines();
+  const resp = await page.goto(MGMT_URL, { waitUntil: 'load' });
+  ok(resp && resp.status() === 200, `${label}: the management page loads from ${MGMT_URL} (${resp && resp.status()})`);
+  const ev = await until(async () => {
+    const m = await page.evaluate(() => window.__mgmt);
+    return m && m.img && m.frame && m.script ? m : null;
+  }, 10000);
+  ok(ev, `${label}: its <img>, <iframe> and <script> of ${URL0}?token=T2 are done (${JSON.stringify(ev)})`,
+    `events: ${JSON.stringify(await page.evaluate(() => window.__mgmt))}`);
+  page.off('response', onResp);
+  page.off('request', onReq2);
+  for (const x of t2req) diag(`${label}: request of ?token=T2 by the ${x}`);
+  // playwright does not report every subresource response (ORB): the
+  // daemon's log counts them.
+  ok(t2.every((x) => / 403$/.test(x)),
+    `${label}: what the browser reports of the daemon's answers is 403 (${t2.join(', ') || 'none'})`);
+  const r1 = await until(() => notPageLines() - r0 >= 3 ? notPageLines() : null, 5000);
+  ok(r0 >= 0 && r1 && r1 - r0 >= 3,
+    `${label}: the daemon refused all three, 403 'a token link must be opened as a page' (${(r1 || notPageLines()) - r0} logged)`);
+  const n1 = loginLines();
+  ok(n0 >= 0 && n1 === n0, `${label}: the daemon logged no login meanwhile (${n0} login lines before, ${n1} after)`);
+  ok(!(await sessionCookie()), `${label}: the browser holds no vcd_session cookie from them`);
+  // T2 was not spent: it still signs in.
+  if (await signIn(page, TOKEN2, 'T2', `${label}: T2 opened directly afterwards (so it was not spent)`)) {
+    ok(loginLines() === n1 + 1, `${label}: and only now the daemon logs a login (${loginLines() - n1} new)`);
+  }
+
+  // The management page's link, followed by a person: signed in.
+  await context.clearCookies();
+  await page.goto(MGMT_URL, { waitUntil: 'load' });
+  let guestsReq = null;
+  const onReq = async (r) => {
+    if (guestsReq || !r.url().startsWith(`${URL0}api/guests`)) return;
+    guestsReq = 'pending';
+    const h = await r.allHeaders().catch(() => ({}));
+    guestsReq = `Cookie: ${h.cookie ? 'vcd_session=...' : '(none)'}, Sec-Fetch-Site: ${h['sec-fetch-site'] ?? '(none)'}`;
+  };
+  page.on('request', onReq);
+  const [r3] = await Promise.all([
+    page.waitForNavigation({ waitUntil: 'load' }),
+    page.click('#open'),
+  ]);
+  const chain = chainOf(r3);
+  ok(r3 && r3.status() === 200 && page.url() === URL0 && chain.length === 2 && chain[0] === `${URL0}?token=T3`,
+    `${label}: clicking the link to /?token=T3 lands on ${page.url()} (no token in the address bar)`,
+    `requests: ${chain.join(' -> ')}; status ${r3 && r3.status()}`);
+  const ck = await sessionCookie();
+  ok(ck && ck.sameSite === 'Strict', `${label}: the browser holds the vcd_session cookie (SameSite=${ck && ck.sameSite}) set on that cross-site navigation`);
+  const shown = await listShown(page, 15000);
+  page.off('request', onReq);
+  diag(`${label}: the page's first GET api/guests after the link: ${guestsReq ?? '(not seen)'}`);
+  ok(shown, `${label}: the page is signed in: the guest list shows ${GUEST}`,
+    `guest list: ${JSON.stringify(await guestsState(page))}`);
+}
+
 const t0 = Date.now();
 // The fresh profile goes in as launchPersistentContext's userDataDir
 // (playwright passes it as --user-data-dir and refuses it in args).
@@ -152,7 +382,7 @@ try {
       `Cookie: ${h.cookie ? 'vcd_session=...' : '(none)'}`);
   });
   page.on('response', (r) => {
-    if (r.status() >= 400) bad_responses.push([r.url().replace(TOKEN, 'T'), r.status()]);
+    if (r.status() >= 400) bad_responses.push([scrub(r.url()), r.status()]);
   });
   await page.addInitScript(() => {
     window.__csp = [];
@@ -163,7 +393,7 @@ try {
   // 1. Sign in with the token: a cookie, and the token leaves the URL.
   const resp = await page.goto(`${URL0}?token=${encodeURIComponent(TOKEN)}`, { waitUntil: 'load' });
   const chain = [];
-  for (let r = resp?.request(); r; r = r.redirectedFrom()) chain.unshift(r.url().replace(TOKEN, 'T'));
+  for (let r = resp?.request(); r; r = r.redirectedFrom()) chain.unshift(scrub(r.url()));
   ok(resp && resp.status() === 200 && !page.url().includes('token'),
     `/?token=T redirects to ${page.url()} (no token in the address bar), the page loads (${resp && resp.status()})`,
     `requests: ${chain.join(' -> ')}`);
@@ -176,11 +406,13 @@ try {
 
   // 2. The guest list, the console, an echo round trip.
   if (await attach(page, 'first visit')) await echo(page, 'first visit', 'hi');
+  mark('first visit done');
 
   // 3. Reload: the cookie keeps the session.
   await page.reload({ waitUntil: 'load' });
   ok(true, 'page reloaded');
   if (await attach(page, 'after reload')) await echo(page, 'after reload', 'again');
+  mark('after reload done');
 
   // 4. The Reconnect button, then the escape key through the page.
   const attached = (await statusText(page)) === 'attached';
@@ -220,13 +452,23 @@ try {
   const cspMsgs = console_msgs.filter(([, text]) => /Content Security Policy|Content-Security-Policy/i.test(text));
   ok(csp.length === 0 && cspMsgs.length === 0, 'no Content-Security-Policy violations and no console errors about CSP',
     ...csp, ...cspMsgs.map(([ty, tx]) => `${ty}: ${tx}`));
+  mark('Reconnect, escape key done');
+
+  await cannotOpen(page);
+  mark('no session cookie done');
+  await signOut(page);
+  mark('Sign out done');
+  await crossSite(page);
+  mark('cross-site done');
+
   ok(page_errors.length === 0, `no uncaught errors in the page (${page_errors.length})`, ...page_errors);
   for (const [url, status] of bad_responses) diag(`HTTP ${status} for ${url}`);
 } catch (e) {
   ok(false, `unexpected: ${e && e.message ? e.message.split('\n')[0] : e}`, e && e.stack);
 } finally {
-  for (const [ty, tx] of console_msgs) diag(`console ${ty}: ${tx}`);
+  for (const [ty, tx] of console_msgs) diag(`console ${ty}: ${scrub(tx)}`);
   await context.close().catch(() => {});
+  mgmt.close();
 }
 diag(`browser part: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 process.exit(failed ? 1 : 0);
