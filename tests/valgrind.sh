@@ -24,10 +24,11 @@ VCD=$VCD_BUILD/virtconsoled
 SUPP=$TOP/tests/valgrind.supp
 # The daemon's life (connect, reconnect, reload, SIGTERM), the control
 # socket and reloads under live sessions, and the web front door (HTTP,
-# WebSocket, TLS, hostile input).  t-sessions.py (the sessions' failure
+# WebSocket, TLS, hostile input, and its authentication: the state_dir
+# store of used tokens and revocations, a restart).  t-sessions.py (the sessions' failure
 # modes) is the second part of the tier, run on its own:
 #   tests/valgrind.sh t-sessions.py
-SUBSET="t-daemon.sh t-control.py t-web.py"
+SUBSET="t-daemon.sh t-control.py t-web.py t-webauth.py"
 [ $# -gt 0 ] && SUBSET="$*"
 VG_STATUS=86    # valgrind's exit status when it found an error
 # --fullpath-after= (empty): frames name whole paths, so that src/*.c of

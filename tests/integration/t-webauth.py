@@ -28,7 +28,7 @@ import time
 
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import TAP, Lab, make_tmpdir, vcd_binary, wait_for  # noqa: E402
+from vcdtest import TAP, Lab, make_tmpdir, vcd_binary, wait_for, wrapped  # noqa: E402
 
 t = TAP()
 lab = Lab(t)
@@ -406,7 +406,7 @@ with t.case("replay cache and revocations survive a restart"):
     rc = A.stop()
     mark = A.mark()
     A.start(wait=False)
-    ok = A.wait_log(A.STARTED_RE, 20, since=mark) is not None
+    ok = A.wait_log(A.STARTED_RE, 200 if wrapped() else 20, since=mark) is not None
     P = A.port(since=mark)
     PT = A.port(tls=True, since=mark)
     t.ok(rc == 0 and ok and P, "A restarts (%s)" % rc)
