@@ -370,7 +370,8 @@ else:
     s.sendall(request_bytes("GET", path, port, [
         ("Upgrade", "websocket"), ("Connection", "Upgrade"),
         ("Sec-WebSocket-Key", base64.b64encode(os.urandom(16)).decode()),
-        ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Protocol", "binary")]))
+        ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Protocol", "binary")],
+        addr=addr))
     head = b""
     while not head.endswith(b"\r\n\r\n"):
         c = s.recv(1)

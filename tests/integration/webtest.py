@@ -206,12 +206,13 @@ def recv_until_close(s, timeout=10, limit=1 << 24):
     return bytes(data), False
 
 
-def request_bytes(method, path, port, headers=None, host=True):
+def request_bytes(method, path, port, headers=None, host=True, addr="127.0.0.1"):
     """The bytes of a request head; headers is a list of (name, value) or a
-    dict; host True adds Host: 127.0.0.1:PORT, a string that Host."""
+    dict; host True adds Host: ADDR:PORT (the address dialled, which the
+    daemon's Host check accepts), a string that Host."""
     out = "%s %s HTTP/1.1\r\n" % (method, path)
     if host is True:
-        out += "Host: 127.0.0.1:%d\r\n" % port
+        out += "Host: %s:%d\r\n" % ("[%s]" % addr if ":" in addr else addr, port)
     elif host:
         out += "Host: %s\r\n" % host
     items = headers.items() if isinstance(headers, dict) else (headers or [])
@@ -228,7 +229,7 @@ def http(port, path="/", method="GET", headers=None, host=True, raw=None,
     s = connect(port, addr, source, tls, timeout)
     try:
         s.sendall(raw if raw is not None else
-                  request_bytes(method, path, port, headers, host))
+                  request_bytes(method, path, port, headers, host, addr))
         data, _ = recv_until_close(s, timeout)
     finally:
         s.close()
@@ -298,7 +299,7 @@ class RawWS:
         if protocol:
             hdrs.append(("Sec-WebSocket-Protocol", protocol))
         hdrs += list((headers or {}).items()) if isinstance(headers, dict) else list(headers or [])
-        self.sock.sendall(request_bytes("GET", path, port, hdrs, host) + (extra or b""))
+        self.sock.sendall(request_bytes("GET", path, port, hdrs, host, addr) + (extra or b""))
         self.buf = bytearray()
         self.closed = False
         self.pings = 0
