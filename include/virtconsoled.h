@@ -132,6 +132,7 @@ struct config {
 	unsigned int		 ping_interval;
 	unsigned int		 max_clients;
 	unsigned int		 max_clients_per_address;
+	unsigned int		 ipv6_prefix;	/* bits an IPv6 client is */
 	unsigned int		 handshake_timeout;
 	char			*web_root;
 	/* operations */
@@ -305,6 +306,7 @@ void		 control_shutdown(void);
 /* web.c */
 int		 web_init(struct event_base *, const struct config *, char *,
 		     size_t);
+int		 web_reload_check(const struct config *, char *, size_t);
 void		 web_reconfigure(const struct config *);
 void		 web_shutdown(void);
 unsigned int	 web_revoke_guest(const char *, const char *);

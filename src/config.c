@@ -109,6 +109,7 @@ static const struct config_key config_keys[] = {
 	{ "max_clients", CONFIG_COUNT, CONFIG_OFF(max_clients), 1, 1000000, 0 },
 	{ "max_clients_per_address", CONFIG_COUNT,
 	    CONFIG_OFF(max_clients_per_address), 1, 1000000, 0 },
+	{ "ipv6_prefix", CONFIG_COUNT, CONFIG_OFF(ipv6_prefix), 32, 128, 0 },
 	{ "handshake_timeout", CONFIG_SECONDS, CONFIG_OFF(handshake_timeout),
 	    1, 3600, 0 },
 	{ "web_root", CONFIG_PATH, CONFIG_OFF(web_root), 0, 0, 0 },
@@ -962,6 +963,7 @@ config_new(void)
 	cfg->ping_interval = 30;
 	cfg->max_clients = 1024;
 	cfg->max_clients_per_address = 32;
+	cfg->ipv6_prefix = 64;
 	cfg->handshake_timeout = 10;
 	cfg->web_root = xstrdup(DATADIR "/virtconsoled/web");
 

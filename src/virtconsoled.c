@@ -113,6 +113,13 @@ vcd_reload(struct vcd *v, char *err, size_t errlen)
 		return -1;
 	}
 	vcd_apply_overrides(v, conf);
+	if (web_reload_check(conf, err, errlen) == -1) {
+		log_warnx("config has errors, not reloading: %s: %s",
+		    log_esc(conf->path), log_esc(err));
+		notify_ready("config has errors, not reloaded");
+		config_free(conf);
+		return -1;
+	}
 	if (strcmp(conf->pid_file, old->pid_file) != 0)
 		log_warnx("pid_file changed; it takes effect at the next "
 		    "start");

@@ -87,7 +87,7 @@ TAILQ_HEAD(web_listeners, web_listener);
 struct web_conn {
 	struct bufferevent	*bev;
 	struct web_listener	*listener;
-	char			 addr[INET6_ADDRSTRLEN];
+	char			 addr[INET6_ADDRSTRLEN + 8];	/* client key */
 	char			 peer[INET6_ADDRSTRLEN + 8];
 	struct sockaddr_storage	 local;		/* the address dialled */
 	int			 local_port;
@@ -125,6 +125,39 @@ static struct {
 };
 
 static void	web_conn_free(struct web_conn *);
+
+/*
+ * What per-address limits count by: an IPv4 address, or an IPv6 address's
+ * first ipv6_prefix bits ("2001:db8:1:2::/64"): one host holds a whole
+ * /64, so counting single IPv6 addresses would bound nothing.
+ */
+static void
+web_client_key(const struct sockaddr *sa, char *out, size_t len)
+{
+	struct in6_addr	 a;
+	char		 buf[INET6_ADDRSTRLEN];
+	unsigned int	 bits = web.conf->ipv6_prefix, i;
+
+	out[0] = '\0';
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    out, (socklen_t)len);
+		return;
+	}
+	if (sa->sa_family != AF_INET6)
+		return;
+	a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+	for (i = 0; i < 16; i++) {
+		if (bits >= 8)
+			bits -= 8;
+		else {
+			a.s6_addr[i] &= (uint8_t)(0xff << (8 - bits));
+			bits = 0;
+		}
+	}
+	inet_ntop(AF_INET6, &a, buf, sizeof buf);
+	snprintf(out, len, "%s/%u", buf, web.conf->ipv6_prefix);
+}
 
 static unsigned int
 web_count_address(const char *addr)
@@ -431,14 +464,18 @@ web_authenticate(struct web_conn *c, const struct http_request *req,
 		snprintf(auth->subject, sizeof auth->subject, "auth=none");
 		return 0;
 	}
+	/* Without its key or its store, no credential can be checked. */
+	if (!web.have_key || web.db == NULL) {
+		*why = "state_dir or token secret unavailable";
+		return 503;
+	}
 	if (http_query_has(req->query, "token")) {
 		if (http_query_get(req->query, "token", text,
 		    sizeof text) == -1) {
 			*why = "malformed";
 			return 403;
 		}
-		if (!web.have_key || web.db == NULL ||
-		    token_verify(web.key, web.aud, text, now,
+		if (token_verify(web.key, web.aud, text, now,
 		    TOKEN_KIND_TOKEN, &auth->tok, why) == -1)
 			return 403;
 		if (statedb_dead(web.db, auth->tok.id)) {
@@ -452,8 +489,7 @@ web_authenticate(struct web_conn *c, const struct http_request *req,
 			*why = "no token or session cookie";
 			return 401;
 		}
-		if (!web.have_key || web.db == NULL ||
-		    token_verify(web.key, web.aud, text, now,
+		if (token_verify(web.key, web.aud, text, now,
 		    TOKEN_KIND_SESSION, &auth->tok, why) == -1)
 			return 401;
 		/*
@@ -594,9 +630,12 @@ web_login(struct web_conn *c, const struct http_request *req,
 		web_error(c, 404, "no such path");
 		return;
 	}
+	/* A browser that sends any Sec-Fetch header sends them all. */
 	mode = http_header(req, "Sec-Fetch-Mode");
 	dest = http_header(req, "Sec-Fetch-Dest");
-	if (mode != NULL && (strcmp(mode, "navigate") != 0 ||
+	if ((mode != NULL || dest != NULL ||
+	    http_header(req, "Sec-Fetch-Site") != NULL) &&
+	    (mode == NULL || strcmp(mode, "navigate") != 0 ||
 	    dest == NULL || strcmp(dest, "document") != 0)) {
 		web_error(c, 403, "a token link must be opened as a page");
 		return;
@@ -1026,9 +1065,10 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct web_listener	*l = arg;
 	struct web_conn		*c;
 	struct bufferevent	*bev;
-	char			 addr[INET6_ADDRSTRLEN];
+	char			 addr[INET6_ADDRSTRLEN], key[INET6_ADDRSTRLEN + 8];
 	socklen_t		 slen;
-	int			 port = 0;
+	SSL			*ssl;
+	int			 port = 0, over;
 
 	addr[0] = '\0';
 	if (sa->sa_family == AF_INET) {
@@ -1040,14 +1080,40 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		    addr, sizeof addr);
 		port = ntohs(((struct sockaddr_in6 *)sa)->sin6_port);
 	}
+	web_client_key(sa, key, sizeof key);
+	over = web_count() + 1 > web.conf->max_clients ? 503 :
+	    web_count_address(key) + 1 > web.conf->max_clients_per_address ?
+	    429 : 0;
+	/*
+	 * Over a limit on a TLS listener: closed before any TLS byte, so
+	 * that refusing costs no handshake.  A plain client gets its 503 or
+	 * 429 below.
+	 */
+	if (over != 0 && l->tls) {
+		if (log_limit_allow(&web_refusal_log))
+			log_info("web: peer=%s listener=%s status=%d why=%s "
+			    "(closed before TLS)", addr, l->bound, over,
+			    over == 503 ? "too many clients" :
+			    "too many clients from this address");
+		close(fd);
+		return;
+	}
+	ssl = NULL;
+	if (l->tls && (web.ssl == NULL || (ssl = SSL_new(web.ssl)) == NULL)) {
+		log_warnx("web: listener %s: no TLS context for a client",
+		    l->bound);
+		close(fd);
+		return;
+	}
 	if (l->tls)
-		bev = bufferevent_openssl_socket_new(web.base, fd,
-		    SSL_new(web.ssl), BUFFEREVENT_SSL_ACCEPTING,
-		    BEV_OPT_CLOSE_ON_FREE);
+		bev = bufferevent_openssl_socket_new(web.base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	else
 		bev = bufferevent_socket_new(web.base, fd,
 		    BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
+		if (ssl != NULL)
+			SSL_free(ssl);
 		close(fd);
 		return;
 	}
@@ -1061,7 +1127,7 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		c->local_port = ntohs(c->local.ss_family == AF_INET6 ?
 		    ((struct sockaddr_in6 *)&c->local)->sin6_port :
 		    ((struct sockaddr_in *)&c->local)->sin_port);
-	snprintf(c->addr, sizeof c->addr, "%s", addr);
+	snprintf(c->addr, sizeof c->addr, "%s", key);
 	snprintf(c->peer, sizeof c->peer, sa->sa_family == AF_INET6 ?
 	    "[%s]:%d" : "%s:%d", addr, port);
 	c->ev_timeout = evtimer_new(web.base, web_timeout_cb, c);
@@ -1072,15 +1138,10 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_enable(bev, EV_READ);
 	timer_arm(c->ev_timeout, web.conf->handshake_timeout);
 
-	/* Limits: refuse politely, after the count includes this one. */
-	if (web_count() > web.conf->max_clients) {
-		web_error(c, 503, "too many clients");
-		return;
-	}
-	if (web_count_address(c->addr) > web.conf->max_clients_per_address) {
-		web_error(c, 429, "too many clients from this address");
-		return;
-	}
+	/* Limits (counted before this one was added): refuse politely. */
+	if (over != 0)
+		web_error(c, over, over == 503 ? "too many clients" :
+		    "too many clients from this address");
 }
 
 static void
@@ -1210,13 +1271,12 @@ web_listener_free(struct web_listener *l)
 	free(l);
 }
 
-static int
-web_tls_init(const struct config *conf, char *err, size_t errlen)
+/* A new SSL context from conf's certificate and key; NULL with err. */
+static SSL_CTX *
+web_tls_load(const struct config *conf, char *err, size_t errlen)
 {
 	SSL_CTX	*ctx;
 
-	if (conf->tls_cert == NULL || conf->tls_key == NULL)
-		return 0;
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL ||
 	    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
 	    SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1 ||
@@ -1226,19 +1286,56 @@ web_tls_init(const struct config *conf, char *err, size_t errlen)
 		    conf->tls_cert, conf->tls_key,
 		    ERR_reason_error_string(ERR_get_error()));
 		SSL_CTX_free(ctx);
-		return -1;
+		return NULL;
 	}
 	if (SSL_CTX_set_cipher_list(ctx, WEB_TLS12_CIPHERS) != 1) {
 		snprintf(err, errlen, "TLS: cannot set the cipher list: %s",
 		    ERR_reason_error_string(ERR_get_error()));
 		SSL_CTX_free(ctx);
-		return -1;
+		return NULL;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	return ctx;
+}
+
+static int
+web_tls_init(const struct config *conf, char *err, size_t errlen)
+{
+	SSL_CTX	*ctx;
+
+	if (conf->tls_cert == NULL || conf->tls_key == NULL)
+		return 0;
+	if ((ctx = web_tls_load(conf, err, errlen)) == NULL)
+		return -1;
 	if (web.ssl != NULL)
 		SSL_CTX_free(web.ssl);
 	web.ssl = ctx;
+	return 0;
+}
+
+/*
+ * Before a reload is applied: a tls listener needs an SSL context.  When
+ * none was ever loaded, the new certificate and key must load, or the
+ * whole reload is refused (a listener without a context would crash at its
+ * first client).  With an old context, a pair that cannot be read (a
+ * root-only key after the privilege drop) keeps the old one, as before.
+ */
+int
+web_reload_check(const struct config *conf, char *err, size_t errlen)
+{
+	struct config_listen	*cl;
+	SSL_CTX			*ctx;
+
+	TAILQ_FOREACH(cl, &conf->listens, entry) {
+		if (cl->tls)
+			break;
+	}
+	if (cl == NULL || web.ssl != NULL)
+		return 0;
+	if ((ctx = web_tls_load(conf, err, errlen)) == NULL)
+		return -1;
+	SSL_CTX_free(ctx);
 	return 0;
 }
 
@@ -1317,10 +1414,12 @@ web_init(struct event_base *base, const struct config *conf, char *err,
 	web.ev_expire = evtimer_new(base, web_expire_cb, NULL);
 	timer_arm(web.ev_expire, 60);
 	/*
-	 * state_dir even without a listener: a reload may add one after the
-	 * privileges were dropped, when its files could no longer be read.
+	 * state_dir with a listener, and also without one when privileges
+	 * will be dropped: a reload that adds a listener then could no longer
+	 * create or read it.  A daemon with neither needs no state_dir.
 	 */
-	if (web_state_init(conf, err, errlen) == -1)
+	if ((!TAILQ_EMPTY(&conf->listens) || conf->user != NULL) &&
+	    web_state_init(conf, err, errlen) == -1)
 		return -1;
 	if (TAILQ_EMPTY(&conf->listens))
 		return 0;
@@ -1356,6 +1455,10 @@ web_reconfigure(const struct config *conf)
 		    "start; still using the old one");
 	web.conf = conf;
 	if (!TAILQ_EMPTY(&conf->listens)) {
+		if (web.db == NULL && web_state_init(conf, err,
+		    sizeof err) == -1)
+			log_warnx("web: %s; credentials are refused (503) "
+			    "until a reload can open it", err);
 		if (token_secret_load(conf->token_secret_file, key, 1, err,
 		    sizeof err) == -1)
 			log_warnx("web: %s; keeping the old secret", err);

@@ -20,6 +20,16 @@
  * WSOCK_LINGER seconds.  Server pings every ping_interval keep proxies
  * from dropping idle consoles, and a client that answers nothing for two
  * intervals is dropped (half-open TCP).
+ *
+ * What is queued for one client is bounded, control frames included: the
+ * socket's queue takes data frames while under WSOCK_UNDER_HIGH (so it
+ * holds at most that plus one frame), and a pong is queued only under that
+ * mark too; above it, the latest ping's pong waits in one slot (RFC 6455
+ * lets a server answer only the latest ping), the client is no longer
+ * read, and if the queue has not drained to half the mark (where reading
+ * resumes) WSOCK_SLOW_SECS later, the session ends with "client too
+ * slow".  So a client that sends pings and
+ * never reads costs at most WSOCK_QUEUE_BOUND bytes, and its send() blocks.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,6 +48,10 @@
 #define WSOCK_UNDER_HIGH	(64 * 1024)	/* socket-side queue */
 #define WSOCK_LINGER		2	/* seconds for the close handshake */
 #define WSOCK_MESSAGE_MAX	(1024 * 1024)	/* one client message */
+#define WSOCK_SLOW_SECS		5	/* above the mark this long: too slow */
+/* The most queued for one client: the mark, one frame, one pong. */
+#define WSOCK_QUEUE_BOUND	(WSOCK_UNDER_HIGH + WSOCK_FRAME_MAX + \
+				    WS_HEADER_MAX + 2 + 125)
 
 struct wsock {
 	struct bufferevent	*under;		/* socket or TLS */
@@ -61,6 +75,10 @@ struct wsock {
 	struct event		*ev_ping;
 	struct event		*ev_expire;	/* browser session's end */
 	struct event		*ev_done;	/* free, from the loop */
+	struct event		*ev_slow;	/* queue above the mark too long */
+	uint8_t			 pong[125];	/* the latest ping's, unsent */
+	size_t			 pong_len;
+	int			 pong_pending;
 	char			 uuid[GUEST_UUID_LEN];
 	char			*name;		/* the guest's, at start */
 	char			*alias;		/* the console's */
@@ -173,6 +191,30 @@ wsock_client_gone(struct wsock *w)
 		bufferevent_trigger_event(w->theirs, BEV_EVENT_EOF, 0);
 }
 
+/* At or above the mark: nothing more is queued for the client. */
+static int
+wsock_queue_full(const struct wsock *w)
+{
+	return evbuffer_get_length(bufferevent_get_output(w->under)) >=
+	    WSOCK_UNDER_HIGH;
+}
+
+/* Answer a ping now, or keep its pong (the latest only) for later. */
+static void
+wsock_pong(struct wsock *w, const void *data, size_t len)
+{
+	if (len > sizeof w->pong)
+		len = sizeof w->pong;	/* the codec refuses longer ones */
+	if (!wsock_queue_full(w)) {
+		wsock_send_frame(w, WS_OP_PONG, data, len);
+		w->pong_pending = 0;
+		return;
+	}
+	memcpy(w->pong, data, len);
+	w->pong_len = len;
+	w->pong_pending = 1;
+}
+
 /*
  * Decode client frames; data goes to the session through the pair.
  * Control frames are answered here; a protocol error closes with its
@@ -234,7 +276,7 @@ wsock_decode(struct wsock *w)
 			}
 			break;
 		case WS_EV_PING:
-			wsock_send_frame(w, WS_OP_PONG, ev.data, ev.len);
+			wsock_pong(w, ev.data, ev.len);
 			break;
 		case WS_EV_PONG:
 			break;
@@ -255,6 +297,13 @@ wsock_decode(struct wsock *w)
 		if (evbuffer_get_length(bufferevent_get_output(w->mine)) >=
 		    WSOCK_UNDER_HIGH) {
 			bufferevent_disable(w->under, EV_READ);
+			break;
+		}
+		/* The client is not reading: stop reading it too. */
+		if (wsock_queue_full(w)) {
+			bufferevent_disable(w->under, EV_READ);
+					if (!evtimer_pending(w->ev_slow, NULL))
+				timer_arm(w->ev_slow, WSOCK_SLOW_SECS);
 			break;
 		}
 	}
@@ -346,7 +395,7 @@ wsock_under_read_cb(struct bufferevent *bev, void *arg)
 	wsock_decode(arg);
 }
 
-/* The client drained: take more output from the session. */
+/* The client drained: its pong, its input, more output from the session. */
 static void
 wsock_under_write_cb(struct bufferevent *bev, void *arg)
 {
@@ -354,8 +403,35 @@ wsock_under_write_cb(struct bufferevent *bev, void *arg)
 
 	if (w->mine == NULL)
 		return;
+	evtimer_del(w->ev_slow);
+	if (w->pong_pending)
+		wsock_pong(w, w->pong, w->pong_len);
+	if (!w->ended && !w->close_sent &&
+	    evbuffer_get_length(bufferevent_get_output(w->mine)) <
+	    WSOCK_UNDER_HIGH)
+		bufferevent_enable(w->under, EV_READ);
 	bufferevent_enable(w->mine, EV_READ);
 	wsock_mine_read_cb(w->mine, w);
+}
+
+/*
+ * The queue reached the mark and has not drained to the write watermark
+ * (half of it, where wsock_under_write_cb resumes reading and deletes this
+ * timer) since: the client does not read.  The queue may be a little under
+ * the mark by now; the client is still not being read, so it is still too
+ * slow.
+ */
+static void
+wsock_slow_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (w->ended || w->session == NULL)
+		return;
+	log_info("wsock: peer=%s: %zu bytes queued, not drained for %d s",
+	    w->peer, evbuffer_get_length(bufferevent_get_output(w->under)),
+	    WSOCK_SLOW_SECS);
+	session_kick(w->session, REASON_TOO_SLOW);
 }
 
 /* An abrupt TLS close is reported as an error: a plain disconnect. */
@@ -380,6 +456,7 @@ wsock_free(struct wsock *w)
 	event_free(w->ev_ping);
 	event_free(w->ev_expire);
 	event_free(w->ev_done);
+	event_free(w->ev_slow);
 	evbuffer_free(w->b64);
 	evbuffer_free(w->out);
 	free(w->peer);
@@ -452,6 +529,7 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
 	w->session = NULL;
 	evtimer_del(w->ev_ping);
 	evtimer_del(w->ev_expire);
+	evtimer_del(w->ev_slow);
 	if (!w->close_sent) {
 		wsock_frame_out(w, bufferevent_get_input(w->mine), out, 1);
 		/*
@@ -567,8 +645,9 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	w->ev_ping = evtimer_new(base, wsock_ping_cb, w);
 	w->ev_done = evtimer_new(base, wsock_done_cb, w);
 	w->ev_expire = evtimer_new(base, wsock_expire_cb, w);
+	w->ev_slow = evtimer_new(base, wsock_slow_cb, w);
 	if (w->b64 == NULL || w->out == NULL || w->ev_ping == NULL ||
-	    w->ev_done == NULL || w->ev_expire == NULL)
+	    w->ev_done == NULL || w->ev_expire == NULL || w->ev_slow == NULL)
 		fatalx("wsock: out of memory");
 	ws_reader_init(&w->rd, WSOCK_MESSAGE_MAX);
 	clock_gettime(CLOCK_MONOTONIC, &w->last_rx);

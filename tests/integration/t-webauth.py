@@ -330,6 +330,8 @@ with t.case("consumed only on success"):
          "/?token=T fetched as an image (Sec-Fetch-Dest: image) -> 403, no cookie (%s %r)" % (r.status, r.text()))
     r = login(P, tok, headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"})
     t.ok(r.status == 403, "... in a frame (Sec-Fetch-Dest: iframe) -> 403 (%s)" % r.status)
+    r = http(P, "/?token=" + tok, headers={"Sec-Fetch-Site": "cross-site"})
+    t.ok(r.status == 403, "... with only Sec-Fetch-Site (no Mode, no Dest) -> 403 (%s)" % r.status)
     r = login(P, tok)
     t.ok(r.status == 302 and cookie_of(r), "a top-level navigation still signs in with it (%s)" % r.status)
     r = login(P, tok)

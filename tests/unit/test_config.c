@@ -30,7 +30,8 @@ static const char *const keys[] = {
 	"idle_output_resets", "escape", "max_buffer", "listen", "tls_cert",
 	"tls_key", "token_secret_file", "token_ttl", "session_ttl",
 	"allowed_origins", "ping_interval", "max_clients",
-	"max_clients_per_address", "handshake_timeout", "web_root",
+	"max_clients_per_address", "ipv6_prefix", "handshake_timeout",
+	"web_root",
 	"server_name", "cookie_name", "state_dir",
 	"control_socket", "user", "group",
 };
@@ -106,7 +107,8 @@ config_same(const struct config *a, const struct config *b)
 	N(idle_timeout) N(idle_output_resets) N(escape) N(max_buffer)
 	S(tls_cert) S(tls_key) S(token_secret_file) N(token_ttl)
 	N(session_ttl) N(ping_interval) N(max_clients)
-	N(max_clients_per_address) N(handshake_timeout) S(web_root)
+	N(max_clients_per_address) N(ipv6_prefix) N(handshake_timeout)
+	S(web_root)
 	S(cookie_name) S(state_dir)
 	S(control_socket) S(user) S(group)
 #undef S
@@ -235,6 +237,7 @@ test_defaults(void)
 	is_int(cfg->max_clients, 1024, "default max_clients");
 	is_int(cfg->max_clients_per_address, 32,
 	    "default max_clients_per_address");
+	is_int(cfg->ipv6_prefix, 64, "default ipv6_prefix");
 	is_int(cfg->handshake_timeout, 10, "default handshake_timeout");
 	ok(cfg->web_root != NULL && cfg->web_root[0] == '/' &&
 	    strstr(cfg->web_root, "/virtconsoled/web") != NULL &&
@@ -674,6 +677,8 @@ test_numbers(void)
 		    offsetof(struct config, max_clients) },
 		{ "max_clients_per_address", 1, 1000000,
 		    offsetof(struct config, max_clients_per_address) },
+		{ "ipv6_prefix", 32, 128,
+		    offsetof(struct config, ipv6_prefix) },
 		{ "handshake_timeout", 1, 3600,
 		    offsetof(struct config, handshake_timeout) },
 	};
@@ -718,7 +723,8 @@ test_numbers(void)
 		snprintf(text, sizeof text, "%s = x\n", nums[i].key);
 		snprintf(want, sizeof want, NAME ":1: bad value for '%s': "
 		    "'x' (expected %s %llu..%llu)", nums[i].key,
-		    strncmp(nums[i].key, "max_clients", 11) == 0 ?
+		    strncmp(nums[i].key, "max_clients", 11) == 0 ||
+		    strcmp(nums[i].key, "ipv6_prefix") == 0 ?
 		    "a number" : "seconds", nums[i].min, nums[i].max);
 		fails(text, want, "range in the message");
 	}
