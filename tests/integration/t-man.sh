@@ -97,15 +97,15 @@ fi
 tr '\n\t' '  ' < "$SRC/config.c" |
     sed 's/config_keys\[\] = {/\n&/; s/};/\n/g' |
     sed -n '/^config_keys/p' |
-    grep -o '{ *"[a-z_]*", *CONFIG_[A-Z_]*, *CONFIG_OFF([a-z_]*), *[^,]*, *[^,]*,' |
-    sed 's/{ *"\([a-z_]*\)", *CONFIG_\([A-Z_]*\), *CONFIG_OFF([a-z_]*), *\([^,]*[^ ,]\) *, *\([^,]*[^ ,]\) *,/\1|\2|\3|\4/' \
+    grep -o '{ *"[a-z0-9_]*", *CONFIG_[A-Z_]*, *CONFIG_OFF([a-z0-9_]*), *[^,]*, *[^,]*,' |
+    sed 's/{ *"\([a-z0-9_]*\)", *CONFIG_\([A-Z_]*\), *CONFIG_OFF([a-z0-9_]*), *\([^,]*[^ ,]\) *, *\([^,]*[^ ,]\) *,/\1|\2|\3|\4/' \
     > "$D/keys"
 nkeys=$(wc -l < "$D/keys")
 check "src/config.c's key table read ($nkeys keys)" test "$nkeys" -ge 25
 
 # Defaults: cfg->KEY = VALUE; in config_new().
 sed -n '/^config_new(void)/,/^}/p' "$SRC/config.c" |
-    sed -n 's/^[[:space:]]*cfg->\([a-z_]*\) = \(.*\);.*/\1 \2/p' > "$D/defaults"
+    sed -n 's/^[[:space:]]*cfg->\([a-z0-9_]*\) = \(.*\);.*/\1 \2/p' > "$D/defaults"
 
 # A number of bytes as virtconsoled.conf writes sizes: 4K, 1M, 1G.
 size_name() {
@@ -176,7 +176,7 @@ while IFS='|' read -r key type min max; do
 done < "$D/keys"
 
 # No entry for a key that does not exist.
-grep -o '^\.It Ic [a-z_]*' "$CONF" | awk '{ print $3 }' | sort -u > "$D/doc-keys"
+grep -o '^\.It Ic [a-z0-9_]*' "$CONF" | awk '{ print $3 }' | sort -u > "$D/doc-keys"
 cut -d'|' -f1 "$D/keys" | sort -u > "$D/code-keys"
 extra=$(comm -23 "$D/doc-keys" "$D/code-keys" | tr '\n' ' ')
 check "virtconsoled.conf(5) documents no key the parser lacks (${extra:-none})" \
@@ -214,7 +214,7 @@ if [ -x "$VCD" ]; then
 	done
 	check "virtconsoled.conf(5) has configuration examples" test "$n" -ge 1
 	# The listen lines of virtconsoled(8)'s examples.
-	section "$DAEMON" EXAMPLES | grep -E '^[a-z_]+ = ' > "$D/ex8.conf"
+	section "$DAEMON" EXAMPLES | grep -E '^[a-z0-9_]+ = ' > "$D/ex8.conf"
 	out=$("$VCD" -n -f "$D/ex8.conf" 2>&1)
 	check "virtconsoled(8)'s configuration lines pass virtconsoled -n ($out)" \
 	    test -s "$D/ex8.conf" -a "$out" = "configuration OK"
@@ -222,8 +222,8 @@ if [ -x "$VCD" ]; then
 	msg=$(awk '/^\.Ss Errors/ { s = 1 } s && /^\.Bd -literal/ { on = 1; next }
 	    on && /^\.Ed/ { exit } on { sub(/^ +/, " "); printf "%s", $0 }' "$CONF")
 	line=$(sed -n 's/^[^:]*:\([0-9]*\): .*/\1/p' <<< "$msg")
-	key=$(sed -n "s/.*bad value for '\\([a-z_]*\\)': '\\([^']*\\)'.*/\\1/p" <<< "$msg")
-	val=$(sed -n "s/.*bad value for '\\([a-z_]*\\)': '\\([^']*\\)'.*/\\2/p" <<< "$msg")
+	key=$(sed -n "s/.*bad value for '\\([a-z0-9_]*\\)': '\\([^']*\\)'.*/\\1/p" <<< "$msg")
+	val=$(sed -n "s/.*bad value for '\\([a-z0-9_]*\\)': '\\([^']*\\)'.*/\\2/p" <<< "$msg")
 	if [ -n "$line" ] && [ -n "$key" ]; then
 		{ for _ in $(seq 2 "$line"); do echo; done
 		  echo "$key = $val"; } > "$D/err.conf"
