@@ -317,7 +317,7 @@ unsigned int	 web_revoke_guest(const char *, const char *);
 void		 wsock_start(struct event_base *, struct bufferevent *,
 		     const char *, const char *, const char *, struct guest *,
 		     const char *, int, const char *, unsigned int, int64_t,
-		     const uint8_t *);
+		     const uint8_t *, int64_t);
 typedef void (*wsock_credential_cb)(const uint8_t *, int64_t, void *);
 void		 wsock_credentials(const char *, const char *,
 		     wsock_credential_cb, void *);

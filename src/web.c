@@ -914,7 +914,8 @@ web_console(struct web_conn *c, const struct http_request *req,
 	    alias[0] != '\0' ? alias : NULL, mode, auth->subject,
 	    web.conf->ping_interval, auth->by_cookie ? auth->tok.iat +
 	    (int64_t)web.conf->session_ttl : 0,
-	    auth->by_cookie ? auth->tok.id : NULL);
+	    auth->by_cookie ? auth->tok.id : NULL,
+	    auth->by_cookie ? auth->tok.expires : 0);
 	web_conn_free(c);
 }
 

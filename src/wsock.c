@@ -613,7 +613,8 @@ void
 wsock_start(struct event_base *base, struct bufferevent *bev,
     const char *addr, const char *peer, const char *listener,
     struct guest *g, const char *alias, int mode, const char *subject,
-    unsigned int ping_interval, int64_t expires, const uint8_t *session_id)
+    unsigned int ping_interval, int64_t expires, const uint8_t *session_id,
+    int64_t session_exp)
 {
 	struct bufferevent	*pair[2];
 	struct wsock		*w;
@@ -637,7 +638,8 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	if (session_id != NULL) {
 		w->has_session = 1;
 		memcpy(w->session_id, session_id, TOKEN_ID_LEN);
-		w->session_expires = expires;
+		/* The cookie's own expiry: a revocation must outlive it. */
+		w->session_expires = session_exp;
 	}
 	w->plain = bufferevent_openssl_get_ssl(bev) == NULL;
 	w->b64 = evbuffer_new();
