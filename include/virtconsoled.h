@@ -332,6 +332,14 @@ void		 wsock_shutdown(void);
 #define HTTP_MAX_FIELD		8192	/* one header line, without CRLF */
 #define HTTP_MAX_HEAD		16384	/* request line to blank line */
 #define HTTP_MAX_HEADERS	64
+/* How far http_scan() has looked into a head being received; zero it. */
+struct http_scan {
+	size_t			 seen;		/* bytes searched for LF */
+	size_t			 pos;		/* start of the unfinished line */
+	size_t			 nlines;	/* complete lines, checked */
+	size_t			 examined;	/* bytes looked at, in all */
+	int			 minor;
+};
 struct http_field {
 	char			*name;
 	char			*value;		/* OWS trimmed */
@@ -345,6 +353,7 @@ struct http_request {
 	struct http_field	*fields;	/* in order received */
 	size_t			 nfields;
 };
+int		 http_scan(struct http_scan *, const char *, size_t, int *);
 int		 http_parse(const char *, size_t, struct http_request *,
 		     size_t *, int *);
 void		 http_request_free(struct http_request *);

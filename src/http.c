@@ -6,8 +6,11 @@
  * Debian 12's evhttp cannot hand a connection over after a 101 reply, so
  * web.c parses heads itself.  http_parse() keeps no state between calls:
  * it is given every byte received so far and parses from the start.  A
- * head is at most HTTP_MAX_HEAD bytes, so this stays cheap, and a limit is
- * enforced as soon as it is passed rather than when a line finally ends.
+ * connection receiving a head runs http_scan() on each read instead: it
+ * remembers how far it has looked, checks each line once as it ends, and
+ * enforces every limit as soon as it is passed rather than when a line
+ * finally ends; http_parse() then runs once, on the whole head.  A head
+ * that arrives a byte at a time thus costs linear work, not quadratic.
  *
  * The policy is strict, as RFC 9112 allows a server to be:
  * - a line ends in CRLF or in a bare LF (9112 section 2.2 permits the
@@ -161,7 +164,106 @@ http_field_value(const char *buf, const struct http_line *l,
 }
 
 /*
- * Parse one request head from the start of buf, which holds all len bytes
+ * Check the lines of a head that have ended since the last call: buf holds
+ * every byte received so far (the same bytes again, and maybe more), and
+ * only bytes past sc->seen are looked at, so a head that arrives a byte at
+ * a time costs linear work.  Each complete line is checked once; with
+ * lines != NULL their places are recorded.  Returns 1 when the blank line
+ * that ends the head has arrived (sc->pos is then just past it), 0 when
+ * more bytes are needed and no limit is passed yet, -1 with *status 400,
+ * 414, 431 or 505.
+ */
+static int
+http_scan_lines(struct http_scan *sc, const char *buf, size_t len,
+    struct http_line *lines, int *status)
+{
+	const char	*lf;
+	size_t		 end, n, max, namelen = 0;
+	int		 error;
+
+	/* Nothing past the largest head can belong to it. */
+	end = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
+	for (;;) {
+		/* NOLINTNEXTLINE(bugprone-branch-clone): equal limits today */
+		max = sc->nlines == 0 ? HTTP_MAX_LINE : HTTP_MAX_FIELD;
+		lf = sc->seen < end ? memchr(buf + sc->seen, '\n',
+		    end - sc->seen) : NULL;
+		if (sc->seen < end)
+			sc->examined += (lf != NULL ? (size_t)(lf - buf) + 1 :
+			    end) - sc->seen;
+		if (lf == NULL) {
+			sc->seen = end;
+			/*
+			 * An unfinished line: refuse it now if it is already
+			 * too long (a CR may still wait for its LF), or if it
+			 * would be one header too many.
+			 */
+			n = end - sc->pos;
+			if (n > max + 1 ||
+			    (n == max + 1 && buf[end - 1] != '\r'))
+				error = sc->nlines == 0 ? 414 : 431;
+			else if ((n > 0 && sc->nlines == 1 + HTTP_MAX_HEADERS &&
+			    buf[sc->pos] != '\r') || len > HTTP_MAX_HEAD)
+				error = 431;
+			else
+				return 0;
+			goto fail;
+		}
+		sc->seen = (size_t)(lf - buf) + 1;
+		n = (size_t)(lf - (buf + sc->pos));
+		if (n > 0 && buf[sc->pos + n - 1] == '\r')
+			n--;
+		if (n > max) {
+			error = sc->nlines == 0 ? 414 : 431;
+			goto fail;
+		}
+		if (n == 0) {
+			if (sc->nlines == 0) {
+				error = 400;
+				goto fail;
+			}
+			sc->pos = sc->seen;
+			return 1;
+		}
+		if (sc->nlines == 1 + HTTP_MAX_HEADERS) {
+			error = 431;
+			goto fail;
+		}
+		sc->examined += n;
+		if (sc->nlines == 0)
+			error = http_check_request_line(buf + sc->pos, n,
+			    &sc->minor);
+		else
+			error = http_check_field(buf + sc->pos, n, &namelen);
+		if (error != 0)
+			goto fail;
+		if (lines != NULL) {
+			lines[sc->nlines].off = sc->pos;
+			lines[sc->nlines].len = n;
+			lines[sc->nlines].namelen = namelen;
+		}
+		sc->nlines++;
+		sc->pos = sc->seen;
+	}
+
+fail:
+	*status = error;
+	return -1;
+}
+
+/*
+ * For a connection that receives its head in pieces: call with every byte
+ * received so far, and call http_parse() once this returns 1.  sc starts
+ * zeroed.  Returns as http_scan_lines() does.
+ */
+int
+http_scan(struct http_scan *sc, const char *buf, size_t len, int *status)
+{
+	return http_scan_lines(sc, buf, len, NULL, status);
+}
+
+/*
+ * Parse a request head from the start of buf, which holds every byte
  * received so far.  Returns 1 with the request and the bytes up to and
  * including the blank line in *consumed; 0 when more bytes are needed and
  * no limit is passed yet; -1 with *status 400, 414, 431 or 505.  req is
@@ -171,69 +273,19 @@ int
 http_parse(const char *buf, size_t len, struct http_request *req,
     size_t *consumed, int *status)
 {
+	struct http_scan	 sc;
 	struct http_line	 lines[1 + HTTP_MAX_HEADERS], *l;
-	const char		*lf, *value, *q;
-	size_t			 end, pos = 0, n, max, nlines = 0, i, vlen;
-	size_t			 namelen = 0;
-	int			 minor = 0, error, nhost;
+	const char		*value, *q;
+	size_t			 n, nlines, i, vlen;
+	int			 error, nhost, minor, rc;
 
 	memset(req, 0, sizeof *req);
 	*consumed = 0;
-	/* Nothing past the largest head can belong to it. */
-	end = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
-
-	for (;;) {
-		/* NOLINTNEXTLINE(bugprone-branch-clone): equal limits today */
-		max = nlines == 0 ? HTTP_MAX_LINE : HTTP_MAX_FIELD;
-		lf = pos < end ? memchr(buf + pos, '\n', end - pos) : NULL;
-		if (lf == NULL) {
-			/*
-			 * An unfinished line: refuse it now if it is already
-			 * too long (a CR may still wait for its LF), or if it
-			 * would be one header too many.
-			 */
-			n = end - pos;
-			if (n > max + 1 ||
-			    (n == max + 1 && buf[end - 1] != '\r'))
-				error = nlines == 0 ? 414 : 431;
-			else if ((n > 0 && nlines == 1 + HTTP_MAX_HEADERS &&
-			    buf[pos] != '\r') || len > HTTP_MAX_HEAD)
-				error = 431;
-			else
-				return 0;
-			goto fail;
-		}
-		n = (size_t)(lf - (buf + pos));
-		if (n > 0 && buf[pos + n - 1] == '\r')
-			n--;
-		if (n > max) {
-			error = nlines == 0 ? 414 : 431;
-			goto fail;
-		}
-		if (n == 0) {
-			if (nlines == 0) {
-				error = 400;
-				goto fail;
-			}
-			pos = (size_t)(lf - buf) + 1;
-			break;
-		}
-		if (nlines == 1 + HTTP_MAX_HEADERS) {
-			error = 431;
-			goto fail;
-		}
-		if (nlines == 0)
-			error = http_check_request_line(buf + pos, n, &minor);
-		else
-			error = http_check_field(buf + pos, n, &namelen);
-		if (error != 0)
-			goto fail;
-		lines[nlines].off = pos;
-		lines[nlines].len = n;
-		lines[nlines].namelen = namelen;
-		nlines++;
-		pos = (size_t)(lf - buf) + 1;
-	}
+	memset(&sc, 0, sizeof sc);
+	if ((rc = http_scan_lines(&sc, buf, len, lines, status)) != 1)
+		return rc;
+	nlines = sc.nlines;
+	minor = sc.minor;
 
 	nhost = 0;
 	for (i = 1; i < nlines; i++) {
@@ -275,7 +327,7 @@ http_parse(const char *buf, size_t len, struct http_request *req,
 		}
 		req->nfields = nlines - 1;
 	}
-	*consumed = pos;
+	*consumed = sc.pos;
 	return 1;
 
 fail:

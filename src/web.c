@@ -92,8 +92,9 @@ struct web_conn {
 	struct sockaddr_storage	 local;		/* the address dialled */
 	int			 local_port;
 	int			 writing;	/* response queued */
-	size_t			 scanned;	/* input searched for '\n' */
-	struct event		*ev_timeout;
+	struct http_scan	 scan;		/* of the head so far */
+	struct timespec		 born;		/* accepted (monotonic) */
+	struct event		*ev_timeout;	/* request, then life */
 	TAILQ_ENTRY(web_conn)	 entry;
 };
 TAILQ_HEAD(web_conns, web_conn);
@@ -172,6 +173,31 @@ web_count_address(const char *addr)
 	return n;
 }
 
+/* Connections that have not upgraded (nor been handed over). */
+static unsigned int
+web_count_pending(void)
+{
+	struct web_conn	*c;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH(c, &web.conns, entry)
+		n++;
+	return n;
+}
+
+/*
+ * At most three quarters of max_clients (at least one) may be connections
+ * that have not upgraded, so that clients that never authenticate cannot
+ * hold every slot.
+ */
+static unsigned int
+web_pending_max(void)
+{
+	unsigned int	n = web.conf->max_clients * 3 / 4;	/* <= 10^6 */
+
+	return n > 0 ? n : 1;
+}
+
 static unsigned int
 web_count(void)
 {
@@ -181,6 +207,31 @@ web_count(void)
 	TAILQ_FOREACH(c, &web.conns, entry)
 		n++;
 	return n;
+}
+
+/*
+ * A response is being written: it must make progress at least every
+ * handshake_timeout (a client that never reads would hold its slot), and
+ * the connection ends at most twice handshake_timeout after its accept,
+ * however slowly the client keeps reading.
+ */
+static void
+web_deadlines(struct web_conn *c)
+{
+	struct timespec	now;
+	struct timeval	tv, wtv = { (time_t)web.conf->handshake_timeout, 0 };
+	long long	left;
+
+	bufferevent_set_timeouts(c->bev, NULL, &wtv);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left = (2LL * web.conf->handshake_timeout) * 1000000 -
+	    ((long long)(now.tv_sec - c->born.tv_sec) * 1000000 +
+	    (now.tv_nsec - c->born.tv_nsec) / 1000);
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = (time_t)(left / 1000000);
+	tv.tv_usec = (suseconds_t)(left % 1000000);
+	evtimer_add(c->ev_timeout, &tv);
 }
 
 /* The response head; the body (if any) follows. */
@@ -199,6 +250,7 @@ web_head(struct web_conn *c, int status, const char *type,
 	c->writing = 1;
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_enable(c->bev, EV_WRITE);
+	web_deadlines(c);
 }
 
 static void
@@ -266,32 +318,68 @@ web_content_type(const char *path)
 }
 
 /* A file under web_root; path was decoded and checked by http_path_decode. */
+/*
+ * Open a static file under web_root.  path is decoded (http_path_decode:
+ * no empty, "." or ".." segment, no NUL).  Each name is looked up from the
+ * directory before it without following a symbolic link, so only real
+ * directories and files under web_root are reached, and a name starting
+ * with '.' is never served.  Returns an fd of a regular file, or -1.
+ */
+static int
+web_file_open(const char *path, struct stat *st)
+{
+	char	 rel[1024], *name, *slash;
+	int	 dfd, fd = -1;
+
+	if (snprintf(rel, sizeof rel, "%s", strcmp(path, "/") == 0 ?
+	    "/index.html" : path) >= (int)sizeof rel)
+		return -1;
+	if ((dfd = open(web.conf->web_root, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1)
+		return -1;
+	for (name = rel + 1; dfd != -1; name = slash + 1) {
+		if (name[0] == '.' || name[0] == '\0')
+			break;
+		if ((slash = strchr(name, '/')) == NULL) {
+			fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW |
+			    O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+			break;
+		}
+		*slash = '\0';
+		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		close(dfd);
+		dfd = fd;
+		fd = -1;
+	}
+	if (dfd != -1)
+		close(dfd);
+	if (fd != -1 && (fstat(fd, st) == -1 || !S_ISREG(st->st_mode) ||
+	    st->st_size > WEB_MAX_FILE)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 static void
 web_file(struct web_conn *c, const char *path, int head_only)
 {
 	struct stat	 st;
-	char		*full;
 	int		 fd;
 
-	xasprintf(&full, "%s%s", web.conf->web_root,
-	    strcmp(path, "/") == 0 ? "/index.html" : path);
-	fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (fd == -1 || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    st.st_size > WEB_MAX_FILE) {
-		if (fd != -1)
-			close(fd);
-		free(full);
+	if ((fd = web_file_open(path, &st)) == -1) {
 		web_error(c, 404, "no such file");
 		return;
 	}
-	web_head(c, 200, web_content_type(full), NULL,
+	web_head(c, 200, web_content_type(strcmp(path, "/") == 0 ?
+	    "/index.html" : path), NULL,
 	    (long long)st.st_size);
 	if (!head_only && st.st_size > 0)
 		evbuffer_add_file(bufferevent_get_output(c->bev), fd, 0,
 		    st.st_size);
 	else
 		close(fd);
-	free(full);
 }
 
 /*
@@ -993,28 +1081,19 @@ web_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	/*
-	 * The parser starts over on each call: run it only when a line has
-	 * ended (or a limit may be passed), so a client sending one byte at
-	 * a time costs linear work, not quadratic.
+	 * Only the bytes not seen before are looked at; the whole head is
+	 * parsed once, when its blank line has come.
 	 */
 	buf = (const char *)evbuffer_pullup(in, -1);
-	if (len <= HTTP_MAX_LINE && memchr(buf + c->scanned, '\n',
-	    len - c->scanned) == NULL) {
-		c->scanned = len;
+	if ((rc = http_scan(&c->scan, buf, len, &status)) == 0)
 		return;
-	}
-	c->scanned = len;
-	memset(&req, 0, sizeof req);
-	rc = http_parse(buf, len, &req, &used, &status);
-	if (rc == 0)
-		return;
-	if (rc == -1) {
-		http_request_free(&req);
+	if (rc == 1)
+		rc = http_parse(buf, len, &req, &used, &status);
+	if (rc != 1) {
 		web_error(c, status, "malformed request");
 		return;
 	}
 	evbuffer_drain(in, used);
-	evtimer_del(c->ev_timeout);
 	web_route(c, &req);
 	http_request_free(&req);
 }
@@ -1034,6 +1113,12 @@ web_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct web_conn	*c = arg;
 
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("web: peer=%s: response made no progress in %us, "
+		    "closing", c->peer, web.conf->handshake_timeout);
+		web_conn_free(c);
+		return;
+	}
 	/* An abrupt TLS close is reported as an error: a plain disconnect. */
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
 		web_conn_free(c);
@@ -1044,8 +1129,12 @@ web_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct web_conn	*c = arg;
 
-	log_info("web: peer=%s: no complete request in %us, closing",
-	    c->peer, web.conf->handshake_timeout);
+	if (c->writing)
+		log_info("web: peer=%s: response not taken in %us, closing",
+		    c->peer, 2 * web.conf->handshake_timeout);
+	else
+		log_info("web: peer=%s: no complete request in %us, closing",
+		    c->peer, web.conf->handshake_timeout);
 	web_conn_free(c);
 }
 
@@ -1082,7 +1171,8 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		port = ntohs(((struct sockaddr_in6 *)sa)->sin6_port);
 	}
 	web_client_key(sa, key, sizeof key);
-	over = web_count() + 1 > web.conf->max_clients ? 503 :
+	over = web_count() + 1 > web.conf->max_clients ||
+	    web_count_pending() + 1 > web_pending_max() ? 503 :
 	    web_count_address(key) + 1 > web.conf->max_clients_per_address ?
 	    429 : 0;
 	/*
@@ -1131,6 +1221,7 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	snprintf(c->addr, sizeof c->addr, "%s", key);
 	snprintf(c->peer, sizeof c->peer, sa->sa_family == AF_INET6 ?
 	    "[%s]:%d" : "%s:%d", addr, port);
+	clock_gettime(CLOCK_MONOTONIC, &c->born);
 	c->ev_timeout = evtimer_new(web.base, web_timeout_cb, c);
 	TAILQ_INSERT_TAIL(&web.conns, c, entry);
 	bufferevent_setcb(bev, web_read_cb, web_write_cb, web_event_cb, c);

@@ -11,14 +11,15 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 	tmux clang mandoc man-db cppcheck logrotate
 	chromium websockify python3-websockets
 	valgrind clang-tidy iproute2 python3-libvirt python3-matplotlib
-	openssl systemd"
+	openssl systemd gdb"
 # systemd is here for its tools (t-init runs `systemd-analyze verify` on the
 # unit), not as init: the machine keeps its own PID 1.  Its maintainer
 # scripts only talk to a running systemd when /run/systemd/system exists,
 # so it installs non-interactively on a host or in a container booted
 # without it; systemd-sysv, the package that makes it init, is not pulled
 # in (nor, with --no-install-recommends, dbus or systemd-timesyncd).
-# openssl is the command the TLS tests make certificates and probe with.
+# openssl is the command the TLS tests make certificates and probe with;
+# gdb counts calls in the running daemon (t-webbounds: one parse per head).
 missing=""
 for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |

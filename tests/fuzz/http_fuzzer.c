@@ -138,6 +138,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct http_request	 req, again;
+	struct http_scan	 sc;
 	const char		*buf = (const char *)data;
 	char			*s;
 	size_t			 used, used2, half;
@@ -176,6 +177,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc2 = http_parse(buf, half, &again, &used2, &status2);
 	if ((rc2 == 1 && (rc != 1 || used2 != used)) ||
 	    (rc2 == -1 && (rc != -1 || status2 != status)))
+		abort();
+	http_request_free(&again);
+
+	/*
+	 * The scan a connection runs, fed in three pieces (none, half, all)
+	 * and followed by one parse, agrees with the parse of the whole, and
+	 * looks at each byte at most twice.
+	 */
+	memset(&sc, 0, sizeof sc);
+	status2 = 0;
+	if ((rc2 = http_scan(&sc, buf, 0, &status2)) == 0 &&
+	    (rc2 = http_scan(&sc, buf, half, &status2)) == 0)
+		rc2 = http_scan(&sc, buf, size, &status2);
+	if (rc2 == 1)
+		rc2 = http_parse(buf, size, &again, &used2, &status2);
+	if (rc2 != rc || (rc == 1 && used2 != used) ||
+	    (rc == -1 && status2 != status) || sc.examined > 2 * size)
 		abort();
 	http_request_free(&again);
 	http_request_free(&req);

@@ -694,6 +694,18 @@ test_reasons(void)
 	is_str(http_reason(299), "Unknown", "unknown code");
 }
 
+/* Good and bad heads that prefix and scan tests cut up. */
+static const char *const heads[] = {
+	GOOD,
+	"GET / HTTP/1.0\n\n",
+	"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: h\r\n x\r\n\r\n",
+	"GET /a HTTP/1.1\r\nHost: h\r\rX: 1\r\n\r\n",
+	"\r\nGET / HTTP/1.1\r\n\r\n",
+	"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
+};
+
 /*
  * Parsing is stateless, so a prefix must never disagree with the whole:
  * a prefix that completes completes the same way, one that fails fails
@@ -702,14 +714,6 @@ test_reasons(void)
 static void
 test_prefixes(void)
 {
-	static const char *const heads[] = {
-		GOOD,
-		"GET / HTTP/1.0\n\n",
-		"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: h\r\n x\r\n\r\n",
-		"GET /a HTTP/1.1\r\nHost: h\r\rX: 1\r\n\r\n",
-	};
 	size_t	 i, k, len, wused;
 	int	 bad = 0, whole, wstatus, rc;
 
@@ -728,6 +732,90 @@ test_prefixes(void)
 	is_int(bad, 0, "no prefix disagrees with its whole head");
 }
 
+/*
+ * http_scan() fed a byte at a time, then http_parse() once it says the
+ * head is complete, agrees with http_parse() at every prefix, and looks
+ * at each byte at most twice (once for its LF, once in its line's check).
+ */
+static int
+scan_agrees(const char *head, size_t len, size_t *examined)
+{
+	struct http_scan	sc;
+	size_t			k;
+	int			rc, sstatus, whole, bad = 0;
+
+	memset(&sc, 0, sizeof sc);
+	for (k = 1; k <= len; k++) {
+		sstatus = 0;
+		rc = http_scan(&sc, head, k, &sstatus);
+		if (rc == 1)
+			rc = http_parse(head, k, &req, &used, &sstatus);
+		http_request_free(&req);
+		whole = parse_len(head, k);
+		if (rc != whole || (rc == -1 && sstatus != status))
+			bad++;
+		if (rc != 0)
+			break;
+	}
+	*examined = sc.examined;
+	return bad;
+}
+
+static void
+test_scan(void)
+{
+	struct http_scan	 sc;
+	char			*big, *line;
+	size_t			 i, len, off, examined;
+	int			 bad = 0, rc, st;
+
+	for (i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+		len = strlen(heads[i]);
+		bad += scan_agrees(heads[i], len, &examined);
+		if (examined > 2 * len)
+			bad++;
+	}
+	is_int(bad, 0, "scan then parse agrees with parse at every prefix");
+
+	/* The largest head there is, 64 headers, a byte at a time. */
+	big = malloc(HTTP_MAX_HEAD + 1);
+	off = (size_t)snprintf(big, HTTP_MAX_HEAD, "GET / HTTP/1.1\r\n"
+	    "Host: h\r\n");
+	line = repeat('a', 240);
+	for (i = 1; i < HTTP_MAX_HEADERS; i++)
+		off += (size_t)snprintf(big + off, HTTP_MAX_HEAD + 1 - off,
+		    "X-%02zu: %s\r\n", i, line);
+	off += (size_t)snprintf(big + off, HTTP_MAX_HEAD + 1 - off, "\r\n");
+	ok(off > HTTP_MAX_HEAD - 1024 && off <= HTTP_MAX_HEAD,
+	    "a head of %zu bytes (the limit is %d)", off, HTTP_MAX_HEAD);
+	is_int(scan_agrees(big, off, &examined), 0,
+	    "byte by byte: the same request as whole");
+	ok(examined <= 2 * off, "byte by byte: %zu bytes looked at for %zu "
+	    "(re-parsing every read would look at about %zu)", examined, off,
+	    off * off / 2);
+	is_int(parse_len(big, off), 1, "and it parses, %zu headers",
+	    req.nfields);
+
+	/* A bad line is refused as soon as its LF comes, not at the end. */
+	memset(&sc, 0, sizeof sc);
+	st = 0;
+	rc = http_scan(&sc, "GET / HTTP/1.1\r\nBad Name: x\r\n", 31, &st);
+	ok(rc == -1 && st == 400, "a bad header line: 400 at its LF (%d %d)",
+	    rc, st);
+	/* A line over its limit is refused before it ends. */
+	memset(&sc, 0, sizeof sc);
+	st = 0;
+	memcpy(big, "GET /", 5);
+	memset(big + 5, 'a', HTTP_MAX_LINE + 10);
+	rc = 0;
+	for (len = 1; len <= HTTP_MAX_LINE + 15 && rc == 0; len++)
+		rc = http_scan(&sc, big, len, &st);
+	ok(rc == -1 && st == 414 && len - 1 == HTTP_MAX_LINE + 1,
+	    "a long request line: 414 at byte %zu, before its end", len - 1);
+	free(line);
+	free(big);
+}
+
 int
 main(void)
 {
@@ -743,6 +831,7 @@ main(void)
 	test_cookies();
 	test_reasons();
 	test_prefixes();
+	test_scan();
 	http_request_free(&req);
 	return tap_done();
 }
