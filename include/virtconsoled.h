@@ -177,6 +177,8 @@ const char	*pidfile_path(const struct pidfile *);
 /* priv.c */
 int		 priv_drop(const struct config *, char *, size_t);
 int		 priv_shared_dir(const char *);
+int		 priv_dir_open(const char *);
+uid_t		 priv_owner(const struct config *);
 
 /* daemon.c */
 int		 daemon_detach(void);
@@ -302,6 +304,7 @@ typedef int (*control_reload_fn)(char *, size_t);
 int		 control_init(struct event_base *, const struct config *,
 		     control_reload_fn, char *, size_t);
 void		 control_shutdown(void);
+int		 control_give(uid_t, char *, size_t);
 
 /* web.c */
 int		 web_init(struct event_base *, const struct config *, char *,
@@ -555,6 +558,8 @@ void		 bev_write_now(struct bufferevent *, const void *, size_t);
 #define SOCKET_NAME_LONG	2
 int		 socket_name_check(const char *, const char *);
 int		 socket_in_use(const char *);
+struct stat;
+int		 socket_path_at(int, const char *, struct stat *);
 size_t		 utf8_len(const unsigned char *, size_t);
 struct evbuffer;
 void		 json_add_string(struct evbuffer *, const char *);

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,8 @@ TAILQ_HEAD(control_clients, control_client);
 static struct {
 	struct event_base	*base;
 	char			*path;
+	char			*name;		/* in dfd */
+	int			 dfd;		/* of path's directory */
 	struct evconnlistener	*lev;
 	dev_t			 dev;
 	ino_t			 ino;
@@ -52,7 +55,7 @@ static struct {
 	struct timespec		 started;
 	struct control_clients	 clients;
 	unsigned int		 nclients;
-} ctl = { .clients = TAILQ_HEAD_INITIALIZER(ctl.clients) };
+} ctl = { .dfd = -1, .clients = TAILQ_HEAD_INITIALIZER(ctl.clients) };
 
 static void
 control_client_free(struct control_client *c)
@@ -342,6 +345,56 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 }
 
 /*
+ * The directory of the control socket, held open: not a symbolic link
+ * (unless a well-known shared one such as /var/run), not writable by
+ * everyone, and owned by root, by us or by `user`.  A first run gives
+ * a directory of its own to the user, so everything in it but bind() and
+ * connect() goes through this descriptor, never a path.
+ */
+static int
+control_check_dir(const struct config *conf, char *err, size_t errlen)
+{
+	struct stat	 st;
+	char		*copy, *dir;
+	uid_t		 owner = priv_owner(conf);
+
+	copy = xstrdup(ctl.path);
+	dir = dirname(copy);
+	if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create the directory of "
+		    "control_socket %s: %s", ctl.path, strerror(errno));
+		free(copy);
+		return -1;
+	}
+	if ((ctl.dfd = priv_dir_open(dir)) == -1 ||
+	    fstat(ctl.dfd, &st) == -1) {
+		snprintf(err, errlen, "the directory of control_socket %s: "
+		    "%s", ctl.path, errno == ELOOP ? "it is a symbolic link" :
+		    strerror(errno));
+		free(copy);
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid() && st.st_uid != owner) {
+		snprintf(err, errlen, "the directory of control_socket %s is "
+		    "owned by uid %u, not by root or the daemon", ctl.path,
+		    (unsigned)st.st_uid);
+		free(copy);
+		return -1;
+	}
+	if (st.st_mode & S_IWOTH) {
+		snprintf(err, errlen, "the directory of control_socket %s is "
+		    "world-writable", ctl.path);
+		free(copy);
+		return -1;
+	}
+	free(copy);
+	copy = xstrdup(ctl.path);
+	ctl.name = xstrdup(basename(copy));
+	free(copy);
+	return 0;
+}
+
+/*
  * Bind the control socket.  Runs after the pid file lock is held, so a
  * socket left at the path is a crashed run's: it is replaced.  Anything
  * else at the path is refused.
@@ -352,7 +405,6 @@ control_init(struct event_base *base, const struct config *conf,
 {
 	struct sockaddr_un	 sun;
 	struct stat		 st;
-	char			*dir;
 	mode_t			 old;
 	int			 fd, rc;
 
@@ -365,15 +417,9 @@ control_init(struct event_base *base, const struct config *conf,
 		    ctl.path);
 		return -1;
 	}
-	dir = xstrdup(ctl.path);
-	if (mkdir(dirname(dir), 0755) == -1 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create the directory of "
-		    "control_socket %s: %s", ctl.path, strerror(errno));
-		free(dir);
+	if (control_check_dir(conf, err, errlen) == -1)
 		return -1;
-	}
-	free(dir);
-	if (lstat(ctl.path, &st) == 0) {
+	if (fstatat(ctl.dfd, ctl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errlen, "control_socket %s exists and is "
 			    "not a socket", ctl.path);
@@ -384,7 +430,7 @@ control_init(struct event_base *base, const struct config *conf,
 			    "another running daemon", ctl.path);
 			return -1;
 		}
-		unlink(ctl.path);
+		unlinkat(ctl.dfd, ctl.name, 0);
 	}
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -397,7 +443,8 @@ control_init(struct event_base *base, const struct config *conf,
 	old = umask(0177);
 	rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
 	umask(old);
-	if (rc == -1 || listen(fd, 8) == -1 || lstat(ctl.path, &st) == -1) {
+	if (rc == -1 || listen(fd, 8) == -1 || fstatat(ctl.dfd, ctl.name, &st,
+	    AT_SYMLINK_NOFOLLOW) == -1) {
 		snprintf(err, errlen, "cannot listen on control_socket %s: %s",
 		    ctl.path, strerror(errno));
 		close(fd);
@@ -410,6 +457,43 @@ control_init(struct event_base *base, const struct config *conf,
 	if (ctl.lev == NULL)
 		fatalx("control: cannot create a listener");
 	log_info("control: listening on %s", log_esc(ctl.path));
+	return 0;
+}
+
+/*
+ * Give the control socket to uid before the privilege drop, so that the
+ * user may use it.  Only the socket this daemon bound, checked and changed
+ * through one descriptor of it; one that is gone is left gone.
+ */
+int
+control_give(uid_t uid, char *err, size_t errlen)
+{
+	struct stat	st;
+	int		fd;
+
+	if (ctl.name == NULL)
+		return 0;
+	if ((fd = socket_path_at(ctl.dfd, ctl.name, &st)) == -1) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "cannot give %s to uid %u: %s", ctl.path,
+		    (unsigned)uid, strerror(errno));
+		return -1;
+	}
+	if (st.st_dev != ctl.dev || st.st_ino != ctl.ino) {
+		snprintf(err, errlen, "cannot give %s to uid %u: it is no "
+		    "longer the socket the daemon bound", ctl.path,
+		    (unsigned)uid);
+		close(fd);
+		return -1;
+	}
+	if (fchownat(fd, "", uid, (gid_t)-1, AT_EMPTY_PATH) == -1) {
+		snprintf(err, errlen, "cannot give %s to uid %u: %s", ctl.path,
+		    (unsigned)uid, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
 	return 0;
 }
 
@@ -426,9 +510,15 @@ control_shutdown(void)
 	if (ctl.lev != NULL)
 		evconnlistener_free(ctl.lev);
 	ctl.lev = NULL;
-	if (ctl.path != NULL && lstat(ctl.path, &st) == 0 &&
-	    st.st_dev == ctl.dev && st.st_ino == ctl.ino)
-		unlink(ctl.path);
+	if (ctl.name != NULL && fstatat(ctl.dfd, ctl.name, &st,
+	    AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == ctl.dev &&
+	    st.st_ino == ctl.ino)
+		unlinkat(ctl.dfd, ctl.name, 0);
+	if (ctl.dfd != -1)
+		close(ctl.dfd);
+	ctl.dfd = -1;
+	free(ctl.name);
+	ctl.name = NULL;
 	free(ctl.path);
 	ctl.path = NULL;
 }

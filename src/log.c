@@ -102,8 +102,9 @@ log_reopen(void)
 
 	if (log_path == NULL)
 		return 0;
+	/* Never through a link: a log directory may be writable by others. */
 	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
-	    O_NOCTTY, 0640);
+	    O_NOFOLLOW | O_NOCTTY, 0640);
 	if (fd == -1)
 		return -1;
 	if ((fp = fdopen(fd, "a")) == NULL) {

@@ -26,6 +26,8 @@
 
 struct pidfile {
 	char	*path;
+	char	*name;		/* in dfd */
+	int	 dfd;		/* of path's directory */
 	int	 fd;
 	pid_t	 pid;
 	dev_t	 dev;
@@ -65,17 +67,18 @@ pidfile_read(int fd, char *buf, size_t len)
 	return (long)pid;
 }
 
-/* Open and lock the file currently at path.  Returns the fd or -1. */
+/* Open and lock the file currently at name in dfd.  Returns the fd or -1. */
 static int
-pidfile_open_locked(const char *path, char *err, size_t errlen)
+pidfile_open_locked(int dfd, const char *name, const char *path, char *err,
+    size_t errlen)
 {
 	struct stat	 fst, pst;
 	char		 buf[32];
 	int		 fd, tries;
 
 	for (tries = 0; tries < 10; tries++) {
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
-		    O_NOCTTY, 0644);
+		fd = openat(dfd, name, O_RDWR | O_CREAT | O_CLOEXEC |
+		    O_NOFOLLOW | O_NOCTTY, 0644);
 		if (fd == -1) {
 			snprintf(err, errlen, "cannot open pid file %s: %s",
 			    path, errno == ELOOP ? "it is a symbolic link" :
@@ -100,8 +103,8 @@ pidfile_open_locked(const char *path, char *err, size_t errlen)
 			return -1;
 		}
 		/* Still the file at path?  If not, someone renamed over it. */
-		if (stat(path, &pst) == 0 && pst.st_dev == fst.st_dev &&
-		    pst.st_ino == fst.st_ino)
+		if (fstatat(dfd, name, &pst, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    pst.st_dev == fst.st_dev && pst.st_ino == fst.st_ino)
 			return fd;
 		close(fd);
 	}
@@ -125,32 +128,70 @@ pidfile_check_stale(int fd, const char *path)
 		    "\"%s\")", path, log_esc(buf));
 }
 
+/* A new file name.XXXXXXXXXXXX in dfd, made O_EXCL; its name in tmp. */
+static int
+pidfile_tmp(int dfd, const char *name, char **tmp)
+{
+	unsigned char	rnd[6];
+	int		fd = -1, tries;
+
+	*tmp = NULL;
+	for (tries = 0; tries < 10 && fd == -1; tries++) {
+		free(*tmp);
+		*tmp = NULL;
+		if (getentropy(rnd, sizeof rnd) == -1)
+			return -1;
+		xasprintf(tmp, "%s.%02x%02x%02x%02x%02x%02x", name, rnd[0],
+		    rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+		fd = openat(dfd, *tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC | O_NOCTTY, 0600);
+		if (fd == -1 && errno != EEXIST)
+			break;
+	}
+	return fd;
+}
+
+/*
+ * The directory of the pid file is held open and everything in it goes
+ * through that descriptor: after a first run it is the user's, who can
+ * swap anything in it for a link.
+ */
 struct pidfile *
 pidfile_acquire(const char *path, char *err, size_t errlen)
 {
 	struct pidfile	*pf;
 	struct stat	 st;
-	char		*tmp, *dir, buf[32];
-	int		 oldfd, fd, len;
+	char		*tmp = NULL, *copy, *dir, *name, buf[32];
+	int		 dfd, oldfd, fd, len;
 
 	/* The runtime directory (/run/virtconsoled) may not exist yet. */
-	dir = xstrdup(path);
-	if (mkdir(dirname(dir), 0755) == -1 && errno != EEXIST) {
+	copy = xstrdup(path);
+	dir = dirname(copy);
+	if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create directory for pid file "
 		    "%s: %s", path, strerror(errno));
-		free(dir);
+		free(copy);
 		return NULL;
 	}
-	free(dir);
-
-	if ((oldfd = pidfile_open_locked(path, err, errlen)) == -1)
+	if ((dfd = priv_dir_open(dir)) == -1) {
+		snprintf(err, errlen, "cannot open the directory of pid file "
+		    "%s: %s", path, errno == ELOOP ? "it is a symbolic link" :
+		    strerror(errno));
+		free(copy);
 		return NULL;
+	}
+	free(copy);
+	copy = xstrdup(path);
+	name = xstrdup(basename(copy));
+	free(copy);
+
+	if ((oldfd = pidfile_open_locked(dfd, name, path, err, errlen)) == -1)
+		goto fail;
 	pidfile_check_stale(oldfd, path);
 
-	xasprintf(&tmp, "%s.XXXXXX", path);
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "cannot create %s: %s", tmp,
-		    strerror(errno));
+	if ((fd = pidfile_tmp(dfd, name, &tmp)) == -1) {
+		snprintf(err, errlen, "cannot create a temporary file beside "
+		    "pid file %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
@@ -159,10 +200,10 @@ pidfile_acquire(const char *path, char *err, size_t errlen)
 	    fsync(fd) == -1 ||
 	    pidfile_lock(fd) == -1 ||
 	    fstat(fd, &st) == -1 ||
-	    rename(tmp, path) == -1) {
+	    renameat(dfd, tmp, dfd, name) == -1) {
 		snprintf(err, errlen, "cannot write pid file %s: %s", path,
 		    strerror(errno));
-		unlink(tmp);
+		unlinkat(dfd, tmp, 0);
 		close(fd);
 		goto fail;
 	}
@@ -171,6 +212,8 @@ pidfile_acquire(const char *path, char *err, size_t errlen)
 
 	pf = xcalloc(1, sizeof *pf);
 	pf->path = xstrdup(path);
+	pf->name = name;
+	pf->dfd = dfd;
 	pf->fd = fd;
 	pf->pid = getpid();
 	pf->dev = st.st_dev;
@@ -179,7 +222,10 @@ pidfile_acquire(const char *path, char *err, size_t errlen)
 
 fail:
 	free(tmp);
-	close(oldfd);
+	free(name);
+	if (oldfd != -1)
+		close(oldfd);
+	close(dfd);
 	return NULL;
 }
 
@@ -191,10 +237,13 @@ pidfile_release(struct pidfile *pf)
 
 	if (pf == NULL)
 		return;
-	if (pf->pid == getpid() && stat(pf->path, &st) == 0 &&
-	    st.st_dev == pf->dev && st.st_ino == pf->ino)
-		unlink(pf->path);
+	if (pf->pid == getpid() && fstatat(pf->dfd, pf->name, &st,
+	    AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == pf->dev &&
+	    st.st_ino == pf->ino)
+		unlinkat(pf->dfd, pf->name, 0);
 	close(pf->fd);
+	close(pf->dfd);
+	free(pf->name);
 	free(pf->path);
 	free(pf);
 }

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
 #include <pwd.h>
@@ -42,6 +43,46 @@ priv_shared_dir(const char *dir)
 			return 1;
 	}
 	return 0;
+}
+
+/*
+ * Open a directory the daemon works in, for the *at() calls: every later
+ * operation inside it goes through this descriptor, so renaming or
+ * replacing the path meanwhile changes nothing.  The last component is
+ * never a symbolic link, except for a well-known shared directory such as
+ * /var/run (a link to /run on many systems), which only root can change.
+ * Returns the descriptor or -1 with errno set (ELOOP for a link).
+ */
+int
+priv_dir_open(const char *path)
+{
+	struct stat	st;
+	int		fd, flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+
+	if (!priv_shared_dir(path))
+		flags |= O_NOFOLLOW;
+	fd = open(path, flags);
+	/* O_DIRECTORY may win over O_NOFOLLOW: say which it was. */
+	if (fd == -1 && errno == ENOTDIR && (flags & O_NOFOLLOW))
+		errno = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ?
+		    ELOOP : ENOTDIR;
+	return fd;
+}
+
+/* The uid the daemon's files belong to after the drop: `user`'s, or ours. */
+uid_t
+priv_owner(const struct config *conf)
+{
+	struct passwd		*pw;
+	unsigned long long	 id;
+
+	if (conf->user == NULL)
+		return geteuid();
+	if (parse_uint(conf->user, UINT32_MAX - 1, &id) == 0)
+		return (uid_t)id;
+	if ((pw = getpwnam(conf->user)) != NULL)
+		return pw->pw_uid;
+	return geteuid();
 }
 
 /* user and group as names or numbers. */
@@ -86,22 +127,28 @@ priv_resolve(const struct config *conf, uid_t *uid, gid_t *gid,
 	return 0;
 }
 
-/* Give a directory of the daemon's own to the user; never a shared one. */
+/*
+ * Give a directory of the daemon's own to the user; never a shared one,
+ * and never through a symbolic link: the directory may already be the
+ * user's (a restart), so it is changed through a descriptor of it.
+ */
 static int
 priv_give_dir(const char *path, uid_t uid, gid_t gid, char *err,
     size_t errlen)
 {
-	struct stat	st;
+	int	fd;
 
 	if (priv_shared_dir(path))
 		return 0;
-	if (lstat(path, &st) == -1 || !S_ISDIR(st.st_mode))
+	if ((fd = priv_dir_open(path)) == -1)
 		return 0;
-	if (chown(path, uid, (gid_t)-1) == -1) {
+	if (fchown(fd, uid, (gid_t)-1) == -1) {
 		snprintf(err, errlen, "cannot give %s to uid %u: %s", path,
 		    (unsigned)uid, strerror(errno));
+		close(fd);
 		return -1;
 	}
+	close(fd);
 	(void)gid;
 	return 0;
 }
@@ -147,12 +194,8 @@ priv_drop(const struct config *conf, char *err, size_t errlen)
 	    priv_give_parent(conf->control_socket, uid, gid, err,
 	    errlen) == -1)
 		return -1;
-	if (chown(conf->control_socket, uid, (gid_t)-1) == -1 &&
-	    errno != ENOENT) {
-		snprintf(err, errlen, "cannot give %s to uid %u: %s",
-		    conf->control_socket, (unsigned)uid, strerror(errno));
+	if (control_give(uid, err, errlen) == -1)
 		return -1;
-	}
 	if ((name != NULL ? initgroups(name, gid) : setgroups(1, &gid)) == -1 ||
 	    setresgid(gid, gid, gid) == -1 || setresuid(uid, uid, uid) == -1) {
 		snprintf(err, errlen, "cannot become uid %u gid %u: %s",

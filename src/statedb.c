@@ -351,10 +351,10 @@ statedb_open(const char *dir, time_t now, char *err, size_t errlen)
 	db->fd = -1;
 	xasprintf(&db->path, "%s/%s", dir, STATEDB_FILE);
 
-	db->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	db->dfd = priv_dir_open(dir);
 	if (db->dfd == -1) {
 		snprintf(err, errlen, "state directory %s: %s", dir,
-		    strerror(errno));
+		    errno == ELOOP ? "is a symbolic link" : strerror(errno));
 		goto fail;
 	}
 	db->fd = openat(db->dfd, STATEDB_FILE, O_RDWR | O_CREAT | O_NOFOLLOW |

@@ -226,7 +226,7 @@ token_file_create(const char *what, const char *path, uint8_t *out,
     size_t len, char *err, size_t errlen)
 {
 	uint8_t	 rnd[6];
-	char	*tmp = NULL, *dir, *copy;
+	char	*tmp = NULL, *dir, *copy, *name;
 	int	 fd = -1, tries, dfd, ret = -1;
 
 	copy = xstrdup(path);
@@ -237,14 +237,24 @@ token_file_create(const char *what, const char *path, uint8_t *out,
 		free(copy);
 		return -1;
 	}
+	/* Everything in the directory goes through this descriptor. */
+	if ((dfd = priv_dir_open(dir)) == -1) {
+		snprintf(err, errlen, "%s %s: its directory: %s", what, path,
+		    errno == ELOOP ? "is a symbolic link" : strerror(errno));
+		free(copy);
+		return -1;
+	}
+	free(copy);
+	copy = xstrdup(path);
+	name = basename(copy);
 	for (tries = 0; tries < 10 && fd == -1; tries++) {
 		free(tmp);
 		tmp = NULL;
 		if (RAND_bytes(rnd, sizeof rnd) != 1)
 			break;
-		xasprintf(&tmp, "%s.%02x%02x%02x%02x%02x%02x", path, rnd[0],
+		xasprintf(&tmp, "%s.%02x%02x%02x%02x%02x%02x", name, rnd[0],
 		    rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 		    O_CLOEXEC | O_NOCTTY, 0600);
 		if (fd == -1 && errno != EEXIST)
 			break;
@@ -267,7 +277,7 @@ token_file_create(const char *what, const char *path, uint8_t *out,
 	}
 	close(fd);
 	fd = -1;
-	if (link(tmp, path) == -1) {
+	if (linkat(dfd, tmp, dfd, name, 0) == -1) {
 		if (errno == EEXIST)
 			ret = 1;
 		else
@@ -275,21 +285,19 @@ token_file_create(const char *what, const char *path, uint8_t *out,
 			    what, path, strerror(errno));
 		goto fail;
 	}
-	unlink(tmp);
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-		fsync(dfd);
-		close(dfd);
-	}
+	unlinkat(dfd, tmp, 0);
+	fsync(dfd);
 	ret = 0;
 	goto out;
 
 fail:
 	if (fd != -1)
 		close(fd);
-	unlink(tmp);
+	unlinkat(dfd, tmp, 0);
 	if (ret != 0)
 		explicit_bzero(out, len);
 out:
+	close(dfd);
 	free(tmp);
 	free(copy);
 	return ret;

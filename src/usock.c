@@ -11,6 +11,10 @@
  * sockets.  Sockets left by a crashed run are removed at start, which runs
  * only once the pid file lock is held.  Paths are never followed through
  * symlinks, and only a socket this daemon bound is ever unlinked by it.
+ * After a first run the directory is the user's, who may swap anything in
+ * it for a link: so everything in it but bind() and connect() goes
+ * through a descriptor of it held for the daemon's life (fstatat,
+ * unlinkat, fchownat), and nothing is ever chmod'ed or chown'ed by path.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,8 +23,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,10 +51,11 @@ struct usock {
 static struct {
 	struct event_base	*base;
 	char			*dir;
+	int			 dfd;		/* of dir, for the *at() calls */
 	int			 have_gid;
 	gid_t			 gid;
 	uid_t			 owner;		/* `user`, or ours */
-} us;
+} us = { .dfd = -1 };
 
 /* Whether a guest gets a socket: see socket_name_check() in util.c. */
 int
@@ -66,6 +71,7 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 	struct dirent	*de;
 	DIR		*d;
 	char		 path[4096], parent[4096], *slash;
+	int		 fd;
 
 	if (priv_shared_dir(dir)) {
 		snprintf(err, errlen, "socket_dir %s is a shared directory; "
@@ -87,14 +93,23 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
-	if (lstat(dir, &st) == -1) {
-		snprintf(err, errlen, "socket_dir %s: %s", dir,
-		    strerror(errno));
+	/*
+	 * From here on only through this descriptor: after a first run the
+	 * directory is the user's, who can swap anything in it for a link.
+	 */
+	if ((us.dfd = priv_dir_open(dir)) == -1) {
+		if (errno == ELOOP || errno == ENOTDIR)
+			snprintf(err, errlen, "socket_dir %s is not a "
+			    "directory%s", dir, errno == ELOOP ?
+			    " (a symbolic link)" : "");
+		else
+			snprintf(err, errlen, "socket_dir %s: %s", dir,
+			    strerror(errno));
 		return -1;
 	}
-	if (!S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "socket_dir %s is not a directory%s",
-		    dir, S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
+	if (fstat(us.dfd, &st) == -1) {
+		snprintf(err, errlen, "socket_dir %s: %s", dir,
+		    strerror(errno));
 		return -1;
 	}
 	/* Ours: root's, or the user the daemon drops to (a restart). */
@@ -107,16 +122,18 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "socket_dir %s is world-writable", dir);
 		return -1;
 	}
-	if (us.have_gid && (chown(dir, (uid_t)-1, us.gid) == -1 ||
-	    chmod(dir, 0750) == -1)) {
+	if (us.have_gid && (fchown(us.dfd, (uid_t)-1, us.gid) == -1 ||
+	    fchmod(us.dfd, 0750) == -1)) {
 		snprintf(err, errlen, "cannot give socket_dir %s to its "
 		    "group: %s", dir, strerror(errno));
 		return -1;
 	}
 
-	if ((d = opendir(dir)) == NULL) {
+	if ((fd = dup(us.dfd)) == -1 || (d = fdopendir(fd)) == NULL) {
 		snprintf(err, errlen, "cannot read socket_dir %s: %s", dir,
 		    strerror(errno));
+		if (fd != -1)
+			close(fd);
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -124,7 +141,8 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 		    strcmp(de->d_name, "..") == 0)
 			continue;
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-		if (lstat(path, &st) == -1)
+		if (fstatat(us.dfd, de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1)
 			continue;
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errlen, "socket_dir %s holds %s, which "
@@ -145,7 +163,7 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 			closedir(d);
 			return -1;
 		}
-		if (unlink(path) == 0)
+		if (unlinkat(us.dfd, de->d_name, 0) == 0)
 			log_info("usock: removed stale socket %s",
 			    log_esc(path));
 	}
@@ -158,18 +176,11 @@ usock_init(struct event_base *base, const struct config *conf, char *err,
     size_t errlen)
 {
 	struct group		*gr;
-	struct passwd		*pw;
 	unsigned long long	 id;
 
 	us.base = base;
 	us.dir = xstrdup(conf->socket_dir);
-	us.owner = geteuid();
-	if (conf->user != NULL) {
-		if (parse_uint(conf->user, UINT32_MAX - 1, &id) == 0)
-			us.owner = (uid_t)id;
-		else if ((pw = getpwnam(conf->user)) != NULL)
-			us.owner = pw->pw_uid;
-	}
+	us.owner = priv_owner(conf);
 	if (conf->socket_group != NULL) {
 		if (parse_uint(conf->socket_group, UINT32_MAX - 1, &id) == 0)
 			us.gid = (gid_t)id;
@@ -228,6 +239,13 @@ usock_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	session_open(u->guest, NULL, bev, peer, NULL, NULL);
 }
 
+/* The socket's name in socket_dir: the guest's name when it was made. */
+static const char *
+usock_name(const struct usock *u)
+{
+	return strrchr(u->path, '/') + 1;
+}
+
 static void
 usock_close(struct usock *u)
 {
@@ -238,9 +256,9 @@ usock_close(struct usock *u)
 	if (u->ev_resume != NULL)
 		event_free(u->ev_resume);
 	/* Unlink only the socket we bound, not one that replaced it. */
-	if (lstat(u->path, &st) == 0 && st.st_dev == u->dev &&
-	    st.st_ino == u->ino)
-		unlink(u->path);
+	if (fstatat(us.dfd, usock_name(u), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == u->dev && st.st_ino == u->ino)
+		unlinkat(us.dfd, usock_name(u), 0);
 	log_info("usock: guest=%s socket %s closed", log_esc(u->guest->name),
 	    log_esc(u->path));
 	free(u->path);
@@ -253,14 +271,15 @@ usock_open(struct guest *g)
 	struct sockaddr_un	 sun;
 	struct usock		*u;
 	struct guest		*other;
-	struct stat		 st;
+	struct stat		 st, now;
+	const char		*name = g->name;
 	mode_t			 old;
-	int			 fd, rc;
+	int			 fd, sfd = -1, rc;
 
 	u = xcalloc(1, sizeof *u);
 	u->guest = g;
-	xasprintf(&u->path, "%s/%s", us.dir, g->name);
-	if (lstat(u->path, &st) == 0) {
+	xasprintf(&u->path, "%s/%s", us.dir, name);
+	if (fstatat(us.dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			log_warnx("usock: guest=%s: %s exists and is not a "
 			    "socket; no socket for this guest",
@@ -281,13 +300,14 @@ usock_open(struct guest *g)
 				other->sock = NULL;
 			}
 		}
-		if (lstat(u->path, &st) == 0 && socket_in_use(u->path)) {
+		if (fstatat(us.dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    socket_in_use(u->path)) {
 			log_warnx("usock: guest=%s: %s is in use by another "
 			    "process; no socket for this guest",
 			    log_esc(g->name), log_esc(u->path));
 			goto fail;
 		}
-		unlink(u->path);
+		unlinkat(us.dfd, name, 0);
 	}
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -297,20 +317,32 @@ usock_open(struct guest *g)
 		log_warn("usock: socket");
 		goto fail;
 	}
-	/* Born 0600: no window in which others could connect. */
-	old = umask(0177);
+	/*
+	 * Born with its final mode (0660 for socket_group, else 0600), as a
+	 * mode can only be changed by path; others cannot connect before
+	 * listen(), which comes once the group is right.  The group changes
+	 * through a descriptor of the very socket checked.
+	 */
+	old = umask(us.have_gid ? 0117 : 0177);
 	rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
 	umask(old);
-	if (rc == -1 || (us.have_gid && (chown(u->path, (uid_t)-1,
-	    us.gid) == -1 || chmod(u->path, 0660) == -1)) ||
-	    listen(fd, USOCK_BACKLOG) == -1 || lstat(u->path, &st) == -1) {
+	if (rc == -1 || (sfd = socket_path_at(us.dfd, name, &st)) == -1 ||
+	    (us.have_gid && st.st_gid != us.gid && fchownat(sfd, "",
+	    (uid_t)-1, us.gid, AT_EMPTY_PATH) == -1) ||
+	    listen(fd, USOCK_BACKLOG) == -1) {
 		log_warn("usock: guest=%s: cannot listen on %s",
 		    log_esc(g->name), log_esc(u->path));
 		close(fd);
-		if (rc == 0)
-			unlink(u->path);
+		/* The socket we bound, not one that replaced it. */
+		if (sfd != -1 && fstatat(us.dfd, name, &now,
+		    AT_SYMLINK_NOFOLLOW) == 0 && now.st_dev == st.st_dev &&
+		    now.st_ino == st.st_ino)
+			unlinkat(us.dfd, name, 0);
+		if (sfd != -1)
+			close(sfd);
 		goto fail;
 	}
+	close(sfd);
 	u->dev = st.st_dev;
 	u->ino = st.st_ino;
 	u->ev_resume = evtimer_new(us.base, usock_resume_cb, u);
@@ -375,4 +407,7 @@ usock_shutdown(void)
 	}
 	free(us.dir);
 	us.dir = NULL;
+	if (us.dfd != -1)
+		close(us.dfd);
+	us.dfd = -1;
 }

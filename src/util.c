@@ -3,9 +3,11 @@
  * and strict number parsing.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -212,6 +214,35 @@ socket_in_use(const char *path)
 	e = errno;
 	close(fd);
 	return rc == 0 || e == EAGAIN || e == EINPROGRESS;
+}
+
+/*
+ * An O_PATH descriptor of the socket called name in the directory dfd,
+ * never through a symbolic link, with its stat in st: what the caller
+ * checks (which inode it is) is then what fchownat(fd, "", ...,
+ * AT_EMPTY_PATH) changes, even in a directory someone else can write.
+ * Returns the descriptor, or -1 with errno set (ENOTSOCK for anything but
+ * a socket).
+ */
+int
+socket_path_at(int dfd, const char *name, struct stat *st)
+{
+	int	fd, e;
+
+	if ((fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return -1;
+	if (fstat(fd, st) == -1) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (!S_ISSOCK(st->st_mode)) {
+		close(fd);
+		errno = ENOTSOCK;
+		return -1;
+	}
+	return fd;
 }
 
 /*

@@ -10,7 +10,7 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 	libvirt-dev libevent-dev libssl-dev libxml2-dev
 	tmux clang mandoc man-db cppcheck logrotate
 	chromium websockify python3-websockets
-	valgrind clang-tidy iproute2 python3-libvirt python3-matplotlib
+	valgrind clang-tidy iproute2 python3-libvirt python3-matplotlib strace
 	openssl systemd gdb"
 # systemd is here for its tools (t-init runs `systemd-analyze verify` on the
 # unit), not as init: the machine keeps its own PID 1.  Its maintainer
@@ -19,7 +19,9 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 # without it; systemd-sysv, the package that makes it init, is not pulled
 # in (nor, with --no-install-recommends, dbus or systemd-timesyncd).
 # openssl is the command the TLS tests make certificates and probe with;
-# gdb counts calls in the running daemon (t-webbounds: one parse per head).
+# strace is t-privaudit's auditor of the file system calls a root start
+# makes; gdb counts calls in the running daemon (t-webbounds: one parse
+# per head).
 missing=""
 for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
