@@ -433,8 +433,10 @@ d = WebDaemon(lab.uri, {
     "web_root": web_root(),
     # What 225 sessions and the flood need, set explicitly: the unix door
     # has no client limit; the web door allows max_clients at once (default
-    # 1024) and max_clients_per_address (default 32) from one address.
-    "max_clients": FLOOD + 1024,
+    # 1024) and max_clients_per_address (default 32) from one address; at
+    # most three quarters of max_clients may be connections not upgraded
+    # (the flood and the clients attaching during it).
+    "max_clients": FLOOD * 4 // 3 + 1024,
     "max_clients_per_address": 32,
     "policy": "refuse",             # a session given twice would be refused
     "idle_timeout": 0,              # sessions idle between phases
