@@ -8,79 +8,22 @@
 #   5. builds the lab guest, starts the PRIVATE libvirt daemon, and runs the
 #      integration tests against real QEMU guests, with the plain build,
 #      a subset again with the sanitizer build and a subset under valgrind;
-#   6. stops the lab and prints "N passed, N failed" as its last line.
-# Every TAP line counts as one test.  Under CI=true a test that cannot run
-# is a failure.  Logs go to tests/out/.
+#   6. stops the lab and prints "N passed, N failed, N skipped" as its last
+#      line.
+# Every TAP line counts as one test; "ok ... # SKIP" is a skip, not a pass.
+# Under CI=true a test that cannot run (a skip) is also counted as a
+# failure.  Logs go to tests/out/.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$TOP/tests/out
 PASSED=0
 FAILED=0
+SKIPPED=0
 LAB=$TOP/tests/lab/lab.sh
 export DEBIAN_FRONTEND=noninteractive
 
-say() { printf '== %s\n' "$*"; }
-
-# record NAME PASSED FAILED
-record() {
-	PASSED=$((PASSED + $2))
-	FAILED=$((FAILED + $3))
-	printf '%-40s %4d passed, %d failed\n' "$1" "$2" "$3"
-}
-
-# A step that is one test: pass when the command succeeds.
-step() {
-	local name=$1; shift
-	if "$@" > "$OUT/$name.log" 2>&1; then
-		record "$name" 1 0
-	else
-		record "$name" 0 1
-		tail -n 30 "$OUT/$name.log" | sed 's/^/    /'
-		return 1
-	fi
-}
-
-# run_tap NAME COMMAND...: count a TAP producer's ok / not ok lines.  A
-# crash, a non-zero exit without a "not ok", or no test at all is a failure.
-# TAP_TIMEOUT (seconds, default 600) bounds one producer.
-run_tap() {
-	local name=$1 log rc p f; shift
-	log=$OUT/$name.log
-	timeout "${TAP_TIMEOUT:-600}" "$@" > "$log" 2>&1
-	rc=$?
-	p=$(grep -c '^ok ' "$log")
-	f=$(grep -c '^not ok ' "$log")
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-		f=1
-		echo "not ok - $name exited with status $rc" >> "$log"
-	fi
-	if [ $((p + f)) -eq 0 ]; then
-		if grep -q '^1\.\.0 # SKIP' "$log" && [ "${CI:-}" != true ]; then
-			printf '%-40s skipped: %s\n' "$name" \
-			    "$(sed -n 's/^1\.\.0 # SKIP //p' "$log")"
-			return 0
-		fi
-		f=1
-	fi
-	record "$name" "$p" "$f"
-	if [ "$f" -gt 0 ]; then
-		grep -E '^not ok|^#' "$log" | head -n 40 | sed 's/^/    /'
-		tail -n 5 "$log" | sed 's/^/    /'
-	fi
-}
-
-# Count automake's per-test results (.trs files) of one build.
-count_trs() {
-	local name=$1 dir=$2 p f
-	p=$(cat "$dir"/tests/unit/*.trs 2>/dev/null | grep -c '^:test-result: PASS')
-	f=$(cat "$dir"/tests/unit/*.trs 2>/dev/null | grep -cE '^:test-result: (FAIL|ERROR|XPASS)')
-	[ $((p + f)) -eq 0 ] && f=1
-	record "$name" "$p" "$f"
-	if [ "$f" -gt 0 ]; then
-		grep -h -B2 -A3 '^not ok' "$dir"/tests/unit/*.log 2>/dev/null |
-		    head -n 40 | sed 's/^/    /'
-	fi
-}
+# say, record, step, run_tap, count_trs: how results are counted.
+. "$TOP/tests/count.sh"
 
 configure_build() {
 	local dir=$1; shift
@@ -129,6 +72,7 @@ say "lab"
 run_tap t-cli env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-cli.sh"
 run_tap t-init env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-init.sh"
 run_tap t-tls env VCD_BUILD="$TOP/build" "$TOP/tests/integration/t-tls.sh"
+run_tap t-count "$TOP/tests/integration/t-count.sh"
 
 LAB_OK=0
 if step lab-image "$LAB" image &&
@@ -156,7 +100,7 @@ if [ "$LAB_OK" = 1 ]; then
 		[ -e "$t" ] || continue
 		n=$(basename "$t")
 		n=${n%.*}
-		case $n in t-cli|t-init|t-tls) continue ;; esac
+		case $n in t-cli|t-init|t-tls|t-count) continue ;; esac
 		case $t in
 		*.py) run_tap "$n" env VCD_BUILD="$TOP/build" \
 		    /usr/bin/python3 "$t" ;;
@@ -213,5 +157,5 @@ if [ "$LAB_OK" = 1 ]; then
 	fi
 fi
 
-echo "$PASSED passed, $FAILED failed"
+echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 [ "$FAILED" -eq 0 ]
