@@ -176,8 +176,6 @@ const char	*pidfile_path(const struct pidfile *);
 
 /* priv.c */
 int		 priv_drop(const struct config *, char *, size_t);
-int		 priv_shared_dir(const char *);
-int		 priv_dir_open(const char *);
 uid_t		 priv_owner(const struct config *);
 
 /* daemon.c */
@@ -546,6 +544,8 @@ virConnectPtr	 hv_conn(void);
 const char	*hv_state_name(enum hv_state);
 
 /* util.c */
+int		 shared_dir(const char *);
+int		 dir_open(const char *);
 void		*xmalloc(size_t);
 void		*xcalloc(size_t, size_t);
 void		*xrealloc(void *, size_t);

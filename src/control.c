@@ -366,7 +366,7 @@ control_check_dir(const struct config *conf, char *err, size_t errlen)
 		free(copy);
 		return -1;
 	}
-	if ((ctl.dfd = priv_dir_open(dir)) == -1 ||
+	if ((ctl.dfd = dir_open(dir)) == -1 ||
 	    fstat(ctl.dfd, &st) == -1) {
 		snprintf(err, errlen, "the directory of control_socket %s: "
 		    "%s", ctl.path, errno == ELOOP ? "it is a symbolic link" :

@@ -173,7 +173,7 @@ pidfile_acquire(const char *path, char *err, size_t errlen)
 		free(copy);
 		return NULL;
 	}
-	if ((dfd = priv_dir_open(dir)) == -1) {
+	if ((dfd = dir_open(dir)) == -1) {
 		snprintf(err, errlen, "cannot open the directory of pid file "
 		    "%s: %s", path, errno == ELOOP ? "it is a symbolic link" :
 		    strerror(errno));

@@ -22,52 +22,7 @@
 
 #include "virtconsoled.h"
 
-/* Directories that other things live in: never handed to the daemon. */
-static const char *const priv_shared_dirs[] = {
-	"/", "/run", "/var/run", "/tmp", "/var/tmp", "/dev", "/dev/shm",
-	"/etc", "/var", "/var/lib", "/usr", "/home", "/root", "/run/user",
-	"/run/libvirt", "/var/lib/libvirt",
-};
 
-int
-priv_shared_dir(const char *dir)
-{
-	size_t	i, len = strlen(dir);
-
-	while (len > 1 && dir[len - 1] == '/')
-		len--;
-	for (i = 0; i < sizeof priv_shared_dirs / sizeof priv_shared_dirs[0];
-	    i++) {
-		if (strlen(priv_shared_dirs[i]) == len &&
-		    strncmp(dir, priv_shared_dirs[i], len) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/*
- * Open a directory the daemon works in, for the *at() calls: every later
- * operation inside it goes through this descriptor, so renaming or
- * replacing the path meanwhile changes nothing.  The last component is
- * never a symbolic link, except for a well-known shared directory such as
- * /var/run (a link to /run on many systems), which only root can change.
- * Returns the descriptor or -1 with errno set (ELOOP for a link).
- */
-int
-priv_dir_open(const char *path)
-{
-	struct stat	st;
-	int		fd, flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
-
-	if (!priv_shared_dir(path))
-		flags |= O_NOFOLLOW;
-	fd = open(path, flags);
-	/* O_DIRECTORY may win over O_NOFOLLOW: say which it was. */
-	if (fd == -1 && errno == ENOTDIR && (flags & O_NOFOLLOW))
-		errno = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ?
-		    ELOOP : ENOTDIR;
-	return fd;
-}
 
 /* The uid the daemon's files belong to after the drop: `user`'s, or ours. */
 uid_t
@@ -138,9 +93,9 @@ priv_give_dir(const char *path, uid_t uid, gid_t gid, char *err,
 {
 	int	fd;
 
-	if (priv_shared_dir(path))
+	if (shared_dir(path))
 		return 0;
-	if ((fd = priv_dir_open(path)) == -1)
+	if ((fd = dir_open(path)) == -1)
 		return 0;
 	if (fchown(fd, uid, (gid_t)-1) == -1) {
 		snprintf(err, errlen, "cannot give %s to uid %u: %s", path,

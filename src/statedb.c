@@ -351,7 +351,7 @@ statedb_open(const char *dir, time_t now, char *err, size_t errlen)
 	db->fd = -1;
 	xasprintf(&db->path, "%s/%s", dir, STATEDB_FILE);
 
-	db->dfd = priv_dir_open(dir);
+	db->dfd = dir_open(dir);
 	if (db->dfd == -1) {
 		snprintf(err, errlen, "state directory %s: %s", dir,
 		    errno == ELOOP ? "is a symbolic link" : strerror(errno));

@@ -238,7 +238,7 @@ token_file_create(const char *what, const char *path, uint8_t *out,
 		return -1;
 	}
 	/* Everything in the directory goes through this descriptor. */
-	if ((dfd = priv_dir_open(dir)) == -1) {
+	if ((dfd = dir_open(dir)) == -1) {
 		snprintf(err, errlen, "%s %s: its directory: %s", what, path,
 		    errno == ELOOP ? "is a symbolic link" : strerror(errno));
 		free(copy);

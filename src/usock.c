@@ -73,7 +73,7 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 	char		 path[4096], parent[4096], *slash;
 	int		 fd;
 
-	if (priv_shared_dir(dir)) {
+	if (shared_dir(dir)) {
 		snprintf(err, errlen, "socket_dir %s is a shared directory; "
 		    "give the daemon one of its own", dir);
 		return -1;
@@ -97,7 +97,7 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 	 * From here on only through this descriptor: after a first run the
 	 * directory is the user's, who can swap anything in it for a link.
 	 */
-	if ((us.dfd = priv_dir_open(dir)) == -1) {
+	if ((us.dfd = dir_open(dir)) == -1) {
 		if (errno == ELOOP || errno == ENOTDIR)
 			snprintf(err, errlen, "socket_dir %s is not a "
 			    "directory%s", dir, errno == ELOOP ?

@@ -314,3 +314,50 @@ json_add_string(struct evbuffer *b, const char *s)
 	}
 	evbuffer_add(b, "\"", 1);
 }
+
+/* Directories that other things live in: never handed to the daemon. */
+static const char *const shared_dirs[] = {
+	"/", "/run", "/var/run", "/tmp", "/var/tmp", "/dev", "/dev/shm",
+	"/etc", "/var", "/var/lib", "/usr", "/home", "/root", "/run/user",
+	"/run/libvirt", "/var/lib/libvirt",
+};
+
+int
+shared_dir(const char *dir)
+{
+	size_t	i, len = strlen(dir);
+
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	for (i = 0; i < sizeof shared_dirs / sizeof shared_dirs[0];
+	    i++) {
+		if (strlen(shared_dirs[i]) == len &&
+		    strncmp(dir, shared_dirs[i], len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Open a directory the daemon works in, for the *at() calls: every later
+ * operation inside it goes through this descriptor, so renaming or
+ * replacing the path meanwhile changes nothing.  The last component is
+ * never a symbolic link, except for a well-known shared directory such as
+ * /var/run (a link to /run on many systems), which only root can change.
+ * Returns the descriptor or -1 with errno set (ELOOP for a link).
+ */
+int
+dir_open(const char *path)
+{
+	struct stat	st;
+	int		fd, flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+
+	if (!shared_dir(path))
+		flags |= O_NOFOLLOW;
+	fd = open(path, flags);
+	/* O_DIRECTORY may win over O_NOFOLLOW: say which it was. */
+	if (fd == -1 && errno == ENOTDIR && (flags & O_NOFOLLOW))
+		errno = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ?
+		    ELOOP : ENOTDIR;
+	return fd;
+}
