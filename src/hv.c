@@ -122,6 +122,8 @@ hv_schedule_retry(void)
 		return;
 	if (hv.backoff_ms == 0)
 		hv.backoff_ms = HV_BACKOFF_MIN_MS;
+	log_debug("hv: next attempt in %u ms uri=%s", hv.backoff_ms,
+	    log_esc(hv.uri));
 	tv.tv_sec = hv.backoff_ms / 1000;
 	tv.tv_usec = (hv.backoff_ms % 1000) * 1000;
 	evtimer_add(hv.retry_ev, &tv);
