@@ -7,9 +7,11 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,8 +254,7 @@ test_defaults(void)
 	is_str(cfg->user, NULL, "default user");
 	is_str(cfg->group, NULL, "default group");
 	config_free(cfg);
-	config_free(NULL);
-	ok(1, "config_free(NULL) is harmless");
+	config_free(NULL);	/* must not crash: no ok line, a crash fails */
 }
 
 static void
@@ -1153,6 +1154,58 @@ tmp_file(const char *name, const void *data, size_t len)
 	return path;
 }
 
+/*
+ * config_load(path) in a child that runs as nobody (uid and gid 65534):
+ * 1 when a config came back, 0 when refused (the message in err), -1 when
+ * the child could not become nobody or died.
+ */
+static int
+load_as_nobody(const char *path, char *msg, size_t msglen)
+{
+	struct config	*cfg;
+	char		 buf[512];
+	ssize_t		 n;
+	size_t		 got = 0;
+	int		 fds[2], status;
+	pid_t		 pid;
+
+	msg[0] = '\0';
+	if (pipe(fds) == -1)
+		return -1;
+	if ((pid = fork()) == -1) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		if (setgroups(0, NULL) == -1 || setgid(65534) == -1 ||
+		    setuid(65534) == -1 || getuid() != 65534 ||
+		    geteuid() != 65534)
+			_exit(2);
+		buf[0] = '\0';
+		cfg = config_load(path, buf + 1, sizeof buf - 1);
+		buf[0] = cfg != NULL ? '1' : '0';
+		config_free(cfg);
+		if (write(fds[1], buf, strlen(buf)) == -1)
+			_exit(3);
+		_exit(0);
+	}
+	close(fds[1]);
+	while (got < sizeof buf - 1 &&
+	    (n = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fds[0]);
+	buf[got] = '\0';
+	if (waitpid(pid, &status, 0) == -1 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0 || got == 0) {
+		printf("# the child as uid 65534 failed (status %d)\n", status);
+		return -1;
+	}
+	snprintf(msg, msglen, "%s", buf + 1);
+	return buf[0] == '1';
+}
+
 static void
 test_load(void)
 {
@@ -1235,16 +1288,33 @@ test_load(void)
 	free(path);
 	free(big);
 
-	if (geteuid() != 0) {
-		path = tmp_file("unreadable.conf", "uri = x\n", 8);
-		chmod(path, 0);
+	/*
+	 * As root every file is readable: the check then runs in a child
+	 * that has become nobody (uid and gid 65534), with the scratch
+	 * directory searchable by it.  A control load of the same file at
+	 * mode 0644 shows that the child can reach and read it, so the
+	 * refusal is the file's mode.
+	 */
+	path = tmp_file("unreadable.conf", "uri = x\n", 8);
+	if (geteuid() == 0) {
+		chmod(tmpdir, 0711);
+		chmod(path, 0644);
+		is_int(load_as_nobody(path, err, sizeof err), 1,
+		    "as uid 65534: the file at mode 0644 is read (control)");
+	}
+	chmod(path, 0);
+	if (geteuid() == 0) {
+		is_int(load_as_nobody(path, err, sizeof err), 0,
+		    "unreadable file (as uid 65534)");
+	} else {
 		cfg = config_load(path, err, sizeof err);
 		ok(cfg == NULL, "unreadable file");
-		snprintf(want, sizeof want, "%s: %s", path, strerror(EACCES));
-		is_str(err, want, "unreadable message");
-		unlink(path);
-		free(path);
+		config_free(cfg);
 	}
+	snprintf(want, sizeof want, "%s: %s", path, strerror(EACCES));
+	is_str(err, want, "unreadable message");
+	unlink(path);
+	free(path);
 	rmdir(tmpdir);
 }
 
@@ -1413,7 +1483,7 @@ test_random(void)
 	char		 buf[512];
 	struct config	*cfg;
 	size_t		 len, n, k;
-	int		 i, badmsg = 0;
+	int		 i, badmsg = 0, accepted = 0, refused = 0, undefined = 0;
 
 	for (i = 0; i < 20000; i++) {
 		len = 0;
@@ -1434,12 +1504,24 @@ test_random(void)
 		}
 		err[0] = '\0';
 		cfg = config_parse(NAME, buf, len, err, sizeof err);
+		if (cfg != NULL)
+			accepted++;
+		else if (err[0] != '\0')
+			refused++;
+		else
+			undefined++;	/* NULL without a message */
 		if (cfg == NULL && (strncmp(err, NAME ":", 10) != 0 ||
 		    strchr(err, '\n') != NULL))
 			badmsg++;
 		config_free(cfg);
 	}
-	ok(1, "20000 random inputs parsed without a crash");
+	printf("# random inputs: %d accepted, %d refused, %d NULL without "
+	    "a message\n", accepted, refused, undefined);
+	ok(accepted + refused == 20000 && undefined == 0,
+	    "20000 random inputs parsed, each to a config or to a refusal "
+	    "with a message");
+	ok(accepted > 0 && refused > 0,
+	    "the random inputs reach both outcomes (accepted and refused)");
 	ok(badmsg == 0, "every failure has a one-line name:line: message");
 }
 
