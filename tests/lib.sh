@@ -57,6 +57,57 @@ done_testing() {
 	exit $?
 }
 
+# asan_build: whether $VCD is an ASan (and UBSan) build, i.e. linked with
+# libasan (gcc links it dynamically).
+asan_build() {
+	ldd "$VCD" 2>/dev/null | grep -q 'libasan'
+}
+
+# no_sanitizer_report DESCRIPTION LOG...: a check that no ASan/UBSan report
+# is in the logs, counted only in an ASan build (elsewhere nothing could
+# write one): else a diag line.
+no_sanitizer_report() {
+	local d=$1; shift
+	if ! asan_build; then
+		diag "$d: not counted, $VCD is not an ASan build (no libasan)"
+		return 0
+	fi
+	if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$@"; then
+		fail "$d"
+		grep -hE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$@" |
+		    head -n 5 | sed 's/^/#   /'
+	else
+		pass "$d"
+	fi
+}
+
+# is_pid VALUE: VALUE is a pid (a positive number); "kill -0 ''" or
+# "kill -0 0" would otherwise pass on an empty or missing pid.
+is_pid() {
+	[[ ${1:-} =~ ^[1-9][0-9]*$ ]]
+}
+
+# alive_pid PID: PID is a pid and that process runs.
+alive_pid() {
+	is_pid "${1:-}" && kill -0 "$1" 2>/dev/null
+}
+
+# answers_status PID SOCKET: the daemon PID runs and answers
+# "virtconsolectl -s SOCKET status" with its own pid: alive and serving,
+# not merely not yet reaped.
+answers_status() {
+	local out
+	alive_pid "$1" || return 1
+	out=$("$VCD_BUILD/virtconsolectl" -s "$2" status 2>&1) || {
+		diag "virtconsolectl status: $out"
+		return 1
+	}
+	grep -qE "^virtconsoled [^ ]+, pid $1, up [0-9]+ s$" <<< "$out" || {
+		diag "virtconsolectl status: $out"
+		return 1
+	}
+}
+
 need_lab() {
 	if [ -z "${LAB_URI:-}" ] || [ -z "${LAB_DIR:-}" ]; then
 		skip_all "no lab (LAB_URI and LAB_DIR are not set)"

@@ -22,16 +22,19 @@ out=$("$VCD" -n -f "$TOP/etc/virtconsoled.conf" 2>&1); rc=$?
 check "-n accepts the shipped default config" test "$rc" -eq 0 -a "$out" = "configuration OK"
 write_conf "$D/bad.conf" "# comment" "uri = qemu:///system" "" "idle_timeout = soon"
 out=$("$VCD" -n -f "$D/bad.conf" 2>&1); rc=$?
-check "-n on a bad value fails" test "$rc" -ne 0
+check "-n on a bad value fails with exit 1 (rc $rc)" test "$rc" -eq 1
 check "naming file:line ($out)" grep -q "^virtconsoled: $D/bad.conf:4: " <<< "$out"
 check "as one line" test "$(printf '%s\n' "$out" | wc -l)" -eq 1
 write_conf "$D/bad2.conf" "uri = qemu:///system" "no_such_key = 1"
 out=$("$VCD" -n -f "$D/bad2.conf" 2>&1); rc=$?
-check "-n on an unknown key fails with file:line" grep -q "bad2.conf:2: unknown key 'no_such_key'" <<< "$out"
+check "-n on an unknown key fails: exit 1 (rc $rc)" test "$rc" -eq 1
+check "with file:line" grep -qx "virtconsoled: $D/bad2.conf:2: unknown key 'no_such_key'" <<< "$out"
 out=$("$VCD" -n -f "$D/missing.conf" 2>&1); rc=$?
-check "a missing config file fails clearly ($out)" test "$rc" -ne 0 -a -n "$out"
+check "a missing config file fails clearly: exit 1 (rc $rc) naming it ($out)" \
+    test "$rc" -eq 1 -a "$out" = "virtconsoled: $D/missing.conf: No such file or directory"
 "$VCD" -d -f "$D/bad.conf" -p "$D/x.pid" > "$D/out" 2>&1; rc=$?
-check "the daemon refuses to start on a bad config" test "$rc" -ne 0
+check "the daemon refuses to start on a bad config: exit 1 (rc $rc)" test "$rc" -eq 1
+check "with the file:line message" grep -q "^virtconsoled: $D/bad.conf:4: " "$D/out"
 check "and does not leave a pid file" test ! -e "$D/x.pid"
 
 # Foreground start with unreachable libvirt: stays up and retries.
@@ -45,10 +48,11 @@ check "attempts are not logged every time (1 in 10)" test "$(grep -c 'cannot con
 
 # A second instance while the first runs.
 out=$("$VCD" -d -f "$D/good.conf" 2>&1); rc=$?
-check "a second instance is refused" test "$rc" -ne 0
+check "a second instance is refused: exit 1 (rc $rc)" test "$rc" -eq 1
 check "with a one-line message naming the running pid ($out)" \
     grep -q "already running (pid $DPID holds the pid file $D/run/vcd.pid)" <<< "$out"
-check "the first instance is untouched" kill -0 "$DPID"
+check "the first instance is untouched: alive and answering status" \
+    answers_status "$DPID" "$D/run/control"
 check "its pid file too" test "$(cat "$D/run/vcd.pid")" = "$DPID"
 
 # SIGHUP with a broken file keeps the old config; SIGTERM exits 0.
@@ -57,7 +61,8 @@ echo "policy = maybe" >> "$D/good.conf"
 n=$(wc -l < "$D/good.conf")
 kill -HUP "$DPID"
 check "a reload with errors is refused" wait_log "$D/fg.log" "config has errors, not reloading: $D/good.conf:$n: " 5
-check "and the daemon keeps running" kill -0 "$DPID"
+check "and the daemon keeps running and answering status" \
+    answers_status "$DPID" "$D/run/control"
 cp "$D/good.conf.orig" "$D/good.conf"
 echo "log_level = debug" >> "$D/good.conf"
 kill -HUP "$DPID"
@@ -129,17 +134,19 @@ write_conf "$D/daemon.conf" "uri = $NOSOCK" "pid_file = $D/run/d.pid" \
 check "daemon mode: the starting command exits 0" test "$rc" -eq 0
 dpid=$(cat "$D/run/d.pid" 2>/dev/null)
 T_PIDS="$T_PIDS $dpid"
-check "the pid file names a live daemon" kill -0 "${dpid:-0}"
+check "the pid file names a live daemon (pid '$dpid')" alive_pid "$dpid"
 check "it is detached (its own session, no terminal)" test "$(ps -o sid= -p "$dpid" | tr -d ' ')" != "$(ps -o sid= -p $$ | tr -d ' ')"
-check "it logs to log_file" wait_log "$D/daemon.log" "started pid=$dpid" 5
+check "it logs to log_file" wait_log "$D/daemon.log" "started pid=$dpid config=" 5
 # Start-up warnings also reach the terminal that started the daemon; here
 # the only one is the unreachable libvirt.
 check "the starting command printed only start-up warnings" \
     test -z "$(grep -v '^virtconsoled: hv: cannot connect' "$D/dout")"
 check "including the unreachable libvirt" grep -q 'hv: cannot connect' "$D/dout"
 out=$("$VCD" -f "$D/daemon.conf" 2>&1); rc=$?
-check "daemon mode: a second instance exits non-zero" test "$rc" -ne 0
-check "and says so on the terminal ($out)" grep -q "already running (pid $dpid" <<< "$out"
+check "daemon mode: a second instance exits 1 (rc $rc)" test "$rc" -eq 1
+check "and says so on the terminal ($out)" grep -q "already running (pid $dpid holds " <<< "$out"
+check "the running daemon is untouched: alive and answering status" \
+    answers_status "$dpid" "$D/run/dcontrol"
 mv "$D/daemon.log" "$D/daemon.log.1"
 kill -USR1 "$dpid"
 check "SIGUSR1 reopens log_file" wait_log "$D/daemon.log" "log file reopened" 5

@@ -7,6 +7,7 @@ under live sessions, and a broken config that is refused with file:line.
 
 import json
 import os
+import re
 import signal
 import pwd
 import socket
@@ -63,8 +64,8 @@ with t.case("sessions"):
 
 with t.case("status and list"):
     r = ctl("status")
-    t.ok(r.returncode == 0 and "hypervisor: connected" in r.stdout and
-         "sessions: 2" in r.stdout, "status (human)", r.stdout, r.stderr)
+    t.ok(r.returncode == 0 and re.search(r"^hypervisor: connected$", r.stdout, re.M) and
+         re.search(r"^sessions: 2 \(0 over WebSocket\)$", r.stdout, re.M), "status (human)", r.stdout, r.stderr)
     r = ctl("status", "--json")
     try:
         s = json.loads(r.stdout)
@@ -97,10 +98,12 @@ with t.case("status and list"):
 with t.case("reload 50 times under live sessions"):
     m0 = d.mark()
     ok_all = True
+    not_in_force = []
     for i in range(50):
         # Alternate the two ways, and change what reload applies live.
+        policy = "takeover" if i % 2 else "refuse"
         d.write_config({"idle_timeout": 300 + i, "max_buffer": "%dK" % (256 + i),
-                        "policy": "takeover" if i % 2 else "refuse"})
+                        "policy": policy})
         if i % 2:
             r = ctl("reload")
             ok = r.returncode == 0 and "configuration reloaded" in r.stdout
@@ -109,11 +112,33 @@ with t.case("reload 50 times under live sessions"):
             d.signal(signal.SIGHUP)
             ok = d.wait_log(r"configuration reloaded", 10, since=m) is not None
         ok_all = ok_all and ok
-    t.ok(ok_all, "50 reloads, each applied", d.log_tail(5, m0))
+        # status and list show none of the reloaded keys: the policy is seen
+        # in force by behaviour.  A second client on A is refused under
+        # refuse (A's client stays); under takeover it takes A over (the
+        # old client is told so) and is A's client from then on.
+        p = Client(d.sock(A))
+        if policy == "refuse":
+            res = p.expect_end("refused", "console busy", 10)
+            seen = res.ok and not clients[A].closed
+            p.close()
+        else:
+            res = clients[A].expect_end("disconnected", "taken over by a new client", 10)
+            seen = res.ok and not p.closed
+            clients[A].close()
+            clients[A] = p
+        if not seen:
+            not_in_force.append("reload %d (policy = %s): %s" % (i + 1, policy, res.why))
+    t.ok(ok_all, "50 reloads, each answered or logged as reloaded", d.log_tail(5, m0))
+    t.ok(not not_in_force, "each reload's policy is in force right after it: a second client "
+         "on %s is refused after the 25 'refuse' ones and takes over after the 25 'takeover' ones" % A,
+         *not_in_force[:5])
     n = d.log(since=m0).count("configuration reloaded")
     t.ok(n == 50, "the log says so 50 times (%d)" % n)
-    t.ok(not d.find_log(r"ATTACHED -> CLOSING", since=m0),
-         "no session was dropped by the reloads", d.log_tail(5, m0))
+    closing = d.find_log(r"ATTACHED -> CLOSING", since=m0)
+    taken = d.find_log(r'guest=%s dev=serial0: ended reason="taken over by a new client"' % A, since=m0)
+    t.ok(len(closing) == 25 and len(taken) == 25,
+         "no session was dropped by the reloads: the only ends are the 25 takeovers (%d, %d)"
+         % (len(closing), len(taken)), d.log_tail(5, m0))
     for g in (A, B):
         t.ok(clients[g].echo_check(), "the session on %s still echoes" % g,
              show(clients[g].pending()))
@@ -123,8 +148,11 @@ with t.case("reload 50 times under live sessions"):
 
 with t.case("a broken config is refused and the old one kept"):
     good = open(d.conf_path).read()
-    with open(d.conf_path, "a") as f:
-        f.write("idle_timeout = forever\n")
+    # The broken file also sets policy = refuse: the running takeover must
+    # stay (nothing of a refused file is applied).
+    with open(d.conf_path, "w") as f:
+        f.write(good.replace("policy = takeover\n", "policy = refuse\n") +
+                "idle_timeout = forever\n")
     nlines = good.count("\n") + 1
     r = subprocess.run([CTL, "-s", d.conf["control_socket"], "reload"],
                        capture_output=True, text=True, timeout=30)
@@ -134,13 +162,35 @@ with t.case("a broken config is refused and the old one kept"):
     r = ctl("reload")
     t.ok(r.returncode == 1 and ("%s:%d:" % (d.conf_path, nlines)) in r.stderr and
          "keeps its running configuration" in r.stderr,
-         "virtconsolectl -f CONFIG reload: exit 1 with file:line, old config kept", r.stderr)
+         "virtconsolectl -f CONFIG reload: exit 1 with file:line", r.stderr)
     m = d.mark()
     d.signal(signal.SIGHUP)
     t.ok(d.wait_log(r"config has errors, not reloading: .*:%d: " % nlines, 10, since=m),
          "SIGHUP: logged with file:line", d.log_tail(3, m))
     for g in (A, B):
         t.ok(clients[g].echo_check(), "the session on %s survives" % g)
+    # The -f text is virtconsolectl's own (it parsed the file and never
+    # asked the daemon), and a dead daemon has no log line either: after
+    # the three refusals the daemon must be alive, answering, and still run the
+    # last good config, whose policy (takeover) is not the file's default.
+    r = subprocess.run([CTL, "-s", d.conf["control_socket"], "status", "--json"],
+                       capture_output=True, text=True, timeout=30)
+    try:
+        s = json.loads(r.stdout)
+    except ValueError:
+        s = {}
+    t.ok(d.alive() and r.returncode == 0 and s.get("pid") == d.pid and
+         s.get("sessions") == 2, "the daemon is alive and answers status after the refusals",
+         r.stdout, r.stderr, d.log_tail(5))
+    p = Client(d.sock(A))
+    res = clients[A].expect_end("disconnected", "taken over by a new client", 10)
+    ok = res.ok and not p.closed and p.echo_check()
+    clients[A].close()
+    clients[A] = p
+    t.ok("policy = takeover\n" in good and ok,
+         "the old config is kept: policy = takeover, not the refused file's refuse, is in force "
+         "(a new client takes %s over)" % A,
+         res.why, show(p.pending()))
     with open(d.conf_path, "w") as f:
         f.write(good)
 

@@ -57,12 +57,12 @@ initcmd start
 check "start: exit 0" test "$RC" -eq 0
 pid=$(cat "$PIDF" 2>/dev/null)
 T_PIDS="$T_PIDS $pid"
-check "the pid file (the config's pid_file) names a live daemon" \
-    kill -0 "${pid:-0}"
+check "the pid file (the config's pid_file) names a live daemon (pid '$pid')" \
+    alive_pid "$pid"
 check "it is the daemon" test "$(readlink "/proc/$pid/exe")" = "$VCD"
 check "detached: not a child of this shell" \
     test "$(ps -o ppid= -p "$pid" | tr -d ' ')" != $$
-check "it logs to log_file" wait_log "$LOG" "started pid=$pid" 5
+check "it logs to log_file" wait_log "$LOG" "started pid=$pid config=" 5
 initcmd status
 check "status when running: exit 0" test "$RC" -eq 0
 check "naming the pid" grep -q "virtconsoled is running (pid $pid)" <<< "$OUT"
@@ -79,10 +79,11 @@ check "the first daemon is untouched" test "$(cat "$PIDF")" = "$pid"
 
 # The daemon itself still refuses a second instance.
 out=$("$VCD" -f "$CONF" 2>&1); rc=$?
-check "the daemon itself refuses a second instance: non-zero" test "$rc" -ne 0
+check "the daemon itself refuses a second instance: exit 1 (rc $rc)" test "$rc" -eq 1
 check "with 'already running' ($out)" \
     grep -q "already running (pid $pid holds the pid file $PIDF)" <<< "$out"
-check "the first daemon still runs" kill -0 "$pid"
+check "the first daemon still runs and answers status" \
+    answers_status "$pid" "$D/run/control"
 
 # reload
 initcmd reload
@@ -106,7 +107,8 @@ check "showing FILE:LINE" grep -q "$CONF:$bad: " <<< "$OUT"
 sleep 0.5
 check "and not signalling the daemon" \
     test "$(grep -c "reloading configuration" "$LOG")" -eq "$n"
-check "which keeps running" kill -0 "$pid"
+check "which keeps running and answers status" \
+    answers_status "$pid" "$D/run/control"
 cp "$CONF.good" "$CONF"
 
 # restart
@@ -115,16 +117,16 @@ check "restart: exit 0" test "$RC" -eq 0
 new=$(cat "$PIDF" 2>/dev/null)
 T_PIDS="$T_PIDS $new"
 check "a new daemon ($pid -> $new)" \
-    test -n "$new" -a "$new" != "$pid"
+    eval 'is_pid "$new" && test "$new" != "$pid"'
 check "the old one is gone" wait_gone "$pid" 5
-check "the new one runs" kill -0 "${new:-0}"
+check "the new one runs" alive_pid "$new"
 check "the old one exited cleanly" grep -q "received SIGTERM" "$LOG"
 pid=$new
 initcmd try-restart
 new=$(cat "$PIDF" 2>/dev/null)
 T_PIDS="$T_PIDS $new"
 check "try-restart when running: exit 0 and a new daemon" \
-    test "$RC" -eq 0 -a -n "$new" -a "$new" != "$pid"
+    eval 'test "$RC" -eq 0 && is_pid "$new" && test "$new" != "$pid"'
 pid=$new
 
 # The logrotate snippet, run for real against this daemon's log_file.
@@ -223,7 +225,7 @@ export VCD_NO_SSD=1
 initcmd start
 pid=$(cat "$PIDF" 2>/dev/null)
 T_PIDS="$T_PIDS $pid"
-check "without start-stop-daemon: start" test "$RC" -eq 0 -a -n "$pid"
+check "without start-stop-daemon: start (pid '$pid')" eval 'test "$RC" -eq 0 && alive_pid "$pid"'
 initcmd start
 check "start again: 'already running', exit 0" \
     test "$RC" -eq 0 -a -n "$(grep 'already running' <<< "$OUT")"
@@ -381,7 +383,7 @@ DPID=$!
 T_PIDS="$T_PIDS $DPID"
 check "READY=1 with MAINPID after start" \
     wait_log "$N" "^READY=1 MAINPID=$DPID( |$)" 10
-check "after the listeners are up" grep -q "started pid=$DPID" "$D/n.log"
+check "after the listeners are up" grep -q "started pid=$DPID config=" "$D/n.log"
 check "READY=1 carries a STATUS" grep -q "^READY=1 MAINPID=$DPID STATUS=." "$N"
 check "one message so far" test "$(grep -vc '^#' "$N")" -eq 1
 
@@ -425,7 +427,7 @@ notify_listen "$D/notify2" "$N.2"
 NOTIFY_SOCKET=$D/notify2 "$VCD" -f "$D/n.conf" > /dev/null 2>&1; rc=$?
 dpid=$(cat "$D/run/n.pid" 2>/dev/null)
 T_PIDS="$T_PIDS $dpid"
-check "detached with NOTIFY_SOCKET: starts" test "$rc" -eq 0 -a -n "$dpid"
+check "detached with NOTIFY_SOCKET: starts (pid '$dpid')" eval 'test "$rc" -eq 0 && is_pid "$dpid"'
 check "READY=1 with MAINPID of the detached daemon ($dpid)" \
     wait_log "$N.2" "^READY=1 MAINPID=$dpid " 5
 kill -TERM "$dpid"
@@ -450,7 +452,7 @@ notify_listen "$D/notify4" "$N.4"
 env -u NOTIFY_SOCKET "$VCD" -d -f "$D/n.conf" > "$D/n4.log" 2>&1 &
 DPID=$!
 T_PIDS="$T_PIDS $DPID"
-wait_log "$D/n4.log" "started pid=$DPID" 10 > /dev/null
+wait_log "$D/n4.log" "started pid=$DPID config=" 10 > /dev/null
 kill -HUP "$DPID"
 wait_log "$D/n4.log" "configuration reloaded" 5 > /dev/null
 stop_daemon "$DPID"

@@ -36,7 +36,7 @@ write_conf "$D/vcd.conf" "uri = $LAB_URI" "pid_file = $D/run/vcd.pid" \
     "token_secret_file = $D/secret" "listen = 127.0.0.1:0" \
     "user = $U" "start_wait = 30"
 start_fg "$D/vcd.conf" "$D/vcd.log"
-check "it drops privileges" wait_log "$D/vcd.log" "dropped privileges to user=$U uid=$uid gid=$gid" 10
+check "it drops privileges" wait_log "$D/vcd.log" "dropped privileges to user=$U uid=$uid gid=$gid\$" 10
 check "after binding its listener as root" grep -q "web: listening on 127.0.0.1:" "$D/vcd.log"
 check "and reading its secret as root (0600, root's)" test "$(stat -c '%a %u' "$D/secret")" = "600 0"
 ids=$(awk '/^Uid:|^Gid:/ {print $2, $3, $4, $5}' "/proc/$DPID/status" | tr '\n' ' ')
@@ -89,12 +89,12 @@ restore_lab
 write_conf "$D/bad.conf" "uri = $LAB_URI" "pid_file = $D/b.pid" \
     "socket_dir = $D/bguests" "control_socket = $D/bcontrol" "user = no-such-user-x"
 "$VCD" -d -f "$D/bad.conf" > "$D/bad.log" 2>&1; rc=$?
-check "an unknown user: refused at start ($(tail -1 "$D/bad.log"))" test "$rc" -ne 0
+check "an unknown user: refused at start, exit 1 ($(tail -1 "$D/bad.log"))" test "$rc" -eq 1
 check "with a clear message" grep -q "user no-such-user-x: no such user" "$D/bad.log"
 check "and no pid file left" test ! -e "$D/b.pid"
 write_conf "$D/root.conf" "uri = $LAB_URI" "pid_file = $D/r.pid" \
     "socket_dir = $D/rguests" "control_socket = $D/rcontrol" "user = root"
 "$VCD" -d -f "$D/root.conf" > "$D/root.log" 2>&1; rc=$?
-check "user = root is refused" test "$rc" -ne 0 -a -n "$(grep 'is root' "$D/root.log")"
+check "user = root is refused: exit 1 (rc $rc)" test "$rc" -eq 1 -a -n "$(grep 'is root' "$D/root.log")"
 
 done_testing

@@ -21,7 +21,8 @@ import time
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vcdtest import (TAP, Daemon, Lab, defer, make_tmpdir, nonce, notice,  # noqa: E402
-                     notices, show, sock_info, vcd_binary, wait_for)
+                     no_sanitizer_report, notices, show, sock_info, vcd_binary,
+                     wait_for)
 
 t = TAP()
 lab = Lab(t)
@@ -277,6 +278,6 @@ with t.case("teardown"):
     wsf.stop()
     rc = d.stop()
     t.ok(rc == 0, "the daemon exits 0 on SIGTERM", "rc %s" % rc, d.log_tail())
-    t.ok(not d.find_log(r"ERROR: (Address|Leak)Sanitizer|runtime error:"), "no ASan/UBSan report")
+    no_sanitizer_report(t, [d])
 
 t.done()

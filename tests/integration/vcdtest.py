@@ -24,6 +24,7 @@ import atexit
 import contextlib
 import datetime
 import grp
+import json
 import os
 import re
 import secrets
@@ -162,6 +163,15 @@ class TAP:
                     traceback.format_exc())
         self.diag("    (%s: %.1f s)" % (name, time.monotonic() - t))
 
+    def skip(self, reason):
+        """One check that cannot run here: 'ok N # SKIP reason' (a skip,
+        never a pass); under CI=true a failure."""
+        if os.environ.get("CI") == "true":
+            return self.ok(False, "cannot run: " + reason)
+        self.n += 1
+        print("ok %d # SKIP %s" % (self.n, reason))
+        return None
+
     def skip_all(self, reason):
         if os.environ.get("CI") == "true":
             self.ok(False, "cannot run: " + reason)
@@ -177,6 +187,24 @@ class TAP:
 
 
 # ------------------------------------------------------------ the daemon
+
+SANITIZER_RE = r"ERROR: (Address|Leak)Sanitizer|runtime error:"
+
+
+def no_sanitizer_report(t, daemons, desc="no ASan/UBSan report"):
+    """'No ASan/UBSan report in the logs of daemons': a check only when
+    each of them ran as an ASan build (which also has UBSan); in any other
+    build nothing could write such a report, so it is a diag line and not
+    counted.  None when not counted, else the check's result."""
+    daemons = list(daemons)
+    if not all(d.asan() for d in daemons):
+        t.diag("%s: not counted, the daemon under test is not an ASan build "
+               "(no libasan in its maps)" % desc)
+        return None
+    logs = "".join(d.log() for d in daemons)
+    found = [m.group(0) for m in re.finditer(SANITIZER_RE, logs)]
+    return t.ok(not found, desc, *["found: %s" % f for f in found[:5]])
+
 
 class Daemon:
     """A virtconsoled -d -f CONF, its config and log in a temp dir."""
@@ -200,6 +228,7 @@ class Daemon:
             self.conf.update(conf)
         self.proc = None
         self.rc = None
+        self._asan = None       # asan() as last seen while it ran
         defer(self.kill)
 
     @property
@@ -254,6 +283,7 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.find_log(self.STARTED_RE):
                 # Sockets of the guests known at start are made before it.
+                self.asan()     # remembered for after its exit
                 return True
             if self.proc.poll() is not None:
                 self.rc = self.proc.returncode
@@ -309,11 +339,31 @@ class Daemon:
         return None
 
     def asan(self):
-        """Whether the running daemon is a sanitizer build."""
+        """Whether the daemon is a sanitizer build: libasan in its
+        /proc/PID/maps while it runs (gcc links libasan dynamically); once
+        it has exited, what was seen while it ran (start, stop and
+        wait_exit look), else False."""
+        if self.alive():
+            try:
+                with open("/proc/%d/maps" % self.pid) as f:
+                    self._asan = "libasan" in f.read()
+            except (OSError, TypeError):
+                pass
+        return bool(self._asan)
+
+    def answers(self, timeout=10):
+        """Alive and serving: the process runs and answers
+        'virtconsolectl -s CONTROL status --json' with its own pid (a
+        refusal or a closed connection is also what a dead daemon gives)."""
+        if not self.alive():
+            return False
+        ctl = os.path.join(os.path.dirname(vcd_binary()), "virtconsolectl")
         try:
-            with open("/proc/%d/maps" % self.pid) as f:
-                return "libasan" in f.read()
-        except (OSError, TypeError):
+            r = subprocess.run([ctl, "-s", self.conf["control_socket"], "status", "--json"],
+                               capture_output=True, text=True, timeout=timeout,
+                               stdin=subprocess.DEVNULL)
+            return r.returncode == 0 and json.loads(r.stdout).get("pid") == self.pid
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             return False
 
     def signal(self, sig):
@@ -330,6 +380,7 @@ class Daemon:
     def wait_exit(self, timeout=15):
         if self.proc is None:
             return None
+        self.asan()
         if wrapped():
             timeout *= 4        # valgrind's leak check at exit
         try:
@@ -345,6 +396,7 @@ class Daemon:
         if self.proc.poll() is not None:
             self.rc = self.proc.returncode
             return self.rc
+        self.asan()
         self.proc.send_signal(signal.SIGTERM)
         rc = self.wait_exit(timeout)
         if rc is None:
