@@ -415,8 +415,11 @@ with t.case("setup"):
         ns = NetNS()
     except (RuntimeError, OSError) as e:
         t.skip_all("cannot make a network namespace with a veth pair: %s" % e)
-    t.ok(True, "network namespace %s, veth %s (%s) <-> %s (%s)" %
-         (ns.name, ns.host_if, ns.host_ip, ns.ns_if, ns.ns_ip))
+    r = subprocess.run(["ip", "-n", ns.name, "-o", "-4", "addr", "show", "dev", ns.ns_if],
+                       capture_output=True, text=True)
+    t.ok(r.returncode == 0 and (" %s/" % ns.ns_ip) in r.stdout,
+         "network namespace %s, veth %s (%s) <-> %s (%s)" %
+         (ns.name, ns.host_if, ns.host_ip, ns.ns_if, ns.ns_ip), r.stdout + r.stderr)
     d.conf["listen"] = ["127.0.0.1:0 auth=none", "%s:0 auth=none" % ns.host_ip]
     d.conf["allowed_origins"] = "http://127.0.0.1"    # auth=none needs the rule
     t0 = time.monotonic()
@@ -682,6 +685,7 @@ class LoopProbe(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.worst = 0.0
+        self.errors = 0             # connections refused or answers wrong
         self.stop_ = False
         self.start()
 
@@ -693,13 +697,22 @@ class LoopProbe(threading.Thread):
             try:
                 s.connect(d.conf["control_socket"])
                 s.sendall(b"status\n")
-                while s.recv(4096):
-                    pass
+                answer = b""
+                while True:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    answer += b
+                waited = time.monotonic() - t0
+                if b"hypervisor:" not in answer:
+                    self.errors += 1
             except OSError:
-                pass
+                # A daemon that does not answer is not a fast answer.
+                waited = float("inf")
+                self.errors += 1
             finally:
                 s.close()
-            self.worst = max(self.worst, time.monotonic() - t0)
+            self.worst = max(self.worst, waited)
             time.sleep(0.2)
 
     def stop(self):
@@ -823,7 +836,11 @@ def paste(transport, seed):
     got = (m.group(1).decode(), int(m.group(2))) if m else None
     t.figure("paste over %s: bytes sent / received by the guest" % transport,
            "%d/%s" % (len(data), got[1] if got else "?"), "")
-    t.figure("paste over %s: throughput" % transport, round(len(data) / 1024 / el, 1), "KiB/s")
+    kibps = len(data) / 1024 / el
+    t.figure("paste over %s: throughput" % transport, round(kibps, 1), "KiB/s")
+    # Measured 103-108 KiB/s (the TCG guest's console is the bottleneck);
+    # a daemon that stalled its send pump would fall well under half.
+    t.ok(kibps >= 50, "4 %s: paste throughput %.1f KiB/s (bound: at least 50)" % (transport, kibps))
     t.ok(got == want,
          "4 %s: %d bytes in %.1f s, the guest's md5sum and size match (%s)" %
          (transport, len(data), el, want[0]), state["err"], show(c.buf), "guest: %r" % (got,))
@@ -849,17 +866,21 @@ def paste(transport, seed):
     # while the libvirt socket has room (session_pump).
     t.figure("paste over %s: longest wait for the control socket (event loop blocked)" % transport,
            round(stall, 2), "s")
-    t.ok(stall < 0.05 * el, "4 %s: the event loop keeps answering during the paste (longest "
-         "wait %.2f s, < 5%% of the %.1f s paste)" % (transport, stall, el))
+    # Measured 0.01 s; the bound does not grow with the paste's length.
+    t.ok(stall < 0.5 and probe.errors == 0, "4 %s: the event loop keeps answering during the paste "
+         "(longest wait for the control socket %.2f s, bound 0.5 s; %d bad answers)"
+         % (transport, stall, probe.errors))
     t.figure("paste over %s: another guest's keystroke echo, longest before / during the paste"
            % transport, "%.2f/%.2f" % (max(before), other_worst), "s")
-    # A quarter: the other guest's keystrokes do not wait for the paste
-    # (before the send queue they waited for most of it: 0.64 s of 2.1 s
-    # on an idle machine).
-    t.ok(other.results and not other_failed and other_worst < 0.25 * el,
+    # The other guest's keystrokes do not wait for the paste: the longest
+    # round trip during it, against the longest before it in the same run
+    # (floored at 0.05 s), at most 10 times (measured: 0.08 s during; before
+    # the send queue they waited 0.64 s, most of a 2.1 s paste).
+    ref = max(max(before), 0.05)
+    t.ok(other.results and not other_failed and other_worst <= 10 * ref,
          "4 %s: %s serial0 echoed %d keystrokes during the paste, none failed, the longest "
-         "round trip %.2f s (< 25%% of the %.1f s paste)" %
-         (transport, GF, len(other.results), other_worst, el))
+         "round trip %.2f s, %.1f x the longest before it (%.2f s; bound 10 x)" %
+         (transport, GF, len(other.results), other_worst, other_worst / ref, max(before)))
     if transport != "unix":
         t.ok(not d.find_log(r"no answer to pings", m0) and not c.closed,
              "4 %s: held back for %.0f s by backpressure, the client is not taken for dead "
@@ -979,6 +1000,11 @@ with t.case("3 clients that never read"):
     if stuck:
         t.figure("slow readers: time held at max_buffer before 'client too slow'",
                "%.1f..%.1f" % (min(stuck), max(stuck)), "s")
+    # The grace is 5 s (SESSION_SLOW_GRACE): not ended before it, nor long
+    # after it.
+    t.ok(len(stuck) == len(aliases) and 4.8 <= min(stuck) and max(stuck) <= 6.5,
+         "3 each slow client is held at max_buffer for the 5 s grace, then ended (%s s; bounds 4.8-6.5)"
+         % (" ".join("%.2f" % x for x in stuck)))
     if closing:
         t.figure("slow readers: flood start to the last 'client too slow'",
                round(max(ts for ts, _ in closing.values()) - t_flood, 1), "s")
@@ -1018,8 +1044,13 @@ with t.case("3 clients that never read"):
          "were stuck, %d failed" % (GA, len(during), len(fails)))
     if during:
         rtt = sorted(b - a for a, b, _ in during)
-        t.figure("reading client echo, before / during the flood (median)",
-               "%.3f/%.3f" % (sorted(rtt0)[len(rtt0) // 2], rtt[len(rtt) // 2]), "s")
+        med0, med = sorted(rtt0)[len(rtt0) // 2], rtt[len(rtt) // 2]
+        t.figure("reading client echo, before / during the flood (median)", "%.3f/%.3f" % (med0, med), "s")
+        # Measured 0.036 s before, 0.034 s during: the ratio in this run,
+        # the reference floored at 0.02 s, at most 5 x.
+        t.ok(med <= 5 * max(med0, 0.02),
+             "3 the reading client's median echo during the flood is %.3f s, %.1f x the %.3f s before "
+             "(bound 5 x)" % (med, med / max(med0, 0.02), med0))
     t.ok(d.alive(), "3 the daemon is running")
     lab.destroy(GF)
     by.c.escape()
@@ -1060,8 +1091,9 @@ with t.case("5 pasting into a console that takes nothing (guest paused)"):
     t.figure("stuck console: libvirt connection dropped after", round(el, 1) if lost else "no", "s")
     t.figure("stuck console: longest wait for the control socket", round(stall, 2), "s")
     t.ok(d.alive(), "5 the daemon is running")
-    t.ok(stall < 0.05 * el, "5 the event loop keeps answering while the console takes nothing "
-         "(longest wait %.2f s over %.1f s)" % (stall, el))
+    t.ok(stall < 0.5 and probe.errors == 0, "5 the event loop keeps answering while the console takes "
+         "nothing (longest wait for the control socket %.2f s over %.1f s, bound 0.5 s; %d bad answers)"
+         % (stall, el, probe.errors))
     if lost:
         t.diag("libvirtd stopped reading the connection; it was dropped after %.1f s" % el)
         t.ok(d.find_log(r"session \d+: \d+ bytes of input not delivered", m0),
@@ -1070,6 +1102,14 @@ with t.case("5 pasting into a console that takes nothing (guest paused)"):
     t.ok(r.returncode == 0, "5 %s resumed" % GA, r.stderr)
     c.close()
     ok = wait_for(lambda: d.find_log(r"hv: connected", m0) or not lost, 60)
+    if lost:
+        # The backoff's first attempt comes 0.5 s after the loss, and the
+        # lab's libvirtd is up: reconnected then (measured 0.5 s).
+        ts = [ts for ts, _ in log_lines(r"hv: (connection lost|connected uri=)", m0)]
+        gap = ts[1] - ts[0] if len(ts) >= 2 else None
+        t.ok(gap is not None and gap <= 1.0,
+             "5 the daemon reconnected %s s after the loss (the first attempt of its backoff; bound 1.0 s)"
+             % (gap and "%.2f" % gap))
     c2 = Client(d.sock(GA))
     if ok:
         c2.send(b"\x03")       # ^C: the end of cat
