@@ -6,7 +6,9 @@
 . "$(dirname "$0")/../lib.sh"
 
 # counts CI PRODUCER-BODY: run one planted producer through run_tap in a
-# subshell; prints "PASSED FAILED SKIPPED" and the recorded line.
+# subshell; prints "PASSED FAILED SKIPPED" and the recorded line.  (This
+# file's own descriptions never hold a hash sign: run.sh would read one
+# followed by "skip" as a directive.)
 counts() {
 	local ci=$1 body=$2
 	printf '%s\n' "$body" > "$T_TMP/producer.sh"
@@ -30,15 +32,15 @@ expect() {
 }
 
 TWO='echo "ok 1 - a"; echo "ok 2 - b # SKIP no tool"; echo "1..2"'
-expect "an ok with # SKIP is a skip, not a pass" "" "$TWO" "1 0 1"
+expect "an ok with a SKIP directive is a skip, not a pass" "" "$TWO" "1 0 1"
 expect "and a failure under CI=true" true "$TWO" "1 1 1"
 check "the record line names the skip" grep -q "1 passed, 1 failed, 1 skipped (CI=true: a skip is a failure)" "$T_TMP/record.txt"
 LOWER='echo "ok 1 - a # skip lower case"; echo "1..1"'
-expect "# skip in lower case is a skip too" "" "$LOWER" "0 0 1"
+expect "a skip directive in lower case is a skip too" "" "$LOWER" "0 0 1"
 HASH='echo "ok 1 - issue #12 fixed"; echo "1..1"'
-expect "a '#' in a description is not a directive" "" "$HASH" "1 0 0"
+expect "a hash sign in a description is not a directive" "" "$HASH" "1 0 0"
 PLAN='echo "1..0 # SKIP no lab"'
-expect "a 1..0 # SKIP plan is one skip" "" "$PLAN" "0 0 1"
+expect "a 1..0 plan with a SKIP directive is one skip" "" "$PLAN" "0 0 1"
 expect "and a failure under CI=true" true "$PLAN" "0 1 1"
 CRASH='echo "ok 1 - a"; kill -SEGV $$'
 expect "a crash after an ok is a failure" "" "$CRASH" "1 1 0"
