@@ -198,17 +198,6 @@ web_pending_max(void)
 	return n > 0 ? n : 1;
 }
 
-static unsigned int
-web_count(void)
-{
-	struct web_conn	*c;
-	unsigned int	 n = wsock_count();
-
-	TAILQ_FOREACH(c, &web.conns, entry)
-		n++;
-	return n;
-}
-
 /*
  * A response is being written: it must make progress at least every
  * handshake_timeout (a client that never reads would hold its slot), and
@@ -317,10 +306,9 @@ web_content_type(const char *path)
 	return "application/octet-stream";
 }
 
-/* A file under web_root; path was decoded and checked by http_path_decode. */
 /*
  * Open a static file under web_root.  path is decoded (http_path_decode:
- * no empty, "." or ".." segment, no NUL).  Each name is looked up from the
+ * no empty, "." or ".." segment, no NUL), "/" already made "/index.html".  Each name is looked up from the
  * directory before it without following a symbolic link, so only real
  * directories and files under web_root are reached, and a name starting
  * with '.' is never served.  Returns an fd of a regular file, or -1.
@@ -331,8 +319,7 @@ web_file_open(const char *path, struct stat *st)
 	char	 rel[1024], *name, *slash;
 	int	 dfd, fd = -1;
 
-	if (snprintf(rel, sizeof rel, "%s", strcmp(path, "/") == 0 ?
-	    "/index.html" : path) >= (int)sizeof rel)
+	if (snprintf(rel, sizeof rel, "%s", path) >= (int)sizeof rel)
 		return -1;
 	if ((dfd = open(web.conf->web_root, O_RDONLY | O_DIRECTORY |
 	    O_CLOEXEC)) == -1)
@@ -368,13 +355,13 @@ web_file(struct web_conn *c, const char *path, int head_only)
 	struct stat	 st;
 	int		 fd;
 
+	if (strcmp(path, "/") == 0)
+		path = "/index.html";
 	if ((fd = web_file_open(path, &st)) == -1) {
 		web_error(c, 404, "no such file");
 		return;
 	}
-	web_head(c, 200, web_content_type(strcmp(path, "/") == 0 ?
-	    "/index.html" : path), NULL,
-	    (long long)st.st_size);
+	web_head(c, 200, web_content_type(path), NULL, (long long)st.st_size);
 	if (!head_only && st.st_size > 0)
 		evbuffer_add_file(bufferevent_get_output(c->bev), fd, 0,
 		    st.st_size);
@@ -1158,6 +1145,7 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	char			 addr[INET6_ADDRSTRLEN], key[INET6_ADDRSTRLEN + 8];
 	socklen_t		 slen;
 	SSL			*ssl;
+	unsigned int		 pending;
 	int			 port = 0, over;
 
 	addr[0] = '\0';
@@ -1171,8 +1159,9 @@ web_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		port = ntohs(((struct sockaddr_in6 *)sa)->sin6_port);
 	}
 	web_client_key(sa, key, sizeof key);
-	over = web_count() + 1 > web.conf->max_clients ||
-	    web_count_pending() + 1 > web_pending_max() ? 503 :
+	pending = web_count_pending();
+	over = wsock_count() + pending + 1 > web.conf->max_clients ||
+	    pending + 1 > web_pending_max() ? 503 :
 	    web_count_address(key) + 1 > web.conf->max_clients_per_address ?
 	    429 : 0;
 	/*
