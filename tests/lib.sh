@@ -108,6 +108,29 @@ answers_status() {
 	}
 }
 
+# priv_user NAME: the unprivileged user the privilege tests drop to, made
+# if missing (a system user without home or shell).
+priv_user() {
+	id "$1" > /dev/null 2>&1 ||
+	    useradd -r -M -s /usr/sbin/nologin "$1" ||
+	    skip_all "cannot create user $1"
+}
+
+# lab_open_to GID: the lab's libvirt socket is root's (0770): let GID in,
+# as a libvirt group would on a real host.  lab_close puts it back.
+lab_open_to() {
+	LAB_MODE=$(stat -c %a "$LAB_DIR")
+	LAB_SOCK_MODE=$(stat -c %a "$LAB_DIR/sock")
+	chmod o+x "$LAB_DIR" "$LAB_DIR/sock"
+	chgrp "$1" "$LAB_DIR/sock/libvirt-sock"
+}
+
+lab_close() {
+	chgrp 0 "$LAB_DIR/sock/libvirt-sock" 2>/dev/null
+	chmod "$LAB_MODE" "$LAB_DIR"
+	chmod "$LAB_SOCK_MODE" "$LAB_DIR/sock"
+}
+
 need_lab() {
 	if [ -z "${LAB_URI:-}" ] || [ -z "${LAB_DIR:-}" ]; then
 		skip_all "no lab (LAB_URI and LAB_DIR are not set)"

@@ -8,23 +8,16 @@ need_lab
 
 D=$T_TMP
 U=vcd-test-priv
-if ! id "$U" > /dev/null 2>&1; then
-	useradd -r -M -s /usr/sbin/nologin "$U" || skip_all "cannot create user $U"
-fi
+priv_user "$U"
 uid=$(id -u "$U")
 gid=$(id -g "$U")
 G=vcd-priv-$$
 
-# The lab's libvirt socket is root's (0770): let the test user's group in,
-# as a libvirt group would on a real host.  Restored at the end.
-lab_mode=$(stat -c %a "$LAB_DIR")
-sock_mode=$(stat -c %a "$LAB_DIR/sock")
-chmod o+x "$LAB_DIR" "$LAB_DIR/sock"
-chgrp "$gid" "$LAB_DIR/sock/libvirt-sock"
+# The test user's group reaches the lab's libvirt socket; restored at the
+# end.
+lab_open_to "$gid"
 restore_lab() {
-	chgrp 0 "$LAB_DIR/sock/libvirt-sock" 2>/dev/null
-	chmod "$lab_mode" "$LAB_DIR"
-	chmod "$sock_mode" "$LAB_DIR/sock"
+	lab_close
 	virsh -c "$LAB_URI" destroy "$G" > /dev/null 2>&1
 }
 

@@ -15,21 +15,14 @@ command -v strace > /dev/null || skip_all "no strace (tests/deps.sh installs it)
 
 D=$T_TMP
 U=vcd-test-priv
-if ! id "$U" > /dev/null 2>&1; then
-	useradd -r -M -s /usr/sbin/nologin "$U" || skip_all "cannot create user $U"
-fi
+priv_user "$U"
 gid=$(id -g "$U")
 G=vcd-audit-$$
 
 # As in t-priv.sh: the test user's group reaches the lab's libvirt socket.
-lab_mode=$(stat -c %a "$LAB_DIR")
-sock_mode=$(stat -c %a "$LAB_DIR/sock")
-chmod o+x "$LAB_DIR" "$LAB_DIR/sock"
-chgrp "$gid" "$LAB_DIR/sock/libvirt-sock"
+lab_open_to "$gid"
 restore_lab() {
-	chgrp 0 "$LAB_DIR/sock/libvirt-sock" 2>/dev/null
-	chmod "$lab_mode" "$LAB_DIR"
-	chmod "$sock_mode" "$LAB_DIR/sock"
+	lab_close
 	virsh -c "$LAB_URI" destroy "$G" > /dev/null 2>&1
 }
 
