@@ -212,6 +212,36 @@ int		 guest_parse_consoles(const char *, size_t, int, char ***,
 		     size_t *);
 void		 guest_free_aliases(char **, size_t);
 
+/* stream.c */
+#define STREAM_EV_READABLE	0x1
+#define STREAM_EV_ERROR		0x2
+#define STREAM_EV_HANGUP	0x4
+enum stream_open_result {
+	STREAM_OPENED = 0,
+	STREAM_NO_GUEST,	/* no such guest */
+	STREAM_NOT_RUNNING,	/* not running, or no hypervisor connection */
+	STREAM_BUSY,		/* another client holds the console */
+};
+struct stream;
+typedef void (*stream_event_cb)(struct stream *, int, void *);
+struct stream_ops {
+	/* Open guest uuid's console alias; NULL with *result on failure. */
+	struct stream	*(*open)(const char *, const char *, int,
+			    enum stream_open_result *);
+	/* Bytes sent or received; 0 from recv at end of file; -2 when
+	 * nothing can move now; -1 on error (see error()). */
+	int		 (*send)(struct stream *, const char *, size_t);
+	int		 (*recv)(struct stream *, char *, size_t);
+	int		 (*watch)(struct stream *, int, stream_event_cb, void *);
+	int		 (*update)(struct stream *, int);
+	void		 (*unwatch)(struct stream *);
+	/* Finish (at end of file) or abort, then free. */
+	void		 (*close)(struct stream *, int);
+	const char	*(*error)(void);
+};
+extern const struct stream_ops	 stream_libvirt_ops;
+extern const struct stream_ops	*stream_ops;
+
 /* session.c */
 enum session_state {
 	SESSION_NEW = 0,

@@ -52,8 +52,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
 
 #include "virtconsoled.h"
 
@@ -76,7 +74,7 @@ struct session {
 	char			*alias;
 	char			*peer;
 	struct bufferevent	*bev;		/* the client */
-	virStreamPtr		 st;		/* the console */
+	struct stream		*st;		/* the console */
 	int			 st_events;
 	int			 st_eof;
 	int			 out_paused;	/* client output at the cap */
@@ -120,7 +118,7 @@ TAILQ_HEAD(sessions, session);
  * 30 s fallback timer (our abort met a free still in progress).
  */
 struct parked {
-	virStreamPtr		 st;
+	struct stream		*st;
 	int			 eof;
 	char			 uuid[GUEST_UUID_LEN];
 	struct event		*ev;
@@ -314,14 +312,9 @@ session_unlink(struct session *s)
 }
 
 static void
-session_stream_release(virStreamPtr st, int eof)
+session_stream_release(struct stream *st, int eof)
 {
-	if (eof)
-		virStreamFinish(st);
-	else
-		virStreamAbort(st);
-	virStreamFree(st);
-	virResetLastError();
+	stream_ops->close(st, eof);
 }
 
 static void
@@ -369,7 +362,7 @@ session_stream_close(struct session *s)
 
 	if (s->st == NULL)
 		return;
-	virStreamEventRemoveCallback(s->st);
+	stream_ops->unwatch(s->st);
 	if (s->reason == REASON_GUEST_STOPPED ||
 	    s->reason == REASON_GUEST_MIGRATED) {
 		p = xcalloc(1, sizeof *p);
@@ -505,14 +498,14 @@ session_destroy(struct session *s)
 static void
 session_stream_update(struct session *s)
 {
-	int	events = VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP;
+	int	events = STREAM_EV_ERROR | STREAM_EV_HANGUP;
 
 	if (s->st == NULL)
 		return;
 	/* Always readable: see the max_buffer rule at the top. */
-	events |= VIR_STREAM_EVENT_READABLE;
+	events |= STREAM_EV_READABLE;
 	if (events != s->st_events) {
-		virStreamEventUpdateCallback(s->st, events);
+		stream_ops->update(s->st, events);
 		s->st_events = events;
 	}
 }
@@ -542,12 +535,12 @@ session_send_chunk(struct session *s)
 	if (len > SESSION_SEND_CHUNK)
 		len = SESSION_SEND_CHUNK;
 	p = evbuffer_pullup(s->to_guest, (ssize_t)len);
-	n = virStreamSend(s->st, (const char *)p, len);
+	n = stream_ops->send(s->st, (const char *)p, len);
 	if (n == -2)
 		return 0;	/* a local stream that is full */
 	if (n < 0) {
 		log_debug("session %u: send: %s", s->id,
-		    log_esc(virGetLastErrorMessage()));
+		    log_esc(stream_ops->error()));
 		if (s->state == SESSION_ATTACHED && s->reason == REASON_NONE)
 			session_end(s, session_stream_failure());
 		return -1;
@@ -663,7 +656,7 @@ session_pump(void)
 }
 
 static void
-session_stream_cb(virStreamPtr st, int events, void *opaque)
+session_stream_cb(struct stream *st, int events, void *opaque)
 {
 	struct session	*s = opaque;
 	struct evbuffer	*out;
@@ -674,8 +667,8 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 	if (s->state != SESSION_ATTACHED || s->st != st)
 		return;		/* a late event */
 	out = bufferevent_get_output(s->bev);
-	if (events & (VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
-	    VIR_STREAM_EVENT_HANGUP)) {
+	if (events & (STREAM_EV_READABLE | STREAM_EV_ERROR |
+	    STREAM_EV_HANGUP)) {
 		while (budget-- > 0) {
 			/*
 			 * At the cap, output is still read, or libvirt would
@@ -685,7 +678,7 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 			pending = evbuffer_get_length(out);
 			room = pending < sess.max_buffer ?
 			    sess.max_buffer - pending : 0;
-			n = virStreamRecv(st, buf, room > 0 && room <
+			n = stream_ops->recv(st, buf, room > 0 && room <
 			    sizeof buf ? room : sizeof buf);
 			if (n == -2)
 				break;
@@ -697,7 +690,7 @@ session_stream_cb(virStreamPtr st, int events, void *opaque)
 			if (n < 0) {
 				log_info("session %u: console stream failed: "
 				    "%s", s->id,
-				    log_esc(virGetLastErrorMessage()));
+				    log_esc(stream_ops->error()));
 				session_end(s, session_stream_failure());
 				return;
 			}
@@ -859,73 +852,30 @@ session_idle_cb(evutil_socket_t fd, short what, void *arg)
 		session_idle_arm(s, (double)sess.idle_timeout - idle);
 }
 
-static enum session_reason
-session_open_failure(virDomainPtr dom)
-{
-	virErrorPtr		err = virGetLastError();
-	char			msg[512];
-	enum session_reason	reason = REASON_BUSY;
-
-	/*
-	 * Copy the message first: any further libvirt call (IsActive below)
-	 * resets the thread's last error and frees it.
-	 */
-	snprintf(msg, sizeof msg, "%s", err != NULL && err->message != NULL ?
-	    err->message : "unknown error");
-	if (dom != NULL && virDomainIsActive(dom) == 0)
-		reason = REASON_NOT_RUNNING;
-	else if (strstr(msg, "Active console session") == NULL)
-		log_warnx("console open failed: %s", log_esc(msg));
-	return reason;
-}
-
 /* Open the console stream of a running guest. */
 static void
 session_attach(struct session *s)
 {
-	virConnectPtr	 conn = hv_conn();
-	virDomainPtr	 dom = NULL;
-	unsigned int	 flags = VIR_DOMAIN_CONSOLE_SAFE;
-	enum session_reason reason;
+	enum stream_open_result	result;
+	static const enum session_reason reasons[] = {
+		[STREAM_NO_GUEST] = REASON_UNKNOWN_GUEST,
+		[STREAM_NOT_RUNNING] = REASON_NOT_RUNNING,
+		[STREAM_BUSY] = REASON_BUSY,
+	};
 
 	session_set_state(s, SESSION_OPENING, "guest running");
-	if (conn == NULL) {
-		session_end(s, REASON_NOT_RUNNING);
+	if ((s->st = stream_ops->open(s->uuid, s->alias, sess.force,
+	    &result)) == NULL) {
+		session_end(s, result > STREAM_OPENED && result <= STREAM_BUSY ?
+		    reasons[result] : REASON_BUSY);
 		return;
 	}
-	if (sess.force)
-		flags |= VIR_DOMAIN_CONSOLE_FORCE;
-	if ((dom = virDomainLookupByUUIDString(conn, s->uuid)) == NULL ||
-	    (s->st = virStreamNew(conn, VIR_STREAM_NONBLOCK)) == NULL ||
-	    virDomainOpenConsole(dom, s->alias, s->st, flags) == -1) {
-		reason = dom == NULL ? REASON_UNKNOWN_GUEST :
-		    session_open_failure(dom);
-		if (s->st != NULL) {
-			virStreamFree(s->st);
-			s->st = NULL;
-		}
-		if (dom != NULL)
-			virDomainFree(dom);
-		virResetLastError();
-		session_end(s, reason);
-		return;
-	}
-	virDomainFree(dom);
-	s->st_events = VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
-	    VIR_STREAM_EVENT_HANGUP;
-	/*
-	 * No free callback: libvirt 9.0's remote driver never calls it
-	 * (remoteStreamCallbackFree only does when its cb is NULL, which it
-	 * never is), so a session cannot wait for it.  It does not need to:
-	 * removing the callback is synchronous in this single-threaded
-	 * process, and the session is freed only on a later loop pass.
-	 */
-	if (virStreamEventAddCallback(s->st, s->st_events, session_stream_cb,
-	    s, NULL) == -1) {
+	s->st_events = STREAM_EV_READABLE | STREAM_EV_ERROR | STREAM_EV_HANGUP;
+	if (stream_ops->watch(s->st, s->st_events, session_stream_cb,
+	    s) == -1) {
 		log_warnx("session %u: cannot watch the console stream: %s",
-		    s->id, log_esc(virGetLastErrorMessage()));
-		virStreamAbort(s->st);
-		virStreamFree(s->st);
+		    s->id, log_esc(stream_ops->error()));
+		stream_ops->close(s->st, 0);
 		s->st = NULL;
 		session_end(s, REASON_BUSY);
 		return;

@@ -1,0 +1,191 @@
+/*
+ * Console streams: every call the daemon makes on a libvirt console stream
+ * goes through one table of operations (struct stream_ops), so that unit
+ * tests can give sessions a fake stream and drive them without QEMU.
+ * stream_libvirt_ops is the real table; stream_ops points at the one in
+ * use.  Nothing else in the daemon calls virStream*() or
+ * virDomainOpenConsole().
+ *
+ * A struct stream wraps one virStreamPtr with the callback its owner
+ * registered; the libvirt callback is a trampoline to it, so owners never
+ * see libvirt types.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "virtconsoled.h"
+
+struct stream {
+	virStreamPtr	 st;
+	stream_event_cb	 cb;
+	void		*arg;
+};
+
+static int
+stream_to_virt(int events)
+{
+	return ((events & STREAM_EV_READABLE) ? VIR_STREAM_EVENT_READABLE : 0) |
+	    ((events & STREAM_EV_ERROR) ? VIR_STREAM_EVENT_ERROR : 0) |
+	    ((events & STREAM_EV_HANGUP) ? VIR_STREAM_EVENT_HANGUP : 0);
+}
+
+static int
+stream_from_virt(int events)
+{
+	return ((events & VIR_STREAM_EVENT_READABLE) ? STREAM_EV_READABLE : 0) |
+	    ((events & VIR_STREAM_EVENT_ERROR) ? STREAM_EV_ERROR : 0) |
+	    ((events & VIR_STREAM_EVENT_HANGUP) ? STREAM_EV_HANGUP : 0);
+}
+
+static const char *
+stream_lv_error(void)
+{
+	const char	*msg = virGetLastErrorMessage();
+
+	return msg != NULL ? msg : "unknown error";
+}
+
+/*
+ * Why a console could not be opened: a guest that is not running, or
+ * (most often) a console another client holds.  The message is copied
+ * first: any further libvirt call (IsActive below) resets the thread's
+ * last error and frees it.
+ */
+static enum stream_open_result
+stream_lv_open_failure(virDomainPtr dom)
+{
+	virErrorPtr		 err = virGetLastError();
+	char			 msg[512];
+	enum stream_open_result	 result = STREAM_BUSY;
+
+	snprintf(msg, sizeof msg, "%s", err != NULL && err->message != NULL ?
+	    err->message : "unknown error");
+	if (dom != NULL && virDomainIsActive(dom) == 0)
+		result = STREAM_NOT_RUNNING;
+	else if (strstr(msg, "Active console session") == NULL)
+		log_warnx("console open failed: %s", log_esc(msg));
+	return result;
+}
+
+static struct stream *
+stream_lv_open(const char *uuid, const char *alias, int force,
+    enum stream_open_result *result)
+{
+	virConnectPtr	 conn = hv_conn();
+	virDomainPtr	 dom = NULL;
+	virStreamPtr	 st = NULL;
+	struct stream	*s;
+	unsigned int	 flags = VIR_DOMAIN_CONSOLE_SAFE;
+
+	if (conn == NULL) {
+		*result = STREAM_NOT_RUNNING;
+		return NULL;
+	}
+	if (force)
+		flags |= VIR_DOMAIN_CONSOLE_FORCE;
+	if ((dom = virDomainLookupByUUIDString(conn, uuid)) == NULL ||
+	    (st = virStreamNew(conn, VIR_STREAM_NONBLOCK)) == NULL ||
+	    virDomainOpenConsole(dom, alias, st, flags) == -1) {
+		*result = dom == NULL ? STREAM_NO_GUEST :
+		    stream_lv_open_failure(dom);
+		if (st != NULL)
+			virStreamFree(st);
+		if (dom != NULL)
+			virDomainFree(dom);
+		virResetLastError();
+		return NULL;
+	}
+	virDomainFree(dom);
+	s = xcalloc(1, sizeof *s);
+	s->st = st;
+	*result = STREAM_OPENED;
+	return s;
+}
+
+static int
+stream_lv_send(struct stream *s, const char *buf, size_t len)
+{
+	return virStreamSend(s->st, buf, len);
+}
+
+static int
+stream_lv_recv(struct stream *s, char *buf, size_t len)
+{
+	return virStreamRecv(s->st, buf, len);
+}
+
+static void
+stream_lv_event(virStreamPtr st, int events, void *opaque)
+{
+	struct stream	*s = opaque;
+
+	if (s->cb != NULL)
+		s->cb(s, stream_from_virt(events), s->arg);
+}
+
+/*
+ * No free callback: libvirt 9.0's remote driver never calls it
+ * (remoteStreamCallbackFree only does when its cb is NULL, which it never
+ * is), so an owner cannot wait for it.  It does not need to: removing the
+ * callback is synchronous in this single-threaded process, and owners are
+ * freed only on a later loop pass.
+ */
+static int
+stream_lv_watch(struct stream *s, int events, stream_event_cb cb, void *arg)
+{
+	s->cb = cb;
+	s->arg = arg;
+	if (virStreamEventAddCallback(s->st, stream_to_virt(events),
+	    stream_lv_event, s, NULL) == -1) {
+		s->cb = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+stream_lv_update(struct stream *s, int events)
+{
+	return virStreamEventUpdateCallback(s->st, stream_to_virt(events));
+}
+
+static void
+stream_lv_unwatch(struct stream *s)
+{
+	if (s->cb != NULL)
+		virStreamEventRemoveCallback(s->st);
+	s->cb = NULL;
+	s->arg = NULL;
+}
+
+/* Finish a stream at its end of file, abort it otherwise; then free it. */
+static void
+stream_lv_close(struct stream *s, int eof)
+{
+	if (s->cb != NULL)
+		virStreamEventRemoveCallback(s->st);
+	if (eof)
+		virStreamFinish(s->st);
+	else
+		virStreamAbort(s->st);
+	virStreamFree(s->st);
+	virResetLastError();
+	free(s);
+}
+
+const struct stream_ops stream_libvirt_ops = {
+	.open = stream_lv_open,
+	.send = stream_lv_send,
+	.recv = stream_lv_recv,
+	.watch = stream_lv_watch,
+	.update = stream_lv_update,
+	.unwatch = stream_lv_unwatch,
+	.close = stream_lv_close,
+	.error = stream_lv_error,
+};
+
+const struct stream_ops *stream_ops = &stream_libvirt_ops;
