@@ -1,0 +1,157 @@
+/* The fake console stream of tests/unit/fake_stream.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "virtconsoled.h"
+#include "fake_stream.h"
+
+struct fake_stream		*fake_last;
+enum stream_open_result		 fake_open_result = STREAM_OPENED;
+int				 fake_opened, fake_closed;
+static struct event_base	*fake_base;
+
+void
+fake_stream_init(struct event_base *base)
+{
+	fake_base = base;
+	fake_open_result = STREAM_OPENED;
+	fake_last = NULL;
+}
+
+static void
+fake_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake_stream	*f = arg;
+	int			 ev = 0;
+
+	if ((f->events & STREAM_EV_READABLE) &&
+	    (evbuffer_get_length(f->out) > 0 || f->eof))
+		ev |= STREAM_EV_READABLE;
+	if (ev != 0 && f->cb != NULL)
+		f->cb((struct stream *)f, ev, f->arg);
+}
+
+static void
+fake_announce(struct fake_stream *f)
+{
+	if (f->cb != NULL)
+		event_active(f->ev, EV_TIMEOUT, 0);
+}
+
+void
+fake_stream_print(struct fake_stream *f, const char *s)
+{
+	evbuffer_add(f->out, s, strlen(s));
+	fake_announce(f);
+}
+
+void
+fake_stream_end(struct fake_stream *f)
+{
+	f->eof = 1;
+	fake_announce(f);
+}
+
+static struct stream *
+fake_open(const char *uuid, const char *alias, int force,
+    enum stream_open_result *result)
+{
+	struct fake_stream	*f;
+
+	*result = fake_open_result;
+	if (fake_open_result != STREAM_OPENED)
+		return NULL;
+	f = xcalloc(1, sizeof *f);
+	f->in = evbuffer_new();
+	f->out = evbuffer_new();
+	f->ev = event_new(fake_base, -1, 0, fake_fire, f);
+	fake_last = f;
+	fake_opened++;
+	return (struct stream *)f;
+}
+
+static int
+fake_send(struct stream *st, const char *buf, size_t len)
+{
+	struct fake_stream	*f = (struct fake_stream *)st;
+
+	if (f->full)
+		return -2;
+	evbuffer_add(f->in, buf, len);
+	return (int)len;
+}
+
+static int
+fake_recv(struct stream *st, char *buf, size_t len)
+{
+	struct fake_stream	*f = (struct fake_stream *)st;
+	int			 n;
+
+	if (evbuffer_get_length(f->out) == 0)
+		return f->eof ? 0 : -2;
+	n = evbuffer_remove(f->out, buf, len);
+	return n;
+}
+
+static int
+fake_watch(struct stream *st, int events, stream_event_cb cb, void *arg)
+{
+	struct fake_stream	*f = (struct fake_stream *)st;
+
+	f->events = events;
+	f->cb = cb;
+	f->arg = arg;
+	return 0;
+}
+
+static int
+fake_update(struct stream *st, int events)
+{
+	((struct fake_stream *)st)->events = events;
+	return 0;
+}
+
+static void
+fake_unwatch(struct stream *st)
+{
+	struct fake_stream	*f = (struct fake_stream *)st;
+
+	f->cb = NULL;
+	f->events = 0;
+	event_del(f->ev);
+}
+
+static void
+fake_close(struct stream *st, int eof)
+{
+	struct fake_stream	*f = (struct fake_stream *)st;
+
+	if (fake_last == f)
+		fake_last = NULL;
+	event_free(f->ev);
+	evbuffer_free(f->in);
+	evbuffer_free(f->out);
+	free(f);
+	(void)eof;
+	fake_closed++;
+}
+
+static const char *
+fake_error(void)
+{
+	return "fake stream error";
+}
+
+const struct stream_ops fake_stream_ops = {
+	.open = fake_open,
+	.send = fake_send,
+	.recv = fake_recv,
+	.watch = fake_watch,
+	.update = fake_update,
+	.unwatch = fake_unwatch,
+	.close = fake_close,
+	.error = fake_error,
+};

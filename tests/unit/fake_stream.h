@@ -1,0 +1,25 @@
+/*
+ * A fake console stream for unit tests (stream_ops): what the session
+ * sends to the "guest" collects in in; what the test makes the "guest"
+ * print waits in out and is announced as READABLE through the event loop,
+ * as libvirt would.
+ */
+struct fake_stream {
+	struct evbuffer	*in;		/* from the session */
+	struct evbuffer	*out;		/* to the session */
+	int		 eof;		/* the guest's end of file, after out */
+	int		 full;		/* send() says "not now" */
+	int		 events;	/* watched */
+	stream_event_cb	 cb;
+	void		*arg;
+	struct event	*ev;		/* announces events from the loop */
+};
+
+extern const struct stream_ops	 fake_stream_ops;
+extern struct fake_stream	*fake_last;	/* the last one opened */
+extern enum stream_open_result	 fake_open_result;
+extern int			 fake_opened, fake_closed;
+
+void	fake_stream_init(struct event_base *);
+void	fake_stream_print(struct fake_stream *, const char *);
+void	fake_stream_end(struct fake_stream *);
