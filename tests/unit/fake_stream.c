@@ -11,12 +11,15 @@
 struct fake_stream		*fake_last;
 enum stream_open_result		 fake_open_result = STREAM_OPENED;
 int				 fake_opened, fake_closed;
+struct evbuffer			*fake_sent;
 static struct event_base	*fake_base;
 
 void
 fake_stream_init(struct event_base *base)
 {
 	fake_base = base;
+	if (fake_sent == NULL)
+		fake_sent = evbuffer_new();
 	fake_open_result = STREAM_OPENED;
 	fake_last = NULL;
 }
@@ -81,6 +84,7 @@ fake_send(struct stream *st, const char *buf, size_t len)
 	if (f->full)
 		return -2;
 	evbuffer_add(f->in, buf, len);
+	evbuffer_add(fake_sent, buf, len);
 	return (int)len;
 }
 

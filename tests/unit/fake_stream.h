@@ -19,6 +19,7 @@ extern const struct stream_ops	 fake_stream_ops;
 extern struct fake_stream	*fake_last;	/* the last one opened */
 extern enum stream_open_result	 fake_open_result;
 extern int			 fake_opened, fake_closed;
+extern struct evbuffer		*fake_sent;	/* every byte sent, ever */
 
 void	fake_stream_init(struct event_base *);
 void	fake_stream_print(struct fake_stream *, const char *);

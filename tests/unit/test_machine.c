@@ -241,6 +241,79 @@ test_guest_eof(void)
 	close(c.fd);
 }
 
+static int
+sent_has(const char *s)
+{
+	struct evbuffer_ptr	p;
+
+	p = evbuffer_search(fake_sent, s, strlen(s), NULL);
+	return p.pos != -1;
+}
+
+static int
+cond_table_empty(struct client *c)
+{
+	return session_count() == 0;
+}
+
+static int	closed0;
+
+static int
+cond_drained(struct client *c)
+{
+	return sent_has("drained-input") && fake_closed == closed0 + 1;
+}
+
+/*
+ * A client that writes and leaves at once (echo cmd | socat - UNIX:...)
+ * while the console takes nothing: the session leaves the table at once
+ * (the console is free for the next client), and its input still goes
+ * to the guest once the console takes it; then the stream is closed.
+ */
+static void
+test_drain_after_leaving(void)
+{
+	struct client		 c;
+	struct fake_stream	*f;
+
+	configure("uri = test:///default\n");
+	ok(connect_client(&c) != NULL, "drain: attached");
+	f = fake_last;
+	f->full = 1;
+	closed0 = fake_closed;
+	client_send(&c, "drained-input\r");
+	close(c.fd);
+	ok(run_until(cond_table_empty, NULL, 500),
+	    "drain: the client left, the console is free (table empty)");
+	ok(!sent_has("drained-input") && fake_closed == closed0,
+	    "drain: its input waits, the stream stays open");
+	f->full = 0;
+	ok(run_until(cond_drained, NULL, 1000),
+	    "drain: once the console takes input, it gets it, then the "
+	    "stream is closed");
+}
+
+/* idle_timeout: a silent client is told and closed after it. */
+static void
+test_idle(void)
+{
+	struct client	c;
+	struct timespec	t0, t1;
+	double		el;
+
+	configure("uri = test:///default\nidle_timeout = 1\n");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ok(connect_client(&c) != NULL, "idle: attached with idle_timeout = 1");
+	ok(expect(&c, "[virtconsoled] disconnected: idle timeout", 4000),
+	    "idle: 'idle timeout' after it");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	el = (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ok(el >= 0.95 && el < 3.0, "idle: after %.2f s (1 s set; not before it)", el);
+	close(c.fd);
+	configure("uri = test:///default\n");
+}
+
 int
 main(void)
 {
@@ -258,5 +331,7 @@ main(void)
 	test_policy();
 	test_open_failures();
 	test_guest_eof();
+	test_drain_after_leaving();
+	test_idle();
 	return tap_done();
 }
