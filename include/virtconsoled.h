@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include <libvirt/libvirt.h>
@@ -167,6 +168,34 @@ int		 evglue_add_timeout(int, evglue_timeout_cb, void *,
 		     evglue_free_cb);
 void		 evglue_update_timeout(int, int);
 int		 evglue_remove_timeout(int);
+
+/*
+ * fsm.c: state machines driven by a table of legal transitions.  A table
+ * holds FSM_TO(next) at [state * nevents + event], 0 where the pair is
+ * illegal; fsm_step() is the only way a machine changes state.
+ */
+#define FSM_ILLEGAL	(-1)
+#define FSM_TO(state)	((signed char)((state) + 1))
+struct fsm {
+	const char		*name;		/* "session", "console", ... */
+	enum log_level		 level;		/* of the transition lines */
+	unsigned int		 nstates;
+	unsigned int		 nevents;
+	const char *const	*states;
+	const char *const	*events;
+	const signed char	*table;		/* nstates * nevents */
+	uint32_t		*taken;		/* counts, for the tests */
+};
+int		 fsm_step(struct fsm *, int *, int, const char *,
+		     const char *, ...) VCD_PRINTF(5, 6);
+int		 fsm_next(const struct fsm *, int, int);
+const char	*fsm_state_name(const struct fsm *, int);
+const char	*fsm_event_name(const struct fsm *, int);
+unsigned long long fsm_state_errors(void);
+void		 fsm_coverage(const struct fsm *, unsigned int *,
+		     unsigned int *);
+void		 fsm_untaken(const struct fsm *, FILE *);
+void		 fsm_dump(const struct fsm *, FILE *);
 
 /* pidfile.c */
 struct pidfile;
