@@ -19,6 +19,7 @@
 struct event_base;
 struct bufferevent;
 struct event;
+struct evbuffer;
 
 /* glibc's sys/queue.h lacks the _SAFE iterator. */
 #ifndef TAILQ_FOREACH_SAFE
@@ -278,7 +279,7 @@ enum session_state {
 	SESSION_OPENING,	/* opening the console stream */
 	SESSION_ATTACHED,	/* bytes flow both ways */
 	SESSION_CLOSING,	/* notice sent, waiting for it to drain */
-	SESSION_DEAD,		/* destroyed; freed once unreferenced */
+	SESSION_DEAD,		/* destroyed; freed on the next loop pass */
 };
 enum session_reason {
 	REASON_NONE = 0,
@@ -303,7 +304,6 @@ enum session_reason {
 	/* no notice: the client went away or broke */
 	REASON_CLIENT_CLOSED,
 	REASON_CLIENT_ERROR,
-	REASON_CONSOLE_ERROR,
 	REASON_MAX
 };
 struct session;
@@ -347,6 +347,43 @@ const char	*session_reason_text(enum session_reason);
 int		 session_reason_refused(enum session_reason);
 size_t		 session_notice(enum session_reason, char *, size_t);
 const char	*session_find_escape(const char *, size_t, int);
+extern struct fsm session_fsm;
+
+/* console.c: one guest console, its stream, its input and its clients */
+enum console_state {
+	CONSOLE_CLOSED = 0,	/* no stream */
+	CONSOLE_OPENING,	/* opening the stream */
+	CONSOLE_OPEN,		/* stream open, read for the clients */
+	CONSOLE_DRAINING,	/* the writer left: its input still goes out */
+	CONSOLE_PARKED,		/* the guest stops: stream held, see park */
+	CONSOLE_DEAD,		/* unused: freed on the next loop pass */
+	CONSOLE_NSTATES
+};
+struct console;
+struct console_client;
+struct console_client_ops {
+	/* Guest output, for every client. */
+	void		(*output)(void *, const char *, size_t);
+	/* The console ended under the client: it must detach. */
+	void		(*ended)(void *, enum session_reason);
+	/* The writer's input: n bytes sent, pending still queued. */
+	void		(*input_sent)(void *, size_t, size_t);
+};
+void		 console_init(struct event_base *);
+struct console	*console_get(const char *, const char *, const char *);
+struct console_client *console_attach(struct console *,
+		     const struct console_client_ops *, void *, const char *);
+int		 console_open(struct console_client *, int,
+		     enum session_reason *);
+void		 console_input(struct console_client *, struct evbuffer *,
+		     size_t);
+size_t		 console_input_pending(const struct console_client *);
+void		 console_detach(struct console_client *, int);
+void		 console_guest_stopped(const char *, enum session_reason);
+void		 console_close_all(void);
+unsigned int	 console_count(void);
+const char	*console_state_name(const struct console *);
+extern struct fsm console_fsm;
 
 /* usock.c */
 struct usock;

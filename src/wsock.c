@@ -112,7 +112,6 @@ static const uint16_t wsock_close_codes[REASON_MAX] = {
 	[REASON_TOO_MANY] = 4103,
 	[REASON_CLIENT_CLOSED] = 1000,
 	[REASON_CLIENT_ERROR] = 1002,
-	[REASON_CONSOLE_ERROR] = 1011,
 };
 
 uint16_t

@@ -284,8 +284,6 @@ while IFS='|' read -r r text kind; do
 	[ "$kind" = -1 ] && [ "$r" = REASON_NONE ] && continue
 	code=$(awk -v r="$r" '$1 == r { print $2 }' "$D/codes")
 	if [ "$kind" = -1 ]; then
-		# No notice: the page names those that reach the log.
-		case $r in REASON_CONSOLE_ERROR) continue ;; esac
 		check "virtconsoled(8) names the log-only reason \"$text\"" \
 		    grep -qF "$text" "$DAEMON"
 	elif grep -q "^\\.It Li $text Pq" "$DAEMON"; then
