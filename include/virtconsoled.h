@@ -263,7 +263,6 @@ struct stream_ops {
 	int		 (*send)(struct stream *, const char *, size_t);
 	int		 (*recv)(struct stream *, char *, size_t);
 	int		 (*watch)(struct stream *, int, stream_event_cb, void *);
-	int		 (*update)(struct stream *, int);
 	void		 (*unwatch)(struct stream *);
 	/* Finish (at end of file) or abort, then free. */
 	void		 (*close)(struct stream *, int);
@@ -316,6 +315,9 @@ struct session_info {
 	const char	*peer;
 	uint64_t	 bytes_in;
 	uint64_t	 bytes_out;
+	uint64_t	 bytes_dropped;	/* output past max_buffer */
+	size_t		 pending_in;	/* input waiting in the console */
+	size_t		 pending_out;	/* output waiting for the client */
 	double		 idle;		/* seconds since activity */
 	double		 age;		/* seconds since the client came */
 };

@@ -745,6 +745,11 @@ session_foreach(void (*fn)(const struct session_info *, void *), void *arg)
 		si.peer = s->peer;
 		si.bytes_in = s->bytes_in;
 		si.bytes_out = s->bytes_out;
+		si.bytes_dropped = s->bytes_dropped;
+		si.pending_in = s->console != NULL ?
+		    console_input_pending(s->console) : 0;
+		si.pending_out = s->bev != NULL ?
+		    evbuffer_get_length(bufferevent_get_output(s->bev)) : 0;
 		si.idle = session_elapsed(&s->active);
 		si.age = session_elapsed(&s->started);
 		fn(&si, arg);

@@ -147,12 +147,6 @@ stream_lv_watch(struct stream *s, int events, stream_event_cb cb, void *arg)
 	return 0;
 }
 
-static int
-stream_lv_update(struct stream *s, int events)
-{
-	return virStreamEventUpdateCallback(s->st, stream_to_virt(events));
-}
-
 static void
 stream_lv_unwatch(struct stream *s)
 {
@@ -182,7 +176,6 @@ const struct stream_ops stream_libvirt_ops = {
 	.send = stream_lv_send,
 	.recv = stream_lv_recv,
 	.watch = stream_lv_watch,
-	.update = stream_lv_update,
 	.unwatch = stream_lv_unwatch,
 	.close = stream_lv_close,
 	.error = stream_lv_error,

@@ -31,7 +31,7 @@ fake_fire(evutil_socket_t fd, short what, void *arg)
 	int			 ev = 0;
 
 	if ((f->events & STREAM_EV_READABLE) &&
-	    (evbuffer_get_length(f->out) > 0 || f->eof))
+	    (evbuffer_get_length(f->out) > 0 || f->eof || f->fail))
 		ev |= STREAM_EV_READABLE;
 	if (ev != 0 && f->cb != NULL)
 		f->cb((struct stream *)f, ev, f->arg);
@@ -48,6 +48,14 @@ void
 fake_stream_print(struct fake_stream *f, const char *s)
 {
 	evbuffer_add(f->out, s, strlen(s));
+	fake_announce(f);
+}
+
+/* From now on, every send and recv fails, as a broken stream's do. */
+void
+fake_stream_fail(struct fake_stream *f)
+{
+	f->fail = 1;
 	fake_announce(f);
 }
 
@@ -81,6 +89,8 @@ fake_send(struct stream *st, const char *buf, size_t len)
 {
 	struct fake_stream	*f = (struct fake_stream *)st;
 
+	if (f->fail)
+		return -1;
 	if (f->full)
 		return -2;
 	evbuffer_add(f->in, buf, len);
@@ -94,6 +104,8 @@ fake_recv(struct stream *st, char *buf, size_t len)
 	struct fake_stream	*f = (struct fake_stream *)st;
 	int			 n;
 
+	if (f->fail)
+		return -1;
 	if (evbuffer_get_length(f->out) == 0)
 		return f->eof ? 0 : -2;
 	n = evbuffer_remove(f->out, buf, len);
@@ -108,13 +120,6 @@ fake_watch(struct stream *st, int events, stream_event_cb cb, void *arg)
 	f->events = events;
 	f->cb = cb;
 	f->arg = arg;
-	return 0;
-}
-
-static int
-fake_update(struct stream *st, int events)
-{
-	((struct fake_stream *)st)->events = events;
 	return 0;
 }
 
@@ -154,7 +159,6 @@ const struct stream_ops fake_stream_ops = {
 	.send = fake_send,
 	.recv = fake_recv,
 	.watch = fake_watch,
-	.update = fake_update,
 	.unwatch = fake_unwatch,
 	.close = fake_close,
 	.error = fake_error,

@@ -9,6 +9,7 @@ struct fake_stream {
 	struct evbuffer	*out;		/* to the session */
 	int		 eof;		/* the guest's end of file, after out */
 	int		 full;		/* send() says "not now" */
+	int		 fail;		/* send() and recv() fail */
 	int		 events;	/* watched */
 	stream_event_cb	 cb;
 	void		*arg;
@@ -24,3 +25,4 @@ extern struct evbuffer		*fake_sent;	/* every byte sent, ever */
 void	fake_stream_init(struct event_base *);
 void	fake_stream_print(struct fake_stream *, const char *);
 void	fake_stream_end(struct fake_stream *);
+void	fake_stream_fail(struct fake_stream *);

@@ -4,10 +4,12 @@
  * fake_stream.c in place of libvirt's (stream_ops).  Each case drives
  * events through the loop, as the daemon's own callbacks do.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,19 @@ run_until(int (*cond)(struct client *), struct client *c, int ms)
 		nanosleep(&ts, NULL);
 	}
 	return 0;
+}
+
+static int
+never(struct client *c)
+{
+	return 0;
+}
+
+/* Run the loop for about ms milliseconds. */
+static void
+spin(int ms)
+{
+	(void)run_until(never, NULL, ms);
 }
 
 static const char	*want;
@@ -314,11 +329,347 @@ test_idle(void)
 	configure("uri = test:///default\n");
 }
 
+/* The first session of the table, as `virtconsolectl list` sees it. */
+static struct session_info	info;
+static int			info_found;
+
+static void
+info_one(const struct session_info *si, void *arg)
+{
+	if (!info_found)
+		info = *si;
+	info_found = 1;
+}
+
+static int
+session_info_get(void)
+{
+	info_found = 0;
+	session_foreach(info_one, NULL);
+	return info_found;
+}
+
+static int
+cond_sent(struct client *c)
+{
+	return sent_has(fake_want);
+}
+
+/* A guest not running: the client waits, its input and escape too. */
+static void
+test_waiting(void)
+{
+	struct client	c, d;
+	int		opened0 = fake_opened;
+
+	configure("uri = test:///default\nstart_wait = 30\n");
+	g.active = 0;
+	ok(connect_client(&c) != NULL && session_info_get() &&
+	    strcmp(info.state, "WAITING") == 0 && fake_opened == opened0,
+	    "wait: a client of a stopped guest waits, nothing opened");
+	client_send(&c, "typed-early\r");
+	run_until(got_eof, &c, 20);
+	g.active = 1;
+	session_guest_started(&g);
+	fake_want = "typed-early\r";
+	ok(session_info_get() && strcmp(info.state, "ATTACHED") == 0 &&
+	    run_until(cond_sent, &c, 500),
+	    "wait: the guest starts, the console opens, what was typed "
+	    "while waiting reaches it");
+	session_end_all(REASON_SHUTDOWN);
+	close(c.fd);
+
+	g.active = 0;
+	ok(connect_client(&d) != NULL, "wait: waiting again");
+	client_send(&d, "abc\x11");
+	ok(expect(&d, "disconnected: escape key", 500),
+	    "wait: the escape byte ends a waiting session too");
+	close(d.fd);
+	ok(connect_client(&d) != NULL, "wait: and again");
+	session_guest_removed(&g);
+	ok(expect(&d, "refused: unknown guest", 500),
+	    "wait: the guest is removed: 'unknown guest'");
+	close(d.fd);
+	g.active = 1;
+	configure("uri = test:///default\n");
+}
+
+/* The escape byte in a later read than the input before it. */
+static void
+test_escape_split(void)
+{
+	struct client	c;
+
+	ok(connect_client(&c) != NULL, "escape split: attached");
+	client_send(&c, "before-");
+	fake_want = "before-";
+	ok(run_until(cond_sent, &c, 500), "escape split: the first read "
+	    "reaches the guest");
+	client_send(&c, "tail");
+	fake_want = "before-tail";
+	run_until(cond_sent, &c, 500);
+	client_send(&c, "\x11" "after");
+	ok(expect(&c, "disconnected: escape key", 500) &&
+	    sent_has("before-tail") && !sent_has("after"),
+	    "escape split: the escape byte alone ends it; nothing after it "
+	    "is sent");
+	close(c.fd);
+}
+
+static size_t	 out_total;
+
+/*
+ * Output at the max_buffer edge: a client that does not read keeps
+ * exactly max_buffer in the daemon beyond what the kernel holds; the rest
+ * is dropped and counted; once it reads, output flows again.
+ */
+static void
+test_backpressure_out(void)
+{
+	struct client	 c;
+	char		 chunk[4096];
+	int		 i, sz = 4096, k = 0;
+	size_t		 got = 0;
+	ssize_t		 n;
+
+	configure("uri = test:///default\nmax_buffer = 8K\n");
+	ok(connect_client(&c) != NULL, "output cap: attached, max_buffer 8K");
+	(void)setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+	memset(chunk, 'o', sizeof chunk - 1);
+	chunk[sizeof chunk - 1] = '\0';
+	out_total = 0;
+	for (i = 0; i < 64; i++) {
+		fake_stream_print(fake_last, chunk);
+		out_total += sizeof chunk - 1;
+		spin(2);
+	}
+	(void)ioctl(c.fd, FIONREAD, &k);
+	(void)session_info_get();
+	ok(info_found && info.pending_out == 8192 &&
+	    info.bytes_dropped > 0 &&
+	    info.bytes_out + info.bytes_dropped == out_total,
+	    "output cap: %zu bytes wait in the daemon (max_buffer 8192), "
+	    "%llu dropped, %llu + %llu = %zu printed", info.pending_out,
+	    (unsigned long long)info.bytes_dropped,
+	    (unsigned long long)info.bytes_out,
+	    (unsigned long long)info.bytes_dropped, out_total);
+	for (i = 0; i < 200; i++) {
+		while ((n = recv(c.fd, chunk, sizeof chunk, MSG_DONTWAIT)) > 0)
+			got += (size_t)n;
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+	ok(got == (size_t)k + 8192 && got == info.bytes_out,
+	    "output cap: the client reads the kernel's %d bytes and the "
+	    "daemon's 8192 (%zu), nothing more", k, got);
+	fake_stream_print(fake_last, "flows-again");
+	ok(expect(&c, "flows-again", 500) && session_info_get() &&
+	    strcmp(info.state, "ATTACHED") == 0,
+	    "output cap: drained, output flows again and the session goes on");
+	session_end_all(REASON_SHUTDOWN);
+	close(c.fd);
+	configure("uri = test:///default\n");
+}
+
+/*
+ * Input at the max_buffer edge: while the console takes nothing, the
+ * session stops reading once max_buffer waits; when it takes input again,
+ * reading resumes and every byte arrives once, in order.
+ */
+static char	 big[64 * 1024];
+static size_t	 big_off, big_sent0;
+static int	 big_fd;
+
+/* Push what the socket takes of big; done when all of it has arrived. */
+static int
+cond_big_arrived(struct client *c)
+{
+	ssize_t	n;
+
+	if (big_off < sizeof big && (n = send(big_fd, big + big_off,
+	    sizeof big - big_off, MSG_DONTWAIT)) > 0)
+		big_off += (size_t)n;
+	return evbuffer_get_length(fake_sent) - big_sent0 >= sizeof big;
+}
+
+static void
+test_backpressure_in(void)
+{
+	struct client	 c;
+	size_t		 i, pending;
+	int		 sz = 4096;
+
+	configure("uri = test:///default\nmax_buffer = 8K\nescape = none\n");
+	ok(connect_client(&c) != NULL, "input cap: attached, max_buffer 8K");
+	(void)setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	fake_last->full = 1;
+	for (i = 0; i < sizeof big; i++)
+		big[i] = (char)('a' + i % 26);
+	big_sent0 = evbuffer_get_length(fake_sent);
+	big_off = 0;
+	big_fd = c.fd;
+	(void)run_until(cond_big_arrived, NULL, 300);
+	pending = session_info_get() ? info.pending_in : 0;
+	ok(pending >= 8192 && pending < 8192 + 64 * 1024 &&
+	    big_off < sizeof big,
+	    "input cap: reading stops at max_buffer (%zu wait, %zu of %zu "
+	    "written)", pending, big_off, sizeof big);
+	fake_last->full = 0;
+	ok(run_until(cond_big_arrived, NULL, 3000) &&
+	    evbuffer_get_length(fake_sent) - big_sent0 == sizeof big &&
+	    memcmp(evbuffer_pullup(fake_sent, -1) + big_sent0, big,
+	    sizeof big) == 0,
+	    "input cap: reading resumes, all %zu bytes arrive once, in order",
+	    sizeof big);
+	ok(session_info_get() && info.bytes_in == sizeof big,
+	    "input cap: bytes_in counts them");
+	session_end_all(REASON_SHUTDOWN);
+	close(c.fd);
+	configure("uri = test:///default\n");
+}
+
+/* A writer leaves input behind; what becomes of the console. */
+static void
+drain_start(struct client *c, const char *input)
+{
+	ok(connect_client(c) != NULL, "leaves input: attached");
+	fake_last->full = 1;
+	client_send(c, input);
+	close(c->fd);
+	run_until(cond_table_empty, NULL, 500);
+}
+
+static void
+test_drain_cases(void)
+{
+	struct client		 a, b;
+	struct fake_stream	*f;
+	int			 opened0, closed0b;
+
+	/* A new writer takes the draining console back. */
+	drain_start(&a, "first;");
+	f = fake_last;
+	opened0 = fake_opened;
+	ok(connect_client(&b) != NULL && fake_opened == opened0,
+	    "writer back: a new client takes the console that drains "
+	    "(no new stream)");
+	client_send(&b, "second;");
+	spin(20);
+	f->full = 0;
+	fake_want = "first;second;";
+	ok(run_until(cond_sent, &b, 500),
+	    "writer back: the input left, then the new writer's, in order");
+	session_end_all(REASON_SHUTDOWN);
+	close(b.fd);
+
+	/* The stream fails while draining. */
+	drain_start(&a, "lost;");
+	closed0b = fake_closed;
+	fake_stream_fail(fake_last);
+	spin(50);
+	ok(fake_closed == closed0b + 1 && !sent_has("lost;"),
+	    "drain fails: the stream fails, the console closes");
+
+	/* The guest ends while draining: parked until the connection ends. */
+	drain_start(&a, "eof;");
+	closed0b = fake_closed;
+	fake_stream_end(fake_last);
+	spin(50);
+	ok(fake_closed == closed0b, "drain eof: parked at the guest's end of "
+	    "file, not closed");
+	session_end_all(REASON_HV_LOST);
+	ok(fake_closed == closed0b + 1,
+	    "drain eof: released when the connection ends");
+
+	/* The guest stops while draining. */
+	drain_start(&a, "stop;");
+	closed0b = fake_closed;
+	session_guest_stopped(&g, REASON_GUEST_STOPPED);
+	ok(fake_closed == closed0b, "drain stop: parked at the stop event");
+	session_end_all(REASON_SHUTDOWN);
+	ok(fake_closed == closed0b + 1, "drain stop: released at shutdown");
+}
+
+/* The guest stops, or the stream fails, under an attached client. */
+static void
+test_console_ends(void)
+{
+	struct client	c;
+	int		closed0b;
+
+	ok(connect_client(&c) != NULL, "stop: attached");
+	closed0b = fake_closed;
+	session_guest_stopped(&g, REASON_GUEST_MIGRATED);
+	ok(expect(&c, "disconnected: guest migrated", 500) &&
+	    fake_closed == closed0b && session_count() == 0,
+	    "stop: the client is told, the stream is parked");
+	session_end_all(REASON_SHUTDOWN);
+	ok(fake_closed == closed0b + 1, "stop: the parked stream is released");
+	close(c.fd);
+
+	ok(connect_client(&c) != NULL, "failure: attached");
+	fake_stream_fail(fake_last);
+	ok(expect(&c, "disconnected: hypervisor connection lost", 500),
+	    "failure: a stream that fails with no hypervisor connection: "
+	    "'hypervisor connection lost'");
+	close(c.fd);
+
+	ok(connect_client(&c) != NULL, "send failure: attached");
+	fake_last->fail = 1;
+	client_send(&c, "x");
+	ok(expect(&c, "disconnected: hypervisor connection lost", 500),
+	    "send failure: the session ends too");
+	close(c.fd);
+}
+
+/* Every legal transition taken; every illegal one refused and counted. */
+static void
+test_tables(void)
+{
+	struct fsm	*machines[] = { &session_fsm, &console_fsm };
+	unsigned int	 legal, taken, s, e, refused, tried;
+	unsigned long long errors0;
+	size_t		 i;
+	int		 state;
+
+	ok(fsm_state_errors() == 0, "no illegal transition was attempted "
+	    "by the cases above (%llu)", fsm_state_errors());
+	for (i = 0; i < sizeof machines / sizeof machines[0]; i++) {
+		fsm_coverage(machines[i], &legal, &taken);
+		printf("# %s: %u/%u transitions taken\n", machines[i]->name,
+		    taken, legal);
+		fsm_untaken(machines[i], stdout);
+		ok(taken == legal, "%s: every legal transition was taken "
+		    "(%u/%u)", machines[i]->name, taken, legal);
+	}
+	log_set_level(LOG_LEVEL_ERROR);
+	for (i = 0; i < sizeof machines / sizeof machines[0]; i++) {
+		refused = tried = 0;
+		errors0 = fsm_state_errors();
+		for (s = 0; s < machines[i]->nstates; s++)
+			for (e = 0; e < machines[i]->nevents; e++) {
+				if (fsm_next(machines[i], (int)s, (int)e) !=
+				    FSM_ILLEGAL)
+					continue;
+				state = (int)s;
+				tried++;
+				if (fsm_step(machines[i], &state, (int)e,
+				    "test", "test") == -1 && state == (int)s)
+					refused++;
+			}
+		ok(tried > 0 && refused == tried &&
+		    fsm_state_errors() - errors0 == tried,
+		    "%s: each of the %u illegal (state, event) pairs is "
+		    "refused, left the state alone, and was counted",
+		    machines[i]->name, tried);
+	}
+}
+
 int
 main(void)
 {
+	signal(SIGPIPE, SIG_IGN);	/* as the daemon: clients that left */
 	base = event_base_new();
-	log_init(LOG_TARGET_STDERR, LOG_LEVEL_ERROR, NULL);
+	log_init(LOG_TARGET_STDERR, getenv("TM_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, NULL);
 	fake_stream_init(base);
 	stream_ops = &fake_stream_ops;
 	memcpy(g.uuid, "6e3b8a2c-0000-4000-8000-000000000001",
@@ -333,5 +684,12 @@ main(void)
 	test_guest_eof();
 	test_drain_after_leaving();
 	test_idle();
+	test_waiting();
+	test_escape_split();
+	test_backpressure_out();
+	test_backpressure_in();
+	test_drain_cases();
+	test_console_ends();
+	test_tables();
 	return tap_done();
 }
