@@ -84,16 +84,18 @@ control_status(struct evbuffer *b, int json)
 	if (json)
 		evbuffer_add_printf(b, "{\"version\":\"%s\",\"pid\":%ld,"
 		    "\"uptime\":%ld,\"hypervisor\":\"%s\",\"guests\":%u,"
-		    "\"running\":%u,\"sessions\":%u,\"web_clients\":%u}\n",
+		    "\"running\":%u,\"sessions\":%u,\"web_clients\":%u,"
+		    "\"state_errors\":%llu}\n",
 		    PACKAGE_VERSION, (long)getpid(), uptime,
 		    hv_state_name(hv_get_state()), guests, running,
-		    session_count(), wsock_count());
+		    session_count(), wsock_count(), fsm_state_errors());
 	else
 		evbuffer_add_printf(b, "virtconsoled %s, pid %ld, up %ld s\n"
 		    "hypervisor: %s\nguests: %u (%u running)\n"
-		    "sessions: %u (%u over WebSocket)\n", PACKAGE_VERSION,
-		    (long)getpid(), uptime, hv_state_name(hv_get_state()),
-		    guests, running, session_count(), wsock_count());
+		    "sessions: %u (%u over WebSocket)\nstate_errors: %llu\n",
+		    PACKAGE_VERSION, (long)getpid(), uptime,
+		    hv_state_name(hv_get_state()), guests, running,
+		    session_count(), wsock_count(), fsm_state_errors());
 }
 
 struct control_list {

@@ -51,7 +51,24 @@ skip_all() {
 	done_testing
 }
 
+# no_state_bug: one check over every daemon log this test left in T_TMP
+# (lines "... virtconsoled[PID]: LEVEL: ..."), when there is any: no
+# illegal state transition (fsm.c logs each one as "BUG:").
+no_state_bug() {
+	local logs
+	logs=$(grep -rlE 'virtconsoled\[[0-9]+\]: (error|warn|info|debug): ' \
+	    "$T_TMP" 2>/dev/null) || return 0
+	if printf '%s\n' "$logs" | xargs -d '\n' grep -qF ': BUG: '; then
+		fail "no daemon of this test logged an illegal state transition (BUG:)"
+		printf '%s\n' "$logs" | xargs -d '\n' grep -hF ': BUG: ' |
+		    head -n 5 | sed 's/^/#   /'
+	else
+		pass "no daemon of this test logged an illegal state transition (BUG:)"
+	fi
+}
+
 done_testing() {
+	no_state_bug
 	echo "1..$T_N"
 	[ "$T_FAILED" -eq 0 ] && [ "$T_N" -gt 0 ]
 	exit $?

@@ -65,7 +65,8 @@ with t.case("sessions"):
 with t.case("status and list"):
     r = ctl("status")
     t.ok(r.returncode == 0 and re.search(r"^hypervisor: connected$", r.stdout, re.M) and
-         re.search(r"^sessions: 2 \(0 over WebSocket\)$", r.stdout, re.M), "status (human)", r.stdout, r.stderr)
+         re.search(r"^sessions: 2 \(0 over WebSocket\)$", r.stdout, re.M) and
+         re.search(r"^state_errors: 0$", r.stdout, re.M), "status (human)", r.stdout, r.stderr)
     r = ctl("status", "--json")
     try:
         s = json.loads(r.stdout)
@@ -73,8 +74,9 @@ with t.case("status and list"):
         s = {}
     t.ok(r.returncode == 0 and s.get("hypervisor") == "connected" and
          s.get("sessions") == 2 and s.get("pid") == d.pid and
-         s.get("guests", 0) >= 2 and isinstance(s.get("uptime"), int),
-         "status --json: version, pid, uptime, hypervisor, counts", r.stdout)
+         s.get("guests", 0) >= 2 and isinstance(s.get("uptime"), int) and
+         s.get("state_errors") == 0,
+         "status --json: version, pid, uptime, hypervisor, counts, state_errors 0", r.stdout)
     r = ctl("list", "--json")
     try:
         ls = json.loads(r.stdout)

@@ -163,6 +163,14 @@ class TAP:
                     traceback.format_exc())
         self.diag("    (%s: %.1f s)" % (name, time.monotonic() - t))
 
+    def no_state_bug(self):
+        """One check over the logs of every daemon this test started: no
+        illegal state transition (fsm.c logs each as 'BUG:')."""
+        bad = [line for d in _daemons for line in d.log().splitlines()
+               if STATE_BUG in line]
+        return self.ok(not bad, "no daemon of this test logged an illegal state "
+                       "transition (BUG:)", *bad[:5])
+
     def skip(self, reason):
         """One check that cannot run here: 'ok N # SKIP reason' (a skip,
         never a pass); under CI=true a failure."""
@@ -180,6 +188,8 @@ class TAP:
         sys.exit(0)
 
     def done(self):
+        if _daemons:
+            self.no_state_bug()
         run_cleanups()
         self.diag("runtime %.1f s" % self.elapsed())
         print("1..%d" % self.n)
@@ -189,6 +199,8 @@ class TAP:
 # ------------------------------------------------------------ the daemon
 
 SANITIZER_RE = r"ERROR: (Address|Leak)Sanitizer|runtime error:"
+STATE_BUG = ": BUG: "           # fsm.c: an illegal transition, refused
+_daemons = []                   # every Daemon made, for TAP.done()
 
 
 def no_sanitizer_report(t, daemons, desc="no ASan/UBSan report"):
@@ -212,6 +224,7 @@ class Daemon:
     STARTED_RE = r"virtconsoled \S+ started pid=(\d+)"
 
     def __init__(self, lab_uri, conf=None, name="vcd", tmpdir=None):
+        _daemons.append(self)
         self.name = name
         self.dir = tmpdir or make_tmpdir()
         self.conf_path = os.path.join(self.dir, name + ".conf")
