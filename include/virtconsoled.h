@@ -278,6 +278,7 @@ enum session_state {
 	SESSION_OPENING,	/* opening the console stream */
 	SESSION_ATTACHED,	/* bytes flow both ways */
 	SESSION_CLOSING,	/* notice sent, waiting for it to drain */
+	SESSION_DRAINING,	/* client gone, its input still going out */
 	SESSION_DEAD,		/* destroyed; freed on the next loop pass */
 };
 enum session_reason {
@@ -356,7 +357,6 @@ enum console_state {
 	CONSOLE_CLOSED = 0,	/* no stream */
 	CONSOLE_OPENING,	/* opening the stream */
 	CONSOLE_OPEN,		/* stream open, read for the clients */
-	CONSOLE_DRAINING,	/* the writer left: its input still goes out */
 	CONSOLE_PARKED,		/* the guest stops: stream held, see park */
 	CONSOLE_DEAD,		/* unused: freed on the next loop pass */
 	CONSOLE_NSTATES
@@ -380,9 +380,9 @@ int		 console_open(struct console_client *, int,
 void		 console_input(struct console_client *, struct evbuffer *,
 		     size_t);
 size_t		 console_input_pending(const struct console_client *);
-void		 console_detach(struct console_client *, int);
+void		 console_detach(struct console_client *);
 void		 console_guest_stopped(const char *, enum session_reason);
-void		 console_close_all(void);
+void		 console_close_all(enum session_reason);
 unsigned int	 console_count(void);
 const char	*console_state_name(const struct console *);
 extern struct fsm console_fsm;

@@ -8,18 +8,19 @@
  * callbacks they registered (struct console_client_ops).
  *
  *   CLOSED --open--> OPENING --opened--> OPEN --eof/stopped--> PARKED
- *      ^                |                 | ^                     |
- *      +-----failed-----+     writer_left | | writer_back         |
- *      +-----close/failed------ OPEN / DRAINING <----------+      |
- *      +----------------------------release--------------------------+
+ *     ^  ^                |                 |                       |
+ *     |  +-----failed-----+                 |                       |
+ *     +------------------close/failed-------+                       |
+ *     +-----------------------------release-------------------------+
  *   CLOSED --free--> DEAD  (no client left: freed from the loop)
  *
- * DRAINING: the writer left on its own (it closed, or typed the escape
- * key) with input not yet sent; the input keeps going out, up to
- * CONSOLE_DRAIN seconds, and a new writer may take the console back.
- * PARKED: the guest is stopping, and the stream must not be closed yet
- * (see console_park()).  docs/SESSIONS.md has the diagram, checked against
- * console_table by tests/unit/test_fsmdoc.
+ * The stream is open while the console has a client.  Each client's input
+ * waits in its own buffer, and the clients' buffers go out in the order
+ * the clients came: a writer that left with input not yet sent (a session
+ * DRAINING) stays a client until it is out, and a client that comes
+ * meanwhile is served after it.  PARKED: the guest is stopping, and the
+ * stream must not be closed yet (see console_park()).  docs/SESSIONS.md
+ * has the diagram, checked against console_table by tests/unit/test_fsmdoc.
  *
  * Input goes to the guests through one send queue of consoles, never
  * straight from a client's callback.  libvirt's remote virStreamSend() does
@@ -58,7 +59,6 @@
 #define CONSOLE_SEND_WINDOW	4096	/* unread bytes on the libvirt socket */
 #define CONSOLE_SEND_RETRY	5	/* ms between tries while it is full */
 #define CONSOLE_STOP_GRACE	10	/* parked stream: after the stop event */
-#define CONSOLE_DRAIN		30	/* seconds for input left by a writer */
 
 enum console_event {
 	CONSOLE_EV_OPEN = 0,
@@ -66,8 +66,6 @@ enum console_event {
 	CONSOLE_EV_FAILED,
 	CONSOLE_EV_EOF,
 	CONSOLE_EV_STOPPED,
-	CONSOLE_EV_WRITER_LEFT,
-	CONSOLE_EV_WRITER_BACK,
 	CONSOLE_EV_CLOSE,
 	CONSOLE_EV_RELEASE,
 	CONSOLE_EV_FREE,
@@ -78,7 +76,6 @@ static const char *const console_state_names[CONSOLE_NSTATES] = {
 	[CONSOLE_CLOSED] = "CLOSED",
 	[CONSOLE_OPENING] = "OPENING",
 	[CONSOLE_OPEN] = "OPEN",
-	[CONSOLE_DRAINING] = "DRAINING",
 	[CONSOLE_PARKED] = "PARKED",
 	[CONSOLE_DEAD] = "DEAD",
 };
@@ -89,8 +86,6 @@ static const char *const console_event_names[CONSOLE_NEVENTS] = {
 	[CONSOLE_EV_FAILED] = "failed",
 	[CONSOLE_EV_EOF] = "eof",
 	[CONSOLE_EV_STOPPED] = "stopped",
-	[CONSOLE_EV_WRITER_LEFT] = "writer_left",
-	[CONSOLE_EV_WRITER_BACK] = "writer_back",
 	[CONSOLE_EV_CLOSE] = "close",
 	[CONSOLE_EV_RELEASE] = "release",
 	[CONSOLE_EV_FREE] = "free",
@@ -110,14 +105,6 @@ static const signed char console_table[CONSOLE_NSTATES][CONSOLE_NEVENTS] = {
 		[CONSOLE_EV_FAILED] = FSM_TO(CONSOLE_CLOSED),
 		[CONSOLE_EV_EOF] = FSM_TO(CONSOLE_PARKED),
 		[CONSOLE_EV_STOPPED] = FSM_TO(CONSOLE_PARKED),
-		[CONSOLE_EV_WRITER_LEFT] = FSM_TO(CONSOLE_DRAINING),
-		[CONSOLE_EV_CLOSE] = FSM_TO(CONSOLE_CLOSED),
-	},
-	[CONSOLE_DRAINING] = {
-		[CONSOLE_EV_FAILED] = FSM_TO(CONSOLE_CLOSED),
-		[CONSOLE_EV_EOF] = FSM_TO(CONSOLE_PARKED),
-		[CONSOLE_EV_STOPPED] = FSM_TO(CONSOLE_PARKED),
-		[CONSOLE_EV_WRITER_BACK] = FSM_TO(CONSOLE_OPEN),
 		[CONSOLE_EV_CLOSE] = FSM_TO(CONSOLE_CLOSED),
 	},
 	[CONSOLE_PARKED] = {
@@ -138,6 +125,7 @@ struct console_client {
 	const struct console_client_ops	*ops;
 	void				*arg;
 	char				*who;	/* "session 4", for the log */
+	struct evbuffer			*input;	/* not yet sent to the guest */
 	TAILQ_ENTRY(console_client)	 entry;
 };
 TAILQ_HEAD(console_clients, console_client);
@@ -150,11 +138,8 @@ struct console {
 	char			*guest;		/* the name, for the log */
 	struct stream		*st;
 	int			 eof;		/* seen: finish, not abort */
-	struct evbuffer		*to_guest;	/* input not yet sent */
-	struct console_client	*writer;	/* whose input that is */
-	char			*writer_who;	/* the last writer, for the log */
-	struct console_clients	 clients;
-	struct event		*ev_timer;	/* drain deadline, park grace */
+	struct console_clients	 clients;	/* in the order they came */
+	struct event		*ev_timer;	/* park grace */
 	TAILQ_ENTRY(console)	 entry;
 	TAILQ_ENTRY(console)	 sendq_entry;	/* tqe_prev NULL: not queued */
 };
@@ -234,19 +219,27 @@ console_release_stream(struct console *c)
 	c->eof = 0;
 }
 
-/* Input that can no longer go out: counted in the log, dropped. */
+/* A client's input that can no longer go out: counted in the log. */
 static void
-console_drop_input(struct console *c)
+console_drop_input(struct console_client *cl)
 {
 	size_t	left;
 
-	console_unqueue(c);
-	if ((left = evbuffer_get_length(c->to_guest)) == 0)
+	if ((left = evbuffer_get_length(cl->input)) == 0)
 		return;
 	log_info("%s: %zu bytes of input not delivered (the console is not "
-	    "taking input)", c->writer_who != NULL ? c->writer_who :
-	    "console", left);
-	evbuffer_drain(c->to_guest, left);
+	    "taking input)", cl->who, left);
+	evbuffer_drain(cl->input, left);
+}
+
+static void
+console_drop_all_input(struct console *c)
+{
+	struct console_client	*cl;
+
+	console_unqueue(c);
+	TAILQ_FOREACH(cl, &c->clients, entry)
+		console_drop_input(cl);
 }
 
 /* Tell every client the console ended under it; they detach. */
@@ -276,8 +269,7 @@ console_fail(struct console *c, const char *what)
 	    log_esc(stream_ops->error()));
 	if (console_step(c, CONSOLE_EV_FAILED, "stream failed") == -1)
 		return;
-	evtimer_del(c->ev_timer);
-	console_drop_input(c);
+	console_drop_all_input(c);
 	console_release_stream(c);
 	console_end_clients(c, console_failure_reason());
 	console_maybe_free(c);
@@ -288,18 +280,9 @@ console_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct console	*c = arg;
 
-	if (c->state == CONSOLE_DRAINING) {
-		if (console_step(c, CONSOLE_EV_CLOSE, "input not taken in "
-		    "time") == 0) {
-			console_drop_input(c);
-			console_release_stream(c);
-			console_maybe_free(c);
-		}
-	} else if (c->state == CONSOLE_PARKED) {
-		if (console_step(c, CONSOLE_EV_RELEASE, "stop grace over") == 0) {
-			console_release_stream(c);
-			console_maybe_free(c);
-		}
+	if (console_step(c, CONSOLE_EV_RELEASE, "stop grace over") == 0) {
+		console_release_stream(c);
+		console_maybe_free(c);
 	}
 }
 
@@ -330,8 +313,7 @@ console_park(struct console *c, enum console_event ev,
 {
 	if (console_step(c, ev, session_reason_text(reason)) == -1)
 		return;
-	evtimer_del(c->ev_timer);
-	console_drop_input(c);
+	console_drop_all_input(c);
 	stream_ops->unwatch(c->st);
 	console_end_clients(c, reason);
 }
@@ -353,8 +335,7 @@ console_stream_cb(struct stream *st, int events, void *arg)
 	char		 buf[CONSOLE_CHUNK];
 	int		 n, budget = CONSOLE_BUDGET;
 
-	if (c->st != st || (c->state != CONSOLE_OPEN &&
-	    c->state != CONSOLE_DRAINING))
+	if (c->st != st || c->state != CONSOLE_OPEN)
 		return;		/* a late event */
 	if (!(events & (STREAM_EV_READABLE | STREAM_EV_ERROR |
 	    STREAM_EV_HANGUP)))
@@ -384,23 +365,37 @@ console_can_send(void)
 	    CONSOLE_SEND_WINDOW;
 }
 
+/* The first client, in the order they came, with input to send. */
+static struct console_client *
+console_next_input(const struct console *c)
+{
+	struct console_client	*cl;
+
+	TAILQ_FOREACH(cl, &c->clients, entry)
+		if (evbuffer_get_length(cl->input) > 0)
+			return cl;
+	return NULL;
+}
+
 /*
- * Send one packet of a console's input.  1: sent, or nothing to send;
- * 0: the stream cannot take it now; -1: the stream failed (the console is
- * closed).
+ * Send one packet of a client's input: *sent bytes of it.  1: sent, or
+ * nothing to send; 0: the stream cannot take it now; -1: the stream failed
+ * (the console is closed, its clients ended).
  */
 static int
-console_send_chunk(struct console *c)
+console_send_packet(struct console *c, struct console_client *cl,
+    size_t *sent)
 {
 	unsigned char	*p;
 	size_t		 len;
 	int		 n;
 
-	if ((len = evbuffer_get_length(c->to_guest)) == 0)
+	*sent = 0;
+	if ((len = evbuffer_get_length(cl->input)) == 0)
 		return 1;
 	if (len > CONSOLE_SEND_CHUNK)
 		len = CONSOLE_SEND_CHUNK;
-	p = evbuffer_pullup(c->to_guest, (ssize_t)len);
+	p = evbuffer_pullup(cl->input, (ssize_t)len);
 	n = stream_ops->send(c->st, (const char *)p, len);
 	if (n == -2)
 		return 0;	/* a local stream that is full */
@@ -408,28 +403,32 @@ console_send_chunk(struct console *c)
 		console_fail(c, "send");
 		return -1;
 	}
-	evbuffer_drain(c->to_guest, (size_t)n);
-	if (c->writer != NULL)
-		c->writer->ops->input_sent(c->writer->arg, (size_t)n,
-		    evbuffer_get_length(c->to_guest));
+	evbuffer_drain(cl->input, (size_t)n);
+	*sent = (size_t)n;
 	return 1;
+}
+
+/* One packet of the console's input, from the first client that has some. */
+static int
+console_send_chunk(struct console *c)
+{
+	struct console_client	*cl;
+	size_t			 sent;
+	int			 r;
+
+	if ((cl = console_next_input(c)) == NULL)
+		return 1;
+	if ((r = console_send_packet(c, cl, &sent)) == 1 && sent > 0)
+		/* The client may detach here (its input is out). */
+		cl->ops->input_sent(cl->arg, sent,
+		    evbuffer_get_length(cl->input));
+	return r;
 }
 
 static void
 console_pump_cb(evutil_socket_t fd, short what, void *arg)
 {
 	console_pump();
-}
-
-/* The input of a writer that left is out: the stream goes. */
-static void
-console_drained(struct console *c)
-{
-	if (console_step(c, CONSOLE_EV_CLOSE, "input delivered") == -1)
-		return;
-	evtimer_del(c->ev_timer);
-	console_release_stream(c);
-	console_maybe_free(c);
 }
 
 /* One packet per waiting console in turn, while libvirt takes them. */
@@ -446,10 +445,8 @@ console_pump(void)
 		console_unqueue(c);
 		if ((r = console_send_chunk(c)) < 0)
 			continue;	/* closed */
-		if (evbuffer_get_length(c->to_guest) > 0)
+		if (c->state == CONSOLE_OPEN && console_next_input(c) != NULL)
 			console_enqueue(c);
-		else if (c->state == CONSOLE_DRAINING)
-			console_drained(c);
 		if (r == 0)
 			break;
 	}
@@ -465,18 +462,6 @@ console_pump(void)
 		clock_gettime(CLOCK_MONOTONIC, &cons.blocked);
 	}
 	evtimer_add(&cons.ev_pump, &tv);
-}
-
-/* Queue the console's input and try to send it. */
-static void
-console_kick_pump(struct console *c)
-{
-	if ((c->state != CONSOLE_OPEN && c->state != CONSOLE_DRAINING) ||
-	    evbuffer_get_length(c->to_guest) == 0)
-		return;
-	console_enqueue(c);
-	if (!cons.pump_blocked)
-		console_pump();
 }
 
 /*
@@ -500,8 +485,7 @@ console_get(const char *uuid, const char *alias, const char *name)
 	c->alias = xstrdup(alias);
 	c->guest = xstrdup(name);
 	TAILQ_INIT(&c->clients);
-	if ((c->to_guest = evbuffer_new()) == NULL ||
-	    (c->ev_timer = evtimer_new(cons.base, console_timer_cb, c)) ==
+	if ((c->ev_timer = evtimer_new(cons.base, console_timer_cb, c)) ==
 	    NULL)
 		fatalx("console: out of memory");
 	TAILQ_INSERT_TAIL(&cons.all, c, entry);
@@ -513,10 +497,8 @@ console_free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct console	*c = arg;
 
-	evbuffer_free(c->to_guest);
 	free(c->alias);
 	free(c->guest);
-	free(c->writer_who);
 	free(c);
 }
 
@@ -550,6 +532,8 @@ console_attach(struct console *c, const struct console_client_ops *ops,
 	cl->ops = ops;
 	cl->arg = arg;
 	cl->who = xstrdup(who);
+	if ((cl->input = evbuffer_new()) == NULL)
+		fatalx("console: out of memory");
 	TAILQ_INSERT_TAIL(&c->clients, cl, entry);
 	return cl;
 }
@@ -572,14 +556,6 @@ console_open(struct console_client *cl, int force,
 
 	if (c->state == CONSOLE_OPEN)
 		return 0;
-	if (c->state == CONSOLE_DRAINING) {
-		if (console_step(c, CONSOLE_EV_WRITER_BACK, cl->who) == -1) {
-			*reason = REASON_BUSY;
-			return -1;
-		}
-		evtimer_del(c->ev_timer);
-		return 0;
-	}
 	if (console_step(c, CONSOLE_EV_OPEN, cl->who) == -1) {
 		*reason = REASON_BUSY;
 		return -1;
@@ -606,67 +582,52 @@ console_open(struct console_client *cl, int force,
 	return 0;
 }
 
-/* The client's input: n bytes from buf join the console's queue. */
+/* The client's input: n bytes from buf join its queue for the guest. */
 void
 console_input(struct console_client *cl, struct evbuffer *buf, size_t n)
 {
 	struct console	*c = cl->console;
 
-	if (c->writer != cl) {
-		c->writer = cl;
-		free(c->writer_who);
-		c->writer_who = xstrdup(cl->who);
-	}
-	evbuffer_remove_buffer(buf, c->to_guest, n);
-	console_kick_pump(c);
+	evbuffer_remove_buffer(buf, cl->input, n);
+	if (c->state != CONSOLE_OPEN || evbuffer_get_length(cl->input) == 0)
+		return;
+	console_enqueue(c);
+	if (!cons.pump_blocked)
+		console_pump();
 }
 
-/* Input of this console not yet sent to the guest. */
+/* The client's input not yet sent to the guest. */
 size_t
 console_input_pending(const struct console_client *cl)
 {
-	return evbuffer_get_length(cl->console->to_guest);
+	return evbuffer_get_length(cl->input);
 }
 
 /*
- * A client leaves.  With drain (it left on its own), its input not yet
- * sent keeps going to the guest; otherwise what libvirt takes at once goes
- * out and the rest is dropped.  The last client out closes the stream.
+ * A client leaves.  Its input that libvirt takes at once goes out, the
+ * rest is dropped (a client that wants its input delivered stays until
+ * input_sent() says it is out).  The last client out closes the stream.
  */
 void
-console_detach(struct console_client *cl, int drain)
+console_detach(struct console_client *cl)
 {
 	struct console	*c = cl->console;
+	size_t		 sent;
 
 	TAILQ_REMOVE(&c->clients, cl, entry);
-	if (c->writer == cl)
-		c->writer = NULL;
+	while (c->state == CONSOLE_OPEN &&
+	    evbuffer_get_length(cl->input) > 0 && console_can_send())
+		if (console_send_packet(c, cl, &sent) <= 0)
+			break;
+	console_drop_input(cl);
+	evbuffer_free(cl->input);
 	free(cl->who);
 	free(cl);
-	if (c->state != CONSOLE_OPEN || !TAILQ_EMPTY(&c->clients)) {
-		console_maybe_free(c);
-		return;
+	if (c->state == CONSOLE_OPEN && TAILQ_EMPTY(&c->clients) &&
+	    console_step(c, CONSOLE_EV_CLOSE, "no client left") == 0) {
+		console_unqueue(c);
+		console_release_stream(c);
 	}
-	if (drain && evbuffer_get_length(c->to_guest) > 0) {
-		if (console_step(c, CONSOLE_EV_WRITER_LEFT, "input left to "
-		    "send") == 0) {
-			timer_arm(c->ev_timer, CONSOLE_DRAIN);
-			console_kick_pump(c);
-		}
-		return;
-	}
-	/* The bytes typed before the end go out as far as libvirt takes
-	 * them without blocking. */
-	console_unqueue(c);
-	while (evbuffer_get_length(c->to_guest) > 0 && console_can_send())
-		if (console_send_chunk(c) <= 0)
-			break;
-	if (c->state != CONSOLE_OPEN)
-		return;		/* failed while sending: already closed */
-	if (console_step(c, CONSOLE_EV_CLOSE, "no client left") == -1)
-		return;
-	console_drop_input(c);
-	console_release_stream(c);
 	console_maybe_free(c);
 }
 
@@ -683,7 +644,7 @@ console_guest_stopped(const char *uuid, enum session_reason reason)
 	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next) {
 		if (strcmp(c->uuid, uuid) != 0)
 			continue;
-		if (c->state == CONSOLE_OPEN || c->state == CONSOLE_DRAINING)
+		if (c->state == CONSOLE_OPEN)
 			console_park(c, CONSOLE_EV_STOPPED, reason);
 		if (c->state == CONSOLE_PARKED)
 			timer_arm(c->ev_timer, CONSOLE_STOP_GRACE);
@@ -691,28 +652,30 @@ console_guest_stopped(const char *uuid, enum session_reason reason)
 }
 
 /*
- * The connection is gone, or the daemon stops: clients have been ended;
- * input left by writers that are gone is not for this connection, and no
- * stop event will come for the parked streams.
+ * The connection is gone, or the daemon stops, and the sessions in the
+ * table have been ended: the consoles still open (their clients are
+ * writers whose input was still going out) close with reason, and the
+ * parked streams go (no stop event will come for them).
  */
 void
-console_close_all(void)
+console_close_all(enum session_reason reason)
 {
 	struct console	*c, *next;
 
 	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next) {
-		if (c->state == CONSOLE_DRAINING) {
-			if (console_step(c, CONSOLE_EV_CLOSE, "connection "
-			    "ended") == -1)
+		if (c->state == CONSOLE_OPEN) {
+			if (console_step(c, CONSOLE_EV_CLOSE,
+			    session_reason_text(reason)) == -1)
 				continue;
-			console_drop_input(c);
+			console_drop_all_input(c);
+			console_end_clients(c, reason);
 		} else if (c->state == CONSOLE_PARKED) {
-			if (console_step(c, CONSOLE_EV_RELEASE, "connection "
-			    "ended") == -1)
+			if (console_step(c, CONSOLE_EV_RELEASE,
+			    session_reason_text(reason)) == -1)
 				continue;
+			evtimer_del(c->ev_timer);
 		} else
 			continue;
-		evtimer_del(c->ev_timer);
 		console_release_stream(c);
 		console_maybe_free(c);
 	}

@@ -51,6 +51,7 @@
 #define SESSION_CHUNK		(64 * 1024)	/* client read unit */
 #define SESSION_SLOW_GRACE	5	/* seconds at the cap */
 #define SESSION_LINGER		2	/* seconds to drain a notice */
+#define SESSION_DRAIN		30	/* seconds for input left by a client */
 
 enum session_event {
 	SESSION_EV_WAIT = 0,	/* the guest is not running */
@@ -58,6 +59,8 @@ enum session_event {
 	SESSION_EV_OPENED,	/* the console is open */
 	SESSION_EV_END,		/* any reason: session_end() */
 	SESSION_EV_DONE,	/* the notice is out, or cannot go */
+	SESSION_EV_DRAIN,	/* the client is gone, its input is not */
+	SESSION_EV_DRAINED,	/* the input is out, or never will be */
 	SESSION_NEVENTS
 };
 
@@ -67,6 +70,7 @@ static const char *const session_state_names[] = {
 	[SESSION_OPENING] = "OPENING",
 	[SESSION_ATTACHED] = "ATTACHED",
 	[SESSION_CLOSING] = "CLOSING",
+	[SESSION_DRAINING] = "DRAINING",
 	[SESSION_DEAD] = "DEAD",
 };
 
@@ -76,6 +80,8 @@ static const char *const session_event_names[SESSION_NEVENTS] = {
 	[SESSION_EV_OPENED] = "opened",
 	[SESSION_EV_END] = "end",
 	[SESSION_EV_DONE] = "done",
+	[SESSION_EV_DRAIN] = "drain",
+	[SESSION_EV_DRAINED] = "drained",
 };
 
 /* The legal transitions; every other (state, event) is a bug. */
@@ -98,6 +104,10 @@ static const signed char session_table[SESSION_DEAD + 1][SESSION_NEVENTS] = {
 	},
 	[SESSION_CLOSING] = {
 		[SESSION_EV_DONE] = FSM_TO(SESSION_DEAD),
+		[SESSION_EV_DRAIN] = FSM_TO(SESSION_DRAINING),
+	},
+	[SESSION_DRAINING] = {
+		[SESSION_EV_DRAINED] = FSM_TO(SESSION_DEAD),
 	},
 };
 
@@ -118,11 +128,11 @@ struct session {
 	char			*alias;
 	char			*peer;
 	struct bufferevent	*bev;		/* the client */
-	struct console_client	*console;	/* OPENING, ATTACHED */
+	struct console_client	*console;	/* OPENING to DRAINING */
 	struct event		*ev_wait;	/* start_wait */
 	struct event		*ev_idle;	/* idle_timeout */
 	struct event		*ev_slow;	/* client too slow */
-	struct event		*ev_linger;	/* notice drain deadline */
+	struct event		*ev_linger;	/* notice, input drain deadline */
 	struct timespec		 started;
 	struct timespec		 active;	/* last activity */
 	uint64_t		 bytes_in;	/* client to guest */
@@ -177,6 +187,7 @@ static const struct {
 };
 
 static void	session_destroy(struct session *);
+static void	session_done(struct session *);
 static void	session_attach(struct session *);
 static void	session_end(struct session *, enum session_reason);
 
@@ -335,19 +346,31 @@ session_take_input(struct session *s)
 	return 1;
 }
 
+/* Let go of the console: input not yet sent is dropped (and logged). */
+static void
+session_detach(struct session *s)
+{
+	struct console_client	*cl = s->console;
+
+	if (cl != NULL) {
+		s->console = NULL;
+		console_detach(cl);
+	}
+}
+
 /*
  * End a session for a reason.  Idempotent: the first reason wins.  It
- * leaves the table at once; the console keeps sending the input the
- * client typed before its end when the client itself left
- * (session_drains()), and drops it otherwise.
+ * leaves the table at once (the console is free for the next client).
+ * When the client itself left (session_drains()), the input it typed
+ * before its end still goes to the console: the session stays the
+ * console's client, through CLOSING and DRAINING, until it is out.
  */
 static void
 session_end(struct session *s, enum session_reason reason)
 {
-	struct console_client	*cl = s->console;
-	char			 notice[128];
-	size_t			 n;
-	int			 was_attached = s->state == SESSION_ATTACHED;
+	char	notice[128];
+	size_t	n;
+	int	drains = s->state == SESSION_ATTACHED && session_drains(reason);
 
 	if (s->state >= SESSION_CLOSING)
 		return;
@@ -359,13 +382,11 @@ session_end(struct session *s, enum session_reason reason)
 	evtimer_del(s->ev_wait);
 	evtimer_del(s->ev_idle);
 	evtimer_del(s->ev_slow);
-	if (cl != NULL) {
-		/* The console may call back: this session is CLOSING now. */
-		if (was_attached && session_drains(reason) && s->bev != NULL)
-			(void)session_take_input(s);
-		s->console = NULL;
-		console_detach(cl, was_attached && session_drains(reason));
-	}
+	/* The console may call back: this session is CLOSING now. */
+	if (drains && s->bev != NULL)
+		(void)session_take_input(s);
+	if (!drains)
+		session_detach(s);
 
 	n = session_notice(reason, notice, sizeof notice);
 	if (s->door != NULL && s->bev != NULL) {
@@ -374,7 +395,7 @@ session_end(struct session *s, enum session_reason reason)
 		s->bev = NULL;
 	}
 	if (n == 0 || s->bev == NULL) {
-		session_destroy(s);
+		session_done(s);
 		return;
 	}
 	/* Send the notice after any pending output, then close. */
@@ -385,7 +406,38 @@ session_end(struct session *s, enum session_reason reason)
 	timer_arm(s->ev_linger, SESSION_LINGER);
 }
 
-/* Release the client and the events now; the memory on a later pass. */
+/*
+ * The notice is out (or cannot go): the client goes now.  Input it left
+ * keeps going to the console, for up to SESSION_DRAIN seconds (DRAINING).
+ */
+static void
+session_done(struct session *s)
+{
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (s->console != NULL && console_input_pending(s->console) > 0) {
+		if (session_step(s, SESSION_EV_DRAIN, "input left to send") ==
+		    0)
+			timer_arm(s->ev_linger, SESSION_DRAIN);
+		return;
+	}
+	session_detach(s);
+	if (session_step(s, SESSION_EV_DONE, "destroyed") == 0)
+		session_destroy(s);
+}
+
+/* The input a client left is out, or never will be. */
+static void
+session_drained(struct session *s, const char *why)
+{
+	session_detach(s);
+	if (session_step(s, SESSION_EV_DRAINED, why) == 0)
+		session_destroy(s);
+}
+
+/* DEAD: release the events now; the memory on a later pass. */
 static void
 session_destroy(struct session *s)
 {
@@ -396,12 +448,6 @@ session_destroy(struct session *s)
 	    session_elapsed(&s->started), (unsigned long long)s->bytes_in,
 	    (unsigned long long)s->bytes_out,
 	    (unsigned long long)s->bytes_dropped);
-	if (session_step(s, SESSION_EV_DONE, "destroyed") == -1)
-		return;
-	if (s->bev != NULL) {
-		bufferevent_free(s->bev);
-		s->bev = NULL;
-	}
 	event_free(s->ev_wait);
 	event_free(s->ev_idle);
 	event_free(s->ev_slow);
@@ -449,7 +495,14 @@ session_console_output(void *arg, const char *buf, size_t len)
 static void
 session_console_ended(void *arg, enum session_reason reason)
 {
-	session_end(arg, reason);
+	struct session	*s = arg;
+
+	if (s->state == SESSION_DRAINING)
+		session_drained(s, session_reason_text(reason));
+	else if (s->state == SESSION_CLOSING)
+		session_detach(s);	/* the notice goes on */
+	else
+		session_end(s, reason);
 }
 
 /* Some of the input went to the guest: read again below half the cap. */
@@ -459,7 +512,9 @@ session_console_input_sent(void *arg, size_t n, size_t pending)
 	struct session	*s = arg;
 
 	s->bytes_in += (uint64_t)n;
-	if (session_input_held(s) && pending < sess.max_buffer / 2)
+	if (s->state == SESSION_DRAINING && pending == 0)
+		session_drained(s, "input delivered");
+	else if (session_input_held(s) && pending < sess.max_buffer / 2)
 		bufferevent_enable(s->bev, EV_READ);
 }
 
@@ -511,7 +566,7 @@ session_write_cb(struct bufferevent *bev, void *arg)
 
 	if (s->state == SESSION_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			session_destroy(s);
+			session_done(s);
 		return;
 	}
 	evtimer_del(s->ev_slow);
@@ -525,7 +580,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 	if (s->state == SESSION_CLOSING) {
-		session_destroy(s);
+		session_done(s);
 		return;
 	}
 	session_end(s, (what & BEV_EVENT_EOF) ? REASON_CLIENT_CLOSED :
@@ -547,7 +602,12 @@ session_slow_cb(evutil_socket_t fd, short what, void *arg)
 static void
 session_linger_cb(evutil_socket_t fd, short what, void *arg)
 {
-	session_destroy(arg);
+	struct session	*s = arg;
+
+	if (s->state == SESSION_DRAINING)
+		session_drained(s, "input not taken in time");
+	else
+		session_done(s);
 }
 
 static void
@@ -797,8 +857,9 @@ session_end_all(enum session_reason reason)
 
 	while ((s = TAILQ_FIRST(&sess.table)) != NULL)
 		session_end(s, reason);
-	/* Shutdown, or the connection is gone: the consoles let go. */
-	console_close_all();
+	/* Input left by clients that are gone is not for this connection;
+	 * parked streams go: no stop event will come. */
+	console_close_all(reason);
 }
 
 unsigned int

@@ -544,30 +544,34 @@ test_drain_cases(void)
 	struct client		 a, b;
 	struct fake_stream	*f;
 	int			 opened0, closed0b;
+	unsigned int		 live0;
 
 	/* A new writer takes the draining console back. */
 	drain_start(&a, "first;");
 	f = fake_last;
 	opened0 = fake_opened;
 	ok(connect_client(&b) != NULL && fake_opened == opened0,
-	    "writer back: a new client takes the console that drains "
-	    "(no new stream)");
+	    "new writer: a new client gets the console whose last client's "
+	    "input still goes out (no new stream)");
 	client_send(&b, "second;");
 	spin(20);
 	f->full = 0;
 	fake_want = "first;second;";
 	ok(run_until(cond_sent, &b, 500),
-	    "writer back: the input left, then the new writer's, in order");
+	    "new writer: the input left, then the new writer's, in order");
 	session_end_all(REASON_SHUTDOWN);
 	close(b.fd);
 
 	/* The stream fails while draining. */
 	drain_start(&a, "lost;");
 	closed0b = fake_closed;
+	live0 = session_live();
 	fake_stream_fail(fake_last);
 	spin(50);
-	ok(fake_closed == closed0b + 1 && !sent_has("lost;"),
-	    "drain fails: the stream fails, the console closes");
+	ok(fake_closed == closed0b + 1 && !sent_has("lost;") &&
+	    session_live() == live0 - 1,
+	    "drain fails: the stream fails, the console closes, the draining "
+	    "session is gone");
 
 	/* The guest ends while draining: parked until the connection ends. */
 	drain_start(&a, "eof;");
