@@ -425,6 +425,12 @@ unsigned int	 wsock_count_address(const char *);
 uint16_t	 wsock_close_code(enum session_reason);
 void		 wsock_listener_removed(const char *);
 void		 wsock_shutdown(void);
+extern struct fsm	 wsock_fsm;
+/* For the unit tests only (tests/unit/test_wsock.c). */
+struct wsock;
+extern void	(*wsock_test_observer)(struct wsock *, int);
+int		 wsock_test_inject(struct wsock *, int, int *);
+void		 wsock_test_linger(unsigned int);
 
 /* http.c */
 #define HTTP_MAX_LINE		8192	/* request line, without CRLF */

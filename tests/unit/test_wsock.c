@@ -1,0 +1,763 @@
+/*
+ * The WebSocket connection machine (src/wsock.c) on a real event loop: the
+ * test is the client, speaking WebSocket frames over a socketpair whose
+ * other end is the connection's socket; a real session runs behind it, on
+ * the fake console stream of fake_stream.c.  Every legal transition of
+ * wsock_fsm is driven by real events, and the run fails below 100%.  The
+ * events each state refuses are injected (wsock_test_inject) the first
+ * time a connection enters it, and must be refused, counted and harmless.
+ * VCD_TEST_DEBUG=1 in the environment shows the transitions (and the
+ * injected BUG lines) on stderr.
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "virtconsoled.h"
+#include "tap.h"
+#include "fake_stream.h"
+
+#define LINGER_MS	2000	/* WSOCK_LINGER, but for the linger case */
+
+static struct event_base	*base;
+static struct guest		 g;
+static char			*aliases[] = { "serial0", "console1" };
+
+/* What the observer saw: the states of the current connection, in turn. */
+static char		 path[256];
+static int		 checked[32];	/* states whose refusals were checked */
+static unsigned int	 injected;	/* illegal events injected, in all */
+
+/* The test's end: frames sent, frames received and decoded. */
+struct client {
+	int		 fd;
+	int		 mode;		/* WSOCK_RAW, WSOCK_BASE64 */
+	struct ws_reader rd;		/* the server's frames */
+	struct evbuffer	*raw;		/* received, not yet parsed */
+	struct evbuffer	*msg;		/* a data message so far */
+	char		 data[16384];	/* guest output and notices */
+	size_t		 len;
+	int		 binary, text;	/* data messages by opcode */
+	int		 pongs;
+	char		 pong[WS_CONTROL_MAX + 1];
+	int		 closes;	/* close frames */
+	unsigned int	 code;		/* of the first */
+	char		 reason[WS_CONTROL_MAX];
+	int		 after_close;	/* data messages after it */
+	int		 broken;	/* a frame the client reader refused */
+	int		 eof;
+};
+
+/* The events each state refuses must be refused, counted, and harmless. */
+static void
+check_refusals(struct wsock *w, int state)
+{
+	unsigned long long	 before;
+	unsigned int		 e, n = 0, bad = 0;
+	int			 r, after;
+
+	for (e = 0; e <= wsock_fsm.nevents; e++) {
+		/* nevents itself: an event the machine does not know. */
+		if (fsm_next(&wsock_fsm, state, (int)e) != FSM_ILLEGAL)
+			continue;
+		before = fsm_state_errors();
+		r = wsock_test_inject(w, (int)e, &after);
+		n++;
+		injected++;
+		if (r != -1 || fsm_state_errors() != before + 1 ||
+		    after != state)
+			bad++;
+	}
+	ok(n > 0 && bad == 0, "%s: the %u events it refuses are refused, "
+	    "counted, and leave it there (%u wrong)",
+	    fsm_state_name(&wsock_fsm, state), n, bad);
+}
+
+/* wsock_test_observer: every state a connection enters. */
+static void
+observe(struct wsock *w, int state)
+{
+	size_t	len = strlen(path);
+
+	snprintf(path + len, sizeof path - len, "%s%s", len > 0 ? " " : "",
+	    fsm_state_name(&wsock_fsm, state));
+	if (state >= 0 && (size_t)state < sizeof checked / sizeof checked[0] &&
+	    !checked[state]) {
+		checked[state] = 1;
+		check_refusals(w, state);
+	}
+}
+
+static void
+configure(const char *text)
+{
+	struct config	*conf;
+	char		 err[256];
+
+	if ((conf = config_parse("test.conf", text, strlen(text), err,
+	    sizeof err)) == NULL) {
+		fprintf(stderr, "config: %s\n", err);
+		exit(1);
+	}
+	session_init(base, conf);
+	config_free(conf);
+}
+
+/* One server frame, decoded. */
+static void
+client_event(struct client *c, int rc, const struct ws_event *ev)
+{
+	uint8_t	*p, out[sizeof c->data];
+	size_t	 n;
+	ssize_t	 d;
+
+	switch (rc) {
+	case WS_EV_DATA:
+		evbuffer_add(c->msg, ev->data, ev->len);
+		if (!ev->fin)
+			break;
+		n = evbuffer_get_length(c->msg);
+		p = evbuffer_pullup(c->msg, -1);
+		if (ev->opcode == WS_OP_TEXT) {
+			c->text++;
+			if (c->mode == WSOCK_BASE64 && (d = ws_b64_decode(
+			    (const char *)p, n, out, sizeof out)) >= 0) {
+				p = out;
+				n = (size_t)d;
+			} else if (c->mode == WSOCK_BASE64)
+				c->broken++;
+		} else
+			c->binary++;
+		if (n > sizeof c->data - 1 - c->len)
+			n = sizeof c->data - 1 - c->len;
+		memcpy(c->data + c->len, p, n);
+		c->len += n;
+		c->data[c->len] = '\0';
+		evbuffer_drain(c->msg, evbuffer_get_length(c->msg));
+		if (c->closes > 0)
+			c->after_close++;
+		break;
+	case WS_EV_PONG:
+		c->pongs++;
+		memcpy(c->pong, ev->data, ev->len);
+		c->pong[ev->len] = '\0';
+		break;
+	case WS_EV_CLOSE:
+		if (c->closes++ == 0) {
+			c->code = ev->code;
+			snprintf(c->reason, sizeof c->reason, "%s", ev->reason);
+		}
+		/* The reader stops at a close: go on, to see what follows. */
+		ws_reader_init_client(&c->rd, 0);
+		break;
+	case WS_EV_ERROR:
+		c->broken++;
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+client_poll(struct client *c)
+{
+	struct ws_event	 ev;
+	uint8_t		 buf[8192];
+	size_t		 len, used;
+	ssize_t		 n;
+	int		 rc;
+
+	while (!c->eof) {
+		n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n > 0)
+			evbuffer_add(c->raw, buf, (size_t)n);
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			c->eof = 1;
+		else
+			break;
+	}
+	while ((len = evbuffer_get_length(c->raw)) > 0) {
+		rc = ws_reader_feed(&c->rd, evbuffer_pullup(c->raw, -1), len,
+		    &used, &ev);
+		evbuffer_drain(c->raw, used);
+		if (rc == WS_EV_NEED_MORE)
+			break;
+		client_event(c, rc, &ev);
+		if (rc == WS_EV_ERROR)
+			break;
+	}
+}
+
+/* Run the loop until cond holds (1) or about ms milliseconds pass (0). */
+static int
+run_until(int (*cond)(struct client *), struct client *c, int ms)
+{
+	struct timespec	ts = { 0, 1000000 };
+	int		i;
+
+	for (i = 0; i < ms; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		if (c != NULL)
+			client_poll(c);
+		if (cond != NULL && cond(c))
+			return 1;
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static void
+run_for(struct client *c, int ms)
+{
+	(void)run_until(NULL, c, ms);
+}
+
+static const char	*want;
+
+static int
+cond_data(struct client *c)
+{
+	return strstr(c->data, want) != NULL;
+}
+
+static int
+cond_close(struct client *c)
+{
+	return c->closes > 0;
+}
+
+static int
+cond_pong(struct client *c)
+{
+	return c->pongs > 0;
+}
+
+static int
+cond_path(struct client *c)
+{
+	return strstr(path, want) != NULL;
+}
+
+static int
+cond_freed(struct client *c)
+{
+	return wsock_count() == 0 && (c == NULL || c->eof);
+}
+
+static int
+sent_has(const char *s)
+{
+	struct evbuffer_ptr	p;
+
+	p = evbuffer_search(fake_sent, s, strlen(s), NULL);
+	return p.pos != -1;
+}
+
+static int
+cond_sent(struct client *c)
+{
+	return sent_has(want);
+}
+
+static int
+wait_data(struct client *c, const char *s)
+{
+	want = s;
+	return run_until(cond_data, c, 500);
+}
+
+static int
+wait_path(struct client *c, const char *s)
+{
+	want = s;
+	return run_until(cond_path, c, 500);
+}
+
+static int
+wait_sent(struct client *c, const char *s)
+{
+	want = s;
+	return run_until(cond_sent, c, 500);
+}
+
+/* A connection, upgraded, as web.c hands it over. */
+static void
+client_open(struct client *c, int mode)
+{
+	struct bufferevent	*bev;
+	int			 sv[2];
+
+	memset(c, 0, sizeof *c);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		abort();
+	evutil_make_socket_nonblocking(sv[0]);
+	c->fd = sv[1];
+	c->mode = mode;
+	c->raw = evbuffer_new();
+	c->msg = evbuffer_new();
+	ws_reader_init_client(&c->rd, 0);
+	if ((bev = bufferevent_socket_new(base, sv[0],
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		abort();
+	path[0] = '\0';
+	wsock_start(base, bev, "192.0.2.1", "192.0.2.1:4242", "test", &g,
+	    NULL, mode, "test", 0, 0, NULL, 0);
+}
+
+static void
+client_free(struct client *c)
+{
+	close(c->fd);
+	evbuffer_free(c->raw);
+	evbuffer_free(c->msg);
+}
+
+static void
+client_raw(struct client *c, const void *p, size_t len)
+{
+	if (write(c->fd, p, len) != (ssize_t)len)
+		abort();
+}
+
+/* A client frame: masked (RFC 6455 5.3). */
+static void
+client_frame(struct client *c, int opcode, int fin, const void *payload,
+    size_t len)
+{
+	static const uint8_t	 mask[4] = { 0x37, 0xfa, 0x21, 0x3d };
+	const uint8_t		*p = payload;
+	uint8_t			*buf;
+	size_t			 n = 0, i;
+
+	buf = xmalloc(14 + len);
+	buf[n++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
+	if (len < 126)
+		buf[n++] = (uint8_t)(0x80 | len);
+	else {
+		buf[n++] = 0x80 | 126;
+		buf[n++] = (uint8_t)(len >> 8);
+		buf[n++] = (uint8_t)len;
+	}
+	memcpy(buf + n, mask, 4);
+	n += 4;
+	for (i = 0; i < len; i++)
+		buf[n + i] = p[i] ^ mask[i & 3];
+	client_raw(c, buf, n + len);
+	free(buf);
+}
+
+static void
+client_text(struct client *c, int opcode, const char *s)
+{
+	client_frame(c, opcode, 1, s, strlen(s));
+}
+
+static void
+client_close(struct client *c, uint16_t code, const char *reason)
+{
+	uint8_t	payload[WS_CONTROL_MAX];
+
+	client_frame(c, WS_OP_CLOSE, 1, payload, ws_close_payload(payload,
+	    code, reason));
+}
+
+/*
+ * Input left in the pair: the console takes nothing (the session holds
+ * max_buffer, stops reading its end), so what the client sends next stays
+ * on our side of the pair.
+ */
+static struct fake_stream *
+hold_input(struct client *c, const char *tail)
+{
+	struct fake_stream	*f = fake_last;
+	char			 fill[8000];
+
+	f->full = 1;
+	memset(fill, 'a', sizeof fill);
+	client_frame(c, WS_OP_BINARY, 1, fill, sizeof fill);
+	run_for(c, 20);
+	client_text(c, WS_OP_BINARY, tail);
+	run_for(c, 20);
+	return f;
+}
+
+static void
+test_binary(void)
+{
+	struct client	c;
+	int		r;
+
+	client_open(&c, WSOCK_RAW);
+	ok(fake_last != NULL && strcmp(path, "OPEN") == 0 &&
+	    wsock_count() == 1, "binary: the session attaches (%s)", path);
+	fake_stream_print(fake_last, "login: ");
+	ok(wait_data(&c, "login: ") && c.binary == 1 && c.text == 0,
+	    "binary: guest output comes in a binary frame");
+	client_text(&c, WS_OP_BINARY, "root\r");
+	ok(wait_sent(&c, "root\r"), "binary: a binary frame reaches the guest");
+	client_text(&c, WS_OP_TEXT, "ls\r");
+	ok(wait_sent(&c, "ls\r"), "binary: a text frame reaches it as is");
+	client_text(&c, WS_OP_PONG, "unasked");
+	client_text(&c, WS_OP_PING, "p1");
+	r = run_until(cond_pong, &c, 500);
+	ok(r && c.pongs == 1 &&
+	    strcmp(c.pong, "p1") == 0 && c.closes == 0,
+	    "binary: a ping is answered with its pong ('%s'), an unasked "
+	    "pong ignored", c.pong);
+	client_close(&c, 1000, "bye");
+	r = run_until(cond_freed, &c, 500);
+	ok(r && c.closes == 1 &&
+	    c.code == 1000 && c.reason[0] == '\0' && c.after_close == 0,
+	    "binary: the client's close is answered (%u '%s'), the "
+	    "connection dropped", c.code, c.reason);
+	is_str(path, "OPEN CLOSED_PENDING CLOSED ENDED_CLOSED",
+	    "binary: its path");
+	ok(c.broken == 0 && strstr(c.data, "[virtconsoled]") == NULL,
+	    "binary: no notice when the client closed");
+	client_free(&c);
+}
+
+static void
+test_base64(void)
+{
+	struct client	c;
+	int		r;
+
+	client_open(&c, WSOCK_BASE64);
+	fake_stream_print(fake_last, "hello base64");
+	ok(wait_data(&c, "hello base64") && c.text == 1 && c.binary == 0,
+	    "base64: guest output comes base64 in a text frame");
+	client_text(&c, WS_OP_TEXT, "ZWNobyBoaQ0=");
+	ok(wait_sent(&c, "echo hi\r"), "base64: a message is decoded");
+	client_frame(&c, WS_OP_TEXT, 0, "ZWNoby", 6);
+	client_frame(&c, WS_OP_CONT, 1, "Bvaw0=", 6);
+	ok(wait_sent(&c, "echo ok\r"),
+	    "base64: a message in two fragments is decoded whole");
+	client_text(&c, WS_OP_TEXT, "!!!!");
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 1007 &&
+	    strcmp(c.reason, "invalid base64") == 0,
+	    "base64: bad base64 is closed with 1007 (%u '%s')", c.code,
+	    c.reason);
+	run_for(&c, 10);
+	ok(wsock_count() == 1 && !c.eof && c.closes == 1 &&
+	    strcmp(path, "OPEN CLOSE_SENT_PENDING CLOSE_SENT ENDED") == 0,
+	    "base64: the session let go, no second close; the connection "
+	    "waits for the answer (%s)", path);
+	client_close(&c, 1000, "");
+	ok(run_until(cond_freed, &c, 500),
+	    "base64: the answer comes, the connection is dropped at once");
+	is_str(path, "OPEN CLOSE_SENT_PENDING CLOSE_SENT ENDED ENDED_CLOSED",
+	    "base64: its path");
+	ok(c.broken == 0 && strstr(c.data, "[virtconsoled]") == NULL &&
+	    c.after_close == 0, "base64: no notice after our close");
+	client_free(&c);
+}
+
+/* The session ends first: its last output, the notice, the close. */
+static void
+test_session_ends(void)
+{
+	struct client	c;
+	int		r;
+
+	client_open(&c, WSOCK_RAW);
+	fake_stream_print(fake_last, "bye\r\n");
+	fake_stream_end(fake_last);
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 4001 &&
+	    strcmp(c.reason, "guest stopped") == 0,
+	    "ends: the guest stopped: close 4001 '%s'", c.reason);
+	ok(strstr(c.data, "bye\r\n\r\n[virtconsoled] disconnected: guest "
+	    "stopped\r\n") != NULL && c.after_close == 0,
+	    "ends: the guest's last output, then the notice, before it");
+	is_str(path, "OPEN ENDED", "ends: its path so far");
+	client_close(&c, 4001, "");
+	r = run_until(cond_freed, &c, 500);
+	ok(r && strcmp(path, "OPEN ENDED ENDED_CLOSED") == 0,
+	    "ends: the client answers, the connection is dropped (%s)",
+	    path);
+	client_free(&c);
+
+	/* Refused: the door is called before session_open() returns. */
+	fake_open_result = STREAM_BUSY;
+	client_open(&c, WSOCK_RAW);
+	fake_open_result = STREAM_OPENED;
+	is_str(path, "OPEN ENDED", "refused: its path");
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 4100 && strcmp(c.reason, "console busy") == 0 &&
+	    strstr(c.data, "[virtconsoled] refused: console busy") != NULL,
+	    "refused: the notice, then close 4100 '%s'", c.reason);
+	shutdown(c.fd, SHUT_WR);
+	ok(run_until(cond_freed, &c, 500) && strcmp(path, "OPEN ENDED") == 0,
+	    "refused: the client leaves without an answer, dropped");
+	client_free(&c);
+}
+
+/* No answer to our close: dropped after the linger. */
+static void
+test_linger(void)
+{
+	struct client	c;
+	struct timespec	t0, t1;
+	double		el;
+	int		r;
+
+	wsock_test_linger(150);
+	client_open(&c, WSOCK_RAW);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = session_kick_guest("fake", NULL, REASON_KICKED) == 1 &&
+	    run_until(cond_close, &c, 500);
+	ok(r && c.code == 1008 &&
+	    strstr(c.data, "disconnected: kicked by administrator") != NULL,
+	    "linger: kicked: the notice, close 1008 '%s'", c.reason);
+	run_for(&c, 50);
+	ok(wsock_count() == 1 && !c.eof,
+	    "linger: the connection waits for an answer");
+	ok(run_until(cond_freed, &c, 1000),
+	    "linger: none comes: the connection is dropped");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	el = (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ok(el >= 0.14 && el < 0.6 && strcmp(path, "OPEN ENDED") == 0,
+	    "linger: after %.3f s (150 ms set) (%s)", el, path);
+	client_free(&c);
+	wsock_test_linger(LINGER_MS);
+}
+
+/* The client leaves with input in the pair: it still reaches the guest. */
+static void
+test_gone_pending(void)
+{
+	struct client		 c;
+	struct fake_stream	*f;
+	int			 r;
+
+	client_open(&c, WSOCK_RAW);
+	f = hold_input(&c, "tail-marker\r");
+	shutdown(c.fd, SHUT_WR);
+	r = wait_path(&c, "GONE_PENDING");
+	ok(r && strcmp(path, "OPEN GONE_PENDING") == 0,
+	    "gone: the client left, its input still in the pair (%s)", path);
+	run_for(&c, 20);
+	ok(strcmp(path, "OPEN GONE_PENDING") == 0 &&
+	    !sent_has("tail-marker") && c.closes == 0,
+	    "gone: the session is not told while the console takes nothing");
+	f->full = 0;
+	ok(wait_sent(&c, "tail-marker\r"),
+	    "gone: once the console takes input, the last of it arrives");
+	r = run_until(cond_freed, &c, 500);
+	ok(r && c.closes == 1 &&
+	    c.code == 1000 && strcmp(c.reason, "client closed") == 0 &&
+	    strstr(c.data, "[virtconsoled]") == NULL,
+	    "gone: then the session ends: close 1000 '%s', no notice",
+	    c.reason);
+	is_str(path, "OPEN GONE_PENDING GONE ENDED", "gone: its path");
+	client_free(&c);
+
+	/* Nothing in the pair: told at once. */
+	client_open(&c, WSOCK_RAW);
+	close(c.fd);
+	c.fd = -1;
+	r = run_until(cond_freed, NULL, 500);
+	ok(r && strcmp(path, "OPEN GONE_PENDING GONE ENDED") == 0,
+	    "gone: a client that just leaves is dropped (%s)", path);
+	evbuffer_free(c.raw);
+	evbuffer_free(c.msg);
+}
+
+/* The session ends (kicked) while the client's input waits in the pair. */
+static void
+test_gone_pending_ends(void)
+{
+	struct client	c;
+
+	client_open(&c, WSOCK_RAW);
+	(void)hold_input(&c, "lost-marker\r");
+	shutdown(c.fd, SHUT_WR);
+	ok(wait_path(&c, "GONE_PENDING"), "gone, kicked: input in the pair");
+	ok(session_kick_guest("fake", NULL, REASON_KICKED) == 1 &&
+	    run_until(cond_freed, &c, 500) && c.code == 1008 &&
+	    strstr(c.data, "disconnected: kicked by administrator") != NULL,
+	    "gone, kicked: a client that still reads gets the notice and "
+	    "close 1008");
+	is_str(path, "OPEN GONE_PENDING ENDED", "gone, kicked: its path");
+	ok(!sent_has("lost-marker"),
+	    "gone, kicked: its input is not the guest's (not drained)");
+	client_free(&c);
+}
+
+/* A protocol error with input in the pair; the client answers our close. */
+static void
+test_close_sent_pending(void)
+{
+	static const uint8_t	 rsv[] = { 0xc2, 0x80, 1, 2, 3, 4 };
+	struct client		 c;
+	struct fake_stream	*f;
+	int			 r;
+
+	client_open(&c, WSOCK_RAW);
+	f = hold_input(&c, "kept-marker\r");
+	client_raw(&c, rsv, sizeof rsv);
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 1002 &&
+	    strcmp(c.reason, "reserved bits set") == 0 &&
+	    strcmp(path, "OPEN CLOSE_SENT_PENDING") == 0,
+	    "error: close 1002 '%s' (%s)", c.reason, path);
+	client_close(&c, 1002, "");
+	r = wait_path(&c, "CLOSED_PENDING");
+	ok(r && strcmp(path, "OPEN CLOSE_SENT_PENDING CLOSED_PENDING") == 0,
+	    "error: the client answers while its input waits (%s)", path);
+	f->full = 0;
+	ok(wait_sent(&c, "kept-marker\r") && run_until(cond_freed, &c, 500),
+	    "error: its input reaches the guest, then it is dropped");
+	is_str(path, "OPEN CLOSE_SENT_PENDING CLOSED_PENDING CLOSED "
+	    "ENDED_CLOSED", "error: its path");
+	ok(c.closes == 1 && strstr(c.data, "[virtconsoled]") == NULL,
+	    "error: one close frame, no notice");
+	client_free(&c);
+}
+
+/* A protocol error with input in the pair; the session ends first. */
+static void
+test_close_sent_pending_ends(void)
+{
+	/* A ping with 126 bytes: over the control frame limit. */
+	static const uint8_t	 big[] = { 0x89, 0x80 | 126, 0, 126 };
+	struct client		 c;
+	int			 r;
+
+	client_open(&c, WSOCK_RAW);
+	(void)hold_input(&c, "x\r");
+	client_raw(&c, big, sizeof big);
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 1002 &&
+	    strcmp(path, "OPEN CLOSE_SENT_PENDING") == 0,
+	    "error, kicked: close 1002 '%s'", c.reason);
+	ok(session_kick_guest("fake", NULL, REASON_KICKED) == 1 &&
+	    wait_path(&c, "ENDED"), "error, kicked: the session lets go");
+	run_for(&c, 10);
+	ok(c.closes == 1 && strstr(c.data, "[virtconsoled]") == NULL &&
+	    wsock_count() == 1, "error, kicked: no notice, no second close");
+	client_close(&c, 1002, "");
+	ok(run_until(cond_freed, &c, 500), "error, kicked: the answer comes, "
+	    "dropped");
+	is_str(path, "OPEN CLOSE_SENT_PENDING ENDED ENDED_CLOSED",
+	    "error, kicked: its path");
+	client_free(&c);
+}
+
+/* The client closes with input in the pair; the session ends first. */
+static void
+test_closed_pending_ends(void)
+{
+	struct client	c;
+	int		r;
+
+	client_open(&c, WSOCK_RAW);
+	(void)hold_input(&c, "y\r");
+	client_close(&c, 1001, "going away");
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 1001 &&
+	    strcmp(path, "OPEN CLOSED_PENDING") == 0,
+	    "closed, kicked: the close is answered with its code (%u)",
+	    c.code);
+	ok(session_kick_guest("fake", NULL, REASON_KICKED) == 1 &&
+	    run_until(cond_freed, &c, 500),
+	    "closed, kicked: the session lets go, the connection is dropped");
+	is_str(path, "OPEN CLOSED_PENDING ENDED_CLOSED",
+	    "closed, kicked: its path");
+	ok(c.closes == 1 && strstr(c.data, "[virtconsoled]") == NULL,
+	    "closed, kicked: one close frame, no notice");
+	client_free(&c);
+}
+
+static void
+coverage(void)
+{
+	unsigned int	 legal, taken, s, n = 0;
+	char		*text = NULL, *line, *next;
+	size_t		 len = 0;
+	FILE		*fp;
+
+	fsm_coverage(&wsock_fsm, &legal, &taken);
+	printf("# wsock: %u/%u transitions taken\n", taken, legal);
+	if ((fp = open_memstream(&text, &len)) != NULL) {
+		fsm_untaken(&wsock_fsm, fp);
+		fclose(fp);
+		for (line = text; line != NULL && *line != '\0'; line = next) {
+			if ((next = strchr(line, '\n')) != NULL)
+				*next++ = '\0';
+			printf("# %s\n", line);
+		}
+		free(text);
+	}
+	ok(legal > 0 && taken == legal,
+	    "every legal transition of wsock_fsm was taken (%u/%u)", taken,
+	    legal);
+	for (s = 0; s < wsock_fsm.nstates; s++)
+		n += checked[s] != 0;
+	ok(n == wsock_fsm.nstates,
+	    "the refused events of all %u states were checked (%u)",
+	    wsock_fsm.nstates, n);
+	ok(fsm_state_errors() == injected,
+	    "no BUG but the %u injected (%llu)", injected,
+	    fsm_state_errors());
+}
+
+int
+main(void)
+{
+	struct timespec	t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	signal(SIGPIPE, SIG_IGN);
+	base = event_base_new();
+	log_init(LOG_TARGET_STDERR, getenv("VCD_TEST_DEBUG") != NULL ?
+	    LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, NULL);
+	fake_stream_init(base);
+	stream_ops = &fake_stream_ops;
+	memcpy(g.uuid, "6e3b8a2c-0000-4000-8000-000000000002",
+	    sizeof g.uuid);
+	g.name = "fake";
+	g.active = 1;
+	g.aliases = aliases;
+	g.naliases = 2;
+	/*
+	 * With 4 KiB waiting for a console that takes nothing, the session
+	 * stops reading its end of the pair (hold_input).
+	 */
+	configure("uri = test:///default\nmax_buffer = 4096\n");
+	wsock_test_observer = observe;
+
+	test_binary();
+	test_base64();
+	test_session_ends();
+	test_linger();
+	test_gone_pending();
+	test_gone_pending_ends();
+	test_close_sent_pending();
+	test_close_sent_pending_ends();
+	test_closed_pending_ends();
+	coverage();
+
+	wsock_test_observer = NULL;
+	session_end_all(REASON_SHUTDOWN);
+	wsock_shutdown();
+	run_for(NULL, 5);
+	event_base_free(base);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("# ran in %.2f s\n", (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return tap_done();
+}
