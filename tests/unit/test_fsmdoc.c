@@ -103,7 +103,7 @@ doc_lines(const char *path, const char *name, struct lines *l)
 int
 main(void)
 {
-	struct fsm	*machines[] = { &session_fsm, &console_fsm };
+	struct fsm	*machines[] = { &session_fsm, &console_fsm, &wsock_fsm };
 	struct lines	 code = { { NULL }, 0 }, doc = { { NULL }, 0 };
 	const char	*srcdir = getenv("VCD_SRCDIR");
 	char		 path[4096];
