@@ -196,7 +196,6 @@ unsigned long long fsm_state_errors(void);
 void		 fsm_coverage(const struct fsm *, unsigned int *,
 		     unsigned int *);
 void		 fsm_untaken(const struct fsm *, FILE *);
-void		 fsm_dump(const struct fsm *, FILE *);
 
 /* pidfile.c */
 struct pidfile;
@@ -383,8 +382,6 @@ size_t		 console_input_pending(const struct console_client *);
 void		 console_detach(struct console_client *);
 void		 console_guest_stopped(const char *, enum session_reason);
 void		 console_close_all(enum session_reason);
-unsigned int	 console_count(void);
-const char	*console_state_name(const struct console *);
 extern struct fsm console_fsm;
 
 /* usock.c */

@@ -169,12 +169,6 @@ console_step(struct console *c, enum console_event ev, const char *why)
 	    log_esc(c->alias));
 }
 
-const char *
-console_state_name(const struct console *c)
-{
-	return fsm_state_name(&console_fsm, c->state);
-}
-
 static double
 console_elapsed(const struct timespec *since)
 {
@@ -679,18 +673,6 @@ console_close_all(enum session_reason reason)
 		console_release_stream(c);
 		console_maybe_free(c);
 	}
-}
-
-/* Consoles not yet freed, in any state. */
-unsigned int
-console_count(void)
-{
-	struct console	*c;
-	unsigned int	 n = 0;
-
-	TAILQ_FOREACH(c, &cons.all, entry)
-		n++;
-	return n;
 }
 
 void

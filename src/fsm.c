@@ -10,7 +10,8 @@
  *
  * Each table also counts the transitions taken, so that the unit tests can
  * show that every legal transition was driven at least once, and the state
- * diagrams of docs/SESSIONS.md are checked against fsm_dump().
+ * diagrams of docs/SESSIONS.md are checked against the tables
+ * (tests/unit/test_fsmdoc, through fsm_next()).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -121,18 +122,3 @@ fsm_untaken(const struct fsm *m, FILE *fp)
 				    (int)e)));
 }
 
-/* "machine FROM event TO", one legal transition per line. */
-void
-fsm_dump(const struct fsm *m, FILE *fp)
-{
-	unsigned int	s, e;
-	int		next;
-
-	for (s = 0; s < m->nstates; s++)
-		for (e = 0; e < m->nevents; e++)
-			if ((next = fsm_next(m, (int)s, (int)e)) !=
-			    FSM_ILLEGAL)
-				fprintf(fp, "%s %s %s %s\n", m->name,
-				    m->states[s], m->events[e],
-				    fsm_state_name(m, next));
-}
