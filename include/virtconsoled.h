@@ -156,6 +156,9 @@ void		 evglue_unregister(void);
 unsigned int	 evglue_pending_frees(void);
 unsigned int	 evglue_handle_count(void);
 size_t		 evglue_write_backlog(void);
+int		 evglue_mark(void);
+size_t		 evglue_fds_since(int, int *, size_t);
+size_t		 evglue_fd_backlog(int);
 unsigned int	 evglue_timeout_count(void);
 /* The six callbacks, exposed for unit tests. */
 typedef void (*evglue_handle_cb)(int, int, int, void *);

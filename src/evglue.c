@@ -569,6 +569,64 @@ evglue_write_backlog(void)
 	return most;
 }
 
+/*
+ * Which fds belong to one libvirt connection.  libvirt does not say, but
+ * the loop is single-threaded and virConnectOpen() adds the watch of the
+ * connection's socket (or of its pipe to ssh) before it returns: the
+ * caller takes evglue_mark() before the open and evglue_fds_since() after
+ * it.  A connection keeps its fd for its whole life.
+ */
+int
+evglue_mark(void)
+{
+	int	mark;
+
+	pthread_mutex_lock(&evglue_lock);
+	mark = evglue_next_handle;
+	pthread_mutex_unlock(&evglue_lock);
+	return mark;
+}
+
+/* The fds of the live handles added since mark, at most max of them. */
+size_t
+evglue_fds_since(int mark, int *fds, size_t max)
+{
+	const struct evglue_handle	*h;
+	size_t				 i, n = 0;
+
+	pthread_mutex_lock(&evglue_lock);
+	for (i = 0; i < evglue_handles.n && n < max; i++) {
+		h = evglue_handles.items[i];
+		if (h->id >= mark && !h->removed)
+			fds[n++] = h->fd;
+	}
+	pthread_mutex_unlock(&evglue_lock);
+	return n;
+}
+
+/*
+ * The backlog of one watched fd (as evglue_write_backlog() measures it),
+ * for the send window of one connection; 0 when no live handle has it.
+ */
+size_t
+evglue_fd_backlog(int fd)
+{
+	const struct evglue_handle	*h;
+	size_t				 i, most = 0;
+	int				 n;
+
+	pthread_mutex_lock(&evglue_lock);
+	for (i = 0; i < evglue_handles.n; i++) {
+		h = evglue_handles.items[i];
+		if (h->fd == fd && !h->removed && h->backlog_ioctl != 0 &&
+		    ioctl(h->fd, (unsigned long)h->backlog_ioctl, &n) != -1 &&
+		    n > 0 && (size_t)n > most)
+			most = (size_t)n;
+	}
+	pthread_mutex_unlock(&evglue_lock);
+	return most;
+}
+
 unsigned int
 evglue_handle_count(void)
 {

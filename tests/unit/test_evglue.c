@@ -641,6 +641,54 @@ test_write_backlog(void)
 	close(pfd[1]);
 }
 
+/*
+ * One connection's fds: those added between evglue_mark() and the end of
+ * its open, and each fd's own backlog (the send window per connection).
+ */
+static void
+test_connection_fds(void)
+{
+	char	buf[4096];
+	int	sv[2], sv2[2], fds[4], mark, a, b;
+	size_t	n, before;
+	ssize_t	wr;
+
+	memset(buf, 'y', sizeof buf);
+	make_pair(sv, 0);
+	make_pair(sv2, 0);
+	a = evglue_add_handle(sv[0], 0, handle_cb, NULL, NULL);
+	mark = evglue_mark();
+	n = evglue_fds_since(mark, fds, 4);
+	is_int((int)n, 0, "mapping: nothing added since the mark");
+	b = evglue_add_handle(sv2[0], VIR_EVENT_HANDLE_READABLE, handle_cb,
+	    NULL, NULL);
+	n = evglue_fds_since(mark, fds, 4);
+	ok(n == 1 && fds[0] == sv2[0],
+	    "mapping: the handle added after the mark is the connection's "
+	    "(fd %d, %zu found)", n > 0 ? fds[0] : -1, n);
+	ok(write(sv2[0], buf, 2500) == 2500 && evglue_fd_backlog(sv2[0]) >=
+	    2500 && evglue_fd_backlog(sv[0]) == 0,
+	    "mapping: one fd's backlog counts for it, not for the other");
+	before = evglue_fd_backlog(sv2[0]);
+	wr = write(sv[0], buf, 4000);
+	ok(wr == 4000 && evglue_fd_backlog(sv[0]) >= 4000 &&
+	    evglue_fd_backlog(sv2[0]) == before,
+	    "mapping: and the other way round (%zu; the other stays %zu)",
+	    evglue_fd_backlog(sv[0]), before);
+	is_int((int)evglue_fd_backlog(-5), 0, "mapping: an unknown fd: 0");
+	evglue_remove_handle(b);
+	is_int((int)evglue_fds_since(mark, fds, 4), 0,
+	    "mapping: a removed handle is no longer the connection's");
+	is_int((int)evglue_fd_backlog(sv2[0]), 0,
+	    "mapping: nor is its backlog counted");
+	evglue_remove_handle(a);
+	iterate(2);
+	close(sv[0]);
+	close(sv[1]);
+	close(sv2[0]);
+	close(sv2[1]);
+}
+
 int
 main(void)
 {
@@ -666,6 +714,7 @@ main(void)
 	test_same_fd_twice();
 	test_many();
 	test_write_backlog();
+	test_connection_fds();
 
 	is_int(evglue_handle_count(), 0, "no handle left");
 	is_int(evglue_timeout_count(), 0, "no timer left");
