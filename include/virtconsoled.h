@@ -254,6 +254,11 @@ enum stream_open_result {
 	STREAM_NOT_RUNNING,	/* not running, or no hypervisor connection */
 	STREAM_BUSY,		/* another client holds the console */
 };
+enum stream_failure {
+	STREAM_FAIL_TAKEN = 0,	/* the console alone: taken with force */
+	STREAM_FAIL_LINK_LOST,	/* its connection dropped, hypervisor up */
+	STREAM_FAIL_HV_LOST,	/* the hypervisor connection is gone */
+};
 struct stream;
 typedef void (*stream_event_cb)(struct stream *, int, void *);
 struct stream_ops {
@@ -268,6 +273,10 @@ struct stream_ops {
 	void		 (*unwatch)(struct stream *);
 	/* Finish (at end of file) or abort, then free. */
 	void		 (*close)(struct stream *, int);
+	/* 1 when len more bytes can be sent now without blocking. */
+	int		 (*can_send)(struct stream *, size_t);
+	/* Why a send or recv failed. */
+	enum stream_failure (*failure)(struct stream *);
 	const char	*(*error)(void);
 };
 extern const struct stream_ops	 stream_libvirt_ops;
@@ -298,6 +307,7 @@ enum session_reason {
 	REASON_KICKED,
 	REASON_LISTENER_REMOVED,
 	REASON_EXPIRED,
+	REASON_CONSOLE_LOST,	/* its own libvirt connection dropped */
 	/* refused: */
 	REASON_BUSY,
 	REASON_NOT_RUNNING,
@@ -646,6 +656,13 @@ void		 hv_shutdown(void);
 enum hv_state	 hv_get_state(void);
 virConnectPtr	 hv_conn(void);
 const char	*hv_state_name(enum hv_state);
+struct hv_link;
+struct hv_link	*hv_link_get(const char *);
+void		 hv_link_put(struct hv_link *);
+virConnectPtr	 hv_link_conn(const struct hv_link *);
+size_t		 hv_link_backlog(const struct hv_link *);
+int		 hv_link_lost_alone(const struct hv_link *);
+unsigned int	 hv_link_count(void);
 
 /* util.c */
 int		 shared_dir(const char *);

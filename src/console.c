@@ -56,7 +56,6 @@
 #define CONSOLE_CHUNK		(64 * 1024)	/* virStream read unit */
 #define CONSOLE_BUDGET		4	/* chunks per stream event */
 #define CONSOLE_SEND_CHUNK	1024	/* bytes per packet to a guest */
-#define CONSOLE_SEND_WINDOW	4096	/* unread bytes on the libvirt socket */
 #define CONSOLE_SEND_RETRY	5	/* ms between tries while it is full */
 #define CONSOLE_STOP_GRACE	10	/* parked stream: after the stop event */
 
@@ -151,7 +150,7 @@ static struct {
 	struct consoles		 sendq;		/* input waiting to go out */
 	struct event		 ev_pump;	/* retry the send queue */
 	struct timespec		 blocked;	/* since when it waits */
-	int			 pump_blocked;
+	int			 pump_blocked;	/* some console waits */
 	unsigned int		 next_id;
 } cons = {
 	.all = TAILQ_HEAD_INITIALIZER(cons.all),
@@ -247,25 +246,34 @@ console_end_clients(struct console *c, enum session_reason reason)
 }
 
 static enum session_reason
-console_failure_reason(void)
+console_failure_reason(struct console *c)
 {
-	/* A dead connection takes every stream with it. */
-	return hv_get_state() == HV_CONNECTED ? REASON_CONSOLE_TAKEN :
-	    REASON_HV_LOST;
+	static const enum session_reason reasons[] = {
+		[STREAM_FAIL_TAKEN] = REASON_CONSOLE_TAKEN,
+		[STREAM_FAIL_LINK_LOST] = REASON_CONSOLE_LOST,
+		[STREAM_FAIL_HV_LOST] = REASON_HV_LOST,
+	};
+	enum stream_failure	f = stream_ops->failure(c->st);
+
+	return (unsigned)f < sizeof reasons / sizeof reasons[0] ?
+	    reasons[f] : REASON_CONSOLE_TAKEN;
 }
 
 /* The stream failed (read or send): the console closes, clients end. */
 static void
 console_fail(struct console *c, const char *what)
 {
+	enum session_reason	reason;
+
 	log_info("console %u guest=%s dev=%s: console stream failed: %s: %s",
 	    c->id, log_esc(c->guest), log_esc(c->alias), what,
 	    log_esc(stream_ops->error()));
 	if (console_step(c, CONSOLE_EV_FAILED, "stream failed") == -1)
 		return;
+	reason = console_failure_reason(c);
 	console_drop_all_input(c);
 	console_release_stream(c);
-	console_end_clients(c, console_failure_reason());
+	console_end_clients(c, reason);
 	console_maybe_free(c);
 }
 
@@ -351,12 +359,12 @@ console_stream_cb(struct stream *st, int events, void *arg)
 	}
 }
 
-/* 1 when a packet can be written to libvirt now without blocking. */
+/* 1 when a packet can go to this console's guest now without blocking. */
 static int
-console_can_send(void)
+console_can_send(struct console *c)
 {
-	return evglue_write_backlog() + CONSOLE_SEND_CHUNK <=
-	    CONSOLE_SEND_WINDOW;
+	return c->st != NULL && stream_ops->can_send(c->st,
+	    CONSOLE_SEND_CHUNK);
 }
 
 /* The first client, in the order they came, with input to send. */
@@ -425,25 +433,39 @@ console_pump_cb(evutil_socket_t fd, short what, void *arg)
 	console_pump();
 }
 
-/* One packet per waiting console in turn, while libvirt takes them. */
+/*
+ * One packet per waiting console in turn, while their connections take
+ * them; a console whose connection does not (a stuck guest) waits and
+ * holds up no other.
+ */
 static void
 console_pump(void)
 {
 	struct timeval	 tv = { 0, CONSOLE_SEND_RETRY * 1000 };
 	struct console	*c;
+	unsigned int	 n, sent;
 	int		 r;
 
-	while ((c = TAILQ_FIRST(&cons.sendq)) != NULL) {
-		if (!console_can_send())
-			break;
-		console_unqueue(c);
-		if ((r = console_send_chunk(c)) < 0)
-			continue;	/* closed */
-		if (c->state == CONSOLE_OPEN && console_next_input(c) != NULL)
-			console_enqueue(c);
-		if (r == 0)
-			break;
-	}
+	do {
+		sent = 0;
+		n = 0;
+		TAILQ_FOREACH(c, &cons.sendq, sendq_entry)
+			n++;
+		while (n-- > 0 && (c = TAILQ_FIRST(&cons.sendq)) != NULL) {
+			console_unqueue(c);
+			if (!console_can_send(c)) {
+				console_enqueue(c);
+				continue;
+			}
+			if ((r = console_send_chunk(c)) < 0)
+				continue;	/* closed */
+			if (r == 1)
+				sent++;
+			if (c->state == CONSOLE_OPEN &&
+			    console_next_input(c) != NULL)
+				console_enqueue(c);
+		}
+	} while (sent > 0 && !TAILQ_EMPTY(&cons.sendq));
 	if (TAILQ_EMPTY(&cons.sendq)) {
 		if (cons.pump_blocked)
 			log_debug("console: input to the consoles flows again "
@@ -585,9 +607,9 @@ console_input(struct console_client *cl, struct evbuffer *buf, size_t n)
 	evbuffer_remove_buffer(buf, cl->input, n);
 	if (c->state != CONSOLE_OPEN || evbuffer_get_length(cl->input) == 0)
 		return;
+	/* At once: a stuck console waiting in the queue holds up no other. */
 	console_enqueue(c);
-	if (!cons.pump_blocked)
-		console_pump();
+	console_pump();
 }
 
 /* The client's input not yet sent to the guest. */
@@ -610,7 +632,7 @@ console_detach(struct console_client *cl)
 
 	TAILQ_REMOVE(&c->clients, cl, entry);
 	while (c->state == CONSOLE_OPEN &&
-	    evbuffer_get_length(cl->input) > 0 && console_can_send())
+	    evbuffer_get_length(cl->input) > 0 && console_can_send(c))
 		if (console_send_packet(c, cl, &sent) <= 0)
 			break;
 	console_drop_input(cl);

@@ -36,6 +36,26 @@ static struct {
 	int			 lost_reason;
 } hv;
 
+/*
+ * A libvirt connection of its own for each guest with an open console
+ * (docs/ARCHITECTURE.md, "Connections"): libvirtd stops reading a client
+ * connection while stream packets wait for a console that does not take
+ * them, so a console that is stuck must hold up no other guest.  A link is
+ * opened by the first console of its guest and closed when the last stream
+ * on it is gone.
+ */
+struct hv_link {
+	char			 uuid[GUEST_UUID_LEN];
+	virConnectPtr		 conn;
+	int			 fds[2];	/* its socket (or ssh pipe) */
+	size_t			 nfds;
+	unsigned int		 refs;		/* streams on it */
+	TAILQ_ENTRY(hv_link)	 entry;
+};
+TAILQ_HEAD(hv_links, hv_link);
+
+static struct hv_links	hv_links = TAILQ_HEAD_INITIALIZER(hv_links);
+
 static const char *const hv_state_names[] = {
 	[HV_DISCONNECTED] = "disconnected",
 	[HV_CONNECTED] = "connected",
@@ -247,6 +267,125 @@ hv_disconnect(void)
 	if (virConnectClose(conn) < 0)
 		log_debug("hv: close: %s", log_esc(hv_last_error()));
 	virResetLastError();
+}
+
+static void
+hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
+{
+	struct hv_link	*l = opaque;
+	const char	*why = "unknown";
+
+	if (reason >= 0 && (size_t)reason < sizeof hv_close_reasons /
+	    sizeof hv_close_reasons[0])
+		why = hv_close_reasons[reason];
+	/* Its streams fail on their own; this is for the log. */
+	log_info("hv: guest connection lost uuid=%s reason=%s", l->uuid, why);
+}
+
+/*
+ * The connection of guest uuid's consoles, opened if it is not: NULL while
+ * the hypervisor is down or when it cannot be opened.  Each stream on it
+ * holds a reference (hv_link_put()).
+ */
+struct hv_link *
+hv_link_get(const char *uuid)
+{
+	struct hv_link	*l;
+	virConnectPtr	 conn;
+	int		 mark;
+
+	if (hv.state != HV_CONNECTED)
+		return NULL;
+	TAILQ_FOREACH(l, &hv_links, entry) {
+		if (strcmp(l->uuid, uuid) == 0 && virConnectIsAlive(l->conn) ==
+		    1) {
+			l->refs++;
+			return l;
+		}
+	}
+	mark = evglue_mark();
+	if ((conn = virConnectOpen(hv.uri)) == NULL) {
+		log_warnx("hv: cannot open a guest connection uuid=%s "
+		    "error=\"%s\"", uuid, log_esc(hv_last_error()));
+		return NULL;
+	}
+	l = xcalloc(1, sizeof *l);
+	(void)snprintf(l->uuid, sizeof l->uuid, "%s", uuid);
+	l->conn = conn;
+	l->nfds = evglue_fds_since(mark, l->fds, sizeof l->fds /
+	    sizeof l->fds[0]);
+	l->refs = 1;
+	if (virConnectRegisterCloseCallback(conn, hv_link_close_cb, l,
+	    NULL) == -1)
+		log_debug("hv: guest connection: no close callback: %s",
+		    log_esc(hv_last_error()));
+	if (virConnectSetKeepAlive(conn, HV_KEEPALIVE_INTERVAL,
+	    HV_KEEPALIVE_COUNT) != 0)
+		log_debug("hv: guest connection: no keepalive");
+	TAILQ_INSERT_TAIL(&hv_links, l, entry);
+	log_debug("hv: guest connection opened uuid=%s fds=%zu", uuid,
+	    l->nfds);
+	return l;
+}
+
+void
+hv_link_put(struct hv_link *l)
+{
+	if (l == NULL || --l->refs > 0)
+		return;
+	TAILQ_REMOVE(&hv_links, l, entry);
+	virConnectUnregisterCloseCallback(l->conn, hv_link_close_cb);
+	if (virConnectClose(l->conn) < 0)
+		log_debug("hv: close: %s", log_esc(hv_last_error()));
+	virResetLastError();
+	log_debug("hv: guest connection closed uuid=%s", l->uuid);
+	free(l);
+}
+
+virConnectPtr
+hv_link_conn(const struct hv_link *l)
+{
+	return l->conn;
+}
+
+/* Bytes libvirtd has not read from this connection. */
+size_t
+hv_link_backlog(const struct hv_link *l)
+{
+	size_t	i, n, most = 0;
+
+	for (i = 0; i < l->nfds; i++)
+		if ((n = evglue_fd_backlog(l->fds[i])) > most)
+			most = n;
+	return most;
+}
+
+/*
+ * Why a stream on this link failed: the link alone was dropped while the
+ * hypervisor's own connection answers (one round trip on it: it carries
+ * no stream, so libvirtd reads it), or the hypervisor is gone too.
+ */
+int
+hv_link_lost_alone(const struct hv_link *l)
+{
+	unsigned long	version;
+
+	if (virConnectIsAlive(l->conn) == 1)
+		return 0;
+	return hv.state == HV_CONNECTED && hv.conn != NULL &&
+	    virConnectGetLibVersion(hv.conn, &version) == 0;
+}
+
+/* Guest connections open now, for the status and the tests. */
+unsigned int
+hv_link_count(void)
+{
+	struct hv_link	*l;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH(l, &hv_links, entry)
+		n++;
+	return n;
 }
 
 int

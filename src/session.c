@@ -178,6 +178,7 @@ static const struct {
 	[REASON_KICKED] = { "kicked by administrator", 0 },
 	[REASON_LISTENER_REMOVED] = { "listener removed", 0 },
 	[REASON_EXPIRED] = { "session expired", 0 },
+	[REASON_CONSOLE_LOST] = { "console connection lost", 0 },
 	[REASON_BUSY] = { "console busy", 1 },
 	[REASON_NOT_RUNNING] = { "guest not running", 1 },
 	[REASON_UNKNOWN_GUEST] = { "unknown guest", 1 },

@@ -19,8 +19,12 @@
 
 #include "virtconsoled.h"
 
+/* Unread bytes on a connection's socket below which a packet may go. */
+#define STREAM_SEND_WINDOW	4096
+
 struct stream {
 	virStreamPtr	 st;
+	struct hv_link	*link;		/* the guest's own connection */
 	stream_event_cb	 cb;
 	void		*arg;
 };
@@ -75,16 +79,18 @@ static struct stream *
 stream_lv_open(const char *uuid, const char *alias, int force,
     enum stream_open_result *result)
 {
-	virConnectPtr	 conn = hv_conn();
+	struct hv_link	*link;
+	virConnectPtr	 conn;
 	virDomainPtr	 dom = NULL;
 	virStreamPtr	 st = NULL;
 	struct stream	*s;
 	unsigned int	 flags = VIR_DOMAIN_CONSOLE_SAFE;
 
-	if (conn == NULL) {
+	if ((link = hv_link_get(uuid)) == NULL) {
 		*result = STREAM_NOT_RUNNING;
 		return NULL;
 	}
+	conn = hv_link_conn(link);
 	if (force)
 		flags |= VIR_DOMAIN_CONSOLE_FORCE;
 	if ((dom = virDomainLookupByUUIDString(conn, uuid)) == NULL ||
@@ -97,11 +103,13 @@ stream_lv_open(const char *uuid, const char *alias, int force,
 		if (dom != NULL)
 			virDomainFree(dom);
 		virResetLastError();
+		hv_link_put(link);
 		return NULL;
 	}
 	virDomainFree(dom);
 	s = xcalloc(1, sizeof *s);
 	s->st = st;
+	s->link = link;
 	*result = STREAM_OPENED;
 	return s;
 }
@@ -168,7 +176,34 @@ stream_lv_close(struct stream *s, int eof)
 		virStreamAbort(s->st);
 	virStreamFree(s->st);
 	virResetLastError();
+	hv_link_put(s->link);
 	free(s);
+}
+
+/*
+ * Whether len more bytes can go to this stream's connection now without
+ * blocking the loop: libvirt's remote virStreamSend() returns only once
+ * the packet is written, and libvirtd stops reading a connection while
+ * max_client_requests (5) of its stream packets wait for a console that
+ * does not take them.  Each guest has its connection, so a stuck console
+ * holds up only its own guest.
+ */
+static int
+stream_lv_can_send(struct stream *s, size_t len)
+{
+	return hv_link_backlog(s->link) + len <= STREAM_SEND_WINDOW;
+}
+
+/* Why it failed: see enum stream_failure. */
+static enum stream_failure
+stream_lv_failure(struct stream *s)
+{
+	if (hv_get_state() != HV_CONNECTED)
+		return STREAM_FAIL_HV_LOST;
+	if (hv_link_lost_alone(s->link))
+		return STREAM_FAIL_LINK_LOST;
+	return virConnectIsAlive(hv_link_conn(s->link)) == 1 ?
+	    STREAM_FAIL_TAKEN : STREAM_FAIL_HV_LOST;
 }
 
 const struct stream_ops stream_libvirt_ops = {
@@ -178,6 +213,8 @@ const struct stream_ops stream_libvirt_ops = {
 	.watch = stream_lv_watch,
 	.unwatch = stream_lv_unwatch,
 	.close = stream_lv_close,
+	.can_send = stream_lv_can_send,
+	.failure = stream_lv_failure,
 	.error = stream_lv_error,
 };
 

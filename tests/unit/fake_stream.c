@@ -11,6 +11,7 @@
 struct fake_stream		*fake_last;
 enum stream_open_result		 fake_open_result = STREAM_OPENED;
 int				 fake_opened, fake_closed;
+enum stream_failure		 fake_failure = STREAM_FAIL_HV_LOST;
 struct evbuffer			*fake_sent;
 static struct event_base	*fake_base;
 
@@ -148,6 +149,18 @@ fake_close(struct stream *st, int eof)
 	fake_closed++;
 }
 
+static int
+fake_can_send(struct stream *st, size_t len)
+{
+	return !((struct fake_stream *)st)->stuck;
+}
+
+static enum stream_failure
+fake_failure_kind(struct stream *st)
+{
+	return fake_failure;
+}
+
 static const char *
 fake_error(void)
 {
@@ -161,5 +174,7 @@ const struct stream_ops fake_stream_ops = {
 	.watch = fake_watch,
 	.unwatch = fake_unwatch,
 	.close = fake_close,
+	.can_send = fake_can_send,
+	.failure = fake_failure_kind,
 	.error = fake_error,
 };

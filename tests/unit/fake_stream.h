@@ -10,6 +10,7 @@ struct fake_stream {
 	int		 eof;		/* the guest's end of file, after out */
 	int		 full;		/* send() says "not now" */
 	int		 fail;		/* send() and recv() fail */
+	int		 stuck;		/* can_send() says no: a stuck guest */
 	int		 events;	/* watched */
 	stream_event_cb	 cb;
 	void		*arg;
@@ -20,6 +21,7 @@ extern const struct stream_ops	 fake_stream_ops;
 extern struct fake_stream	*fake_last;	/* the last one opened */
 extern enum stream_open_result	 fake_open_result;
 extern int			 fake_opened, fake_closed;
+extern enum stream_failure	 fake_failure;	/* what a failure was */
 extern struct evbuffer		*fake_sent;	/* every byte sent, ever */
 
 void	fake_stream_init(struct event_base *);

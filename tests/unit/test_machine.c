@@ -126,8 +126,16 @@ expect(struct client *c, const char *text, int ms)
 	return run_until(got_want, c, ms);
 }
 
+static struct session	*connect_alias(struct client *, const char *);
+
 static struct session *
 connect_client(struct client *c)
+{
+	return connect_alias(c, NULL);
+}
+
+static struct session *
+connect_alias(struct client *c, const char *alias)
 {
 	struct bufferevent	*bev;
 	int			 sv[2];
@@ -138,7 +146,7 @@ connect_client(struct client *c)
 	evutil_make_socket_nonblocking(sv[0]);
 	c->fd = sv[1];
 	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	return session_open(&g, NULL, bev, "test", NULL, NULL);
+	return session_open(&g, alias, bev, "test", NULL, NULL);
 }
 
 static void
@@ -625,6 +633,50 @@ test_console_ends(void)
 	close(c.fd);
 }
 
+/*
+ * A console whose connection takes nothing (a stuck guest) holds up no
+ * other console: its input waits, the other's goes at once; and the
+ * kinds of stream failure give their notices.
+ */
+static void
+test_stuck_and_failures(void)
+{
+	struct client		 a, b, c;
+	struct fake_stream	*fa;
+
+	ok(connect_alias(&a, "serial0") != NULL, "stuck: serial0 attached");
+	fa = fake_last;
+	ok(connect_alias(&b, "console1") != NULL, "stuck: console1 attached");
+	fa->stuck = 1;
+	client_send(&a, "held-back;");
+	spin(30);
+	client_send(&b, "goes-through;");
+	fake_want = "goes-through;";
+	ok(run_until(cond_sent, &b, 500) && !sent_has("held-back;"),
+	    "stuck: console1's input goes at once, serial0's waits");
+	fa->stuck = 0;
+	fake_want = "held-back;";
+	ok(run_until(cond_sent, &a, 500),
+	    "stuck: once serial0's connection takes input, its input goes");
+	session_end_all(REASON_SHUTDOWN);
+	close(a.fd);
+	close(b.fd);
+
+	fake_failure = STREAM_FAIL_LINK_LOST;
+	ok(connect_client(&c) != NULL, "link lost: attached");
+	fake_stream_fail(fake_last);
+	ok(expect(&c, "disconnected: console connection lost", 500),
+	    "link lost: 'console connection lost'");
+	close(c.fd);
+	fake_failure = STREAM_FAIL_TAKEN;
+	ok(connect_client(&c) != NULL, "taken: attached");
+	fake_stream_fail(fake_last);
+	ok(expect(&c, "disconnected: console taken by another client", 500),
+	    "taken: 'console taken by another client'");
+	close(c.fd);
+	fake_failure = STREAM_FAIL_HV_LOST;
+}
+
 /* Every legal transition taken; every illegal one refused and counted. */
 static void
 test_tables(void)
@@ -694,6 +746,7 @@ main(void)
 	test_backpressure_in();
 	test_drain_cases();
 	test_console_ends();
+	test_stuck_and_failures();
 	test_tables();
 	return tap_done();
 }
