@@ -261,10 +261,17 @@ enum stream_failure {
 };
 struct stream;
 typedef void (*stream_event_cb)(struct stream *, int, void *);
+typedef void (*stream_open_cb)(struct stream *, enum stream_open_result,
+    void *);
 struct stream_ops {
-	/* Open guest uuid's console alias; NULL with *result on failure. */
+	/*
+	 * Start opening guest uuid's console alias: NULL with *result when
+	 * it cannot start; else the stream, whose result comes to the
+	 * callback later, from the loop (never inside open).  close() may
+	 * come before it: the callback is not called then.
+	 */
 	struct stream	*(*open)(const char *, const char *, int,
-			    enum stream_open_result *);
+			    stream_open_cb, void *, enum stream_open_result *);
 	/* Bytes sent or received; 0 from recv at end of file; -2 when
 	 * nothing can move now; -1 on error (see error()). */
 	int		 (*send)(struct stream *, const char *, size_t);
@@ -355,6 +362,7 @@ unsigned int	 session_kick_guest(const char *, const char *,
 void		 session_foreach(void (*)(const struct session_info *,
 		     void *), void *);
 int		 session_busy(const char *, const char *);
+unsigned int	 session_id(const struct session *);
 unsigned int	 session_count(void);
 unsigned int	 session_live(void);
 const char	*session_state_name(enum session_state);
@@ -376,6 +384,8 @@ enum console_state {
 struct console;
 struct console_client;
 struct console_client_ops {
+	/* The console is open (after console_open() said 1). */
+	void		(*opened)(void *);
 	/* Guest output, for every client. */
 	void		(*output)(void *, const char *, size_t);
 	/* The console ended under the client: it must detach. */
@@ -659,6 +669,8 @@ const char	*hv_state_name(enum hv_state);
 struct hv_link;
 struct hv_link	*hv_link_get(const char *);
 void		 hv_link_put(struct hv_link *);
+void		 hv_link_call(struct hv_link *, void (*)(void *),
+		     void (*)(void *), void *);
 virConnectPtr	 hv_link_conn(const struct hv_link *);
 size_t		 hv_link_backlog(const struct hv_link *);
 int		 hv_link_lost_alone(const struct hv_link *);

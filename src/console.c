@@ -99,6 +99,7 @@ static const signed char console_table[CONSOLE_NSTATES][CONSOLE_NEVENTS] = {
 	[CONSOLE_OPENING] = {
 		[CONSOLE_EV_OPENED] = FSM_TO(CONSOLE_OPEN),
 		[CONSOLE_EV_FAILED] = FSM_TO(CONSOLE_CLOSED),
+		[CONSOLE_EV_CLOSE] = FSM_TO(CONSOLE_CLOSED),
 	},
 	[CONSOLE_OPEN] = {
 		[CONSOLE_EV_FAILED] = FSM_TO(CONSOLE_CLOSED),
@@ -554,9 +555,60 @@ console_attach(struct console *c, const struct console_client_ops *ops,
 	return cl;
 }
 
+static enum session_reason
+console_open_reason(enum stream_open_result result)
+{
+	static const enum session_reason reasons[] = {
+		[STREAM_NO_GUEST] = REASON_UNKNOWN_GUEST,
+		[STREAM_NOT_RUNNING] = REASON_NOT_RUNNING,
+		[STREAM_BUSY] = REASON_BUSY,
+	};
+
+	return result > STREAM_OPENED && result <= STREAM_BUSY ?
+	    reasons[result] : REASON_BUSY;
+}
+
+/* The open came back: the clients attach, or are refused. */
+static void
+console_opened(struct stream *st, enum stream_open_result result, void *arg)
+{
+	struct console		*c = arg;
+	struct console_client	*cl, *next;
+	enum session_reason	 reason = console_open_reason(result);
+
+	if (c->st != st || c->state != CONSOLE_OPENING)
+		return;		/* cannot be: a closed stream is not told */
+	if (result == STREAM_OPENED && stream_ops->watch(st,
+	    STREAM_EV_READABLE | STREAM_EV_ERROR | STREAM_EV_HANGUP,
+	    console_stream_cb, c) == -1) {
+		log_warnx("console %u guest=%s dev=%s: cannot watch the "
+		    "console stream: %s", c->id, log_esc(c->guest),
+		    log_esc(c->alias), log_esc(stream_ops->error()));
+		result = STREAM_BUSY;
+	}
+	if (result != STREAM_OPENED) {
+		if (console_step(c, CONSOLE_EV_FAILED, "open refused") == -1)
+			return;
+		stream_ops->close(st, 0);
+		c->st = NULL;
+		console_end_clients(c, reason);
+		console_maybe_free(c);
+		return;
+	}
+	if (console_step(c, CONSOLE_EV_OPENED, "stream open") == -1)
+		return;
+	TAILQ_FOREACH_SAFE(cl, &c->clients, entry, next)
+		cl->ops->opened(cl->arg);
+	if (c->state == CONSOLE_OPEN && console_next_input(c) != NULL) {
+		console_enqueue(c);
+		console_pump();
+	}
+}
+
 /*
  * Open the console's stream for a client (force: take it from another
- * holder).  0: open (or already open); -1 with *reason: refused.
+ * holder).  0: open already; 1: opening, the client hears opened() or
+ * ended(); -1 with *reason: refused now.
  */
 int
 console_open(struct console_client *cl, int force,
@@ -564,38 +616,22 @@ console_open(struct console_client *cl, int force,
 {
 	struct console		*c = cl->console;
 	enum stream_open_result	 result;
-	static const enum session_reason reasons[] = {
-		[STREAM_NO_GUEST] = REASON_UNKNOWN_GUEST,
-		[STREAM_NOT_RUNNING] = REASON_NOT_RUNNING,
-		[STREAM_BUSY] = REASON_BUSY,
-	};
 
 	if (c->state == CONSOLE_OPEN)
 		return 0;
+	if (c->state == CONSOLE_OPENING)
+		return 1;
 	if (console_step(c, CONSOLE_EV_OPEN, cl->who) == -1) {
 		*reason = REASON_BUSY;
 		return -1;
 	}
 	if ((c->st = stream_ops->open(c->uuid, c->alias, force,
-	    &result)) == NULL) {
-		*reason = result > STREAM_OPENED && result <= STREAM_BUSY ?
-		    reasons[result] : REASON_BUSY;
-		(void)console_step(c, CONSOLE_EV_FAILED, "open refused");
+	    console_opened, c, &result)) == NULL) {
+		*reason = console_open_reason(result);
+		(void)console_step(c, CONSOLE_EV_FAILED, "cannot open");
 		return -1;
 	}
-	if (stream_ops->watch(c->st, STREAM_EV_READABLE | STREAM_EV_ERROR |
-	    STREAM_EV_HANGUP, console_stream_cb, c) == -1) {
-		log_warnx("console %u guest=%s dev=%s: cannot watch the "
-		    "console stream: %s", c->id, log_esc(c->guest),
-		    log_esc(c->alias), log_esc(stream_ops->error()));
-		stream_ops->close(c->st, 0);
-		c->st = NULL;
-		*reason = REASON_BUSY;
-		(void)console_step(c, CONSOLE_EV_FAILED, "cannot watch");
-		return -1;
-	}
-	(void)console_step(c, CONSOLE_EV_OPENED, "stream open");
-	return 0;
+	return 1;
 }
 
 /* The client's input: n bytes from buf join its queue for the guest. */
@@ -639,7 +675,8 @@ console_detach(struct console_client *cl)
 	evbuffer_free(cl->input);
 	free(cl->who);
 	free(cl);
-	if (c->state == CONSOLE_OPEN && TAILQ_EMPTY(&c->clients) &&
+	if ((c->state == CONSOLE_OPEN || c->state == CONSOLE_OPENING) &&
+	    TAILQ_EMPTY(&c->clients) &&
 	    console_step(c, CONSOLE_EV_CLOSE, "no client left") == 0) {
 		console_unqueue(c);
 		console_release_stream(c);
@@ -679,7 +716,7 @@ console_close_all(enum session_reason reason)
 	struct console	*c, *next;
 
 	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next) {
-		if (c->state == CONSOLE_OPEN) {
+		if (c->state == CONSOLE_OPEN || c->state == CONSOLE_OPENING) {
 			if (console_step(c, CONSOLE_EV_CLOSE,
 			    session_reason_text(reason)) == -1)
 				continue;

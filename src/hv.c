@@ -8,6 +8,7 @@
  * virConnectOpen() blocks for one round trip; that is acceptable here
  * because it only runs at start, on reconnect and on a changed uri.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,7 @@
 #define HV_BACKOFF_MAX_MS	10000
 #define HV_KEEPALIVE_INTERVAL	5	/* seconds between probes */
 #define HV_KEEPALIVE_COUNT	5	/* unanswered probes before close */
+#define HV_LINK_STACK		(256 * 1024)	/* a link thread's stack */
 
 static struct {
 	struct event_base	*base;
@@ -34,6 +36,7 @@ static struct {
 	struct event		*retry_ev;	/* next connection attempt */
 	struct event		*lost_ev;	/* close callback, deferred */
 	int			 lost_reason;
+	unsigned int		 nlinks;	/* guest connections */
 } hv;
 
 /*
@@ -44,12 +47,29 @@ static struct {
  * opened by the first console of its guest and closed when the last stream
  * on it is gone.
  */
+struct hv_job {
+	void			(*run)(void *);	/* on the link's thread */
+	void			(*done)(void *);	/* then on the loop */
+	void			*arg;
+	TAILQ_ENTRY(hv_job)	 entry;
+};
+TAILQ_HEAD(hv_jobs, hv_job);
+
 struct hv_link {
 	char			 uuid[GUEST_UUID_LEN];
 	virConnectPtr		 conn;
 	int			 fds[2];	/* its socket (or ssh pipe) */
 	size_t			 nfds;
 	unsigned int		 refs;		/* streams on it */
+	int			 closing;	/* no stream left: closing */
+	/* The calls that wait for libvirtd run on the link's own thread. */
+	pthread_mutex_t		 lock;
+	pthread_t		 thread;
+	int			 running;	/* thread started, not joined */
+	int			 busy;		/* it is taking jobs */
+	struct hv_jobs		 todo;
+	struct hv_jobs		 done;
+	struct event		*ev_done;	/* done jobs, to the loop */
 	TAILQ_ENTRY(hv_link)	 entry;
 };
 TAILQ_HEAD(hv_links, hv_link);
@@ -269,6 +289,100 @@ hv_disconnect(void)
 	virResetLastError();
 }
 
+/*
+ * The link's thread: it runs the jobs in order and hands each back to the
+ * loop.  It exits when there is none left; the loop joins it before it
+ * starts the next one.  A job stuck in libvirt (a call on a connection that
+ * libvirtd no longer reads) holds up this guest's jobs only, until
+ * libvirtd or the keepalive drops the connection and the call fails.
+ */
+static void *
+hv_link_thread(void *arg)
+{
+	struct hv_link	*l = arg;
+	struct hv_job	*j;
+
+	pthread_mutex_lock(&l->lock);
+	while ((j = TAILQ_FIRST(&l->todo)) != NULL) {
+		TAILQ_REMOVE(&l->todo, j, entry);
+		pthread_mutex_unlock(&l->lock);
+		j->run(j->arg);
+		virResetLastError();
+		pthread_mutex_lock(&l->lock);
+		TAILQ_INSERT_TAIL(&l->done, j, entry);
+		event_active(l->ev_done, EV_TIMEOUT, 0);
+	}
+	l->busy = 0;
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+static void	hv_link_free(struct hv_link *);
+
+/* Done jobs, on the loop, in the order they ran. */
+static void
+hv_link_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hv_link	*l = arg;
+	struct hv_jobs	 done = TAILQ_HEAD_INITIALIZER(done);
+	struct hv_job	*j;
+	int		 last;
+
+	pthread_mutex_lock(&l->lock);
+	while ((j = TAILQ_FIRST(&l->done)) != NULL) {
+		TAILQ_REMOVE(&l->done, j, entry);
+		TAILQ_INSERT_TAIL(&done, j, entry);
+	}
+	last = l->closing && !l->busy && TAILQ_EMPTY(&l->todo);
+	pthread_mutex_unlock(&l->lock);
+	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
+	while ((j = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, j, entry);
+		if (j->done != NULL)
+			j->done(j->arg);
+		free(j);
+	}
+	/* NOLINTEND(clang-analyzer-unix.Malloc) */
+	if (last)
+		hv_link_free(l);
+}
+
+/* Run fn on the link's thread, then done on the loop. */
+static void
+hv_link_job(struct hv_link *l, void (*run)(void *), void (*done)(void *),
+    void *arg)
+{
+	struct hv_job	*j;
+	pthread_attr_t	 attr;
+	int		 rc;
+
+	j = xcalloc(1, sizeof *j);
+	j->run = run;
+	j->done = done;
+	j->arg = arg;
+	pthread_mutex_lock(&l->lock);
+	TAILQ_INSERT_TAIL(&l->todo, j, entry);
+	if (l->busy) {
+		pthread_mutex_unlock(&l->lock);
+		return;
+	}
+	if (l->running) {
+		/* The last one has left the loop above: it only returns. */
+		pthread_join(l->thread, NULL);
+		l->running = 0;
+	}
+	l->busy = 1;
+	pthread_mutex_unlock(&l->lock);
+	pthread_attr_init(&attr);
+	(void)pthread_attr_setstacksize(&attr, HV_LINK_STACK);
+	rc = pthread_create(&l->thread, &attr, hv_link_thread, l);
+	pthread_attr_destroy(&attr);
+	if (rc != 0)
+		fatalx("hv: cannot start a guest connection's thread: %s",
+		    strerror(rc));
+	l->running = 1;
+}
+
 static void
 hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 {
@@ -285,7 +399,9 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 /*
  * The connection of guest uuid's consoles, opened if it is not: NULL while
  * the hypervisor is down or when it cannot be opened.  Each stream on it
- * holds a reference (hv_link_put()).
+ * holds a reference (hv_link_put()).  The open itself runs on the loop: it
+ * is one round trip on a new connection that carries nothing yet, one at a
+ * time (docs/ARCHITECTURE.md, "Connections").
  */
 struct hv_link *
 hv_link_get(const char *uuid)
@@ -297,8 +413,8 @@ hv_link_get(const char *uuid)
 	if (hv.state != HV_CONNECTED)
 		return NULL;
 	TAILQ_FOREACH(l, &hv_links, entry) {
-		if (strcmp(l->uuid, uuid) == 0 && virConnectIsAlive(l->conn) ==
-		    1) {
+		if (!l->closing && strcmp(l->uuid, uuid) == 0 &&
+		    virConnectIsAlive(l->conn) == 1) {
 			l->refs++;
 			return l;
 		}
@@ -315,6 +431,12 @@ hv_link_get(const char *uuid)
 	l->nfds = evglue_fds_since(mark, l->fds, sizeof l->fds /
 	    sizeof l->fds[0]);
 	l->refs = 1;
+	pthread_mutex_init(&l->lock, NULL);
+	TAILQ_INIT(&l->todo);
+	TAILQ_INIT(&l->done);
+	if ((l->ev_done = event_new(hv.base, -1, 0, hv_link_done_cb, l)) ==
+	    NULL)
+		fatalx("hv: out of memory");
 	if (virConnectRegisterCloseCallback(conn, hv_link_close_cb, l,
 	    NULL) == -1)
 		log_debug("hv: guest connection: no close callback: %s",
@@ -323,23 +445,58 @@ hv_link_get(const char *uuid)
 	    HV_KEEPALIVE_COUNT) != 0)
 		log_debug("hv: guest connection: no keepalive");
 	TAILQ_INSERT_TAIL(&hv_links, l, entry);
+	hv.nlinks++;
 	log_debug("hv: guest connection opened uuid=%s fds=%zu", uuid,
 	    l->nfds);
 	return l;
 }
 
+static void
+hv_link_close_run(void *arg)
+{
+	struct hv_link	*l = arg;
+
+	(void)virConnectClose(l->conn);
+}
+
+static void
+hv_link_free(struct hv_link *l)
+{
+	pthread_mutex_lock(&l->lock);
+	if (l->running) {
+		pthread_join(l->thread, NULL);
+		l->running = 0;
+	}
+	pthread_mutex_unlock(&l->lock);
+	TAILQ_REMOVE(&hv_links, l, entry);
+	hv.nlinks--;
+	event_free(l->ev_done);
+	pthread_mutex_destroy(&l->lock);
+	log_debug("hv: guest connection closed uuid=%s", l->uuid);
+	free(l);
+}
+
+/*
+ * A stream is gone from the link.  The last one closes the connection, on
+ * the link's thread after whatever it still has to do there (a stream's
+ * abort may wait for libvirtd).
+ */
 void
 hv_link_put(struct hv_link *l)
 {
 	if (l == NULL || --l->refs > 0)
 		return;
-	TAILQ_REMOVE(&hv_links, l, entry);
+	l->closing = 1;
 	virConnectUnregisterCloseCallback(l->conn, hv_link_close_cb);
-	if (virConnectClose(l->conn) < 0)
-		log_debug("hv: close: %s", log_esc(hv_last_error()));
-	virResetLastError();
-	log_debug("hv: guest connection closed uuid=%s", l->uuid);
-	free(l);
+	hv_link_job(l, hv_link_close_run, NULL, l);
+}
+
+/* Run run(arg) on the thread of the stream's link, then done(arg). */
+void
+hv_link_call(struct hv_link *l, void (*run)(void *), void (*done)(void *),
+    void *arg)
+{
+	hv_link_job(l, run, done, arg);
 }
 
 virConnectPtr
@@ -376,16 +533,11 @@ hv_link_lost_alone(const struct hv_link *l)
 	    virConnectGetLibVersion(hv.conn, &version) == 0;
 }
 
-/* Guest connections open now, for the status and the tests. */
+/* Guest connections open or closing now, for the status and the tests. */
 unsigned int
 hv_link_count(void)
 {
-	struct hv_link	*l;
-	unsigned int	 n = 0;
-
-	TAILQ_FOREACH(l, &hv_links, entry)
-		n++;
-	return n;
+	return hv.nlinks;
 }
 
 int

@@ -189,6 +189,7 @@ static const struct {
 
 static void	session_destroy(struct session *);
 static void	session_done(struct session *);
+static void	session_opened(struct session *);
 static void	session_attach(struct session *);
 static void	session_end(struct session *, enum session_reason);
 
@@ -458,6 +459,16 @@ session_destroy(struct session *s)
 	session_free_later(s);
 }
 
+/* The console this session is opening is open. */
+static void
+session_console_opened(void *arg)
+{
+	struct session	*s = arg;
+
+	if (s->state == SESSION_OPENING)
+		session_opened(s);
+}
+
 /* Guest output from the console, kept up to max_buffer. */
 static void
 session_console_output(void *arg, const char *buf, size_t len)
@@ -520,6 +531,7 @@ session_console_input_sent(void *arg, size_t n, size_t pending)
 }
 
 static const struct console_client_ops session_console_ops = {
+	session_console_opened,
 	session_console_output,
 	session_console_ended,
 	session_console_input_sent,
@@ -660,10 +672,21 @@ session_attach(struct session *s)
 	(void)snprintf(who, sizeof who, "session %u", s->id);
 	s->console = console_attach(console_get(s->uuid, s->alias, s->guest),
 	    &session_console_ops, s, who);
-	if (console_open(s->console, sess.force, &reason) == -1) {
+	switch (console_open(s->console, sess.force, &reason)) {
+	case -1:
 		session_end(s, reason);
 		return;
+	case 1:
+		return;		/* session_console_opened() comes */
+	default:
+		session_opened(s);
 	}
+}
+
+/* The console is open: bytes flow. */
+static void
+session_opened(struct session *s)
+{
 	if (session_step(s, SESSION_EV_OPENED, "console opened") == -1)
 		return;
 	session_touch(s);
@@ -744,7 +767,7 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 		return s;
 	}
 	session_attach(s);
-	return s->state == SESSION_ATTACHED ? s : NULL;
+	return s->state < SESSION_CLOSING ? s : NULL;
 }
 
 void
@@ -835,6 +858,12 @@ session_kick_guest(const char *guest, const char *alias,
 		}
 	}
 	return n;
+}
+
+unsigned int
+session_id(const struct session *s)
+{
+	return s->id;
 }
 
 /* Whether a console has a client now. */

@@ -27,6 +27,18 @@ struct stream {
 	struct hv_link	*link;		/* the guest's own connection */
 	stream_event_cb	 cb;
 	void		*arg;
+	/* opening, on the link's thread */
+	char		 uuid[GUEST_UUID_LEN];
+	char		*alias;
+	int		 force;
+	int		 opening;
+	int		 canceled;	/* closed while opening */
+	int		 close_eof;
+	enum stream_open_result result;
+	int		 log_err;
+	char		 err[256];
+	stream_open_cb	 open_cb;
+	void		*open_arg;
 };
 
 static int
@@ -57,60 +69,95 @@ stream_lv_error(void)
  * Why a console could not be opened: a guest that is not running, or
  * (most often) a console another client holds.  The message is copied
  * first: any further libvirt call (IsActive below) resets the thread's
- * last error and frees it.
+ * last error and frees it.  On the link's thread: the loop logs.
  */
 static enum stream_open_result
-stream_lv_open_failure(virDomainPtr dom)
+stream_lv_open_failure(struct stream *s, virDomainPtr dom)
 {
 	virErrorPtr		 err = virGetLastError();
-	char			 msg[512];
 	enum stream_open_result	 result = STREAM_BUSY;
 
-	snprintf(msg, sizeof msg, "%s", err != NULL && err->message != NULL ?
-	    err->message : "unknown error");
+	(void)snprintf(s->err, sizeof s->err, "%s", err != NULL &&
+	    err->message != NULL ? err->message : "unknown error");
 	if (dom != NULL && virDomainIsActive(dom) == 0)
 		result = STREAM_NOT_RUNNING;
-	else if (strstr(msg, "Active console session") == NULL)
-		log_warnx("console open failed: %s", log_esc(msg));
+	else if (strstr(s->err, "Active console session") == NULL)
+		s->log_err = 1;
 	return result;
 }
 
-static struct stream *
-stream_lv_open(const char *uuid, const char *alias, int force,
-    enum stream_open_result *result)
+/* On the link's thread: the round trips of an open. */
+static void
+stream_lv_open_run(void *arg)
 {
-	struct hv_link	*link;
-	virConnectPtr	 conn;
+	struct stream	*s = arg;
+	virConnectPtr	 conn = hv_link_conn(s->link);
 	virDomainPtr	 dom = NULL;
 	virStreamPtr	 st = NULL;
-	struct stream	*s;
 	unsigned int	 flags = VIR_DOMAIN_CONSOLE_SAFE;
+
+	if (s->force)
+		flags |= VIR_DOMAIN_CONSOLE_FORCE;
+	if ((dom = virDomainLookupByUUIDString(conn, s->uuid)) == NULL ||
+	    (st = virStreamNew(conn, VIR_STREAM_NONBLOCK)) == NULL ||
+	    virDomainOpenConsole(dom, s->alias, st, flags) == -1) {
+		s->result = dom == NULL ? STREAM_NO_GUEST :
+		    stream_lv_open_failure(s, dom);
+		if (st != NULL)
+			virStreamFree(st);
+	} else {
+		s->st = st;
+		s->result = STREAM_OPENED;
+	}
+	if (dom != NULL)
+		virDomainFree(dom);
+}
+
+static void	stream_lv_close(struct stream *, int);
+
+/* Back on the loop: the owner learns the result, unless it left. */
+static void
+stream_lv_open_done(void *arg)
+{
+	struct stream	*s = arg;
+
+	s->opening = 0;
+	if (s->log_err)
+		log_warnx("console open failed: %s", log_esc(s->err));
+	if (s->canceled) {
+		stream_lv_close(s, 0);
+		return;
+	}
+	s->open_cb(s, s->result, s->open_arg);
+}
+
+/*
+ * Start opening guest uuid's console alias on the guest's own connection
+ * (opened here if it is not).  The round trips run on the connection's
+ * thread, so the loop never waits for libvirtd; cb gets the result from
+ * the loop.  NULL with *result when it cannot even start.
+ */
+static struct stream *
+stream_lv_open(const char *uuid, const char *alias, int force,
+    stream_open_cb cb, void *arg, enum stream_open_result *result)
+{
+	struct hv_link	*link;
+	struct stream	*s;
 
 	if ((link = hv_link_get(uuid)) == NULL) {
 		*result = STREAM_NOT_RUNNING;
 		return NULL;
 	}
-	conn = hv_link_conn(link);
-	if (force)
-		flags |= VIR_DOMAIN_CONSOLE_FORCE;
-	if ((dom = virDomainLookupByUUIDString(conn, uuid)) == NULL ||
-	    (st = virStreamNew(conn, VIR_STREAM_NONBLOCK)) == NULL ||
-	    virDomainOpenConsole(dom, alias, st, flags) == -1) {
-		*result = dom == NULL ? STREAM_NO_GUEST :
-		    stream_lv_open_failure(dom);
-		if (st != NULL)
-			virStreamFree(st);
-		if (dom != NULL)
-			virDomainFree(dom);
-		virResetLastError();
-		hv_link_put(link);
-		return NULL;
-	}
-	virDomainFree(dom);
 	s = xcalloc(1, sizeof *s);
-	s->st = st;
 	s->link = link;
+	(void)snprintf(s->uuid, sizeof s->uuid, "%s", uuid);
+	s->alias = xstrdup(alias);
+	s->force = force;
+	s->open_cb = cb;
+	s->open_arg = arg;
+	s->opening = 1;
 	*result = STREAM_OPENED;
+	hv_link_call(link, stream_lv_open_run, stream_lv_open_done, s);
 	return s;
 }
 
@@ -164,20 +211,49 @@ stream_lv_unwatch(struct stream *s)
 	s->arg = NULL;
 }
 
-/* Finish a stream at its end of file, abort it otherwise; then free it. */
+/* On the link's thread: finishing or aborting waits for libvirtd. */
+static void
+stream_lv_close_run(void *arg)
+{
+	struct stream	*s = arg;
+
+	if (s->st == NULL)
+		return;
+	if (s->close_eof)
+		(void)virStreamFinish(s->st);
+	else
+		(void)virStreamAbort(s->st);
+	virStreamFree(s->st);
+}
+
+static void
+stream_lv_free(void *arg)
+{
+	struct stream	*s = arg;
+
+	hv_link_put(s->link);
+	free(s->alias);
+	free(s);
+}
+
+/*
+ * Finish a stream at its end of file, abort it otherwise; then free it.
+ * The owner is done with it at once; the round trip runs on the link's
+ * thread (a stuck guest's connection may keep it waiting), and a stream
+ * still opening is closed once its open comes back.
+ */
 static void
 stream_lv_close(struct stream *s, int eof)
 {
+	s->close_eof = eof;
+	if (s->opening) {
+		s->canceled = 1;
+		return;
+	}
 	if (s->cb != NULL)
 		virStreamEventRemoveCallback(s->st);
-	if (eof)
-		virStreamFinish(s->st);
-	else
-		virStreamAbort(s->st);
-	virStreamFree(s->st);
-	virResetLastError();
-	hv_link_put(s->link);
-	free(s);
+	s->cb = NULL;
+	hv_link_call(s->link, stream_lv_close_run, stream_lv_free, s);
 }
 
 /*

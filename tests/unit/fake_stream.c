@@ -11,6 +11,7 @@
 struct fake_stream		*fake_last;
 enum stream_open_result		 fake_open_result = STREAM_OPENED;
 int				 fake_opened, fake_closed;
+int				 fake_open_null;
 enum stream_failure		 fake_failure = STREAM_FAIL_HV_LOST;
 struct evbuffer			*fake_sent;
 static struct event_base	*fake_base;
@@ -30,6 +31,17 @@ fake_fire(evutil_socket_t fd, short what, void *arg)
 {
 	struct fake_stream	*f = arg;
 	int			 ev = 0;
+
+	if (f->opening) {
+		/* As libvirt's: the open's result comes from the loop. */
+		f->opening = 0;
+		if (fake_open_result == STREAM_OPENED) {
+			fake_last = f;
+			fake_opened++;
+		}
+		f->open_cb((struct stream *)f, fake_open_result, f->open_arg);
+		return;
+	}
 
 	if ((f->events & STREAM_EV_READABLE) &&
 	    (evbuffer_get_length(f->out) > 0 || f->eof || f->fail))
@@ -68,20 +80,25 @@ fake_stream_end(struct fake_stream *f)
 }
 
 static struct stream *
-fake_open(const char *uuid, const char *alias, int force,
-    enum stream_open_result *result)
+fake_open(const char *uuid, const char *alias, int force, stream_open_cb cb,
+    void *arg, enum stream_open_result *result)
 {
 	struct fake_stream	*f;
 
-	*result = fake_open_result;
-	if (fake_open_result != STREAM_OPENED)
+	if (fake_open_null) {
+		/* It cannot even start: no hypervisor connection. */
+		*result = STREAM_NOT_RUNNING;
 		return NULL;
+	}
 	f = xcalloc(1, sizeof *f);
 	f->in = evbuffer_new();
 	f->out = evbuffer_new();
 	f->ev = event_new(fake_base, -1, 0, fake_fire, f);
-	fake_last = f;
-	fake_opened++;
+	f->opening = 1;
+	f->open_cb = cb;
+	f->open_arg = arg;
+	event_active(f->ev, EV_TIMEOUT, 0);
+	*result = STREAM_OPENED;
 	return (struct stream *)f;
 }
 
@@ -141,7 +158,7 @@ fake_close(struct stream *st, int eof)
 
 	if (fake_last == f)
 		fake_last = NULL;
-	event_free(f->ev);
+	event_free(f->ev);	/* an open not yet told is never told */
 	evbuffer_free(f->in);
 	evbuffer_free(f->out);
 	free(f);

@@ -11,6 +11,9 @@ struct fake_stream {
 	int		 full;		/* send() says "not now" */
 	int		 fail;		/* send() and recv() fail */
 	int		 stuck;		/* can_send() says no: a stuck guest */
+	int		 opening;	/* its open's result not yet told */
+	stream_open_cb	 open_cb;
+	void		*open_arg;
 	int		 events;	/* watched */
 	stream_event_cb	 cb;
 	void		*arg;
@@ -21,6 +24,7 @@ extern const struct stream_ops	 fake_stream_ops;
 extern struct fake_stream	*fake_last;	/* the last one opened */
 extern enum stream_open_result	 fake_open_result;
 extern int			 fake_opened, fake_closed;
+extern int			 fake_open_null;	/* open() cannot start */
 extern enum stream_failure	 fake_failure;	/* what a failure was */
 extern struct evbuffer		*fake_sent;	/* every byte sent, ever */
 

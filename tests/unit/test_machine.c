@@ -127,6 +127,35 @@ expect(struct client *c, const char *text, int ms)
 }
 
 static struct session	*connect_alias(struct client *, const char *);
+static unsigned int	 opening_id;
+static const char	*state_seen;
+
+static void
+state_one(const struct session_info *si, void *arg)
+{
+	if (si->id == *(unsigned int *)arg)
+		state_seen = si->state;
+}
+
+/* Whether session id is in the table; its state in *state. */
+static int
+session_state_of(unsigned int id, const char **state)
+{
+	state_seen = NULL;
+	session_foreach(state_one, &id);
+	if (state != NULL)
+		*state = state_seen;
+	return state_seen != NULL;
+}
+
+static int
+cond_not_opening(struct client *c)
+{
+	const char	*state;
+
+	return !session_state_of(opening_id, &state) ||
+	    strcmp(state, "OPENING") != 0;
+}
 
 static struct session *
 connect_client(struct client *c)
@@ -138,6 +167,7 @@ static struct session *
 connect_alias(struct client *c, const char *alias)
 {
 	struct bufferevent	*bev;
+	struct session		*s;
 	int			 sv[2];
 
 	memset(c, 0, sizeof *c);
@@ -146,7 +176,12 @@ connect_alias(struct client *c, const char *alias)
 	evutil_make_socket_nonblocking(sv[0]);
 	c->fd = sv[1];
 	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	return session_open(&g, alias, bev, "test", NULL, NULL);
+	if ((s = session_open(&g, alias, bev, "test", NULL, NULL)) == NULL)
+		return NULL;
+	/* The console's open comes back from the loop. */
+	opening_id = session_id(s);
+	(void)run_until(cond_not_opening, NULL, 500);
+	return session_state_of(opening_id, NULL) ? s : NULL;
 }
 
 static void
@@ -380,8 +415,8 @@ test_waiting(void)
 	g.active = 1;
 	session_guest_started(&g);
 	fake_want = "typed-early\r";
-	ok(session_info_get() && strcmp(info.state, "ATTACHED") == 0 &&
-	    run_until(cond_sent, &c, 500),
+	ok(run_until(cond_sent, &c, 500) && session_info_get() &&
+	    strcmp(info.state, "ATTACHED") == 0,
 	    "wait: the guest starts, the console opens, what was typed "
 	    "while waiting reaches it");
 	session_end_all(REASON_SHUTDOWN);
@@ -677,6 +712,43 @@ test_stuck_and_failures(void)
 	fake_failure = STREAM_FAIL_HV_LOST;
 }
 
+/*
+ * The console's open comes back from the loop: a client that leaves
+ * before it cancels the open (its result is never told); an open that
+ * cannot even start is refused at once.
+ */
+static void
+test_async_open(void)
+{
+	struct client		 c;
+	struct bufferevent	*bev;
+	int			 sv[2], opened0 = fake_opened;
+	int			 closed0b = fake_closed;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		abort();
+	evutil_make_socket_nonblocking(sv[0]);
+	memset(&c, 0, sizeof c);
+	c.fd = sv[1];
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	ok(session_open(&g, NULL, bev, "test", NULL, NULL) != NULL &&
+	    session_info_get() && strcmp(info.state, "OPENING") == 0,
+	    "async open: the session is OPENING until the open comes back");
+	session_end_all(REASON_SHUTDOWN);
+	spin(20);
+	ok(fake_opened == opened0 && fake_closed == closed0b + 1 &&
+	    session_count() == 0 && console_count() == 0,
+	    "async open: ended while opening, the open is cancelled (never "
+	    "told), the console freed");
+	close(c.fd);
+	fake_open_null = 1;
+	ok(connect_client(&c) == NULL &&
+	    expect(&c, "refused: guest not running", 500),
+	    "async open: an open that cannot start: 'guest not running'");
+	fake_open_null = 0;
+	close(c.fd);
+}
+
 /* Every legal transition taken; every illegal one refused and counted. */
 static void
 test_tables(void)
@@ -747,6 +819,7 @@ main(void)
 	test_drain_cases();
 	test_console_ends();
 	test_stuck_and_failures();
+	test_async_open();
 	test_tables();
 	return tap_done();
 }
