@@ -253,6 +253,7 @@ enum stream_open_result {
 	STREAM_NO_GUEST,	/* no such guest */
 	STREAM_NOT_RUNNING,	/* not running, or no hypervisor connection */
 	STREAM_BUSY,		/* another client holds the console */
+	STREAM_LINK_LOST,	/* the guest's connection dropped meanwhile */
 };
 enum stream_failure {
 	STREAM_FAIL_TAKEN = 0,	/* the console alone: taken with force */

@@ -562,9 +562,10 @@ console_open_reason(enum stream_open_result result)
 		[STREAM_NO_GUEST] = REASON_UNKNOWN_GUEST,
 		[STREAM_NOT_RUNNING] = REASON_NOT_RUNNING,
 		[STREAM_BUSY] = REASON_BUSY,
+		[STREAM_LINK_LOST] = REASON_CONSOLE_LOST,
 	};
 
-	return result > STREAM_OPENED && result <= STREAM_BUSY ?
+	return result > STREAM_OPENED && result <= STREAM_LINK_LOST ?
 	    reasons[result] : REASON_BUSY;
 }
 

@@ -101,8 +101,11 @@ stream_lv_open_run(void *arg)
 	if ((dom = virDomainLookupByUUIDString(conn, s->uuid)) == NULL ||
 	    (st = virStreamNew(conn, VIR_STREAM_NONBLOCK)) == NULL ||
 	    virDomainOpenConsole(dom, s->alias, st, flags) == -1) {
-		s->result = dom == NULL ? STREAM_NO_GUEST :
-		    stream_lv_open_failure(s, dom);
+		if (virConnectIsAlive(conn) != 1)
+			s->result = STREAM_LINK_LOST;
+		else
+			s->result = dom == NULL ? STREAM_NO_GUEST :
+			    stream_lv_open_failure(s, dom);
 		if (st != NULL)
 			virStreamFree(st);
 	} else {
