@@ -155,7 +155,6 @@ int		 evglue_register(struct event_base *);
 void		 evglue_unregister(void);
 unsigned int	 evglue_pending_frees(void);
 unsigned int	 evglue_handle_count(void);
-size_t		 evglue_write_backlog(void);
 int		 evglue_mark(void);
 size_t		 evglue_fds_since(int, int *, size_t);
 size_t		 evglue_fd_backlog(int);

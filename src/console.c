@@ -28,10 +28,11 @@
  * libvirtd stops reading a connection while max_client_requests (5) stream
  * packets wait for consoles that have not taken them: a paste into a slow
  * console would otherwise block the whole loop.  So console_pump() sends
- * only while the libvirt socket holds less than CONSOLE_SEND_WINDOW unread
- * bytes (evglue_write_backlog()), in CONSOLE_SEND_CHUNK packets, one per
- * console in turn, and retries every CONSOLE_SEND_RETRY ms while it
- * cannot.  A keystroke of another console then waits for one small packet
+ * to a console only while its guest's connection takes a packet without
+ * blocking (stream_ops->can_send(): its socket holds less than a few KiB
+ * that libvirtd has not read), in CONSOLE_SEND_CHUNK packets, one per
+ * console in turn, and retries every CONSOLE_SEND_RETRY ms while some
+ * cannot; a console that cannot holds up no other.  A keystroke of another console then waits for one small packet
  * to drain, not for the paste.  The stream's WRITABLE event is not used: a
  * remote stream reports it on every loop pass and it says nothing about
  * libvirtd.

@@ -321,7 +321,7 @@ evglue_timeout_fire(evutil_socket_t fd, short what, void *arg)
 
 /*
  * How to ask the kernel for the bytes written to fd and not yet read by the
- * other end (evglue_write_backlog): for a socket its send queue (SIOCOUTQ:
+ * other end (evglue_fd_backlog): for a socket its send queue (SIOCOUTQ:
  * what the peer has not consumed, for a unix socket, or not acknowledged,
  * for TCP), for a pipe what it holds (FIONREAD); 0 when it cannot tell.
  * Asked once, when libvirt adds the handle: an fd does not change its kind
@@ -543,33 +543,6 @@ evglue_pending_frees(void)
 }
 
 /*
- * The largest backlog of the fds libvirt watches, that is of its
- * connections' sockets (or the pipe to ssh).  libvirt's remote
- * virStreamSend() blocks the calling thread until the whole packet is
- * written, and libvirtd stops reading a connection while it holds
- * max_client_requests stream packets that a slow console has not taken: a
- * caller that writes only while this stays small never blocks the loop.
- */
-size_t
-evglue_write_backlog(void)
-{
-	const struct evglue_handle	*h;
-	size_t				 i, most = 0;
-	int				 n;
-
-	pthread_mutex_lock(&evglue_lock);
-	for (i = 0; i < evglue_handles.n; i++) {
-		h = evglue_handles.items[i];
-		if (h->backlog_ioctl != 0 &&
-		    ioctl(h->fd, (unsigned long)h->backlog_ioctl, &n) != -1 &&
-		    n > 0 && (size_t)n > most)
-			most = (size_t)n;
-	}
-	pthread_mutex_unlock(&evglue_lock);
-	return most;
-}
-
-/*
  * Which fds belong to one libvirt connection.  libvirt does not say, but
  * the loop is single-threaded and virConnectOpen() adds the watch of the
  * connection's socket (or of its pipe to ssh) before it returns: the
@@ -605,8 +578,11 @@ evglue_fds_since(int mark, int *fds, size_t max)
 }
 
 /*
- * The backlog of one watched fd (as evglue_write_backlog() measures it),
- * for the send window of one connection; 0 when no live handle has it.
+ * The bytes written to one watched fd that its peer has not read yet, for
+ * the send window of one connection (libvirt's remote virStreamSend()
+ * blocks until its whole packet is written, and libvirtd stops reading a
+ * connection while max_client_requests stream packets wait for a console
+ * that does not take them); 0 when no live handle has the fd.
  */
 size_t
 evglue_fd_backlog(int fd)

@@ -212,13 +212,18 @@ vcd_end_sessions(struct vcd *v)
 
 	session_end_all(REASON_SHUTDOWN);
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	while (session_live() > 0 || wsock_count() > 0) {
+	/* Guest connections close on their threads once their streams go. */
+	while (session_live() > 0 || wsock_count() > 0 ||
+	    hv_link_count() > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec - start.tv_sec >= VCD_LINGER_SECONDS)
 			break;
 		event_base_loop(v->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
+	if (hv_link_count() > 0)
+		log_warnx("exiting with %u guest connection(s) still closing "
+		    "(libvirtd is not answering them)", hv_link_count());
 }
 
 static void
