@@ -664,7 +664,6 @@ int		 hv_init(struct event_base *, const struct config *);
 void		 hv_reconfigure(const struct config *);
 void		 hv_shutdown(void);
 enum hv_state	 hv_get_state(void);
-virConnectPtr	 hv_conn(void);
 const char	*hv_state_name(enum hv_state);
 struct hv_link;
 struct hv_link	*hv_link_get(const char *);

@@ -118,13 +118,6 @@ hv_get_state(void)
 	return hv.state;
 }
 
-/* The live connection, or NULL while disconnected. */
-virConnectPtr
-hv_conn(void)
-{
-	return hv.state == HV_CONNECTED ? hv.conn : NULL;
-}
-
 static const char *
 hv_event_name(int event)
 {
