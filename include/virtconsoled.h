@@ -223,14 +223,21 @@ struct guest {
 	char			**aliases;	/* console aliases, first = default */
 	size_t			 naliases;
 	int			 seen;		/* mark for a resync */
-	int			 sock_refused;	/* name unusable, logged */
-	struct usock		*sock;		/* unix front door, if any */
 	TAILQ_ENTRY(guest)	 entry;
 };
 TAILQ_HEAD(guests, guest);
-void		 guest_connected(virConnectPtr);
-void		 guest_disconnected(void);
-void		 guest_lifecycle(virDomainPtr, int, int);
+enum guest_event {
+	GUEST_EV_CHANGED,	/* added, renamed, (un)defined, started or
+				   stopped: front doors look at it again */
+	GUEST_EV_STARTED,	/* it runs (or was found running) */
+	GUEST_EV_STOPPED,	/* it stopped */
+	GUEST_EV_MIGRATED,	/* it stopped: migrated away */
+	GUEST_EV_REMOVED,	/* gone: freed after the subscribers */
+	GUEST_EV_DISCONNECTED,	/* the hypervisor is gone (guest NULL) */
+};
+typedef void (*guest_subscriber_fn)(struct guest *, enum guest_event,
+    void *);
+void		 guest_subscribe(guest_subscriber_fn, void *);
 void		 guest_shutdown(void);
 struct guest	*guest_find_name(const char *);
 struct guest	*guest_find_uuid(const char *);
@@ -411,7 +418,6 @@ extern struct fsm console_fsm;
 struct usock;
 int		 usock_init(struct event_base *, const struct config *,
 		     char *, size_t);
-void		 usock_guest_changed(struct guest *);
 void		 usock_shutdown(void);
 int		 usock_name_ok(const char *, const char *);
 
@@ -660,7 +666,15 @@ enum hv_state {
 	HV_CONNECTED,
 	HV_SHUTDOWN,
 };
-int		 hv_init(struct event_base *, const struct config *);
+/* What a hypervisor reports, to callbacks registered at hv_init(). */
+struct hv_cbs {
+	void		(*connected)(virConnectPtr, void *);
+	void		(*disconnected)(void *);
+	void		(*lifecycle)(virDomainPtr, int, int, void *);
+};
+extern const struct hv_cbs guest_hv_cbs;	/* guest.c's */
+int		 hv_init(struct event_base *, const struct config *,
+		     const struct hv_cbs *, void *);
 void		 hv_reconfigure(const struct config *);
 void		 hv_shutdown(void);
 enum hv_state	 hv_get_state(void);

@@ -4,9 +4,12 @@
  * lifecycle events, so front doors never make a blocking libvirt call per
  * client just to learn whether a guest exists or runs.
  *
- * The table drives the unix front door (a socket per defined guest and per
- * running transient guest) and the sessions (a guest that starts wakes the
- * clients waiting for it; one that stops ends their sessions).
+ * The table does not know who uses it: the sessions (a guest that starts
+ * wakes the clients waiting for it; one that stops ends their sessions)
+ * and the unix front door (a socket per defined guest and per running
+ * transient guest) subscribe to its changes (guest_subscribe()), and hear
+ * of them in the order they subscribed.  It hears from the hypervisor
+ * through the callbacks in guest_hv_cbs.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -20,6 +23,35 @@
 #include "virtconsoled.h"
 
 static struct guests	guest_table = TAILQ_HEAD_INITIALIZER(guest_table);
+
+struct guest_subscriber {
+	guest_subscriber_fn		 fn;
+	void				*arg;
+	TAILQ_ENTRY(guest_subscriber)	 entry;
+};
+static TAILQ_HEAD(, guest_subscriber) guest_subscribers =
+    TAILQ_HEAD_INITIALIZER(guest_subscribers);
+
+/* Hear of every change of the table, after those who subscribed first. */
+void
+guest_subscribe(guest_subscriber_fn fn, void *arg)
+{
+	struct guest_subscriber	*sub;
+
+	sub = xcalloc(1, sizeof *sub);
+	sub->fn = fn;
+	sub->arg = arg;
+	TAILQ_INSERT_TAIL(&guest_subscribers, sub, entry);
+}
+
+static void
+guest_notify(struct guest *g, enum guest_event ev)
+{
+	struct guest_subscriber	*sub;
+
+	TAILQ_FOREACH(sub, &guest_subscribers, entry)
+		sub->fn(g, ev, sub->arg);
+}
 
 struct guests *
 guest_list(void)
@@ -310,7 +342,7 @@ guest_add(virDomainPtr dom)
 			/* Renamed: the unix socket follows the name. */
 			free(g->name);
 			g->name = xstrdup(name);
-			usock_guest_changed(g);
+			guest_notify(g, GUEST_EV_CHANGED);
 		}
 		return g;
 	}
@@ -325,18 +357,17 @@ static void
 guest_remove(struct guest *g)
 {
 	log_info("guest %s uuid=%s: removed", log_esc(g->name), g->uuid);
-	session_guest_removed(g);
 	TAILQ_REMOVE(&guest_table, g, entry);
 	g->persistent = g->active = 0;
-	usock_guest_changed(g);
+	guest_notify(g, GUEST_EV_REMOVED);
 	guest_free_aliases(g->aliases, g->naliases);
 	free(g->name);
 	free(g);
 }
 
 /* A new connection: list every guest and bring the table up to date. */
-void
-guest_connected(virConnectPtr conn)
+static void
+guest_connected(virConnectPtr conn, void *arg)
 {
 	virDomainPtr	*doms = NULL;
 	struct guest	*g, *next;
@@ -354,7 +385,7 @@ guest_connected(virConnectPtr conn)
 		if ((g = guest_add(doms[i])) != NULL) {
 			guest_refresh(g, doms[i]);
 			g->seen = 1;
-			usock_guest_changed(g);
+			guest_notify(g, GUEST_EV_CHANGED);
 		}
 		virDomainFree(doms[i]);
 	}
@@ -367,7 +398,7 @@ guest_connected(virConnectPtr conn)
 	/* Clients that waited through the outage get their consoles now. */
 	TAILQ_FOREACH(g, &guest_table, entry) {
 		if (g->active)
-			session_guest_started(g);
+			guest_notify(g, GUEST_EV_STARTED);
 	}
 }
 
@@ -377,18 +408,18 @@ guest_connected(virConnectPtr conn)
  * told the guest is not running rather than finding no socket; the next
  * connection resyncs everything.
  */
-void
-guest_disconnected(void)
+static void
+guest_disconnected(void *arg)
 {
 	struct guest	*g;
 
-	session_end_all(REASON_HV_LOST);
+	guest_notify(NULL, GUEST_EV_DISCONNECTED);
 	TAILQ_FOREACH(g, &guest_table, entry)
 		g->active = 0;
 }
 
-void
-guest_lifecycle(virDomainPtr dom, int event, int detail)
+static void
+guest_lifecycle(virDomainPtr dom, int event, int detail, void *arg)
 {
 	struct guest	*g;
 
@@ -404,9 +435,8 @@ guest_lifecycle(virDomainPtr dom, int event, int detail)
 		break;
 	case VIR_DOMAIN_EVENT_STOPPED:
 		g->active = 0;
-		session_guest_stopped(g, detail ==
-		    VIR_DOMAIN_EVENT_STOPPED_MIGRATED ?
-		    REASON_GUEST_MIGRATED : REASON_GUEST_STOPPED);
+		guest_notify(g, detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED ?
+		    GUEST_EV_MIGRATED : GUEST_EV_STOPPED);
 		/* A transient guest is gone once it stops. */
 		if (virDomainIsPersistent(dom) != 1) {
 			guest_remove(g);
@@ -425,22 +455,37 @@ guest_lifecycle(virDomainPtr dom, int event, int detail)
 		/* Paused, resumed, crashed (then stopped): no change here. */
 		return;
 	}
-	usock_guest_changed(g);
+	guest_notify(g, GUEST_EV_CHANGED);
 	if (event == VIR_DOMAIN_EVENT_STARTED)
-		session_guest_started(g);
+		guest_notify(g, GUEST_EV_STARTED);
 }
+
+/* What the hypervisor tells the table (hv_init()). */
+const struct hv_cbs guest_hv_cbs = {
+	guest_connected,
+	guest_disconnected,
+	guest_lifecycle,
+};
 
 void
 guest_shutdown(void)
 {
 	struct guest	*g;
 
+	struct guest_subscriber	*sub;
+
 	while ((g = TAILQ_FIRST(&guest_table)) != NULL) {
 		TAILQ_REMOVE(&guest_table, g, entry);
 		g->persistent = g->active = 0;
-		usock_guest_changed(g);
+		guest_notify(g, GUEST_EV_REMOVED);
 		guest_free_aliases(g->aliases, g->naliases);
 		free(g->name);
 		free(g);
 	}
+	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
+	while ((sub = TAILQ_FIRST(&guest_subscribers)) != NULL) {
+		TAILQ_REMOVE(&guest_subscribers, sub, entry);
+		free(sub);
+	}
+	/* NOLINTEND(clang-analyzer-unix.Malloc) */
 }

@@ -37,6 +37,8 @@ static struct {
 	struct event		*lost_ev;	/* close callback, deferred */
 	int			 lost_reason;
 	unsigned int		 nlinks;	/* guest connections */
+	const struct hv_cbs	*cbs;		/* who hears from it */
+	void			*cbs_arg;
 } hv;
 
 /*
@@ -182,7 +184,7 @@ hv_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
 	log_info("hv: guest event guest=%s uuid=%s event=%s detail=%d",
 	    log_esc(virDomainGetName(dom)), uuid, hv_event_name(event),
 	    detail);
-	guest_lifecycle(dom, event, detail);
+	hv.cbs->lifecycle(dom, event, detail, hv.cbs_arg);
 }
 
 /*
@@ -258,7 +260,7 @@ hv_connect(void)
 	log_info("hv: connected uri=%s after_failures=%u", log_esc(hv.uri),
 	    hv.failures);
 	hv.failures = 0;
-	guest_connected(conn);
+	hv.cbs->connected(conn, hv.cbs_arg);
 }
 
 /* Drop the connection: callbacks first, so none fires on a dying one. */
@@ -271,7 +273,7 @@ hv_disconnect(void)
 		return;
 	/* Sessions end first: their streams belong to this connection. */
 	hv.state = HV_DISCONNECTED;
-	guest_disconnected();
+	hv.cbs->disconnected(hv.cbs_arg);
 	if (hv.lifecycle_id != -1)
 		virConnectDomainEventDeregisterAny(conn, hv.lifecycle_id);
 	hv.lifecycle_id = -1;
@@ -534,8 +536,11 @@ hv_link_count(void)
 }
 
 int
-hv_init(struct event_base *base, const struct config *cfg)
+hv_init(struct event_base *base, const struct config *cfg,
+    const struct hv_cbs *cbs, void *arg)
 {
+	hv.cbs = cbs;
+	hv.cbs_arg = arg;
 	virSetErrorFunc(NULL, hv_libvirt_error);
 	hv.base = base;
 	hv.uri = xstrdup(cfg->uri);

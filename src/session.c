@@ -933,10 +933,36 @@ session_reconfigure(const struct config *conf)
 	}
 }
 
+/* The guest table's changes that concern sessions. */
+static void
+session_guest_event(struct guest *g, enum guest_event ev, void *arg)
+{
+	switch (ev) {
+	case GUEST_EV_STARTED:
+		session_guest_started(g);
+		break;
+	case GUEST_EV_STOPPED:
+		session_guest_stopped(g, REASON_GUEST_STOPPED);
+		break;
+	case GUEST_EV_MIGRATED:
+		session_guest_stopped(g, REASON_GUEST_MIGRATED);
+		break;
+	case GUEST_EV_REMOVED:
+		session_guest_removed(g);
+		break;
+	case GUEST_EV_DISCONNECTED:
+		session_end_all(REASON_HV_LOST);
+		break;
+	case GUEST_EV_CHANGED:
+		break;
+	}
+}
+
 void
 session_init(struct event_base *base, const struct config *conf)
 {
 	sess.base = base;
 	console_init(base);
 	session_reconfigure(conf);
+	guest_subscribe(session_guest_event, NULL);
 }

@@ -39,14 +39,25 @@
 #define USOCK_BACKLOG		16
 #define USOCK_ACCEPT_PAUSE	1	/* seconds after an accept error */
 
+/*
+ * A guest's socket, kept in the door's own table by the guest's UUID (the
+ * guest table knows nothing of it): path and listener while it has one;
+ * refused when its name cannot be a socket name (said once).
+ */
 struct usock {
-	struct guest		*guest;
-	char			*path;
+	char			 uuid[GUEST_UUID_LEN];
+	char			*name;		/* the guest's, for the log */
+	char			*path;		/* NULL: no socket now */
 	struct evconnlistener	*lev;
 	struct event		*ev_resume;
 	dev_t			 dev;
 	ino_t			 ino;
+	int			 refused;	/* name unusable, logged */
+	TAILQ_ENTRY(usock)	 entry;
 };
+TAILQ_HEAD(usocks, usock);
+
+static void	usock_guest_event(struct guest *, enum guest_event, void *);
 
 static struct {
 	struct event_base	*base;
@@ -55,7 +66,8 @@ static struct {
 	int			 have_gid;
 	gid_t			 gid;
 	uid_t			 owner;		/* `user`, or ours */
-} us = { .dfd = -1 };
+	struct usocks		 socks;
+} us = { .dfd = -1, .socks = TAILQ_HEAD_INITIALIZER(us.socks) };
 
 /* Whether a guest gets a socket: see socket_name_check() in util.c. */
 int
@@ -193,7 +205,10 @@ usock_init(struct event_base *base, const struct config *conf, char *err,
 		}
 		us.have_gid = 1;
 	}
-	return usock_check_dir(us.dir, err, errlen);
+	if (usock_check_dir(us.dir, err, errlen) == -1)
+		return -1;
+	guest_subscribe(usock_guest_event, NULL);
+	return 0;
 }
 
 static void
@@ -222,6 +237,7 @@ usock_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct usock		*u = arg;
 	struct bufferevent	*bev;
 	struct ucred		 cred;
+	struct guest		*g;
 	socklen_t		 len = sizeof cred;
 	char			 peer[64];
 
@@ -236,7 +252,11 @@ usock_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
-	session_open(u->guest, NULL, bev, peer, NULL, NULL);
+	if ((g = guest_find_uuid(u->uuid)) == NULL) {
+		bufferevent_free(bev);	/* its socket is on its way out */
+		return;
+	}
+	session_open(g, NULL, bev, peer, NULL, NULL);
 }
 
 /* The socket's name in socket_dir: the guest's name when it was made. */
@@ -246,38 +266,62 @@ usock_name(const struct usock *u)
 	return strrchr(u->path, '/') + 1;
 }
 
+/* Close a guest's socket; the record stays (usock_forget()). */
 static void
 usock_close(struct usock *u)
 {
 	struct stat	st;
 
+	if (u->path == NULL)
+		return;
 	if (u->lev != NULL)
 		evconnlistener_free(u->lev);
 	if (u->ev_resume != NULL)
 		event_free(u->ev_resume);
+	u->lev = NULL;
+	u->ev_resume = NULL;
 	/* Unlink only the socket we bound, not one that replaced it. */
 	if (fstatat(us.dfd, usock_name(u), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    st.st_dev == u->dev && st.st_ino == u->ino)
 		unlinkat(us.dfd, usock_name(u), 0);
-	log_info("usock: guest=%s socket %s closed", log_esc(u->guest->name),
+	log_info("usock: guest=%s socket %s closed", log_esc(u->name),
 	    log_esc(u->path));
 	free(u->path);
+	u->path = NULL;
+}
+
+static void
+usock_forget(struct usock *u)
+{
+	usock_close(u);
+	TAILQ_REMOVE(&us.socks, u, entry);
+	free(u->name);
 	free(u);
 }
 
 static struct usock *
-usock_open(struct guest *g)
+usock_find(const char *uuid)
+{
+	struct usock	*u;
+
+	TAILQ_FOREACH(u, &us.socks, entry) {
+		if (strcmp(u->uuid, uuid) == 0)
+			return u;
+	}
+	return NULL;
+}
+
+/* Bind and listen on the socket of u's guest, named g's name: 0 or -1. */
+static int
+usock_open(struct usock *u, const struct guest *g)
 {
 	struct sockaddr_un	 sun;
-	struct usock		*u;
-	struct guest		*other;
+	struct usock		*other;
 	struct stat		 st, now;
 	const char		*name = g->name;
 	mode_t			 old;
 	int			 fd, sfd = -1, rc;
 
-	u = xcalloc(1, sizeof *u);
-	u->guest = g;
 	xasprintf(&u->path, "%s/%s", us.dir, name);
 	if (fstatat(us.dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
@@ -292,13 +336,10 @@ usock_open(struct guest *g)
 		 * that guest gives it up.  A stale socket goes.  One that
 		 * another process listens on stays.
 		 */
-		TAILQ_FOREACH(other, guest_list(), entry) {
-			if (other != g && other->sock != NULL &&
-			    other->sock->dev == st.st_dev &&
-			    other->sock->ino == st.st_ino) {
-				usock_close(other->sock);
-				other->sock = NULL;
-			}
+		TAILQ_FOREACH(other, &us.socks, entry) {
+			if (other != u && other->path != NULL &&
+			    other->dev == st.st_dev && other->ino == st.st_ino)
+				usock_close(other);
 		}
 		if (fstatat(us.dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    socket_in_use(u->path)) {
@@ -349,62 +390,79 @@ usock_open(struct guest *g)
 	u->lev = evconnlistener_new(us.base, usock_accept_cb, u,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (u->lev == NULL || u->ev_resume == NULL) {
-		close(fd);
+		if (u->lev == NULL)
+			close(fd);
 		usock_close(u);
-		return NULL;
+		return -1;
 	}
 	evconnlistener_set_error_cb(u->lev, usock_error_cb);
 	log_info("usock: guest=%s socket=%s", log_esc(g->name),
 	    log_esc(u->path));
-	return u;
+	return 0;
 
 fail:
 	free(u->path);
-	free(u);
-	return NULL;
+	u->path = NULL;
+	return -1;
 }
 
 /*
  * Bring a guest's socket in line with the guest: one exists while the
  * guest is defined or running, under its current name.
  */
-void
-usock_guest_changed(struct guest *g)
+static void
+usock_guest_changed(struct guest *g, int removed)
 {
-	int	want;
+	struct usock	*u = usock_find(g->uuid);
+	int		 want = !removed && (g->persistent || g->active);
 
 	if (us.dir == NULL)
 		return;
-	want = g->persistent || g->active;
-	if (g->sock != NULL && (!want ||
-	    strcmp(strrchr(g->sock->path, '/') + 1, g->name) != 0)) {
-		usock_close(g->sock);
-		g->sock = NULL;
-	}
-	if (!want || g->sock != NULL)
+	if (u != NULL && !want) {
+		usock_forget(u);
 		return;
+	}
+	if (!want)
+		return;
+	if (u == NULL) {
+		u = xcalloc(1, sizeof *u);
+		(void)snprintf(u->uuid, sizeof u->uuid, "%s", g->uuid);
+		u->name = xstrdup(g->name);
+		TAILQ_INSERT_TAIL(&us.socks, u, entry);
+	}
+	if (u->path != NULL && strcmp(usock_name(u), g->name) == 0)
+		return;
+	usock_close(u);		/* renamed */
+	free(u->name);
+	u->name = xstrdup(g->name);
 	if (!usock_name_ok(us.dir, g->name)) {
-		if (!g->sock_refused)
+		if (!u->refused)
 			log_warnx("usock: guest=%s: name not usable as a "
 			    "socket name; served by other front doors only",
 			    log_esc(g->name));
-		g->sock_refused = 1;
+		u->refused = 1;
 		return;
 	}
-	g->sock = usock_open(g);
+	(void)usock_open(u, g);
+}
+
+/* The guest table's changes that concern the door. */
+static void
+usock_guest_event(struct guest *g, enum guest_event ev, void *arg)
+{
+	if (ev == GUEST_EV_CHANGED || ev == GUEST_EV_REMOVED)
+		usock_guest_changed(g, ev == GUEST_EV_REMOVED);
 }
 
 void
 usock_shutdown(void)
 {
-	struct guest	*g;
+	struct usock	*u;
 
-	TAILQ_FOREACH(g, guest_list(), entry) {
-		if (g->sock != NULL) {
-			usock_close(g->sock);
-			g->sock = NULL;
-		}
-	}
+	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
+	while ((u = TAILQ_FIRST(&us.socks)) != NULL)
+		usock_forget(u);
+	/* NOLINTEND(clang-analyzer-unix.Malloc) */
 	free(us.dir);
 	us.dir = NULL;
 	if (us.dfd != -1)

@@ -339,7 +339,7 @@ main(int argc, char **argv)
 	/* Everything that needs root is done: become user, if set. */
 	if (priv_drop(v.conf, err, sizeof err) == -1)
 		fatalx("%s", err);
-	if (hv_init(v.base, v.conf) == -1)
+	if (hv_init(v.base, v.conf, &guest_hv_cbs, NULL) == -1)
 		fatalx("cannot set up the libvirt connection");
 
 	log_info("virtconsoled %s started pid=%ld config=%s libevent=%s "
