@@ -158,6 +158,7 @@ unsigned int	 evglue_handle_count(void);
 int		 evglue_mark(void);
 size_t		 evglue_fds_since(int, int *, size_t);
 size_t		 evglue_fd_backlog(int);
+int		 evglue_fd_ended(int);
 unsigned int	 evglue_timeout_count(void);
 /* The six callbacks, exposed for unit tests. */
 typedef void (*evglue_handle_cb)(int, int, int, void *);

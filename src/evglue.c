@@ -603,6 +603,21 @@ evglue_fd_backlog(int fd)
 	return most;
 }
 
+/*
+ * Whether the peer of a watched socket has closed it (what is left to
+ * read ends there) or reset it: a peek that takes nothing.
+ */
+int
+evglue_fd_ended(int fd)
+{
+	char	c;
+	ssize_t	n;
+
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n == -1 && (errno == ECONNRESET || errno == EPIPE ||
+	    errno == ENOTCONN));
+}
+
 unsigned int
 evglue_handle_count(void)
 {

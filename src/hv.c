@@ -37,6 +37,8 @@ static struct {
 	struct event		*lost_ev;	/* close callback, deferred */
 	int			 lost_reason;
 	unsigned int		 nlinks;	/* guest connections */
+	int			 fds[2];	/* the connection's socket */
+	size_t			 nfds;
 	const struct hv_cbs	*cbs;		/* who hears from it */
 	void			*cbs_arg;
 } hv;
@@ -221,9 +223,11 @@ static void
 hv_connect(void)
 {
 	virConnectPtr	conn;
+	int		mark;
 
 	if (hv.conn != NULL || hv.state == HV_SHUTDOWN)
 		return;
+	mark = evglue_mark();
 	if ((conn = virConnectOpen(hv.uri)) == NULL) {
 		/* Say it once, then once every ten attempts. */
 		if (hv.failures++ % 10 == 0)
@@ -235,6 +239,8 @@ hv_connect(void)
 		return;
 	}
 	hv.conn = conn;
+	hv.nfds = evglue_fds_since(mark, hv.fds, sizeof hv.fds /
+	    sizeof hv.fds[0]);
 	if (virConnectRegisterCloseCallback(conn, hv_close, NULL,
 	    NULL) == -1)
 		log_warnx("hv: cannot register close callback: %s",
@@ -513,19 +519,28 @@ hv_link_backlog(const struct hv_link *l)
 }
 
 /*
- * Why a stream on this link failed: the link alone was dropped while the
- * hypervisor's own connection answers (one round trip on it: it carries
- * no stream, so libvirtd reads it), or the hypervisor is gone too.
+ * Whether this link was dropped alone: the hypervisor's own connection is
+ * up, and its socket has not ended (no call on it: libvirtd may be stopped
+ * rather than gone, and the loop must not wait for it).
  */
 int
 hv_link_lost_alone(const struct hv_link *l)
 {
-	unsigned long	version;
+	size_t	i;
 
 	if (virConnectIsAlive(l->conn) == 1)
 		return 0;
-	return hv.state == HV_CONNECTED && hv.conn != NULL &&
-	    virConnectGetLibVersion(hv.conn, &version) == 0;
+	if (hv.state != HV_CONNECTED || hv.conn == NULL ||
+	    virConnectIsAlive(hv.conn) != 1)
+		return 0;
+	/*
+	 * libvirtd killed: every socket ends at once, but libvirt may not
+	 * have read the hypervisor connection's end yet.  Its socket says.
+	 */
+	for (i = 0; i < hv.nfds; i++)
+		if (evglue_fd_ended(hv.fds[i]))
+			return 0;
+	return 1;
 }
 
 /* Guest connections open or closing now, for the status and the tests. */

@@ -685,8 +685,10 @@ test_connection_fds(void)
 	    "mapping: nor is its backlog counted");
 	evglue_remove_handle(a);
 	iterate(2);
-	close(sv[0]);
+	ok(!evglue_fd_ended(sv[0]), "ended: not while the peer is there");
 	close(sv[1]);
+	ok(evglue_fd_ended(sv[0]), "ended: once the peer has closed");
+	close(sv[0]);
 	close(sv2[0]);
 	close(sv2[1]);
 }
