@@ -155,18 +155,6 @@ def p99(values):
     return v[min(len(v) - 1, int(len(v) * 0.99))] if v else None
 
 
-def libvirt_clients():
-    """Clients of the lab's libvirtd server, by virt-admin."""
-    sock = os.path.join(os.environ.get("LAB_DIR", ""), "sock", "libvirt-admin-sock")
-    r = subprocess.run(["virt-admin", "-c", "libvirtd:///system?socket=%s" % sock,
-                        "srv-clients-list", "libvirtd"],
-                       capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        return None, r.stderr
-    rows = [l for l in r.stdout.splitlines() if re.match(r"\s*\d+\s", l)]
-    return len(rows), r.stdout
-
-
 with t.case("setup"):
     t.ok(os.path.exists(LIBVIRTD_CONF), "the lab's libvirtd.conf (%s)" % LIBVIRTD_CONF)
     defer(libvirtd_keepalive, None)
@@ -299,8 +287,8 @@ with t.case("2 a virtio console nobody reads"):
 
 with t.case("3 libvirtd's clients"):
     # The stuck guests' connections close once their last call is back.
-    wait_for(lambda: libvirt_clients()[0] == len(OTHERS) + 1, 30, 0.5)
-    n, out = libvirt_clients()
+    wait_for(lambda: lab.libvirtd_clients()[0] == len(OTHERS) + 1, 30, 0.5)
+    n, out = lab.libvirtd_clients()
     t.diag(out)
     t.ok(n == len(OTHERS) + 1,
          "3 virt-admin counts %s clients: one per guest with an open console (%d) and the "

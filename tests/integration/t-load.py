@@ -101,6 +101,9 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / CLK
 
 
+FDS_BASE_MAX = 64          # the daemon's descriptors with no session
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -485,6 +488,9 @@ with t.case("setup"):
         t.done()
     time.sleep(1)
     rss_guests = d.rss_kib()
+    # Once the probes' guest connections have closed (on their threads).
+    fds_guests = wait_for(lambda: (lambda n: n if n <= FDS_BASE_MAX else None)(
+        settled_fd_count(PID)), 20) or settled_fd_count(PID)
 
 
 # ---------------------------------------------------------------- 1. 225 sessions
@@ -533,6 +539,16 @@ with t.case("%d sessions echo at once" % (NGUESTS * (1 + NVIRTIO))):
          % (n_attached, NGUESTS, N), d.log_tail())
     fds_sessions = fd_count(PID)
     t.figure("load daemon descriptors with %d sessions" % N, fds_sessions, "")
+    # Each session holds its client's descriptor; each guest with an open
+    # console its libvirt connection (docs/ARCHITECTURE.md, "Costs": the
+    # socket, and libvirt's wakeup pipe).
+    per_guest = (fds_sessions - fds_guests - N) / NGUESTS
+    t.figure("load daemon descriptors per guest connection", "%.1f" % per_guest, "")
+    t.ok(per_guest <= 3, "descriptors: %d with %d sessions on %d guests, %d before: %.1f per guest "
+         "connection beside the clients' (bound 3)" % (fds_sessions, N, NGUESTS, fds_guests, per_guest))
+    nclients, out = lab.libvirtd_clients()
+    t.ok(nclients == NGUESTS + 1, "libvirtd has %s clients of the daemon: one per guest with an open "
+         "console (%d) and the hypervisor's own" % (nclients, NGUESTS), out)
     if len(ready) != N:
         for s in [s for s in sessions if not s.t_ready][:10]:
             t.diag("%s got %s" % (s.name, show(s.term())))

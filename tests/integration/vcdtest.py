@@ -767,6 +767,19 @@ class Lab:
     def exists(self, name):
         return self.virsh("dominfo", name).returncode == 0
 
+    def libvirtd_clients(self):
+        """(count, text) of the lab libvirtd's clients, by `virt-admin
+        srv-clients-list libvirtd` on its admin socket; (None, stderr) if
+        virt-admin fails."""
+        sock = os.path.join(self.dir, "sock", "libvirt-admin-sock")
+        r = subprocess.run(["virt-admin", "-c", "libvirtd:///system?socket=%s" % sock,
+                            "srv-clients-list", "libvirtd"], capture_output=True,
+                           text=True, timeout=30)
+        if r.returncode != 0:
+            return None, r.stderr
+        rows = [l for l in r.stdout.splitlines() if re.match(r"\s*\d+\s", l)]
+        return len(rows), r.stdout
+
     def libvirtd_kill(self):
         return self.sh("libvirtd-kill")
 
