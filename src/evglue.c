@@ -14,9 +14,14 @@
  *   would re-run it in the same pass and starve I/O;
  * - -1 disables a timer; a handle with events 0 stays registered but quiet.
  *
- * The daemon is single-threaded, but libvirt documents these callbacks as
- * callable from any thread, so the tables are guarded by a mutex that is
- * never held while calling out to libvirt.
+ * The loop runs in one thread, but libvirt calls these callbacks from any
+ * thread, and does from a guest connection's thread (hv.c), with that
+ * connection's lock held.  So the tables are guarded by a mutex that is
+ * never held while calling out to libvirt, and an event is taken out of
+ * libevent with event_del_noblock(): event_del() from another thread waits
+ * for the event's callback if the loop is running it, and that callback
+ * (libvirt's, for the same connection) waits for the lock the caller holds.
+ * A callback that runs on after its handle was removed finds it removed.
  */
 #include <sys/types.h>
 #include <sys/ioctl.h>
@@ -208,7 +213,7 @@ evglue_handle_set(struct evglue_handle *h)
 {
 	short	what = evglue_to_libevent(h->events);
 
-	event_del(&h->ev);
+	event_del_noblock(&h->ev);
 	event_assign(&h->ev, evglue_base, h->fd, (short)(what | EV_PERSIST),
 	    evglue_handle_fire, h);
 	if (what != 0)
@@ -243,7 +248,7 @@ evglue_timeout_arm(struct evglue_timeout *t)
 	struct timeval	tv;
 
 	if (t->ms < 0) {
-		event_del(&t->ev);
+		event_del_noblock(&t->ev);
 		return;
 	}
 	tv.tv_sec = t->ms / 1000;
@@ -398,7 +403,7 @@ evglue_remove_handle(int id)
 		pthread_mutex_unlock(&evglue_lock);
 		return -1;
 	}
-	event_del(&h->ev);
+	event_del_noblock(&h->ev);
 	h->removed = 1;
 	evglue_defer_free(evglue_handle_free, h);
 	pthread_mutex_unlock(&evglue_lock);
@@ -458,7 +463,7 @@ evglue_update_timeout(int id, int ms)
 		 * timeout (evglue_timeout_fire), once per iteration.
 		 */
 		if (t->ms == 0 && was != 0 && evglue_in_handle > 0) {
-			event_del(&t->ev);
+			event_del_noblock(&t->ev);
 			event_active(&t->ev, EV_TIMEOUT, 1);
 		} else
 			evglue_timeout_arm(t);
@@ -476,7 +481,7 @@ evglue_remove_timeout(int id)
 		pthread_mutex_unlock(&evglue_lock);
 		return -1;
 	}
-	event_del(&t->ev);
+	event_del_noblock(&t->ev);
 	t->removed = 1;
 	evglue_defer_free(evglue_timeout_free, t);
 	pthread_mutex_unlock(&evglue_lock);
@@ -514,13 +519,13 @@ evglue_unregister(void)
 	for (i = 0; i < evglue_handles.n; i++) {
 		struct evglue_handle *h = evglue_handles.items[i];
 
-		event_del(&h->ev);
+		event_del_noblock(&h->ev);
 		free(h);
 	}
 	for (i = 0; i < evglue_timeouts.n; i++) {
 		struct evglue_timeout *t = evglue_timeouts.items[i];
 
-		event_del(&t->ev);
+		event_del_noblock(&t->ev);
 		free(t);
 	}
 	free(evglue_handles.items);
