@@ -303,6 +303,8 @@ enum session_state {
 	SESSION_WAITING,	/* guest not running: waiting for STARTED */
 	SESSION_OPENING,	/* opening the console stream */
 	SESSION_ATTACHED,	/* bytes flow both ways */
+	SESSION_LEFT,		/* the client closed while its console was
+				   opening: its input goes once it opens */
 	SESSION_CLOSING,	/* notice sent, waiting for it to drain */
 	SESSION_DRAINING,	/* client gone, its input still going out */
 	SESSION_DEAD,		/* destroyed; freed on the next loop pass */

@@ -57,6 +57,7 @@ enum session_event {
 	SESSION_EV_WAIT = 0,	/* the guest is not running */
 	SESSION_EV_OPEN,	/* the guest runs: open its console */
 	SESSION_EV_OPENED,	/* the console is open */
+	SESSION_EV_LEFT,	/* the client closed, its input not yet sent */
 	SESSION_EV_END,		/* any reason: session_end() */
 	SESSION_EV_DONE,	/* the notice is out, or cannot go */
 	SESSION_EV_DRAIN,	/* the client is gone, its input is not */
@@ -69,6 +70,7 @@ static const char *const session_state_names[] = {
 	[SESSION_WAITING] = "WAITING",
 	[SESSION_OPENING] = "OPENING",
 	[SESSION_ATTACHED] = "ATTACHED",
+	[SESSION_LEFT] = "LEFT",
 	[SESSION_CLOSING] = "CLOSING",
 	[SESSION_DRAINING] = "DRAINING",
 	[SESSION_DEAD] = "DEAD",
@@ -78,6 +80,7 @@ static const char *const session_event_names[SESSION_NEVENTS] = {
 	[SESSION_EV_WAIT] = "wait",
 	[SESSION_EV_OPEN] = "open",
 	[SESSION_EV_OPENED] = "opened",
+	[SESSION_EV_LEFT] = "left",
 	[SESSION_EV_END] = "end",
 	[SESSION_EV_DONE] = "done",
 	[SESSION_EV_DRAIN] = "drain",
@@ -96,6 +99,11 @@ static const signed char session_table[SESSION_DEAD + 1][SESSION_NEVENTS] = {
 		[SESSION_EV_END] = FSM_TO(SESSION_CLOSING),
 	},
 	[SESSION_OPENING] = {
+		[SESSION_EV_OPENED] = FSM_TO(SESSION_ATTACHED),
+		[SESSION_EV_LEFT] = FSM_TO(SESSION_LEFT),
+		[SESSION_EV_END] = FSM_TO(SESSION_CLOSING),
+	},
+	[SESSION_LEFT] = {
 		[SESSION_EV_OPENED] = FSM_TO(SESSION_ATTACHED),
 		[SESSION_EV_END] = FSM_TO(SESSION_CLOSING),
 	},
@@ -268,7 +276,7 @@ static int
 session_in_table(const struct session *s)
 {
 	return s->state == SESSION_WAITING || s->state == SESSION_OPENING ||
-	    s->state == SESSION_ATTACHED;
+	    s->state == SESSION_ATTACHED || s->state == SESSION_LEFT;
 }
 
 /* Client input held back because the console has max_buffer waiting. */
@@ -465,7 +473,7 @@ session_console_opened(void *arg)
 {
 	struct session	*s = arg;
 
-	if (s->state == SESSION_OPENING)
+	if (s->state == SESSION_OPENING || s->state == SESSION_LEFT)
 		session_opened(s);
 }
 
@@ -596,6 +604,20 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		session_done(s);
 		return;
 	}
+	if (s->state == SESSION_LEFT)
+		return;
+	/*
+	 * A client that writes and closes at once (`echo cmd | socat -
+	 * UNIX:...`) while its console opens: what it wrote goes once the
+	 * console is open, as it would have if the open had been quick.
+	 */
+	if (s->state == SESSION_OPENING && (what & BEV_EVENT_EOF) &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+		if (session_step(s, SESSION_EV_LEFT, "client closed, input "
+		    "waits for the console") == 0)
+			bufferevent_disable(bev, EV_READ);
+		return;
+	}
 	session_end(s, (what & BEV_EVENT_EOF) ? REASON_CLIENT_CLOSED :
 	    REASON_CLIENT_ERROR);
 }
@@ -687,6 +709,8 @@ session_attach(struct session *s)
 static void
 session_opened(struct session *s)
 {
+	int	left = s->state == SESSION_LEFT;
+
 	if (session_step(s, SESSION_EV_OPENED, "console opened") == -1)
 		return;
 	session_touch(s);
@@ -694,6 +718,9 @@ session_opened(struct session *s)
 	/* Input typed while waiting goes out now. */
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 		session_read_cb(s->bev, s);
+	/* A client that left meanwhile: it ends as if it had just left. */
+	if (left && s->state == SESSION_ATTACHED)
+		session_end(s, REASON_CLIENT_CLOSED);
 }
 
 /*

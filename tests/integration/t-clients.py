@@ -59,8 +59,8 @@ import time
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from vcdtest import (TAP, Client, Lab, defer, make_tmpdir, notice, show,  # noqa: E402
-                     log_time, vcd_binary, wait_for)
+from vcdtest import (TAP, Client, Lab, StatusProbe, defer, make_tmpdir, notice,  # noqa: E402
+                     show, log_time, vcd_binary, wait_for)
 
 t = TAP()
 lab = Lab(t)
@@ -679,47 +679,10 @@ class RSSWatch:
         return self.max - self.start
 
 
-class LoopProbe(threading.Thread):
-    """Asks the daemon's control socket for its status every 0.2 s: how
-    long its one event loop takes to answer (the longest wait)."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.worst = 0.0
-        self.errors = 0             # connections refused or answers wrong
-        self.stop_ = False
-        self.start()
-
-    def run(self):
-        while not self.stop_:
-            t0 = time.monotonic()
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(300)
-            try:
-                s.connect(d.conf["control_socket"])
-                s.sendall(b"status\n")
-                answer = b""
-                while True:
-                    b = s.recv(4096)
-                    if not b:
-                        break
-                    answer += b
-                waited = time.monotonic() - t0
-                if b"hypervisor:" not in answer:
-                    self.errors += 1
-            except OSError:
-                # A daemon that does not answer is not a fast answer.
-                waited = float("inf")
-                self.errors += 1
-            finally:
-                s.close()
-            self.worst = max(self.worst, waited)
-            time.sleep(0.2)
-
-    def stop(self):
-        self.stop_ = True
-        self.join(310)
-        return self.worst
+def LoopProbe():
+    """The control socket asked every 0.2 s: how long the daemon's one
+    event loop takes to answer (the longest wait)."""
+    return StatusProbe(d.conf["control_socket"], 0.2)
 
 
 class Bystander(threading.Thread):

@@ -28,7 +28,6 @@ connection's own thread: a stuck guest stops only itself.
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -36,8 +35,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import (TAP, Client, Lab, defer, log_time, make_tmpdir, notice,  # noqa: E402
-                     show, vcd_binary, wait_for)
+from vcdtest import (TAP, Client, Lab, StatusProbe, defer, log_time, make_tmpdir,  # noqa: E402
+                     notice, show, vcd_binary, wait_for)
 
 t = TAP()
 lab = Lab(t)
@@ -79,48 +78,6 @@ def libvirtd_keepalive(values):
     lab.libvirtd_kill()
     r = lab.libvirtd_start()
     return r.returncode == 0
-
-
-class StatusProbe(threading.Thread):
-    """Asks the control socket for its status every 100 ms: the longest
-    wait for an answer, and how many answers were missing or wrong."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.worst = 0.0
-        self.count = 0
-        self.errors = 0
-        self.stop_ = False
-        self.start()
-
-    def run(self):
-        while not self.stop_:
-            t0 = time.monotonic()
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(30)
-            try:
-                s.connect(d.conf["control_socket"])
-                s.sendall(b"status\n")
-                answer = b""
-                while b"state_errors:" not in answer:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    answer += chunk
-                if b"hypervisor: connected" not in answer:
-                    self.errors += 1
-            except OSError:
-                self.errors += 1
-            finally:
-                s.close()
-            self.worst = max(self.worst, time.monotonic() - t0)
-            self.count += 1
-            time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
-
-    def stop(self):
-        self.stop_ = True
-        self.join()
-        return self.worst
 
 
 def echo_rtts(clients, seconds):
@@ -215,7 +172,7 @@ def stuck_case(name, guest, dev, pause, kick):
             pass
     wall0 = time.time()
     threading.Thread(target=paste, daemon=True).start()
-    probe = StatusProbe()
+    probe = StatusProbe(d.conf["control_socket"], 0.1, want=b"hypervisor: connected")
     t0 = time.monotonic()
     # The other guests echo meanwhile; a second console and a kick in it.
     rtts, failed = {}, set()

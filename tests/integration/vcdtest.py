@@ -36,6 +36,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -194,6 +195,59 @@ class TAP:
         self.diag("runtime %.1f s" % self.elapsed())
         print("1..%d" % self.n)
         sys.exit(0 if self.failed == 0 and self.n > 0 else 1)
+
+
+# ------------------------------------------------------------ the loop
+
+class StatusProbe(threading.Thread):
+    """Asks a daemon's control socket for its status every `interval`
+    seconds while it runs: the longest wait for an answer (a refused or
+    failed connection counts as an infinite one), how many answers, and
+    how many were missing or wrong (no `want` in them)."""
+
+    def __init__(self, control_socket, interval=0.2, want=b"hypervisor:", timeout=300):
+        super().__init__(daemon=True)
+        self.path = control_socket
+        self.interval = interval
+        self.want = want
+        self.timeout = timeout
+        self.worst = 0.0
+        self.count = 0
+        self.errors = 0
+        self.stop_ = False
+        self.start()
+
+    def run(self):
+        while not self.stop_:
+            t0 = time.monotonic()
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.timeout)
+            try:
+                s.connect(self.path)
+                s.sendall(b"status\n")
+                answer = b""
+                while True:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    answer += b
+                waited = time.monotonic() - t0
+                if self.want not in answer:
+                    self.errors += 1
+            except OSError:
+                # A daemon that does not answer is not a fast answer.
+                waited = float("inf")
+                self.errors += 1
+            finally:
+                s.close()
+            self.worst = max(self.worst, waited)
+            self.count += 1
+            time.sleep(max(0.0, self.interval - (time.monotonic() - t0)))
+
+    def stop(self):
+        self.stop_ = True
+        self.join(self.timeout + 10)
+        return self.worst
 
 
 # ------------------------------------------------------------ the daemon

@@ -1,4 +1,6 @@
 /* The fake console stream of tests/unit/fake_stream.h. */
+#include <sys/time.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@ struct fake_stream		*fake_last;
 enum stream_open_result		 fake_open_result = STREAM_OPENED;
 int				 fake_opened, fake_closed;
 int				 fake_open_null;
+int				 fake_open_delay;
 enum stream_failure		 fake_failure = STREAM_FAIL_HV_LOST;
 struct evbuffer			*fake_sent;
 static struct event_base	*fake_base;
@@ -32,6 +35,12 @@ fake_fire(evutil_socket_t fd, short what, void *arg)
 	struct fake_stream	*f = arg;
 	int			 ev = 0;
 
+	if (f->opening && fake_open_delay) {
+		struct timeval	ms = { 0, 1000 };
+
+		event_add(f->ev, &ms);	/* not yet: try again soon */
+		return;
+	}
 	if (f->opening) {
 		/* As libvirt's: the open's result comes from the loop. */
 		f->opening = 0;

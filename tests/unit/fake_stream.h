@@ -25,6 +25,7 @@ extern struct fake_stream	*fake_last;	/* the last one opened */
 extern enum stream_open_result	 fake_open_result;
 extern int			 fake_opened, fake_closed;
 extern int			 fake_open_null;	/* open() cannot start */
+extern int			 fake_open_delay;	/* opens wait while set */
 extern enum stream_failure	 fake_failure;	/* what a failure was */
 extern struct evbuffer		*fake_sent;	/* every byte sent, ever */
 

@@ -741,6 +741,46 @@ test_async_open(void)
 	    "async open: ended while opening, the open is cancelled (never "
 	    "told), the console freed");
 	close(c.fd);
+
+	/* A client that writes and leaves while its console opens. */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		abort();
+	evutil_make_socket_nonblocking(sv[0]);
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	if (write(sv[1], "left-early\r", 11) != 11)
+		abort();
+	close(sv[1]);
+	fake_open_delay = 1;	/* the open comes back on a later pass */
+	ok(session_open(&g, NULL, bev, "test", NULL, NULL) != NULL,
+	    "left: a client writes and closes while its console opens");
+	spin(5);
+	ok(session_info_get() && strcmp(info.state, "LEFT") == 0,
+	    "left: the session waits for its console (LEFT)");
+	fake_open_delay = 0;
+	fake_want = "left-early\r";
+	ok(run_until(cond_sent, NULL, 500) && session_live() == 0,
+	    "left: once the console opens, what it wrote reaches the guest, "
+	    "and the session ends");
+
+	/* The same, but the console cannot be opened: it ends there. */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		abort();
+	evutil_make_socket_nonblocking(sv[0]);
+	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	if (write(sv[1], "never-sent\r", 11) != 11)
+		abort();
+	close(sv[1]);
+	fake_open_delay = 1;
+	fake_open_result = STREAM_BUSY;
+	(void)session_open(&g, NULL, bev, "test", NULL, NULL);
+	spin(5);
+	ok(session_info_get() && strcmp(info.state, "LEFT") == 0,
+	    "left, refused: LEFT while the console opens");
+	fake_open_delay = 0;
+	spin(30);
+	ok(session_live() == 0 && !sent_has("never-sent"),
+	    "left, refused: the open fails, the session ends, nothing sent");
+	fake_open_result = STREAM_OPENED;
 	fake_open_null = 1;
 	ok(connect_client(&c) == NULL &&
 	    expect(&c, "refused: guest not running", 500),
