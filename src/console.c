@@ -315,7 +315,8 @@ static void
 console_park(struct console *c, enum console_event ev,
     enum session_reason reason)
 {
-	if (console_step(c, ev, session_reason_text(reason)) == -1)
+	if (console_step(c, ev, ev == CONSOLE_EV_EOF ? "end of file" :
+	    "the guest stops") == -1)
 		return;
 	console_drop_all_input(c);
 	stream_ops->unwatch(c->st);
@@ -719,14 +720,14 @@ console_close_all(enum session_reason reason)
 
 	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next) {
 		if (c->state == CONSOLE_OPEN || c->state == CONSOLE_OPENING) {
-			if (console_step(c, CONSOLE_EV_CLOSE,
-			    session_reason_text(reason)) == -1)
+			if (console_step(c, CONSOLE_EV_CLOSE, "the "
+			    "connection ended, or the daemon stops") == -1)
 				continue;
 			console_drop_all_input(c);
 			console_end_clients(c, reason);
 		} else if (c->state == CONSOLE_PARKED) {
-			if (console_step(c, CONSOLE_EV_RELEASE,
-			    session_reason_text(reason)) == -1)
+			if (console_step(c, CONSOLE_EV_RELEASE, "the "
+			    "connection ended, or the daemon stops") == -1)
 				continue;
 			evtimer_del(c->ev_timer);
 		} else
