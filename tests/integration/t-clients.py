@@ -827,7 +827,7 @@ def paste(transport, seed):
     # The daemon's loop keeps serving everyone else meanwhile: libvirt's
     # remote virStreamSend() blocks until libvirtd reads, and libvirtd
     # reads only as the console takes the input, so the daemon sends only
-    # while the libvirt socket has room (session_pump).
+    # while the guest's libvirt socket has room (console_pump).
     t.figure("paste over %s: longest wait for the control socket (event loop blocked)" % transport,
            round(stall, 2), "s")
     # Measured 0.01 s; the bound does not grow with the paste's length.
