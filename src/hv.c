@@ -492,12 +492,45 @@ hv_link_put(struct hv_link *l)
 	hv_link_job(l, hv_link_close_run, NULL, l);
 }
 
-/* Run run(arg) on the thread of the stream's link, then done(arg). */
+struct hv_call {
+	struct hv_link	*link;
+	void		(*run)(void *);
+	void		(*done)(void *);
+	void		*arg;
+};
+
+static void
+hv_link_call_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hv_call	*c = arg;
+
+	hv_link_job(c->link, c->run, c->done, c->arg);
+	free(c);
+}
+
+/*
+ * Run run(arg) on the thread of the stream's link, then done(arg) on the
+ * loop.  The job is handed to the thread from a later loop pass, never
+ * from here: the caller may be inside libvirt's own dispatch of an event
+ * of the same stream or connection (a stream that failed is closed from
+ * its event callback), and the thread must not call into that stream
+ * while libvirt is still on the loop's stack with it.
+ */
 void
 hv_link_call(struct hv_link *l, void (*run)(void *), void (*done)(void *),
     void *arg)
 {
-	hv_link_job(l, run, done, arg);
+	struct hv_call	*c;
+	struct timeval	 now = { 0, 0 };
+
+	c = xcalloc(1, sizeof *c);
+	c->link = l;
+	c->run = run;
+	c->done = done;
+	c->arg = arg;
+	if (event_base_once(hv.base, -1, EV_TIMEOUT, hv_link_call_cb, c,
+	    &now) == -1)
+		fatalx("hv: cannot schedule a guest connection's call");
 }
 
 virConnectPtr
