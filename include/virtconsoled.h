@@ -415,6 +415,7 @@ size_t		 console_input_pending(const struct console_client *);
 void		 console_detach(struct console_client *);
 void		 console_guest_stopped(const char *, enum session_reason);
 void		 console_close_all(enum session_reason);
+unsigned int	 console_count(void);
 extern struct fsm console_fsm;
 
 /* usock.c */

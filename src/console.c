@@ -737,6 +737,18 @@ console_close_all(enum session_reason reason)
 	}
 }
 
+/* Consoles not yet freed, in any state (the unit tests' leak check). */
+unsigned int
+console_count(void)
+{
+	struct console	*c;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH(c, &cons.all, entry)
+		n++;
+	return n;
+}
+
 void
 console_init(struct event_base *base)
 {
