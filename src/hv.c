@@ -66,6 +66,7 @@ struct hv_link {
 	size_t			 nfds;
 	unsigned int		 refs;		/* streams on it */
 	int			 closing;	/* no stream left: closing */
+	unsigned int		 handing;	/* calls not yet handed over */
 	/* The calls that wait for libvirtd run on the link's own thread. */
 	pthread_mutex_t		 lock;
 	pthread_t		 thread;
@@ -146,8 +147,15 @@ hv_last_error(void)
 static void
 hv_libvirt_error(void *opaque, virErrorPtr err)
 {
-	if (err != NULL && err->message != NULL)
-		log_debug("libvirt: %s", log_esc(err->message));
+	char	msg[LOG_ESC_MAX];
+
+	/* Any thread: a guest connection's too, so not log_esc(). */
+	if (err != NULL && err->message != NULL &&
+	    log_get_level() >= LOG_LEVEL_DEBUG) {
+		(void)log_escape(msg, sizeof msg, err->message,
+		    strlen(err->message));
+		log_debug("libvirt: %s", msg);
+	}
 }
 
 static void
@@ -334,7 +342,9 @@ hv_link_done_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&l->done, j, entry);
 		TAILQ_INSERT_TAIL(&done, j, entry);
 	}
-	last = l->closing && !l->busy && TAILQ_EMPTY(&l->todo);
+	/* The close job, once it is handed over, is the last. */
+	last = l->closing && l->handing == 0 && !l->busy &&
+	    TAILQ_EMPTY(&l->todo);
 	pthread_mutex_unlock(&l->lock);
 	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
 	while ((j = TAILQ_FIRST(&done)) != NULL) {
@@ -452,11 +462,17 @@ hv_link_get(const char *uuid)
 	return l;
 }
 
+/*
+ * On the link's thread: both are round trips.  The close callback goes
+ * first, on the same thread: it holds a reference to the connection, and
+ * libvirt must never drop the last one from inside the unregister.
+ */
 static void
 hv_link_close_run(void *arg)
 {
 	struct hv_link	*l = arg;
 
+	(void)virConnectUnregisterCloseCallback(l->conn, hv_link_close_cb);
 	(void)virConnectClose(l->conn);
 }
 
@@ -477,20 +493,6 @@ hv_link_free(struct hv_link *l)
 	free(l);
 }
 
-/*
- * A stream is gone from the link.  The last one closes the connection, on
- * the link's thread after whatever it still has to do there (a stream's
- * abort may wait for libvirtd).
- */
-void
-hv_link_put(struct hv_link *l)
-{
-	if (l == NULL || --l->refs > 0)
-		return;
-	l->closing = 1;
-	virConnectUnregisterCloseCallback(l->conn, hv_link_close_cb);
-	hv_link_job(l, hv_link_close_run, NULL, l);
-}
 
 struct hv_call {
 	struct hv_link	*link;
@@ -504,6 +506,7 @@ hv_link_call_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct hv_call	*c = arg;
 
+	c->link->handing--;
 	hv_link_job(c->link, c->run, c->done, c->arg);
 	free(c);
 }
@@ -528,9 +531,26 @@ hv_link_call(struct hv_link *l, void (*run)(void *), void (*done)(void *),
 	c->run = run;
 	c->done = done;
 	c->arg = arg;
+	l->handing++;
 	if (event_base_once(hv.base, -1, EV_TIMEOUT, hv_link_call_cb, c,
 	    &now) == -1)
 		fatalx("hv: cannot schedule a guest connection's call");
+}
+
+/*
+ * A stream is gone from the link.  The last one closes the connection, on
+ * the link's thread after whatever it still has to do there (a stream's
+ * abort may wait for libvirtd), and from a later loop pass: a failed
+ * stream is freed from inside libvirt's dispatch of its own event, which
+ * still holds the stream (and through it the connection) until it returns.
+ */
+void
+hv_link_put(struct hv_link *l)
+{
+	if (l == NULL || --l->refs > 0)
+		return;
+	l->closing = 1;
+	hv_link_call(l, hv_link_close_run, NULL, l);
 }
 
 virConnectPtr

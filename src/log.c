@@ -177,7 +177,9 @@ log_escape(char *dst, size_t dstlen, const void *src, size_t len)
 
 /*
  * log_esc() returns one of a few rotating static buffers so that several
- * escaped values can appear in one log call.  The daemon is single-threaded.
+ * escaped values can appear in one log call.  The loop's thread only: code
+ * that may run on a guest connection's thread (hv.c) escapes into its own
+ * buffer with log_escape().
  */
 #define LOG_ESC_SLOTS 8
 const char *

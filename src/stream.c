@@ -34,6 +34,7 @@ struct stream {
 	int		 opening;
 	int		 canceled;	/* closed while opening */
 	int		 close_eof;
+	int		 failed;	/* a send or receive failed */
 	enum stream_open_result result;
 	int		 log_err;
 	char		 err[256];
@@ -167,13 +168,21 @@ stream_lv_open(const char *uuid, const char *alias, int force,
 static int
 stream_lv_send(struct stream *s, const char *buf, size_t len)
 {
-	return virStreamSend(s->st, buf, len);
+	int	n;
+
+	if ((n = virStreamSend(s->st, buf, len)) == -1)
+		s->failed = 1;
+	return n;
 }
 
 static int
 stream_lv_recv(struct stream *s, char *buf, size_t len)
 {
-	return virStreamRecv(s->st, buf, len);
+	int	n;
+
+	if ((n = virStreamRecv(s->st, buf, len)) == -1)
+		s->failed = 1;
+	return n;
 }
 
 static void
@@ -241,9 +250,14 @@ stream_lv_free(void *arg)
 
 /*
  * Finish a stream at its end of file, abort it otherwise; then free it.
- * The owner is done with it at once; the round trip runs on the link's
- * thread (a stuck guest's connection may keep it waiting), and a stream
- * still opening is closed once its open comes back.
+ * The owner is done with it at once.  A stream that failed (libvirtd
+ * dropped it, or its connection is gone) is aborted and freed here, on
+ * the loop, as virsh console does: its abort sends nothing and waits for
+ * nothing, and no other thread then holds the stream while libvirt may
+ * still be dispatching its event on the loop's stack.  Any other close is
+ * a round trip and runs on the link's thread (a stuck guest's connection
+ * may keep it waiting); a stream still opening is closed once its open
+ * comes back.
  */
 static void
 stream_lv_close(struct stream *s, int eof)
@@ -256,6 +270,12 @@ stream_lv_close(struct stream *s, int eof)
 	if (s->cb != NULL)
 		virStreamEventRemoveCallback(s->st);
 	s->cb = NULL;
+	if (s->failed && !eof) {
+		stream_lv_close_run(s);
+		virResetLastError();
+		stream_lv_free(s);
+		return;
+	}
 	hv_link_call(s->link, stream_lv_close_run, stream_lv_free, s);
 }
 

@@ -138,7 +138,21 @@ class TAP:
             for d in diags:
                 if d:
                     self.diag(d)
+            self.hang_report()
         return bool(cond)
+
+    def hang_report(self):
+        """After a failure: a daemon of this test that runs but does not
+        answer its control socket within 5 s is hung; its threads' stacks
+        (gdb) go into the output, once per daemon, so that a hang CI
+        catches once can be understood from its log alone."""
+        for d in _daemons:
+            if d.stacks_shown or not d.hung(5):
+                continue
+            d.stacks_shown = True
+            self.diag("daemon %s (pid %s) does not answer its control socket; "
+                      "its threads:" % (d.name, d.pid))
+            self.diag(d.stacks())
 
     def diag(self, msg):
         for line in str(msg).splitlines() or [""]:
@@ -296,6 +310,7 @@ class Daemon:
         self.proc = None
         self.rc = None
         self._asan = None       # asan() as last seen while it ran
+        self.stacks_shown = False
         defer(self.kill)
 
     @property
@@ -432,6 +447,34 @@ class Daemon:
             return r.returncode == 0 and json.loads(r.stdout).get("pid") == self.pid
         except (OSError, ValueError, subprocess.TimeoutExpired):
             return False
+
+    def hung(self, timeout=5):
+        """Running, yet its control socket takes no status request within
+        timeout seconds (a refusal or an error is not a hang)."""
+        if not self.alive() or not os.path.exists(self.conf["control_socket"]):
+            return False
+        ctl = os.path.join(os.path.dirname(vcd_binary()), "virtconsolectl")
+        try:
+            subprocess.run([ctl, "-s", self.conf["control_socket"], "status"],
+                           capture_output=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return True
+        except OSError:
+            pass
+        return False
+
+    def stacks(self):
+        """Every thread's stack, from gdb attached for a moment."""
+        try:
+            r = subprocess.run(["gdb", "-batch", "-nx", "-p", str(self.pid),
+                                "-ex", "thread apply all bt 40"],
+                               capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return "(no stacks: %s)" % e
+        return "\n".join(l for l in r.stdout.splitlines()
+                         if l.startswith(("#", "Thread")))
 
     def signal(self, sig):
         if self.alive():
