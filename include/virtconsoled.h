@@ -418,6 +418,68 @@ void		 console_close_all(enum session_reason);
 unsigned int	 console_count(void);
 extern struct fsm console_fsm;
 
+/*
+ * history.c: one console's output, kept per guest run (pure: no libvirt,
+ * no libevent).  The comment at the top of src/history.c says what is
+ * kept, and how memory stays bounded.
+ */
+#define HISTORY_MAX		(1024UL * 1024 * 1024)	/* history, history_head */
+#define HISTORY_RUNS_MAX	16			/* history_runs */
+#define HISTORY_CHUNK		(16 * 1024)	/* bytes of one allocation */
+#define HISTORY_GAPS_MAX	64		/* unknown gaps kept per run */
+struct history;
+enum history_item {
+	HISTORY_BYTES = 0,	/* data, len: the bytes from `from` to `to` */
+	HISTORY_GAP,		/* bytes `from` to `to` are no longer kept */
+	HISTORY_GAP_UNKNOWN,	/* bytes of unknown length lost at `from` */
+	HISTORY_END,		/* nothing more yet: `from` is the run's end */
+	HISTORY_NO_RUN,		/* error: no such run kept */
+	HISTORY_BEYOND,		/* error: the offset is past the run's end */
+};
+/* Where a reader stands. */
+struct history_pos {
+	uint64_t		 run;
+	uint64_t		 offset;	/* of the next byte it wants */
+	int			 gap_told;	/* the unknown gap at offset
+						   was reported to it */
+};
+/* What comes next for a reader, and where it stands after it. */
+struct history_read {
+	enum history_item	 item;
+	uint64_t		 from, to;
+	const char		*data;		/* BYTES: valid until the
+						   history next changes */
+	size_t			 len;
+	uint64_t		 next_run;	/* END: the run after, 0 none */
+	struct history_pos	 next;
+};
+struct history_run_info {
+	uint64_t		 id;
+	uint64_t		 total;		/* bytes read: the next offset */
+	uint64_t		 head_end;	/* kept: [0, head_end) */
+	uint64_t		 tail_start;	/* and [tail_start, total) */
+	size_t			 gaps;		/* unknown gaps kept */
+	uint64_t		 gaps_dropped;	/* past HISTORY_GAPS_MAX */
+	size_t			 held;		/* chunk bytes allocated */
+};
+struct history	*history_new(size_t, size_t, unsigned int);
+void		 history_free(struct history *);
+int		 history_set_limits(struct history *, size_t, size_t,
+		     unsigned int);
+void		 history_append(struct history *, const void *, size_t);
+void		 history_gap(struct history *);
+uint64_t	 history_run_start(struct history *);
+enum history_item history_read(const struct history *,
+		     const struct history_pos *, size_t,
+		     struct history_read *);
+uint64_t	 history_tail_start(const struct history *, uint64_t);
+uint64_t	 history_run(const struct history *);
+uint64_t	 history_offset(const struct history *);
+uint64_t	 history_oldest(const struct history *);
+size_t		 history_held(const struct history *);
+size_t		 history_runs(const struct history *,
+		     struct history_run_info *, size_t);
+
 /* usock.c */
 struct usock;
 int		 usock_init(struct event_base *, const struct config *,
