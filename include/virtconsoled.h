@@ -423,7 +423,7 @@ extern struct fsm console_fsm;
  * no libevent).  The comment at the top of src/history.c says what is
  * kept, and how memory stays bounded.
  */
-#define HISTORY_MAX		(1024UL * 1024 * 1024)	/* history, history_head */
+#define HISTORY_MAX		(1024UL * 1024 * 1024)	/* history, head */
 #define HISTORY_RUNS_MAX	16			/* history_runs */
 #define HISTORY_CHUNK		(16 * 1024)	/* bytes of one allocation */
 #define HISTORY_GAPS_MAX	64		/* unknown gaps kept per run */
@@ -455,7 +455,7 @@ struct history_read {
 };
 struct history_run_info {
 	uint64_t		 id;
-	uint64_t		 total;		/* bytes read: the next offset */
+	uint64_t		 total;		/* bytes read: next offset */
 	uint64_t		 head_end;	/* kept: [0, head_end) */
 	uint64_t		 tail_start;	/* and [tail_start, total) */
 	size_t			 gaps;		/* unknown gaps kept */

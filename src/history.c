@@ -90,7 +90,7 @@ struct history_buf {
 
 struct history_run {
 	uint64_t		 id;
-	uint64_t		 total;		/* bytes read: the next offset */
+	uint64_t		 total;		/* bytes read: next offset */
 	uint64_t		 head_end;	/* head: [0, head_end) */
 	uint64_t		 tail_start;	/* tail: [tail_start, total) */
 	uint64_t		 tail_base;	/* offset at ring position 0 */

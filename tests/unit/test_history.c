@@ -848,7 +848,8 @@ model_gap(struct model *m)
 	if (r->ngaps > 0 && r->gaps[r->ngaps - 1] == r->len)
 		return;
 	if (r->ngaps == HISTORY_GAPS_MAX) {
-		memmove(r->gaps, r->gaps + 1, sizeof r->gaps - sizeof r->gaps[0]);
+		memmove(r->gaps, r->gaps + 1,
+		    sizeof r->gaps - sizeof r->gaps[0]);
 		r->ngaps--;
 		r->dropped++;
 	}
