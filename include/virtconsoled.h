@@ -426,12 +426,15 @@ extern struct fsm console_fsm;
 #define HISTORY_MAX		(1024UL * 1024 * 1024)	/* history, head */
 #define HISTORY_RUNS_MAX	16			/* history_runs */
 #define HISTORY_CHUNK		(16 * 1024)	/* bytes of one allocation */
-#define HISTORY_GAPS_MAX	64		/* unknown gaps kept per run */
+#define HISTORY_GAPS_MAX	64		/* unknown gaps kept per run
+						   (more: the oldest merged) */
 struct history;
 enum history_item {
 	HISTORY_BYTES = 0,	/* data, len: the bytes from `from` to `to` */
 	HISTORY_GAP,		/* bytes `from` to `to` are no longer kept */
-	HISTORY_GAP_UNKNOWN,	/* bytes of unknown length lost at `from` */
+	HISTORY_GAP_UNKNOWN,	/* bytes of unknown length lost at `from`
+				   (`to` == `from`), or from `from` to `to`
+				   (gaps merged: those bytes are not read) */
 	HISTORY_END,		/* nothing more yet: `from` is the run's end */
 	HISTORY_NO_RUN,		/* error: no such run kept */
 	HISTORY_BEYOND,		/* error: the offset is past the run's end */
@@ -441,7 +444,9 @@ struct history_pos {
 	uint64_t		 run;
 	uint64_t		 offset;	/* of the next byte it wants */
 	int			 gap_told;	/* the unknown gap at offset
-						   was reported to it */
+						   was reported to it (a
+						   merged range is told
+						   anyway) */
 };
 /* What comes next for a reader, and where it stands after it. */
 struct history_read {
@@ -459,7 +464,7 @@ struct history_run_info {
 	uint64_t		 head_end;	/* kept: [0, head_end) */
 	uint64_t		 tail_start;	/* and [tail_start, total) */
 	size_t			 gaps;		/* unknown gaps kept */
-	uint64_t		 gaps_dropped;	/* past HISTORY_GAPS_MAX */
+	uint64_t		 gaps_merged;	/* merges past the max */
 	size_t			 held;		/* chunk bytes allocated */
 };
 struct history	*history_new(size_t, size_t, unsigned int);

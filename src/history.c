@@ -45,15 +45,35 @@
  * Gaps of unknown length.  history_gap() records that bytes were lost at
  * the current offset (the daemon restarted, the hypervisor reconnected,
  * the console was stolen); offsets do not move, since nobody knows how
- * much was lost.  Two gaps with no byte between them are one.  A reader
- * is told the gap at its offset before the bytes after it.  A run keeps
- * HISTORY_GAPS_MAX (64) gaps at most, in offset order: one more drops the
- * oldest (counted in gaps_dropped), so that memory stays bounded whatever
- * a guest, or a peer that steals the console over and over, does.  A
- * reader that crosses the offset of a dropped gap sees the bytes on both
- * sides joined: that is the price of the bound, paid only for the oldest
- * of 64 losses in what a run keeps.  A gap in the hole, or at its start,
- * is forgotten: a reader there is told the known gap instead.
+ * much was lost.  Two gaps with no byte between them are one.  A gap is
+ * kept as a range of offsets [from, to): a loss is recorded as the point
+ * from == to, and a reader there is told the gap before the bytes after
+ * it.  A run keeps HISTORY_GAPS_MAX (64) records at most, in offset order,
+ * so that memory stays bounded whatever a guest, or a peer that steals
+ * the console over and over, does.  One more merges the two oldest into
+ * one, [from of the first, to of the second) (counted in gaps_merged): the
+ * bytes between them become part of the unknown gap and are never read
+ * again, so that no two bytes from either side of a loss are ever joined.
+ * That is the price of the bound: bytes, from the oldest loss kept to the
+ * second oldest, not a silent join.  Only the oldest record can be a
+ * range (every merge takes the oldest), and with losses kept coming it
+ * grows: a console stolen or re-attached more than 64 times in a run
+ * reads as one unknown gap from its oldest loss kept to its 64th newest.
+ *
+ * A reader at or inside a range (from <= offset < to) is told an unknown
+ * gap from its offset to `to`, and moves to `to`, the gap told.  It is
+ * told a range even when it was told a gap at its offset already
+ * (gap_told): that gap may since have been merged into a longer one, whose
+ * bytes it must not get.  A gap's `to` is always the offset of a loss, so
+ * a reader at `to` that was not told the gap there is told it as at a
+ * point (`from` == `to`): it may have read up to `to` before the merge.
+ * Bytes stop before a range as before a point.  The hole swallows what
+ * falls in it: a gap that starts in the hole is forgotten if it ends there
+ * too, and otherwise starts again at tail_start (a reader in the hole is
+ * told the known gap first, then the unknown one at tail_start); a range
+ * that starts in the head and ends in or past the hole is kept whole, and
+ * a reader in the hole before its end is told the unknown gap, which
+ * covers the hole.
  *
  * Reading.  history_read() changes nothing: given a position (run, offset,
  * and whether the unknown gap at that offset was already reported), it
@@ -62,14 +82,17 @@
  * them once anyway (into an evbuffer, a write), and the pointer stays
  * valid until the history next changes, which in one event loop is after
  * the caller has copied them.  Bytes stop at a chunk's end, at a window's
- * end and before an unknown gap.
+ * end and before an unknown gap.  history_oldest() still names the oldest
+ * byte stored, even inside a merged range: a reader from there is told
+ * the unknown gap first.
  *
  * New limits (a reload: history_set_limits()).  Each run is rebuilt as if
  * its kept bytes were appended again under the new limits, the hole kept
- * a hole.  A smaller `history` drops the oldest tail bytes (readers behind
- * get a known gap); a smaller history_head trims the head, and the bytes
- * it gives up stay in the tail if nothing was lost between them and the
- * tail and they are among the last `history`; larger limits keep
+ * a hole, the gaps kept and then forgotten or cut as above where the hole
+ * now lies.  A smaller `history` drops the oldest tail bytes (readers
+ * behind get a known gap); a smaller history_head trims the head, and the
+ * bytes it gives up stay in the tail if nothing was lost between them and
+ * the tail and they are among the last `history`; larger limits keep
  * everything, and a head that still touches the tail takes back the bytes
  * its new size covers.  While one run is rebuilt it is held twice.
  */
@@ -88,6 +111,13 @@ struct history_buf {
 	size_t			  cap;		/* bytes it may hold */
 };
 
+/* An unknown gap: [from, to), from == to for a loss that was not merged. */
+struct history_range {
+	uint64_t		 from;
+	uint64_t		 to;
+};
+_Static_assert(HISTORY_GAPS_MAX >= 2, "a merge takes two gap records");
+
 struct history_run {
 	uint64_t		 id;
 	uint64_t		 total;		/* bytes read: next offset */
@@ -96,9 +126,10 @@ struct history_run {
 	uint64_t		 tail_base;	/* offset at ring position 0 */
 	struct history_buf	 head;
 	struct history_buf	 tail;		/* a ring of tail.cap bytes */
-	uint64_t		*gaps;		/* ascending offsets */
+	struct history_range	*gaps;		/* ascending, apart: each
+						   .to < the next .from */
 	size_t			 ngaps;
-	uint64_t		 gaps_dropped;
+	uint64_t		 gaps_merged;
 	size_t			 held;		/* chunk bytes allocated */
 	TAILQ_ENTRY(history_run) entry;
 };
@@ -207,15 +238,26 @@ history_run_at(const struct history_run *r, uint64_t o, size_t *len)
 	return p;
 }
 
-/* Forget the unknown gaps that are no longer where a reader can be. */
+/*
+ * Forget the unknown gaps that lie in the hole, and start at tail_start
+ * those that start in the hole and end at or past it: a reader there is
+ * told the known gap first.
+ */
 static void
 history_run_prune(struct history_run *r)
 {
-	size_t	i, j;
+	struct history_range	g;
+	size_t			i, j;
 
-	for (i = j = 0; i < r->ngaps; i++)
-		if (r->gaps[i] < r->head_end || r->gaps[i] >= r->tail_start)
-			r->gaps[j++] = r->gaps[i];
+	for (i = j = 0; i < r->ngaps; i++) {
+		g = r->gaps[i];
+		if (g.from >= r->head_end && g.from < r->tail_start) {
+			if (g.to < r->tail_start)
+				continue;
+			g.from = r->tail_start;
+		}
+		r->gaps[j++] = g;
+	}
 	r->ngaps = j;
 }
 
@@ -313,7 +355,7 @@ history_run_rebuild(const struct history *h, struct history_run *r)
 	}
 	n.gaps = r->gaps;
 	n.ngaps = r->ngaps;
-	n.gaps_dropped = r->gaps_dropped;
+	n.gaps_merged = r->gaps_merged;
 	history_run_prune(&n);
 	history_buf_free(&r->head);
 	history_buf_free(&r->tail);
@@ -443,17 +485,21 @@ history_gap(struct history *h)
 {
 	struct history_run	*r = history_current(h);
 
-	if (r->ngaps > 0 && r->gaps[r->ngaps - 1] == r->total)
+	/* A loss where the last gap ends is in that gap already. */
+	if (r->ngaps > 0 && r->gaps[r->ngaps - 1].to == r->total)
 		return;
 	if (r->gaps == NULL)
 		r->gaps = xcalloc(HISTORY_GAPS_MAX, sizeof *r->gaps);
 	if (r->ngaps == HISTORY_GAPS_MAX) {
-		memmove(r->gaps, r->gaps + 1,
-		    (HISTORY_GAPS_MAX - 1) * sizeof *r->gaps);
+		/* The two oldest become one; what was between them is lost. */
+		r->gaps[0].to = r->gaps[1].to;
+		memmove(r->gaps + 1, r->gaps + 2,
+		    (HISTORY_GAPS_MAX - 2) * sizeof *r->gaps);
 		r->ngaps--;
-		r->gaps_dropped++;
+		r->gaps_merged++;
 	}
-	r->gaps[r->ngaps++] = r->total;
+	r->gaps[r->ngaps].from = r->gaps[r->ngaps].to = r->total;
+	r->ngaps++;
 }
 
 /* The guest started again: a new run, whose id is returned. */
@@ -473,17 +519,6 @@ history_run_start(struct history *h)
 	return id;
 }
 
-static int
-history_run_has_gap(const struct history_run *r, uint64_t o)
-{
-	size_t	i;
-
-	for (i = 0; i < r->ngaps; i++)
-		if (r->gaps[i] == o)
-			return 1;
-	return 0;
-}
-
 /*
  * What comes next for a reader at *at: at most max bytes (0: as many as
  * one chunk holds), or a gap, or the end of the run; or an error (the run
@@ -496,6 +531,7 @@ history_read(const struct history *h, const struct history_pos *at,
     size_t max, struct history_read *rd)
 {
 	const struct history_run	*r, *after;
+	const struct history_range	*g;
 	struct history_pos		 pos = *at;
 	uint64_t			 o = pos.offset, end;
 	size_t				 i, len;
@@ -507,9 +543,19 @@ history_read(const struct history *h, const struct history_pos *at,
 		return rd->item = HISTORY_NO_RUN;
 	if (o > r->total)
 		return rd->item = HISTORY_BEYOND;
-	if (!pos.gap_told && history_run_has_gap(r, o)) {
-		rd->next.gap_told = 1;
-		return rd->item = HISTORY_GAP_UNKNOWN;
+	/* i: the first gap after o, once none holds o. */
+	for (i = 0; i < r->ngaps && r->gaps[i].from <= o; i++) {
+		g = &r->gaps[i];
+		if (o < g->to) {
+			/* Inside a merged range: told whatever gap_told. */
+			rd->to = rd->next.offset = g->to;
+			rd->next.gap_told = 1;
+			return rd->item = HISTORY_GAP_UNKNOWN;
+		}
+		if (g->to == o && !pos.gap_told) {	/* a loss at o */
+			rd->next.gap_told = 1;
+			return rd->item = HISTORY_GAP_UNKNOWN;
+		}
 	}
 	if (o == r->total) {
 		if ((after = TAILQ_NEXT(r, entry)) != NULL)
@@ -522,12 +568,8 @@ history_read(const struct history *h, const struct history_pos *at,
 		return rd->item = HISTORY_GAP;
 	}
 	end = o < r->head_end ? r->head_end : r->total;
-	for (i = 0; i < r->ngaps; i++)
-		if (r->gaps[i] > o) {
-			if (r->gaps[i] < end)
-				end = r->gaps[i];
-			break;
-		}
+	if (i < r->ngaps && r->gaps[i].from < end)
+		end = r->gaps[i].from;
 	rd->data = history_run_at(r, o, &len);
 	if (len > end - o)
 		len = (size_t)(end - o);
@@ -541,10 +583,13 @@ history_read(const struct history *h, const struct history_pos *at,
 /*
  * Where a reader of the last `bytes` bytes of the current run starts (the
  * tail=BYTES query): the window is cut to the kept bytes that run without
- * a hole to the end, then starts just after its first newline, if it has
- * one, so that the reader begins at the start of a line.  A window that
- * already starts a line (at offset 0, or just after a kept newline) is not
- * moved.
+ * a hole or a merged range of unknown gap to the end (it never starts
+ * inside a range nor crosses one: a range's end is treated as the hole's
+ * end, the bytes before it unknown), then starts just after its first
+ * newline, if it has one, so that the reader begins at the start of a
+ * line.  A window that already starts a line (at offset 0, or just after a
+ * kept newline) is not moved.  Losses at a point are not cut: a reader is
+ * told them as it goes.
  */
 uint64_t
 history_tail_start(const struct history *h, uint64_t bytes)
@@ -552,9 +597,15 @@ history_tail_start(const struct history *h, uint64_t bytes)
 	const struct history_run	*r = history_current(h);
 	const char			*p, *nl;
 	uint64_t			 first, start, o;
-	size_t				 len;
+	size_t				 len, i;
 
 	first = r->tail_start > r->head_end ? r->tail_start : 0;
+	for (i = r->ngaps; i-- > 0;)
+		if (r->gaps[i].from < r->gaps[i].to) {
+			if (r->gaps[i].to > first)
+				first = r->gaps[i].to;
+			break;
+		}
 	start = bytes < r->total - first ? r->total - bytes : first;
 	if (start == r->total || start == 0)
 		return start;
@@ -624,7 +675,7 @@ history_runs(const struct history *h, struct history_run_info *info,
 			info[n].head_end = r->head_end;
 			info[n].tail_start = r->tail_start;
 			info[n].gaps = r->ngaps;
-			info[n].gaps_dropped = r->gaps_dropped;
+			info[n].gaps_merged = r->gaps_merged;
 			info[n].held = r->held;
 		}
 		n++;

@@ -1,10 +1,12 @@
 /*
  * Unit tests of the console history (src/history.c): appends across chunk
  * boundaries, the head, the tail and the hole between them, readers behind
- * the oldest byte, gaps of unknown length in order with the bytes, runs
- * and their ids, limits of 0, tail=BYTES, new limits, the memory bound
- * over 50 MB of output, and random sequences of operations checked against
- * a reference model that keeps every byte.  No event loop: milliseconds.
+ * the oldest byte, gaps of unknown length in order with the bytes, the
+ * bound on gaps (the two oldest merged, their bytes never joined across a
+ * loss), runs and their ids, limits of 0, tail=BYTES, new limits, the
+ * memory bound over 50 MB of output, and random sequences of operations
+ * checked against a reference model that keeps every byte and every loss.
+ * No event loop: milliseconds.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -100,8 +102,9 @@ exp_gap(uint64_t from, uint64_t to)
 
 /*
  * What a reader from (run, off) gets until the end of the run, as text:
- * the bytes, "[gap F-T]", "[?O]" for an unknown gap, "[end]", "[no run]",
- * "[beyond]".  nread counts the items.
+ * the bytes, "[gap F-T]", "[?O]" for an unknown gap at O, "[?F-T]" for one
+ * from F to T (gaps merged), "[end]", "[no run]", "[beyond]".  nread
+ * counts the items.
  */
 static char	walkbuf[65536];
 static int	nread;
@@ -135,8 +138,13 @@ walk(const struct history *h, uint64_t run, uint64_t off, int told,
 			    (unsigned long long)rd.to);
 			break;
 		case HISTORY_GAP_UNKNOWN:
-			snprintf(s, sizeof s, "[?%llu]",
-			    (unsigned long long)rd.from);
+			if (rd.to == rd.from)
+				snprintf(s, sizeof s, "[?%llu]",
+				    (unsigned long long)rd.from);
+			else
+				snprintf(s, sizeof s, "[?%llu-%llu]",
+				    (unsigned long long)rd.from,
+				    (unsigned long long)rd.to);
 			break;
 		case HISTORY_END:
 			snprintf(s, sizeof s, "[end]");
@@ -424,7 +432,7 @@ test_unknown(void)
 	    "unknown: a gap older than the oldest byte is forgotten");
 	history_free(h);
 
-	/* The bound: 70 gaps, the oldest 6 dropped. */
+	/* The bound: 70 gaps, the oldest 7 merged into one by 6 merges. */
 	h = history_new(1000, 0, 1);
 	id = history_run(h);
 	for (i = 0; i < 70; i++) {
@@ -432,16 +440,322 @@ test_unknown(void)
 		history_append(h, "x", 1);
 	}
 	ri = info_now(h);
-	ok(ri.gaps == HISTORY_GAPS_MAX && ri.gaps_dropped == 6,
-	    "unknown: 70 gaps keep 64, 6 dropped (%zu, %llu)", ri.gaps,
-	    (unsigned long long)ri.gaps_dropped);
+	ok(ri.gaps == HISTORY_GAPS_MAX && ri.gaps_merged == 6,
+	    "unknown: 70 gaps keep 64 records, 6 merges (%zu, %llu)", ri.gaps,
+	    (unsigned long long)ri.gaps_merged);
 	s = walk(h, id, 0, 0, 0);
 	for (unknown = 0, q = s; (q = strstr(q, "[?")) != NULL; q++)
 		unknown++;
-	ok(unknown == 64 && strncmp(s, "xxxxxx[?6]x", 11) == 0,
-	    "unknown: a reader from 0 is told the newest 64");
+	ok(unknown == 64 && strncmp(s, "[?0-6]x[?7]x", 12) == 0,
+	    "unknown: a reader from 0 is told the 7 oldest as one, 0-6, "
+	    "and the newest 63");
 	history_free(h);
 }
+
+/*
+ * What a reader from (run, 0) gets, checked against the losses recorded,
+ * loss[o] != 0 for a loss at offset o (total + 1 entries), the bytes being
+ * pat(): the bytes of each item follow the last with no loss between
+ * them, a byte just after a loss comes right after an unknown gap, and
+ * every unknown gap told has a loss in it (from <= o <= to).  hidden
+ * counts the bytes read in [hide_from, hide_to).
+ */
+struct joins {
+	unsigned long	 bytes, unknown, joined, untrue, wrong, hidden;
+};
+
+static struct joins
+check_joins(const struct history *h, uint64_t run, const char *loss,
+    uint64_t total, size_t max, uint64_t hide_from, uint64_t hide_to)
+{
+	struct history_pos	 at = { run, 0, 0 };
+	struct history_read	 rd;
+	struct joins		 j;
+	enum history_item	 prev = HISTORY_END;	/* none yet */
+	uint64_t		 o, end = 0;
+	int			 steps;
+
+	memset(&j, 0, sizeof j);
+	for (steps = 0; steps < 1000000; steps++) {
+		switch (history_read(h, &at, max, &rd)) {
+		case HISTORY_BYTES:
+			j.bytes += rd.len;
+			if (loss[rd.from] && prev != HISTORY_GAP_UNKNOWN)
+				j.joined++;
+			if (prev == HISTORY_BYTES && rd.from != end)
+				j.wrong++;
+			for (o = rd.from; o < rd.to; o++) {
+				if (o > rd.from && loss[o])
+					j.joined++;
+				if (rd.data[o - rd.from] != pat(o))
+					j.wrong++;
+				if (o >= hide_from && o < hide_to)
+					j.hidden++;
+			}
+			end = rd.to;
+			break;
+		case HISTORY_GAP_UNKNOWN:
+			j.unknown++;
+			if (rd.to > total || rd.from > rd.to ||
+			    memchr(loss + rd.from, 1,
+			    (size_t)(rd.to - rd.from + 1)) == NULL)
+				j.untrue++;
+			break;
+		case HISTORY_GAP:
+			break;
+		case HISTORY_END:
+			if (rd.from != total)
+				j.wrong++;
+			return j;
+		default:
+			j.wrong++;
+			return j;
+		}
+		prev = rd.item;
+		at = rd.next;
+	}
+	j.wrong++;
+	return j;
+}
+
+/*
+ * n gaps at offsets from, from + k, from + 2k...  (from is the current
+ * offset), each followed by k bytes of pat(); loss[] marks them.
+ */
+static void
+gaps_and_bytes(struct history *h, char *loss, uint64_t from, unsigned int n,
+    size_t k)
+{
+	uint64_t	o;
+	unsigned int	i;
+
+	for (i = 0; i < n; i++) {
+		o = from + (uint64_t)i * k;
+		history_gap(h);
+		loss[o] = 1;
+		append_pat(h, o, k);
+	}
+}
+
+static void
+exp_unknown(uint64_t from, uint64_t to)
+{
+	char	s[64];
+
+	if (from == to)
+		snprintf(s, sizeof s, "[?%llu]", (unsigned long long)from);
+	else
+		snprintf(s, sizeof s, "[?%llu-%llu]",
+		    (unsigned long long)from, (unsigned long long)to);
+	exp_add(s);
+}
+
+static void
+test_merge(void)
+{
+	static char		 loss[70001];
+	struct history		*h;
+	struct history_run_info	 ri;
+	struct history_pos	 a, b, c;
+	struct history_read	 rd;
+	struct joins		 j;
+	uint64_t		 id;
+	size_t			 m, most, maxgaps;
+	unsigned int		 k;
+	int			 fine;
+
+	/* 100 gaps with 3 bytes after each: 36 merges, 0-108 one gap. */
+	memset(loss, 0, sizeof loss);
+	h = history_new(100000, 0, 1);
+	id = history_run(h);
+	gaps_and_bytes(h, loss, 0, 100, 3);
+	ri = info_now(h);
+	ok(ri.gaps == HISTORY_GAPS_MAX && ri.gaps_merged == 36 &&
+	    ri.total == 300, "merge: 100 gaps keep 64 records, 36 merges "
+	    "(%zu, %llu)", ri.gaps, (unsigned long long)ri.gaps_merged);
+	exp_reset();
+	exp_unknown(0, 108);
+	exp_pat(108, 111);
+	for (k = 37; k < 100; k++) {
+		exp_unknown(3 * k, 3 * k);
+		exp_pat(3 * k, 3 * k + 3);
+	}
+	exp_add("[end]");
+	is_str(walk(h, id, 0, 0, 0), expbuf,
+	    "merge: a reader from 0 is told 0-108 as one unknown gap, then "
+	    "each loss before the bytes after it");
+	fine = 1;
+	for (m = 0; m < 3; m++) {
+		j = check_joins(h, id, loss, 300, m, 0, 108);
+		if (j.joined || j.untrue || j.wrong || j.hidden ||
+		    j.unknown != 64 || j.bytes != 192)
+			fine = 0;
+	}
+	ok(fine, "merge: in reads of any size, every byte after a loss "
+	    "comes just after an unknown gap, none of 0-108 comes, and "
+	    "every unknown gap told holds a loss");
+	is_int(history_held(h), CHUNK, "merge: 300 bytes hold one chunk");
+	exp_reset();
+	exp_unknown(50, 108);
+	exp_pat(108, 111);
+	exp_unknown(111, 111);
+	ok(strncmp(walk(h, id, 50, 0, 0), expbuf, explen) == 0 &&
+	    strncmp(walk(h, id, 50, 1, 0), expbuf, explen) == 0,
+	    "merge: a reader inside the range is told its offset to the "
+	    "range's end, gap_told or not");
+	ok(strncmp(walk(h, id, 0, 1, 0), "[?0-108]", 8) == 0,
+	    "merge: and so at the range's start");
+	exp_reset();
+	exp_unknown(108, 108);
+	exp_pat(108, 111);
+	exp_unknown(111, 111);
+	ok(strncmp(walk(h, id, 108, 0, 0), expbuf, explen) == 0,
+	    "merge: a reader at the range's end, not told, is told the loss "
+	    "there");
+	ok(strncmp(walk(h, id, 108, 1, 0), expbuf + 6, explen - 6) == 0,
+	    "merge: and not again once told");
+	is_int(history_oldest(h), 0,
+	    "merge: the oldest byte stored is still 0");
+	history_free(h);
+
+	/* Readers that stood among the oldest gaps when they merged. */
+	memset(loss, 0, sizeof loss);
+	h = history_new(100000, 0, 1);
+	id = history_run(h);
+	gaps_and_bytes(h, loss, 0, 64, 3);
+	a.run = b.run = c.run = id;
+	a.offset = 3;		/* told the loss at 3, byte 3 next */
+	a.gap_told = 1;
+	b.offset = 4;		/* read byte 3 */
+	b.gap_told = 0;
+	c.offset = 6;		/* read 3-5, the loss at 6 not yet told */
+	c.gap_told = 0;
+	ok(history_read(h, &a, 0, &rd) == HISTORY_BYTES && rd.from == 3 &&
+	    rd.len == 3 && history_read(h, &c, 0, &rd) ==
+	    HISTORY_GAP_UNKNOWN && rd.from == 6 && rd.to == 6,
+	    "merge: 64 gaps: 3-5 are read, and the loss at 6 told");
+	history_gap(h);
+	append_pat(h, 192, 3);
+	history_gap(h);
+	append_pat(h, 195, 3);
+	is_int(info_now(h).gaps_merged, 2, "merge: two more: 0, 3, 6 merge "
+	    "into 0-6");
+	ok(history_read(h, &a, 0, &rd) == HISTORY_GAP_UNKNOWN &&
+	    rd.from == 3 && rd.to == 6 && rd.next.offset == 6 &&
+	    rd.next.gap_told, "merge: the reader told the loss at 3 is told "
+	    "3-6 and moves to 6");
+	ok(history_read(h, &b, 0, &rd) == HISTORY_GAP_UNKNOWN &&
+	    rd.from == 4 && rd.to == 6, "merge: the reader at 4 is told 4-6");
+	ok(history_read(h, &c, 0, &rd) == HISTORY_GAP_UNKNOWN &&
+	    rd.from == 6 && rd.to == 6 && rd.next.offset == 6 &&
+	    rd.next.gap_told, "merge: the reader at 6 is told the loss at 6");
+	ok(history_read(h, &rd.next, 0, &rd) == HISTORY_BYTES &&
+	    rd.from == 6 && rd.len == 3,
+	    "merge: then reads 6-8, up to the loss at 9");
+	history_free(h);
+
+	/* 10000 gaps with 7 bytes after each, a head, a hole, a tail. */
+	memset(loss, 0, sizeof loss);
+	h = history_new(65536, 4096, 1);
+	id = history_run(h);
+	most = maxgaps = 0;
+	for (k = 0; k < 10000; k++) {
+		gaps_and_bytes(h, loss, 7 * (uint64_t)k, 1, 7);
+		if (history_held(h) > most)
+			most = history_held(h);
+		if (info_now(h).gaps > maxgaps)
+			maxgaps = info_now(h).gaps;
+	}
+	ri = info_now(h);
+	ok(most <= 65536 + 4096 && maxgaps == HISTORY_GAPS_MAX &&
+	    ri.gaps_merged == 10000 - HISTORY_GAPS_MAX,
+	    "merge: 10000 gaps: at most %zu bytes held (bound %d), %zu "
+	    "gap records, %llu merges", most, 65536 + 4096, maxgaps,
+	    (unsigned long long)ri.gaps_merged);
+	j = check_joins(h, id, loss, 70000, 0, 0, 69552);
+	ok(!j.joined && !j.untrue && !j.wrong && !j.hidden &&
+	    j.unknown == 64 && j.bytes == 70000 - 69552,
+	    "merge: a reader from 0 is told 0-69552 (head, hole and tail) "
+	    "as one unknown gap, then 63 losses, each before its bytes "
+	    "(%lu unknown, %lu bytes)", j.unknown, j.bytes);
+	history_free(h);
+
+	/* No head: the tail moves past the range, which is cut to follow. */
+	memset(loss, 0, sizeof loss);
+	h = history_new(700, 0, 1);
+	id = history_run(h);
+	most = maxgaps = 0;
+	for (k = 0; k < 10000; k++) {
+		gaps_and_bytes(h, loss, 7 * (uint64_t)k, 1, 7);
+		if (history_held(h) > most)
+			most = history_held(h);
+		if (info_now(h).gaps > maxgaps)
+			maxgaps = info_now(h).gaps;
+	}
+	ri = info_now(h);
+	j = check_joins(h, id, loss, 70000, 0, 0, 69552);
+	ok(most <= 700 && maxgaps == HISTORY_GAPS_MAX && ri.gaps_merged > 0,
+	    "merge: a 700-byte tail: at most %zu bytes held, %zu gap "
+	    "records, %llu merges", most, maxgaps,
+	    (unsigned long long)ri.gaps_merged);
+	exp_reset();
+	exp_gap(0, 69300);
+	exp_unknown(69300, 69552);
+	exp_pat(69552, 69559);
+	exp_unknown(69559, 69559);
+	ok(strncmp(walk(h, id, 0, 0, 0), expbuf, explen) == 0 &&
+	    !j.joined && !j.untrue && !j.wrong && !j.hidden &&
+	    j.unknown == 64, "merge: a reader from 0 is told the known gap, "
+	    "then the range from tail_start, then each loss (%lu unknown)",
+	    j.unknown);
+	history_free(h);
+
+	/* New limits put a range's start in the hole. */
+	memset(loss, 0, sizeof loss);
+	h = history_new(1000, 0, 1);
+	id = history_run(h);
+	gaps_and_bytes(h, loss, 0, 66, 3);
+	history_set_limits(h, 195, 0, 1);
+	exp_reset();
+	exp_gap(0, 3);
+	exp_unknown(3, 6);
+	exp_pat(6, 9);
+	exp_unknown(9, 9);
+	ok(strncmp(walk(h, id, 0, 0, 0), expbuf, explen) == 0 &&
+	    info_now(h).gaps == 64, "merge: a range 0-6 starting in the new "
+	    "hole 0-3 starts at 3");
+	history_set_limits(h, 192, 0, 1);
+	exp_reset();
+	exp_gap(0, 6);
+	exp_unknown(6, 6);
+	exp_pat(6, 9);
+	ok(strncmp(walk(h, id, 0, 0, 0), expbuf, explen) == 0 &&
+	    info_now(h).gaps == 64,
+	    "merge: one ending at the hole's end is the loss there");
+	history_set_limits(h, 189, 0, 1);
+	exp_reset();
+	exp_gap(0, 9);
+	exp_unknown(9, 9);
+	exp_pat(9, 12);
+	ok(strncmp(walk(h, id, 0, 0, 0), expbuf, explen) == 0 &&
+	    info_now(h).gaps == 63, "merge: and one before it is forgotten");
+	history_free(h);
+
+	/* tail=BYTES neither starts inside a range nor crosses one. */
+	h = history_new(100000, 0, 1);
+	for (k = 0; k < 65; k++) {
+		history_gap(h);
+		history_append(h, "a\n", 2);
+	}
+	is_int(history_tail_start(h, 1000), 4,
+	    "merge: tail=1000 starts after the range 0-2, after a newline");
+	is_int(history_tail_start(h, 129), 4,
+	    "merge: tail=129 starts inside it: cut to its end, likewise");
+	is_int(history_tail_start(h, 126), 4,
+	    "merge: a window after it is not moved");
+	history_free(h);
+}
+
 
 static void
 test_runs(void)
@@ -773,16 +1087,23 @@ test_memory(void)
 /*
  * The reference model: every byte of every run in one buffer, and what
  * should be kept computed from the rules of history.c's comment, not from
- * its data structure.
+ * its data structure.  Every loss is remembered too (loss[o] != 0: a gap
+ * was recorded at offset o), so that each read is also checked against
+ * the promise itself: no byte after a loss comes but just after an
+ * unknown gap, and every unknown gap told holds a loss.
  */
+struct mgap {
+	uint64_t	 from, to;	/* from == to: one loss */
+};
 struct mrun {
 	uint64_t	 id;
 	char		*buf;
+	char		*loss;		/* cap + 1 entries */
 	size_t		 len, cap;
 	uint64_t	 head_end, tail_start;
-	uint64_t	 gaps[HISTORY_GAPS_MAX];
+	struct mgap	 gaps[HISTORY_GAPS_MAX];
 	size_t		 ngaps;
-	uint64_t	 dropped;
+	uint64_t	 merged;
 };
 struct model {
 	size_t		 limit, head;
@@ -792,6 +1113,7 @@ struct model {
 struct coverage {
 	unsigned long	 bytes, gap, unknown, end_next, beyond, no_run;
 	unsigned long	 holes, rebuilds, dropped_runs, wraps, tails;
+	unsigned long	 merges, ranges, range_ends, cuts, after_loss;
 	unsigned long	 checks, failed;
 };
 static struct coverage	cov;
@@ -808,15 +1130,46 @@ min64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+/*
+ * A gap in the hole is forgotten; one that starts in it and ends at its
+ * end or past it starts at tail_start.
+ */
 static void
 model_prune(struct mrun *r)
 {
 	size_t	i, j;
 
-	for (i = j = 0; i < r->ngaps; i++)
-		if (r->gaps[i] < r->head_end || r->gaps[i] >= r->tail_start)
-			r->gaps[j++] = r->gaps[i];
+	for (i = j = 0; i < r->ngaps; i++) {
+		if (r->head_end < r->tail_start &&
+		    r->gaps[i].from >= r->head_end &&
+		    r->gaps[i].from < r->tail_start) {
+			if (r->gaps[i].to < r->tail_start)
+				continue;
+			r->gaps[i].from = r->tail_start;
+			cov.cuts++;
+		}
+		r->gaps[j++] = r->gaps[i];
+	}
 	r->ngaps = j;
+}
+
+/* Room for need bytes in r->buf, need + 1 entries in r->loss. */
+static void
+model_reserve(struct mrun *r, size_t need)
+{
+	size_t	cap;
+
+	if (need <= r->cap && r->loss != NULL)
+		return;
+	cap = need * 2 + 16;
+	r->buf = realloc(r->buf, cap);
+	r->loss = realloc(r->loss, cap + 1);
+	if (r->buf == NULL || r->loss == NULL)
+		abort();
+	memset(r->loss + r->len + 1, 0, cap - r->len);
+	if (r->cap == 0)
+		r->loss[0] = 0;
+	r->cap = cap;
 }
 
 static void
@@ -825,12 +1178,7 @@ model_append(struct model *m, const char *p, size_t n)
 	struct mrun	*r = &m->run[m->n - 1];
 	uint64_t	 t = r->len, nt = r->len + n;
 
-	if (r->len + n > r->cap) {
-		r->cap = (r->len + n) * 2;
-		r->buf = realloc(r->buf, r->cap);
-		if (r->buf == NULL)
-			abort();
-	}
+	model_reserve(r, r->len + n);
 	memcpy(r->buf + r->len, p, n);
 	r->len += n;
 	if (r->head_end == t && t < m->head)
@@ -845,15 +1193,22 @@ model_gap(struct model *m)
 {
 	struct mrun	*r = &m->run[m->n - 1];
 
-	if (r->ngaps > 0 && r->gaps[r->ngaps - 1] == r->len)
-		return;
+	model_reserve(r, r->len);
+	r->loss[r->len] = 1;
+	if (r->ngaps > 0 && r->gaps[r->ngaps - 1].to == r->len)
+		return;		/* within the last gap already */
 	if (r->ngaps == HISTORY_GAPS_MAX) {
-		memmove(r->gaps, r->gaps + 1,
-		    sizeof r->gaps - sizeof r->gaps[0]);
+		/* The two oldest: one, from the first's start to the
+		   second's end. */
+		r->gaps[0].to = r->gaps[1].to;
+		memmove(r->gaps + 1, r->gaps + 2,
+		    sizeof r->gaps - 2 * sizeof r->gaps[0]);
 		r->ngaps--;
-		r->dropped++;
+		r->merged++;
+		cov.merges++;
 	}
-	r->gaps[r->ngaps++] = r->len;
+	r->gaps[r->ngaps].from = r->gaps[r->ngaps].to = r->len;
+	r->ngaps++;
 }
 
 static void
@@ -861,6 +1216,7 @@ model_trim(struct model *m)
 {
 	while (m->n > m->maxruns) {
 		free(m->run[0].buf);
+		free(m->run[0].loss);
 		memmove(m->run, m->run + 1, (m->n - 1) * sizeof m->run[0]);
 		m->n--;
 		cov.dropped_runs++;
@@ -912,8 +1268,12 @@ model_tail_start(const struct model *m, uint64_t bytes)
 {
 	const struct mrun	*r = &m->run[m->n - 1];
 	uint64_t		 first, start, o;
+	size_t			 i;
 
 	first = r->tail_start > r->head_end ? r->tail_start : 0;
+	for (i = 0; i < r->ngaps; i++)	/* no window over a range */
+		if (r->gaps[i].from < r->gaps[i].to)
+			first = max64(first, r->gaps[i].to);
 	start = r->len - first > bytes ? r->len - bytes : first;
 	if (start == r->len || start == 0)
 		return start;
@@ -923,17 +1283,6 @@ model_tail_start(const struct model *m, uint64_t bytes)
 		if (r->buf[o] == '\n')
 			return o + 1;
 	return start;
-}
-
-static int
-model_has_gap(const struct mrun *r, uint64_t o)
-{
-	size_t	i;
-
-	for (i = 0; i < r->ngaps; i++)
-		if (r->gaps[i] == o)
-			return 1;
-	return 0;
 }
 
 static const struct mrun *
@@ -960,11 +1309,14 @@ fail(const char *what, unsigned long seq, int op)
 
 /*
  * One step of a reader: compare what history_read() says with what the
- * model says it must.  Returns 0 when the reader must stop.
+ * model says it must.  *prev is the item the reader got before
+ * (HISTORY_GAP_UNKNOWN for one that starts with gap_told, HISTORY_END for
+ * none).  Returns 0 when the reader must stop.
  */
 static int
 model_step(const struct history *h, const struct model *m,
-    struct history_pos *at, size_t max, unsigned long seq, int op)
+    struct history_pos *at, size_t max, enum history_item *prev,
+    unsigned long seq, int op)
 {
 	const struct mrun	*r;
 	struct history_read	 rd;
@@ -972,6 +1324,7 @@ model_step(const struct history *h, const struct model *m,
 	unsigned int		 idx = 0;
 	uint64_t		 o = at->offset, end;
 	size_t			 i;
+	int			 joined = 0;
 
 	item = history_read(h, at, max, &rd);
 	cov.checks++;
@@ -987,13 +1340,35 @@ model_step(const struct history *h, const struct model *m,
 			fail("offset beyond not refused", seq, op);
 		return 0;
 	}
-	if (!at->gap_told && model_has_gap(r, o)) {
-		cov.unknown++;
-		if (item != HISTORY_GAP_UNKNOWN || rd.from != o ||
-		    rd.next.offset != o || !rd.next.gap_told)
-			fail("unknown gap not told", seq, op);
-		*at = rd.next;
-		return 1;
+	if (item == HISTORY_GAP_UNKNOWN && (rd.from > rd.to ||
+	    rd.to > r->len || r->loss == NULL || memchr(r->loss + rd.from, 1,
+	    (size_t)(rd.to - rd.from + 1)) == NULL))
+		fail("unknown gap told where nothing was lost", seq, op);
+	for (i = 0; i < r->ngaps && r->gaps[i].from <= o; i++) {
+		if (o < r->gaps[i].to) {
+			/* Inside a range: told, gap_told or not. */
+			cov.ranges++;
+			if (item != HISTORY_GAP_UNKNOWN || rd.from != o ||
+			    rd.to != r->gaps[i].to ||
+			    rd.next.offset != r->gaps[i].to ||
+			    !rd.next.gap_told)
+				fail("merged gap not told", seq, op);
+			*prev = item;
+			*at = rd.next;
+			return 1;
+		}
+		if (o == r->gaps[i].to && !at->gap_told) {
+			if (r->gaps[i].from < o)
+				cov.range_ends++;
+			cov.unknown++;
+			if (item != HISTORY_GAP_UNKNOWN || rd.from != o ||
+			    rd.to != o || rd.next.offset != o ||
+			    !rd.next.gap_told)
+				fail("unknown gap not told", seq, op);
+			*prev = item;
+			*at = rd.next;
+			return 1;
+		}
 	}
 	if (o == r->len) {
 		if (idx + 1 < m->n)
@@ -1011,15 +1386,13 @@ model_step(const struct history *h, const struct model *m,
 		    rd.to != r->tail_start || rd.next.offset != r->tail_start ||
 		    rd.next.gap_told)
 			fail("known gap wrong", seq, op);
+		*prev = item;
 		*at = rd.next;
 		return 1;
 	}
 	end = o < r->head_end ? r->head_end : r->len;
-	for (i = 0; i < r->ngaps; i++)
-		if (r->gaps[i] > o) {
-			end = min64(end, r->gaps[i]);
-			break;
-		}
+	if (i < r->ngaps)	/* the first gap past o */
+		end = min64(end, r->gaps[i].from);
 	if (max > 0)
 		end = min64(end, o + max);
 	cov.bytes++;
@@ -1030,6 +1403,17 @@ model_step(const struct history *h, const struct model *m,
 		fail("bytes wrong", seq, op);
 		return 0;
 	}
+	/* The promise: never two bytes from either side of a loss. */
+	if (r->loss[o]) {
+		cov.after_loss++;
+		if (*prev != HISTORY_GAP_UNKNOWN)
+			joined = 1;
+	}
+	if (rd.len > 1 && memchr(r->loss + o + 1, 1, rd.len - 1) != NULL)
+		joined = 1;
+	if (joined)
+		fail("bytes joined across a loss", seq, op);
+	*prev = item;
 	*at = rd.next;
 	return 1;
 }
@@ -1041,9 +1425,11 @@ model_check(const struct history *h, const struct model *m,
 	struct history_run_info	 info[HISTORY_RUNS_MAX];
 	const struct mrun	*r, *cur = &m->run[m->n - 1];
 	struct history_pos	 at;
+	enum history_item	 prev;
 	size_t			 n, i, held = 0, max;
 	uint64_t		 bytes;
 	int			 w, steps;
+	const struct mgap	*g;
 
 	n = history_runs(h, info, HISTORY_RUNS_MAX);
 	if (n != m->n) {
@@ -1056,7 +1442,7 @@ model_check(const struct history *h, const struct model *m,
 		    info[i].head_end != r->head_end ||
 		    info[i].tail_start != r->tail_start ||
 		    info[i].gaps != r->ngaps ||
-		    info[i].gaps_dropped != r->dropped)
+		    info[i].gaps_merged != r->merged)
 			fail("run info", seq, op);
 		if (info[i].held > m->limit + m->head)
 			fail("run holds more than history + history_head",
@@ -1087,9 +1473,16 @@ model_check(const struct history *h, const struct model *m,
 		case 1:
 			at.offset = r->len + 1 + rnd_below(3);
 			break;
-		case 2:
-			at.offset = r->ngaps > 0 ?
-			    r->gaps[rnd_below(r->ngaps)] : r->head_end;
+		case 2:		/* at, in or at the end of a gap */
+			g = r->ngaps > 0 ? &r->gaps[rnd_below(r->ngaps)] :
+			    NULL;
+			if (g == NULL)
+				at.offset = r->head_end;
+			else if (rnd_below(2) == 0)
+				at.offset = g->to;
+			else
+				at.offset = g->from +
+				    rnd_below(g->to - g->from + 1);
 			break;
 		case 3:
 			at.run = r->id ^ 1;	/* most likely no such run */
@@ -1102,8 +1495,9 @@ model_check(const struct history *h, const struct model *m,
 		at.gap_told = rnd_below(4) == 0;
 		max = rnd_below(3) == 0 ? 0 : 1 + rnd_below(rnd_below(2) ?
 		    100 : 3 * CHUNK);
+		prev = at.gap_told ? HISTORY_GAP_UNKNOWN : HISTORY_END;
 		for (steps = 0; steps < 200; steps++)
-			if (!model_step(h, m, &at, max, seq, op))
+			if (!model_step(h, m, &at, max, &prev, seq, op))
 				break;
 	}
 }
@@ -1195,8 +1589,10 @@ test_model(void)
 			model_check(h, &m, seq, op);
 		}
 		history_free(h);
-		for (i = 0; i < m.n; i++)
+		for (i = 0; i < m.n; i++) {
 			free(m.run[i].buf);
+			free(m.run[i].loss);
+		}
 	}
 	ok(cov.failed == 0, "model: %lu sequences of %d operations, %lu "
 	    "reads and checks agree with the model (%lu differ)", nseq, nop,
@@ -1212,6 +1608,12 @@ test_model(void)
 	    "model: holes after a head (%lu), new limits (%lu), runs dropped "
 	    "(%lu), rings wrapped (%lu), tail starts (%lu) were checked",
 	    cov.holes, cov.rebuilds, cov.dropped_runs, cov.wraps, cov.tails);
+	ok(cov.merges > 0 && cov.ranges > 0 && cov.range_ends > 0 &&
+	    cov.cuts > 0 && cov.after_loss > 0,
+	    "model: gaps merged (%lu), readers in a range (%lu) and at its "
+	    "end (%lu), ranges cut by the hole (%lu), bytes just after a "
+	    "loss (%lu) were checked", cov.merges, cov.ranges,
+	    cov.range_ends, cov.cuts, cov.after_loss);
 }
 
 int
@@ -1224,6 +1626,7 @@ main(void)
 	test_touch();
 	test_behind();
 	test_unknown();
+	test_merge();
 	test_runs();
 	test_zero();
 	test_tail_start();
