@@ -118,6 +118,10 @@ struct config {
 	int			 idle_output_resets;
 	int			 escape;	/* byte, or ESCAPE_NONE */
 	size_t			 max_buffer;
+	/* history (history.c, kept by console.c) */
+	size_t			 history;	/* tail bytes per run */
+	size_t			 history_head;	/* first bytes per run */
+	unsigned int		 history_runs;	/* runs kept per console */
 	/* web */
 	struct config_listens	 listens;
 	char			*tls_cert;
@@ -221,6 +225,7 @@ struct guest {
 	char			*name;
 	int			 persistent;
 	int			 active;	/* running or paused */
+	unsigned long long	 domid;		/* libvirt's id of this run */
 	char			**aliases;	/* console aliases, first = default */
 	size_t			 naliases;
 	int			 seen;		/* mark for a resync */
@@ -404,7 +409,8 @@ struct console_client_ops {
 	void		(*input_sent)(void *, size_t, size_t);
 };
 void		 console_init(struct event_base *);
-struct console	*console_get(const char *, const char *, const char *);
+struct console	*console_get(const char *, const char *, const char *,
+		     unsigned long long);
 struct console_client *console_attach(struct console *,
 		     const struct console_client_ops *, void *, const char *);
 int		 console_open(struct console_client *, int,
@@ -414,6 +420,11 @@ void		 console_input(struct console_client *, struct evbuffer *,
 size_t		 console_input_pending(const struct console_client *);
 void		 console_detach(struct console_client *);
 void		 console_guest_stopped(const char *, enum session_reason);
+void		 console_guest_removed(const char *);
+void		 console_shutdown(void);
+void		 console_reconfigure(const struct config *);
+const struct history *console_history(const char *, const char *);
+size_t		 console_history_held(void);
 void		 console_close_all(enum session_reason);
 unsigned int	 console_count(void);
 extern struct fsm console_fsm;

@@ -93,6 +93,10 @@ static const struct config_key config_keys[] = {
 	{ "escape", CONFIG_ESCAPE, CONFIG_OFF(escape), 0, 0, 0 },
 	{ "max_buffer", CONFIG_SIZE, CONFIG_OFF(max_buffer),
 	    4ULL << 10, 1ULL << 30, 0 },
+	{ "history", CONFIG_SIZE, CONFIG_OFF(history), 0, 1ULL << 30, 0 },
+	{ "history_head", CONFIG_SIZE, CONFIG_OFF(history_head),
+	    0, 1ULL << 30, 0 },
+	{ "history_runs", CONFIG_COUNT, CONFIG_OFF(history_runs), 1, 16, 0 },
 	/* web front door */
 	{ "listen", CONFIG_LISTEN, CONFIG_OFF(listens), 0, 0, 1 },
 	{ "tls_cert", CONFIG_PATH_NONE, CONFIG_OFF(tls_cert), 0, 0, 0 },
@@ -949,6 +953,9 @@ config_new(void)
 	cfg->idle_output_resets = 0;
 	cfg->escape = 0x11;	/* ^Q */
 	cfg->max_buffer = 1024 * 1024;
+	cfg->history = 256 * 1024;
+	cfg->history_head = 64 * 1024;
+	cfg->history_runs = 2;
 
 	TAILQ_INIT(&cfg->listens);
 	cfg->tls_cert = NULL;

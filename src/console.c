@@ -59,6 +59,7 @@
 #define CONSOLE_SEND_CHUNK	1024	/* bytes per packet to a guest */
 #define CONSOLE_SEND_RETRY	5	/* ms between tries while it is full */
 #define CONSOLE_STOP_GRACE	10	/* parked stream: after the stop event */
+#define CONSOLE_RUN_NONE	(~0ULL)	/* a history that saw no run yet */
 
 enum console_event {
 	CONSOLE_EV_OPEN = 0,
@@ -139,12 +140,31 @@ struct console {
 	char			*guest;		/* the name, for the log */
 	struct stream		*st;
 	int			 eof;		/* seen: finish, not abort */
+	struct console_history	*hist;		/* what it printed */
+	unsigned long long	 run;		/* the guest's domain id */
 	struct console_clients	 clients;	/* in the order they came */
 	struct event		*ev_timer;	/* park grace */
 	TAILQ_ENTRY(console)	 entry;
 	TAILQ_ENTRY(console)	 sendq_entry;	/* tqe_prev NULL: not queued */
 };
 TAILQ_HEAD(consoles, console);
+
+/*
+ * A console's history outlives the console object (which exists only
+ * while a client uses it): one per guest console, found by UUID and
+ * alias, freed when the guest is gone for good.  A console object holds
+ * one reference while it exists.
+ */
+struct console_history {
+	char				 uuid[GUEST_UUID_LEN];
+	char				*alias;
+	struct history			*h;
+	unsigned long long		 run;	/* domain id of its current run */
+	unsigned int			 refs;	/* console objects */
+	int				 gone;	/* out of the table */
+	TAILQ_ENTRY(console_history)	 entry;
+};
+TAILQ_HEAD(console_histories, console_history);
 
 static struct {
 	struct event_base	*base;
@@ -154,7 +174,15 @@ static struct {
 	struct timespec		 blocked;	/* since when it waits */
 	int			 pump_blocked;	/* some console waits */
 	unsigned int		 next_id;
+	struct console_histories histories;
+	size_t			 history;	/* limits from the config */
+	size_t			 history_head;
+	unsigned int		 history_runs;
 } cons = {
+	.histories = TAILQ_HEAD_INITIALIZER(cons.histories),
+	.history = 256 * 1024,
+	.history_head = 64 * 1024,
+	.history_runs = 2,
 	.all = TAILQ_HEAD_INITIALIZER(cons.all),
 	.sendq = TAILQ_HEAD_INITIALIZER(cons.sendq),
 };
@@ -329,6 +357,7 @@ console_deliver(struct console *c, const char *buf, size_t len)
 {
 	struct console_client	*cl, *next;
 
+	history_append(c->hist->h, buf, len);
 	TAILQ_FOREACH_SAFE(cl, &c->clients, entry, next)
 		cl->ops->output(cl->arg, buf, len);
 }
@@ -487,15 +516,63 @@ console_pump(void)
  * The console of guest uuid, alias (name for the log), found or created
  * CLOSED.  Parked and dead consoles are not found.
  */
+static struct console_history *
+console_history_lookup(const char *uuid, const char *alias)
+{
+	struct console_history	*ch;
+
+	TAILQ_FOREACH(ch, &cons.histories, entry) {
+		if (strcmp(ch->uuid, uuid) == 0 && strcmp(ch->alias, alias) == 0)
+			return ch;
+	}
+	return NULL;
+}
+
+static struct console_history *
+console_history_get(const char *uuid, const char *alias)
+{
+	struct console_history	*ch;
+
+	if ((ch = console_history_lookup(uuid, alias)) != NULL)
+		return ch;
+	ch = xcalloc(1, sizeof *ch);
+	(void)snprintf(ch->uuid, sizeof ch->uuid, "%s", uuid);
+	ch->alias = xstrdup(alias);
+	if ((ch->h = history_new(cons.history, cons.history_head,
+	    cons.history_runs)) == NULL)
+		fatal("console: history_new");
+	ch->run = CONSOLE_RUN_NONE;
+	TAILQ_INSERT_TAIL(&cons.histories, ch, entry);
+	return ch;
+}
+
+static void
+console_history_put(struct console_history *ch)
+{
+	if (--ch->refs > 0 || !ch->gone)
+		return;
+	history_free(ch->h);
+	free(ch->alias);
+	free(ch);
+}
+
+/*
+ * The console of guest uuid, alias (name for the log) in the guest's run
+ * `run` (its domain id), found or created CLOSED.  Parked and dead
+ * consoles are not found.
+ */
 struct console *
-console_get(const char *uuid, const char *alias, const char *name)
+console_get(const char *uuid, const char *alias, const char *name,
+    unsigned long long run)
 {
 	struct console	*c;
 
 	TAILQ_FOREACH(c, &cons.all, entry) {
 		if (c->state != CONSOLE_PARKED && strcmp(c->uuid, uuid) == 0 &&
-		    strcmp(c->alias, alias) == 0)
+		    strcmp(c->alias, alias) == 0) {
+			c->run = run;
 			return c;
+		}
 	}
 	c = xcalloc(1, sizeof *c);
 	c->id = ++cons.next_id;
@@ -503,6 +580,9 @@ console_get(const char *uuid, const char *alias, const char *name)
 	(void)snprintf(c->uuid, sizeof c->uuid, "%s", uuid);
 	c->alias = xstrdup(alias);
 	c->guest = xstrdup(name);
+	c->run = run;
+	c->hist = console_history_get(uuid, alias);
+	c->hist->refs++;
 	TAILQ_INIT(&c->clients);
 	if ((c->ev_timer = evtimer_new(cons.base, console_timer_cb, c)) ==
 	    NULL)
@@ -516,6 +596,7 @@ console_free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct console	*c = arg;
 
+	console_history_put(c->hist);
 	free(c->alias);
 	free(c->guest);
 	free(c);
@@ -571,6 +652,25 @@ console_open_reason(enum stream_open_result result)
 	    reasons[result] : REASON_BUSY;
 }
 
+/*
+ * The stream is open: a guest run the history has not seen starts a new
+ * run; and whatever the guest printed while the daemon did not hold the
+ * console is a gap of unknown length (never joined silently).
+ */
+static void
+console_history_opened(struct console *c)
+{
+	struct console_history	*ch = c->hist;
+
+	if (c->run != ch->run) {
+		if (ch->run != CONSOLE_RUN_NONE ||
+		    history_offset(ch->h) != 0)
+			(void)history_run_start(ch->h);
+		ch->run = c->run;
+	}
+	history_gap(ch->h);
+}
+
 /* The open came back: the clients attach, or are refused. */
 static void
 console_opened(struct stream *st, enum stream_open_result result, void *arg)
@@ -600,6 +700,7 @@ console_opened(struct stream *st, enum stream_open_result result, void *arg)
 	}
 	if (console_step(c, CONSOLE_EV_OPENED, "stream open") == -1)
 		return;
+	console_history_opened(c);
 	TAILQ_FOREACH_SAFE(cl, &c->clients, entry, next)
 		cl->ops->opened(cl->arg);
 	if (c->state == CONSOLE_OPEN && console_next_input(c) != NULL) {
@@ -746,6 +847,72 @@ console_count(void)
 
 	TAILQ_FOREACH(c, &cons.all, entry)
 		n++;
+	return n;
+}
+
+/* The history of guest uuid's console alias, or NULL if it has none. */
+const struct history *
+console_history(const char *uuid, const char *alias)
+{
+	struct console_history	*ch = console_history_lookup(uuid, alias);
+
+	return ch != NULL ? ch->h : NULL;
+}
+
+/* The guest is gone for good: its consoles' histories go too. */
+void
+console_guest_removed(const char *uuid)
+{
+	struct console_history	*ch, *next;
+
+	TAILQ_FOREACH_SAFE(ch, &cons.histories, entry, next) {
+		if (strcmp(ch->uuid, uuid) != 0)
+			continue;
+		TAILQ_REMOVE(&cons.histories, ch, entry);
+		ch->gone = 1;
+		ch->refs++;
+		console_history_put(ch);
+	}
+}
+
+/* The daemon exits: the histories no console holds are freed. */
+void
+console_shutdown(void)
+{
+	struct console_history	*ch;
+
+	while ((ch = TAILQ_FIRST(&cons.histories)) != NULL) {
+		TAILQ_REMOVE(&cons.histories, ch, entry);
+		ch->gone = 1;
+		ch->refs++;
+		console_history_put(ch);
+	}
+}
+
+/* New history limits (a reload): every history applies them now. */
+void
+console_reconfigure(const struct config *cfg)
+{
+	struct console_history	*ch;
+
+	cons.history = cfg->history;
+	cons.history_head = cfg->history_head;
+	cons.history_runs = cfg->history_runs;
+	TAILQ_FOREACH(ch, &cons.histories, entry)
+		if (history_set_limits(ch->h, cfg->history, cfg->history_head,
+		    cfg->history_runs) == -1)
+			log_warn("console: history limits");
+}
+
+/* Bytes held by every console's history. */
+size_t
+console_history_held(void)
+{
+	struct console_history	*ch;
+	size_t			 n = 0;
+
+	TAILQ_FOREACH(ch, &cons.histories, entry)
+		n += history_held(ch->h);
 	return n;
 }
 

@@ -34,6 +34,8 @@
 #define CONTROL_TIMEOUT		5	/* seconds to send a command */
 #define CONTROL_CLIENTS_MAX	16
 #define CONTROL_ARGS_MAX	8
+#define CONTROL_HISTORY_CHUNK	(16 * 1024)	/* bytes per record */
+#define CONTROL_HISTORY_MAX	(256 * 1024)	/* bytes per answer */
 
 struct control_client {
 	struct bufferevent	*bev;
@@ -149,6 +151,138 @@ control_list(struct evbuffer *b, int json)
 		evbuffer_add(b, "]\n", 2);
 }
 
+/*
+ * history GUEST [ALIAS] [from=RUN:OFFSET[:1]]: what the console kept,
+ * from there (by default from the start of the oldest run kept), as
+ * records, at most CONTROL_HISTORY_MAX bytes of output per request:
+ *
+ *   BYTES RUN OFFSET LEN\n  then LEN raw bytes
+ *   GAP RUN FROM TO\n        bytes FROM to TO are no longer kept
+ *   LOST RUN FROM TO\n       bytes the daemon did not read (unknown
+ *                            length at FROM, or FROM to TO after merges)
+ *   RUN RUN\n                the next run starts (offsets from 0)
+ *   NEXT RUN:OFFSET[:1]\n    more: ask again with from= this (last line)
+ *   END RUN:OFFSET\n         nothing more now (last line)
+ *
+ * RUN is the run id in hex.  virtconsolectl history pages through it.
+ */
+static int
+control_history(struct evbuffer *out, int argc, char **argv, char *err,
+    size_t errlen)
+{
+	const struct history	*h;
+	struct history_run_info	 first;
+	struct history_pos	 pos;
+	struct history_read	 rd;
+	struct guest		*g;
+	const char		*alias = NULL, *from = NULL;
+	unsigned long long	 run, off;
+	size_t			 sent = 0;
+	int			 i, told = 0, n;
+
+	for (i = 2; i < argc; i++) {
+		if (strncmp(argv[i], "from=", 5) == 0 && from == NULL)
+			from = argv[i] + 5;
+		else if (alias == NULL && i == 2)
+			alias = argv[i];
+		else {
+			(void)snprintf(err, errlen, "usage: history GUEST "
+			    "[ALIAS] [from=RUN:OFFSET]");
+			return -1;
+		}
+	}
+	if ((g = guest_lookup(argv[1])) == NULL) {
+		(void)snprintf(err, errlen, "unknown guest %s",
+		    log_esc(argv[1]));
+		return -1;
+	}
+	if (alias == NULL)
+		alias = guest_default_alias(g);
+	if (alias == NULL || (h = console_history(g->uuid, alias)) == NULL) {
+		(void)snprintf(err, errlen, "no history for %s%s%s",
+		    log_esc(argv[1]), alias != NULL ? " " : "",
+		    alias != NULL ? log_esc(alias) : "");
+		return -1;
+	}
+	if (from != NULL) {
+		n = -1;
+		if (sscanf(from, "%llx:%llu%n", &run, &off, &n) != 2 ||
+		    (from[n] != '\0' && strcmp(from + n, ":1") != 0)) {
+			(void)snprintf(err, errlen, "from= wants RUN:OFFSET "
+			    "(RUN in hex)");
+			return -1;
+		}
+		told = from[n] != '\0';
+	} else {
+		(void)history_runs(h, &first, 1);
+		run = first.id;
+		off = 0;
+	}
+	pos.run = run;
+	pos.offset = off;
+	pos.gap_told = told;
+	for (;;) {
+		switch (history_read(h, &pos, CONTROL_HISTORY_CHUNK, &rd)) {
+		case HISTORY_NO_RUN:
+			(void)snprintf(err, errlen, "run %llx is not kept", run);
+			return -1;
+		case HISTORY_BEYOND:
+			(void)snprintf(err, errlen, "offset %llu is past the "
+			    "end of run %llx", off, run);
+			return -1;
+		case HISTORY_BYTES:
+			evbuffer_add_printf(out, "BYTES %llx %llu %zu\n",
+			    (unsigned long long)pos.run,
+			    (unsigned long long)rd.from, rd.len);
+			evbuffer_add(out, rd.data, rd.len);
+			sent += rd.len;
+			break;
+		case HISTORY_GAP:
+			evbuffer_add_printf(out, "GAP %llx %llu %llu\n",
+			    (unsigned long long)pos.run,
+			    (unsigned long long)rd.from,
+			    (unsigned long long)rd.to);
+			break;
+		case HISTORY_GAP_UNKNOWN:
+			evbuffer_add_printf(out, "LOST %llx %llu %llu\n",
+			    (unsigned long long)pos.run,
+			    (unsigned long long)rd.from,
+			    (unsigned long long)rd.to);
+			break;
+		case HISTORY_END:
+			if (rd.next_run == 0) {
+				evbuffer_add_printf(out, "END %llx:%llu\n",
+				    (unsigned long long)pos.run,
+				    (unsigned long long)rd.from);
+				return 0;
+			}
+			evbuffer_add_printf(out, "RUN %llx\n",
+			    (unsigned long long)rd.next_run);
+			rd.next.run = rd.next_run;
+			rd.next.offset = 0;
+			rd.next.gap_told = 0;
+			break;
+		}
+		if (rd.item != HISTORY_END && rd.next.run == pos.run &&
+		    rd.next.offset == pos.offset &&
+		    rd.next.gap_told == pos.gap_told) {
+			(void)snprintf(err, errlen, "BUG: history read did "
+			    "not move at %llx:%llu", (unsigned long long)pos.run,
+			    (unsigned long long)pos.offset);
+			log_warnx("control: %s", err);
+			return -1;
+		}
+		pos = rd.next;
+		if (sent >= CONTROL_HISTORY_MAX) {
+			evbuffer_add_printf(out, "NEXT %llx:%llu%s\n",
+			    (unsigned long long)pos.run,
+			    (unsigned long long)pos.offset,
+			    pos.gap_told ? ":1" : "");
+			return 0;
+		}
+	}
+}
+
 /* Run one command line; the answer goes to out. */
 static void
 control_run(char *line, struct evbuffer *out)
@@ -206,6 +340,12 @@ control_run(char *line, struct evbuffer *out)
 		else
 			evbuffer_add_printf(body, "kicked %u session%s\n", n,
 			    n == 1 ? "" : "s");
+	} else if (strcmp(argv[0], "history") == 0 && argc >= 2 &&
+	    argc <= 4) {
+		if (control_history(body, argc, argv, err, sizeof err) == -1) {
+			evbuffer_add_printf(out, "ERR %s\n", err);
+			goto done;
+		}
 	} else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
 		if (ctl.reload(err, sizeof err) == -1) {
 			evbuffer_add_printf(out, "ERR config has errors, not "
@@ -221,7 +361,7 @@ control_run(char *line, struct evbuffer *out)
 			argv[i] = (char *)log_esc(argv[i]);
 		evbuffer_add_printf(out, "ERR unknown command or arguments: "
 		    "%s (commands: status, list, kick [--revoke] GUEST "
-		    "[ALIAS], "
+		    "[ALIAS], history GUEST [ALIAS] [from=RUN:OFFSET], "
 		    "reload; --json)\n", argv[0]);
 		goto done;
 	}

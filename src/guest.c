@@ -310,6 +310,8 @@ guest_refresh(struct guest *g, virDomainPtr dom)
 	persistent = virDomainIsPersistent(dom);
 	g->active = active == 1;
 	g->persistent = persistent == 1;
+	/* A new id for each run: the consoles' histories start a run on it. */
+	g->domid = g->active ? virDomainGetID(dom) : 0;
 	if ((xml = virDomainGetXMLDesc(dom, 0)) == NULL) {
 		log_warnx("guest %s: cannot read its XML: %s",
 		    log_esc(g->name), log_esc(virGetLastErrorMessage()));

@@ -686,14 +686,16 @@ session_idle_cb(evutil_socket_t fd, short what, void *arg)
 static void
 session_attach(struct session *s)
 {
+	struct guest		*g;
 	enum session_reason	 reason;
 	char			 who[32];
 
 	if (session_step(s, SESSION_EV_OPEN, "guest running") == -1)
 		return;
 	(void)snprintf(who, sizeof who, "session %u", s->id);
-	s->console = console_attach(console_get(s->uuid, s->alias, s->guest),
-	    &session_console_ops, s, who);
+	g = guest_find_uuid(s->uuid);
+	s->console = console_attach(console_get(s->uuid, s->alias, s->guest,
+	    g != NULL ? g->domid : 0), &session_console_ops, s, who);
 	switch (console_open(s->console, sess.force, &reason)) {
 	case -1:
 		session_end(s, reason);
@@ -833,6 +835,7 @@ session_guest_removed(struct guest *g)
 	struct session	*s, *next;
 
 	console_guest_stopped(g->uuid, REASON_GUEST_STOPPED);
+	console_guest_removed(g->uuid);
 	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
 		if (strcmp(s->uuid, g->uuid) == 0)
 			session_end(s, s->state == SESSION_WAITING ?
@@ -950,6 +953,7 @@ session_reconfigure(const struct config *conf)
 	sess.idle_output_resets = conf->idle_output_resets;
 	sess.escape = conf->escape;
 	sess.max_buffer = conf->max_buffer;
+	console_reconfigure(conf);
 	if (old_idle == sess.idle_timeout)
 		return;
 	/* A changed idle_timeout applies to live sessions at once. */

@@ -128,6 +128,7 @@ struct attach {
 static int	ctl_attach(struct ctl *, int, char **);
 static int	ctl_token(struct ctl *, int, char **);
 static int	ctl_control(struct ctl *, int, char **);
+static int	ctl_history(struct ctl *, int, char **);
 
 static const struct ctl_command ctl_commands[] = {
 	{ "attach", "[GUEST]", "connect this terminal to a guest console "
@@ -144,6 +145,8 @@ static const struct ctl_command ctl_commands[] = {
 	    "sessions too", ctl_control },
 	{ "reload", "[--json]", "reload the configuration, like SIGHUP",
 	    ctl_control },
+	{ "history", "[--from RUN:OFFSET] [--raw] GUEST [ALIAS]", "print what "
+	    "the daemon kept of a console's output", ctl_history },
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -323,6 +326,58 @@ ctl_now_ms(void)
 }
 
 /*
+ * Connect to the control socket (-s, or control_socket from the config)
+ * and send one command line: the socket, or -1 (said why).
+ */
+static int
+ctl_send(struct ctl *ctl, const char *line, size_t len, const char **pathp)
+{
+	struct sockaddr_un	 sun;
+	const char		*path;
+	int			 fd;
+
+	if (ctl->socket != NULL)
+		path = ctl->socket;
+	else {
+		/* A config with errors cannot name the socket: say so. */
+		if (ctl_config(ctl) == -1) {
+			ctl_warnx("the daemon keeps its running configuration; "
+			    "-s SOCKET reaches it without reading the file");
+			return -1;
+		}
+		path = ctl->conf->control_socket;
+	}
+	*pathp = path;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		ctl_warnx("socket path too long: %s", log_esc(path));
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		ctl_warn("cannot connect to the control socket %s%s",
+		    log_esc(path), errno == ENOENT || errno == ECONNREFUSED ?
+		    " (is virtconsoled running?)" : "");
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	/*
+	 * A daemon at its limit of control clients answers ERR and closes,
+	 * maybe before the command is written: read its answer all the same.
+	 */
+	if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len &&
+	    errno != EPIPE && errno != ECONNRESET) {
+		ctl_warn("write to %s", log_esc(path));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
  * status, list, kick [--revoke] GUEST [ALIAS], reload [--json]: one
  * command line to
  * the daemon's control socket (-s, or control_socket from the config);
@@ -331,7 +386,6 @@ ctl_now_ms(void)
 static int
 ctl_control(struct ctl *ctl, int argc, char **argv)
 {
-	struct sockaddr_un	 sun;
 	char			 line[1024], buf[4096], *nl;
 	const char		*path;
 	size_t			 len = 0, have = 0;
@@ -363,43 +417,8 @@ ctl_control(struct ctl *ctl, int argc, char **argv)
 	if (len + 1 >= sizeof line)
 		return 2;
 	line[len++] = '\n';
-	if (ctl->socket != NULL)
-		path = ctl->socket;
-	else {
-		/* A config with errors cannot name the socket: say so. */
-		if (ctl_config(ctl) == -1) {
-			ctl_warnx("the daemon keeps its running configuration; "
-			    "-s SOCKET reaches it without reading the file");
-			return 1;
-		}
-		path = ctl->conf->control_socket;
-	}
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sun.sun_path) {
-		ctl_warnx("socket path too long: %s", log_esc(path));
+	if ((fd = ctl_send(ctl, line, len, &path)) == -1)
 		return 1;
-	}
-	memcpy(sun.sun_path, path, strlen(path));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		ctl_warn("cannot connect to the control socket %s%s",
-		    log_esc(path), errno == ENOENT || errno == ECONNREFUSED ?
-		    " (is virtconsoled running?)" : "");
-		if (fd != -1)
-			close(fd);
-		return 1;
-	}
-	/*
-	 * A daemon at its limit of control clients answers ERR and closes,
-	 * maybe before the command is written: read its answer all the same.
-	 */
-	if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len &&
-	    errno != EPIPE && errno != ECONNRESET) {
-		ctl_warn("write to %s", log_esc(path));
-		close(fd);
-		return 1;
-	}
 	/* The first line says OK or ERR; the rest is the answer. */
 	for (;;) {
 		n = read(fd, buf + have, sizeof buf - have - 1);
@@ -438,6 +457,206 @@ ctl_control(struct ctl *ctl, int argc, char **argv)
 		return 1;
 	}
 	return status;
+}
+
+#define CTL_HISTORY_ANSWER_MAX	(2 * 1024 * 1024)
+
+/* The whole answer to one command line: 0 OK (body in *bodyp), 1 ERR. */
+static int
+ctl_ask(struct ctl *ctl, const char *line, char **bodyp, size_t *lenp)
+{
+	const char	*path;
+	char		*buf, *nl;
+	size_t		 have = 0, size = 65536;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = ctl_send(ctl, line, strlen(line), &path)) == -1)
+		return 1;
+	buf = xmalloc(size + 1);
+	for (;;) {
+		if (have == size) {
+			if (size >= CTL_HISTORY_ANSWER_MAX) {
+				ctl_warnx("answer too long from %s",
+				    log_esc(path));
+				goto fail;
+			}
+			size *= 2;
+			buf = xrealloc(buf, size + 1);
+		}
+		n = read(fd, buf + have, size - have);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			ctl_warn("read from %s", log_esc(path));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		have += (size_t)n;
+	}
+	close(fd);
+	buf[have] = '\0';
+	if ((nl = memchr(buf, '\n', have)) == NULL) {
+		ctl_warnx("no answer from the daemon on %s", log_esc(path));
+		free(buf);
+		return 1;
+	}
+	*nl = '\0';
+	if (strcmp(buf, "OK") != 0) {
+		fprintf(stderr, "virtconsolectl: %s\n",
+		    strncmp(buf, "ERR ", 4) == 0 ? buf + 4 : buf);
+		free(buf);
+		return 1;
+	}
+	have -= (size_t)(nl + 1 - buf);
+	memmove(buf, nl + 1, have);
+	buf[have] = '\0';
+	*bodyp = buf;
+	*lenp = have;
+	return 0;
+fail:
+	close(fd);
+	free(buf);
+	return 1;
+}
+
+/*
+ * Guest output for a terminal: control bytes as cat -v shows them (^[ for
+ * ESC, ^? for DEL), so that history cannot drive the terminal; newlines
+ * and tabs stay, a carriage return before a newline goes.
+ */
+static void
+ctl_history_print(const char *p, size_t len, int escape)
+{
+	size_t		 i;
+	unsigned char	 c;
+
+	if (!escape) {
+		(void)fwrite(p, 1, len, stdout);
+		return;
+	}
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)p[i];
+		if (c == '\r' && i + 1 < len && p[i + 1] == '\n')
+			continue;
+		if (c == '\n' || c == '\t' || (c >= 0x20 && c != 0x7f))
+			putchar(c);
+		else
+			printf("^%c", c == 0x7f ? '?' : c + '@');
+	}
+}
+
+/* A line about the history itself: on stdout with escaping, else stderr. */
+static void
+ctl_history_mark(int escape, const char *fmt, ...)
+{
+	va_list	ap;
+	FILE	*fp = escape ? stdout : stderr;
+
+	(void)fflush(stdout);
+	fputs(escape ? "\n[virtconsoled] " : "virtconsolectl: ", fp);
+	va_start(ap, fmt);
+	vfprintf(fp, fmt, ap);
+	va_end(ap);
+	fputc('\n', fp);
+}
+
+/*
+ * history [--from RUN:OFFSET] [--raw] GUEST [ALIAS]: what the daemon kept
+ * of the console, asked for in pages (control.c's history command says
+ * the records).
+ */
+static int
+ctl_history(struct ctl *ctl, int argc, char **argv)
+{
+	const char	*guest = NULL, *alias = NULL;
+	char		 from[80] = "", line[1200], *body, *p, *end, *nl;
+	char		 run[32], more[80];
+	unsigned long long a, b;
+	size_t		 len, n;
+	int		 i, raw = 0, escape, done = 0, k;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--raw") == 0)
+			raw = 1;
+		else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
+			if (strlen(argv[++i]) >= sizeof from - 8 ||
+			    strchr(argv[i], ' ') != NULL) {
+				ctl_warnx("--from wants RUN:OFFSET");
+				return 2;
+			}
+			(void)snprintf(from, sizeof from, "%s", argv[i]);
+		} else if (argv[i][0] == '-') {
+			ctl_warnx("unknown history option %s",
+			    log_esc(argv[i]));
+			ctl_usage();
+		} else if (guest == NULL)
+			guest = argv[i];
+		else if (alias == NULL)
+			alias = argv[i];
+		else
+			ctl_usage();
+	}
+	if (guest == NULL)
+		ctl_usage();
+	escape = !raw && isatty(STDOUT_FILENO);
+	while (!done) {
+		k = snprintf(line, sizeof line, "history %s%s%s%s%s\n", guest,
+		    alias != NULL ? " " : "", alias != NULL ? alias : "",
+		    from[0] != '\0' ? " from=" : "", from);
+		if (k < 0 || (size_t)k >= sizeof line ||
+		    strpbrk(guest, " \t\n") != NULL ||
+		    (alias != NULL && strpbrk(alias, " \t\n") != NULL)) {
+			ctl_warnx("bad guest or console name");
+			return 2;
+		}
+		if (ctl_ask(ctl, line, &body, &len) != 0)
+			return 1;
+		p = body;
+		end = body + len;
+		done = 1;
+		while (p < end) {
+			if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+				goto bad;
+			*nl = '\0';
+			if (sscanf(p, "BYTES %31s %llu %zu", run, &a, &n) == 3) {
+				if (n > (size_t)(end - nl - 1))
+					goto bad;
+				ctl_history_print(nl + 1, n, escape);
+				p = nl + 1 + n;
+				continue;
+			}
+			if (sscanf(p, "GAP %31s %llu %llu", run, &a, &b) == 3)
+				ctl_history_mark(escape, "bytes %llu to %llu "
+				    "of run %s are no longer kept", a, b, run);
+			else if (sscanf(p, "LOST %31s %llu %llu", run, &a,
+			    &b) == 3)
+				ctl_history_mark(escape, "output the daemon "
+				    "did not read (at %llu%s, run %s)", a,
+				    a == b ? "" : ", and what follows up to a "
+				    "later loss", run);
+			else if (sscanf(p, "RUN %31s", run) == 1)
+				ctl_history_mark(escape, "run %s: the guest "
+				    "started again", run);
+			else if (sscanf(p, "NEXT %79s", more) == 1) {
+				(void)snprintf(from, sizeof from, "%s", more);
+				done = 0;
+			} else if (strncmp(p, "END ", 4) != 0)
+				goto bad;
+			p = nl + 1;
+		}
+		free(body);
+	}
+	if (fflush(stdout) == EOF) {
+		ctl_warn("stdout");
+		return 1;
+	}
+	return 0;
+bad:
+	free(body);
+	ctl_warnx("bad history answer from the daemon");
+	return 1;
 }
 
 /* libvirt prints its errors to stderr unless told otherwise. */

@@ -358,6 +358,7 @@ main(int argc, char **argv)
 	hv_shutdown();
 	guest_shutdown();
 	vcd_drain(&v);
+	console_shutdown();
 	event_free(v.sig_term);
 	event_free(v.sig_int);
 	event_free(v.sig_hup);
