@@ -18,7 +18,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import (TAP, Client, Daemon, Lab, make_tmpdir, show,  # noqa: E402
+from vcdtest import (TAP, Client, Daemon, Lab, make_tmpdir, nonce, show,  # noqa: E402
                      vcd_binary, wait_for)
 
 t = TAP()
@@ -28,8 +28,8 @@ if not os.access(vcd_binary(), os.X_OK) or not os.access(CTL, os.X_OK):
     t.skip_all("no daemon or virtconsolectl binary next to %s" % vcd_binary())
 
 TMP = make_tmpdir("vcd-tc.")
-A, B = "tc-a", "tc-b"
-lab.remove_leftovers([A, B])
+A, B, H = "tc-a", "tc-b", "tc-h"
+lab.remove_leftovers([A, B, H])
 d = Daemon(lab.uri, {"idle_timeout": 300}, name="ctl", tmpdir=TMP)
 
 
@@ -273,6 +273,84 @@ with t.case("the token path is not reachable through it"):
     a = s.recv(4096)
     s.close()
     t.ok(a.startswith(b"ERR unknown command"), "no token or console command on the control socket", a)
+
+def hist(*args):
+    """virtconsolectl history, its stdout as bytes (not a terminal)."""
+    r = subprocess.run([CTL, "-f", d.conf_path, "history"] + list(args),
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
+
+def session_says(guest, text):
+    """A client types echo of text (split so the echo of the command line
+    does not match), waits for it, and leaves with the escape key."""
+    c = Client(d.sock(guest))
+    ok = c.wait_prompt(40)
+    half = len(text) // 2
+    c.send(("echo %s''%s\r" % (text[:half], text[half:])).encode())
+    ok = ok and c.read_until(text.encode(), 15) is not None
+    c.escape()
+    c.expect_end("disconnected", "escape key", 10)
+    return ok
+
+
+with t.case("history"):
+    r = lab.define(H)
+    t.ok(r.returncode == 0 and lab.start(H).returncode == 0, "define and start %s" % H, r.stderr)
+    t.ok(wait_for(lambda: os.path.exists(d.sock(H)), 20), "its socket appears")
+    m1 = "HIST1-" + nonce()
+    t.ok(session_says(H, m1), "a session on %s prints %s and leaves" % (H, m1))
+    rc, out, err = hist(H)
+    t.ok(rc == 0 and m1.encode() in out, "history %s: what that session saw is kept after it left" % H,
+         "rc %d" % rc, show(out[-300:]), err)
+    runs = re.findall(r"run ([0-9a-f]+)", err)
+    t.ok(re.search(r"output the daemon did not read \(at 0, run [0-9a-f]+\)", err) and runs,
+         "not a terminal: the bytes exactly on stdout, the loss before the first open on stderr", err)
+    run1 = runs[0] if runs else "0"
+    rc, raw, err2 = hist("--raw", H)
+    t.ok(rc == 0 and raw == out, "--raw gives the same bytes", show(raw[-200:]))
+    m2 = "HIST2-" + nonce()
+    t.ok(session_says(H, m2), "a second session prints %s" % m2)
+    rc, out, err = hist(H, "serial0")
+    t.ok(rc == 0 and out.find(m1.encode()) < out.find(m2.encode()) and
+         len(re.findall(r"did not read", err)) == 2,
+         "GUEST ALIAS: both, in order, with the loss between the two sessions told", err)
+    rc, out2, err = hist("--from", "%s:%d" % (run1, len(out)), H)
+    t.ok(rc == 0 and out2 == b"", "--from the end of the run: nothing, exit 0", show(out2), err)
+    rc, out, err = hist("--from", "%s:%d" % (run1, len(out) + 1000), H)
+    t.ok(rc == 1 and "past the end" in err, "--from past the end: exit 1, a clear error", err)
+    rc, out, err = hist("--from", "1234:0", H)
+    t.ok(rc == 1 and "not kept" in err, "--from an unknown run: exit 1, a clear error", err)
+    rc, out, err = hist("--from", "nonsense", H)
+    t.ok(rc == 1 and "RUN:OFFSET" in err, "--from that is not RUN:OFFSET: exit 1", err)
+    rc, out, err = hist("tc-no-such-guest")
+    t.ok(rc == 1 and "unknown guest" in err, "an unknown guest: exit 1", err)
+    # 400 KB through a 1M history: the answer comes in several pages.
+    t.ok(d.reload({"history": "1M"}), "reload with history = 1M")
+    c = Client(d.sock(H))
+    ok = c.wait_prompt(40)
+    c.send(b"yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY | head -c 400000; echo BIG-$((6*7))\r")
+    ok = ok and c.read_until(rb"BIG-42", 60) is not None
+    c.escape()
+    rc, out, err = hist(H)
+    t.ok(ok and rc == 0 and b"BIG-42" in out and out.count(b"0123456789abcdefghij") >= 6000 and m1.encode() in out,
+         "400 KB of output: all of it and the earlier sessions' (answers of 256 KiB, paged)",
+         "rc %d, %d bytes" % (rc, len(out)), err)
+    # A new run: the guest stops and starts again.
+    t.ok(lab.destroy(H).returncode == 0 and lab.start(H).returncode == 0, "%s stopped and started again" % H)
+    m3 = "HIST3-" + nonce()
+    t.ok(session_says(H, m3), "a session in the new run prints %s" % m3)
+    rc, out, err = hist(H)
+    runs2 = re.findall(r"run ([0-9a-f]+): the guest started again", err)
+    t.ok(rc == 0 and m1.encode() in out and m3.encode() in out and len(runs2) == 1 and runs2[0] != run1,
+         "history: the previous run, then 'the guest started again' with a new run id, then the new one", err)
+    t.ok(d.reload({"history_runs": 1}), "reload with history_runs = 1")
+    rc, out, err = hist(H)
+    t.ok(rc == 0 and m1.encode() not in out and m3.encode() in out,
+         "history_runs = 1: only the current run is kept", err)
+    rc, out, err = hist("--from", "%s:0" % run1, H)
+    t.ok(rc == 1 and "not kept" in err, "the dropped run's offsets: 'not kept'", err)
+    t.ok(d.reload({"history": None, "history_runs": None}), "reload back to the defaults")
 
 with t.case("exit"):
     rc = d.stop()
