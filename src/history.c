@@ -50,15 +50,23 @@
  * from == to, and a reader there is told the gap before the bytes after
  * it.  A run keeps HISTORY_GAPS_MAX (64) records at most, in offset order,
  * so that memory stays bounded whatever a guest, or a peer that steals
- * the console over and over, does.  One more merges the two oldest into
- * one, [from of the first, to of the second) (counted in gaps_merged): the
- * bytes between them become part of the unknown gap and are never read
- * again, so that no two bytes from either side of a loss are ever joined.
- * That is the price of the bound: bytes, from the oldest loss kept to the
- * second oldest, not a silent join.  Only the oldest record can be a
- * range (every merge takes the oldest), and with losses kept coming it
- * grows: a console stolen or re-attached more than 64 times in a run
- * reads as one unknown gap from its oldest loss kept to its 64th newest.
+ * the console over and over, does.  One more loss merges two neighbours
+ * among the 65 records (the new loss is the newest) into one, [from of
+ * the first, to of the second) (counted in gaps_merged): the bytes between
+ * them become part of the unknown gap and are never read again, so that
+ * no two bytes from either side of a loss are ever joined.  That is the
+ * price of the bound: bytes, not a silent join.  The pair merged is the
+ * one whose merge hides the fewest bytes still kept, those between the
+ * first's `to` and the second's `from` that are in the head or the tail
+ * (bytes in the hole, or dropped before the tail, cost nothing); of equal
+ * pairs, the oldest.  A scan of 64 pairs per loss past the bound.  Why
+ * not the oldest pair: under capture = attached the console records a
+ * loss at every attach, often the first at offset 0, so 64 attaches in a
+ * run would have merged the boot log (the head) into one unknown gap, and
+ * the boot log is what a reader most wants; now merging it costs its
+ * length, and the shorter spans between attaches go first (only spans
+ * all longer than the boot log would take it).  Any record can so become
+ * a range, and ranges grow where losses are dense.
  *
  * A reader at or inside a range (from <= offset < to) is told an unknown
  * gap from its offset to `to`, and moves to `to`, the gap told.  It is
@@ -479,11 +487,57 @@ history_append(struct history *h, const void *p, size_t n)
 	history_run_append(history_current(h), p, n);
 }
 
+/* How many of the bytes [from, to) of r are kept, in the head or the tail. */
+static uint64_t
+history_run_kept(const struct history_run *r, uint64_t from, uint64_t to)
+{
+	uint64_t	kept = 0, a, b;
+
+	a = from;
+	b = to < r->head_end ? to : r->head_end;
+	if (a < b)
+		kept += b - a;
+	a = from > r->tail_start ? from : r->tail_start;
+	if (a < r->head_end)
+		a = r->head_end;
+	b = to < r->total ? to : r->total;
+	if (a < b)
+		kept += b - a;
+	return kept;
+}
+
+/*
+ * With HISTORY_GAPS_MAX records and a new loss at r->total (record
+ * HISTORY_GAPS_MAX, not stored), the first i whose merge with record
+ * i + 1 hides the fewest kept bytes: those between record i's end and
+ * record i + 1's start.
+ */
+static size_t
+history_gaps_cheapest(const struct history_run *r)
+{
+	uint64_t	cost, least = UINT64_MAX, next;
+	size_t		i, best = 0;
+
+	for (i = 0; i < HISTORY_GAPS_MAX; i++) {
+		next = i + 1 < HISTORY_GAPS_MAX ? r->gaps[i + 1].from :
+		    r->total;
+		cost = history_run_kept(r, r->gaps[i].to, next);
+		if (cost < least) {
+			least = cost;
+			best = i;
+			if (cost == 0)
+				break;
+		}
+	}
+	return best;
+}
+
 /* Bytes of unknown length were lost here, in the current run. */
 void
 history_gap(struct history *h)
 {
 	struct history_run	*r = history_current(h);
+	size_t			 i;
 
 	/* A loss where the last gap ends is in that gap already. */
 	if (r->ngaps > 0 && r->gaps[r->ngaps - 1].to == r->total)
@@ -491,12 +545,18 @@ history_gap(struct history *h)
 	if (r->gaps == NULL)
 		r->gaps = xcalloc(HISTORY_GAPS_MAX, sizeof *r->gaps);
 	if (r->ngaps == HISTORY_GAPS_MAX) {
-		/* The two oldest become one; what was between them is lost. */
-		r->gaps[0].to = r->gaps[1].to;
-		memmove(r->gaps + 1, r->gaps + 2,
-		    (HISTORY_GAPS_MAX - 2) * sizeof *r->gaps);
-		r->ngaps--;
 		r->gaps_merged++;
+		i = history_gaps_cheapest(r);
+		if (i == HISTORY_GAPS_MAX - 1) {
+			/* The newest record and this loss: one. */
+			r->gaps[i].to = r->total;
+			return;
+		}
+		/* Records i and i + 1 become one; what was between is lost. */
+		r->gaps[i].to = r->gaps[i + 1].to;
+		memmove(r->gaps + i + 1, r->gaps + i + 2,
+		    (HISTORY_GAPS_MAX - i - 2) * sizeof *r->gaps);
+		r->ngaps--;
 	}
 	r->gaps[r->ngaps].from = r->gaps[r->ngaps].to = r->total;
 	r->ngaps++;

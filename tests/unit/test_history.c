@@ -2,11 +2,12 @@
  * Unit tests of the console history (src/history.c): appends across chunk
  * boundaries, the head, the tail and the hole between them, readers behind
  * the oldest byte, gaps of unknown length in order with the bytes, the
- * bound on gaps (the two oldest merged, their bytes never joined across a
- * loss), runs and their ids, limits of 0, tail=BYTES, new limits, the
- * memory bound over 50 MB of output, and random sequences of operations
- * checked against a reference model that keeps every byte and every loss.
- * No event loop: milliseconds.
+ * bound on gaps (the two neighbours hiding the fewest kept bytes merged,
+ * the oldest of equals, their bytes never joined across a loss; the boot
+ * log kept through many attaches), runs and their ids, limits of 0,
+ * tail=BYTES, new limits, the memory bound over 50 MB of output, and
+ * random sequences of operations checked against a reference model that
+ * keeps every byte and every loss.  No event loop: milliseconds.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -432,7 +433,10 @@ test_unknown(void)
 	    "unknown: a gap older than the oldest byte is forgotten");
 	history_free(h);
 
-	/* The bound: 70 gaps, the oldest 7 merged into one by 6 merges. */
+	/*
+	 * The bound: 70 gaps, the oldest 7 merged into one by 6 merges (all
+	 * spans 1 byte: the oldest pair of equals each time).
+	 */
 	h = history_new(1000, 0, 1);
 	id = history_run(h);
 	for (i = 0; i < 70; i++) {
@@ -753,6 +757,186 @@ test_merge(void)
 	    "merge: tail=129 starts inside it: cut to its end, likewise");
 	is_int(history_tail_start(h, 126), 4,
 	    "merge: a window after it is not moved");
+	history_free(h);
+}
+
+
+/*
+ * The pair merged is the one hiding the fewest kept bytes, the oldest of
+ * equals: the boot log outlives many attaches (a loss at each), a short
+ * span goes before longer ones, and one all in the hole before any.
+ */
+static void
+test_cheapest(void)
+{
+	static char		 loss[204097];
+	struct history		*h;
+	struct history_run_info	 ri;
+	struct joins		 j;
+	const char		*s, *q;
+	uint64_t		 id, o, merged;
+	size_t			 most, maxgaps;
+	unsigned int		 k, at0, unknown;
+	int			 fine;
+
+	/*
+	 * A 4 KiB boot log, then 200 attaches with 10 bytes each, head
+	 * 64 KiB: with a loss at 0 (the console came to a running guest)
+	 * and without.
+	 */
+	for (at0 = 0; at0 < 2; at0++) {
+		memset(loss, 0, sizeof loss);
+		h = history_new(65536, 65536, 1);
+		id = history_run(h);
+		if (at0) {
+			history_gap(h);
+			loss[0] = 1;
+		}
+		append_pat(h, 0, 4096);
+		gaps_and_bytes(h, loss, 4096, 200, 10);
+		ri = info_now(h);
+		merged = 200 + at0 - HISTORY_GAPS_MAX;
+		ok(ri.gaps == HISTORY_GAPS_MAX && ri.gaps_merged == merged &&
+		    ri.total == 6096, "cheapest: %s4 KiB boot log and 200 "
+		    "attaches keep 64 records, %llu merges (%zu, %llu)",
+		    at0 ? "a loss at 0, " : "", (unsigned long long)merged,
+		    ri.gaps, (unsigned long long)ri.gaps_merged);
+		exp_reset();
+		if (at0)
+			exp_unknown(0, 0);
+		exp_pat(0, 4096);
+		exp_unknown(4096, 4096 + 10 * merged);
+		for (o = 4096 + 10 * merged; o < 6096; o += 10) {
+			exp_pat(o, o + 10);
+			if (o + 10 < 6096)
+				exp_unknown(o + 10, o + 10);
+		}
+		exp_add("[end]");
+		is_str(walk(h, id, 0, 0, 0), expbuf, "cheapest: %sa reader "
+		    "from 0 gets the boot log 0-4095 whole, then the oldest "
+		    "attaches as one unknown gap, then each loss before its "
+		    "bytes", at0 ? "after the loss at 0, " : "");
+		j = check_joins(h, id, loss, 6096, 0, 0, 4096);
+		ok(!j.joined && !j.untrue && !j.wrong && j.hidden == 4096 &&
+		    j.unknown == HISTORY_GAPS_MAX,
+		    "cheapest: %sall 4096 bytes of the boot log read, no "
+		    "join, every unknown gap holds a loss (%lu boot bytes, %lu "
+		    "unknown)", at0 ? "a loss at 0: " : "", j.hidden,
+		    j.unknown);
+		history_free(h);
+	}
+
+	/* One span of 1 byte among spans of 10: it goes first. */
+	memset(loss, 0, sizeof loss);
+	h = history_new(100000, 0, 1);
+	id = history_run(h);
+	gaps_and_bytes(h, loss, 0, 31, 10);		/* 0, 10 ... 300 */
+	gaps_and_bytes(h, loss, 310, 1, 1);		/* 310 */
+	gaps_and_bytes(h, loss, 311, 32, 10);		/* 311 ... 621 */
+	history_gap(h);					/* the 65th */
+	loss[631] = 1;
+	s = walk(h, id, 0, 0, 0);
+	for (unknown = 0, q = s; (q = strstr(q, "[?")) != NULL; q++)
+		unknown++;
+	ok(info_now(h).gaps == HISTORY_GAPS_MAX &&
+	    info_now(h).gaps_merged == 1 && strstr(s, "[?310-311]") != NULL &&
+	    strncmp(s, "[?0]", 4) == 0 && unknown == HISTORY_GAPS_MAX,
+	    "cheapest: the 65th loss merges the two around the 1-byte span, "
+	    "not the oldest two");
+	j = check_joins(h, id, loss, 631, 0, 310, 311);
+	ok(!j.joined && !j.untrue && !j.wrong && j.hidden == 0 &&
+	    j.bytes == 630, "cheapest: only that byte is hidden (%lu bytes "
+	    "read)", j.bytes);
+	history_free(h);
+
+	/*
+	 * A span all in the hole goes before any: head 100, a range 95-105
+	 * across its end, a range cut to start at tail_start, the hole
+	 * between them.
+	 */
+	memset(loss, 0, sizeof loss);
+	h = history_new(100000, 100, 1);
+	id = history_run(h);
+	append_pat(h, 0, 95);
+	gaps_and_bytes(h, loss, 95, 1, 10);		/* 95 */
+	gaps_and_bytes(h, loss, 105, 1, 20);		/* 105 */
+	gaps_and_bytes(h, loss, 125, 62, 20);		/* 125 ... 1345 */
+	gaps_and_bytes(h, loss, 1365, 1, 5);		/* 95 and 105 merge */
+	ri = info_now(h);
+	fine = ri.gaps == HISTORY_GAPS_MAX && ri.gaps_merged == 1 &&
+	    strstr(walk(h, id, 0, 0, 0), "[?95-105]") != NULL;
+	gaps_and_bytes(h, loss, 1370, 1, 7);		/* 1365 and 1370 */
+	ri = info_now(h);
+	ok(fine && ri.gaps == HISTORY_GAPS_MAX && ri.gaps_merged == 2 &&
+	    strstr(walk(h, id, 0, 0, 0), "[?95-105]") != NULL &&
+	    strstr(walk(h, id, 0, 0, 0), "[?1365-1370]") != NULL,
+	    "cheapest: a 10-byte span merges before 20-byte ones, then the "
+	    "newest, 5 bytes, whatever their age");
+	history_set_limits(h, 10, 100, 1);	/* the tail 1367-1377 */
+	history_set_limits(h, 100000, 100, 1);	/* the hole 100-1367 stays */
+	exp_reset();
+	exp_pat(0, 95);
+	exp_unknown(95, 105);
+	exp_gap(105, 1367);
+	exp_unknown(1367, 1370);
+	exp_pat(1370, 1377);
+	exp_add("[end]");
+	ri = info_now(h);
+	ok(ri.gaps == 2 && ri.head_end == 100 && ri.tail_start == 1367 &&
+	    strcmp(walk(h, id, 0, 0, 0), expbuf) == 0, "cheapest: the hole "
+	    "forgets the losses in it and cuts 1365-1370 to 1367-1370");
+	gaps_and_bytes(h, loss, 1377, 63, 20);		/* 1377 ... 2617 */
+	ri = info_now(h);
+	exp_reset();
+	exp_pat(0, 95);
+	exp_unknown(95, 1370);
+	exp_pat(1370, 1377);
+	for (o = 1377; o < 2637; o += 20) {
+		exp_unknown(o, o);
+		exp_pat(o, o + 20);
+	}
+	exp_add("[end]");
+	ok(ri.gaps == HISTORY_GAPS_MAX && ri.gaps_merged == 3 &&
+	    strcmp(walk(h, id, 0, 0, 0), expbuf) == 0,
+	    "cheapest: the two ranges with only the hole between them merge "
+	    "first, 95-1370, the head's 0-94 still read");
+	history_free(h);
+
+	/*
+	 * Bounded: 20000 attaches of 10 bytes after the boot log, head and
+	 * tail 64 KiB: the head fills, a hole opens, and still 64 records,
+	 * at most history + history_head held, the boot log whole.
+	 */
+	memset(loss, 0, sizeof loss);
+	h = history_new(65536, 65536, 1);
+	id = history_run(h);
+	history_gap(h);
+	loss[0] = 1;
+	append_pat(h, 0, 4096);
+	most = maxgaps = 0;
+	for (k = 0; k < 20000; k++) {
+		gaps_and_bytes(h, loss, 4096 + 10 * (uint64_t)k, 1, 10);
+		if (history_held(h) > most)
+			most = history_held(h);
+		if (info_now(h).gaps > maxgaps)
+			maxgaps = info_now(h).gaps;
+	}
+	ri = info_now(h);
+	ok(most <= 65536 + 65536 && maxgaps == HISTORY_GAPS_MAX &&
+	    ri.gaps_merged > 0 && ri.tail_start > ri.head_end,
+	    "cheapest: 20000 attaches: at most %zu bytes held (bound %d), "
+	    "%zu gap records, %llu merges", most,
+	    65536 + 65536, maxgaps, (unsigned long long)ri.gaps_merged);
+	j = check_joins(h, id, loss, 204096, 0, 0, 4096);
+	exp_reset();
+	exp_unknown(0, 0);
+	exp_pat(0, 4096);
+	exp_unknown(4096, 4096);
+	ok(!j.joined && !j.untrue && !j.wrong && j.hidden == 4096 &&
+	    j.unknown <= HISTORY_GAPS_MAX && strncmp(walk(h, id, 0, 0, 0),
+	    expbuf, explen - 1) == 0, "cheapest: and the boot log 0-4095 "
+	    "read whole after the loss at 0 (%lu boot bytes, %lu unknown "
+	    "gaps, %lu bytes)", j.hidden, j.unknown, j.bytes);
 	history_free(h);
 }
 
@@ -1113,7 +1297,8 @@ struct model {
 struct coverage {
 	unsigned long	 bytes, gap, unknown, end_next, beyond, no_run;
 	unsigned long	 holes, rebuilds, dropped_runs, wraps, tails;
-	unsigned long	 merges, ranges, range_ends, cuts, after_loss;
+	unsigned long	 merges, merges_inside, merges_free;
+	unsigned long	 ranges, range_ends, cuts, after_loss;
 	unsigned long	 checks, failed;
 };
 static struct coverage	cov;
@@ -1188,27 +1373,58 @@ model_append(struct model *m, const char *p, size_t n)
 	model_prune(r);
 }
 
+/*
+ * The bytes [a, b) of r a reader could still get: all of them but those
+ * in the hole (or dropped before the tail, a hole from 0).
+ */
+static uint64_t
+model_kept(const struct mrun *r, uint64_t a, uint64_t b)
+{
+	uint64_t	ha = max64(a, r->head_end), hb = min64(b, r->tail_start);
+
+	return (b - a) - (ha < hb ? hb - ha : 0);
+}
+
 static void
 model_gap(struct model *m)
 {
 	struct mrun	*r = &m->run[m->n - 1];
+	struct mgap	 all[HISTORY_GAPS_MAX + 1];
+	uint64_t	 cost, least;
+	size_t		 i, best;
 
 	model_reserve(r, r->len);
 	r->loss[r->len] = 1;
 	if (r->ngaps > 0 && r->gaps[r->ngaps - 1].to == r->len)
 		return;		/* within the last gap already */
-	if (r->ngaps == HISTORY_GAPS_MAX) {
-		/* The two oldest: one, from the first's start to the
-		   second's end. */
-		r->gaps[0].to = r->gaps[1].to;
-		memmove(r->gaps + 1, r->gaps + 2,
-		    sizeof r->gaps - 2 * sizeof r->gaps[0]);
-		r->ngaps--;
-		r->merged++;
-		cov.merges++;
+	memcpy(all, r->gaps, r->ngaps * sizeof all[0]);
+	all[r->ngaps].from = all[r->ngaps].to = r->len;
+	if (r->ngaps < HISTORY_GAPS_MAX) {
+		r->gaps[r->ngaps] = all[r->ngaps];
+		r->ngaps++;
+		return;
 	}
-	r->gaps[r->ngaps].from = r->gaps[r->ngaps].to = r->len;
-	r->ngaps++;
+	/* 65 records: the neighbours hiding the fewest kept bytes, the
+	   oldest such, become one. */
+	best = 0;
+	least = model_kept(r, all[0].to, all[1].from);
+	for (i = 1; i < HISTORY_GAPS_MAX; i++) {
+		cost = model_kept(r, all[i].to, all[i + 1].from);
+		if (cost < least) {
+			least = cost;
+			best = i;
+		}
+	}
+	all[best].to = all[best + 1].to;
+	memmove(all + best + 1, all + best + 2,
+	    (HISTORY_GAPS_MAX - 1 - best) * sizeof all[0]);
+	memcpy(r->gaps, all, sizeof r->gaps);
+	r->merged++;
+	cov.merges++;
+	if (best > 0)
+		cov.merges_inside++;
+	if (least == 0)
+		cov.merges_free++;
 }
 
 static void
@@ -1532,7 +1748,7 @@ test_model(void)
 	int		 op, nop = 60;
 	unsigned int	 i;
 	size_t		 n, limit, head;
-	uint64_t	 r, id;
+	uint64_t	 r, id, k;
 
 	memset(&cov, 0, sizeof cov);
 	for (seq = 0; seq < nseq; seq++) {
@@ -1578,12 +1794,20 @@ test_model(void)
 					fail("set_limits refused", seq, op);
 				model_set_limits(&m, limit, head, i);
 			} else {
-				/* Many gaps in a row, to reach the bound. */
+				/*
+				 * Many gaps in a row, to reach the bound:
+				 * one byte after each, or a few bytes, or
+				 * up to 400, so that merges choose.
+				 */
+				k = rnd_below(3);
 				for (i = 0; i < 70; i++) {
 					history_gap(h);
 					model_gap(&m);
-					history_append(h, "\n", 1);
-					model_append(&m, "\n", 1);
+					n = k == 0 ? 1 : 1 + rnd_below(k == 1 ?
+					    4 : 400);
+					random_bytes(buf, n);
+					history_append(h, buf, n);
+					model_append(&m, buf, n);
 				}
 			}
 			model_check(h, &m, seq, op);
@@ -1608,12 +1832,14 @@ test_model(void)
 	    "model: holes after a head (%lu), new limits (%lu), runs dropped "
 	    "(%lu), rings wrapped (%lu), tail starts (%lu) were checked",
 	    cov.holes, cov.rebuilds, cov.dropped_runs, cov.wraps, cov.tails);
-	ok(cov.merges > 0 && cov.ranges > 0 && cov.range_ends > 0 &&
-	    cov.cuts > 0 && cov.after_loss > 0,
-	    "model: gaps merged (%lu), readers in a range (%lu) and at its "
-	    "end (%lu), ranges cut by the hole (%lu), bytes just after a "
-	    "loss (%lu) were checked", cov.merges, cov.ranges,
-	    cov.range_ends, cov.cuts, cov.after_loss);
+	ok(cov.merges > 0 && cov.merges_inside > 0 && cov.ranges > 0 &&
+	    cov.range_ends > 0 && cov.cuts > 0 && cov.after_loss > 0,
+	    "model: gaps merged (%lu; of them past the oldest pair %lu, "
+	    "hiding nothing kept %lu, see test_cheapest), readers in a "
+	    "range (%lu) and at its end (%lu), ranges cut by the hole "
+	    "(%lu), bytes just after a loss (%lu) were checked", cov.merges,
+	    cov.merges_inside, cov.merges_free, cov.ranges, cov.range_ends,
+	    cov.cuts, cov.after_loss);
 }
 
 int
@@ -1627,6 +1853,7 @@ main(void)
 	test_behind();
 	test_unknown();
 	test_merge();
+	test_cheapest();
 	test_runs();
 	test_zero();
 	test_tail_start();
