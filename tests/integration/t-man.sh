@@ -110,7 +110,8 @@ sed -n '/^config_new(void)/,/^}/p' "$SRC/config.c" |
 # A number of bytes as virtconsoled.conf writes sizes: 4K, 1M, 1G.
 size_name() {
 	local v=$1
-	if [ $((v % (1 << 30))) -eq 0 ]; then echo "$((v >> 30))G"
+	if [ "$v" -eq 0 ]; then echo 0
+	elif [ $((v % (1 << 30))) -eq 0 ]; then echo "$((v >> 30))G"
 	elif [ $((v % (1 << 20))) -eq 0 ]; then echo "$((v >> 20))M"
 	elif [ $((v % (1 << 10))) -eq 0 ]; then echo "$((v >> 10))K"
 	else echo "$v"; fi
