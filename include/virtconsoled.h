@@ -122,6 +122,7 @@ struct config {
 	size_t			 history;	/* tail bytes per run */
 	size_t			 history_head;	/* first bytes per run */
 	unsigned int		 history_runs;	/* runs kept per console */
+	size_t			 attach_replay;	/* history to unix clients */
 	/* web */
 	struct config_listens	 listens;
 	char			*tls_cert;
@@ -425,6 +426,8 @@ void		 console_shutdown(void);
 void		 console_reconfigure(const struct config *);
 const struct history *console_history(const char *, const char *);
 size_t		 console_history_held(void);
+void		 console_history_tail(const struct console_client *, size_t,
+		     struct evbuffer *);
 void		 console_close_all(enum session_reason);
 unsigned int	 console_count(void);
 extern struct fsm console_fsm;

@@ -97,6 +97,8 @@ static const struct config_key config_keys[] = {
 	{ "history_head", CONFIG_SIZE, CONFIG_OFF(history_head),
 	    0, 1ULL << 30, 0 },
 	{ "history_runs", CONFIG_COUNT, CONFIG_OFF(history_runs), 1, 16, 0 },
+	{ "attach_replay", CONFIG_SIZE, CONFIG_OFF(attach_replay),
+	    0, 1ULL << 30, 0 },
 	/* web front door */
 	{ "listen", CONFIG_LISTEN, CONFIG_OFF(listens), 0, 0, 1 },
 	{ "tls_cert", CONFIG_PATH_NONE, CONFIG_OFF(tls_cert), 0, 0, 0 },
@@ -956,6 +958,7 @@ config_new(void)
 	cfg->history = 256 * 1024;
 	cfg->history_head = 64 * 1024;
 	cfg->history_runs = 2;
+	cfg->attach_replay = 0;
 
 	TAILQ_INIT(&cfg->listens);
 	cfg->tls_cert = NULL;

@@ -164,6 +164,7 @@ static struct {
 	int			 idle_output_resets;
 	int			 escape;
 	size_t			 max_buffer;
+	size_t			 attach_replay;	/* history to unix clients */
 } sess = {
 	.table = TAILQ_HEAD_INITIALIZER(sess.table),
 };
@@ -707,6 +708,31 @@ session_attach(struct session *s)
 	}
 }
 
+/*
+ * A client of a per-guest socket (no door of its own) gets the last
+ * attach_replay bytes of the console's history first, as output.
+ */
+static void
+session_replay(struct session *s)
+{
+	struct evbuffer	*buf;
+	size_t		 len;
+	char		*p;
+
+	if (s->door != NULL || sess.attach_replay == 0 ||
+	    (buf = evbuffer_new()) == NULL)
+		return;
+	console_history_tail(s->console, sess.attach_replay, buf);
+	if ((len = evbuffer_get_length(buf)) > 0 &&
+	    (p = (char *)evbuffer_pullup(buf, -1)) != NULL) {
+		log_info("session %u guest=%s dev=%s: %zu bytes of history "
+		    "replayed", s->id, log_esc(s->guest), log_esc(s->alias),
+		    len);
+		session_console_output(s, p, len);
+	}
+	evbuffer_free(buf);
+}
+
 /* The console is open: bytes flow. */
 static void
 session_opened(struct session *s)
@@ -717,6 +743,8 @@ session_opened(struct session *s)
 		return;
 	session_touch(s);
 	session_idle_arm(s, (double)sess.idle_timeout);
+	if (!left)
+		session_replay(s);
 	/* Input typed while waiting goes out now. */
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 		session_read_cb(s->bev, s);
@@ -953,6 +981,7 @@ session_reconfigure(const struct config *conf)
 	sess.idle_output_resets = conf->idle_output_resets;
 	sess.escape = conf->escape;
 	sess.max_buffer = conf->max_buffer;
+	sess.attach_replay = conf->attach_replay;
 	console_reconfigure(conf);
 	if (old_idle == sess.idle_timeout)
 		return;

@@ -325,6 +325,18 @@ with t.case("history"):
     t.ok(rc == 1 and "RUN:OFFSET" in err, "--from that is not RUN:OFFSET: exit 1", err)
     rc, out, err = hist("tc-no-such-guest")
     t.ok(rc == 1 and "unknown guest" in err, "an unknown guest: exit 1", err)
+    t.ok(d.reload({"attach_replay": "4K"}), "reload with attach_replay = 4K")
+    m0 = d.mark()
+    c = Client(d.sock(H))
+    got = c.read_until(m2.encode(), 10)
+    t.ok(got is not None and m1.encode() not in c.buf,
+         "attach_replay: a new client of the per-guest socket first gets the last session's "
+         "output, not what came before the loss between the sessions", show(c.buf[-300:]))
+    t.ok(d.wait_log(r"session \d+ guest=%s dev=serial0: \d+ bytes of history replayed" % H, since=m0),
+         "the replay is logged with its size", d.log_tail(5, m0))
+    c.escape()
+    c.expect_end("disconnected", "escape key", 10)
+    t.ok(d.reload({"attach_replay": None}), "reload back to attach_replay = 0")
     # 400 KB through a 1M history: the answer comes in several pages.
     t.ok(d.reload({"history": "1M"}), "reload with history = 1M")
     c = Client(d.sock(H))
