@@ -281,13 +281,17 @@ def hist(*args):
     return r.returncode, r.stdout, r.stderr.decode(errors="replace")
 
 
-def session_says(guest, text):
+def session_says(guest, text, inverse=False):
     """A client types echo of text (split so the echo of the command line
-    does not match), waits for it, and leaves with the escape key."""
+    does not match), waits for it, and leaves with the escape key; with
+    inverse, the guest prints it between ESC [7m and ESC [0m."""
     c = Client(d.sock(guest))
     ok = c.wait_prompt(40)
     half = len(text) // 2
-    c.send(("echo %s''%s\r" % (text[:half], text[half:])).encode())
+    if inverse:
+        c.send(("printf '\\033[7m%%s\\033[0m\\n' %s''%s\r" % (text[:half], text[half:])).encode())
+    else:
+        c.send(("echo %s''%s\r" % (text[:half], text[half:])).encode())
     ok = ok and c.read_until(text.encode(), 15) is not None
     c.escape()
     c.expect_end("disconnected", "escape key", 10)
@@ -299,7 +303,7 @@ with t.case("history"):
     t.ok(r.returncode == 0 and lab.start(H).returncode == 0, "define and start %s" % H, r.stderr)
     t.ok(wait_for(lambda: os.path.exists(d.sock(H)), 20), "its socket appears")
     m1 = "HIST1-" + nonce()
-    t.ok(session_says(H, m1), "a session on %s prints %s and leaves" % (H, m1))
+    t.ok(session_says(H, m1, inverse=True), "a session on %s prints %s (in inverse video) and leaves" % (H, m1))
     rc, out, err = hist(H)
     t.ok(rc == 0 and m1.encode() in out, "history %s: what that session saw is kept after it left" % H,
          "rc %d" % rc, show(out[-300:]), err)
@@ -307,6 +311,14 @@ with t.case("history"):
     t.ok(re.search(r"output the daemon did not read \(at 0, run [0-9a-f]+\)", err) and runs,
          "not a terminal: the bytes exactly on stdout, the loss before the first open on stderr", err)
     run1 = runs[0] if runs else "0"
+    # On a terminal (script(1) gives one): control bytes made visible.
+    r = subprocess.run(["script", "-qec", "%s -f %s history %s" % (CTL, d.conf_path, H), "/dev/null"],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    t.ok(r.returncode == 0 and b"\x1b[7m" + m1.encode() in out and b"\x1b" not in r.stdout and
+         b"^[[7m" + m1.encode() in r.stdout
+         and m1.encode() in r.stdout and b"[virtconsoled] output the daemon did not read" in r.stdout,
+         "on a terminal: ESC shown as ^[ (the guest's escape sequences cannot drive it), "
+         "the loss told in line", show(r.stdout[-300:]))
     rc, raw, err2 = hist("--raw", H)
     t.ok(rc == 0 and raw == out, "--raw gives the same bytes", show(raw[-200:]))
     m2 = "HIST2-" + nonce()
