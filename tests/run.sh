@@ -119,6 +119,10 @@ if [ "$LAB_OK" = 1 ]; then
 	    /usr/bin/python3 "$TOP/tests/integration/t-websockify.py"
 	run_tap t-sessions-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-sessions.py"
+	# The control socket and virtconsolectl (history: its pages, the
+	# terminal escaping, attach_replay, reloads of its limits).
+	run_tap t-control-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-control.py"
 	# The web front door (HTTP, tokens, WebSocket, TLS, bad input) and
 	# its authentication.
 	run_tap t-web-asan env VCD_BUILD="$TOP/build-asan" \

@@ -18,8 +18,8 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import (TAP, Client, Daemon, Lab, make_tmpdir, nonce, show,  # noqa: E402
-                     vcd_binary, wait_for)
+from vcdtest import (TAP, Client, Daemon, Lab, make_tmpdir, no_sanitizer_report,  # noqa: E402
+                     nonce, show, vcd_binary, wait_for)
 
 t = TAP()
 lab = Lab(t)
@@ -380,5 +380,6 @@ with t.case("exit"):
     rc = d.stop()
     t.ok(rc == 0 and not os.path.exists(d.conf["control_socket"]),
          "SIGTERM: exit 0, the control socket is removed", "rc %s" % rc)
+    no_sanitizer_report(t, [d], "no ASan/UBSan report in the daemon's log")
 
 t.done()
