@@ -1,6 +1,6 @@
 /*
  * The control socket: a unix socket (mode 0600) for virtconsolectl's
- * status, list, kick and reload.  Only root and the daemon's own user may
+ * status, list, kick, reload and history.  Only root and the daemon's own user may
  * use it (checked with SO_PEERCRED too, in case the file mode is changed).
  * It administers sessions; it never hands out consoles or tokens, so it
  * cannot bypass the web front door's authentication.
@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -166,6 +167,25 @@ control_list(struct evbuffer *b, int json)
  *
  * RUN is the run id in hex.  virtconsolectl history pages through it.
  */
+/* RUN:OFFSET[:1], the run in hex and the offset in decimal, exactly. */
+static int
+control_parse_pos(const char *s, struct history_pos *pos)
+{
+	char	*end;
+
+	if (!isxdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	pos->run = strtoull(s, &end, 16);
+	if (errno != 0 || *end != ':' || !isdigit((unsigned char)end[1]))
+		return -1;
+	pos->offset = strtoull(end + 1, &end, 10);
+	if (errno != 0)
+		return -1;
+	pos->gap_told = strcmp(end, ":1") == 0;
+	return pos->gap_told || *end == '\0' ? 0 : -1;
+}
+
 static int
 control_history(struct evbuffer *out, int argc, char **argv, char *err,
     size_t errlen)
@@ -178,7 +198,7 @@ control_history(struct evbuffer *out, int argc, char **argv, char *err,
 	const char		*alias = NULL, *from = NULL;
 	unsigned long long	 run, off;
 	size_t			 sent = 0;
-	int			 i, told = 0, n;
+	int			 i;
 
 	for (i = 2; i < argc; i++) {
 		if (strncmp(argv[i], "from=", 5) == 0 && from == NULL)
@@ -205,22 +225,19 @@ control_history(struct evbuffer *out, int argc, char **argv, char *err,
 		return -1;
 	}
 	if (from != NULL) {
-		n = -1;
-		if (sscanf(from, "%llx:%llu%n", &run, &off, &n) != 2 ||
-		    (from[n] != '\0' && strcmp(from + n, ":1") != 0)) {
+		if (control_parse_pos(from, &pos) == -1) {
 			(void)snprintf(err, errlen, "from= wants RUN:OFFSET "
 			    "(RUN in hex)");
 			return -1;
 		}
-		told = from[n] != '\0';
 	} else {
 		(void)history_runs(h, &first, 1);
-		run = first.id;
-		off = 0;
+		pos.run = first.id;
+		pos.offset = 0;
+		pos.gap_told = 0;
 	}
-	pos.run = run;
-	pos.offset = off;
-	pos.gap_told = told;
+	run = pos.run;
+	off = pos.offset;
 	for (;;) {
 		switch (history_read(h, &pos, CONTROL_HISTORY_CHUNK, &rd)) {
 		case HISTORY_NO_RUN:
@@ -238,13 +255,9 @@ control_history(struct evbuffer *out, int argc, char **argv, char *err,
 			sent += rd.len;
 			break;
 		case HISTORY_GAP:
-			evbuffer_add_printf(out, "GAP %llx %llu %llu\n",
-			    (unsigned long long)pos.run,
-			    (unsigned long long)rd.from,
-			    (unsigned long long)rd.to);
-			break;
 		case HISTORY_GAP_UNKNOWN:
-			evbuffer_add_printf(out, "LOST %llx %llu %llu\n",
+			evbuffer_add_printf(out, "%s %llx %llu %llu\n",
+			    rd.item == HISTORY_GAP ? "GAP" : "LOST",
 			    (unsigned long long)pos.run,
 			    (unsigned long long)rd.from,
 			    (unsigned long long)rd.to);

@@ -43,6 +43,12 @@
  *	config with errors is refused and reported).  Human output, or JSON
  *	with --json.  Exit 1 with the daemon's error on stderr.
  *
+ * history [--from RUN:OFFSET] [--raw] GUEST [ALIAS]
+ *	Print what the daemon kept of a console's output (control.c's
+ *	history command, asked page by page).  On a terminal, control bytes
+ *	are shown as cat -v does and the losses are told in line; otherwise,
+ *	or with --raw, the bytes go out unchanged and the losses to stderr.
+ *
  * Exit status
  *	0	the session ended: escape key, the daemon closed (with a
  *		"disconnected:" notice or none), stdin at end of file and
@@ -60,6 +66,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -237,7 +244,7 @@ ctl_usage(void)
 	}
 	fprintf(stderr, "-s names the socket itself (attach: the guest's "
 	    "socket, instead of SOCKET_DIR/GUEST;\n   status, list, kick, "
-	    "reload: the control socket)\n");
+	    "reload, history: the control socket)\n");
 	exit(2);
 }
 
@@ -547,6 +554,8 @@ ctl_history_print(const char *p, size_t len, int escape)
 	}
 }
 
+static void	ctl_history_mark(int, const char *, ...) VCD_PRINTF(2, 3);
+
 /* A line about the history itself: on stdout with escaping, else stderr. */
 static void
 ctl_history_mark(int escape, const char *fmt, ...)
@@ -563,6 +572,37 @@ ctl_history_mark(int escape, const char *fmt, ...)
 }
 
 /*
+ * One record line of a history answer: its word and up to 3 fields (the
+ * run, then decimal numbers); -1 unless it is exactly that.
+ */
+static int
+ctl_history_record(char *line, char **word, char **run,
+    unsigned long long num[2])
+{
+	char	*f[4], *p, *end;
+	int	 n = 0, i;
+
+	for (p = strtok(line, " "); p != NULL; p = strtok(NULL, " ")) {
+		if (n == 4)
+			return -1;
+		f[n++] = p;
+	}
+	if (n < 2)
+		return -1;
+	*word = f[0];
+	*run = f[1];
+	for (i = 2; i < n; i++) {
+		if (!isdigit((unsigned char)f[i][0]))
+			return -1;
+		errno = 0;
+		num[i - 2] = strtoull(f[i], &end, 10);
+		if (errno != 0 || *end != '\0')
+			return -1;
+	}
+	return n;
+}
+
+/*
  * history [--from RUN:OFFSET] [--raw] GUEST [ALIAS]: what the daemon kept
  * of the console, asked for in pages (control.c's history command says
  * the records).
@@ -572,10 +612,10 @@ ctl_history(struct ctl *ctl, int argc, char **argv)
 {
 	const char	*guest = NULL, *alias = NULL;
 	char		 from[80] = "", line[1200], *body, *p, *end, *nl;
-	char		 run[32], more[80];
-	unsigned long long a, b;
-	size_t		 len, n;
-	int		 i, raw = 0, escape, done = 0, k;
+	char		*word, *run;
+	unsigned long long num[2];
+	size_t		 len;
+	int		 i, raw = 0, escape, done = 0, k, nf;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--raw") == 0)
@@ -620,29 +660,32 @@ ctl_history(struct ctl *ctl, int argc, char **argv)
 			if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
 				goto bad;
 			*nl = '\0';
-			if (sscanf(p, "BYTES %31s %llu %zu", run, &a, &n) == 3) {
-				if (n > (size_t)(end - nl - 1))
+			nf = ctl_history_record(p, &word, &run, num);
+			if (nf == 4 && strcmp(word, "BYTES") == 0) {
+				if (num[1] > (unsigned long long)(end - nl - 1))
 					goto bad;
-				ctl_history_print(nl + 1, n, escape);
-				p = nl + 1 + n;
+				ctl_history_print(nl + 1, (size_t)num[1],
+				    escape);
+				p = nl + 1 + num[1];
 				continue;
 			}
-			if (sscanf(p, "GAP %31s %llu %llu", run, &a, &b) == 3)
+			if (nf == 4 && strcmp(word, "GAP") == 0)
 				ctl_history_mark(escape, "bytes %llu to %llu "
-				    "of run %s are no longer kept", a, b, run);
-			else if (sscanf(p, "LOST %31s %llu %llu", run, &a,
-			    &b) == 3)
+				    "of run %s are no longer kept", num[0],
+				    num[1], run);
+			else if (nf == 4 && strcmp(word, "LOST") == 0)
 				ctl_history_mark(escape, "output the daemon "
-				    "did not read (at %llu%s, run %s)", a,
-				    a == b ? "" : ", and what follows up to a "
-				    "later loss", run);
-			else if (sscanf(p, "RUN %31s", run) == 1)
+				    "did not read (at %llu%s, run %s)", num[0],
+				    num[0] == num[1] ? "" : ", and what follows "
+				    "up to a later loss", run);
+			else if (nf == 2 && strcmp(word, "RUN") == 0)
 				ctl_history_mark(escape, "run %s: the guest "
 				    "started again", run);
-			else if (sscanf(p, "NEXT %79s", more) == 1) {
-				(void)snprintf(from, sizeof from, "%s", more);
+			else if (nf == 2 && strcmp(word, "NEXT") == 0 &&
+			    strlen(run) < sizeof from) {
+				(void)snprintf(from, sizeof from, "%s", run);
 				done = 0;
-			} else if (strncmp(p, "END ", 4) != 0)
+			} else if (nf != 2 || strcmp(word, "END") != 0)
 				goto bad;
 			p = nl + 1;
 		}
