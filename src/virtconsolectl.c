@@ -332,6 +332,20 @@ ctl_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The address of the unix socket at path; -1 (said why) if too long. */
+static int
+ctl_sun(const char *path, struct sockaddr_un *sun)
+{
+	memset(sun, 0, sizeof *sun);
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun->sun_path) {
+		ctl_warnx("socket path too long: %s", log_esc(path));
+		return -1;
+	}
+	memcpy(sun->sun_path, path, strlen(path));
+	return 0;
+}
+
 /*
  * Connect to the control socket (-s, or control_socket from the config)
  * and send one command line: the socket, or -1 (said why).
@@ -355,13 +369,8 @@ ctl_send(struct ctl *ctl, const char *line, size_t len, const char **pathp)
 		path = ctl->conf->control_socket;
 	}
 	*pathp = path;
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sun.sun_path) {
-		ctl_warnx("socket path too long: %s", log_esc(path));
+	if (ctl_sun(path, &sun) == -1)
 		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path));
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
 		ctl_warn("cannot connect to the control socket %s%s",
@@ -887,13 +896,8 @@ ctl_connect(const char *path)
 	const char		*hint;
 	int			 fd, e;
 
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sun.sun_path) {
-		ctl_warnx("socket path too long: %s", log_esc(path));
+	if (ctl_sun(path, &sun) == -1)
 		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path));
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
 		ctl_warn("socket");
 		return -1;
