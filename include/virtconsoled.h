@@ -362,12 +362,36 @@ struct session_door {
 	/* Takes bev: say goodbye for the reason, then free it. */
 	void		(*close)(struct bufferevent *, enum session_reason,
 			    void *);
+	/*
+	 * A door that frames messages beside the bytes (virtconsole.v1)
+	 * takes each here, one JSON object, in order with the bytes: it goes
+	 * after the first `at` bytes the session wrote to bev.  NULL: raw
+	 * bytes only (gaps and runs are not told).  -1: the door holds too
+	 * many; the session ends ("client too slow").
+	 */
+	int		(*message)(void *, const char *, size_t, uint64_t);
 };
+/* Where a new session's output starts (docs/SESSIONS.md, "Replay"). */
+enum session_from {
+	SESSION_FROM_DEFAULT = 0,	/* live; unix sockets: attach_replay */
+	SESSION_FROM_LIVE,		/* the next byte read */
+	SESSION_FROM_TAIL,		/* the last `bytes`, from a line start */
+	SESSION_FROM_POS,		/* run:offset, then live */
+};
+struct session_start {
+	enum session_from	 from;
+	uint64_t		 bytes;		/* TAIL */
+	uint64_t		 run, offset;	/* POS */
+	int			 no_history;	/* no `history` claim */
+	const char		*resume;	/* a hello's resume id, or NULL */
+};
+#define SESSION_RESUME_LEN	32	/* hex digits of a resume id */
 void		 session_init(struct event_base *, const struct config *);
 void		 session_reconfigure(const struct config *);
 struct session	*session_open(struct guest *, const char *,
 		     struct bufferevent *, const char *,
-		     const struct session_door *, void *);
+		     const struct session_door *, void *,
+		     const struct session_start *);
 void		 session_guest_started(struct guest *);
 void		 session_guest_stopped(struct guest *, enum session_reason);
 void		 session_guest_removed(struct guest *);
@@ -426,8 +450,7 @@ void		 console_shutdown(void);
 void		 console_reconfigure(const struct config *);
 const struct history *console_history(const char *, const char *);
 size_t		 console_history_held(void);
-void		 console_history_tail(const struct console_client *, size_t,
-		     struct evbuffer *);
+const struct history *console_client_history(const struct console_client *);
 void		 console_close_all(enum session_reason);
 unsigned int	 console_count(void);
 extern struct fsm console_fsm;
@@ -794,6 +817,7 @@ int		 socket_path_at(int, const char *, struct stat *);
 size_t		 utf8_len(const unsigned char *, size_t);
 struct evbuffer;
 void		 json_add_string(struct evbuffer *, const char *);
+void		 random_bytes(void *, size_t);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
 

@@ -904,40 +904,11 @@ console_reconfigure(const struct config *cfg)
 			log_warn("console: history limits");
 }
 
-/*
- * The console's last `bytes` of output in its current run, as far back as
- * the daemon read them in one stretch, into out: the window starts at a
- * line (history_tail_start()), and restarts after any loss in it, so that
- * bytes from both sides of a loss are never joined for a client that has
- * no way to be told (a loss at the very end, the open now, is not inside).
- */
-void
-console_history_tail(const struct console_client *cl, size_t bytes,
-    struct evbuffer *out)
+/* The history of the console a client is attached to. */
+const struct history *
+console_client_history(const struct console_client *cl)
 {
-	const struct history	*h = cl->console->hist->h;
-	struct history_pos	 pos;
-	struct history_read	 rd;
-	struct evbuffer		*tmp;
-	uint64_t		 end = history_offset(h);
-
-	if (bytes == 0 || (tmp = evbuffer_new()) == NULL)
-		return;
-	pos.run = history_run(h);
-	pos.offset = history_tail_start(h, bytes);
-	pos.gap_told = 0;
-	while (history_read(h, &pos, 0, &rd) != HISTORY_END) {
-		if (rd.item == HISTORY_BYTES)
-			evbuffer_add(tmp, rd.data, rd.len);
-		else if (rd.item == HISTORY_GAP || (rd.item ==
-		    HISTORY_GAP_UNKNOWN && rd.from < end))
-			evbuffer_drain(tmp, evbuffer_get_length(tmp));
-		else if (rd.item != HISTORY_GAP_UNKNOWN)
-			break;		/* cannot be: the current run */
-		pos = rd.next;
-	}
-	evbuffer_add_buffer(out, tmp);
-	evbuffer_free(tmp);
+	return cl->console->hist->h;
 }
 
 /* Bytes held by every console's history. */

@@ -148,6 +148,13 @@ struct session {
 	uint64_t		 bytes_dropped;	/* output past max_buffer */
 	const struct session_door *door;	/* the front door's hooks */
 	void			*door_arg;
+	struct session_start	 start;		/* where output starts */
+	struct history_pos	 pos;		/* the client's next byte */
+	int			 behind;	/* output from the history */
+	int			 replaying;	/* the first catch-up */
+	uint64_t		 replayed;	/* bytes of it */
+	uint64_t		 written;	/* to bev, for door messages */
+	char			 resume[SESSION_RESUME_LEN + 1];
 	TAILQ_ENTRY(session)	 entry;
 };
 TAILQ_HEAD(sessions, session);
@@ -478,37 +485,222 @@ session_console_opened(void *arg)
 		session_opened(s);
 }
 
-/* Guest output from the console, kept up to max_buffer. */
+/* Whether the session's door frames messages beside the bytes. */
+static int
+session_frames(const struct session *s)
+{
+	return s->door != NULL && s->door->message != NULL;
+}
+
+/*
+ * Hand the door a message (one JSON object in b, freed here), after the
+ * bytes written so far.  0 when taken or when the door frames none.
+ */
+static int
+session_message(struct session *s, struct evbuffer *b)
+{
+	int	rc = 0;
+
+	if (session_frames(s) && s->bev != NULL)
+		rc = s->door->message(s->door_arg,
+		    (const char *)evbuffer_pullup(b, -1),
+		    evbuffer_get_length(b), s->written);
+	evbuffer_free(b);
+	if (rc == -1)
+		session_end(s, REASON_TOO_SLOW);
+	return rc;
+}
+
+static struct evbuffer *
+session_json(const char *type)
+{
+	struct evbuffer	*b;
+
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("session: out of memory");
+	evbuffer_add_printf(b, "{\"type\":\"%s\"", type);
+	return b;
+}
+
+/* Bytes [from, to) are not sent (unknown: lost, length not known). */
+static int
+session_tell_gap(struct session *s, uint64_t from, uint64_t to, int unknown)
+{
+	struct evbuffer	*b;
+
+	if (!session_frames(s))
+		return 0;
+	b = session_json("gap");
+	evbuffer_add_printf(b, ",\"from\":%llu,\"to\":%llu%s}",
+	    (unsigned long long)from, (unsigned long long)to,
+	    unknown ? ",\"unknown\":true" : "");
+	return session_message(s, b);
+}
+
+/* The bytes that follow are of another run, from its offset 0. */
+static int
+session_tell_run(struct session *s, uint64_t run)
+{
+	struct evbuffer	*b;
+
+	if (!session_frames(s))
+		return 0;
+	b = session_json("run");
+	evbuffer_add_printf(b, ",\"run\":\"%016llx\"}",
+	    (unsigned long long)run);
+	return session_message(s, b);
+}
+
+/* The first message of an accepted session, and who is attached. */
+static int
+session_tell_hello(struct session *s)
+{
+	struct evbuffer	*b;
+
+	if (!session_frames(s))
+		return 0;
+	b = session_json("hello");
+	evbuffer_add(b, ",\"guest\":", 9);
+	json_add_string(b, s->guest);
+	evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"hypervisor\":\"default\","
+	    "\"console\":", s->uuid);
+	json_add_string(b, s->alias);
+	evbuffer_add_printf(b, ",\"role\":\"writer\",\"run\":\"%016llx\","
+	    "\"offset\":%llu,\"resume\":\"%s\"}",
+	    (unsigned long long)s->pos.run, (unsigned long long)s->pos.offset,
+	    s->resume);
+	if (session_message(s, b) == -1)
+		return -1;
+	b = session_json("clients");
+	evbuffer_add_printf(b, ",\"writer\":true,\"viewers\":0}");
+	return session_message(s, b);
+}
+
+/* Write guest output to the client. */
+static void
+session_send(struct session *s, const char *buf, size_t n)
+{
+	bev_write_now(s->bev, buf, n);
+	s->written += (uint64_t)n;
+	s->bytes_out += (uint64_t)n;
+	if (sess.idle_output_resets)
+		session_touch(s);
+}
+
+/*
+ * Behind the console: send from the history at s->pos while the client's
+ * pending output is under max_buffer (session_write_cb calls again when it
+ * drains to half), telling gaps and runs to a door that frames them, until
+ * the reader reaches the end of the current run: live from there.
+ */
+static void
+session_pump(struct session *s)
+{
+	const struct history	*h;
+	struct history_run_info	 oldest;
+	struct history_read	 rd;
+	size_t			 pending;
+	int			 rc = 0;
+
+	while (rc == 0 && s->behind && s->state == SESSION_ATTACHED) {
+		h = console_client_history(s->console);
+		pending = evbuffer_get_length(bufferevent_get_output(s->bev));
+		if (pending >= sess.max_buffer)
+			return;
+		switch (history_read(h, &s->pos, sess.max_buffer - pending,
+		    &rd)) {
+		case HISTORY_BYTES:
+			session_send(s, rd.data, rd.len);
+			if (s->replaying)
+				s->replayed += (uint64_t)rd.len;
+			break;
+		case HISTORY_GAP:
+			rc = session_tell_gap(s, rd.from, rd.to, 0);
+			break;
+		case HISTORY_GAP_UNKNOWN:
+			rc = session_tell_gap(s, rd.from, rd.to, 1);
+			break;
+		case HISTORY_END:
+			if (rd.next_run != 0) {
+				rc = session_tell_run(s, rd.next_run);
+				rd.next.run = rd.next_run;
+				rd.next.offset = 0;
+				rd.next.gap_told = 0;
+				break;
+			}
+			s->behind = 0;
+			if (s->replaying && s->replayed > 0)
+				log_info("session %u guest=%s dev=%s: %llu bytes "
+				    "of history replayed", s->id,
+				    log_esc(s->guest), log_esc(s->alias),
+				    (unsigned long long)s->replayed);
+			s->replaying = 0;
+			break;
+		case HISTORY_NO_RUN:
+		case HISTORY_BEYOND:
+			/* The run was dropped under the reader: a loss. */
+			(void)history_runs(h, &oldest, 1);
+			rc = session_tell_gap(s, s->pos.offset, s->pos.offset,
+			    1);
+			if (rc == 0)
+				rc = session_tell_run(s, oldest.id);
+			rd.next.run = oldest.id;
+			rd.next.offset = 0;
+			rd.next.gap_told = 0;
+			break;
+		}
+		s->pos = rd.next;
+	}
+}
+
+/*
+ * Guest output from the console, kept up to max_buffer.  Past it, a
+ * session whose door frames messages falls behind and reads the rest from
+ * the history as its client drains (a gap only if the history lost it
+ * meanwhile); a raw one drops it.
+ */
 static void
 session_console_output(void *arg, const char *buf, size_t len)
 {
-	struct session	*s = arg;
-	struct evbuffer	*out;
-	size_t		 pending, room, n;
+	struct session		*s = arg;
+	const struct history	*h;
+	struct evbuffer		*out;
+	size_t			 pending, room, n;
 
-	if (s->state != SESSION_ATTACHED)
+	if (s->state != SESSION_ATTACHED || s->behind)
+		return;		/* behind: the history has it */
+	h = console_client_history(s->console);
+	if (history_run(h) != s->pos.run ||
+	    history_offset(h) - len != s->pos.offset) {
+		/* Not where the client stands: the history tells how. */
+		s->behind = 1;
+		session_pump(s);
 		return;
-	/*
-	 * At the cap, output is dropped: the client has the grace period
-	 * to catch up or be closed.
-	 */
+	}
 	out = bufferevent_get_output(s->bev);
 	pending = evbuffer_get_length(out);
 	room = pending < sess.max_buffer ? sess.max_buffer - pending : 0;
 	n = len < room ? len : room;
 	if (n > 0) {
-		bev_write_now(s->bev, buf, n);
-		s->bytes_out += (uint64_t)n;
-		if (sess.idle_output_resets)
-			session_touch(s);
+		session_send(s, buf, n);
+		s->pos.offset += (uint64_t)n;
+		s->pos.gap_told = 0;
 	}
-	s->bytes_dropped += (uint64_t)(len - n);
+	if (n < len) {
+		if (session_frames(s))
+			s->behind = 1;
+		else {
+			s->bytes_dropped += (uint64_t)(len - n);
+			s->pos.offset += (uint64_t)(len - n);
+			s->pos.gap_told = 0;
+		}
+	}
 	if (evbuffer_get_length(out) >= sess.max_buffer &&
 	    !evtimer_pending(s->ev_slow, NULL)) {
 		timer_arm(s->ev_slow, SESSION_SLOW_GRACE);
 		log_debug("session %u: client output at max_buffer, "
-		    "dropping output for up to %ds", s->id,
-		    SESSION_SLOW_GRACE);
+		    "%s output for up to %ds", s->id, s->behind ?
+		    "holding back" : "dropping", SESSION_SLOW_GRACE);
 	}
 }
 
@@ -592,6 +784,7 @@ session_write_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	evtimer_del(s->ev_slow);
+	session_pump(s);
 }
 
 static void
@@ -683,6 +876,20 @@ session_idle_cb(evutil_socket_t fd, short what, void *arg)
 		session_idle_arm(s, (double)sess.idle_timeout - idle);
 }
 
+/* Whether id is s's resume id (in constant time: it is a secret). */
+static int
+session_resume_match(const struct session *s, const char *id)
+{
+	size_t		i;
+	unsigned char	diff = 0;
+
+	if (strlen(id) != SESSION_RESUME_LEN)
+		return 0;
+	for (i = 0; i < SESSION_RESUME_LEN; i++)
+		diff |= (unsigned char)(s->resume[i] ^ id[i]);
+	return diff == 0;
+}
+
 /* Open the console of a running guest. */
 static void
 session_attach(struct session *s)
@@ -709,42 +916,108 @@ session_attach(struct session *s)
 }
 
 /*
- * A client of a per-guest socket (no door of its own) gets the last
- * attach_replay bytes of the console's history first, as output.
+ * Where the last `bytes` of the current run start for a client: at a line
+ * (history_tail_start()); for a raw client, which cannot be told a loss,
+ * after the last loss inside the window, so that bytes from both sides of
+ * one are never joined (a loss at the very end, the open now, is not
+ * inside).
  */
-static void
-session_replay(struct session *s)
+static struct history_pos
+session_tail(const struct history *h, uint64_t bytes, int raw)
 {
-	struct evbuffer	*buf;
-	size_t		 len;
-	char		*p;
+	struct history_pos	 pos, start;
+	struct history_read	 rd;
+	uint64_t		 end = history_offset(h);
 
-	if (s->door != NULL || sess.attach_replay == 0 ||
-	    (buf = evbuffer_new()) == NULL)
-		return;
-	console_history_tail(s->console, sess.attach_replay, buf);
-	if ((len = evbuffer_get_length(buf)) > 0 &&
-	    (p = (char *)evbuffer_pullup(buf, -1)) != NULL) {
-		log_info("session %u guest=%s dev=%s: %zu bytes of history "
-		    "replayed", s->id, log_esc(s->guest), log_esc(s->alias),
-		    len);
-		session_console_output(s, p, len);
+	pos.run = history_run(h);
+	pos.offset = history_tail_start(h, bytes);
+	pos.gap_told = 0;
+	start = pos;
+	while (raw && history_read(h, &pos, 0, &rd) != HISTORY_END) {
+		if (rd.item == HISTORY_GAP || (rd.item ==
+		    HISTORY_GAP_UNKNOWN && rd.from < end))
+			start = rd.next;
+		else if (rd.item != HISTORY_BYTES &&
+		    rd.item != HISTORY_GAP_UNKNOWN)
+			break;		/* cannot be: the current run */
+		pos = rd.next;
 	}
-	evbuffer_free(buf);
+	return start;
+}
+
+/*
+ * Where the client starts (s->start): live, the last bytes, or a position
+ * it names.  Returns 1 if an unknown gap is to be told first.
+ */
+static int
+session_start_pos(struct session *s)
+{
+	const struct history	*h = console_client_history(s->console);
+	struct history_read	 rd;
+	struct history_pos	 live;
+	enum session_from	 from = s->start.from;
+	uint64_t		 bytes = s->start.bytes;
+
+	live.run = history_run(h);
+	live.offset = history_offset(h);
+	live.gap_told = 1;	/* the open's loss: before this client */
+	s->pos = live;
+	if (from == SESSION_FROM_DEFAULT && !session_frames(s) &&
+	    sess.attach_replay > 0) {
+		from = SESSION_FROM_TAIL;
+		bytes = sess.attach_replay;
+	}
+	if (s->start.no_history) {
+		/* Live output only; a position asked for is a loss. */
+		return from == SESSION_FROM_POS;
+	}
+	switch (from) {
+	case SESSION_FROM_TAIL:
+		s->pos = session_tail(h, bytes, !session_frames(s));
+		break;
+	case SESSION_FROM_POS:
+		s->pos.run = s->start.run;
+		s->pos.offset = s->start.offset;
+		s->pos.gap_told = 0;
+		switch (history_read(h, &s->pos, 1, &rd)) {
+		case HISTORY_NO_RUN:
+			/* Another run, or before a daemon restart. */
+			s->pos.run = history_run(h);
+			s->pos.offset = 0;
+			return 1;
+		case HISTORY_BEYOND:
+			s->pos = live;
+			return 1;
+		default:
+			break;
+		}
+		break;
+	default:
+		break;
+	}
+	s->behind = s->replaying = s->pos.run != live.run ||
+	    s->pos.offset != live.offset;
+	return 0;
 }
 
 /* The console is open: bytes flow. */
 static void
 session_opened(struct session *s)
 {
-	int	left = s->state == SESSION_LEFT;
+	int	left = s->state == SESSION_LEFT, lost;
 
 	if (session_step(s, SESSION_EV_OPENED, "console opened") == -1)
 		return;
 	session_touch(s);
 	session_idle_arm(s, (double)sess.idle_timeout);
+	lost = session_start_pos(s);
+	if (session_tell_hello(s) == -1 || (lost && session_tell_gap(s,
+	    s->pos.offset, s->pos.offset, 1) == -1))
+		return;
 	if (!left)
-		session_replay(s);
+		session_pump(s);
+	else
+		s->behind = 0;
 	/* Input typed while waiting goes out now. */
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 		session_read_cb(s->bev, s);
@@ -762,9 +1035,12 @@ session_opened(struct session *s)
  */
 struct session *
 session_open(struct guest *g, const char *alias, struct bufferevent *bev,
-    const char *peer, const struct session_door *door, void *door_arg)
+    const char *peer, const struct session_door *door, void *door_arg,
+    const struct session_start *start)
 {
 	struct session	*s, *old;
+	uint8_t		 rnd[SESSION_RESUME_LEN / 2];
+	size_t		 i;
 
 	s = xcalloc(1, sizeof *s);
 	s->id = ++sess.next_id;
@@ -778,6 +1054,12 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	s->bev = bev;
 	s->door = door;
 	s->door_arg = door_arg;
+	if (start != NULL)
+		s->start = *start;
+	s->start.resume = NULL;		/* the caller's */
+	random_bytes(rnd, sizeof rnd);
+	for (i = 0; i < sizeof rnd; i++)
+		(void)snprintf(s->resume + 2 * i, 3, "%02x", rnd[i]);
 	s->ev_wait = evtimer_new(sess.base, session_wait_cb, s);
 	s->ev_idle = evtimer_new(sess.base, session_idle_cb, s);
 	s->ev_slow = evtimer_new(sess.base, session_slow_cb, s);
@@ -806,7 +1088,13 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 		return NULL;
 	}
 	if ((old = session_lookup(s->uuid, s->alias)) != NULL) {
-		if (sess.policy == POLICY_REFUSE) {
+		/* The same client again, its old connection not yet dead. */
+		if (start != NULL && start->resume != NULL &&
+		    session_resume_match(old, start->resume))
+			log_info("session %u guest=%s dev=%s: resumes session "
+			    "%u", s->id, log_esc(s->guest), log_esc(s->alias),
+			    old->id);
+		else if (sess.policy == POLICY_REFUSE) {
 			session_end(s, REASON_BUSY);
 			return NULL;
 		}

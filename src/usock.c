@@ -256,7 +256,7 @@ usock_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		bufferevent_free(bev);	/* its socket is on its way out */
 		return;
 	}
-	session_open(g, NULL, bev, peer, NULL, NULL);
+	session_open(g, NULL, bev, peer, NULL, NULL, NULL);
 }
 
 /* The socket's name in socket_dir: the guest's name when it was made. */

@@ -2,6 +2,7 @@
  * Small helpers shared by every object: allocation that cannot fail silently
  * and strict number parsing.
  */
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -360,4 +361,23 @@ dir_open(const char *path)
 		errno = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ?
 		    ELOOP : ENOTDIR;
 	return fd;
+}
+
+/* Random bytes from the kernel (getrandom(2) blocks only before the pool
+ * is first seeded, long before a daemon runs). */
+void
+random_bytes(void *buf, size_t len)
+{
+	char	*p = buf;
+	ssize_t	 n;
+
+	while (len > 0) {
+		if ((n = getrandom(p, len, 0)) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("getrandom");
+		}
+		p += n;
+		len -= (size_t)n;
+	}
 }

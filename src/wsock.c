@@ -869,7 +869,7 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	if (wsock_test_observer != NULL)
 		wsock_test_observer(w, w->state);
 	/* A refusal calls the door before session_open() returns. */
-	w->session = session_open(g, alias, w->theirs, who, &wsock_door, w);
+	w->session = session_open(g, alias, w->theirs, who, &wsock_door, w, NULL);
 	/* Frames that came with the upgrade request. */
 	if (!wsock_ended(w))
 		wsock_decode(w);

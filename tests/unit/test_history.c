@@ -1730,7 +1730,7 @@ pick_limit(void)
 }
 
 static void
-random_bytes(char *p, size_t n)
+test_random_bytes(char *p, size_t n)
 {
 	size_t	i;
 
@@ -1775,7 +1775,7 @@ test_model(void)
 					n = CHUNK - 2 + rnd_below(5);
 					break;
 				}
-				random_bytes(buf, n);
+				test_random_bytes(buf, n);
 				history_append(h, buf, n);
 				model_append(&m, buf, n);
 			} else if (r < 82) {
@@ -1805,7 +1805,7 @@ test_model(void)
 					model_gap(&m);
 					n = k == 0 ? 1 : 1 + rnd_below(k == 1 ?
 					    4 : 400);
-					random_bytes(buf, n);
+					test_random_bytes(buf, n);
 					history_append(h, buf, n);
 					model_append(&m, buf, n);
 				}

@@ -176,7 +176,7 @@ connect_alias(struct client *c, const char *alias)
 	evutil_make_socket_nonblocking(sv[0]);
 	c->fd = sv[1];
 	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	if ((s = session_open(&g, alias, bev, "test", NULL, NULL)) == NULL)
+	if ((s = session_open(&g, alias, bev, "test", NULL, NULL, NULL)) == NULL)
 		return NULL;
 	/* The console's open comes back from the loop. */
 	opening_id = session_id(s);
@@ -731,7 +731,7 @@ test_async_open(void)
 	memset(&c, 0, sizeof c);
 	c.fd = sv[1];
 	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	ok(session_open(&g, NULL, bev, "test", NULL, NULL) != NULL &&
+	ok(session_open(&g, NULL, bev, "test", NULL, NULL, NULL) != NULL &&
 	    session_info_get() && strcmp(info.state, "OPENING") == 0,
 	    "async open: the session is OPENING until the open comes back");
 	session_end_all(REASON_SHUTDOWN);
@@ -751,7 +751,7 @@ test_async_open(void)
 		abort();
 	close(sv[1]);
 	fake_open_delay = 1;	/* the open comes back on a later pass */
-	ok(session_open(&g, NULL, bev, "test", NULL, NULL) != NULL,
+	ok(session_open(&g, NULL, bev, "test", NULL, NULL, NULL) != NULL,
 	    "left: a client writes and closes while its console opens");
 	spin(5);
 	ok(session_info_get() && strcmp(info.state, "LEFT") == 0,
@@ -772,7 +772,7 @@ test_async_open(void)
 	close(sv[1]);
 	fake_open_delay = 1;
 	fake_open_result = STREAM_BUSY;
-	(void)session_open(&g, NULL, bev, "test", NULL, NULL);
+	(void)session_open(&g, NULL, bev, "test", NULL, NULL, NULL);
 	spin(5);
 	ok(session_info_get() && strcmp(info.state, "LEFT") == 0,
 	    "left, refused: LEFT while the console opens");
