@@ -144,6 +144,7 @@ struct config {
 	char			*web_root;
 	/* operations */
 	char			*control_socket;
+	char			*attach_socket;	/* NULL: none */
 	char			*user;
 	char			*group;
 };
@@ -154,6 +155,8 @@ struct config	*config_parse(const char *, const char *, size_t, char *,
 void		 config_free(struct config *);
 const char	*config_policy_name(enum config_policy);
 const char	*config_escape_name(int);
+int		 config_parse_size(const char *, unsigned long long,
+		     unsigned long long, size_t *);
 
 /* evglue.c */
 int		 evglue_register(struct event_base *);
@@ -522,6 +525,22 @@ size_t		 history_held(const struct history *);
 size_t		 history_runs(const struct history *,
 		     struct history_run_info *, size_t);
 
+/* listen.c */
+struct listener;
+struct stat;
+typedef void (*listener_cb)(int, void *);	/* an accepted socket */
+int		 listen_group(const struct config *, gid_t *, int *, char *,
+		     size_t);
+int		 listen_dir(const char *, const char *, uid_t, int *, char **,
+		     char *, size_t);
+int		 listen_stale(int, const char *, const char *);
+int		 listen_unix(int, const char *, const char *, int, gid_t,
+		     uid_t, int, struct stat *);
+void		 listen_unlink(int, const char *, dev_t, ino_t);
+struct listener	*listener_new(struct event_base *, int,
+		     listener_cb, void *, const char *);
+void		 listener_free(struct listener *);
+
 /* usock.c */
 struct usock;
 int		 usock_init(struct event_base *, const struct config *,
@@ -535,6 +554,11 @@ int		 control_init(struct event_base *, const struct config *,
 		     control_reload_fn, char *, size_t);
 void		 control_shutdown(void);
 int		 control_give(uid_t, char *, size_t);
+
+/* asock.c */
+int		 asock_init(struct event_base *, const struct config *, char *,
+		     size_t);
+void		 asock_shutdown(void);
 
 /* web.c */
 int		 web_init(struct event_base *, const struct config *, char *,
@@ -820,5 +844,6 @@ void		 json_add_string(struct evbuffer *, const char *);
 void		 random_bytes(void *, size_t);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
+int		 parse_history_pos(const char *, struct history_pos *);
 
 #endif /* VIRTCONSOLED_H */

@@ -124,6 +124,8 @@ static const struct config_key config_keys[] = {
 	{ "state_dir", CONFIG_PATH, CONFIG_OFF(state_dir), 0, 0, 0 },
 	/* operations */
 	{ "control_socket", CONFIG_PATH, CONFIG_OFF(control_socket), 0, 0, 0 },
+	{ "attach_socket", CONFIG_PATH_NONE, CONFIG_OFF(attach_socket),
+	    0, 0, 0 },
 	{ "user", CONFIG_ID_NONE, CONFIG_OFF(user), 0, 0, 0 },
 	{ "group", CONFIG_ID_NONE, CONFIG_OFF(group), 0, 0, 0 },
 };
@@ -337,7 +339,7 @@ config_parse_level(const char *value, enum log_level *out)
 	return log_level_parse(lower, out) == 0 ? 0 : -1;
 }
 
-static int
+int
 config_parse_size(const char *value, unsigned long long min,
     unsigned long long max, size_t *out)
 {
@@ -932,6 +934,13 @@ config_check(struct config_parser *p, struct config *cfg)
 		return config_error(p, line,
 		    "control_socket must not be inside socket_dir");
 	}
+	if (cfg->attach_socket != NULL &&
+	    (config_path_inside(cfg->attach_socket, cfg->socket_dir) ||
+	    strcmp(cfg->attach_socket, cfg->control_socket) == 0)) {
+		return config_error(p, config_seen(p, "attach_socket"),
+		    "attach_socket must not be inside socket_dir nor be "
+		    "control_socket");
+	}
 	return 0;
 }
 
@@ -978,6 +987,7 @@ config_new(void)
 	cfg->web_root = xstrdup(DATADIR "/virtconsoled/web");
 
 	cfg->control_socket = xstrdup("/run/virtconsoled/control");
+	cfg->attach_socket = xstrdup("/run/virtconsoled/attach");
 	cfg->user = NULL;
 	cfg->group = NULL;
 	return cfg;
@@ -1141,6 +1151,7 @@ config_free(struct config *cfg)
 	free(cfg->token_secret_file);
 	free(cfg->web_root);
 	free(cfg->control_socket);
+	free(cfg->attach_socket);
 	free(cfg->user);
 	free(cfg->group);
 	free(cfg);

@@ -407,7 +407,7 @@ session_end(struct session *s, enum session_reason reason)
 		session_detach(s);
 
 	n = session_notice(reason, notice, sizeof notice);
-	if (s->door != NULL && s->bev != NULL) {
+	if (s->door != NULL && s->door->close != NULL && s->bev != NULL) {
 		/* The front door says goodbye in its own protocol. */
 		s->door->close(s->bev, reason, s->door_arg);
 		s->bev = NULL;

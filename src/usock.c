@@ -19,12 +19,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/un.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +30,10 @@
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "virtconsoled.h"
 
 #define USOCK_BACKLOG		16
-#define USOCK_ACCEPT_PAUSE	1	/* seconds after an accept error */
 
 /*
  * A guest's socket, kept in the door's own table by the guest's UUID (the
@@ -48,8 +44,7 @@ struct usock {
 	char			 uuid[GUEST_UUID_LEN];
 	char			*name;		/* the guest's, for the log */
 	char			*path;		/* NULL: no socket now */
-	struct evconnlistener	*lev;
-	struct event		*ev_resume;
+	struct listener		*lst;
 	dev_t			 dev;
 	ino_t			 ino;
 	int			 refused;	/* name unusable, logged */
@@ -187,24 +182,11 @@ int
 usock_init(struct event_base *base, const struct config *conf, char *err,
     size_t errlen)
 {
-	struct group		*gr;
-	unsigned long long	 id;
-
 	us.base = base;
 	us.dir = xstrdup(conf->socket_dir);
 	us.owner = priv_owner(conf);
-	if (conf->socket_group != NULL) {
-		if (parse_uint(conf->socket_group, UINT32_MAX - 1, &id) == 0)
-			us.gid = (gid_t)id;
-		else if ((gr = getgrnam(conf->socket_group)) != NULL)
-			us.gid = gr->gr_gid;
-		else {
-			snprintf(err, errlen, "socket_group %s: no such group",
-			    conf->socket_group);
-			return -1;
-		}
-		us.have_gid = 1;
-	}
+	if (listen_group(conf, &us.gid, &us.have_gid, err, errlen) == -1)
+		return -1;
 	if (usock_check_dir(us.dir, err, errlen) == -1)
 		return -1;
 	guest_subscribe(usock_guest_event, NULL);
@@ -212,27 +194,7 @@ usock_init(struct event_base *base, const struct config *conf, char *err,
 }
 
 static void
-usock_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct usock	*u = arg;
-
-	evconnlistener_enable(u->lev);
-}
-
-/* Out of descriptors, most likely: pause this listener for a moment. */
-static void
-usock_error_cb(struct evconnlistener *lev, void *arg)
-{
-	struct usock	*u = arg;
-
-	log_warn("usock: accept on %s", log_esc(u->path));
-	evconnlistener_disable(lev);
-	timer_arm(u->ev_resume, USOCK_ACCEPT_PAUSE);
-}
-
-static void
-usock_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+usock_accept_cb(int fd, void *arg)
 {
 	struct usock		*u = arg;
 	struct bufferevent	*bev;
@@ -270,20 +232,12 @@ usock_name(const struct usock *u)
 static void
 usock_close(struct usock *u)
 {
-	struct stat	st;
-
 	if (u->path == NULL)
 		return;
-	if (u->lev != NULL)
-		evconnlistener_free(u->lev);
-	if (u->ev_resume != NULL)
-		event_free(u->ev_resume);
-	u->lev = NULL;
-	u->ev_resume = NULL;
+	listener_free(u->lst);
+	u->lst = NULL;
 	/* Unlink only the socket we bound, not one that replaced it. */
-	if (fstatat(us.dfd, usock_name(u), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    st.st_dev == u->dev && st.st_ino == u->ino)
-		unlinkat(us.dfd, usock_name(u), 0);
+	listen_unlink(us.dfd, usock_name(u), u->dev, u->ino);
 	log_info("usock: guest=%s socket %s closed", log_esc(u->name),
 	    log_esc(u->path));
 	free(u->path);
@@ -315,87 +269,50 @@ usock_find(const char *uuid)
 static int
 usock_open(struct usock *u, const struct guest *g)
 {
-	struct sockaddr_un	 sun;
 	struct usock		*other;
-	struct stat		 st, now;
+	struct stat		 st;
 	const char		*name = g->name;
-	mode_t			 old;
-	int			 fd, sfd = -1, rc;
+	char			*what;
+	int			 fd;
 
 	xasprintf(&u->path, "%s/%s", us.dir, name);
-	if (fstatat(us.dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			log_warnx("usock: guest=%s: %s exists and is not a "
-			    "socket; no socket for this guest",
-			    log_esc(g->name), log_esc(u->path));
-			goto fail;
-		}
-		/*
-		 * Ours, under a guest of the same name that is on its way
-		 * out (a resync adds guests before it drops the gone ones):
-		 * that guest gives it up.  A stale socket goes.  One that
-		 * another process listens on stays.
-		 */
+	/*
+	 * Ours, under a guest of the same name that is on its way out (a
+	 * resync adds guests before it drops the gone ones): that guest
+	 * gives it up.  A stale socket goes.  One that another process
+	 * listens on stays, and so does anything but a socket.
+	 */
+	if (fstatat(us.dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISSOCK(st.st_mode)) {
 		TAILQ_FOREACH(other, &us.socks, entry) {
 			if (other != u && other->path != NULL &&
 			    other->dev == st.st_dev && other->ino == st.st_ino)
 				usock_close(other);
 		}
-		if (fstatat(us.dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    socket_in_use(u->path)) {
-			log_warnx("usock: guest=%s: %s is in use by another "
-			    "process; no socket for this guest",
-			    log_esc(g->name), log_esc(u->path));
-			goto fail;
-		}
-		unlinkat(us.dfd, name, 0);
 	}
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", u->path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		log_warn("usock: socket");
+	if (listen_stale(us.dfd, name, u->path) == -1) {
+		log_warnx("usock: guest=%s: %s %s; no socket for this guest",
+		    log_esc(g->name), log_esc(u->path), errno == ENOTSOCK ?
+		    "exists and is not a socket" :
+		    "is in use by another process");
 		goto fail;
 	}
-	/*
-	 * Born with its final mode (0660 for socket_group, else 0600), as a
-	 * mode can only be changed by path; others cannot connect before
-	 * listen(), which comes once the group is right.  The group changes
-	 * through a descriptor of the very socket checked.
-	 */
-	old = umask(us.have_gid ? 0117 : 0177);
-	rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
-	umask(old);
-	if (rc == -1 || (sfd = socket_path_at(us.dfd, name, &st)) == -1 ||
-	    (us.have_gid && st.st_gid != us.gid && fchownat(sfd, "",
-	    (uid_t)-1, us.gid, AT_EMPTY_PATH) == -1) ||
-	    listen(fd, USOCK_BACKLOG) == -1) {
+	fd = listen_unix(us.dfd, name, u->path, us.have_gid, us.gid,
+	    (uid_t)-1, USOCK_BACKLOG, &st);
+	if (fd == -1) {
 		log_warn("usock: guest=%s: cannot listen on %s",
 		    log_esc(g->name), log_esc(u->path));
-		close(fd);
-		/* The socket we bound, not one that replaced it. */
-		if (sfd != -1 && fstatat(us.dfd, name, &now,
-		    AT_SYMLINK_NOFOLLOW) == 0 && now.st_dev == st.st_dev &&
-		    now.st_ino == st.st_ino)
-			unlinkat(us.dfd, name, 0);
-		if (sfd != -1)
-			close(sfd);
 		goto fail;
 	}
-	close(sfd);
 	u->dev = st.st_dev;
 	u->ino = st.st_ino;
-	u->ev_resume = evtimer_new(us.base, usock_resume_cb, u);
-	u->lev = evconnlistener_new(us.base, usock_accept_cb, u,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (u->lev == NULL || u->ev_resume == NULL) {
-		if (u->lev == NULL)
-			close(fd);
+	xasprintf(&what, "usock: accept on %s", log_esc(u->path));
+	u->lst = listener_new(us.base, fd, usock_accept_cb, u, what);
+	free(what);
+	if (u->lst == NULL) {
 		usock_close(u);
 		return -1;
 	}
-	evconnlistener_set_error_cb(u->lev, usock_error_cb);
 	log_info("usock: guest=%s socket=%s", log_esc(g->name),
 	    log_esc(u->path));
 	return 0;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <ctype.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -380,4 +381,23 @@ random_bytes(void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
+}
+
+/* RUN:OFFSET[:1], the run in hex and the offset in decimal, exactly. */
+int
+parse_history_pos(const char *s, struct history_pos *pos)
+{
+	char	*end;
+
+	if (!isxdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	pos->run = strtoull(s, &end, 16);
+	if (errno != 0 || *end != ':' || !isdigit((unsigned char)end[1]))
+		return -1;
+	pos->offset = strtoull(end + 1, &end, 10);
+	if (errno != 0)
+		return -1;
+	pos->gap_told = strcmp(end, ":1") == 0;
+	return pos->gap_told || *end == '\0' ? 0 : -1;
 }

@@ -4,11 +4,16 @@
  *
  * usage: virtconsolectl [-f config] [-s socket] command [args]
  *
- * attach [GUEST]
- *	Connect this terminal to GUEST's first console through the daemon's
- *	unix socket SOCKET_DIR/GUEST (socket_dir from the config file).  -s
- *	names the guest socket itself instead; GUEST is then optional and
- *	only labels the session.  A terminal on stdin is put in raw mode and
+ * attach [--view] [--replay BYTES] GUEST [ALIAS]
+ *	Connect this terminal to GUEST's console ALIAS (default: its first)
+ *	through the daemon's attach socket (attach_socket from the config
+ *	file): one request line, ATTACH GUEST [ALIAS] [view] [replay=BYTES],
+ *	then raw bytes.  --replay first shows the last BYTES of the
+ *	console's history; --view asks for a viewer (refused for now).  -s
+ *	names a guest's own socket instead, spoken to raw with no request
+ *	line: GUEST is then optional and only labels the session, and an
+ *	ALIAS, --view or --replay is a usage error; so it is when
+ *	attach_socket is none, where SOCKET_DIR/GUEST is used.  A terminal on stdin is put in raw mode and
  *	restored on every exit; otherwise bytes are relayed as they are,
  *	for scripts.  The escape key (escape in the config, ^Q by default)
  *	ends the session: the bytes typed before it and the key itself go
@@ -138,8 +143,9 @@ static int	ctl_control(struct ctl *, int, char **);
 static int	ctl_history(struct ctl *, int, char **);
 
 static const struct ctl_command ctl_commands[] = {
-	{ "attach", "[GUEST]", "connect this terminal to a guest console "
-	    "(GUEST optional with -s)", ctl_attach },
+	{ "attach", "[--view] [--replay BYTES] GUEST [ALIAS]", "connect this "
+	    "terminal to a guest console (GUEST optional with -s)",
+	    ctl_attach },
 	{ "token", "GUEST [ALIAS] | --all [OPTIONS]", "print a single-use "
 	    "web access token; OPTIONS: --ttl S, --view, --history, "
 	    "--label TEXT", ctl_token },
@@ -242,8 +248,8 @@ ctl_usage(void)
 		fprintf(stderr, "  %-6s %-38s %s\n", ctl_commands[i].name,
 		    ctl_commands[i].args, ctl_commands[i].help);
 	}
-	fprintf(stderr, "-s names the socket itself (attach: the guest's "
-	    "socket, instead of SOCKET_DIR/GUEST;\n   status, list, kick, "
+	fprintf(stderr, "-s names the socket itself (attach: a guest's own "
+	    "socket, raw, instead of\n   attach_socket; status, list, kick, "
 	    "reload, history: the control socket)\n");
 	exit(2);
 }
@@ -391,6 +397,26 @@ ctl_send(struct ctl *ctl, const char *line, size_t len, const char **pathp)
 		return -1;
 	}
 	return fd;
+}
+
+/*
+ * A GUEST [ALIAS] word of cmd's arguments: an option cmd does not know,
+ * or a third word, is a usage error.
+ */
+static void
+ctl_guest_arg(const char *cmd, const char *arg, const char **guest,
+    const char **alias)
+{
+	if (arg[0] == '-') {
+		ctl_warnx("unknown %s option %s", cmd, log_esc(arg));
+		ctl_usage();
+	}
+	if (*guest == NULL)
+		*guest = arg;
+	else if (*alias == NULL)
+		*alias = arg;
+	else
+		ctl_usage();
 }
 
 /*
@@ -636,16 +662,8 @@ ctl_history(struct ctl *ctl, int argc, char **argv)
 				return 2;
 			}
 			(void)snprintf(from, sizeof from, "%s", argv[i]);
-		} else if (argv[i][0] == '-') {
-			ctl_warnx("unknown history option %s",
-			    log_esc(argv[i]));
-			ctl_usage();
-		} else if (guest == NULL)
-			guest = argv[i];
-		else if (alias == NULL)
-			alias = argv[i];
-		else
-			ctl_usage();
+		} else
+			ctl_guest_arg("history", argv[i], &guest, &alias);
 	}
 	if (guest == NULL)
 		ctl_usage();
@@ -1208,30 +1226,87 @@ attach_loop(struct attach *a)
 	return a->status;
 }
 
+/*
+ * The request line for the attach socket (asock.c) into a->in, so that it
+ * is the first thing written: 0, or -1 (said why) for names it cannot
+ * carry.
+ */
+static int
+attach_request(struct attach *a, const char *guest, const char *alias,
+    int view, const char *replay)
+{
+	const char	*p;
+	int		 n;
+
+	for (p = guest; *p != '\0'; p++) {
+		if (*p <= ' ' || *p == 0x7f)
+			break;
+	}
+	if (*p != '\0' || *guest == '\0' || strchr(guest, '=') != NULL ||
+	    (alias != NULL && (strpbrk(alias, " \t\r\n=") != NULL ||
+	    *alias == '\0'))) {
+		ctl_warnx("bad guest or console name");
+		return -1;
+	}
+	n = snprintf((char *)a->in, sizeof a->in, "ATTACH %s%s%s%s%s%s\n",
+	    guest, alias != NULL ? " " : "", alias != NULL ? alias : "",
+	    view ? " view" : "", replay != NULL ? " replay=" : "",
+	    replay != NULL ? replay : "");
+	if (n < 0 || n > 1024) {
+		ctl_warnx("guest or console name too long");
+		return -1;
+	}
+	a->in_len = (size_t)n;
+	return 0;
+}
+
+/*
+ * attach [--view] [--replay BYTES] GUEST [ALIAS]: through the attach
+ * socket (attach_socket), which takes a request line first; with -s, or
+ * when attach_socket is none, raw to a guest's own socket, which serves
+ * its first console live: ALIAS, --view and --replay are then a usage
+ * error.
+ */
 static int
 ctl_attach(struct ctl *ctl, int argc, char **argv)
 {
 	struct attach	*a;
-	const char	*guest = NULL, *label, *why;
+	const char	*guest = NULL, *alias = NULL, *replay = NULL;
+	const char	*label, *why;
 	char		*path = NULL;
-	int		 status;
+	size_t		 bytes;
+	int		 i, view = 0, status, request;
 
-	optind = 1;
-	while (getopt(argc, argv, "+") != -1) {
-		ctl_warnx("attach: unknown option -%c", optopt);
-		ctl_usage();
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--view") == 0)
+			view = 1;
+		else if (strcmp(argv[i], "--replay") == 0 && i + 1 < argc) {
+			replay = argv[++i];
+			if (config_parse_size(replay, 0, 1ULL << 30,
+			    &bytes) == -1) {
+				ctl_warnx("--replay wants BYTES (K, M or G "
+				    "suffix, at most 1G)");
+				return 2;
+			}
+		} else
+			ctl_guest_arg("attach", argv[i], &guest, &alias);
 	}
-	argc -= optind;
-	argv += optind;
-	if (argc > 1 || (argc == 0 && ctl->socket == NULL))
+	if (guest == NULL && ctl->socket == NULL)
 		ctl_usage();
-	if (argc == 1)
-		guest = argv[0];
 
 	if (ctl_config(ctl) == -1)
 		return 1;
+	request = ctl->socket == NULL && ctl->conf->attach_socket != NULL;
+	if (!request && (alias != NULL || view || replay != NULL)) {
+		ctl_warnx("attach: ALIAS, --view and --replay need the attach "
+		    "socket (%s)", ctl->socket != NULL ? "not with -s" :
+		    "attach_socket is none");
+		return 2;
+	}
 	if (ctl->socket != NULL)
 		path = xstrdup(ctl->socket);
+	else if (request)
+		path = xstrdup(ctl->conf->attach_socket);
 	else {
 		if (!ctl_name_ok(ctl->conf->socket_dir, guest, &why)) {
 			ctl_warnx("invalid guest name '%s': %s",
@@ -1244,6 +1319,11 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 
 	a = xcalloc(1, sizeof *a);
 	a->escape = ctl->conf->escape;
+	if (request && attach_request(a, guest, alias, view, replay) == -1) {
+		free(path);
+		free(a);
+		return 1;
+	}
 	if (ctl_signals_init() == -1) {
 		ctl_warn("signals");
 		free(path);
@@ -1258,8 +1338,10 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 		return 1;
 	}
 	if (isatty(STDIN_FILENO)) {
-		fprintf(stderr, "Connected to %s (escape: %s)\n",
-		    log_esc(label), config_escape_name(a->escape));
+		fprintf(stderr, "Connected to %s%s%s (escape: %s)\n",
+		    log_esc(label), alias != NULL ? " " : "",
+		    alias != NULL ? log_esc(alias) : "",
+		    config_escape_name(a->escape));
 		if (ctl_tty_raw() == -1) {
 			ctl_warn("cannot put the terminal in raw mode");
 			close(a->sock);

@@ -127,6 +127,11 @@ vcd_reload(struct vcd *v, char *err, size_t errlen)
 	    strcmp(conf->control_socket, old->control_socket) != 0)
 		log_warnx("socket_dir and control_socket changes take effect "
 		    "at the next start");
+	if ((conf->attach_socket == NULL) != (old->attach_socket == NULL) ||
+	    (conf->attach_socket != NULL &&
+	    strcmp(conf->attach_socket, old->attach_socket) != 0))
+		log_warnx("attach_socket changes take effect at the next "
+		    "start");
 	v->conf = conf;
 	log_changed = (old->log_file == NULL) != (conf->log_file == NULL) ||
 	    (old->log_file != NULL &&
@@ -336,6 +341,8 @@ main(int argc, char **argv)
 	if (control_init(v.base, v.conf, vcd_control_reload, err,
 	    sizeof err) == -1)
 		fatalx("%s", err);
+	if (asock_init(v.base, v.conf, err, sizeof err) == -1)
+		fatalx("%s", err);
 	/* Everything that needs root is done: become user, if set. */
 	if (priv_drop(v.conf, err, sizeof err) == -1)
 		fatalx("%s", err);
@@ -352,6 +359,7 @@ main(int argc, char **argv)
 
 	vcd_end_sessions(&v);
 	control_shutdown();
+	asock_shutdown();
 	web_shutdown();
 	wsock_shutdown();
 	usock_shutdown();

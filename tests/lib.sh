@@ -184,14 +184,23 @@ wait_gone() {
 
 # write_conf FILE LINE...: a config file from lines.
 # write_conf FILE LINE...: a config file; state_dir defaults to a
-# directory beside it (never the host's /var/lib/virtconsoled).
+# directory beside it (never the host's /var/lib/virtconsoled), and
+# attach_socket to CONTROL_SOCKET.attach (never the shared /run one).
 write_conf() {
-	local f=$1 l; shift
+	local f=$1 l ctl="" att=0 st=0; shift
 	printf '%s\n' "$@" > "$f"
 	for l in "$@"; do
-		case $l in state_dir*) return 0 ;; esac
+		case $l in
+		state_dir*) st=1 ;;
+		attach_socket*) att=1 ;;
+		"control_socket = "*) ctl=${l#control_socket = } ;;
+		esac
 	done
-	printf 'state_dir = %s/state\n' "$(dirname "$f")" >> "$f"
+	[ "$st" = 1 ] ||
+	    printf 'state_dir = %s/state\n' "$(dirname "$f")" >> "$f"
+	# Beside its control socket, not the shared default in /run.
+	[ "$att" = 1 ] || [ -z "$ctl" ] ||
+	    printf 'attach_socket = %s.attach\n' "$ctl" >> "$f"
 }
 
 # start_fg CONF LOG [ARGS...]: run the daemon in the foreground (-d) in the

@@ -14,7 +14,7 @@ SD=$D/guests
 CONF=$D/vcd.conf
 write_conf "$CONF" "uri = $LAB_URI" "pid_file = $D/vcd.pid" \
     "socket_dir = $SD" "control_socket = $D/control" "log_level = debug" \
-    "idle_timeout = 0"
+    "idle_timeout = 0" "attach_socket = none"
 
 # run_ctl ARGS...: run the client with stdin from /dev/null; sets RC, OUT
 # (stdout) and ERR (stderr).
@@ -29,7 +29,7 @@ run_ctl() {
 run_ctl
 check "no command: status 2" test "$RC" -eq 2
 check "with a usage line on stderr" grep -q '^usage: virtconsolectl' <<< "$ERR"
-check "listing attach" grep -q 'attach \[GUEST\]' <<< "$ERR"
+check "listing attach" grep -q 'attach \[--view\] \[--replay BYTES\] GUEST \[ALIAS\]' <<< "$ERR"
 check "and nothing on stdout" test -z "$OUT"
 run_ctl -f "$CONF" frobnicate
 check "an unknown command: status 2" test "$RC" -eq 2

@@ -302,6 +302,7 @@ class Daemon:
             "pid_file": os.path.join(self.dir, name + ".pid"),
             "socket_dir": os.path.join(self.dir, name + "-sock"),
             "control_socket": os.path.join(self.dir, name + ".control"),
+            "attach_socket": os.path.join(self.dir, name + ".attach"),
             "state_dir": os.path.join(self.dir, name + "-state"),
             "log_level": os.environ.get("VCD_TEST_LOG_LEVEL", "info"),
         }
