@@ -559,6 +559,8 @@ int		 control_give(uid_t, char *, size_t);
 int		 asock_init(struct event_base *, const struct config *, char *,
 		     size_t);
 void		 asock_shutdown(void);
+const char	*asock_parse(char *, const char **, const char **,
+		     struct session_start *);
 
 /* web.c */
 int		 web_init(struct event_base *, const struct config *, char *,

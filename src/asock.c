@@ -96,9 +96,10 @@ asock_refuse(struct asock_client *c, const char *reason)
 
 /*
  * Read the request line's words into start, *guest and *alias: NULL, or
- * the refusal's reason.  The words point into line.
+ * the refusal's reason.  The words point into line, which is cut up.
+ * Pure (tests/unit/test_asock.c).
  */
-static const char *
+const char *
 asock_parse(char *line, const char **guest, const char **alias,
     struct session_start *start)
 {

@@ -18,8 +18,8 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vcdtest import (TAP, Client, Daemon, Lab, group_gid, make_tmpdir,  # noqa: E402
-                     nonce, notice, plant_stale_socket, show, sock_info,
-                     vcd_binary, wait_for)
+                     no_sanitizer_report, nonce, notice, plant_stale_socket, show,
+                     sock_info, vcd_binary)
 
 t = TAP()
 lab = Lab(t)
@@ -290,4 +290,5 @@ with t.case("restart: stale socket, socket_group, shutdown"):
          "virtconsolectl attach GUEST ALIAS with attach_socket none: status 2", r.stderr)
     t.ok(d3.stop() == 0, "the daemon stops")
 
+no_sanitizer_report(t, [d, d2, d3], "no ASan/UBSan report in the daemons' logs")
 t.done()
