@@ -537,6 +537,17 @@ int		 listen_stale(int, const char *, const char *);
 int		 listen_unix(int, const char *, const char *, int, gid_t,
 		     uid_t, int, struct stat *);
 void		 listen_unlink(int, const char *, dev_t, ino_t);
+struct listen_path {
+	char		*path;
+	char		*name;		/* in dfd */
+	int		 dfd;		/* of path's directory */
+	dev_t		 dev;		/* of the socket bound */
+	ino_t		 ino;
+};
+int		 listen_path_open(struct listen_path *, const char *,
+		     const char *, uid_t, int, gid_t, uid_t, int, char *,
+		     size_t);
+void		 listen_path_close(struct listen_path *);
 struct listener	*listener_new(struct event_base *, int,
 		     listener_cb, void *, const char *);
 void		 listener_free(struct listener *);

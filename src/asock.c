@@ -14,7 +14,6 @@
  * ASOCK_TIMEOUT seconds, ASOCK_WAITING_MAX connections at once.
  */
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <errno.h>
@@ -55,15 +54,11 @@ static const struct session_door asock_door = { "attach", NULL, NULL };
 
 static struct {
 	struct event_base	*base;
-	char			*path;
-	char			*name;		/* in dfd */
-	int			 dfd;		/* of path's directory */
+	struct listen_path	 lp;
 	struct listener		*lst;
-	dev_t			 dev;
-	ino_t			 ino;
 	struct asock_clients	 clients;
 	unsigned int		 nclients;
-} as = { .dfd = -1, .clients = TAILQ_HEAD_INITIALIZER(as.clients) };
+} as = { .lp.dfd = -1, .clients = TAILQ_HEAD_INITIALIZER(as.clients) };
 
 /* Refusals, which any local user can cause: 20 lines per 10 s at most. */
 static struct log_limit	asock_refusal_log =
@@ -288,7 +283,6 @@ int
 asock_init(struct event_base *base, const struct config *conf, char *err,
     size_t errlen)
 {
-	struct stat	 st;
 	uid_t		 owner = priv_owner(conf);
 	gid_t		 gid = 0;
 	char		*what;
@@ -299,33 +293,18 @@ asock_init(struct event_base *base, const struct config *conf, char *err,
 		log_info("asock: no attach socket (attach_socket none)");
 		return 0;
 	}
-	as.path = xstrdup(conf->attach_socket);
-	if (listen_group(conf, &gid, &have_gid, err, errlen) == -1 ||
-	    listen_dir("attach_socket", as.path, owner, &as.dfd, &as.name,
-	    err, errlen) == -1)
-		return -1;
-	if (listen_stale(as.dfd, as.name, as.path) == -1) {
-		snprintf(err, errlen, "attach_socket %s %s", as.path,
-		    errno == ENOTSOCK ? "exists and is not a socket" :
-		    "is in use by another running daemon");
-		return -1;
-	}
 	/* The daemon's user owns it, as it owns the guest sockets. */
-	fd = listen_unix(as.dfd, as.name, as.path, have_gid, gid,
-	    owner != geteuid() ? owner : (uid_t)-1, ASOCK_BACKLOG, &st);
-	if (fd == -1) {
-		snprintf(err, errlen, "cannot listen on attach_socket %s: %s",
-		    as.path, strerror(errno));
+	if (listen_group(conf, &gid, &have_gid, err, errlen) == -1 ||
+	    (fd = listen_path_open(&as.lp, "attach_socket",
+	    conf->attach_socket, owner, have_gid, gid, owner != geteuid() ?
+	    owner : (uid_t)-1, ASOCK_BACKLOG, err, errlen)) == -1)
 		return -1;
-	}
-	as.dev = st.st_dev;
-	as.ino = st.st_ino;
-	xasprintf(&what, "asock: accept on %s", log_esc(as.path));
+	xasprintf(&what, "asock: accept on %s", log_esc(as.lp.path));
 	as.lst = listener_new(base, fd, asock_accept_cb, NULL, what);
 	free(what);
 	if (as.lst == NULL)
 		fatalx("asock: cannot create a listener");
-	log_info("asock: listening on %s", log_esc(as.path));
+	log_info("asock: listening on %s", log_esc(as.lp.path));
 	return 0;
 }
 
@@ -340,13 +319,5 @@ asock_shutdown(void)
 	/* NOLINTEND(clang-analyzer-unix.Malloc) */
 	listener_free(as.lst);
 	as.lst = NULL;
-	if (as.name != NULL)
-		listen_unlink(as.dfd, as.name, as.dev, as.ino);
-	if (as.dfd != -1)
-		close(as.dfd);
-	as.dfd = -1;
-	free(as.name);
-	as.name = NULL;
-	free(as.path);
-	as.path = NULL;
+	listen_path_close(&as.lp);
 }

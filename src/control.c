@@ -12,11 +12,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,17 +45,13 @@ TAILQ_HEAD(control_clients, control_client);
 
 static struct {
 	struct event_base	*base;
-	char			*path;
-	char			*name;		/* in dfd */
-	int			 dfd;		/* of path's directory */
+	struct listen_path	 lp;
 	struct evconnlistener	*lev;
-	dev_t			 dev;
-	ino_t			 ino;
 	control_reload_fn	 reload;
 	struct timespec		 started;
 	struct control_clients	 clients;
 	unsigned int		 nclients;
-} ctl = { .dfd = -1, .clients = TAILQ_HEAD_INITIALIZER(ctl.clients) };
+} ctl = { .lp.dfd = -1, .clients = TAILQ_HEAD_INITIALIZER(ctl.clients) };
 
 static void
 control_client_free(struct control_client *c)
@@ -480,118 +474,33 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 }
 
 /*
- * The directory of the control socket, held open: not a symbolic link
- * (unless a well-known shared one such as /var/run), not writable by
- * everyone, and owned by root, by us or by `user`.  A first run gives
- * a directory of its own to the user, so everything in it but bind() and
- * connect() goes through this descriptor, never a path.
- */
-static int
-control_check_dir(const struct config *conf, char *err, size_t errlen)
-{
-	struct stat	 st;
-	char		*copy, *dir;
-	uid_t		 owner = priv_owner(conf);
-
-	copy = xstrdup(ctl.path);
-	dir = dirname(copy);
-	if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create the directory of "
-		    "control_socket %s: %s", ctl.path, strerror(errno));
-		free(copy);
-		return -1;
-	}
-	if ((ctl.dfd = dir_open(dir)) == -1 ||
-	    fstat(ctl.dfd, &st) == -1) {
-		snprintf(err, errlen, "the directory of control_socket %s: "
-		    "%s", ctl.path, errno == ELOOP ? "it is a symbolic link" :
-		    strerror(errno));
-		free(copy);
-		return -1;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid() && st.st_uid != owner) {
-		snprintf(err, errlen, "the directory of control_socket %s is "
-		    "owned by uid %u, not by root or the daemon", ctl.path,
-		    (unsigned)st.st_uid);
-		free(copy);
-		return -1;
-	}
-	if (st.st_mode & S_IWOTH) {
-		snprintf(err, errlen, "the directory of control_socket %s is "
-		    "world-writable", ctl.path);
-		free(copy);
-		return -1;
-	}
-	free(copy);
-	copy = xstrdup(ctl.path);
-	ctl.name = xstrdup(basename(copy));
-	free(copy);
-	return 0;
-}
-
-/*
  * Bind the control socket.  Runs after the pid file lock is held, so a
  * socket left at the path is a crashed run's: it is replaced.  Anything
- * else at the path is refused.
+ * else at the path is refused.  Its directory is held open (listen_dir():
+ * not a symbolic link, not writable by everyone, owned by root, by us or
+ * by `user`); a first run gives a directory of its own to the user, so
+ * everything in it but bind() and connect() goes through that
+ * descriptor, never a path.
  */
 int
 control_init(struct event_base *base, const struct config *conf,
     control_reload_fn reload, char *err, size_t errlen)
 {
-	struct sockaddr_un	 sun;
-	struct stat		 st;
-	mode_t			 old;
-	int			 fd, rc;
+	int	fd;
 
 	ctl.base = base;
 	ctl.reload = reload;
 	clock_gettime(CLOCK_MONOTONIC, &ctl.started);
-	ctl.path = xstrdup(conf->control_socket);
-	if (strlen(ctl.path) >= sizeof sun.sun_path) {
-		snprintf(err, errlen, "control_socket %s: path too long",
-		    ctl.path);
+	/* Mode 0600: root and the daemon's user (control_give()). */
+	if ((fd = listen_path_open(&ctl.lp, "control_socket",
+	    conf->control_socket, priv_owner(conf), 0, 0, (uid_t)-1, 8, err,
+	    errlen)) == -1)
 		return -1;
-	}
-	if (control_check_dir(conf, err, errlen) == -1)
-		return -1;
-	if (fstatat(ctl.dfd, ctl.name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "control_socket %s exists and is "
-			    "not a socket", ctl.path);
-			return -1;
-		}
-		if (socket_in_use(ctl.path)) {
-			snprintf(err, errlen, "control_socket %s is in use by "
-			    "another running daemon", ctl.path);
-			return -1;
-		}
-		unlinkat(ctl.dfd, ctl.name, 0);
-	}
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	memcpy(sun.sun_path, ctl.path, strlen(ctl.path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "control socket: %s", strerror(errno));
-		return -1;
-	}
-	old = umask(0177);
-	rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
-	umask(old);
-	if (rc == -1 || listen(fd, 8) == -1 || fstatat(ctl.dfd, ctl.name, &st,
-	    AT_SYMLINK_NOFOLLOW) == -1) {
-		snprintf(err, errlen, "cannot listen on control_socket %s: %s",
-		    ctl.path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	ctl.dev = st.st_dev;
-	ctl.ino = st.st_ino;
 	ctl.lev = evconnlistener_new(base, control_accept_cb, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (ctl.lev == NULL)
 		fatalx("control: cannot create a listener");
-	log_info("control: listening on %s", log_esc(ctl.path));
+	log_info("control: listening on %s", log_esc(ctl.lp.path));
 	return 0;
 }
 
@@ -606,24 +515,24 @@ control_give(uid_t uid, char *err, size_t errlen)
 	struct stat	st;
 	int		fd;
 
-	if (ctl.name == NULL)
+	if (ctl.lp.name == NULL)
 		return 0;
-	if ((fd = socket_path_at(ctl.dfd, ctl.name, &st)) == -1) {
+	if ((fd = socket_path_at(ctl.lp.dfd, ctl.lp.name, &st)) == -1) {
 		if (errno == ENOENT)
 			return 0;
-		snprintf(err, errlen, "cannot give %s to uid %u: %s", ctl.path,
+		snprintf(err, errlen, "cannot give %s to uid %u: %s", ctl.lp.path,
 		    (unsigned)uid, strerror(errno));
 		return -1;
 	}
-	if (st.st_dev != ctl.dev || st.st_ino != ctl.ino) {
+	if (st.st_dev != ctl.lp.dev || st.st_ino != ctl.lp.ino) {
 		snprintf(err, errlen, "cannot give %s to uid %u: it is no "
-		    "longer the socket the daemon bound", ctl.path,
+		    "longer the socket the daemon bound", ctl.lp.path,
 		    (unsigned)uid);
 		close(fd);
 		return -1;
 	}
 	if (fchownat(fd, "", uid, (gid_t)-1, AT_EMPTY_PATH) == -1) {
-		snprintf(err, errlen, "cannot give %s to uid %u: %s", ctl.path,
+		snprintf(err, errlen, "cannot give %s to uid %u: %s", ctl.lp.path,
 		    (unsigned)uid, strerror(errno));
 		close(fd);
 		return -1;
@@ -636,7 +545,6 @@ void
 control_shutdown(void)
 {
 	struct control_client	*c;
-	struct stat		 st;
 
 	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
 	while ((c = TAILQ_FIRST(&ctl.clients)) != NULL)
@@ -645,15 +553,5 @@ control_shutdown(void)
 	if (ctl.lev != NULL)
 		evconnlistener_free(ctl.lev);
 	ctl.lev = NULL;
-	if (ctl.name != NULL && fstatat(ctl.dfd, ctl.name, &st,
-	    AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == ctl.dev &&
-	    st.st_ino == ctl.ino)
-		unlinkat(ctl.dfd, ctl.name, 0);
-	if (ctl.dfd != -1)
-		close(ctl.dfd);
-	ctl.dfd = -1;
-	free(ctl.name);
-	ctl.name = NULL;
-	free(ctl.path);
-	ctl.path = NULL;
+	listen_path_close(&ctl.lp);
 }

@@ -177,6 +177,65 @@ listen_unix(int dfd, const char *name, const char *path, int have_gid,
 	return -1;
 }
 
+/*
+ * A socket at a path of its own (control_socket, attach_socket), key
+ * naming it in errors: its directory checked and held (listen_dir(), its
+ * owner may be dir_owner), a crashed run's socket replaced, anything else
+ * there refused, then bound and listening (listen_unix()).  The
+ * listening descriptor, or -1 with the error; lp is filled either way
+ * and released by listen_path_close().
+ */
+int
+listen_path_open(struct listen_path *lp, const char *key, const char *path,
+    uid_t dir_owner, int have_gid, gid_t gid, uid_t owner, int backlog,
+    char *err, size_t errlen)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 st;
+	int			 fd;
+
+	lp->path = xstrdup(path);
+	lp->name = NULL;
+	lp->dfd = -1;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		snprintf(err, errlen, "%s %s: path too long", key, path);
+		return -1;
+	}
+	if (listen_dir(key, path, dir_owner, &lp->dfd, &lp->name, err,
+	    errlen) == -1)
+		return -1;
+	if (listen_stale(lp->dfd, lp->name, path) == -1) {
+		snprintf(err, errlen, "%s %s %s", key, path,
+		    errno == ENOTSOCK ? "exists and is not a socket" :
+		    "is in use by another running daemon");
+		return -1;
+	}
+	if ((fd = listen_unix(lp->dfd, lp->name, path, have_gid, gid, owner,
+	    backlog, &st)) == -1) {
+		snprintf(err, errlen, "cannot listen on %s %s: %s", key, path,
+		    strerror(errno));
+		return -1;
+	}
+	lp->dev = st.st_dev;
+	lp->ino = st.st_ino;
+	return fd;
+}
+
+/* Unlink the socket if it is still the one bound; release lp. */
+void
+listen_path_close(struct listen_path *lp)
+{
+	if (lp->name != NULL)
+		listen_unlink(lp->dfd, lp->name, lp->dev, lp->ino);
+	if (lp->dfd != -1)
+		close(lp->dfd);
+	lp->dfd = -1;
+	free(lp->name);
+	lp->name = NULL;
+	free(lp->path);
+	lp->path = NULL;
+}
+
 /* Unlink name in dfd if it is still the socket bound (dev, ino). */
 void
 listen_unlink(int dfd, const char *name, dev_t dev, ino_t ino)
