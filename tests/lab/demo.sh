@@ -33,6 +33,7 @@ uri = $LAB_URI
 pid_file = $LAB_DIR/virtconsoled.pid
 socket_dir = $LAB_DIR/guests
 control_socket = $LAB_DIR/control
+attach_socket = $LAB_DIR/attach
 token_secret_file = $LAB_DIR/secret
 web_root = $BUILD/webroot
 listen = 127.0.0.1:8080
