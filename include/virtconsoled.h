@@ -547,10 +547,24 @@ unsigned int	 web_revoke_guest(const char *, const char *);
 /* wsock.c */
 #define WSOCK_RAW	0	/* subprotocol binary or none */
 #define WSOCK_BASE64	1	/* subprotocol base64 */
+#define WSOCK_V1	2	/* subprotocol virtconsole.v1 */
+/* What an upgraded connection starts with. */
+struct wsock_open {
+	const char		*addr;		/* the client's address */
+	const char		*peer;		/* address:port, for logs */
+	const char		*listener;	/* the listener's bound name */
+	struct guest		*guest;
+	const char		*alias;		/* NULL: the first console */
+	int			 mode;		/* WSOCK_RAW, _BASE64, _V1 */
+	const char		*subject;	/* the credential, for logs */
+	unsigned int		 ping_interval;
+	int64_t			 expires;	/* browser session's end, 0 */
+	const uint8_t		*session_id;	/* its cookie's id, or NULL */
+	int64_t			 session_exp;	/* the cookie's expiry */
+	const struct session_start *start;	/* NULL: live */
+};
 void		 wsock_start(struct event_base *, struct bufferevent *,
-		     const char *, const char *, const char *, struct guest *,
-		     const char *, int, const char *, unsigned int, int64_t,
-		     const uint8_t *, int64_t);
+		     const struct wsock_open *);
 typedef void (*wsock_credential_cb)(const uint8_t *, int64_t, void *);
 void		 wsock_credentials(const char *, const char *,
 		     wsock_credential_cb, void *);
@@ -816,9 +830,14 @@ struct stat;
 int		 socket_path_at(int, const char *, struct stat *);
 size_t		 utf8_len(const unsigned char *, size_t);
 struct evbuffer;
-void		 json_add_string(struct evbuffer *, const char *);
 void		 random_bytes(void *, size_t);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
+struct history_pos;
+int		 parse_history_pos(const char *, struct history_pos *);
+
+/* json.c */
+void		 json_add_string(struct evbuffer *, const char *);
+int		 json_object_valid(const char *, size_t);
 
 #endif /* VIRTCONSOLED_H */

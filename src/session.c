@@ -957,6 +957,7 @@ session_start_pos(struct session *s)
 	struct history_pos	 live;
 	enum session_from	 from = s->start.from;
 	uint64_t		 bytes = s->start.bytes;
+	int			 lost = 0;
 
 	live.run = history_run(h);
 	live.offset = history_offset(h);
@@ -984,10 +985,12 @@ session_start_pos(struct session *s)
 			/* Another run, or before a daemon restart. */
 			s->pos.run = history_run(h);
 			s->pos.offset = 0;
-			return 1;
+			lost = 1;
+			break;
 		case HISTORY_BEYOND:
 			s->pos = live;
-			return 1;
+			lost = 1;
+			break;
 		default:
 			break;
 		}
@@ -997,7 +1000,7 @@ session_start_pos(struct session *s)
 	}
 	s->behind = s->replaying = s->pos.run != live.run ||
 	    s->pos.offset != live.offset;
-	return 0;
+	return lost;
 }
 
 /* The console is open: bytes flow. */
@@ -1014,6 +1017,8 @@ session_opened(struct session *s)
 	if (session_tell_hello(s) == -1 || (lost && session_tell_gap(s,
 	    s->pos.offset, s->pos.offset, 1) == -1))
 		return;
+	if (lost)
+		s->pos.gap_told = 1;
 	if (!left)
 		session_pump(s);
 	else

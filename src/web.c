@@ -534,6 +534,7 @@ web_authenticate(struct web_conn *c, const struct http_request *req,
 		auth->ok = 1;
 		auth->tok.all_guests = 1;
 		auth->tok.role = TOKEN_ROLE_WRITER;
+		auth->tok.history = 1;	/* a writer of any console */
 		snprintf(auth->tok.alias, sizeof auth->tok.alias, TOKEN_ANY);
 		snprintf(auth->tok.hv, sizeof auth->tok.hv, TOKEN_ANY);
 		snprintf(auth->subject, sizeof auth->subject, "auth=none");
@@ -909,15 +910,67 @@ web_console_state(struct web_conn *c, const char *segs,
 	evbuffer_free(b);
 }
 
+/*
+ * Where a console's output starts, from the query of its URL: from=RUN:
+ * OFFSET, tail=BYTES (not both), resume=ID.  -1 with a 400's text.
+ */
+static int
+web_console_start(const char *query, const struct token *tok,
+    struct session_start *st, char *resume, size_t resumelen,
+    const char **why)
+{
+	struct history_pos	 pos;
+	unsigned long long	 n;
+	char			 val[64];
+
+	memset(st, 0, sizeof *st);
+	st->no_history = !tok->history;
+	if (http_query_has(query, "from") && http_query_has(query, "tail")) {
+		*why = "from= and tail= together";
+		return -1;
+	}
+	if (http_query_has(query, "from")) {
+		if (http_query_get(query, "from", val, sizeof val) == -1 ||
+		    parse_history_pos(val, &pos) == -1) {
+			*why = "from= is RUN:OFFSET (the run in hex)";
+			return -1;
+		}
+		st->from = SESSION_FROM_POS;
+		st->run = pos.run;
+		st->offset = pos.offset;
+	} else if (http_query_has(query, "tail")) {
+		if (http_query_get(query, "tail", val, sizeof val) == -1 ||
+		    parse_uint(val, HISTORY_MAX * 2, &n) == -1) {
+			*why = "tail= is a number of bytes";
+			return -1;
+		}
+		st->from = SESSION_FROM_TAIL;
+		st->bytes = n;
+	} else
+		st->from = SESSION_FROM_LIVE;
+	if (http_query_has(query, "resume")) {
+		if (http_query_get(query, "resume", resume, resumelen) == -1 ||
+		    strlen(resume) != SESSION_RESUME_LEN) {
+			*why = "resume= is the resume id of a hello";
+			return -1;
+		}
+		st->resume = resume;
+	}
+	return 0;
+}
+
 /* /console/GUEST[/ALIAS] with Upgrade: websocket. */
 static void
 web_console(struct web_conn *c, const struct http_request *req,
     const char *path, const struct web_auth *auth)
 {
 	char		 alias[64], accept[WS_ACCEPT_LEN];
+	char		 resume[SESSION_RESUME_LEN + 2];
 	const char	*key, *proto = NULL, *why;
 	struct guest	*g;
 	struct bufferevent *bev;
+	struct session_start start;
+	struct wsock_open o;
 	int		 mode, status;
 
 	if (!http_header_has_token(req, "Upgrade", "websocket") ||
@@ -938,8 +991,16 @@ web_console(struct web_conn *c, const struct http_request *req,
 		    20, 0);
 		return;
 	}
-	/* binary (websockify, xterm.js) or none: raw; base64 for old pages. */
-	if (http_header_has_token(req, "Sec-WebSocket-Protocol", "binary")) {
+	/*
+	 * virtconsole.v1 first (bytes and messages), then binary (websockify,
+	 * xterm.js) or none: raw; base64 for old pages.
+	 */
+	if (http_header_has_token(req, "Sec-WebSocket-Protocol",
+	    "virtconsole.v1")) {
+		proto = "virtconsole.v1";
+		mode = WSOCK_V1;
+	} else if (http_header_has_token(req, "Sec-WebSocket-Protocol",
+	    "binary")) {
 		proto = "binary";
 		mode = WSOCK_RAW;
 	} else if (http_header_has_token(req, "Sec-WebSocket-Protocol",
@@ -947,10 +1008,16 @@ web_console(struct web_conn *c, const struct http_request *req,
 		proto = "base64";
 		mode = WSOCK_BASE64;
 	} else if (http_header(req, "Sec-WebSocket-Protocol") != NULL) {
-		web_error(c, 400, "subprotocols offered: binary, base64");
+		web_error(c, 400, "subprotocols offered: virtconsole.v1, "
+		    "binary, base64");
 		return;
 	} else
 		mode = WSOCK_RAW;
+	if (web_console_start(req->query, &auth->tok, &start, resume,
+	    sizeof resume, &why) == -1) {
+		web_error(c, 400, why);
+		return;
+	}
 
 	if ((g = web_find_console(path + strlen("/console/"), auth, alias,
 	    sizeof alias)) == NULL) {
@@ -985,12 +1052,22 @@ web_console(struct web_conn *c, const struct http_request *req,
 	/* The connection leaves the HTTP side; wsock owns it from here. */
 	bev = c->bev;
 	c->bev = NULL;
-	wsock_start(web.base, bev, c->addr, c->peer, c->listener->bound, g,
-	    alias[0] != '\0' ? alias : NULL, mode, auth->subject,
-	    web.conf->ping_interval, auth->by_cookie ? auth->tok.iat +
-	    (int64_t)web.conf->session_ttl : 0,
-	    auth->by_cookie ? auth->tok.id : NULL,
-	    auth->by_cookie ? auth->tok.expires : 0);
+	memset(&o, 0, sizeof o);
+	o.addr = c->addr;
+	o.peer = c->peer;
+	o.listener = c->listener->bound;
+	o.guest = g;
+	o.alias = alias[0] != '\0' ? alias : NULL;
+	o.mode = mode;
+	o.subject = auth->subject;
+	o.ping_interval = web.conf->ping_interval;
+	if (auth->by_cookie) {
+		o.expires = auth->tok.iat + (int64_t)web.conf->session_ttl;
+		o.session_id = auth->tok.id;
+		o.session_exp = auth->tok.expires;
+	}
+	o.start = &start;
+	wsock_start(web.base, bev, &o);
 	web_conn_free(c);
 }
 
