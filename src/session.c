@@ -546,7 +546,7 @@ session_tell_run(struct session *s, uint64_t run)
 	if (!session_frames(s))
 		return 0;
 	b = session_json("run");
-	evbuffer_add_printf(b, ",\"run\":\"%016llx\"}",
+	evbuffer_add_printf(b, ",\"run\":\"%llx\"}",
 	    (unsigned long long)run);
 	return session_message(s, b);
 }
@@ -565,7 +565,7 @@ session_tell_hello(struct session *s)
 	evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"hypervisor\":\"default\","
 	    "\"console\":", s->uuid);
 	json_add_string(b, s->alias);
-	evbuffer_add_printf(b, ",\"role\":\"writer\",\"run\":\"%016llx\","
+	evbuffer_add_printf(b, ",\"role\":\"writer\",\"run\":\"%llx\","
 	    "\"offset\":%llu,\"resume\":\"%s\"}",
 	    (unsigned long long)s->pos.run, (unsigned long long)s->pos.offset,
 	    s->resume);
