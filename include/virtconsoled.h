@@ -796,5 +796,6 @@ struct evbuffer;
 void		 json_add_string(struct evbuffer *, const char *);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
+int		 parse_history_pos(const char *, struct history_pos *);
 
 #endif /* VIRTCONSOLED_H */

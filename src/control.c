@@ -14,7 +14,6 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -165,27 +164,10 @@ control_list(struct evbuffer *b, int json)
  *   NEXT RUN:OFFSET[:1]\n    more: ask again with from= this (last line)
  *   END RUN:OFFSET\n         nothing more now (last line)
  *
- * RUN is the run id in hex.  virtconsolectl history pages through it.
+ * RUN is the run id in hex; from= is read by parse_history_pos() (util.c),
+ * as the web's /api/history reads it.  virtconsolectl history pages
+ * through it.
  */
-/* RUN:OFFSET[:1], the run in hex and the offset in decimal, exactly. */
-static int
-control_parse_pos(const char *s, struct history_pos *pos)
-{
-	char	*end;
-
-	if (!isxdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	pos->run = strtoull(s, &end, 16);
-	if (errno != 0 || *end != ':' || !isdigit((unsigned char)end[1]))
-		return -1;
-	pos->offset = strtoull(end + 1, &end, 10);
-	if (errno != 0)
-		return -1;
-	pos->gap_told = strcmp(end, ":1") == 0;
-	return pos->gap_told || *end == '\0' ? 0 : -1;
-}
-
 static int
 control_history(struct evbuffer *out, int argc, char **argv, char *err,
     size_t errlen)
@@ -225,7 +207,7 @@ control_history(struct evbuffer *out, int argc, char **argv, char *err,
 		return -1;
 	}
 	if (from != NULL) {
-		if (control_parse_pos(from, &pos) == -1) {
+		if (parse_history_pos(from, &pos) == -1) {
 			(void)snprintf(err, errlen, "from= wants RUN:OFFSET "
 			    "(RUN in hex)");
 			return -1;
