@@ -833,7 +833,6 @@ struct evbuffer;
 void		 random_bytes(void *, size_t);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
-struct history_pos;
 int		 parse_history_pos(const char *, struct history_pos *);
 
 /* json.c */

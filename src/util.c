@@ -124,6 +124,32 @@ parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 	return 0;
 }
 
+/*
+ * A history position as readers name it, RUN:OFFSET[:1]: the run id in hex,
+ * the offset in decimal, exactly (no sign, blank or trailing garbage), and
+ * ":1" when the unknown gap at that offset was already told (the control
+ * command's NEXT, the web's X-Virtconsole-Next).  Returns 0, or -1.
+ */
+int
+parse_history_pos(const char *s, struct history_pos *pos)
+{
+	char	*end;
+	size_t	 n = strspn(s, "0123456789abcdefABCDEF");
+
+	/* Hex digits only: strtoull alone would take "0x" and blanks. */
+	if (n == 0 || s[n] != ':' || !isdigit((unsigned char)s[n + 1]))
+		return -1;
+	errno = 0;
+	pos->run = strtoull(s, &end, 16);
+	if (errno != 0 || end != s + n)
+		return -1;
+	pos->offset = strtoull(end + 1, &end, 10);
+	if (errno != 0)
+		return -1;
+	pos->gap_told = strcmp(end, ":1") == 0;
+	return pos->gap_told || *end == '\0' ? 0 : -1;
+}
+
 /* Arm a one-shot timer for a whole number of seconds. */
 void
 timer_arm(struct event *ev, unsigned int seconds)
@@ -352,23 +378,4 @@ random_bytes(void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
-}
-
-/* RUN:OFFSET[:1], the run in hex and the offset in decimal, exactly. */
-int
-parse_history_pos(const char *s, struct history_pos *pos)
-{
-	char	*end;
-
-	if (!isxdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	pos->run = strtoull(s, &end, 16);
-	if (errno != 0 || *end != ':' || !isdigit((unsigned char)end[1]))
-		return -1;
-	pos->offset = strtoull(end + 1, &end, 10);
-	if (errno != 0)
-		return -1;
-	pos->gap_told = strcmp(end, ":1") == 0;
-	return pos->gap_told || *end == '\0' ? 0 : -1;
 }
