@@ -998,8 +998,9 @@ session_start_pos(struct session *s)
 	default:
 		break;
 	}
-	s->behind = s->replaying = s->pos.run != live.run ||
-	    s->pos.offset != live.offset;
+	/* Even at the end: a loss there may be the client's to be told. */
+	s->behind = s->replaying = from == SESSION_FROM_TAIL ||
+	    from == SESSION_FROM_POS;
 	return lost;
 }
 
