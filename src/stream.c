@@ -67,8 +67,9 @@ stream_lv_error(void)
 }
 
 /*
- * Why a console could not be opened: a guest that is not running, or
- * (most often) a console another client holds.  The message is copied
+ * Why a console could not be opened: a guest that is not running, a
+ * console another client holds (most often), or one libvirt cannot open
+ * at all.  The message is copied
  * first: any further libvirt call (IsActive below) resets the thread's
  * last error and frees it.  On the link's thread: the loop logs.
  */
@@ -82,8 +83,15 @@ stream_lv_open_failure(struct stream *s, virDomainPtr dom)
 	    err->message != NULL ? err->message : "unknown error");
 	if (dom != NULL && virDomainIsActive(dom) == 0)
 		result = STREAM_NOT_RUNNING;
-	else if (strstr(s->err, "Active console session") == NULL)
+	else if (strstr(s->err, "Active console session") == NULL) {
+		/*
+		 * Not held elsewhere: libvirt cannot open this console at
+		 * all (no such device, not a pty, unsupported), and will
+		 * not until the guest changes.
+		 */
+		result = STREAM_NO_CONSOLE;
 		s->log_err = 1;
+	}
 	return result;
 }
 
