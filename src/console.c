@@ -824,7 +824,7 @@ console_opened(struct stream *st, enum stream_open_result result, void *arg)
 {
 	struct console		*c = arg;
 	struct console_client	*cl, *next;
-	enum session_reason	 reason = console_open_reason(result);
+	enum session_reason	 reason;
 
 	if (c->st != st || c->state != CONSOLE_OPENING)
 		return;		/* cannot be: a closed stream is not told */
@@ -1075,16 +1075,23 @@ console_close_all(enum session_reason reason)
 	}
 }
 
-/* Consoles not yet freed, in any state (the unit tests' leak check). */
-unsigned int
-console_count(void)
+static unsigned int
+console_tally(int captured_only)
 {
 	struct console	*c;
 	unsigned int	 n = 0;
 
 	TAILQ_FOREACH(c, &cons.all, entry)
-		n++;
+		if (!captured_only || c->captured)
+			n++;
 	return n;
+}
+
+/* Consoles not yet freed, in any state (the unit tests' leak check). */
+unsigned int
+console_count(void)
+{
+	return console_tally(0);
 }
 
 /* The history of guest uuid's console alias, or NULL if it has none. */
@@ -1170,13 +1177,7 @@ console_guest_event(struct guest *g, enum guest_event ev, void *arg)
 unsigned int
 console_captured(void)
 {
-	struct console	*c;
-	unsigned int	 n = 0;
-
-	TAILQ_FOREACH(c, &cons.all, entry)
-		if (c->captured)
-			n++;
-	return n;
+	return console_tally(1);
 }
 
 /* The state of guest uuid's console alias (not parked), or -1: none. */

@@ -163,19 +163,27 @@ connect_client(struct client *c)
 	return connect_alias(c, NULL);
 }
 
-static struct session *
-connect_alias(struct client *c, const char *alias)
+/* A socketpair: the test's end in c, the daemon's end as a bufferevent. */
+static struct bufferevent *
+client_pair(struct client *c)
 {
-	struct bufferevent	*bev;
-	struct session		*s;
-	int			 sv[2];
+	int	sv[2];
 
 	memset(c, 0, sizeof *c);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
 		abort();
 	evutil_make_socket_nonblocking(sv[0]);
 	c->fd = sv[1];
-	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	return bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+}
+
+static struct session *
+connect_alias(struct client *c, const char *alias)
+{
+	struct bufferevent	*bev;
+	struct session		*s;
+
+	bev = client_pair(c);
 	if ((s = session_open(&g, alias, bev, "test", NULL, NULL)) == NULL)
 		return NULL;
 	/* The console's open comes back from the loop. */
@@ -725,12 +733,7 @@ test_async_open(void)
 	int			 sv[2], opened0 = fake_opened;
 	int			 closed0b = fake_closed;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-		abort();
-	evutil_make_socket_nonblocking(sv[0]);
-	memset(&c, 0, sizeof c);
-	c.fd = sv[1];
-	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	bev = client_pair(&c);
 	ok(session_open(&g, NULL, bev, "test", NULL, NULL) != NULL &&
 	    session_info_get() && strcmp(info.state, "OPENING") == 0,
 	    "async open: the session is OPENING until the open comes back");
@@ -815,6 +818,16 @@ cond_open_called(struct client *c)
 	return fake_open_calls > cap_calls;
 }
 
+/* The stream fails under client c, a failure of kind: it is told notice. */
+static int
+cap_fail_under(struct client *c, enum stream_failure kind, const char *notice)
+{
+	fake_failure = kind;
+	cap_calls = fake_open_calls;
+	fake_stream_fail(fake_last);
+	return expect(c, notice, 500);
+}
+
 /* Whether the history holds text; the losses it records in *gaps. */
 static int
 cap_history(const char *alias, const char *text, unsigned int *gaps)
@@ -891,7 +904,7 @@ test_capture(void)
 	struct bufferevent	*bev;
 	struct fake_stream	*f;
 	unsigned int		 gaps0 = 0, gaps1 = 0;
-	int			 forced0, closed0c, opened0, sv[2];
+	int			 forced0, closed0c, opened0;
 
 	configure("uri = test:///default\n");
 	console_test_backoff_unit(10);
@@ -934,13 +947,12 @@ test_capture(void)
 	 * recorded, and opens without force are refused while the other
 	 * holder stays; once it leaves, the console is captured again.
 	 */
-	ok(connect_client(&c) != NULL, "steal: a client attached");
-	fake_failure = STREAM_FAIL_TAKEN;
+	ok(connect_client(&c) != NULL && fake_last == f,
+	    "steal: a client attached");
 	fake_held = 1;
-	cap_calls = fake_open_calls;
 	forced0 = fake_open_forced;
-	fake_stream_fail(f);
-	ok(expect(&c, "disconnected: console taken by another client", 500),
+	ok(cap_fail_under(&c, STREAM_FAIL_TAKEN,
+	    "disconnected: console taken by another client"),
 	    "steal: the client gets 'console taken by another client'");
 	close(c.fd);
 	ok(console_state_of(g.uuid, "serial0") == CONSOLE_STOLEN ||
@@ -1009,12 +1021,7 @@ test_capture(void)
 	fake_open_delay = 1;
 	forced0 = fake_open_forced;
 	console_capture_guest(&g);
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-		abort();
-	evutil_make_socket_nonblocking(sv[0]);
-	memset(&c, 0, sizeof c);
-	c.fd = sv[1];
-	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	bev = client_pair(&c);
 	ok(console_state_of(g.uuid, "serial0") == CONSOLE_OPENING &&
 	    session_open(&g, NULL, bev, "test", NULL, NULL) != NULL,
 	    "a client comes while the capture opens");
@@ -1026,12 +1033,10 @@ test_capture(void)
 	fake_held = 0;
 
 	/* Its connection drops: BACKOFF, then captured again. */
-	fake_failure = STREAM_FAIL_LINK_LOST;
 	console_test_backoff_unit(10);
 	fake_open_result = STREAM_LINK_LOST;
-	cap_calls = fake_open_calls;
-	fake_stream_fail(fake_last);
-	ok(expect(&c, "disconnected: console connection lost", 500),
+	ok(cap_fail_under(&c, STREAM_FAIL_LINK_LOST,
+	    "disconnected: console connection lost"),
 	    "link lost: the client is told");
 	close(c.fd);
 	ok(run_until(cond_open_called, NULL, 500) &&
