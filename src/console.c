@@ -1047,6 +1047,12 @@ console_close_all(enum session_reason reason)
 {
 	struct console	*c, *next;
 
+	/*
+	 * The daemon stops: lifecycle events still come while it drains its
+	 * clients, and must capture nothing more.
+	 */
+	if (reason == REASON_SHUTDOWN)
+		cons.capture = CAPTURE_ATTACHED;
 	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next) {
 		/* The next connection captures them again. */
 		console_capture_drop(c, "the connection ended, or the daemon "

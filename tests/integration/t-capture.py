@@ -17,7 +17,8 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vcdtest import (TAP, Client, Daemon, Lab, VirshConsole, log_time,  # noqa: E402
-                     make_tmpdir, nonce, notices, show, vcd_binary, wait_for)
+                     make_tmpdir, no_sanitizer_report, nonce, notices, show, vcd_binary,
+                     wait_for)
 
 t = TAP()
 lab = Lab(t)
@@ -233,5 +234,6 @@ with t.case("guest restart: a new run"):
 with t.case("exit"):
     rc = d.stop()
     t.ok(rc == 0, "SIGTERM: the daemon exits 0 (%s)" % rc, d.log_tail())
+    no_sanitizer_report(t, [d])
 
 t.done()

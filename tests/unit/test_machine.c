@@ -1098,7 +1098,7 @@ test_capture(void)
 	ok(console_captured() == 0 && console_count() == 1 &&
 	    console_state_of(g.uuid, "serial0") == -1,
 	    "the guest stops: serial0 parked, console1 closed, no capture");
-	session_end_all(REASON_SHUTDOWN);
+	session_end_all(REASON_HV_LOST);
 	ok(fake_closed == closed0c + 1 && console_count() == 0,
 	    "the parked stream released");
 
@@ -1131,6 +1131,14 @@ test_capture(void)
 	console_capture_guest(&g);
 	ok(cap_until(CONSOLE_OPEN, 500) && fake_open_calls == cap_calls + 2,
 	    "the guest's next run: tried, and captured");
+	session_end_all(REASON_SHUTDOWN);
+	spin(5);
+	ok(console_count() == 0 && console_captured() == 0,
+	    "the daemon stops: the capture lets go");
+	console_capture_guest(&g);
+	spin(5);
+	ok(console_count() == 0,
+	    "and captures nothing more while the daemon drains its clients");
 	configure("uri = test:///default\n");
 	TAILQ_REMOVE(guest_list(), &g, entry);
 	g.naliases = 2;
