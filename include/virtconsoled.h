@@ -85,6 +85,10 @@ enum config_policy {
 	POLICY_REFUSE = 0,
 	POLICY_TAKEOVER,
 };
+enum config_capture {
+	CAPTURE_ATTACHED = 0,	/* a console is held while a client uses it */
+	CAPTURE_ALWAYS,		/* every console of every running guest */
+};
 #define ESCAPE_NONE (-1)
 struct config_listen {
 	char			*address;	/* numeric IPv4 or IPv6 */
@@ -122,6 +126,7 @@ struct config {
 	size_t			 history;	/* tail bytes per run */
 	size_t			 history_head;	/* first bytes per run */
 	unsigned int		 history_runs;	/* runs kept per console */
+	enum config_capture	 capture;	/* when consoles are held */
 	size_t			 attach_replay;	/* history to unix clients */
 	/* web */
 	struct config_listens	 listens;
@@ -154,6 +159,7 @@ struct config	*config_parse(const char *, const char *, size_t, char *,
 		     size_t);
 void		 config_free(struct config *);
 const char	*config_policy_name(enum config_policy);
+const char	*config_capture_name(enum config_capture);
 const char	*config_escape_name(int);
 int		 config_parse_size(const char *, unsigned long long,
 		     unsigned long long, size_t *);
@@ -237,8 +243,9 @@ struct guest {
 };
 TAILQ_HEAD(guests, guest);
 enum guest_event {
-	GUEST_EV_CHANGED,	/* added, renamed, (un)defined, started or
-				   stopped: front doors look at it again */
+	GUEST_EV_CHANGED,	/* added, renamed, (un)defined, started,
+				   stopped, or any other lifecycle event
+				   (paused...): look at it again */
 	GUEST_EV_STARTED,	/* it runs (or was found running) */
 	GUEST_EV_STOPPED,	/* it stopped */
 	GUEST_EV_MIGRATED,	/* it stopped: migrated away */
@@ -270,6 +277,8 @@ enum stream_open_result {
 	STREAM_NOT_RUNNING,	/* not running, or no hypervisor connection */
 	STREAM_BUSY,		/* another client holds the console */
 	STREAM_LINK_LOST,	/* the guest's connection dropped meanwhile */
+	STREAM_NO_CONSOLE,	/* libvirt cannot open it at all (no such
+				   console, not a pty, unsupported) */
 };
 enum stream_failure {
 	STREAM_FAIL_TAKEN = 0,	/* the console alone: taken with force */
@@ -421,6 +430,10 @@ enum console_state {
 	CONSOLE_OPENING,	/* opening the stream */
 	CONSOLE_OPEN,		/* stream open, read for the clients */
 	CONSOLE_PARKED,		/* the guest stops: stream held, see park */
+	CONSOLE_STOLEN,		/* captured, another client holds it: the
+				   capture retries without force, later */
+	CONSOLE_BACKOFF,	/* captured, its connection dropped: the
+				   capture retries later */
 	CONSOLE_DEAD,		/* unused: freed on the next loop pass */
 	CONSOLE_NSTATES
 };
@@ -456,6 +469,13 @@ size_t		 console_history_held(void);
 const struct history *console_client_history(const struct console_client *);
 void		 console_close_all(enum session_reason);
 unsigned int	 console_count(void);
+void		 console_capture_guest(const struct guest *);
+unsigned int	 console_captured(void);
+int		 console_state_of(const char *, const char *);
+unsigned int	 console_backoff_next(unsigned int);
+#define CONSOLE_BACKOFF_MAX	60	/* seconds between capture retries */
+/* For the unit tests only: the backoff's unit, 1000 ms by default. */
+void		 console_test_backoff_unit(unsigned int);
 extern struct fsm console_fsm;
 
 /*
@@ -584,10 +604,24 @@ unsigned int	 web_revoke_guest(const char *, const char *);
 /* wsock.c */
 #define WSOCK_RAW	0	/* subprotocol binary or none */
 #define WSOCK_BASE64	1	/* subprotocol base64 */
+#define WSOCK_V1	2	/* subprotocol virtconsole.v1 */
+/* What an upgraded connection starts with. */
+struct wsock_open {
+	const char		*addr;		/* the client's address */
+	const char		*peer;		/* address:port, for logs */
+	const char		*listener;	/* the listener's bound name */
+	struct guest		*guest;
+	const char		*alias;		/* NULL: the first console */
+	int			 mode;		/* WSOCK_RAW, _BASE64, _V1 */
+	const char		*subject;	/* the credential, for logs */
+	unsigned int		 ping_interval;
+	int64_t			 expires;	/* browser session's end, 0 */
+	const uint8_t		*session_id;	/* its cookie's id, or NULL */
+	int64_t			 session_exp;	/* the cookie's expiry */
+	const struct session_start *start;	/* NULL: live */
+};
 void		 wsock_start(struct event_base *, struct bufferevent *,
-		     const char *, const char *, const char *, struct guest *,
-		     const char *, int, const char *, unsigned int, int64_t,
-		     const uint8_t *, int64_t);
+		     const struct wsock_open *);
 typedef void (*wsock_credential_cb)(const uint8_t *, int64_t, void *);
 void		 wsock_credentials(const char *, const char *,
 		     wsock_credential_cb, void *);
@@ -853,10 +887,13 @@ struct stat;
 int		 socket_path_at(int, const char *, struct stat *);
 size_t		 utf8_len(const unsigned char *, size_t);
 struct evbuffer;
-void		 json_add_string(struct evbuffer *, const char *);
 void		 random_bytes(void *, size_t);
 int		 parse_uint(const char *, unsigned long long,
 		     unsigned long long *);
 int		 parse_history_pos(const char *, struct history_pos *);
+
+/* json.c */
+void		 json_add_string(struct evbuffer *, const char *);
+int		 json_object_valid(const char *, size_t);
 
 #endif /* VIRTCONSOLED_H */

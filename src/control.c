@@ -158,7 +158,9 @@ control_list(struct evbuffer *b, int json)
  *   NEXT RUN:OFFSET[:1]\n    more: ask again with from= this (last line)
  *   END RUN:OFFSET\n         nothing more now (last line)
  *
- * RUN is the run id in hex.  virtconsolectl history pages through it.
+ * RUN is the run id in hex; from= is read by parse_history_pos() (util.c),
+ * as the web's /api/history reads it.  virtconsolectl history pages
+ * through it.
  */
 static int
 control_history(struct evbuffer *out, int argc, char **argv, char *err,

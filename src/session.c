@@ -546,7 +546,7 @@ session_tell_run(struct session *s, uint64_t run)
 	if (!session_frames(s))
 		return 0;
 	b = session_json("run");
-	evbuffer_add_printf(b, ",\"run\":\"%016llx\"}",
+	evbuffer_add_printf(b, ",\"run\":\"%llx\"}",
 	    (unsigned long long)run);
 	return session_message(s, b);
 }
@@ -565,7 +565,7 @@ session_tell_hello(struct session *s)
 	evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"hypervisor\":\"default\","
 	    "\"console\":", s->uuid);
 	json_add_string(b, s->alias);
-	evbuffer_add_printf(b, ",\"role\":\"writer\",\"run\":\"%016llx\","
+	evbuffer_add_printf(b, ",\"role\":\"writer\",\"run\":\"%llx\","
 	    "\"offset\":%llu,\"resume\":\"%s\"}",
 	    (unsigned long long)s->pos.run, (unsigned long long)s->pos.offset,
 	    s->resume);
@@ -957,6 +957,7 @@ session_start_pos(struct session *s)
 	struct history_pos	 live;
 	enum session_from	 from = s->start.from;
 	uint64_t		 bytes = s->start.bytes;
+	int			 lost = 0;
 
 	live.run = history_run(h);
 	live.offset = history_offset(h);
@@ -984,10 +985,12 @@ session_start_pos(struct session *s)
 			/* Another run, or before a daemon restart. */
 			s->pos.run = history_run(h);
 			s->pos.offset = 0;
-			return 1;
+			lost = 1;
+			break;
 		case HISTORY_BEYOND:
 			s->pos = live;
-			return 1;
+			lost = 1;
+			break;
 		default:
 			break;
 		}
@@ -995,9 +998,10 @@ session_start_pos(struct session *s)
 	default:
 		break;
 	}
-	s->behind = s->replaying = s->pos.run != live.run ||
-	    s->pos.offset != live.offset;
-	return 0;
+	/* Even at the end: a loss there may be the client's to be told. */
+	s->behind = s->replaying = from == SESSION_FROM_TAIL ||
+	    from == SESSION_FROM_POS;
+	return lost;
 }
 
 /* The console is open: bytes flow. */
@@ -1014,6 +1018,8 @@ session_opened(struct session *s)
 	if (session_tell_hello(s) == -1 || (lost && session_tell_gap(s,
 	    s->pos.offset, s->pos.offset, 1) == -1))
 		return;
+	if (lost)
+		s->pos.gap_told = 1;
 	if (!left)
 		session_pump(s);
 	else

@@ -124,6 +124,32 @@ parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 	return 0;
 }
 
+/*
+ * A history position as readers name it, RUN:OFFSET[:1]: the run id in hex,
+ * the offset in decimal, exactly (no sign, blank or trailing garbage), and
+ * ":1" when the unknown gap at that offset was already told (the control
+ * command's NEXT, the web's X-Virtconsole-Next).  Returns 0, or -1.
+ */
+int
+parse_history_pos(const char *s, struct history_pos *pos)
+{
+	char	*end;
+	size_t	 n = strspn(s, "0123456789abcdefABCDEF");
+
+	/* Hex digits only: strtoull alone would take "0x" and blanks. */
+	if (n == 0 || s[n] != ':' || !isdigit((unsigned char)s[n + 1]))
+		return -1;
+	errno = 0;
+	pos->run = strtoull(s, &end, 16);
+	if (errno != 0 || end != s + n)
+		return -1;
+	pos->offset = strtoull(end + 1, &end, 10);
+	if (errno != 0)
+		return -1;
+	pos->gap_told = strcmp(end, ":1") == 0;
+	return pos->gap_told || *end == '\0' ? 0 : -1;
+}
+
 /* Arm a one-shot timer for a whole number of seconds. */
 void
 timer_arm(struct event *ev, unsigned int seconds)
@@ -288,35 +314,6 @@ utf8_len(const unsigned char *p, size_t left)
 	return n;
 }
 
-/*
- * Append s to b as a JSON string: quoted, with C0 and C1 controls and DEL
- * escaped, and bytes that are not UTF-8 (a guest name may hold any) as
- * U+FFFD, so that the result is always valid JSON.
- */
-void
-json_add_string(struct evbuffer *b, const char *s)
-{
-	const unsigned char	*p = (const unsigned char *)s;
-	const unsigned char	*end = p + strlen(s);
-	size_t			 n;
-
-	evbuffer_add(b, "\"", 1);
-	for (; p < end; p += n) {
-		if ((n = utf8_len(p, (size_t)(end - p))) == 0) {
-			evbuffer_add(b, "\\ufffd", 6);
-			n = 1;
-		} else if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(b, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", *p);
-		else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
-			evbuffer_add_printf(b, "\\u%04x", p[1]);
-		else
-			evbuffer_add(b, p, n);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
 /* Directories that other things live in: never handed to the daemon. */
 static const char *const shared_dirs[] = {
 	"/", "/run", "/var/run", "/tmp", "/var/tmp", "/dev", "/dev/shm",
@@ -381,23 +378,4 @@ random_bytes(void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
-}
-
-/* RUN:OFFSET[:1], the run in hex and the offset in decimal, exactly. */
-int
-parse_history_pos(const char *s, struct history_pos *pos)
-{
-	char	*end;
-
-	if (!isxdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	pos->run = strtoull(s, &end, 16);
-	if (errno != 0 || *end != ':' || !isdigit((unsigned char)end[1]))
-		return -1;
-	pos->offset = strtoull(end + 1, &end, 10);
-	if (errno != 0)
-		return -1;
-	pos->gap_told = strcmp(end, ":1") == 0;
-	return pos->gap_told || *end == '\0' ? 0 : -1;
 }

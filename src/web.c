@@ -28,8 +28,11 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,9 @@
 #define WEB_TOKEN_MAX		512
 #define WEB_HSTS		"Strict-Transport-Security: max-age=31536000\r\n"
 #define WEB_NO_CONSOLE		"no such console"	/* the one answer */
+#define WEB_HISTORY_DEFAULT	(64 * 1024)	/* /api/history's max= */
+#define WEB_HISTORY_MAX		(1024 * 1024)	/* and its cap, whatever
+						   history is */
 /*
  * TLS 1.2: ECDHE key exchange and AEAD ciphers only (Mozilla's
  * "intermediate" set without DHE); TLS 1.3 keeps OpenSSL's defaults.
@@ -534,6 +540,7 @@ web_authenticate(struct web_conn *c, const struct http_request *req,
 		auth->ok = 1;
 		auth->tok.all_guests = 1;
 		auth->tok.role = TOKEN_ROLE_WRITER;
+		auth->tok.history = 1;	/* a writer of any console */
 		snprintf(auth->tok.alias, sizeof auth->tok.alias, TOKEN_ANY);
 		snprintf(auth->tok.hv, sizeof auth->tok.hv, TOKEN_ANY);
 		snprintf(auth->subject, sizeof auth->subject, "auth=none");
@@ -870,6 +877,225 @@ web_find_console(const char *segs, const struct web_auth *auth,
 }
 
 /*
+ * GET /api/history/GUEST[/ALIAS]?from=RUN:OFFSET[:1]&max=BYTES: what the
+ * console kept, as raw bytes, one stretch of one run per answer, so that
+ * the body is exactly the bytes [Offset, Offset + length) and a client
+ * can write it where X-Virtconsole-Offset says.  docs/WEB.md has the
+ * headers and how a client pages through gaps and runs.
+ */
+struct web_history {
+	struct history_pos	 pos;		/* where the reader stands */
+	uint64_t		 first;		/* offset of the body's start */
+	uint64_t		 next_run;	/* the run ended: the one after */
+	int			 lost;		/* stopped at a loss, told */
+	struct evbuffer		*body;
+};
+
+/*
+ * The query: from=RUN:OFFSET[:1] (*fresh when absent: the caller starts
+ * at the oldest byte kept of the current run) and max=BYTES (64 KiB when
+ * absent), cut to what one run keeps (history + history_head) and to
+ * WEB_HISTORY_MAX, so that no request makes the daemon build a large
+ * answer.  Returns 0, or -1 with why (a 400).
+ */
+static int
+web_history_query(const char *query, struct history_pos *pos, int *fresh,
+    size_t *max, const char **why)
+{
+	char			 text[64];
+	unsigned long long	 n;
+	size_t			 cap;
+
+	*max = WEB_HISTORY_DEFAULT;
+	if (http_query_has(query, "max")) {
+		if (http_query_get(query, "max", text, sizeof text) == -1 ||
+		    parse_uint(text, ULLONG_MAX, &n) == -1 || n == 0) {
+			*why = "max= wants a number of bytes, 1 or more";
+			return -1;
+		}
+		*max = n < SIZE_MAX ? (size_t)n : SIZE_MAX;
+	}
+	cap = web.conf->history + web.conf->history_head;
+	if (cap > WEB_HISTORY_MAX)
+		cap = WEB_HISTORY_MAX;
+	/* history_read() takes 0 for "no limit"; nothing is kept anyway. */
+	if (cap == 0)
+		cap = 1;
+	if (*max > cap)
+		*max = cap;
+	if ((*fresh = !http_query_has(query, "from")))
+		return 0;
+	if (http_query_get(query, "from", text, sizeof text) == -1 ||
+	    parse_history_pos(text, pos) == -1) {
+		*why = "from= wants RUN:OFFSET (RUN in hex), as "
+		    "X-Virtconsole-Run and X-Virtconsole-Next name them";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Read one answer into a->body from a->pos, at most max bytes.  A gap of
+ * known length before the first byte is passed over (the body starts at
+ * the next byte kept, and a->first says where); so is a loss, for a fresh
+ * reader, which has nothing before it to be joined to.  The answer stops
+ * at max, before a gap of known length (the next request passes over
+ * it), at the end of the run (a->next_run when another followed it), and
+ * at a loss: then the loss is told (a->lost) and a->pos is past it, so
+ * that bytes from either side of a loss never share an answer.  Returns
+ * 0, or the status to refuse with.
+ */
+static int
+web_history_read(const struct history *h, struct web_history *a, int fresh,
+    size_t max, const char **why)
+{
+	struct history_read	rd;
+	size_t			len = 0;
+
+	for (;;) {
+		(void)history_read(h, &a->pos, max - len, &rd);
+		if (len == 0)
+			a->first = rd.from;
+		switch (rd.item) {
+		case HISTORY_NO_RUN:
+			*why = "that run is not kept (the guest has run "
+			    "again since, or the daemon restarted)";
+			return 410;
+		case HISTORY_BEYOND:
+			*why = "offset past the end of the run";
+			return 400;
+		case HISTORY_BYTES:
+			evbuffer_add(a->body, rd.data, rd.len);
+			len += rd.len;
+			break;
+		case HISTORY_GAP:
+			if (len > 0)
+				return 0;
+			break;
+		case HISTORY_GAP_UNKNOWN:
+			if (len > 0 || !fresh) {
+				a->lost = 1;
+				a->pos = rd.next;
+				return 0;
+			}
+			break;
+		case HISTORY_END:
+			a->next_run = rd.next_run;
+			return 0;
+		}
+		if (rd.next.offset == a->pos.offset &&
+		    rd.next.gap_told == a->pos.gap_told) {
+			log_warnx("web: BUG: history read did not move at "
+			    "%llx:%llu", (unsigned long long)a->pos.run,
+			    (unsigned long long)a->pos.offset);
+			*why = "history read did not move";
+			return 500;
+		}
+		a->pos = rd.next;
+		if (len >= max)
+			return 0;
+	}
+}
+
+/*
+ * The headers of an answer.  Content-Disposition names the guest by UUID
+ * (never by name, which is the guest owner's free text) and the alias
+ * with anything but [A-Za-z0-9._-] made '_'.  Returns 0, or -1.
+ */
+static int
+web_history_headers(char *out, size_t len, const struct guest *g,
+    const char *alias, const struct web_history *a)
+{
+	char	 name[64], next_run[64] = "";	/* name: as alias[] */
+	size_t	 i;
+	int	 n;
+
+	for (i = 0; i < sizeof name - 1 && alias[i] != '\0'; i++)
+		name[i] = (char)(isalnum((unsigned char)alias[i]) ||
+		    strchr("._-", alias[i]) != NULL ? alias[i] : '_');
+	name[i] = '\0';
+	if (a->next_run != 0)
+		(void)snprintf(next_run, sizeof next_run,
+		    "X-Virtconsole-Next-Run: %llx\r\n",
+		    (unsigned long long)a->next_run);
+	n = snprintf(out, len,
+	    "Content-Security-Policy: sandbox\r\n"
+	    "Content-Disposition: attachment; filename=\"%s-%s-%llx.log\"\r\n"
+	    "X-Virtconsole-Run: %llx\r\n"
+	    "X-Virtconsole-Offset: %llu\r\n"
+	    "X-Virtconsole-Next: %llu%s\r\n"
+	    "%s%s", g->uuid, name, (unsigned long long)a->pos.run,
+	    (unsigned long long)a->pos.run, (unsigned long long)a->first,
+	    (unsigned long long)a->pos.offset, a->pos.gap_told ? ":1" : "",
+	    a->lost ? "X-Virtconsole-Gap: unknown\r\n" : "", next_run);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void
+web_history(struct web_conn *c, const struct http_request *req,
+    const char *segs, const struct web_auth *auth, int head_only)
+{
+	struct web_history	 a;
+	const struct history	*h;
+	struct guest		*g;
+	char			 alias[64], extra[512];
+	const char		*why = NULL;
+	size_t			 max;
+	int			 fresh, status;
+
+	/* Before the console: without the claim, nothing is learnt here. */
+	if (!auth->tok.history) {
+		web_error(c, 403, "this credential may not read history");
+		return;
+	}
+	if ((g = web_find_console(segs, auth, alias, sizeof alias)) ==
+	    NULL || (alias[0] == '\0' && guest_default_alias(g) == NULL)) {
+		web_error(c, 404, WEB_NO_CONSOLE);
+		return;
+	}
+	if (alias[0] == '\0')
+		(void)snprintf(alias, sizeof alias, "%s",
+		    guest_default_alias(g));
+	memset(&a, 0, sizeof a);
+	if (web_history_query(req->query, &a.pos, &fresh, &max, &why) == -1) {
+		web_error(c, 400, why);
+		return;
+	}
+	/* A console no client has opened since the daemon started. */
+	if ((h = console_history(g->uuid, alias)) == NULL) {
+		web_error(c, 404, "nothing kept of this console");
+		return;
+	}
+	if (fresh) {
+		a.pos.run = history_run(h);
+		a.pos.offset = history_oldest(h);
+	}
+	if ((a.body = evbuffer_new()) == NULL) {
+		web_error(c, 500, "out of memory");
+		return;
+	}
+	if ((status = web_history_read(h, &a, fresh, max, &why)) != 0 ||
+	    web_history_headers(extra, sizeof extra, g, alias, &a) == -1 ||
+	    (!head_only && (status = web_consume(auth, &why)) != 0)) {
+		web_error(c, status != 0 ? status : 500,
+		    status != 0 ? why : "cannot build the headers");
+		evbuffer_free(a.body);
+		return;
+	}
+	log_info("web: peer=%s history guest=%s console=%s run=%llx "
+	    "offset=%llu next=%llu%s bytes=%zu%s", c->peer, log_esc(g->name),
+	    log_esc(alias), (unsigned long long)a.pos.run,
+	    (unsigned long long)a.first, (unsigned long long)a.pos.offset,
+	    a.pos.gap_told ? ":1" : "", evbuffer_get_length(a.body),
+	    a.lost ? " gap=unknown" : "");
+	web_head(c, 200, "application/octet-stream", extra,
+	    (long long)evbuffer_get_length(a.body));
+	if (!head_only)
+		evbuffer_add_buffer(bufferevent_get_output(c->bev), a.body);
+	evbuffer_free(a.body);
+}
+
+/*
  * GET /api/console/GUEST[/ALIAS]: what opening that console would meet,
  * short of opening it, so that the page can say why an upgrade failed.
  */
@@ -909,15 +1135,67 @@ web_console_state(struct web_conn *c, const char *segs,
 	evbuffer_free(b);
 }
 
+/*
+ * Where a console's output starts, from the query of its URL: from=RUN:
+ * OFFSET, tail=BYTES (not both), resume=ID.  -1 with a 400's text.
+ */
+static int
+web_console_start(const char *query, const struct token *tok,
+    struct session_start *st, char *resume, size_t resumelen,
+    const char **why)
+{
+	struct history_pos	 pos;
+	unsigned long long	 n;
+	char			 val[64];
+
+	memset(st, 0, sizeof *st);
+	st->no_history = !tok->history;
+	if (http_query_has(query, "from") && http_query_has(query, "tail")) {
+		*why = "from= and tail= together";
+		return -1;
+	}
+	if (http_query_has(query, "from")) {
+		if (http_query_get(query, "from", val, sizeof val) == -1 ||
+		    parse_history_pos(val, &pos) == -1) {
+			*why = "from= is RUN:OFFSET (the run in hex)";
+			return -1;
+		}
+		st->from = SESSION_FROM_POS;
+		st->run = pos.run;
+		st->offset = pos.offset;
+	} else if (http_query_has(query, "tail")) {
+		if (http_query_get(query, "tail", val, sizeof val) == -1 ||
+		    parse_uint(val, HISTORY_MAX * 2, &n) == -1) {
+			*why = "tail= is a number of bytes";
+			return -1;
+		}
+		st->from = SESSION_FROM_TAIL;
+		st->bytes = n;
+	} else
+		st->from = SESSION_FROM_LIVE;
+	if (http_query_has(query, "resume")) {
+		if (http_query_get(query, "resume", resume, resumelen) == -1 ||
+		    strlen(resume) != SESSION_RESUME_LEN) {
+			*why = "resume= is the resume id of a hello";
+			return -1;
+		}
+		st->resume = resume;
+	}
+	return 0;
+}
+
 /* /console/GUEST[/ALIAS] with Upgrade: websocket. */
 static void
 web_console(struct web_conn *c, const struct http_request *req,
     const char *path, const struct web_auth *auth)
 {
 	char		 alias[64], accept[WS_ACCEPT_LEN];
+	char		 resume[SESSION_RESUME_LEN + 2];
 	const char	*key, *proto = NULL, *why;
 	struct guest	*g;
 	struct bufferevent *bev;
+	struct session_start start;
+	struct wsock_open o;
 	int		 mode, status;
 
 	if (!http_header_has_token(req, "Upgrade", "websocket") ||
@@ -938,8 +1216,16 @@ web_console(struct web_conn *c, const struct http_request *req,
 		    20, 0);
 		return;
 	}
-	/* binary (websockify, xterm.js) or none: raw; base64 for old pages. */
-	if (http_header_has_token(req, "Sec-WebSocket-Protocol", "binary")) {
+	/*
+	 * virtconsole.v1 first (bytes and messages), then binary (websockify,
+	 * xterm.js) or none: raw; base64 for old pages.
+	 */
+	if (http_header_has_token(req, "Sec-WebSocket-Protocol",
+	    "virtconsole.v1")) {
+		proto = "virtconsole.v1";
+		mode = WSOCK_V1;
+	} else if (http_header_has_token(req, "Sec-WebSocket-Protocol",
+	    "binary")) {
 		proto = "binary";
 		mode = WSOCK_RAW;
 	} else if (http_header_has_token(req, "Sec-WebSocket-Protocol",
@@ -947,10 +1233,16 @@ web_console(struct web_conn *c, const struct http_request *req,
 		proto = "base64";
 		mode = WSOCK_BASE64;
 	} else if (http_header(req, "Sec-WebSocket-Protocol") != NULL) {
-		web_error(c, 400, "subprotocols offered: binary, base64");
+		web_error(c, 400, "subprotocols offered: virtconsole.v1, "
+		    "binary, base64");
 		return;
 	} else
 		mode = WSOCK_RAW;
+	if (web_console_start(req->query, &auth->tok, &start, resume,
+	    sizeof resume, &why) == -1) {
+		web_error(c, 400, why);
+		return;
+	}
 
 	if ((g = web_find_console(path + strlen("/console/"), auth, alias,
 	    sizeof alias)) == NULL) {
@@ -985,12 +1277,22 @@ web_console(struct web_conn *c, const struct http_request *req,
 	/* The connection leaves the HTTP side; wsock owns it from here. */
 	bev = c->bev;
 	c->bev = NULL;
-	wsock_start(web.base, bev, c->addr, c->peer, c->listener->bound, g,
-	    alias[0] != '\0' ? alias : NULL, mode, auth->subject,
-	    web.conf->ping_interval, auth->by_cookie ? auth->tok.iat +
-	    (int64_t)web.conf->session_ttl : 0,
-	    auth->by_cookie ? auth->tok.id : NULL,
-	    auth->by_cookie ? auth->tok.expires : 0);
+	memset(&o, 0, sizeof o);
+	o.addr = c->addr;
+	o.peer = c->peer;
+	o.listener = c->listener->bound;
+	o.guest = g;
+	o.alias = alias[0] != '\0' ? alias : NULL;
+	o.mode = mode;
+	o.subject = auth->subject;
+	o.ping_interval = web.conf->ping_interval;
+	if (auth->by_cookie) {
+		o.expires = auth->tok.iat + (int64_t)web.conf->session_ttl;
+		o.session_id = auth->tok.id;
+		o.session_exp = auth->tok.expires;
+	}
+	o.start = &start;
+	wsock_start(web.base, bev, &o);
 	web_conn_free(c);
 }
 
@@ -1046,6 +1348,8 @@ web_route(struct web_conn *c, struct http_request *req)
 		web_guests(c, &auth, head_only);
 	} else if (strncmp(path, "/api/console/", 13) == 0)
 		web_console_state(c, path + 13, &auth, head_only);
+	else if (strncmp(path, "/api/history/", 13) == 0)
+		web_history(c, req, path + 13, &auth, head_only);
 	else if (strncmp(path, "/console/", 9) == 0 && path[9] != '\0' &&
 	    !head_only)
 		web_console(c, req, path, &auth);

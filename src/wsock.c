@@ -88,6 +88,19 @@
 /* The most queued for one client: the mark, one frame, one pong. */
 #define WSOCK_QUEUE_BOUND	(WSOCK_UNDER_HIGH + WSOCK_FRAME_MAX + \
 				    WS_HEADER_MAX + 2 + 125)
+#define WSOCK_MESSAGES_MAX	1024	/* v1 messages waiting for bytes */
+
+/*
+ * A virtconsole.v1 message from the session, waiting until the bytes the
+ * session wrote before it (`at` of them) are framed.
+ */
+struct wsock_msg {
+	uint64_t		 at;
+	size_t			 len;
+	TAILQ_ENTRY(wsock_msg)	 entry;
+	char			 json[];
+};
+TAILQ_HEAD(wsock_msgs, wsock_msg);
 
 struct wsock {
 	struct bufferevent	*under;		/* socket or TLS */
@@ -96,8 +109,12 @@ struct wsock {
 	struct bufferevent	*mine;		/* our end of the pair */
 	struct bufferevent	*theirs;	/* the session's end */
 	struct ws_reader	 rd;
-	int			 mode;		/* WSOCK_RAW, WSOCK_BASE64 */
-	struct evbuffer		*b64;		/* a base64 message so far */
+	int			 mode;		/* WSOCK_RAW, _BASE64, _V1 */
+	struct evbuffer		*b64;		/* a base64 or v1 text
+						   message so far */
+	struct wsock_msgs	 msgs;		/* v1: from the session */
+	size_t			 nmsgs;
+	uint64_t		 taken;		/* bytes framed from the pair */
 	char			 addr[64];
 	char			*peer;
 	char			*listener;
@@ -389,6 +406,37 @@ wsock_pong(struct wsock *w, const void *data, size_t len)
 }
 
 /*
+ * A text message under virtconsole.v1: one JSON object, whose `type` the
+ * daemon may know (`resize`: recorded by the logs-recordings issue) or
+ * not (ignored); anything else closes with 1007.
+ */
+static int
+wsock_v1_text(struct wsock *w, const struct ws_event *ev)
+{
+	size_t	len;
+	int	ok;
+
+	if (evbuffer_get_length(w->b64) + ev->len > WSOCK_MESSAGE_MAX) {
+		wsock_close(w, 1009, "message too big");
+		return -1;
+	}
+	evbuffer_add(w->b64, ev->data, ev->len);
+	if (!ev->fin)
+		return 0;
+	len = evbuffer_get_length(w->b64);
+	ok = json_object_valid((const char *)evbuffer_pullup(w->b64, -1),
+	    len);
+	evbuffer_drain(w->b64, len);
+	if (!ok) {
+		log_info("wsock: peer=%s: a text message that is not a JSON "
+		    "object, close 1007", w->peer);
+		wsock_close(w, 1007, "not a JSON object");
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Decode client frames; data goes to the session through the pair.
  * Control frames are answered here; a protocol error closes with its
  * code.  Returns -1 once the connection is closing.
@@ -427,8 +475,14 @@ wsock_decode(struct wsock *w)
 		}
 		switch (rc) {
 		case WS_EV_DATA:
-			if (w->mode == WSOCK_RAW) {
+			if (w->mode == WSOCK_RAW || (w->mode == WSOCK_V1 &&
+			    ev.opcode == WS_OP_BINARY)) {
 				bufferevent_write(w->mine, ev.data, ev.len);
+				break;
+			}
+			if (w->mode == WSOCK_V1) {
+				if (wsock_v1_text(w, &ev) == -1)
+					return -1;
 				break;
 			}
 			if (evbuffer_get_length(w->b64) + ev.len >
@@ -490,27 +544,58 @@ wsock_decode(struct wsock *w)
 	return 0;
 }
 
-/* Frame raw bytes from src into dst; stop early at the socket's cap. */
+/* Frame a text message into dst. */
+static void
+wsock_frame_text(struct evbuffer *dst, const char *text, size_t len)
+{
+	uint8_t	hdr[WS_HEADER_MAX];
+
+	evbuffer_add(dst, hdr, ws_frame_header(hdr, WS_OP_TEXT, 1, len));
+	evbuffer_add(dst, text, len);
+}
+
+/*
+ * Frame raw bytes from src into dst, with the session's messages where
+ * they belong among them; stop early at the socket's cap.
+ */
 static void
 wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
     int all)
 {
-	uint8_t		 hdr[WS_HEADER_MAX], *p;
-	char		*b64;
-	size_t		 len, n, blen;
+	uint8_t			 hdr[WS_HEADER_MAX], *p;
+	struct wsock_msg	*m;
+	char			*b64;
+	size_t			 len, n, blen;
 
-	while ((len = evbuffer_get_length(src)) > 0) {
+	for (;;) {
+		/*
+		 * NOLINTBEGIN(clang-analyzer-unix.Malloc):
+		 * TAILQ, see .clang-tidy
+		 */
+		while ((m = TAILQ_FIRST(&w->msgs)) != NULL &&
+		    m->at <= w->taken) {
+			if (!all && evbuffer_get_length(dst) >=
+			    WSOCK_UNDER_HIGH)
+				return;
+			wsock_frame_text(dst, m->json, m->len);
+			TAILQ_REMOVE(&w->msgs, m, entry);
+			w->nmsgs--;
+			free(m);
+		}
+		/* NOLINTEND(clang-analyzer-unix.Malloc) */
+		if ((len = evbuffer_get_length(src)) == 0)
+			break;
 		if (!all && evbuffer_get_length(dst) >= WSOCK_UNDER_HIGH)
 			break;
 		if (len > WSOCK_FRAME_MAX)
 			len = WSOCK_FRAME_MAX;
+		if (m != NULL && len > m->at - w->taken)
+			len = (size_t)(m->at - w->taken);
 		p = evbuffer_pullup(src, (ev_ssize_t)len);
 		if (w->mode == WSOCK_BASE64) {
 			b64 = xmalloc(WS_B64_SIZE(len));
 			blen = ws_b64_encode(p, len, b64);
-			n = ws_frame_header(hdr, WS_OP_TEXT, 1, blen);
-			evbuffer_add(dst, hdr, n);
-			evbuffer_add(dst, b64, blen);
+			wsock_frame_text(dst, b64, blen);
 			free(b64);
 		} else {
 			n = ws_frame_header(hdr, WS_OP_BINARY, 1, len);
@@ -518,7 +603,17 @@ wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
 			evbuffer_add(dst, p, len);
 		}
 		evbuffer_drain(src, len);
+		w->taken += (uint64_t)len;
 	}
+}
+
+/* Whether a message waits for no more bytes. */
+static int
+wsock_msg_due(const struct wsock *w)
+{
+	const struct wsock_msg	*m = TAILQ_FIRST(&w->msgs);
+
+	return m != NULL && m->at <= w->taken;
 }
 
 /* Guest output from the session: frame it while the socket has room. */
@@ -535,7 +630,7 @@ wsock_mine_read_cb(struct bufferevent *bev, void *arg)
 	 * once (util.c), most often a keystroke's echo in one frame.
 	 */
 	while (w->plain && evbuffer_get_length(out) == 0 &&
-	    evbuffer_get_length(in) > 0) {
+	    (evbuffer_get_length(in) > 0 || wsock_msg_due(w))) {
 		wsock_frame_out(w, in, w->out, 0);
 		len = evbuffer_get_length(w->out);
 		bev_write_now(w->under, evbuffer_pullup(w->out, -1), len);
@@ -637,6 +732,12 @@ wsock_under_event_cb(struct bufferevent *bev, short what, void *arg)
 static void
 wsock_free(struct wsock *w)
 {
+	struct wsock_msg	*m;
+
+	while ((m = TAILQ_FIRST(&w->msgs)) != NULL) {
+		TAILQ_REMOVE(&w->msgs, m, entry);
+		free(m);
+	}
 	TAILQ_REMOVE(&wsocks, w, entry);
 	if (w->mine != NULL)
 		bufferevent_free(w->mine);
@@ -702,6 +803,54 @@ wsock_closing_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /*
+ * Under virtconsole.v1 the notice is an `end` message, never bytes, so
+ * that offsets stay exact (refused: no `hello` came before it).
+ */
+static void
+wsock_end_message(struct wsock *w, enum session_reason reason)
+{
+	struct evbuffer	*b;
+
+	if ((b = evbuffer_new()) == NULL)
+		return;
+	evbuffer_add_printf(b, "{\"type\":\"end\",\"kind\":\"%s\","
+	    "\"reason\":", session_reason_refused(reason) ? "refused" :
+	    "disconnected");
+	json_add_string(b, session_reason_text(reason));
+	evbuffer_add_printf(b, ",\"code\":%u}",
+	    (unsigned)wsock_close_code(reason));
+	wsock_frame_text(bufferevent_get_output(w->under),
+	    (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+	evbuffer_free(b);
+}
+
+/*
+ * A message from the session (virtconsole.v1): it goes once the bytes
+ * before it are framed, at once if they are.
+ */
+static int
+wsock_door_message(void *arg, const char *json, size_t len, uint64_t at)
+{
+	struct wsock		*w = arg;
+	struct wsock_msg	*m;
+
+	if (w->mode != WSOCK_V1 || w->mine == NULL)
+		return 0;
+	if (w->nmsgs >= WSOCK_MESSAGES_MAX)
+		return -1;
+	m = xmalloc(sizeof *m + len);
+	m->at = at;
+	m->len = len;
+	memcpy(m->json, json, len);
+	TAILQ_INSERT_TAIL(&w->msgs, m, entry);
+	w->nmsgs++;
+	if (wsock_msg_due(w) &&
+	    (bufferevent_get_enabled(w->mine) & EV_READ))
+		wsock_mine_read_cb(w->mine, w);
+	return 0;
+}
+
+/*
  * The session ends and hands its end of the pair back: what it wrote last
  * and the notice go out as terminal text (so a person sees it in the
  * terminal), then the close frame carries the reason and its code.
@@ -733,8 +882,10 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
 		 */
 		evbuffer_unfreeze(bufferevent_get_output(bev), 1);
 		wsock_frame_out(w, bufferevent_get_output(bev), out, 1);
-		if ((n = session_notice(reason, notice, sizeof notice)) > 0 &&
-		    (tmp = evbuffer_new()) != NULL) {
+		if (w->mode == WSOCK_V1)
+			wsock_end_message(w, reason);
+		else if ((n = session_notice(reason, notice,
+		    sizeof notice)) > 0 && (tmp = evbuffer_new()) != NULL) {
 			evbuffer_add(tmp, notice, n);
 			wsock_frame_out(w, tmp, out, 1);
 			evbuffer_free(tmp);
@@ -757,6 +908,7 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
 static const struct session_door wsock_door = {
 	.name = "websocket",
 	.close = wsock_door_close,
+	.message = wsock_door_message,
 };
 
 /* Ping; drop a client that has answered nothing for two intervals. */
@@ -807,13 +959,12 @@ wsock_expire_cb(evutil_socket_t fd, short what, void *arg)
  */
 void
 wsock_start(struct event_base *base, struct bufferevent *bev,
-    const char *addr, const char *peer, const char *listener,
-    struct guest *g, const char *alias, int mode, const char *subject,
-    unsigned int ping_interval, int64_t expires, const uint8_t *session_id,
-    int64_t session_exp)
+    const struct wsock_open *o)
 {
 	struct bufferevent	*pair[2];
 	struct wsock		*w;
+	struct guest		*g = o->guest;
+	const char		*alias = o->alias;
 	char			 who[256];
 
 	if (bufferevent_pair_new(base, 0, pair) == -1)
@@ -823,20 +974,21 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	w->under = bev;
 	w->theirs = pair[0];
 	w->mine = pair[1];
-	w->mode = mode;
-	snprintf(w->addr, sizeof w->addr, "%s", addr);
-	w->peer = xstrdup(peer);
-	w->listener = xstrdup(listener);
-	w->ping_interval = ping_interval;
+	w->mode = o->mode;
+	TAILQ_INIT(&w->msgs);
+	snprintf(w->addr, sizeof w->addr, "%s", o->addr);
+	w->peer = xstrdup(o->peer);
+	w->listener = xstrdup(o->listener);
+	w->ping_interval = o->ping_interval;
 	snprintf(w->uuid, sizeof w->uuid, "%s", g->uuid);
 	w->name = xstrdup(g->name);
 	w->alias = xstrdup(alias != NULL ? alias : guest_default_alias(g) !=
 	    NULL ? guest_default_alias(g) : "");
-	if (session_id != NULL) {
+	if (o->session_id != NULL) {
 		w->has_session = 1;
-		memcpy(w->session_id, session_id, TOKEN_ID_LEN);
+		memcpy(w->session_id, o->session_id, TOKEN_ID_LEN);
 		/* The cookie's own expiry: a revocation must outlive it. */
-		w->session_expires = session_exp;
+		w->session_expires = o->session_exp;
 	}
 	w->plain = bufferevent_openssl_get_ssl(bev) == NULL;
 	w->b64 = evbuffer_new();
@@ -859,17 +1011,18 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	bufferevent_setcb(w->mine, wsock_mine_read_cb, wsock_mine_write_cb,
 	    NULL, w);
 	bufferevent_enable(w->mine, EV_READ | EV_WRITE);
-	if (ping_interval > 0)
-		timer_arm(w->ev_ping, ping_interval);
+	if (o->ping_interval > 0)
+		timer_arm(w->ev_ping, o->ping_interval);
 	/* A console opened with a session cookie ends with that session. */
-	if (expires > 0)
-		timer_arm(w->ev_expire, expires > time(NULL) ?
-		    (unsigned int)(expires - time(NULL)) : 0);
-	snprintf(who, sizeof who, "%s ws token=%s", peer, subject);
+	if (o->expires > 0)
+		timer_arm(w->ev_expire, o->expires > time(NULL) ?
+		    (unsigned int)(o->expires - time(NULL)) : 0);
+	snprintf(who, sizeof who, "%s ws token=%s", o->peer, o->subject);
 	if (wsock_test_observer != NULL)
 		wsock_test_observer(w, w->state);
 	/* A refusal calls the door before session_open() returns. */
-	w->session = session_open(g, alias, w->theirs, who, &wsock_door, w, NULL);
+	w->session = session_open(g, alias, w->theirs, who, &wsock_door, w,
+	    o->start);
 	/* Frames that came with the upgrade request. */
 	if (!wsock_ended(w))
 		wsock_decode(w);

@@ -182,22 +182,25 @@ wait_gone() {
 	return 0
 }
 
-# write_conf FILE LINE...: a config file from lines.
 # write_conf FILE LINE...: a config file; state_dir defaults to a
-# directory beside it (never the host's /var/lib/virtconsoled), and
-# attach_socket to CONTROL_SOCKET.attach (never the shared /run one).
+# directory beside it (never the host's /var/lib/virtconsoled),
+# attach_socket to CONTROL_SOCKET.attach (never the shared /run one), and
+# capture to attached, said explicitly (two test daemons on one lab never
+# fight over a console).
 write_conf() {
-	local f=$1 l ctl="" att=0 st=0; shift
+	local f=$1 l ctl="" att=0 st=0 cap=0; shift
 	printf '%s\n' "$@" > "$f"
 	for l in "$@"; do
 		case $l in
 		state_dir*) st=1 ;;
 		attach_socket*) att=1 ;;
+		capture*) cap=1 ;;
 		"control_socket = "*) ctl=${l#control_socket = } ;;
 		esac
 	done
 	[ "$st" = 1 ] ||
 	    printf 'state_dir = %s/state\n' "$(dirname "$f")" >> "$f"
+	[ "$cap" = 1 ] || printf 'capture = attached\n' >> "$f"
 	# Beside its control socket, not the shared default in /run.
 	[ "$att" = 1 ] || [ -z "$ctl" ] ||
 	    printf 'attach_socket = %s.attach\n' "$ctl" >> "$f"

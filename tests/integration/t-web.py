@@ -76,9 +76,9 @@ if not have_websockets():
     t.skip_all("python3-websockets missing")
 
 from webtest import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT,  # noqa: E402
-                     Loop, RawWS, WebDaemon, WSClient, client_ssl_context,
+                     Loop, RawWS, V1Client, WebDaemon, WSClient, client_ssl_context,
                      connect, frame, http, make_cert, recv_until_close,
-                     request_bytes, security_problems, web_root)
+                     ctl_binary, request_bytes, security_problems, web_root)
 
 # 1,000 idle connections need descriptors on this side too.
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -538,6 +538,179 @@ with t.case("WebSocket interop"):
     why = c2.expect_end("refused", "console busy", 4100, exact=True) if c2.connected() else "status %s" % c2.status
     t.ok(not why, "busy: a second client gets only 'refused: console busy' and close 4100 'console busy'", why)
     t.ok(KEEP.echo_check() and not KEEP.closed, "busy: the first keeps working")
+
+
+def first_mismatch(lines, joined):
+    """Where a list of line numbers first differs from 1, 2, 3..., and the
+    bytes around it."""
+    for i, n in enumerate(lines):
+        if n != i + 1:
+            at = joined.find(b"L%d\r" % n)
+            return ["line %d is L%d" % (i + 1, n), show(joined[max(0, at - 300):at + 40])]
+    return []
+
+
+def history_raw(d, guest, alias, pos):
+    """What `virtconsolectl history --raw --from POS` prints (the bytes
+    only; the records' markers go to stderr)."""
+    r = subprocess.run([ctl_binary(), "-f", d.conf_path, "history", "--raw", "--from", pos, guest, alias],
+                       capture_output=True, timeout=30)
+    return r.stdout if r.returncode == 0 else None
+
+
+with t.case("virtconsole.v1"):
+    # GA console1 (a shell on hvc0): serial0 is held by KEEP meanwhile.
+    V1 = "/console/%s/console1" % GA
+
+    def v1_url(query=""):
+        return "ws://127.0.0.1:%d%s?token=%s%s" % (P, V1, mint(d, GA, "console1"), query)
+
+    w = raw_ws(P, V1 + "?token=" + mint(d, GA, "console1"), protocol="base64, binary, virtconsole.v1")
+    t.ok(w.response and w.response.status == 101 and
+         w.response.header("Sec-WebSocket-Protocol") == "virtconsole.v1",
+         "offered base64, binary, virtconsole.v1: the daemon picks virtconsole.v1", repr(w.response))
+    w.close()
+    t.ok(wait_for(lambda: api_busy(GA, "console1") is False, 5), "that client left")
+    c = V1Client(loop, v1_url())
+    h = c.hello if c.connected() else None
+    t.ok(c.connected() and c.subprotocol == "virtconsole.v1" and h is not None and c.events[0] is h and
+         {k: h.get(k) for k in ("guest", "uuid", "hypervisor", "console", "role")} ==
+         {"guest": GA, "uuid": UUID[GA], "hypervisor": "default", "console": "console1", "role": "writer"} and
+         re.fullmatch(r"[0-9a-f]{1,16}", h.get("run", "")) and isinstance(h.get("offset"), int) and
+         re.fullmatch(r"[0-9a-f]{32}", h.get("resume", "")),
+         "python3-websockets, subprotocol virtconsole.v1: the first message is hello with guest, uuid, "
+         "hypervisor default, console, role writer, run (hex), offset, resume (32 hex)", repr(c.events[:2]))
+    c.wait_message("clients", 5)
+    t.ok(len(c.events) > 1 and c.events[1] == {"type": "clients", "writer": True, "viewers": 0},
+         "then clients {writer: true, viewers: 0}", repr(c.events[:3]))
+    t.ok(c.wait_prompt(40) and c.echo_check(), "bytes both ways in binary frames (the shell answers)",
+         show(c.buf))
+    RUN, OFF0, RESUME = h["run"], h["offset"], h["resume"]
+    # A numbered stream, cut mid-way by a TCP reset, resumed.
+    c.send(b"for i in $(seq 1 4000); do echo L$i; done; echo END-$((6*7))\r")
+    got = c.read_until(rb"L1500\r\n", 60)
+    before = bytes(c.buf)
+    gaps1 = c.messages("gap")
+    c.reset()
+    t.ok(got is not None and not gaps1, "the client got line 1500 of 4,000, then its TCP connection is reset "
+         "(SO_LINGER 0, no close frame)", show(c.buf[-200:]))
+    frm = "%s:%d" % (RUN, OFF0 + len(before))
+    c2 = V1Client(loop, v1_url("&from=%s&resume=%s" % (frm, RESUME)))
+    h2 = c2.hello if c2.connected() else {}
+    t.ok(h2 and h2.get("run") == RUN and h2.get("offset") == OFF0 + len(before) and h2.get("resume") != RESUME,
+         "reconnected with from=%s and resume=: hello at that run and offset, a new resume id" % frm,
+         repr(h2), "status %s" % c2.status)
+    got = c2.read_until(rb"END-42", 60)
+    joined = before + bytes(c2.buf)
+    # capture = attached: the console closed when the reset ended the
+    # session, and what the guest printed until it reopened is lost: the
+    # daemon says where (an unknown gap), and no byte is joined across it.
+    g2 = c2.messages("gap")
+    cut = g2[0]["from"] - OFF0 if len(g2) == 1 and g2[0].get("unknown") else None
+    pre = [int(n) for n in re.findall(rb"(?<=\n)L(\d+)\r\n", joined[:cut])] if cut else []
+    post = [int(n) for n in re.findall(rb"L(\d+)\r\n", joined[cut:])] if cut else []
+    t.ok(got is not None and cut is not None and cut >= len(before) and pre[:1] == [1] and
+         pre == list(range(1, len(pre) + 1)) and post[-1:] == [4000] and
+         post == list(range(post[0], 4001)) and post[0] > len(pre),
+         "joined, L1..L%s, then one unknown gap at offset %s (the console was closed between the sessions under "
+         "capture = attached), then L%s..L4000, each line once, in order (%d + %d bytes)"
+         % (pre[-1] if pre else None, g2[0]["from"] if cut else None, post[0] if post else None,
+            len(before), len(c2.buf)), repr(g2), *first_mismatch(pre + post, joined))
+    hist = history_raw(d, GA, "console1", "%s:%d" % (RUN, OFF0))
+    t.ok(hist is not None and hist[:len(joined)] == joined,
+         "byte for byte what the daemon read from the guest (virtconsolectl history --raw --from %s:%d)"
+         % (RUN, OFF0), "history %s bytes" % (len(hist) if hist is not None else None))
+    # A stale session (its half-open socket not yet dead) and resume=.
+    busy = V1Client(loop, v1_url())
+    e = busy.wait_message("end", 10)
+    t.ok(e == {"type": "end", "kind": "refused", "reason": "console busy", "code": 4100} and
+         not busy.messages("hello") and busy.read_until_close(5)[1] and busy.code == 4100,
+         "a second client without resume=: end {refused, console busy, 4100}, no hello, close 4100",
+         repr(busy.events), "close %s" % busy.code)
+    c3 = V1Client(loop, v1_url("&resume=%s" % h2["resume"]))
+    e = c2.wait_message("end", 10)
+    t.ok(c3.hello is not None and e == {"type": "end", "kind": "disconnected",
+                                       "reason": "taken over by a new client", "code": 4004},
+         "resume= with the live session's id: that session gets end {disconnected, taken over by a new "
+         "client, 4004}, the new one its hello", repr(e), repr(c3.events[:1]))
+    data, closed = c2.read_until_close(5)
+    t.ok(closed and c2.code == 4004 and b"[virtconsoled]" not in bytes(c2.buf) and not c2.bad_text,
+         "... then close 4004; no notice among the bytes under v1", "close %s" % c2.code)
+    # tail=: the last bytes from a line start.
+    c3.send(b"\x11")
+    e = c3.wait_message("end", 10)
+    t.ok(e == {"type": "end", "kind": "disconnected", "reason": "escape key", "code": 1000} and
+         c3.read_until_close(5)[1] and c3.code == 1000 and b"[virtconsoled]" not in bytes(c3.buf),
+         "Ctrl+Q: end {disconnected, escape key, 1000}, close 1000, no notice bytes", repr(c3.events[-2:]))
+    t.ok(wait_for(lambda: api_busy(GA, "console1") is False, 5), "console1 is free")
+    # capture = always: the console stays held between the two sessions,
+    # so the resume loses nothing.
+    ok = d.reload({"capture": "always"})
+    ca = V1Client(loop, v1_url())
+    ha = ca.hello or {}
+    ok = ok and ca.wait_prompt(20)
+    ca.send(b"for i in $(seq 1 4000); do echo M$i; done; echo END-$((6*7))\r")
+    got = ca.read_until(rb"M1500\r\n", 60)
+    b1 = bytes(ca.buf)
+    ca.reset()
+    frm = "%s:%d" % (ha.get("run"), ha.get("offset", 0) + len(b1))
+    cb = V1Client(loop, v1_url("&from=%s&resume=%s" % (frm, ha.get("resume"))))
+    got = got and cb.read_until(rb"END-42", 60)
+    joined = b1 + bytes(cb.buf)
+    lines = [int(n) for n in re.findall(rb"(?<=\n)M(\d+)\r\n", joined)]
+    hist = history_raw(d, GA, "console1", "%s:%d" % (ha.get("run"), ha.get("offset", 0)))
+    t.ok(ok and got and lines == list(range(1, 4001)) and not cb.messages("gap") and hist is not None and
+         hist[:len(joined)] == joined,
+         "capture = always: the same cut and resume (from=%s) loses nothing: M1..M4000 each once, no gap, byte "
+         "for byte the history (%d + %d bytes)" % (frm, len(b1), len(cb.buf)),
+         repr(cb.messages("gap")), *first_mismatch(lines, joined))
+    cb.send(b"\x11")
+    cb.read_until_close(5)
+    t.ok(d.reload({"capture": None}) and wait_for(lambda: api_busy(GA, "console1") is False, 5),
+         "back to capture = attached")
+    c4 = V1Client(loop, v1_url("&tail=300"))
+    h4 = c4.hello if c4.connected() else {}
+    c4.read_until(rb"END-42\r\n", 10)
+    c4.fill(0.5)
+    tail = bytes(c4.buf)
+    hist = history_raw(d, GA, "console1", "%s:%d" % (RUN, h4.get("offset", 0)))
+    t.ok(h4 and 0 < len(tail) <= 300 and hist is not None and tail == hist[:len(tail)] and
+         history_raw(d, GA, "console1", "%s:%d" % (RUN, h4["offset"] - 1))[:1] == b"\n",
+         "tail=300: at most 300 bytes, from just after a newline, as the history has them (%d bytes from %s)"
+         % (len(tail), h4.get("offset")), show(tail))
+    t.ok([e.get("type") for e in c4.messages()][-1:] == ["gap"] and c4.messages("gap")[-1].get("unknown") is True,
+         "... then the unknown gap where the console was reopened for this client", repr(c4.messages()))
+    c4.send(b"\x11")
+    c4.read_until_close(5)
+    # An offset no longer kept: the gap, then the oldest kept bytes.
+    ok = d.reload({"history": "4K", "history_head": 0})
+    c5 = V1Client(loop, v1_url("&from=%s:%d" % (RUN, OFF0)))
+    h5 = c5.hello if c5.connected() else {}
+    c5.read_until(rb"END-42", 10)
+    gaps = c5.messages("gap")
+    known = [g for g in gaps if not g.get("unknown")]
+    first = known[0]["to"] if known else None
+    hist = history_raw(d, GA, "console1", "%s:%s" % (RUN, first)) if first else None
+    t.ok(ok and h5.get("offset") == OFF0 and known and known[0]["from"] == OFF0 and
+         first > OFF0 + 4096 and hist is not None and bytes(c5.buf).startswith(hist[:1000]),
+         "history shrunk to 4K by a reload: from=%s:%d (no longer kept) -> gap {from %d, to %s}, then the oldest "
+         "kept bytes" % (RUN, OFF0, OFF0, first), repr(gaps[:3]))
+    c5.send("{\"type\": \"resize\", \"cols\": 100, \"rows\": 30}")
+    c5.send("{\"type\": \"no such type\"}")
+    t.ok(c5.echo_check(), "resize and an unknown type are taken and ignored; the session goes on")
+    c5.send("not json")
+    c5.read_until_close(5)
+    t.ok(c5.closed and c5.code == 1007, "a text frame that is not a JSON object: close 1007 (%s %r)"
+         % (c5.code, c5.reason))
+    d.reload({"history": None, "history_head": None})
+    bad = []
+    for q, want in (("&from=%s:0&tail=10" % RUN, "from= and tail= together"), ("&from=zz", "from= is RUN:OFFSET"),
+                    ("&tail=x", "tail= is a number"), ("&resume=abc", "resume= is the resume id")):
+        w = raw_ws(P, V1 + "?token=" + mint(d, GA, "console1") + q, protocol="virtconsole.v1")
+        if not (w.response and w.response.status == 400 and want.encode() in w.response.body):
+            bad.append("%s -> %r" % (q, w.response))
+    t.ok(not bad, "bad from=, tail=, resume= and from= with tail= -> 400 with a clear text", *bad)
+
 
 
 with t.case("server pings"):

@@ -6,7 +6,9 @@ route, session_ttl as a maximum, tokens consumed only on success, one
 answer for out-of-scope and nonexistent consoles (and UUIDs resolved as
 UUIDs only), the replay cache and revocations surviving a restart,
 /logout, `kick --revoke`, cookie names and attributes, HSTS and the
-security headers of the 101.
+security headers of the 101; and GET /api/history (the history issue):
+the bytes two sessions saw, its headers, paging with from=RUN:NEXT across
+a loss, max=, the history claim (403), 400, 404 and 410, smaller limits.
 
 Daemons: "A" (a token listener on 127.0.0.1, one on *, a TLS one;
 server_name console.example.com), "N" (auth=none, allowed_origins
@@ -28,7 +30,7 @@ import time
 
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import TAP, Lab, make_tmpdir, vcd_binary, wait_for, wrapped  # noqa: E402
+from vcdtest import TAP, Client, Lab, make_tmpdir, nonce, vcd_binary, wait_for, wrapped  # noqa: E402
 
 t = TAP()
 lab = Lab(t)
@@ -459,6 +461,219 @@ with t.case("cookies and headers"):
     t.ok(r.returncode != 0 and ":2: bad value for 'cookie_name'" in r.stderr,
          "cookie_name = __Host-x is a configuration error: %s" % r.stderr.strip())
     A.reload({"cookie_name": None})
+
+
+def hist(port, guest, query="", cookie=None, token=None, method="GET", headers=None):
+    """GET /api/history/GUEST[/ALIAS]?QUERY with a session cookie or a
+    ?token=; the Response."""
+    q = "&".join(x for x in ("token=" + token if token else "", query) if x)
+    h = dict(headers or {})
+    if cookie:
+        h.update({"Cookie": "vcd_session=" + cookie, "Sec-Fetch-Site": "same-origin"})
+    return http(port, "/api/history/%s%s" % (guest, "?" + q if q else ""), method=method, headers=h)
+
+
+def hist_walk(port, guest, cookie, query=""):
+    """Page through a console's history from query (default: the oldest
+    byte kept) with from=RUN:NEXT until an answer brings nothing, tells no
+    loss and names no next run: ([Response], the refusal or None)."""
+    out = []
+    for _ in range(100):
+        r = hist(port, guest, query, cookie=cookie)
+        if r.status != 200:
+            return out, r
+        out.append(r)
+        if not r.body and not r.header("X-Virtconsole-Gap") and not r.header("X-Virtconsole-Next-Run"):
+            return out, None
+        query = "from=%s:%s" % (r.header("X-Virtconsole-Run"), r.header("X-Virtconsole-Next"))
+    return out, "more than 100 answers"
+
+
+def stretches(answers):
+    """The answers' bodies joined between losses: [(first offset, bytes)],
+    plus the problems with their offsets (each body must start where the
+    answer before it said to go on, or later after bytes no longer kept,
+    and end at its own Next unless a loss stopped it)."""
+    out, bad, want = [], [], None
+    for r in answers:
+        off = int(r.header("X-Virtconsole-Offset"))
+        nxt = r.header("X-Virtconsole-Next")
+        end = int(nxt.split(":")[0])
+        lost = r.header("X-Virtconsole-Gap") == "unknown"
+        if want is not None and off < want:
+            bad.append("Offset %d before the Next %d of the answer before" % (off, want))
+        if not lost and (off + len(r.body) != end or nxt.endswith(":1") and r.body):
+            bad.append("Offset %d + %d bytes != Next %s" % (off, len(r.body), nxt))
+        if r.body:
+            if out and want == off and not out[-1][2]:
+                out[-1][1].extend(r.body)
+            else:
+                out.append([off, bytearray(r.body), False])
+        if lost and out:
+            out[-1][2] = True
+        want = end
+    return [(o, bytes(b)) for o, b, _ in out], bad
+
+
+with t.case("history over HTTP"):
+    # Two sessions on GA's first console, each printing known lines; the
+    # console closes between them, so the second open is a loss.
+    UA = lab.virsh("domuuid", GA).stdout.strip()
+    n = nonce()
+    W = 10 if wrapped() else 1      # valgrind's daemon is slower
+    c1 = Client(A.sock(GA))
+    ok = c1.wait_prompt(40 * W) and c1.run("for i in $(seq 200); do echo ha-%s-$i; done" % n,
+                                           rb"ha-%s-200\r\n" % n.encode(), 10 * W) and c1.read_until(rb"# ", 10 * W)
+    mark = A.mark()
+    sent1 = bytes(c1.buf)
+    ok = ok and c1.escape(timeout=5 * W) and \
+        A.wait_log(r"session \d+ guest=%s dev=serial0: .* -> DEAD" % GA, 10 * W, since=mark)
+    c2 = Client(A.sock(GA))
+    ok = ok and c2.wait_prompt(40 * W) and \
+        c2.run("seq 6000 | sed s/^/hb-%s-/" % n, rb"hb-%s-6000\r\n" % n.encode(), 30 * W) and \
+        c2.read_until(rb"# ", 10 * W)
+    c2.read_for(0.3 * W)
+    sent2 = bytes(c2.buf)
+    t.ok(ok and len(sent2) > 65536, "two sessions on %s print 200 and 6000 numbered lines (%d and %d bytes seen)"
+         % (GA, len(sent1), len(sent2)))
+
+    tok = mint(A, GA)
+    h = hist(P, GA, token=tok, method="HEAD")
+    r0 = r = hist(P, GA, token=tok)
+    run = r.header("X-Virtconsole-Run") or ""
+    nxt = r.header("X-Virtconsole-Next") or ""
+    t.ok(r.status == 200 and r.body and r.header("Content-Length") == str(len(r.body)),
+         "GET /api/history/%s with a writer's token (history by default): 200 (%s, %d bytes)"
+         % (GA, r.status, len(r.body)))
+    t.ok(h.status == 200 and h.body == b"" and h.header("Content-Length") == str(len(r.body)),
+         "HEAD before it, with the same token (HEAD spends nothing): 200, the same Content-Length, no body "
+         "(%s, %s)" % (h.status, h.header("Content-Length")))
+    t.ok(re.match(r"^[0-9a-f]{1,16}$", run) and r.header("X-Virtconsole-Offset") == "0" and
+         nxt == "%d:1" % len(r.body) and r.header("X-Virtconsole-Gap") == "unknown",
+         "X-Virtconsole-Run %r, Offset 0 (the loss there, at the first open, is not told: nothing came before), "
+         "up to the next loss: Gap: unknown, Next %r" % (run, nxt), r.headers)
+    want = 'attachment; filename="%s-serial0-%s.log"' % (UA, run)
+    t.ok(r.header("Content-Type") == "application/octet-stream" and r.header("Content-Disposition") == want and
+         r.header("X-Content-Type-Options") == "nosniff" and "sandbox" in r.all("Content-Security-Policy") and
+         "frame-ancestors 'none'" in " ".join(r.all("Content-Security-Policy")),
+         "application/octet-stream, Content-Disposition %s, nosniff, CSP sandbox beside the usual CSP" % want,
+         r.headers)
+    t.ok(not [v for _, v in r.headers if GA in v], "no header names the guest (%s)" % GA)
+    r = hist(P, GA, token=tok)
+    t.ok(body_is(r, 403, "403 Forbidden: token already used\n"), "the 200 spent the token", repr(r))
+
+    CH = cookie_of(login(P, mint(A, GA)))
+    answers, refused = hist_walk(P, GA, CH)
+    parts, bad = stretches(answers)
+    runs = {a.header("X-Virtconsole-Run") for a in answers}
+    t.ok(refused is None and runs == {run} and not bad,
+         "paging with a session cookie and from=RUN:NEXT through the whole run: %d answers, every body where "
+         "its headers say" % len(answers), repr(refused), *bad[:5])
+    t.ok(answers and answers[0].body == r0.body, "the walk began with the token's answer")
+    t.ok(len(parts) >= 2 and parts[-1][1] == sent2 and parts[-2][1].endswith(sent1),
+         "the last stretch is exactly what the second session saw, the one before it ends with what the first saw",
+         "stretches at %s" % [(o, len(b)) for o, b in parts])
+    gaps = [a for a in answers if a.header("X-Virtconsole-Gap")]
+    stop = [a for a in gaps if a.body.endswith(sent1[-200:])]
+    t.ok(stop and stop[0].header("X-Virtconsole-Gap") == "unknown" and
+         re.match(r"^\d+:1$", stop[0].header("X-Virtconsole-Next")),
+         "the answer that reaches the end of the first session stops there: X-Virtconsole-Gap: unknown, Next N:1",
+         [a.headers for a in gaps])
+    total = parts[-1][0] + len(parts[-1][1]) if parts else 0
+    last = answers[-1] if answers else r0
+    t.ok(last.body == b"" and last.header("X-Virtconsole-Offset") == str(total) and
+         last.header("X-Virtconsole-Next") == str(total),
+         "at the end: an empty body, Offset = Next = %d" % total, last.headers)
+    lost_at = s2 = parts[-1][0] if parts else 0
+    r = hist(P, GA, "from=%s:%d:1" % (run, lost_at), cookie=CH)
+    t.ok(r.status == 200 and r.body == sent2[:65536] and r.header("X-Virtconsole-Offset") == str(lost_at) and
+         r.header("X-Virtconsole-Next") == str(lost_at + 65536),
+         "from=RUN:%d:1 (past the second open's loss): its first 65536 bytes (max's default), "
+         "Next = Offset + 65536 (%s, %d)" % (lost_at, r.status, len(r.body)), r.headers)
+
+    # from= and max= against what the walk read.
+    k = sent2.index(b"hb-%s-3000\r\n" % n.encode())
+    r1 = hist(P, GA, "from=%s:%d&max=1000" % (run, s2 + k), cookie=CH)
+    r2 = hist(P, GA, "from=%s:%s&max=1000" % (run, r1.header("X-Virtconsole-Next")), cookie=CH)
+    t.ok(r1.status == 200 and r1.body == sent2[k:k + 1000] and r1.header("X-Virtconsole-Offset") == str(s2 + k) and
+         r1.header("X-Virtconsole-Next") == str(s2 + k + 1000) and r1.header("Content-Length") == "1000",
+         "from=RUN:OFFSET of line 3000 with max=1000: exactly those 1000 bytes, Next = Offset + 1000", r1.headers)
+    t.ok(r2.status == 200 and r2.body == sent2[k + 1000:k + 2000],
+         "from=RUN:NEXT goes on with the next 1000 bytes", r2.headers)
+    r = hist(P, GA, "from=%s:%d:1&max=%d" % (run, s2, 10 ** 15), cookie=CH)
+    t.ok(r.status == 200 and r.body == sent2, "max=10^15 is cut to what is kept: the whole second session, %d bytes "
+         "(%s, %d)" % (len(sent2), r.status, len(r.body)))
+    r = hist(P, GA, "from=%s:%d" % (run, lost_at), cookie=CH)
+    t.ok(r.status == 200 and r.body == b"" and r.header("X-Virtconsole-Gap") == "unknown" and
+         r.header("X-Virtconsole-Next") == "%d:1" % lost_at,
+         "from=RUN:%d, where the second open lost bytes: the loss first (empty, Gap: unknown, Next %d:1)"
+         % (lost_at, lost_at), r.headers)
+    r = hist(P, GA, "from=%s:%d:1&max=100" % (run, lost_at), cookie=CH)
+    t.ok(r.status == 200 and r.body == sent2[:100] and r.header("X-Virtconsole-Next") == str(lost_at + 100),
+         "from=RUN:%d:1&max=100: the 100 bytes after it" % lost_at, r.headers)
+
+    # Refusals.
+    for q, why in (("from=zz:0", "from="), ("from=%s" % run, "from="), ("from=%s:12x" % run, "from="),
+                   ("from=", "from="), ("from=%s:5:2" % run, "from="), ("from=-1:0", "from="),
+                   ("max=0", "max="), ("max=-1", "max="), ("max=1e3", "max="), ("max=", "max="),
+                   ("max=99999999999999999999999", "max=")):
+        r = hist(P, GA, q, cookie=CH)
+        t.ok(r.status == 400 and r.text().startswith("400 Bad Request: %s wants " % why),
+             "?%s -> 400 %r" % (q, r.text()))
+    r = hist(P, GA, "from=%s:%d" % (run, total + 1), cookie=CH)
+    t.ok(body_is(r, 400, "400 Bad Request: offset past the end of the run\n"), "an offset past the end -> 400", repr(r))
+    other = "%x" % (int(run, 16) ^ 1)
+    r = hist(P, GA, "from=%s:0" % other, cookie=CH)
+    t.ok(r.status == 410 and "run is not kept" in r.text(), "a run not kept (%s) -> 410 %r" % (other, r.text()))
+    for cred, what in ((mint(A, GA, extra=["--view"]), "a --view token"),
+                       (resign(mint(A, GA), flags=0), "a writer's token re-signed without the history bit")):
+        r = hist(P, GA, token=cred)
+        t.ok(body_is(r, 403, "403 Forbidden: this credential may not read history\n"), "%s -> 403" % what, repr(r))
+    CV = cookie_of(login(P, mint(A, GA, extra=["--view"])))
+    r = hist(P, GA, cookie=CV)
+    t.ok(body_is(r, 403, "403 Forbidden: this credential may not read history\n"), "a --view session -> 403", repr(r))
+    r = hist(P, "no-such-guest", cookie=CV)
+    t.ok(r.status == 403, "... before any lookup: for a guest that does not exist too (%s)" % r.status)
+    r = hist(P, GA, token=mint(A, GA, extra=["--view", "--history"]), query="max=10")
+    t.ok(r.status == 200 and len(r.body) == 10,
+         "a --view --history token may read it (%s, %d bytes)" % (r.status, len(r.body)))
+    bodies = {p: (lambda x: (x.status, x.text()))(hist(P, p, cookie=CH))
+              for p in (GB, "no-such-guest", GA + "/no-such-alias", UU)}
+    t.ok(set(bodies.values()) == {(404, NO_CONSOLE)},
+         "a session for %s: another guest, a missing guest, a missing alias: 404 no such console" % GA, repr(bodies))
+    r = hist(P, GB, cookie=cookie_of(login(P, mint(A))))
+    t.ok(body_is(r, 404, "404 Not Found: nothing kept of this console\n"),
+         "an --all session, %s (never opened): 404 nothing kept" % GB, repr(r))
+
+    # Smaller limits: what is kept is the first 4 KiB and the last 8 KiB.
+    ok = A.reload({"history": "8K", "history_head": "4K"})
+    head = [p for p in parts if p[0] < 4096 < p[0] + len(p[1])]
+    o = max(head[0][0] + 1, 4000) if head else 4000
+    r = hist(P, GA, "from=%s:%d" % (run, o), cookie=CH)
+    t.ok(ok and head and r.status == 200 and r.body == head[0][1][o - head[0][0]:4096 - head[0][0]] and
+         r.header("X-Virtconsole-Next") == "4096" and r.header("X-Virtconsole-Gap") is None,
+         "history_head = 4K, history = 8K: from=RUN:%d stops at the head's end, before the bytes no longer kept "
+         "(Next 4096)" % o, r.headers)
+    r = hist(P, GA, "from=%s:4096" % run, cookie=CH)
+    t.ok(r.status == 200 and r.header("X-Virtconsole-Offset") == str(total - 8192) and r.body == sent2[-8192:],
+         "from=RUN:4096: the answer starts at the next byte kept, Offset %d, the last 8 KiB" % (total - 8192),
+         r.headers)
+    r = hist(P, GA, "from=%s:%d&max=100000" % (run, s2 + k), cookie=CH)
+    t.ok(r.status == 200 and r.header("X-Virtconsole-Offset") == str(total - 8192) and len(r.body) == 8192,
+         "max=100000 from line 3000: no more than what is kept (%s, %d)" % (r.status, len(r.body)))
+    A.reload({"history": None, "history_head": None})
+    mark = A.mark()
+    c2.close()
+    # A's stream must be closed before N opens the same console.
+    A.wait_log(r"session \d+ guest=%s dev=serial0: .* -> DEAD" % GA, 10 * W, since=mark)
+
+    # auth=none: every credential is a writer's, history included.
+    c3 = Client(N.sock(GA))
+    ok = c3.wait_prompt(40 * W) and c3.run("echo hn-%s" % n, rb"hn-%s\r\n" % n.encode(), 10 * W)
+    r = http(PN, "/api/history/%s" % GA)
+    t.ok(ok and r.status == 200 and (b"hn-%s\r\n" % n.encode()) in r.body,
+         "N (auth=none): /api/history/%s answers the console's bytes (%s)" % (GA, r.status))
+    c3.close()
 
 
 with t.case("the logs"):

@@ -21,6 +21,7 @@ and Debian's python3-websockets (10.4, asyncio API) only:
 
 import asyncio
 import base64
+import json
 import os
 import re
 import socket
@@ -552,6 +553,10 @@ class WSClient(ShellClient):
             return False
         if m is None:
             return False
+        self._take(m)
+        return True
+
+    def _take(self, m):
         if isinstance(m, str):
             self.text_frames += 1
             if self.mode == "base64":
@@ -561,7 +566,6 @@ class WSClient(ShellClient):
         else:
             self.binary_frames += 1
             self.buf += m
-        return True
 
     def send(self, data):
         """data: bytes (a binary frame; in base64 mode a base64 text
@@ -642,5 +646,59 @@ class WSClient(ShellClient):
     def abort(self):
         """Drop the TCP connection without a close frame."""
         if self.ws is not None:
+            self.loop.loop.call_soon_threadsafe(self.ws.transport.abort)
+        self.closed = True
+
+
+class V1Client(WSClient):
+    """A python3-websockets client of the virtconsole.v1 subprotocol.
+    self.events: what came, in order: a dict per text message (JSON), the
+    bytes of each binary frame; self.buf: the bytes alone (so read_until
+    and wait_prompt work as for WSClient)."""
+
+    def __init__(self, loop, url, subprotocols=("virtconsole.v1",), **kw):
+        self.events = []
+        self.bad_text = []
+        super().__init__(loop, url, list(subprotocols), **kw)
+
+    def _take(self, m):
+        if isinstance(m, str):
+            self.text_frames += 1
+            try:
+                self.events.append(json.loads(m))
+            except ValueError:
+                self.bad_text.append(m)
+        else:
+            self.binary_frames += 1
+            self.events.append(bytes(m))
+            self.buf += m
+
+    def messages(self, kind=None):
+        return [e for e in self.events if isinstance(e, dict) and
+                (kind is None or e.get("type") == kind)]
+
+    def wait_message(self, kind, timeout=10):
+        """The first message of that type, once it came (None if not)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.messages(kind)
+            if got:
+                return got[0]
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                return None
+            self.fill(left)
+
+    @property
+    def hello(self):
+        return self.wait_message("hello", 10)
+
+    def reset(self):
+        """Cut the TCP connection with a reset (SO_LINGER 0), no close
+        frame, as a network failure would."""
+        if self.ws is not None:
+            sock = self.ws.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                            struct.pack("ii", 1, 0))
             self.loop.loop.call_soon_threadsafe(self.ws.transport.abort)
         self.closed = True

@@ -1842,6 +1842,37 @@ test_model(void)
 	    cov.cuts, cov.after_loss);
 }
 
+/*
+ * parse_history_pos() (util.c): the from= of the control command and of
+ * the web's /api/history, so exact: a run in hex, an offset in decimal,
+ * ":1" or nothing after it.
+ */
+static void
+test_parse_pos(void)
+{
+	static const char *const bad[] = {
+		"", ":0", "12", "12:", "12:x", "12:-1", "12: 3", " 12:3",
+		"-12:3", "+12:3", "12:3:", "12:3:0", "12:3:2", "12:3:11",
+		"12:3x", "g1:0", "0x1f:0", "10000000000000000:0",
+		"1:18446744073709551616",
+	};
+	struct history_pos	p;
+	size_t			i;
+
+	ok(parse_history_pos("9f32581ccebb438f:123", &p) == 0 &&
+	    p.run == 0x9f32581ccebb438fULL && p.offset == 123 && !p.gap_told,
+	    "parse_history_pos: RUN:OFFSET");
+	ok(parse_history_pos("A:0:1", &p) == 0 && p.run == 0xa &&
+	    p.offset == 0 && p.gap_told,
+	    "parse_history_pos: RUN:OFFSET:1 (the gap there was told)");
+	ok(parse_history_pos("ffffffffffffffff:18446744073709551615", &p) ==
+	    0 && p.run == UINT64_MAX && p.offset == UINT64_MAX,
+	    "parse_history_pos: the largest run and offset");
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ok(parse_history_pos(bad[i], &p) == -1,
+		    "parse_history_pos refuses \"%s\"", bad[i]);
+}
+
 int
 main(void)
 {
@@ -1860,5 +1891,6 @@ main(void)
 	test_limits();
 	test_memory();
 	test_model();
+	test_parse_pos();
 	return tap_done();
 }

@@ -732,9 +732,57 @@ test_client_reader(void)
 	free(r);
 }
 
+/* json_object_valid(): a client's text message under virtconsole.v1. */
+static void
+test_json(void)
+{
+	static const char *const good[] = {
+		"{}", " {} ", "{\"type\":\"resize\",\"cols\":80,\"rows\":24}",
+		"{\"a\":[1,-2,3.5e-3,0,true,false,null,{},[]],\"b\":\"\\u00e9\\n\"}",
+		"\r\n\t{\"k\" : \"v\" }\n", "{\"\":\"\\\"\\\\\\/\\b\\f\\r\\t\"}",
+		"{\"e\":1E+2,\"f\":-0.0}",
+	};
+	static const char *const bad[] = {
+		"", " ", "[]", "\"x\"", "1", "null", "{", "}", "{,}",
+		"{\"a\":1,}", "{\"a\"}", "{\"a\" 1}", "{a:1}", "{'a':1}",
+		"{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}",
+		"{\"a\":+1}", "{\"a\":tru}", "{\"a\":\"\\x\"}",
+		"{\"a\":\"\\u12\"}", "{\"a\":\"\t\"}", "{} {}", "{}x",
+		"{\"a\":[1,]}", "{\"a\":\"unterminated}", "{\"a\":NaN}",
+	};
+	char	deep[200];
+	size_t	i;
+
+	for (i = 0; i < sizeof good / sizeof good[0]; i++)
+		ok(json_object_valid(good[i], strlen(good[i])),
+		    "json: a JSON object: %s", good[i]);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ok(!json_object_valid(bad[i], strlen(bad[i])),
+		    "json: not one JSON object: '%s'", bad[i]);
+	ok(!json_object_valid("{\"a\":1}\0", 9),
+	    "json: a NUL after the object");
+	/* 32 levels deep are taken, 33 are not. */
+	memset(deep, 0, sizeof deep);
+	for (i = 0; i < 31; i++)
+		strcat(deep, "[");
+	memmove(deep + 5, deep, strlen(deep) + 1);
+	memcpy(deep, "{\"a\":", 5);
+	for (i = 0; i < 31; i++)
+		strcat(deep, "]");
+	strcat(deep, "}");
+	ok(json_object_valid(deep, strlen(deep)), "json: 32 levels deep");
+	memmove(deep + 6, deep + 5, strlen(deep + 5) + 1);
+	deep[5] = '[';
+	strcat(deep, "]");
+	memmove(deep + strlen(deep) - 2, "]}", 3);
+	ok(!json_object_valid(deep, strlen(deep)),
+	    "json: 33 levels deep are refused (the stack stays bounded)");
+}
+
 int
 main(void)
 {
+	test_json();
 	test_accept_key();
 	test_rfc_examples();
 	test_bad_frames();

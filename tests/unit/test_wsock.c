@@ -41,11 +41,13 @@ static unsigned int	 injected;	/* illegal events injected, in all */
 /* The test's end: frames sent, frames received and decoded. */
 struct client {
 	int		 fd;
-	int		 mode;		/* WSOCK_RAW, WSOCK_BASE64 */
+	int		 mode;		/* WSOCK_RAW, _BASE64, _V1 */
 	struct ws_reader rd;		/* the server's frames */
 	struct evbuffer	*raw;		/* received, not yet parsed */
 	struct evbuffer	*msg;		/* a data message so far */
-	char		 data[16384];	/* guest output and notices */
+	char		 data[16384];	/* guest output and notices (v1:
+					   and the messages, as they are) */
+	struct evbuffer	*bytes;		/* every binary byte, unbounded */
 	size_t		 len;
 	int		 binary, text;	/* data messages by opcode */
 	int		 pongs;
@@ -98,9 +100,11 @@ observe(struct wsock *w, int state)
 	}
 }
 
+/* The first configuration starts the session layer; later ones reload. */
 static void
 configure(const char *text)
 {
+	static int	 started;
 	struct config	*conf;
 	char		 err[256];
 
@@ -109,7 +113,10 @@ configure(const char *text)
 		fprintf(stderr, "config: %s\n", err);
 		exit(1);
 	}
-	session_init(base, conf);
+	if (started++ == 0)
+		session_init(base, conf);
+	else
+		session_reconfigure(conf);
 	config_free(conf);
 }
 
@@ -136,8 +143,10 @@ client_event(struct client *c, int rc, const struct ws_event *ev)
 				n = (size_t)d;
 			} else if (c->mode == WSOCK_BASE64)
 				c->broken++;
-		} else
+		} else {
 			c->binary++;
+			evbuffer_add(c->bytes, p, n);
+		}
 		if (n > sizeof c->data - 1 - c->len)
 			n = sizeof c->data - 1 - c->len;
 		memcpy(c->data + c->len, p, n);
@@ -230,6 +239,14 @@ cond_data(struct client *c)
 	return strstr(c->data, want) != NULL;
 }
 
+static size_t	want_bytes;
+
+static int
+cond_bytes(struct client *c)
+{
+	return evbuffer_get_length(c->bytes) >= want_bytes;
+}
+
 static int
 cond_close(struct client *c)
 {
@@ -290,11 +307,16 @@ wait_sent(struct client *c, const char *s)
 	return run_until(cond_sent, c, 500);
 }
 
+static const struct session_start *open_start;	/* the next client's */
+
 /* A connection, upgraded, as web.c hands it over. */
 static void
 client_open(struct client *c, int mode)
 {
 	struct bufferevent	*bev;
+	struct wsock_open	 o = { .addr = "192.0.2.1",
+	    .peer = "192.0.2.1:4242", .listener = "test", .guest = &g,
+	    .subject = "test" };
 	int			 sv[2];
 
 	memset(c, 0, sizeof *c);
@@ -305,13 +327,15 @@ client_open(struct client *c, int mode)
 	c->mode = mode;
 	c->raw = evbuffer_new();
 	c->msg = evbuffer_new();
+	c->bytes = evbuffer_new();
 	ws_reader_init_client(&c->rd, 0);
 	if ((bev = bufferevent_socket_new(base, sv[0],
 	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		abort();
 	path[0] = '\0';
-	wsock_start(base, bev, "192.0.2.1", "192.0.2.1:4242", "test", &g,
-	    NULL, mode, "test", 0, 0, NULL, 0);
+	o.mode = mode;
+	o.start = open_start;
+	wsock_start(base, bev, &o);
 	/* The console's open comes back from the loop. */
 	run_for(c, 10);
 }
@@ -322,6 +346,7 @@ client_free(struct client *c)
 	close(c->fd);
 	evbuffer_free(c->raw);
 	evbuffer_free(c->msg);
+	evbuffer_free(c->bytes);
 }
 
 static void
@@ -684,6 +709,212 @@ test_closed_pending_ends(void)
 	client_free(&c);
 }
 
+/* A message's field, as its text: "x" of "key":"x" or "key":x. */
+static int
+msg_field(const char *msg, const char *key, char *out, size_t outlen)
+{
+	char		 pat[64];
+	const char	*p;
+	size_t		 n;
+
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	if ((p = strstr(msg, pat)) == NULL)
+		return -1;
+	p += strlen(pat);
+	if (*p == '"')
+		p++;
+	n = strcspn(p, "\",}");
+	if (n >= outlen)
+		return -1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* virtconsole.v1: hello first, bytes, messages in order, end, 1007. */
+static void
+test_v1(void)
+{
+	struct client		 c, d;
+	struct session_start	 st;
+	char			 run[32], resume[64], off[32], wanted[256];
+	const char		*hello;
+	unsigned long long	 base_off;
+	int			 r;
+
+	configure("uri = test:///default\nmax_buffer = 4096\n"
+	    "history = 64K\nhistory_head = 0\n");
+	client_open(&c, WSOCK_V1);
+	fake_stream_print(fake_last, "one\r\ntwo\r\n");
+	ok(wait_data(&c, "two\r\n"), "v1: guest output comes");
+	hello = c.data;
+	if (msg_field(hello, "run", run, sizeof run) == -1 ||
+	    msg_field(hello, "resume", resume, sizeof resume) == -1 ||
+	    msg_field(hello, "offset", off, sizeof off) == -1)
+		run[0] = resume[0] = off[0] = '\0';
+	base_off = strtoull(off, NULL, 10);
+	ok(strncmp(hello, "{\"type\":\"hello\",\"guest\":\"fake\",\"uuid\":"
+	    "\"6e3b8a2c-0000-4000-8000-000000000002\",\"hypervisor\":"
+	    "\"default\",\"console\":\"serial0\",\"role\":\"writer\","
+	    "\"run\":\"", strlen("{\"type\":\"hello\",\"guest\":\"fake\","
+	    "\"uuid\":\"6e3b8a2c-0000-4000-8000-000000000002\","
+	    "\"hypervisor\":\"default\",\"console\":\"serial0\","
+	    "\"role\":\"writer\",\"run\":\"")) == 0 && strlen(run) >= 1 &&
+	    strlen(run) <= 16 &&
+	    strlen(resume) == 32 && off[0] != '\0',
+	    "v1: hello comes first, with the run (%s), the offset (%s) and a "
+	    "resume id: %.*s", run, off, (int)strcspn(hello, "}") + 1, hello);
+	ok(strstr(c.data, "}{\"type\":\"clients\",\"writer\":true,"
+	    "\"viewers\":0}one\r\ntwo\r\n") != NULL && c.binary == 1 &&
+	    evbuffer_get_length(c.bytes) == 10,
+	    "v1: then clients, then the bytes alone in binary frames");
+	client_text(&c, WS_OP_BINARY, "ls\r");
+	ok(wait_sent(&c, "ls\r"), "v1: a binary frame reaches the guest");
+	client_text(&c, WS_OP_TEXT, " {\"type\":\"resize\",\"cols\":80,"
+	    "\"rows\":24,\"x\":[1,2.5e3,{\"y\":null}]} ");
+	client_text(&c, WS_OP_TEXT, "{\"type\":\"nonesuch\"}");
+	run_for(&c, 20);
+	ok(c.closes == 0 && !sent_has("resize") && !sent_has("nonesuch"),
+	    "v1: JSON objects (resize, an unknown type) are taken, never "
+	    "sent to the guest");
+
+	/* A second client with the first one's resume id replaces it. */
+	memset(&st, 0, sizeof st);
+	st.from = SESSION_FROM_LIVE;
+	st.resume = resume;
+	open_start = &st;
+	client_open(&d, WSOCK_V1);
+	open_start = NULL;
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 4004 && strstr(c.data, "{\"type\":\"end\","
+	    "\"kind\":\"disconnected\",\"reason\":\"taken over by a new "
+	    "client\",\"code\":4004}") != NULL &&
+	    strstr(c.data, "[virtconsoled]") == NULL,
+	    "v1: resume= replaces the stale session under policy = refuse: "
+	    "end, then close %u, no notice bytes", c.code);
+	snprintf(wanted, sizeof wanted, "\"offset\":%llu,", base_off + 10);
+	ok(strstr(d.data, "{\"type\":\"hello\"") == d.data &&
+	    strstr(d.data, wanted) != NULL &&
+	    strstr(d.data, resume) == NULL,
+	    "v1: the new session says hello at offset +10, with a new "
+	    "resume id");
+	client_close(&c, 1000, "");
+	run_until(cond_freed, &c, 100);
+	client_free(&c);
+
+	/* A client that does not read falls behind, loses nothing. */
+	{
+		char	*big = xmalloc(40001), line[16];
+		size_t	 i;
+
+		for (i = 0; i < 4000; i++) {
+			snprintf(line, sizeof line, "%09zu\n", i);
+			memcpy(big + i * 10, line, 10);
+		}
+		big[40000] = '\0';
+		fake_stream_print(fake_last, big);
+		/* The loop alone: the client reads nothing. */
+		run_for(NULL, 50);
+		fake_stream_print(fake_last, "after\r\n");
+		run_for(NULL, 20);
+		want_bytes = 40007;
+		r = run_until(cond_bytes, &d, 2000);
+		ok(r && evbuffer_get_length(d.bytes) == 40007 &&
+		    memcmp(evbuffer_pullup(d.bytes, -1), big, 40000) == 0 &&
+		    memcmp(evbuffer_pullup(d.bytes, -1) + 40000, "after\r\n",
+		    7) == 0 && strstr(d.data, "\"type\":\"gap\"") == NULL,
+		    "v1: 40 KB past max_buffer (4 KB) while the client did "
+		    "not read: every byte comes, in order, no gap (%zu)",
+		    evbuffer_get_length(d.bytes));
+		free(big);
+	}
+	client_close(&d, 1000, "");
+	run_until(cond_freed, &d, 100);
+	client_free(&d);
+
+	/* tail=: the last bytes from a line start, the reopen's loss. */
+	memset(&st, 0, sizeof st);
+	st.from = SESSION_FROM_TAIL;
+	st.bytes = 12;
+	open_start = &st;
+	client_open(&c, WSOCK_V1);
+	open_start = NULL;
+	snprintf(wanted, sizeof wanted, "}after\r\n{\"type\":\"gap\","
+	    "\"from\":%llu,\"to\":%llu,\"unknown\":true}",
+	    base_off + 40017, base_off + 40017);
+	snprintf(off, sizeof off, "\"offset\":%llu,", base_off + 40010);
+	ok(wait_data(&c, "\"unknown\":true}") &&
+	    strstr(c.data, off) != NULL && strstr(c.data, wanted) != NULL,
+	    "v1: tail=12 starts at the last line start in the window "
+	    "(+40010), then the loss at the reopen: %s",
+	    strstr(c.data, "}") + 1);
+	client_close(&c, 1000, "");
+	run_until(cond_freed, &c, 100);
+	client_free(&c);
+
+	/* from=RUN:OFFSET: from there; an unknown run: a loss, then all. */
+	memset(&st, 0, sizeof st);
+	st.from = SESSION_FROM_POS;
+	st.run = strtoull(run, NULL, 16);
+	st.offset = base_off + 3;
+	open_start = &st;
+	client_open(&c, WSOCK_V1);
+	snprintf(off, sizeof off, "\"offset\":%llu,", base_off + 3);
+	want_bytes = 40014;
+	ok(run_until(cond_bytes, &c, 2000) && evbuffer_get_length(c.bytes) ==
+	    40014 && strstr(c.data, off) != NULL && strncmp((const char *)evbuffer_pullup(c.bytes, -1),
+	    "\r\ntwo\r\n000000000\n", 17) == 0,
+	    "v1: from=RUN:3 gets the bytes from offset 3");
+	client_close(&c, 1000, "");
+	run_until(cond_freed, &c, 100);
+	client_free(&c);
+	st.run ^= 1;
+	client_open(&c, WSOCK_V1);
+	snprintf(wanted, sizeof wanted, "\"offset\":0,");
+	ok(wait_data(&c, "one\r\n") && strstr(c.data, wanted) != NULL &&
+	    strstr(c.data, "{\"type\":\"gap\",\"from\":0,\"to\":0,"
+	    "\"unknown\":true}") != NULL && strstr(strstr(c.data,
+	    "\"unknown\":true}") + 1, "\"from\":0,") == NULL,
+	    "v1: from= a run not kept: hello at the current run's offset 0, "
+	    "an unknown gap, the run's bytes: %.900s", c.data + 200);
+	client_close(&c, 1000, "");
+	run_until(cond_freed, &c, 100);
+	client_free(&c);
+	/* Without the history claim: a position is a loss, then live. */
+	st.no_history = 1;
+	client_open(&c, WSOCK_V1);
+	open_start = NULL;
+	fake_stream_print(fake_last, "live\r\n");
+	snprintf(off, sizeof off, "\"offset\":%llu,", base_off + 40017);
+	ok(wait_data(&c, "live\r\n") && strstr(c.data, off) != NULL && strstr(c.data, "after") == NULL &&
+	    strstr(c.data, "\"unknown\":true}live\r\n") != NULL,
+	    "v1: no history claim: from= gets an unknown gap, then live "
+	    "output only");
+
+	/* Not a JSON object: 1007. */
+	client_text(&c, WS_OP_TEXT, "{\"type\":\"resize\",}");
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 1007 && strcmp(c.reason, "not a JSON object") == 0,
+	    "v1: a text frame that is not a JSON object closes with 1007 "
+	    "(%u '%s')", c.code, c.reason);
+	client_close(&c, 1007, "");
+	run_until(cond_freed, &c, 500);
+	client_free(&c);
+
+	/* Refused: end, no hello. */
+	fake_open_result = STREAM_BUSY;
+	client_open(&c, WSOCK_V1);
+	fake_open_result = STREAM_OPENED;
+	r = run_until(cond_close, &c, 500);
+	ok(r && c.code == 4100 && strcmp(c.data, "{\"type\":\"end\","
+	    "\"kind\":\"refused\",\"reason\":\"console busy\",\"code\":4100}")
+	    == 0, "v1: refused: end alone, then close 4100: %s", c.data);
+	shutdown(c.fd, SHUT_WR);
+	run_until(cond_freed, &c, 500);
+	client_free(&c);
+	configure("uri = test:///default\nmax_buffer = 4096\n");
+}
+
 static void
 coverage(void)
 {
@@ -751,6 +982,7 @@ main(void)
 	test_close_sent_pending();
 	test_close_sent_pending_ends();
 	test_closed_pending_ends();
+	test_v1();
 	coverage();
 
 	wsock_test_observer = NULL;
