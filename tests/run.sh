@@ -123,8 +123,14 @@ if [ "$LAB_OK" = 1 ]; then
 	# terminal escaping, attach_replay, reloads of its limits).
 	run_tap t-control-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-control.py"
-	# The web front door (HTTP, tokens, WebSocket, TLS, bad input) and
-	# its authentication.
+	# The attach socket (request lines from local users) and capture =
+	# always (consoles held with nobody attached, stolen, taken back).
+	run_tap t-attach-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-attach.py"
+	run_tap t-capture-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-capture.py"
+	# The web front door (HTTP, tokens, WebSocket, TLS, bad input, the
+	# virtconsole.v1 subprotocol) and its authentication.
 	run_tap t-web-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-web.py"
 	run_tap t-webauth-asan env VCD_BUILD="$TOP/build-asan" \
