@@ -905,7 +905,16 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
 		evtimer_add(w->ev_done, &wsock_linger);
 }
 
+/*
+ * Two doors: only virtconsole.v1 frames messages, so only its sessions
+ * are told gaps and runs, and fall behind into the history rather than
+ * drop output (binary and base64 clients could not be told a gap).
+ */
 static const struct session_door wsock_door = {
+	.name = "websocket",
+	.close = wsock_door_close,
+};
+static const struct session_door wsock_door_v1 = {
 	.name = "websocket",
 	.close = wsock_door_close,
 	.message = wsock_door_message,
@@ -1021,7 +1030,8 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	if (wsock_test_observer != NULL)
 		wsock_test_observer(w, w->state);
 	/* A refusal calls the door before session_open() returns. */
-	w->session = session_open(g, alias, w->theirs, who, &wsock_door, w,
+	w->session = session_open(g, alias, w->theirs, who,
+	    w->mode == WSOCK_V1 ? &wsock_door_v1 : &wsock_door, w,
 	    o->start);
 	/* Frames that came with the upgrade request. */
 	if (!wsock_ended(w))

@@ -912,6 +912,30 @@ test_v1(void)
 	shutdown(c.fd, SHUT_WR);
 	run_until(cond_freed, &c, 500);
 	client_free(&c);
+
+	/* A binary client cannot be told a gap: past max_buffer it loses
+	 * output, as before virtconsole.v1, and is never sent a message. */
+	client_open(&c, WSOCK_RAW);
+	{
+		char	*big = xmalloc(40001);
+
+		memset(big, 'x', 40000);
+		big[40000] = '\0';
+		fake_stream_print(fake_last, big);
+		run_for(NULL, 50);
+		fake_stream_print(fake_last, "tail\r\n");
+		want = "tail\r\n";
+		r = run_until(cond_data, &c, 2000);
+		ok(r && evbuffer_get_length(c.bytes) < 40006 &&
+		    strstr(c.data, "{\"type\"") == NULL,
+		    "binary: 40 KB past max_buffer while the client did not "
+		    "read: output is dropped (%zu of 40006 bytes came), no "
+		    "message", evbuffer_get_length(c.bytes));
+		free(big);
+	}
+	client_close(&c, 1000, "");
+	run_until(cond_freed, &c, 100);
+	client_free(&c);
 	configure("uri = test:///default\nmax_buffer = 4096\n");
 }
 
