@@ -230,6 +230,25 @@ with t.case("guest restart: a new run"):
          "history: the previous run, a RUN record ('the guest started again'), then the new run's "
          "boot output, read with nobody attached", err)
     measure_loss("second run")
+    runs = re.findall(r"run ([0-9a-f]+): the guest started again", err)
+    old_runs = [r for r in re.findall(r"run ([0-9a-f]+)\)", err) if r not in runs]
+    rc0, out0, err0 = hist("--from", "%s:0" % old_runs[0], G) if old_runs else (None, b"", "")
+    t.ok(old_runs and rc0 == 0 and out0.count(BOOTED) == 2 and "the guest started again" in err0,
+         "the previous run is still readable by its id from offset 0 (--from %s:0): its boot output, "
+         "then the new run's" % (old_runs[:1] or ["?"])[0], err0, show(out0[:200]))
+
+with t.case("daemon restart: old runs are not mixed with new ones"):
+    rc, out, err = hist(G)
+    before = re.findall(r"run ([0-9a-f]+): the guest started again", err)
+    t.ok(d.stop() == 0 and d.start(), "the daemon restarts (capture = always)", d.log_tail())
+    t.ok(wait_for(lambda: hist(G)[0] == 0, 20, 0.2), "it captures the running guest again")
+    last = before[-1] if before else "0"
+    rc, out, err = hist("--from", "%s:0" % last, G)
+    t.ok(rc != 0 and "run %s is not kept" % last in err,
+         "the run id from before the restart is refused, not taken for the new one: %s" % err.strip())
+    rc, out, err = hist("--raw", G)
+    t.ok(rc == 0 and "run %s" % last not in err and re.search(r"run [0-9a-f]+\)", err),
+         "the new history is a new run: none of the old run's records", err)
 
 with t.case("exit"):
     rc = d.stop()
