@@ -151,6 +151,8 @@ struct session {
 	struct session_start	 start;		/* where output starts */
 	struct history_pos	 pos;		/* the client's next byte */
 	int			 behind;	/* output from the history */
+	int			 overflow;	/* the door took no more
+						   messages: ends soon */
 	int			 replaying;	/* the first catch-up */
 	uint64_t		 replayed;	/* bytes of it */
 	uint64_t		 written;	/* to bev, for door messages */
@@ -494,20 +496,30 @@ session_frames(const struct session *s)
 
 /*
  * Hand the door a message (one JSON object in b, freed here), after the
- * bytes written so far.  0 when taken or when the door frames none.
+ * bytes written so far.  0 when taken or when the door frames none.  A
+ * door that holds too many: the session sends nothing more and ends
+ * "client too slow" from the loop (not here: this may run inside the
+ * console's delivery of output, which must not see its client go).
  */
 static int
 session_message(struct session *s, struct evbuffer *b)
 {
 	int	rc = 0;
 
-	if (session_frames(s) && s->bev != NULL)
+	if (s->overflow)
+		rc = -1;
+	else if (session_frames(s) && s->bev != NULL)
 		rc = s->door->message(s->door_arg,
 		    (const char *)evbuffer_pullup(b, -1),
 		    evbuffer_get_length(b), s->written);
 	evbuffer_free(b);
-	if (rc == -1)
-		session_end(s, REASON_TOO_SLOW);
+	if (rc == -1 && !s->overflow) {
+		s->overflow = s->behind = 1;
+		timer_arm(s->ev_slow, 0);
+		log_info("session %u guest=%s dev=%s: too many messages "
+		    "queued for the client", s->id, log_esc(s->guest),
+		    log_esc(s->alias));
+	}
 	return rc;
 }
 
@@ -602,7 +614,8 @@ session_pump(struct session *s)
 	size_t			 pending;
 	int			 rc = 0;
 
-	while (rc == 0 && s->behind && s->state == SESSION_ATTACHED) {
+	while (rc == 0 && s->behind && !s->overflow &&
+	    s->state == SESSION_ATTACHED) {
 		h = console_client_history(s->console);
 		pending = evbuffer_get_length(bufferevent_get_output(s->bev));
 		if (pending >= sess.max_buffer)
@@ -783,7 +796,8 @@ session_write_cb(struct bufferevent *bev, void *arg)
 			session_done(s);
 		return;
 	}
-	evtimer_del(s->ev_slow);
+	if (!s->overflow)
+		evtimer_del(s->ev_slow);
 	session_pump(s);
 }
 
