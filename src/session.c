@@ -1118,20 +1118,31 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 			session_end(s, REASON_BUSY);
 			return NULL;
 		}
-		session_end(old, REASON_TAKEN_OVER);
 	}
 
 	if (!g->active && sess.start_wait == 0) {
+		if (old != NULL)
+			session_end(old, REASON_TAKEN_OVER);
 		session_end(s, REASON_NOT_RUNNING);
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&sess.table, s, entry);
 	if (!g->active) {
+		if (old != NULL)
+			session_end(old, REASON_TAKEN_OVER);
 		if (session_step(s, SESSION_EV_WAIT, "guest not running") == 0)
 			timer_arm(s->ev_wait, sess.start_wait);
 		return s;
 	}
+	/*
+	 * The session taken over ends once this one holds the console: with
+	 * no client left the console would close, and what the guest printed
+	 * until it reopened would be lost to the client that came back.
+	 * (Its memory is freed from the loop, so old is still there.)
+	 */
 	session_attach(s);
+	if (old != NULL)
+		session_end(old, REASON_TAKEN_OVER);
 	return s->state < SESSION_CLOSING ? s : NULL;
 }
 

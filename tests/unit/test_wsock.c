@@ -740,7 +740,7 @@ test_v1(void)
 	char			 run[32], resume[64], off[32], wanted[256];
 	const char		*hello;
 	unsigned long long	 base_off;
-	int			 r;
+	int			 r, opens;
 
 	configure("uri = test:///default\nmax_buffer = 4096\n"
 	    "history = 64K\nhistory_head = 0\n");
@@ -783,8 +783,12 @@ test_v1(void)
 	st.from = SESSION_FROM_LIVE;
 	st.resume = resume;
 	open_start = &st;
+	opens = fake_opened;
 	client_open(&d, WSOCK_V1);
 	open_start = NULL;
+	ok(fake_opened == opens, "v1: the resumed session takes the open "
+	    "console over: not closed and reopened (%d opens)",
+	    fake_opened - opens);
 	r = run_until(cond_close, &c, 500);
 	ok(r && c.code == 4004 && strstr(c.data, "{\"type\":\"end\","
 	    "\"kind\":\"disconnected\",\"reason\":\"taken over by a new "
