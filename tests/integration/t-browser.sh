@@ -110,18 +110,18 @@ rm -f "$SHOT"
 # setsid: node and the browser it starts form one group, ended at cleanup.
 VCD_BUILD=$VCD_BUILD VCD_URL="http://127.0.0.1:$PORT/" VCD_TOKEN=$TOKEN \
     VCD_TOKEN2=$TOKEN2 VCD_TOKEN3=$TOKEN3 VCD_TOKEN4=$TOKEN4 VCD_LOG=$D/vcd.log \
-    VCD_GUEST=$G VCD_PROFILE=$D/profile VCD_SHOT=$SHOT CHROMIUM=$CHROMIUM \
+    VCD_GUEST=$G VCD_SOCK_DIR=$D/sock VCD_PROFILE=$D/profile VCD_SHOT=$SHOT CHROMIUM=$CHROMIUM \
     setsid node "$TOP/tests/integration/browser.mjs" > "$D/browser.out" 2>&1 &
 NODE_PID=$!
 NODE_PGID=$NODE_PID
-# Bounded: the browser part normally takes 10-20 s.
+# Bounded: the browser part normally takes 20-40 s.
 i=0
-while kill -0 "$NODE_PID" 2>/dev/null && [ "$i" -lt 1500 ]; do
+while kill -0 "$NODE_PID" 2>/dev/null && [ "$i" -lt 2400 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
 if kill -0 "$NODE_PID" 2>/dev/null; then
-	fail "browser.mjs finished within 150 s"
+	fail "browser.mjs finished within 240 s"
 	kill -TERM -- "-$NODE_PGID" 2>/dev/null
 fi
 wait "$NODE_PID"
