@@ -196,6 +196,7 @@
       quiet: null,       // the quiet timer (when liveEnd() cannot tell)
       quietRule: false,  // liveEnd() could not tell: the quiet rule
       pastRun: false,    // a run began after replayEnd's run
+      rule: null,        // how replay ends: history, quiet or none
       parsing: 0,        // replayed chunks not yet parsed
       end: null,         // the end message
     };
@@ -312,11 +313,14 @@
       c.replaying = true;
       liveEnd(c, pos).then((end) => {
         if (end === 'none') {
+          c.rule = 'none';
           c.replaying = false;
         } else if (end === null) {
+          c.rule = 'quiet';
           c.quietRule = true;
           quietLater(c);
         } else {
+          c.rule = 'history';
           c.replayEnd = end;
           if (pastEnd(c)) c.replaying = false;
         }
@@ -556,6 +560,7 @@
   window.virtconsoled = Object.freeze({
     state: () => ({ run: pos && pos.run, offset: pos && pos.offset,
       replaying: !!(conn && conn.replaying), dropped: dropped,
+      rule: conn && conn.rule,
       reconnecting: !!retry }),
     // Every line of the terminal, scrollback included.
     text: () => {
