@@ -253,7 +253,10 @@
         const nextRun = r.headers.get('X-Virtconsole-Next-Run');
         if (nextRun) {
           from = nextRun + ':0';
-        } else if (!r.headers.get('X-Virtconsole-Gap') && next === off) {
+        } else if (!r.headers.get('X-Virtconsole-Gap') &&
+            parseInt(next, 10) === Number(off)) {
+          // Empty, no loss, no next run: the end (Next may carry the
+          // ":1" of a loss told just before it).
           return { run: run, offset: Number(off) };
         } else {
           from = run + ':' + next;

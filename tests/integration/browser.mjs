@@ -385,7 +385,7 @@ async function networkCut(page) {
     if (!await attach(page, `${label}: the page through a TCP proxy`)) return;
     if (!ok(await waitPrompt(page, 40000), `${label}: the shell prompt appears`,
       `terminal: ${JSON.stringify((await bufText(page)).slice(-600))}`)) return;
-    const N = 300;
+    const N = 200;
     await page.keyboard.type(`for i in $(seq 1 ${N}); do echo N$i; sleep 0.02; done; echo DONE-$((6*7))`);
     await page.keyboard.press('Enter');
     const nums = (x) => (x.match(/^N\d+$/mg) || []).map((l) => Number(l.slice(1)));
