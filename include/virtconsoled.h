@@ -85,6 +85,10 @@ enum config_policy {
 	POLICY_REFUSE = 0,
 	POLICY_TAKEOVER,
 };
+enum config_capture {
+	CAPTURE_ATTACHED = 0,	/* a console is held while a client uses it */
+	CAPTURE_ALWAYS,		/* every console of every running guest */
+};
 #define ESCAPE_NONE (-1)
 struct config_listen {
 	char			*address;	/* numeric IPv4 or IPv6 */
@@ -122,6 +126,7 @@ struct config {
 	size_t			 history;	/* tail bytes per run */
 	size_t			 history_head;	/* first bytes per run */
 	unsigned int		 history_runs;	/* runs kept per console */
+	enum config_capture	 capture;	/* when consoles are held */
 	size_t			 attach_replay;	/* history to unix clients */
 	/* web */
 	struct config_listens	 listens;
@@ -153,6 +158,7 @@ struct config	*config_parse(const char *, const char *, size_t, char *,
 		     size_t);
 void		 config_free(struct config *);
 const char	*config_policy_name(enum config_policy);
+const char	*config_capture_name(enum config_capture);
 const char	*config_escape_name(int);
 
 /* evglue.c */
@@ -234,8 +240,9 @@ struct guest {
 };
 TAILQ_HEAD(guests, guest);
 enum guest_event {
-	GUEST_EV_CHANGED,	/* added, renamed, (un)defined, started or
-				   stopped: front doors look at it again */
+	GUEST_EV_CHANGED,	/* added, renamed, (un)defined, started,
+				   stopped, or any other lifecycle event
+				   (paused...): look at it again */
 	GUEST_EV_STARTED,	/* it runs (or was found running) */
 	GUEST_EV_STOPPED,	/* it stopped */
 	GUEST_EV_MIGRATED,	/* it stopped: migrated away */
@@ -267,6 +274,8 @@ enum stream_open_result {
 	STREAM_NOT_RUNNING,	/* not running, or no hypervisor connection */
 	STREAM_BUSY,		/* another client holds the console */
 	STREAM_LINK_LOST,	/* the guest's connection dropped meanwhile */
+	STREAM_NO_CONSOLE,	/* libvirt cannot open it at all (no such
+				   console, not a pty, unsupported) */
 };
 enum stream_failure {
 	STREAM_FAIL_TAKEN = 0,	/* the console alone: taken with force */
@@ -418,6 +427,10 @@ enum console_state {
 	CONSOLE_OPENING,	/* opening the stream */
 	CONSOLE_OPEN,		/* stream open, read for the clients */
 	CONSOLE_PARKED,		/* the guest stops: stream held, see park */
+	CONSOLE_STOLEN,		/* captured, another client holds it: the
+				   capture retries without force, later */
+	CONSOLE_BACKOFF,	/* captured, its connection dropped: the
+				   capture retries later */
 	CONSOLE_DEAD,		/* unused: freed on the next loop pass */
 	CONSOLE_NSTATES
 };
@@ -453,6 +466,13 @@ size_t		 console_history_held(void);
 const struct history *console_client_history(const struct console_client *);
 void		 console_close_all(enum session_reason);
 unsigned int	 console_count(void);
+void		 console_capture_guest(const struct guest *);
+unsigned int	 console_captured(void);
+int		 console_state_of(const char *, const char *);
+unsigned int	 console_backoff_next(unsigned int);
+#define CONSOLE_BACKOFF_MAX	60	/* seconds between capture retries */
+/* For the unit tests only: the backoff's unit, 1000 ms by default. */
+void		 console_test_backoff_unit(unsigned int);
 extern struct fsm console_fsm;
 
 /*

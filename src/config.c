@@ -53,6 +53,7 @@ enum config_type {
 	CONFIG_ID_NONE,		/* user or group name or number, or none */
 	CONFIG_LEVEL,		/* enum log_level */
 	CONFIG_POLICY,		/* enum config_policy */
+	CONFIG_CAPTURE,		/* enum config_capture */
 	CONFIG_BOOL,		/* int 0 or 1 */
 	CONFIG_SECONDS,		/* unsigned int in min..max */
 	CONFIG_COUNT,		/* unsigned int in min..max */
@@ -97,6 +98,7 @@ static const struct config_key config_keys[] = {
 	{ "history_head", CONFIG_SIZE, CONFIG_OFF(history_head),
 	    0, 1ULL << 30, 0 },
 	{ "history_runs", CONFIG_COUNT, CONFIG_OFF(history_runs), 1, 16, 0 },
+	{ "capture", CONFIG_CAPTURE, CONFIG_OFF(capture), 0, 0, 0 },
 	{ "attach_replay", CONFIG_SIZE, CONFIG_OFF(attach_replay),
 	    0, 1ULL << 30, 0 },
 	/* web front door */
@@ -738,6 +740,15 @@ config_set(struct config_parser *p, struct config *cfg,
 			return config_bad_value(p, k, value,
 			    "refuse or takeover");
 		return 0;
+	case CONFIG_CAPTURE:
+		if (config_keyword(value, "attached"))
+			*(enum config_capture *)field = CAPTURE_ATTACHED;
+		else if (config_keyword(value, "always"))
+			*(enum config_capture *)field = CAPTURE_ALWAYS;
+		else
+			return config_bad_value(p, k, value,
+			    "attached or always");
+		return 0;
 	case CONFIG_BOOL:
 		if (config_keyword(value, "yes") ||
 		    config_keyword(value, "true") ||
@@ -958,6 +969,7 @@ config_new(void)
 	cfg->history = 256 * 1024;
 	cfg->history_head = 64 * 1024;
 	cfg->history_runs = 2;
+	cfg->capture = CAPTURE_ATTACHED;
 	cfg->attach_replay = 0;
 
 	TAILQ_INIT(&cfg->listens);
@@ -1154,6 +1166,18 @@ config_policy_name(enum config_policy policy)
 		return "refuse";
 	case POLICY_TAKEOVER:
 		return "takeover";
+	}
+	return "unknown";
+}
+
+const char *
+config_capture_name(enum config_capture capture)
+{
+	switch (capture) {
+	case CAPTURE_ATTACHED:
+		return "attached";
+	case CAPTURE_ALWAYS:
+		return "always";
 	}
 	return "unknown";
 }

@@ -14,7 +14,21 @@
  *     +-----------------------------release-------------------------+
  *   CLOSED --free--> DEAD  (no client left: freed from the loop)
  *
- * The stream is open while the console has a client.  Each client's input
+ *   captured (capture = always):
+ *   OPENING/OPEN --taken--> STOLEN --retry--> OPENING  (held elsewhere)
+ *   OPENING/OPEN --lost--> BACKOFF --retry--> OPENING  (connection lost)
+ *   STOLEN/BACKOFF --close--> CLOSED  (the capture ends)
+ *
+ * The stream is open while the console has a client, or while the daemon
+ * captures it (capture = always: every console of every running guest is
+ * held and read into its history with nobody attached).  The capture is
+ * not a client: it is the flag `captured`, so the session table, `list`
+ * and `busy` know nothing of it.  Its opens never use force: a console
+ * held elsewhere (virsh console, or taken from us with --force) is
+ * STOLEN, and tried again without force after 1 s, doubling to
+ * CONSOLE_BACKOFF_MAX, and at once on the guest's next lifecycle event.
+ * A console libvirt cannot open at all is left until the guest's next
+ * run (logged once).  Each client's input
  * waits in its own buffer, and the clients' buffers go out in the order
  * the clients came: a writer that left with input not yet sent (a session
  * DRAINING) stays a client until it is out, and a client that comes
@@ -70,6 +84,9 @@ enum console_event {
 	CONSOLE_EV_CLOSE,
 	CONSOLE_EV_RELEASE,
 	CONSOLE_EV_FREE,
+	CONSOLE_EV_TAKEN,	/* captured: another client holds it */
+	CONSOLE_EV_LOST,	/* captured: its connection dropped */
+	CONSOLE_EV_RETRY,	/* try a captured console again */
 	CONSOLE_NEVENTS
 };
 
@@ -78,6 +95,8 @@ static const char *const console_state_names[CONSOLE_NSTATES] = {
 	[CONSOLE_OPENING] = "OPENING",
 	[CONSOLE_OPEN] = "OPEN",
 	[CONSOLE_PARKED] = "PARKED",
+	[CONSOLE_STOLEN] = "STOLEN",
+	[CONSOLE_BACKOFF] = "BACKOFF",
 	[CONSOLE_DEAD] = "DEAD",
 };
 
@@ -90,6 +109,9 @@ static const char *const console_event_names[CONSOLE_NEVENTS] = {
 	[CONSOLE_EV_CLOSE] = "close",
 	[CONSOLE_EV_RELEASE] = "release",
 	[CONSOLE_EV_FREE] = "free",
+	[CONSOLE_EV_TAKEN] = "taken",
+	[CONSOLE_EV_LOST] = "lost",
+	[CONSOLE_EV_RETRY] = "retry",
 };
 
 /* The legal transitions; every other (state, event) is a bug. */
@@ -102,15 +124,27 @@ static const signed char console_table[CONSOLE_NSTATES][CONSOLE_NEVENTS] = {
 		[CONSOLE_EV_OPENED] = FSM_TO(CONSOLE_OPEN),
 		[CONSOLE_EV_FAILED] = FSM_TO(CONSOLE_CLOSED),
 		[CONSOLE_EV_CLOSE] = FSM_TO(CONSOLE_CLOSED),
+		[CONSOLE_EV_TAKEN] = FSM_TO(CONSOLE_STOLEN),
+		[CONSOLE_EV_LOST] = FSM_TO(CONSOLE_BACKOFF),
 	},
 	[CONSOLE_OPEN] = {
 		[CONSOLE_EV_FAILED] = FSM_TO(CONSOLE_CLOSED),
 		[CONSOLE_EV_EOF] = FSM_TO(CONSOLE_PARKED),
 		[CONSOLE_EV_STOPPED] = FSM_TO(CONSOLE_PARKED),
 		[CONSOLE_EV_CLOSE] = FSM_TO(CONSOLE_CLOSED),
+		[CONSOLE_EV_TAKEN] = FSM_TO(CONSOLE_STOLEN),
+		[CONSOLE_EV_LOST] = FSM_TO(CONSOLE_BACKOFF),
 	},
 	[CONSOLE_PARKED] = {
 		[CONSOLE_EV_RELEASE] = FSM_TO(CONSOLE_CLOSED),
+	},
+	[CONSOLE_STOLEN] = {
+		[CONSOLE_EV_RETRY] = FSM_TO(CONSOLE_OPENING),
+		[CONSOLE_EV_CLOSE] = FSM_TO(CONSOLE_CLOSED),
+	},
+	[CONSOLE_BACKOFF] = {
+		[CONSOLE_EV_RETRY] = FSM_TO(CONSOLE_OPENING),
+		[CONSOLE_EV_CLOSE] = FSM_TO(CONSOLE_CLOSED),
 	},
 };
 
@@ -143,7 +177,11 @@ struct console {
 	struct console_history	*hist;		/* what it printed */
 	unsigned long long	 run;		/* the guest's domain id */
 	struct console_clients	 clients;	/* in the order they came */
-	struct event		*ev_timer;	/* park grace */
+	int			 captured;	/* capture = always holds it */
+	int			 open_force;	/* the open under way forces */
+	int			 force_wanted;	/* a client asked force since */
+	unsigned int		 backoff;	/* last capture wait, units */
+	struct event		*ev_timer;	/* park grace, capture retry */
 	TAILQ_ENTRY(console)	 entry;
 	TAILQ_ENTRY(console)	 sendq_entry;	/* tqe_prev NULL: not queued */
 };
@@ -160,6 +198,8 @@ struct console_history {
 	char				*alias;
 	struct history			*h;
 	unsigned long long		 run;	/* domain id of its current run */
+	unsigned long long		 no_capture; /* run libvirt cannot
+						   open it in (capture) */
 	unsigned int			 refs;	/* console objects */
 	int				 gone;	/* out of the table */
 	TAILQ_ENTRY(console_history)	 entry;
@@ -178,7 +218,10 @@ static struct {
 	size_t			 history;	/* limits from the config */
 	size_t			 history_head;
 	unsigned int		 history_runs;
+	enum config_capture	 capture;
+	unsigned int		 backoff_unit;	/* ms: 1000 but in tests */
 } cons = {
+	.backoff_unit = 1000,
 	.histories = TAILQ_HEAD_INITIALIZER(cons.histories),
 	.history = 256 * 1024,
 	.history_head = 64 * 1024,
@@ -189,6 +232,10 @@ static struct {
 
 static void	console_pump(void);
 static void	console_maybe_free(struct console *);
+static void	console_opened(struct stream *, enum stream_open_result,
+		    void *);
+static void	console_capture_open(struct console *, enum console_event,
+		    const char *);
 
 static int
 console_step(struct console *c, enum console_event ev, const char *why)
@@ -289,20 +336,76 @@ console_failure_reason(struct console *c)
 	    reasons[f] : REASON_CONSOLE_TAKEN;
 }
 
-/* The stream failed (read or send): the console closes, clients end. */
+/* The capture lets go of the console; its state is the caller's. */
+static void
+console_capture_drop(struct console *c, const char *why)
+{
+	if (!c->captured)
+		return;
+	c->captured = 0;
+	c->backoff = 0;
+	log_info("console %u guest=%s dev=%s: capture ends (%s)", c->id,
+	    log_esc(c->guest), log_esc(c->alias), why);
+}
+
+/* Seconds before the next capture retry: 1, doubling to the max. */
+unsigned int
+console_backoff_next(unsigned int prev)
+{
+	if (prev == 0)
+		return 1;
+	return prev >= CONSOLE_BACKOFF_MAX / 2 ? CONSOLE_BACKOFF_MAX :
+	    prev * 2;
+}
+
+/* A captured console that is not open: try again later, never forced. */
+static void
+console_backoff_arm(struct console *c, const char *why)
+{
+	struct timeval		tv;
+	unsigned long long	ms;
+
+	c->backoff = console_backoff_next(c->backoff);
+	ms = (unsigned long long)c->backoff * cons.backoff_unit;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+	evtimer_add(c->ev_timer, &tv);
+	log_info("console %u guest=%s dev=%s: capture: %s; trying again "
+	    "without force in %u s", c->id, log_esc(c->guest),
+	    log_esc(c->alias), why, c->backoff);
+}
+
+/*
+ * The stream failed (read or send): the clients end.  A captured console
+ * taken by another client (virsh console --force) is STOLEN, one whose own
+ * connection dropped waits in BACKOFF: either is tried again later, and
+ * the loss is recorded in its history.  Any other failure closes it.
+ */
 static void
 console_fail(struct console *c, const char *what)
 {
 	enum session_reason	reason;
+	enum console_event	ev = CONSOLE_EV_FAILED;
 
 	log_info("console %u guest=%s dev=%s: console stream failed: %s: %s",
 	    c->id, log_esc(c->guest), log_esc(c->alias), what,
 	    log_esc(stream_ops->error()));
-	if (console_step(c, CONSOLE_EV_FAILED, "stream failed") == -1)
-		return;
 	reason = console_failure_reason(c);
+	if (c->captured && reason == REASON_CONSOLE_TAKEN)
+		ev = CONSOLE_EV_TAKEN;
+	else if (c->captured && reason == REASON_CONSOLE_LOST)
+		ev = CONSOLE_EV_LOST;
+	if (console_step(c, ev, "stream failed") == -1)
+		return;
 	console_drop_all_input(c);
 	console_release_stream(c);
+	if (ev == CONSOLE_EV_FAILED)
+		console_capture_drop(c, "the hypervisor connection is gone");
+	else {
+		history_gap(c->hist->h);
+		console_backoff_arm(c, ev == CONSOLE_EV_TAKEN ?
+		    "taken by another client" : "its connection dropped");
+	}
 	console_end_clients(c, reason);
 	console_maybe_free(c);
 }
@@ -312,6 +415,10 @@ console_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct console	*c = arg;
 
+	if (c->state == CONSOLE_STOLEN || c->state == CONSOLE_BACKOFF) {
+		console_capture_open(c, CONSOLE_EV_RETRY, "backoff over");
+		return;
+	}
 	if (console_step(c, CONSOLE_EV_RELEASE, "stop grace over") == 0) {
 		console_release_stream(c);
 		console_maybe_free(c);
@@ -346,6 +453,8 @@ console_park(struct console *c, enum console_event ev,
 	if (console_step(c, ev, ev == CONSOLE_EV_EOF ? "end of file" :
 	    "the guest stops") == -1)
 		return;
+	/* The guest's next run is captured by a console object of its own. */
+	console_capture_drop(c, "the guest stops");
 	console_drop_all_input(c);
 	stream_ops->unwatch(c->st);
 	console_end_clients(c, reason);
@@ -542,6 +651,7 @@ console_history_get(const char *uuid, const char *alias)
 	    cons.history_runs)) == NULL)
 		fatal("console: history_new");
 	ch->run = CONSOLE_RUN_NONE;
+	ch->no_capture = CONSOLE_RUN_NONE;
 	TAILQ_INSERT_TAIL(&cons.histories, ch, entry);
 	return ch;
 }
@@ -608,7 +718,8 @@ console_maybe_free(struct console *c)
 {
 	struct timeval	now = { 0, 0 };
 
-	if (c->state != CONSOLE_CLOSED || !TAILQ_EMPTY(&c->clients))
+	if (c->state != CONSOLE_CLOSED || !TAILQ_EMPTY(&c->clients) ||
+	    c->captured)
 		return;
 	if (console_step(c, CONSOLE_EV_FREE, "unused") == -1)
 		return;
@@ -648,8 +759,44 @@ console_open_reason(enum stream_open_result result)
 		[STREAM_LINK_LOST] = REASON_CONSOLE_LOST,
 	};
 
+	/* STREAM_NO_CONSOLE: "console busy", as before it was told apart. */
 	return result > STREAM_OPENED && result <= STREAM_LINK_LOST ?
 	    reasons[result] : REASON_BUSY;
+}
+
+/*
+ * An open failed (the console is OPENING).  A captured console held
+ * elsewhere is STOLEN, one whose connection dropped waits in BACKOFF:
+ * both are tried again later.  Anything else closes it, and the capture
+ * lets go: of a guest not running (its next start captures it again), and
+ * of a console libvirt cannot open at all, until the guest's next run.
+ * 0, or -1 on a bug.
+ */
+static int
+console_open_failed(struct console *c, enum stream_open_result result,
+    const char *why)
+{
+	enum console_event	ev = CONSOLE_EV_FAILED;
+
+	if (c->captured && result == STREAM_BUSY)
+		ev = CONSOLE_EV_TAKEN;
+	else if (c->captured && result == STREAM_LINK_LOST)
+		ev = CONSOLE_EV_LOST;
+	if (console_step(c, ev, why) == -1)
+		return -1;
+	if (ev != CONSOLE_EV_FAILED) {
+		console_backoff_arm(c, ev == CONSOLE_EV_TAKEN ?
+		    "held by another client" : "its connection dropped");
+		return 0;
+	}
+	if (c->captured && result == STREAM_NO_CONSOLE) {
+		c->hist->no_capture = c->run;
+		log_warnx("console %u guest=%s dev=%s: libvirt cannot open "
+		    "it; not captured until the guest starts again", c->id,
+		    log_esc(c->guest), log_esc(c->alias));
+	}
+	console_capture_drop(c, why);
+	return 0;
 }
 
 /*
@@ -677,7 +824,7 @@ console_opened(struct stream *st, enum stream_open_result result, void *arg)
 {
 	struct console		*c = arg;
 	struct console_client	*cl, *next;
-	enum session_reason	 reason = console_open_reason(result);
+	enum session_reason	 reason;
 
 	if (c->st != st || c->state != CONSOLE_OPENING)
 		return;		/* cannot be: a closed stream is not told */
@@ -690,16 +837,37 @@ console_opened(struct stream *st, enum stream_open_result result, void *arg)
 		result = STREAM_BUSY;
 	}
 	if (result != STREAM_OPENED) {
-		if (console_step(c, CONSOLE_EV_FAILED, "open refused") == -1)
-			return;
 		stream_ops->close(st, 0);
 		c->st = NULL;
+		if (result == STREAM_BUSY && c->force_wanted && !c->open_force) {
+			/*
+			 * The capture's open (never forced) found the console
+			 * held elsewhere, and a client came meanwhile whose own
+			 * open would have forced: it does, as without capture.
+			 */
+			log_info("console %u guest=%s dev=%s: held elsewhere; "
+			    "opening it again with force for a client", c->id,
+			    log_esc(c->guest), log_esc(c->alias));
+			c->open_force = 1;
+			c->force_wanted = 0;
+			if ((c->st = stream_ops->open(c->uuid, c->alias, 1,
+			    console_opened, c, &result)) != NULL)
+				return;
+		}
+		reason = console_open_reason(result);
+		if (console_open_failed(c, result, "open refused") == -1)
+			return;
 		console_end_clients(c, reason);
 		console_maybe_free(c);
 		return;
 	}
 	if (console_step(c, CONSOLE_EV_OPENED, "stream open") == -1)
 		return;
+	if (c->captured)
+		log_info("console %u guest=%s dev=%s: captured%s", c->id,
+		    log_esc(c->guest), log_esc(c->alias), c->backoff > 0 ?
+		    " again" : "");
+	c->backoff = 0;
 	console_history_opened(c);
 	TAILQ_FOREACH_SAFE(cl, &c->clients, entry, next)
 		cl->ops->opened(cl->arg);
@@ -720,22 +888,57 @@ console_open(struct console_client *cl, int force,
 {
 	struct console		*c = cl->console;
 	enum stream_open_result	 result;
+	enum console_event	 ev = CONSOLE_EV_OPEN;
 
 	if (c->state == CONSOLE_OPEN)
 		return 0;
-	if (c->state == CONSOLE_OPENING)
+	if (c->state == CONSOLE_OPENING) {
+		/* A capture's open does not force; this client's would. */
+		if (force && !c->open_force)
+			c->force_wanted = 1;
 		return 1;
-	if (console_step(c, CONSOLE_EV_OPEN, cl->who) == -1) {
+	}
+	if (c->state == CONSOLE_STOLEN || c->state == CONSOLE_BACKOFF) {
+		/*
+		 * A client does not wait for the capture's backoff: its
+		 * open is its own, forced as the configuration says.
+		 */
+		evtimer_del(c->ev_timer);
+		ev = CONSOLE_EV_RETRY;
+	}
+	if (console_step(c, ev, cl->who) == -1) {
 		*reason = REASON_BUSY;
 		return -1;
 	}
+	c->open_force = force;
+	c->force_wanted = 0;
 	if ((c->st = stream_ops->open(c->uuid, c->alias, force,
 	    console_opened, c, &result)) == NULL) {
 		*reason = console_open_reason(result);
-		(void)console_step(c, CONSOLE_EV_FAILED, "cannot open");
+		(void)console_open_failed(c, result, "cannot open");
 		return -1;
 	}
 	return 1;
+}
+
+/* Open a captured console's stream: never forced. */
+static void
+console_capture_open(struct console *c, enum console_event ev,
+    const char *why)
+{
+	enum stream_open_result	result;
+
+	if (console_step(c, ev, why) == -1)
+		return;
+	c->open_force = 0;
+	c->force_wanted = 0;
+	if ((c->st = stream_ops->open(c->uuid, c->alias, 0, console_opened,
+	    c, &result)) != NULL)
+		return;
+	if (console_open_failed(c, result, "cannot open") == -1)
+		return;
+	console_end_clients(c, console_open_reason(result));
+	console_maybe_free(c);
 }
 
 /* The client's input: n bytes from buf join its queue for the guest. */
@@ -780,8 +983,30 @@ console_detach(struct console_client *cl)
 	free(cl->who);
 	free(cl);
 	if ((c->state == CONSOLE_OPEN || c->state == CONSOLE_OPENING) &&
-	    TAILQ_EMPTY(&c->clients) &&
+	    TAILQ_EMPTY(&c->clients) && !c->captured &&
 	    console_step(c, CONSOLE_EV_CLOSE, "no client left") == 0) {
+		console_unqueue(c);
+		console_release_stream(c);
+	}
+	console_maybe_free(c);
+}
+
+/*
+ * The capture lets go of a console: one not open closes, one open with no
+ * client closes its stream; one with clients stays theirs.
+ */
+static void
+console_uncapture(struct console *c, const char *why)
+{
+	if (!c->captured)
+		return;
+	console_capture_drop(c, why);
+	if (c->state == CONSOLE_STOLEN || c->state == CONSOLE_BACKOFF) {
+		evtimer_del(c->ev_timer);
+		(void)console_step(c, CONSOLE_EV_CLOSE, why);
+	} else if ((c->state == CONSOLE_OPEN || c->state == CONSOLE_OPENING) &&
+	    TAILQ_EMPTY(&c->clients) &&
+	    console_step(c, CONSOLE_EV_CLOSE, why) == 0) {
 		console_unqueue(c);
 		console_release_stream(c);
 	}
@@ -791,7 +1016,8 @@ console_detach(struct console_client *cl)
 /*
  * The guest stopped (or went away, or migrated): its open consoles park
  * their streams and end their clients with reason; every parked stream of
- * the guest goes CONSOLE_STOP_GRACE seconds from now.
+ * the guest goes CONSOLE_STOP_GRACE seconds from now; the capture lets go
+ * of the others (the guest's next start captures them again).
  */
 void
 console_guest_stopped(const char *uuid, enum session_reason reason)
@@ -805,6 +1031,8 @@ console_guest_stopped(const char *uuid, enum session_reason reason)
 			console_park(c, CONSOLE_EV_STOPPED, reason);
 		if (c->state == CONSOLE_PARKED)
 			timer_arm(c->ev_timer, CONSOLE_STOP_GRACE);
+		else
+			console_uncapture(c, "the guest stops");
 	}
 }
 
@@ -819,7 +1047,16 @@ console_close_all(enum session_reason reason)
 {
 	struct console	*c, *next;
 
+	/*
+	 * The daemon stops: lifecycle events still come while it drains its
+	 * clients, and must capture nothing more.
+	 */
+	if (reason == REASON_SHUTDOWN)
+		cons.capture = CAPTURE_ATTACHED;
 	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next) {
+		/* The next connection captures them again. */
+		console_capture_drop(c, "the connection ended, or the daemon "
+		    "stops");
 		if (c->state == CONSOLE_OPEN || c->state == CONSOLE_OPENING) {
 			if (console_step(c, CONSOLE_EV_CLOSE, "the "
 			    "connection ended, or the daemon stops") == -1)
@@ -831,6 +1068,12 @@ console_close_all(enum session_reason reason)
 			    "connection ended, or the daemon stops") == -1)
 				continue;
 			evtimer_del(c->ev_timer);
+		} else if (c->state == CONSOLE_STOLEN ||
+		    c->state == CONSOLE_BACKOFF) {
+			evtimer_del(c->ev_timer);
+			if (console_step(c, CONSOLE_EV_CLOSE, "the connection "
+			    "ended, or the daemon stops") == -1)
+				continue;
 		} else
 			continue;
 		console_release_stream(c);
@@ -838,16 +1081,23 @@ console_close_all(enum session_reason reason)
 	}
 }
 
-/* Consoles not yet freed, in any state (the unit tests' leak check). */
-unsigned int
-console_count(void)
+static unsigned int
+console_tally(int captured_only)
 {
 	struct console	*c;
 	unsigned int	 n = 0;
 
 	TAILQ_FOREACH(c, &cons.all, entry)
-		n++;
+		if (!captured_only || c->captured)
+			n++;
 	return n;
+}
+
+/* Consoles not yet freed, in any state (the unit tests' leak check). */
+unsigned int
+console_count(void)
+{
+	return console_tally(0);
 }
 
 /* The history of guest uuid's console alias, or NULL if it has none. */
@@ -889,11 +1139,84 @@ console_shutdown(void)
 	}
 }
 
-/* New history limits (a reload): every history applies them now. */
+/*
+ * capture = always: hold every console of guest g if it runs, and try a
+ * console held elsewhere again at once (a lifecycle event of the guest).
+ * One libvirt cannot open is left until the guest's next run.
+ */
+void
+console_capture_guest(const struct guest *g)
+{
+	struct console_history	*ch;
+	struct console		*c;
+	size_t			 i;
+
+	if (cons.capture != CAPTURE_ALWAYS || !g->active)
+		return;
+	for (i = 0; i < g->naliases; i++) {
+		ch = console_history_lookup(g->uuid, g->aliases[i]);
+		if (ch != NULL && ch->no_capture == g->domid)
+			continue;
+		c = console_get(g->uuid, g->aliases[i], g->name, g->domid);
+		c->captured = 1;
+		if (c->state == CONSOLE_CLOSED)
+			console_capture_open(c, CONSOLE_EV_OPEN, "capture");
+		else if (c->state == CONSOLE_STOLEN ||
+		    c->state == CONSOLE_BACKOFF) {
+			evtimer_del(c->ev_timer);
+			console_capture_open(c, CONSOLE_EV_RETRY,
+			    "guest lifecycle event");
+		}
+	}
+}
+
+/* The guest table's changes: a guest that runs is captured. */
+static void
+console_guest_event(struct guest *g, enum guest_event ev, void *arg)
+{
+	/* Stops, removals and disconnections come through session.c. */
+	if ((ev == GUEST_EV_CHANGED || ev == GUEST_EV_STARTED) && g != NULL)
+		console_capture_guest(g);
+}
+
+/* Consoles the capture holds, in any state (tests, status). */
+unsigned int
+console_captured(void)
+{
+	return console_tally(1);
+}
+
+/* The state of guest uuid's console alias (not parked), or -1: none. */
+int
+console_state_of(const char *uuid, const char *alias)
+{
+	struct console	*c;
+
+	TAILQ_FOREACH(c, &cons.all, entry)
+		if (c->state != CONSOLE_PARKED && strcmp(c->uuid, uuid) == 0 &&
+		    strcmp(c->alias, alias) == 0)
+			return c->state;
+	return -1;
+}
+
+void
+console_test_backoff_unit(unsigned int ms)
+{
+	cons.backoff_unit = ms;
+}
+
+/*
+ * A reload: new history limits apply to every history now; a new capture
+ * opens the consoles of running guests (always) or lets go of those with
+ * no client (attached; their histories stay).
+ */
 void
 console_reconfigure(const struct config *cfg)
 {
 	struct console_history	*ch;
+	struct console		*c, *next;
+	struct guest		*g;
+	enum config_capture	 old = cons.capture;
 
 	cons.history = cfg->history;
 	cons.history_head = cfg->history_head;
@@ -902,6 +1225,17 @@ console_reconfigure(const struct config *cfg)
 		if (history_set_limits(ch->h, cfg->history, cfg->history_head,
 		    cfg->history_runs) == -1)
 			log_warn("console: history limits");
+	cons.capture = cfg->capture;
+	if (old == cons.capture)
+		return;
+	log_info("console: capture = %s", config_capture_name(cons.capture));
+	if (cons.capture == CAPTURE_ALWAYS) {
+		TAILQ_FOREACH(g, guest_list(), entry)
+			console_capture_guest(g);
+		return;
+	}
+	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next)
+		console_uncapture(c, "capture = attached");
 }
 
 /* The history of the console a client is attached to. */
@@ -928,4 +1262,5 @@ console_init(struct event_base *base)
 {
 	cons.base = base;
 	evtimer_assign(&cons.ev_pump, base, console_pump_cb, NULL);
+	guest_subscribe(console_guest_event, NULL);
 }

@@ -454,7 +454,12 @@ guest_lifecycle(virDomainPtr dom, int event, int detail, void *arg)
 		guest_refresh(g, dom);
 		break;
 	default:
-		/* Paused, resumed, crashed (then stopped): no change here. */
+		/*
+		 * Paused, resumed, crashed (then stopped): no change of the
+		 * table, but a lifecycle event all the same: a captured
+		 * console held elsewhere is tried again at once.
+		 */
+		guest_notify(g, GUEST_EV_CHANGED);
 		return;
 	}
 	guest_notify(g, GUEST_EV_CHANGED);

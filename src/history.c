@@ -104,7 +104,6 @@
  * everything, and a head that still touches the tail takes back the bytes
  * its new size covers.  While one run is rebuilt it is held twice.
  */
-#include <sys/random.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -371,30 +370,13 @@ history_run_rebuild(const struct history *h, struct history_run *r)
 	*r = n;
 }
 
-static void
-history_random(void *buf, size_t len)
-{
-	char	*p = buf;
-	ssize_t	 n;
-
-	while (len > 0) {
-		if ((n = getrandom(p, len, 0)) == -1) {
-			if (errno == EINTR)
-				continue;
-			fatal("history: getrandom");
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
 static uint64_t
 history_new_id(const struct history *h)
 {
 	uint64_t	id;
 
 	do
-		history_random(&id, sizeof id);
+		random_bytes(&id, sizeof id);
 	while (id == 0 || history_find(h, id) != NULL);
 	return id;
 }

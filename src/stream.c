@@ -37,6 +37,7 @@ struct stream {
 	int		 failed;	/* a send or receive failed */
 	enum stream_open_result result;
 	int		 log_err;
+	int		 err_code;	/* virErrorNumber */
 	char		 err[256];
 	stream_open_cb	 open_cb;
 	void		*open_arg;
@@ -67,23 +68,37 @@ stream_lv_error(void)
 }
 
 /*
- * Why a console could not be opened: a guest that is not running, or
- * (most often) a console another client holds.  The message is copied
- * first: any further libvirt call (IsActive below) resets the thread's
- * last error and frees it.  On the link's thread: the loop logs.
+ * Why a console could not be opened: a guest that is not running, a
+ * console another client holds (most often), or one libvirt cannot open
+ * at all, from the error in s->err and s->err_code (copied by the caller before any
+ * other libvirt call: each resets the thread's last error, and
+ * virConnectIsAlive() did, so that a console held elsewhere was logged as
+ * "unknown error").  On the link's thread: the loop logs.
  */
 static enum stream_open_result
 stream_lv_open_failure(struct stream *s, virDomainPtr dom)
 {
-	virErrorPtr		 err = virGetLastError();
 	enum stream_open_result	 result = STREAM_BUSY;
 
-	(void)snprintf(s->err, sizeof s->err, "%s", err != NULL &&
-	    err->message != NULL ? err->message : "unknown error");
 	if (dom != NULL && virDomainIsActive(dom) == 0)
-		result = STREAM_NOT_RUNNING;
-	else if (strstr(s->err, "Active console session") == NULL)
-		s->log_err = 1;
+		return STREAM_NOT_RUNNING;
+	/* "Active console session exists for this domain" (qemu driver). */
+	if (s->err_code == VIR_ERR_OPERATION_FAILED ||
+	    strstr(s->err, "Active console session") != NULL)
+		return STREAM_BUSY;
+	s->log_err = 1;
+	switch (s->err_code) {
+	case VIR_ERR_INTERNAL_ERROR:	/* no such device, not a pty */
+	case VIR_ERR_NO_SUPPORT:
+	case VIR_ERR_OPERATION_UNSUPPORTED:
+	case VIR_ERR_ARGUMENT_UNSUPPORTED:
+	case VIR_ERR_CONFIG_UNSUPPORTED:
+		/* It cannot be opened at all until the guest changes. */
+		result = STREAM_NO_CONSOLE;
+		break;
+	default:
+		break;
+	}
 	return result;
 }
 
@@ -95,6 +110,7 @@ stream_lv_open_run(void *arg)
 	virConnectPtr	 conn = hv_link_conn(s->link);
 	virDomainPtr	 dom = NULL;
 	virStreamPtr	 st = NULL;
+	virErrorPtr	 err;
 	unsigned int	 flags = VIR_DOMAIN_CONSOLE_SAFE;
 
 	if (s->force)
@@ -102,6 +118,11 @@ stream_lv_open_run(void *arg)
 	if ((dom = virDomainLookupByUUIDString(conn, s->uuid)) == NULL ||
 	    (st = virStreamNew(conn, VIR_STREAM_NONBLOCK)) == NULL ||
 	    virDomainOpenConsole(dom, s->alias, st, flags) == -1) {
+		/* Copied now: the next libvirt call resets the last error. */
+		err = virGetLastError();
+		(void)snprintf(s->err, sizeof s->err, "%s", err != NULL &&
+		    err->message != NULL ? err->message : "unknown error");
+		s->err_code = err != NULL ? err->code : VIR_ERR_OK;
 		if (virConnectIsAlive(conn) != 1)
 			s->result = STREAM_LINK_LOST;
 		else

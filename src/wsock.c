@@ -568,6 +568,10 @@ wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
 	size_t			 len, n, blen;
 
 	for (;;) {
+		/*
+		 * NOLINTBEGIN(clang-analyzer-unix.Malloc):
+		 * TAILQ, see .clang-tidy
+		 */
 		while ((m = TAILQ_FIRST(&w->msgs)) != NULL &&
 		    m->at <= w->taken) {
 			if (!all && evbuffer_get_length(dst) >=
@@ -578,6 +582,7 @@ wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
 			w->nmsgs--;
 			free(m);
 		}
+		/* NOLINTEND(clang-analyzer-unix.Malloc) */
 		if ((len = evbuffer_get_length(src)) == 0)
 			break;
 		if (!all && evbuffer_get_length(dst) >= WSOCK_UNDER_HIGH)

@@ -182,16 +182,21 @@ wait_gone() {
 	return 0
 }
 
-# write_conf FILE LINE...: a config file from lines.
 # write_conf FILE LINE...: a config file; state_dir defaults to a
-# directory beside it (never the host's /var/lib/virtconsoled).
+# directory beside it (never the host's /var/lib/virtconsoled), and capture
+# to attached, said explicitly (two test daemons on one lab never fight
+# over a console).
 write_conf() {
-	local f=$1 l; shift
+	local f=$1 l sd=1 cap=1; shift
 	printf '%s\n' "$@" > "$f"
 	for l in "$@"; do
-		case $l in state_dir*) return 0 ;; esac
+		case $l in
+		state_dir*) sd=0 ;;
+		capture*) cap=0 ;;
+		esac
 	done
-	printf 'state_dir = %s/state\n' "$(dirname "$f")" >> "$f"
+	[ $sd -eq 0 ] || printf 'state_dir = %s/state\n' "$(dirname "$f")" >> "$f"
+	[ $cap -eq 0 ] || printf 'capture = attached\n' >> "$f"
 }
 
 # start_fg CONF LOG [ARGS...]: run the daemon in the foreground (-d) in the

@@ -19,13 +19,14 @@ fi
 # shellcheck disable=SC2046
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE -I$TOP/include"
 LIBS=$(pkg-config --cflags --libs libvirt libevent libevent_pthreads libcrypto)
-for t in config http token ws; do
+for t in config http json token ws; do
 	n=$((n + 1))
 	src=$TOP/tests/fuzz/${t}_fuzzer.c
 	extra=""
 	case $t in
 	config) extra="$TOP/src/config.c" ;;
 	http) extra="$TOP/src/http.c" ;;
+	json) extra="$TOP/src/json.c" ;;
 	token) extra="$TOP/src/token.c" ;;
 	ws) extra="$TOP/src/ws.c" ;;
 	esac

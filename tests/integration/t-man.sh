@@ -142,6 +142,7 @@ while IFS='|' read -r key type min max; do
 	BOOL:0) want=no ;;
 	LEVEL:LOG_LEVEL_*) want=$(echo "${def#LOG_LEVEL_}" | tr '[:upper:]' '[:lower:]') ;;
 	POLICY:POLICY_*) want=$(echo "${def#POLICY_}" | tr '[:upper:]' '[:lower:]') ;;
+	CAPTURE:CAPTURE_*) want=$(echo "${def#CAPTURE_}" | tr '[:upper:]' '[:lower:]') ;;
 	ESCAPE:0x*)
 		# ^ and the byte + 64: 0x11 is ^Q.
 		want="^$(printf '%b' "\\x$(printf %x $(($(c_int "$def") + 64)))")" ;;

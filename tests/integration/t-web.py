@@ -643,6 +643,31 @@ with t.case("virtconsole.v1"):
          c3.read_until_close(5)[1] and c3.code == 1000 and b"[virtconsoled]" not in bytes(c3.buf),
          "Ctrl+Q: end {disconnected, escape key, 1000}, close 1000, no notice bytes", repr(c3.events[-2:]))
     t.ok(wait_for(lambda: api_busy(GA, "console1") is False, 5), "console1 is free")
+    # capture = always: the console stays held between the two sessions,
+    # so the resume loses nothing.
+    ok = d.reload({"capture": "always"})
+    ca = V1Client(loop, v1_url())
+    ha = ca.hello or {}
+    ok = ok and ca.wait_prompt(20)
+    ca.send(b"for i in $(seq 1 4000); do echo M$i; done; echo END-$((6*7))\r")
+    got = ca.read_until(rb"M1500\r\n", 60)
+    b1 = bytes(ca.buf)
+    ca.reset()
+    frm = "%s:%d" % (ha.get("run"), ha.get("offset", 0) + len(b1))
+    cb = V1Client(loop, v1_url("&from=%s&resume=%s" % (frm, ha.get("resume"))))
+    got = got and cb.read_until(rb"END-42", 60)
+    joined = b1 + bytes(cb.buf)
+    lines = [int(n) for n in re.findall(rb"(?<=\n)M(\d+)\r\n", joined)]
+    hist = history_raw(d, GA, "console1", "%s:%d" % (ha.get("run"), ha.get("offset", 0)))
+    t.ok(ok and got and lines == list(range(1, 4001)) and not cb.messages("gap") and hist is not None and
+         hist[:len(joined)] == joined,
+         "capture = always: the same cut and resume (from=%s) loses nothing: M1..M4000 each once, no gap, byte "
+         "for byte the history (%d + %d bytes)" % (frm, len(b1), len(cb.buf)),
+         repr(cb.messages("gap")), *first_mismatch(lines, joined))
+    cb.send(b"\x11")
+    cb.read_until_close(5)
+    t.ok(d.reload({"capture": None}) and wait_for(lambda: api_busy(GA, "console1") is False, 5),
+         "back to capture = attached")
     c4 = V1Client(loop, v1_url("&tail=300"))
     h4 = c4.hello if c4.connected() else {}
     c4.read_until(rb"END-42\r\n", 10)

@@ -304,6 +304,10 @@ class Daemon:
             "control_socket": os.path.join(self.dir, name + ".control"),
             "state_dir": os.path.join(self.dir, name + "-state"),
             "log_level": os.environ.get("VCD_TEST_LOG_LEVEL", "info"),
+            # Said explicitly: a test daemon holds a console only while
+            # its own client uses it, so that two test daemons on one lab
+            # never fight over a console (t-capture opts in to always).
+            "capture": "attached",
         }
         if conf:
             self.conf.update(conf)

@@ -553,6 +553,10 @@ class WSClient(ShellClient):
             return False
         if m is None:
             return False
+        self._take(m)
+        return True
+
+    def _take(self, m):
         if isinstance(m, str):
             self.text_frames += 1
             if self.mode == "base64":
@@ -562,7 +566,6 @@ class WSClient(ShellClient):
         else:
             self.binary_frames += 1
             self.buf += m
-        return True
 
     def send(self, data):
         """data: bytes (a binary frame; in base64 mode a base64 text
@@ -658,16 +661,7 @@ class V1Client(WSClient):
         self.bad_text = []
         super().__init__(loop, url, list(subprotocols), **kw)
 
-    def fill(self, timeout):
-        if self.closed:
-            return False
-        try:
-            m = self.loop.run(self._recv(timeout), timeout + 10)
-        except self.websockets.exceptions.ConnectionClosed as e:
-            self._closed(e)
-            return False
-        if m is None:
-            return False
+    def _take(self, m):
         if isinstance(m, str):
             self.text_frames += 1
             try:
@@ -678,7 +672,6 @@ class V1Client(WSClient):
             self.binary_frames += 1
             self.events.append(bytes(m))
             self.buf += m
-        return True
 
     def messages(self, kind=None):
         return [e for e in self.events if isinstance(e, dict) and

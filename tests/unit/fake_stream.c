@@ -15,6 +15,8 @@ enum stream_open_result		 fake_open_result = STREAM_OPENED;
 int				 fake_opened, fake_closed;
 int				 fake_open_null;
 int				 fake_open_delay;
+int				 fake_held;
+int				 fake_open_calls, fake_open_forced;
 enum stream_failure		 fake_failure = STREAM_FAIL_HV_LOST;
 struct evbuffer			*fake_sent;
 static struct event_base	*fake_base;
@@ -43,12 +45,15 @@ fake_fire(evutil_socket_t fd, short what, void *arg)
 	}
 	if (f->opening) {
 		/* As libvirt's: the open's result comes from the loop. */
+		enum stream_open_result	r = fake_held && !f->force ?
+					    STREAM_BUSY : fake_open_result;
+
 		f->opening = 0;
-		if (fake_open_result == STREAM_OPENED) {
+		if (r == STREAM_OPENED) {
 			fake_last = f;
 			fake_opened++;
 		}
-		f->open_cb((struct stream *)f, fake_open_result, f->open_arg);
+		f->open_cb((struct stream *)f, r, f->open_arg);
 		return;
 	}
 
@@ -104,6 +109,9 @@ fake_open(const char *uuid, const char *alias, int force, stream_open_cb cb,
 	f->out = evbuffer_new();
 	f->ev = event_new(fake_base, -1, 0, fake_fire, f);
 	f->opening = 1;
+	f->force = force;
+	fake_open_calls++;
+	fake_open_forced += force != 0;
 	f->open_cb = cb;
 	f->open_arg = arg;
 	event_active(f->ev, EV_TIMEOUT, 0);

@@ -12,6 +12,7 @@ struct fake_stream {
 	int		 fail;		/* send() and recv() fail */
 	int		 stuck;		/* can_send() says no: a stuck guest */
 	int		 opening;	/* its open's result not yet told */
+	int		 force;		/* opened with force */
 	stream_open_cb	 open_cb;
 	void		*open_arg;
 	int		 events;	/* watched */
@@ -26,6 +27,10 @@ extern enum stream_open_result	 fake_open_result;
 extern int			 fake_opened, fake_closed;
 extern int			 fake_open_null;	/* open() cannot start */
 extern int			 fake_open_delay;	/* opens wait while set */
+extern int			 fake_held;	/* another client holds the
+						   console: an open without
+						   force is refused busy */
+extern int			 fake_open_calls, fake_open_forced;
 extern enum stream_failure	 fake_failure;	/* what a failure was */
 extern struct evbuffer		*fake_sent;	/* every byte sent, ever */
 

@@ -163,19 +163,27 @@ connect_client(struct client *c)
 	return connect_alias(c, NULL);
 }
 
-static struct session *
-connect_alias(struct client *c, const char *alias)
+/* A socketpair: the test's end in c, the daemon's end as a bufferevent. */
+static struct bufferevent *
+client_pair(struct client *c)
 {
-	struct bufferevent	*bev;
-	struct session		*s;
-	int			 sv[2];
+	int	sv[2];
 
 	memset(c, 0, sizeof *c);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
 		abort();
 	evutil_make_socket_nonblocking(sv[0]);
 	c->fd = sv[1];
-	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	return bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+}
+
+static struct session *
+connect_alias(struct client *c, const char *alias)
+{
+	struct bufferevent	*bev;
+	struct session		*s;
+
+	bev = client_pair(c);
 	if ((s = session_open(&g, alias, bev, "test", NULL, NULL, NULL)) == NULL)
 		return NULL;
 	/* The console's open comes back from the loop. */
@@ -725,12 +733,7 @@ test_async_open(void)
 	int			 sv[2], opened0 = fake_opened;
 	int			 closed0b = fake_closed;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-		abort();
-	evutil_make_socket_nonblocking(sv[0]);
-	memset(&c, 0, sizeof c);
-	c.fd = sv[1];
-	bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	bev = client_pair(&c);
 	ok(session_open(&g, NULL, bev, "test", NULL, NULL, NULL) != NULL &&
 	    session_info_get() && strcmp(info.state, "OPENING") == 0,
 	    "async open: the session is OPENING until the open comes back");
@@ -787,6 +790,362 @@ test_async_open(void)
 	    "async open: an open that cannot start: 'guest not running'");
 	fake_open_null = 0;
 	close(c.fd);
+}
+
+/* capture = always: the console of the test's guest, as the tests see it. */
+static const char	*cap_alias = "serial0";
+static int		 cap_want;
+
+static int
+cond_cap_state(struct client *c)
+{
+	return console_state_of(g.uuid, cap_alias) == cap_want;
+}
+
+/* Run the loop until the captured console is in state (1), or ms pass. */
+static int
+cap_until(int state, int ms)
+{
+	cap_want = state;
+	return run_until(cond_cap_state, NULL, ms);
+}
+
+static int	cap_calls;
+
+static int
+cond_open_called(struct client *c)
+{
+	return fake_open_calls > cap_calls;
+}
+
+/* The stream fails under client c, a failure of kind: it is told notice. */
+static int
+cap_fail_under(struct client *c, enum stream_failure kind, const char *notice)
+{
+	fake_failure = kind;
+	cap_calls = fake_open_calls;
+	fake_stream_fail(fake_last);
+	return expect(c, notice, 500);
+}
+
+/* Whether the history holds text; the losses it records in *gaps. */
+static int
+cap_history(const char *alias, const char *text, unsigned int *gaps)
+{
+	const struct history	*h = console_history(g.uuid, alias);
+	struct history_pos	 pos = { 0, 0, 0 };
+	struct history_read	 rd;
+	struct evbuffer		*all;
+	struct evbuffer_ptr	 p;
+	unsigned int		 n = 0;
+
+	if (h == NULL || (all = evbuffer_new()) == NULL)
+		return 0;
+	pos.run = history_run(h);
+	while (history_read(h, &pos, 0, &rd) != HISTORY_END) {
+		if (rd.item == HISTORY_BYTES)
+			evbuffer_add(all, rd.data, rd.len);
+		else if (rd.item == HISTORY_GAP_UNKNOWN)
+			n++;
+		else if (rd.item != HISTORY_GAP)
+			break;
+		pos = rd.next;
+	}
+	p = evbuffer_search(all, text, strlen(text), NULL);
+	evbuffer_free(all);
+	if (gaps != NULL)
+		*gaps = n;
+	return p.pos != -1;
+}
+
+/* The capture's key and its backoff. */
+static void
+test_capture_config(void)
+{
+	struct config	*conf;
+	char		 err[256];
+	unsigned int	 b, i, seq[8];
+
+	conf = config_new();
+	ok(conf->capture == CAPTURE_ATTACHED &&
+	    strcmp(config_capture_name(conf->capture), "attached") == 0,
+	    "capture: the default is attached");
+	config_free(conf);
+	conf = config_parse("t.conf", "capture = always\n", 17, err,
+	    sizeof err);
+	ok(conf != NULL && conf->capture == CAPTURE_ALWAYS &&
+	    strcmp(config_capture_name(conf->capture), "always") == 0,
+	    "capture: always is read");
+	config_free(conf);
+	conf = config_parse("t.conf", "capture = sometimes\n", 20, err,
+	    sizeof err);
+	ok(conf == NULL && strstr(err, "attached or always") != NULL,
+	    "capture: another value is refused (%s)", err);
+	config_free(conf);
+	for (b = 0, i = 0; i < 8; i++)
+		seq[i] = b = console_backoff_next(b);
+	ok(seq[0] == 1 && seq[1] == 2 && seq[2] == 4 && seq[5] == 32 &&
+	    seq[6] == 60 && seq[7] == 60,
+	    "capture: backoff 1 s doubling to 60 s (%u %u %u .. %u %u %u)",
+	    seq[0], seq[1], seq[2], seq[5], seq[6], seq[7]);
+}
+
+/*
+ * capture = always: the daemon holds every console of a running guest
+ * with nobody attached, never with force; a console taken from it is
+ * STOLEN and taken back without force once it is free; a reload turns it
+ * on and off under a live session; the capture is not a session.  The
+ * backoff's unit is 10 ms here (1 s in the daemon).
+ */
+static void
+test_capture(void)
+{
+	struct client		 c;
+	struct bufferevent	*bev;
+	struct fake_stream	*f;
+	unsigned int		 gaps0 = 0, gaps1 = 0;
+	int			 forced0, closed0c, opened0;
+
+	configure("uri = test:///default\n");
+	console_test_backoff_unit(10);
+	g.naliases = 1;
+	TAILQ_INSERT_TAIL(guest_list(), &g, entry);
+	cap_calls = fake_open_calls;
+	forced0 = fake_open_forced;
+	configure("uri = test:///default\ncapture = always\n");
+	ok(cap_until(CONSOLE_OPEN, 500) && console_captured() == 1 &&
+	    fake_open_calls == cap_calls + 1 && fake_open_forced == forced0,
+	    "capture: a reload to always opens the running guest's console, "
+	    "without force");
+	ok(session_count() == 0 && !session_info_get() &&
+	    !session_busy(g.uuid, "serial0"),
+	    "capture: it is not a session: none listed, the console not busy");
+	f = fake_last;
+	fake_stream_print(f, "boot-line\r\n");
+	spin(10);
+	ok(cap_history("serial0", "boot-line", &gaps0),
+	    "capture: output with nobody attached goes into the history");
+
+	/* A session joins the open stream; when it leaves, it stays open. */
+	opened0 = fake_opened;
+	closed0c = fake_closed;
+	ok(connect_client(&c) != NULL && fake_opened == opened0 &&
+	    session_count() == 1 && session_busy(g.uuid, "serial0"),
+	    "capture: a client joins the open stream (no new open), busy");
+	fake_stream_print(f, "joined\r\n");
+	ok(expect(&c, "joined", 500), "capture: the client gets its output");
+	client_send(&c, "\x11");
+	ok(expect(&c, "disconnected: escape key", 500) &&
+	    run_until(cond_table_empty, NULL, 500) &&
+	    fake_closed == closed0c &&
+	    console_state_of(g.uuid, "serial0") == CONSOLE_OPEN,
+	    "capture: the client leaves, the stream stays open");
+	close(c.fd);
+
+	/*
+	 * Stolen (virsh console --force): the client is told, a loss is
+	 * recorded, and opens without force are refused while the other
+	 * holder stays; once it leaves, the console is captured again.
+	 */
+	ok(connect_client(&c) != NULL && fake_last == f,
+	    "steal: a client attached");
+	fake_held = 1;
+	forced0 = fake_open_forced;
+	ok(cap_fail_under(&c, STREAM_FAIL_TAKEN,
+	    "disconnected: console taken by another client"),
+	    "steal: the client gets 'console taken by another client'");
+	close(c.fd);
+	ok(console_state_of(g.uuid, "serial0") == CONSOLE_STOLEN ||
+	    console_state_of(g.uuid, "serial0") == CONSOLE_OPENING,
+	    "steal: the console is STOLEN");
+	ok(run_until(cond_open_called, NULL, 500) &&
+	    cap_until(CONSOLE_STOLEN, 500) && (cap_calls = fake_open_calls,
+	    run_until(cond_open_called, NULL, 500)) &&
+	    fake_open_forced == forced0,
+	    "steal: tried again after its backoff, never with force, refused "
+	    "while the other holds it");
+	fake_held = 0;
+	fake_failure = STREAM_FAIL_HV_LOST;
+	ok(cap_until(CONSOLE_OPEN, 1000) && fake_open_forced == forced0,
+	    "steal: the other holder leaves: captured again, without force");
+	f = fake_last;
+	fake_stream_print(f, "after-steal\r\n");
+	spin(10);
+	ok(cap_history("serial0", "after-steal", &gaps1) && gaps1 > gaps0,
+	    "steal: the output after it is in the history, a loss between "
+	    "(%u losses, %u before)", gaps1, gaps0);
+
+	/* Stolen, with a long backoff: clients open on their own terms. */
+	console_test_backoff_unit(60000);
+	fake_failure = STREAM_FAIL_TAKEN;
+	fake_held = 1;
+	fake_stream_fail(f);
+	ok(cap_until(CONSOLE_STOLEN, 500), "stolen again (backoff 60 s)");
+	configure("uri = test:///default\ncapture = always\nforce = no\n");
+	ok(connect_client(&c) == NULL &&
+	    expect(&c, "refused: console busy", 500) &&
+	    console_state_of(g.uuid, "serial0") == CONSOLE_STOLEN,
+	    "stolen, force = no: a client is refused 'console busy', the "
+	    "console stays STOLEN");
+	close(c.fd);
+	configure("uri = test:///default\ncapture = always\n");
+	forced0 = fake_open_forced;
+	ok(connect_client(&c) != NULL && fake_open_forced == forced0 + 1 &&
+	    console_state_of(g.uuid, "serial0") == CONSOLE_OPEN,
+	    "stolen, force = yes: a client's own open forces, as without "
+	    "capture, and it attaches");
+	client_send(&c, "\x11");
+	ok(expect(&c, "disconnected: escape key", 500) &&
+	    cap_until(CONSOLE_OPEN, 100) && console_captured() == 1,
+	    "stolen, force = yes: the client leaves, the capture keeps it");
+	close(c.fd);
+
+	/* A lifecycle event of the guest tries a stolen console at once. */
+	f = fake_last;
+	fake_stream_fail(f);
+	ok(cap_until(CONSOLE_STOLEN, 500), "stolen once more (backoff 60 s)");
+	fake_held = 0;
+	console_capture_guest(&g);
+	ok(cap_until(CONSOLE_OPEN, 500),
+	    "a lifecycle event of the guest: tried at once, captured");
+
+	/*
+	 * A client with force comes while the capture's own open (no force)
+	 * is under way and finds the console held: it is opened again with
+	 * force for the client.
+	 */
+	f = fake_last;
+	fake_stream_fail(f);
+	ok(cap_until(CONSOLE_STOLEN, 500), "stolen, before a client comes");
+	fake_held = 1;
+	fake_open_delay = 1;
+	forced0 = fake_open_forced;
+	console_capture_guest(&g);
+	bev = client_pair(&c);
+	ok(console_state_of(g.uuid, "serial0") == CONSOLE_OPENING &&
+	    session_open(&g, NULL, bev, "test", NULL, NULL, NULL) != NULL,
+	    "a client comes while the capture opens");
+	fake_open_delay = 0;
+	ok(cap_until(CONSOLE_OPEN, 500) && fake_open_forced == forced0 + 1 &&
+	    session_info_get() && strcmp(info.state, "ATTACHED") == 0,
+	    "held elsewhere: opened again with force for the client, which "
+	    "attaches");
+	fake_held = 0;
+
+	/* Its connection drops: BACKOFF, then captured again. */
+	console_test_backoff_unit(10);
+	fake_open_result = STREAM_LINK_LOST;
+	ok(cap_fail_under(&c, STREAM_FAIL_LINK_LOST,
+	    "disconnected: console connection lost"),
+	    "link lost: the client is told");
+	close(c.fd);
+	ok(run_until(cond_open_called, NULL, 500) &&
+	    cap_until(CONSOLE_BACKOFF, 500),
+	    "link lost: BACKOFF, tried again, still lost");
+	fake_open_result = STREAM_OPENED;
+	ok(cap_until(CONSOLE_OPEN, 500), "link lost: captured again");
+	fake_failure = STREAM_FAIL_HV_LOST;
+
+	/* A reload to attached under a live session drops nothing. */
+	ok(connect_client(&c) != NULL, "reload: a client attached");
+	closed0c = fake_closed;
+	configure("uri = test:///default\nhistory = 64K\n");
+	fake_stream_print(fake_last, "still-here\r\n");
+	ok(expect(&c, "still-here", 500) && console_captured() == 0 &&
+	    fake_closed == closed0c && session_count() == 1,
+	    "reload to attached (and history changed): the session goes on, "
+	    "the capture is gone");
+	configure("uri = test:///default\ncapture = always\n");
+	fake_stream_print(fake_last, "again-here\r\n");
+	ok(expect(&c, "again-here", 500) && console_captured() == 1 &&
+	    fake_closed == closed0c && session_count() == 1,
+	    "reload to always: the session goes on, captured again");
+	client_send(&c, "\x11");
+	(void)expect(&c, "escape key", 500);
+	close(c.fd);
+	ok(run_until(cond_table_empty, NULL, 500) && fake_closed == closed0c,
+	    "reload: the client leaves, the capture keeps the stream");
+	configure("uri = test:///default\n");
+	ok(fake_closed == closed0c + 1 && console_count() == 0 &&
+	    cap_history("serial0", "again-here", NULL),
+	    "reload to attached, no client: the stream is closed, the "
+	    "history stays");
+
+	/* A stolen console at a reload to attached: closed, freed. */
+	configure("uri = test:///default\ncapture = always\n");
+	ok(cap_until(CONSOLE_OPEN, 500), "captured");
+	console_test_backoff_unit(60000);
+	fake_failure = STREAM_FAIL_TAKEN;
+	fake_stream_fail(fake_last);
+	ok(cap_until(CONSOLE_STOLEN, 500), "stolen");
+	configure("uri = test:///default\n");
+	spin(5);
+	ok(console_count() == 0 && console_captured() == 0,
+	    "a stolen console at a reload to attached: let go, freed");
+
+	/* The guest stops: the capture lets go of every console state. */
+	g.naliases = 2;
+	configure("uri = test:///default\ncapture = always\n");
+	ok(cap_until(CONSOLE_OPEN, 500) && console_captured() == 2,
+	    "every console of the guest captured (two)");
+	fake_failure = STREAM_FAIL_LINK_LOST;
+	fake_stream_fail(fake_last);	/* console1 */
+	cap_alias = "console1";
+	ok(cap_until(CONSOLE_BACKOFF, 500), "console1 in BACKOFF");
+	closed0c = fake_closed;
+	session_guest_stopped(&g, REASON_GUEST_STOPPED);
+	spin(5);
+	ok(console_captured() == 0 && console_count() == 1 &&
+	    console_state_of(g.uuid, "serial0") == -1,
+	    "the guest stops: serial0 parked, console1 closed, no capture");
+	session_end_all(REASON_HV_LOST);
+	ok(fake_closed == closed0c + 1 && console_count() == 0,
+	    "the parked stream released");
+
+	/* BACKOFF at the connection's end. */
+	console_capture_guest(&g);
+	ok(cap_until(CONSOLE_OPEN, 500), "captured again");
+	fake_stream_fail(fake_last);
+	ok(cap_until(CONSOLE_BACKOFF, 500), "console1 in BACKOFF");
+	session_end_all(REASON_HV_LOST);
+	spin(5);
+	ok(console_captured() == 0 && console_count() == 0,
+	    "the connection ends: every captured console closed");
+	fake_failure = STREAM_FAIL_HV_LOST;
+	cap_alias = "serial0";
+
+	/* One libvirt cannot open at all: left until the next run. */
+	fake_open_result = STREAM_NO_CONSOLE;
+	g.naliases = 1;
+	cap_calls = fake_open_calls;
+	console_capture_guest(&g);
+	spin(10);
+	ok(fake_open_calls == cap_calls + 1 && console_count() == 0 &&
+	    console_captured() == 0, "no such console: tried once, let go");
+	console_capture_guest(&g);
+	spin(10);
+	ok(fake_open_calls == cap_calls + 1,
+	    "no such console: not tried again in the same run");
+	fake_open_result = STREAM_OPENED;
+	g.domid++;
+	console_capture_guest(&g);
+	ok(cap_until(CONSOLE_OPEN, 500) && fake_open_calls == cap_calls + 2,
+	    "the guest's next run: tried, and captured");
+	session_end_all(REASON_SHUTDOWN);
+	spin(5);
+	ok(console_count() == 0 && console_captured() == 0,
+	    "the daemon stops: the capture lets go");
+	console_capture_guest(&g);
+	spin(5);
+	ok(console_count() == 0,
+	    "and captures nothing more while the daemon drains its clients");
+	configure("uri = test:///default\n");
+	TAILQ_REMOVE(guest_list(), &g, entry);
+	g.naliases = 2;
+	console_test_backoff_unit(1000);
+	spin(5);
+	ok(console_count() == 0 && session_count() == 0,
+	    "capture: nothing left");
 }
 
 /* Every legal transition taken; every illegal one refused and counted. */
@@ -860,6 +1219,8 @@ main(void)
 	test_console_ends();
 	test_stuck_and_failures();
 	test_async_open();
+	test_capture_config();
+	test_capture();
 	test_tables();
 	return tap_done();
 }
