@@ -285,9 +285,10 @@
   }
 
   function bytes(c, b) {
-    if (c.replaying && pastEnd(c)) c.replaying = false;
     const replay = c.replaying;
     if (pos) pos.offset += b.length;
+    // replaying says what the next byte is.
+    if (c.replaying && pastEnd(c)) c.replaying = false;
     if (!replay) {
       write(b, false);
       return;
@@ -331,6 +332,7 @@
       break;
     case 'gap':
       if (pos) pos.offset = Number(m.to);
+      if (c.replaying && pastEnd(c)) c.replaying = false;
       if (m.unknown) mark('output lost here');
       else mark((Number(m.to) - Number(m.from)) + ' bytes not kept');
       break;
@@ -338,6 +340,7 @@
       if (c.replayEnd && pos && pos.run === c.replayEnd.run)
         c.pastRun = true;
       pos = { run: String(m.run), offset: 0 };
+      if (c.replaying && pastEnd(c)) c.replaying = false;
       mark('the guest started again');
       break;
     case 'end':

@@ -115,7 +115,7 @@ rm -f "$SHOT"
 # setsid: node and the browser it starts form one group, ended at cleanup.
 VCD_BUILD=$VCD_BUILD VCD_URL="http://127.0.0.1:$PORT/" VCD_TOKEN=$TOKEN \
     VCD_TOKEN2=$TOKEN2 VCD_TOKEN3=$TOKEN3 VCD_TOKEN4=$TOKEN4 VCD_LOG=$D/vcd.log \
-    VCD_GUEST=$G VCD_SOCK_DIR=$D/sock VCD_PROFILE=$D/profile VCD_SHOT=$SHOT CHROMIUM=$CHROMIUM \
+    VCD_CONF=$CONF VCD_PID=$DPID VCD_GUEST=$G VCD_SOCK_DIR=$D/sock VCD_PROFILE=$D/profile VCD_SHOT=$SHOT CHROMIUM=$CHROMIUM \
     setsid node "$TOP/tests/integration/browser.mjs" > "$D/browser.out" 2>&1 &
 NODE_PID=$!
 NODE_PGID=$NODE_PID
