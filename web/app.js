@@ -229,11 +229,11 @@
    * printed after (live).  Until the answer comes, bytes count as
    * replay; bytes between the real switch and E are live ones counted
    * as replay (their answers dropped), never the other way round.
-   * When the route cannot tell (a network error, or a 5xx), the
+   * When the route cannot tell (a network error, another status), the
    * fallback is the quiet rule: replay until the connection has been
    * quiet for QUIET_MS after xterm.js parsed all it got (the daemon
-   * sends history back to back).  Without the history claim (403) the
-   * daemon replays nothing.
+   * sends history back to back).  Without the history claim (403) or
+   * with nothing kept (404) the daemon replays nothing.
    */
   async function liveEnd(c, at) {
     const cur = current;
