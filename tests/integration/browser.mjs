@@ -11,7 +11,13 @@
 //   VCD_TOKEN3    another: the cross-site page's link to the console page
 //   VCD_TOKEN4    another: signed in, then Sign out
 //   VCD_LOG       the daemon's log (login lines are counted)
+//   VCD_CONF      the daemon's configuration file and
+//   VCD_PID       its pid: the network cut runs under capture = always,
+//                 set by a reload
 //   VCD_GUEST     the lab guest to open (its serial0 console)
+//   VCD_SOCK_DIR  the daemon's socket_dir (the guest's unix socket: a
+//                 raw client that prints on the console before the page
+//                 opens it)
 //   VCD_PROFILE   a fresh, empty --user-data-dir
 //   VCD_SHOT      where to save the screenshot
 //   CHROMIUM      the browser (default /usr/bin/chromium)
@@ -21,6 +27,7 @@
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 
 const env = (name) => {
@@ -35,7 +42,10 @@ const TOKEN2 = env('VCD_TOKEN2');
 const TOKEN3 = env('VCD_TOKEN3');
 const TOKEN4 = env('VCD_TOKEN4');
 const LOG = env('VCD_LOG');
+const CONF = env('VCD_CONF');
+const PID = Number(env('VCD_PID'));
 const GUEST = env('VCD_GUEST');
+const SOCK_DIR = env('VCD_SOCK_DIR');
 const PROFILE = env('VCD_PROFILE');
 const SHOT = env('VCD_SHOT');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -207,6 +217,239 @@ async function signIn(page, tok, name, label) {
     `requests: ${chain.join(' -> ')}; status ${resp && resp.status()}; cookie: ${ck ? 'yes' : 'no'}` +
     (good || !resp ? '' : `; body: ${scrub(await resp.text().catch(() => '?')).trim()}`),
     `guest list: ${JSON.stringify(await guestsState(page))}`);
+}
+
+// The page's own view: every line of xterm.js's buffer (scrollback too),
+// and where it stands (run, offset, replaying, answers dropped).
+const bufText = (page) => page.evaluate(() => window.virtconsoled.text());
+const vstate = (page) => page.evaluate(() => window.virtconsoled.state());
+// The daemon's "ended" lines for the guest.
+function endedLines() {
+  try {
+    return fs.readFileSync(LOG, 'utf8').split('\n')
+      .filter((l) => l.includes(`guest=${GUEST} dev=serial0: ended reason=`));
+  } catch (e) {
+    return [];
+  }
+}
+
+// A raw client of the guest's unix socket (another client than the page).
+function unixClient() {
+  const s = net.connect(path.join(SOCK_DIR, GUEST));
+  const c = { s, buf: '', closed: false, err: null };
+  s.on('data', (d) => { c.buf += d.toString('latin1'); });
+  s.on('error', (e) => { c.err = e; });
+  s.on('close', () => { c.closed = true; });
+  return c;
+}
+
+// A TCP proxy between the page and the daemon whose WebSocket connections
+// the test cuts: the browser's side is reset (the page sees 1006), the
+// daemon's side is kept open and unread, as after a real network cut the
+// daemon has not noticed yet.  Host and Origin are rewritten to the
+// daemon's, so that its Host and Origin checks see its own address.
+async function startProxy(target) {
+  const pairs = new Set();
+  let ws = 0;
+  const server = net.createServer((client) => {
+    const up = net.connect(target, '127.0.0.1');
+    const pair = { client, up, ws: false, cut: false };
+    pairs.add(pair);
+    let head = Buffer.alloc(0);
+    let done = false;
+    client.on('data', (d) => {
+      if (done) { up.write(d); return; }
+      head = Buffer.concat([head, d]);
+      const i = head.indexOf('\r\n\r\n');
+      if (i < 0) return;
+      done = true;
+      let h = head.subarray(0, i).toString('latin1');
+      pair.ws = /^upgrade: *websocket/mi.test(h);
+      if (pair.ws) ws++;
+      const self = `127.0.0.1:${server.address().port}`;
+      h = h.replace(/^Host: .*$/mi, `Host: 127.0.0.1:${target}`)
+        .replace(new RegExp(`^Origin: http://${self.replace(/\./g, '\\.')}$`, 'mi'),
+          `Origin: http://127.0.0.1:${target}`);
+      up.write(Buffer.concat([Buffer.from(h, 'latin1'), head.subarray(i)]));
+    });
+    up.on('data', (d) => { if (!pair.cut) client.write(d); });
+    client.on('error', () => {});
+    up.on('error', () => {});
+    client.on('close', () => { if (!pair.cut) up.destroy(); });
+    up.on('close', () => { client.destroy(); pairs.delete(pair); });
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  return {
+    url: `http://127.0.0.1:${server.address().port}/`,
+    wsCount: () => ws,
+    // Cut the live WebSocket connections; how many.
+    cut() {
+      let n = 0;
+      for (const p of pairs) {
+        if (!p.ws || p.cut || p.client.destroyed) continue;
+        p.cut = true;
+        p.up.pause();
+        p.client.resetAndDestroy();
+        n++;
+      }
+      return n;
+    },
+    close() {
+      for (const p of pairs) { p.client.destroy(); p.up.destroy(); }
+      server.close();
+    },
+  };
+}
+
+// D. History on open (the history issue): what another client saw is
+// replayed, a query in it is not answered, the loss where the console was
+// reopened is marked; then the download.
+async function history(page) {
+  const label = 'history';
+  const u = unixClient();
+  let prompt = false;
+  for (let i = 0; i < 40 && !prompt && !u.err; i++) {
+    u.s.write('\r');
+    prompt = await until(() => u.buf.includes('# '), 700);
+  }
+  if (!ok(prompt, `${label}: a raw client of the guest's unix socket gets the shell prompt`,
+    `error: ${u.err}; got: ${JSON.stringify(u.buf.slice(-300))}`)) { u.s.destroy(); return; }
+  // The output holds MARK-42 and a cursor position request, ESC[6n,
+  // which the raw client does not answer.
+  u.buf = '';
+  u.s.write("printf 'MARK-%s\\033[6n\\n' $((6*7))\r");
+  // (busybox's line editing asks ESC[6n after each prompt itself)
+  const printed = await until(() => u.buf.includes('MARK-42\x1b[6n') && /# (\x1b\[6n)?$/.test(u.buf), 10000);
+  ok(printed, `${label}: it prints MARK-42 and ESC[6n on the console, then leaves`,
+    `got: ${JSON.stringify(u.buf.slice(-300))}`);
+  u.s.destroy();
+  if (!await attach(page, `${label}: the page opens the console afterwards`)) return;
+  const t = await until(async () => {
+    const x = await bufText(page);
+    return x.includes('MARK-42') ? x : null;
+  }, 10000);
+  ok(t, `${label}: MARK-42, printed before the page opened, is in the terminal (tail= replay)`,
+    `terminal: ${JSON.stringify((await bufText(page)).slice(-600))}`);
+  const gapMark = '[virtconsoled: output lost here]';
+  const t2 = await until(async () => {
+    const x = await bufText(page);
+    return x.lastIndexOf(gapMark) > x.lastIndexOf('MARK-42') && x.includes('MARK-42') ? x : null;
+  }, 10000);
+  ok(t2, `${label}: after it, the marker '${gapMark}' (the console was reopened for the page: an unknown gap)`,
+    `terminal: ${JSON.stringify((await bufText(page)).slice(-600))}`);
+  const st = await until(async () => {
+    const v = await vstate(page);
+    return v.replaying === false ? v : null;
+  }, 5000);
+  ok(st && st.dropped >= 1 && st.rule === 'history',
+    `${label}: replay over where the history route said it ended (rule ${st && st.rule}), the page dropped xterm.js's answer to the replayed ESC[6n (${st && st.dropped} dropped)`,
+    `state: ${JSON.stringify(await vstate(page))}`);
+  // Anything sent would reach the guest within this second.
+  await sleep(1000);
+  // The page's sessions only (the unix client's end may be logged late).
+  const pageEnded = () => endedLines().filter((l) => / peer=127\.0\.0\.1:\d+ /.test(l));
+  const ended0 = pageEnded().length;
+  await page.click('#disconnect');
+  const ended = await until(() => pageEnded().length > ended0 ? pageEnded() : null, 10000);
+  const last = ended ? ended[ended.length - 1] : '';
+  ok(/ peer=127\.0\.0\.1:\d+ .* bytes_in=0 /.test(last),
+    `${label}: Disconnect: the daemon logs the page's session with bytes_in=0 (nothing was typed into the guest)`,
+    `last ended line: ${last}`);
+
+  // Download history: the daemon's bytes, under its file name.
+  const run = (await vstate(page)).run;
+  let dl = null;
+  try {
+    [dl] = await Promise.all([
+      page.waitForEvent('download', { timeout: 20000 }),
+      page.click('#download'),
+    ]);
+  } catch (e) {
+    diag(`download: ${e.message.split('\n')[0]}`);
+  }
+  const file = dl ? await dl.path().catch(() => null) : null;
+  const body = file ? fs.readFileSync(file).toString('latin1') : '';
+  const name = dl ? dl.suggestedFilename() : '';
+  ok(dl && new RegExp(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-serial0-${run}\\.log$`).test(name),
+    `${label}: Download history saves a file named UUID-serial0-RUN.log, RUN the page's run ${run} (${name})`);
+  ok(body.includes('MARK-42\x1b[6n\r\n') && body.includes('echo hi-$((6*7))') && body.includes('hi-42\r\n') &&
+    body.includes(gapMark),
+    `${label}: it holds the console's raw bytes (MARK-42 ESC[6n, the first visit's echo hi-42) and the loss markers (${body.length} bytes)`,
+    `file: ${JSON.stringify(body.slice(-400))}`);
+}
+
+// E. A network cut while the guest prints numbered lines: the page
+// reconnects by itself (from=, resume=) and every line is there once.
+// Under capture = always: under attached, the daemon closes the console
+// between the old session and the resumed one (docs/WEB.md), and what the
+// guest prints meanwhile is lost, an unknown gap.
+async function networkCut(page) {
+  const label = 'network cut';
+  const port = Number(new URL(URL0).port);
+  const n0 = logLines(/: configuration reloaded$/);
+  const conf = fs.readFileSync(CONF, 'utf8').replace(/^capture *=.*\n/m, '');
+  fs.writeFileSync(CONF, conf + 'capture = always\n');
+  process.kill(PID, 'SIGHUP');
+  const reloaded = await until(() => logLines(/: configuration reloaded$/) > n0, 10000);
+  if (!ok(reloaded, `${label}: 'capture = always' added to the configuration, SIGHUP: the daemon reloaded`)) return;
+  const proxy = await startProxy(port);
+  try {
+    await page.goto(proxy.url, { waitUntil: 'load' });
+    if (!await attach(page, `${label}: the page through a TCP proxy`)) return;
+    if (!ok(await waitPrompt(page, 40000), `${label}: the shell prompt appears`,
+      `terminal: ${JSON.stringify((await bufText(page)).slice(-600))}`)) return;
+    const N = 200;
+    await page.keyboard.type(`for i in $(seq 1 ${N}); do echo N$i; sleep 0.02; done; echo DONE-$((6*7))`);
+    await page.keyboard.press('Enter');
+    const nums = (x) => (x.match(/^N\d+$/mg) || []).map((l) => Number(l.slice(1)));
+    const seen = await until(async () => nums(await bufText(page)).includes(40), 20000, 50);
+    const before = nums(await bufText(page));
+    const n = seen ? proxy.cut() : 0;
+    ok(seen && n === 1 && before.length < N,
+      `${label}: at line ${before.length} of ${N} the proxy resets the page's WebSocket (${n} cut)`);
+    const st = await until(async () => {
+      const s = await statusText(page);
+      return /reconnecting in \d+ s/.test(s) ? s : null;
+    }, 5000, 20);
+    ok(st, `${label}: the status says so (${st})`, `status: ${await statusText(page)}`);
+    const done = await until(async () => (await bufText(page)).includes('DONE-42'), 40000);
+    const att = await until(async () => (await statusText(page)) === 'attached', 5000);
+    ok(done && att && proxy.wsCount() === 2,
+      `${label}: the page reconnected by itself (${proxy.wsCount()} WebSocket connections) and the loop finished (DONE-42)`,
+      `status: ${await statusText(page)}`);
+    const text = await bufText(page);
+    diag(`${label}: the page after the reconnect: ${JSON.stringify(await vstate(page))}`);
+    const got = nums(text);
+    const want = Array.from({ length: N }, (_, i) => i + 1);
+    const bad = got.findIndex((v, i) => v !== i + 1);
+    ok(got.length === N && bad < 0,
+      `${label}: the terminal holds N1..N${N}, each exactly once, in order (${got.length} lines)`,
+      bad >= 0 ? `line ${bad + 1} is N${got[bad]}` : `got ${got.length} of ${want.length}`,
+      `terminal: ${JSON.stringify(text.slice(-800))}`);
+    const from1 = text.lastIndexOf('\nN1\n');
+    const marks = from1 < 0 ? [] : text.slice(from1).split('\n').filter((l) => l.startsWith('[virtconsoled:'));
+    ok(from1 >= 0 && marks.length === 0, `${label}: no marker line among them (capture = always: nothing lost)`,
+      `markers: ${JSON.stringify(marks)}`);
+    ok(logLines(new RegExp(`guest=${GUEST} dev=serial0: resumes session \\d+$`)) >= 1,
+      `${label}: the daemon logged that the new session resumes the old one (resume=)`);
+
+    // A query in live output is answered: the shell reads the answer.
+    await page.keyboard.type("printf '\\033[6n'; read x; echo \"CPR-$((6*7))-${#x}\"");
+    await page.keyboard.press('Enter');
+    // The tty echoes the answer as ^[[ROW;COLR once it arrives.
+    const echoed = await until(async () => /\^\[\[\d+;\d+R/.test(await bufText(page)), 5000);
+    await page.keyboard.press('Enter');
+    const m = await until(async () => /CPR-42-(\d+)/.exec(await bufText(page)), 10000);
+    ok(echoed && m && Number(m[1]) >= 6,
+      `${label}: live, 'printf ESC[6n; read x' gets xterm.js's answer (${m ? m[1] : '?'} bytes)`,
+      `terminal: ${JSON.stringify((await bufText(page)).slice(-400))}`);
+  } finally {
+    proxy.close();
+  }
+  await page.goto(URL0, { waitUntil: 'load' });
 }
 
 // B. Without a session the page says why the console cannot be opened.
@@ -454,6 +697,10 @@ try {
     ...csp, ...cspMsgs.map(([ty, tx]) => `${ty}: ${tx}`));
   mark('Reconnect, escape key done');
 
+  await history(page);
+  mark('history done');
+  await networkCut(page);
+  mark('network cut done');
   await cannotOpen(page);
   mark('no session cookie done');
   await signOut(page);
