@@ -81,6 +81,7 @@ PROFILES = {
         # console, far less with 9 consoles on 25 guests printing at once).
         "cap_history": "32K", "cap_history_head": "8K", "cap_history_runs": 1,
         "cap_print": 42000, "cap_full_timeout_s": 900, "cap_idle_cpu_secs": 30,
+        "cap_settle_s": 3,
     },
     "quick": {
         "guests": 2, "consoles": 4,
@@ -98,6 +99,7 @@ PROFILES = {
         "agg_secs": 2, "agg_reps": 1,
         "cap_history": "16K", "cap_history_head": "4K", "cap_history_runs": 1,
         "cap_print": 24000, "cap_full_timeout_s": 90, "cap_idle_cpu_secs": 3,
+        "cap_settle_s": 1,
     },
 }
 
@@ -824,7 +826,8 @@ class Bench:
             if not ok:
                 raise RuntimeError("capture: only %d of %d consoles captured after 120 s"
                                    % (cap["captured"], len(cons)))
-            time.sleep(3)
+            settle = prof["cap_settle_s"]
+            time.sleep(settle)
             cap["captured_rss"] = procstat.memory(root)
             tg = [{"url": "ws://127.0.0.1:%d/console/%s/%s" % (vcd.port, g, a)}
                   for g, a in cons]
@@ -848,7 +851,7 @@ class Bench:
             # (`:`), so that what sessions leave behind in the allocator
             # (freed, not returned) is in it, not counted as history.
             cap["warmup"] = type_everywhere(":", "warm-up")
-            time.sleep(3)
+            time.sleep(settle)
             cap["kept_before"] = sum(self.history_bytes(d, g, a) or 0 for g, a in cons)
             cap["baseline"] = procstat.memory(root)
             log("capture: RSS %d KiB captured, %d KiB after a round of sessions (the "
@@ -880,7 +883,7 @@ class Bench:
             cap["not_full"] = ["%s:%s=%s" % (g, a, kept.get((g, a))) for g, a in sorted(left)][:20]
             log("capture: %d of %d histories full after %.1f s"
                 % (cap["full"], len(cons), cap["full_s"]))
-            time.sleep(3)       # the last output's buffers settle
+            time.sleep(settle)  # the last output's buffers settle
             cap["kept"] = sum(self.history_bytes(d, g, a) or 0 for g, a in cons)
             cap["measured"] = procstat.memory(root)
             grow = cap["measured"]["rss_kib"] - cap["baseline"]["rss_kib"]
@@ -892,7 +895,7 @@ class Bench:
                    cap["growth_over_bound"]))
 
             # Idle: every console captured, nothing printing, nobody attached.
-            time.sleep(2)
+            time.sleep(min(2, settle))
             secs = prof["cap_idle_cpu_secs"]
             c0, l0, t2 = procstat.cpu_seconds(root), procstat.loadavg()[0], time.monotonic()
             time.sleep(secs)

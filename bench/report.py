@@ -714,10 +714,12 @@ def capture_section(doc, c):
       "typed `%s` and left at once (%s s for all %s; the capture keeps reading), "
       "then each console's `virtconsolectl history --raw GUEST ALIAS` was read until "
       "it held history + history_head = %s bytes: every console's head and tail full, "
-      "and bytes dropped in the hole between them.  All %s were full %s s after the "
+      "and bytes dropped in the hole between them.  %s full %s s after the "
       "typing began; then the daemon's RSS again." % (
           c.get("print_cmd"), (c.get("typed") or {}).get("s"), n,
-          format(h + hh, ","), c.get("full"), c.get("full_s")))
+          format(h + hh, ","),
+          ("All %s were" % n) if c.get("full") == n else
+          ("**Only %s of %s were**" % (c.get("full"), n)), c.get("full_s")))
     A("3. **Idle CPU**: with every console captured, nothing printing and nobody "
       "attached, the daemon's utime + stime (`/proc/PID/stat`) over a window.")
     A("")
