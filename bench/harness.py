@@ -14,7 +14,8 @@ Phases, in this order:
            repeated with the path order rotated;
   tput     guest-to-client throughput of one console, then of one console
            on every guest at once, with the server's CPU per MB;
-  capture  (first, alone) a virtconsoled of its own with capture = always
+  capture  (first; in the quick profile only unless --phases names it:
+           filling 225 histories takes minutes) a virtconsoled of its own with capture = always
            and small history limits: its RSS with every console captured
            and nothing kept, then with every console's history full
            (each console printed more than history + history_head), against
@@ -82,6 +83,9 @@ PROFILES = {
         "cap_history": "32K", "cap_history_head": "8K", "cap_history_runs": 1,
         "cap_print": 42000, "cap_full_timeout_s": 900, "cap_idle_cpu_secs": 30,
         "cap_settle_s": 3,
+        # The capture phase takes ~10 minutes on a shared 2-core machine
+        # (filling 225 histories): not in the 15-minute run; run alone.
+        "phases": "memory,echo,side,tput",
     },
     "quick": {
         "guests": 2, "consoles": 4,
@@ -100,6 +104,7 @@ PROFILES = {
         "cap_history": "16K", "cap_history_head": "4K", "cap_history_runs": 1,
         "cap_print": 24000, "cap_full_timeout_s": 90, "cap_idle_cpu_secs": 3,
         "cap_settle_s": 1,
+        "phases": "capture,memory,echo,side,tput",
     },
 }
 
@@ -1062,8 +1067,10 @@ def main():
     ap.add_argument("--guests", type=int)
     ap.add_argument("--consoles", type=int)
     ap.add_argument("--paths", default=",".join(PATHS))
-    ap.add_argument("--phases", default="capture,memory,echo,side,tput",
-                    help="which of capture, memory, echo, side (side by side), tput")
+    ap.add_argument("--phases",
+                    help="which of capture, memory, echo, side (side by side), tput "
+                    "(default: the profile's: all but capture in full, whose filling takes "
+                    "minutes: run it alone and merge it, bench/README.md; all in quick)")
     ap.add_argument("--budget", type=float,
                     help="seconds: repetitions (and, when very late, runs) that would "
                     "end after this are skipped (default: the profile's)")
@@ -1074,6 +1081,8 @@ def main():
     ap.add_argument("--keep-tmp", action="store_true")
     a = ap.parse_args()
     a.paths = [p for p in a.paths.split(",") if p]
+    if a.phases is None:
+        a.phases = PROFILES[a.profile]["phases"]
     a.phases = [p for p in a.phases.split(",") if p]
     if not set(a.phases) <= {"capture", "memory", "echo", "side", "tput"}:
         ap.error("--phases: known phases are capture, memory, echo, side, tput")

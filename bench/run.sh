@@ -8,10 +8,11 @@
 #   3. starts a private lab (tests/lab/lab.sh), unless --lab-from-env;
 #   4. runs bench/harness.py: boots the guests (25 with 8 virtio consoles
 #      each, 2 with --quick) and measures every path in one run, the paths
-#      interleaved (bench/README.md); first, the capture phase: a daemon
-#      with capture = always and every console's history full (its RSS
-#      against the history bound, its idle CPU).  `-- --phases capture`
-#      runs that phase alone (then merge it: bench/report.py --merge);
+#      interleaved (bench/README.md); with --quick, first the capture
+#      phase: a daemon with capture = always and every console's history
+#      full (its RSS against the history bound, its idle CPU).  Filling
+#      225 histories takes minutes: `-- --phases capture` runs it alone
+#      (then merge it: bench/report.py --merge);
 #   5. writes the raw results (JSON) and, from them, the report
 #      (bench/report.py: BENCHMARKS.md and bench.png beside the JSON);
 #   6. stops the lab.
