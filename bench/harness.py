@@ -13,7 +13,14 @@ Phases, in this order:
   echo     keystroke echo round trips at each count, every path in turn,
            repeated with the path order rotated;
   tput     guest-to-client throughput of one console, then of one console
-           on every guest at once, with the server's CPU per MB.
+           on every guest at once, with the server's CPU per MB;
+  capture  (first; in the quick profile only unless --phases names it:
+           filling 225 histories takes minutes) a virtconsoled of its own with capture = always
+           and small history limits: its RSS with every console captured
+           and nothing kept, then with every console's history full
+           (each console printed more than history + history_head), against
+           the bound consoles x (history + history_head) x history_runs;
+           then its CPU with every console captured and nobody printing.
 
 Run it through bench/run.sh; alone it needs LAB_DIR and LAB_URI (a running
 lab), VCD_BUILD (the daemon) and VCDLOAD (the load generator).
@@ -42,6 +49,7 @@ import procstat  # noqa: E402
 import servers  # noqa: E402
 from guests import Guests, aliases  # noqa: E402
 from servers import FIRST_CONSOLE_ONLY, PATHS  # noqa: E402
+from webtest import ctl_binary  # noqa: E402  (servers put its directory on the path)
 
 FORMAT = 1
 
@@ -69,6 +77,15 @@ PROFILES = {
         "tput_secs": 5, "tput_reps": 2,
         "side_reps": 2, "side_secs": 8, "est_side_echo_s": 70,
         "agg_secs": 6, "agg_reps": 1,
+        # The capture phase: history limits small enough that 225
+        # consoles fill them in a minute (a guest prints ~0.2 MB/s on one
+        # console, far less with 9 consoles on 25 guests printing at once).
+        "cap_history": "32K", "cap_history_head": "8K", "cap_history_runs": 1,
+        "cap_print": 42000, "cap_full_timeout_s": 900, "cap_idle_cpu_secs": 30,
+        "cap_settle_s": 3,
+        # The capture phase takes ~10 minutes on a shared 2-core machine
+        # (filling 225 histories): not in the 15-minute run; run alone.
+        "phases": "memory,echo,side,tput",
     },
     "quick": {
         "guests": 2, "consoles": 4,
@@ -84,8 +101,19 @@ PROFILES = {
         "tput_secs": 2, "tput_reps": 0,
         "side_reps": 1, "side_secs": 2, "est_side_echo_s": 20,
         "agg_secs": 2, "agg_reps": 1,
+        "cap_history": "16K", "cap_history_head": "4K", "cap_history_runs": 1,
+        "cap_print": 24000, "cap_full_timeout_s": 90, "cap_idle_cpu_secs": 3,
+        "cap_settle_s": 1,
+        "phases": "capture,memory,echo,side,tput",
     },
 }
+
+
+def size_bytes(v):
+    """virtconsoled.conf's size syntax (a number, K, M or G suffix)."""
+    v = str(v).strip()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(v[-1:].upper(), 1)
+    return int(v[:-1] if mult > 1 else v) * mult
 
 T0 = time.monotonic()
 
@@ -304,7 +332,7 @@ class Bench:
             "format": FORMAT,
             "fixture": False,
             "profile": args.profile,
-            "config": dict(prof, paths=self.paths),
+            "config": dict(prof, paths=self.paths, phases=args.phases),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(self.uri),
             "runs": self.runs,
@@ -731,6 +759,177 @@ class Bench:
         for path in self.rotated(rep + (3 if phase == "tput-all" else 0), repeat):
             self.tput_run(phase, path, guests, secs, rep)
 
+    # ---------------------------------------------------------- capture
+
+    def history_bytes(self, d, guest, alias):
+        """Bytes of output the daemon keeps for one console (`virtconsolectl
+        history --raw`: the output on stdout, the lines telling losses and
+        gaps on stderr); None if it has no history (yet)."""
+        try:
+            r = subprocess.run([ctl_binary(), "-f", d.conf_path, "history", "--raw",
+                                guest, alias], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return len(r.stdout) if r.returncode == 0 else None
+
+    def phase_capture(self):
+        """A virtconsoled of its own with capture = always and small history
+        limits, no other server running: (1) every console of every guest
+        captured, nobody attached: its memory (the baseline; the guests
+        booted before it started, so their histories hold next to nothing);
+        then again after a round of sessions, one per console, that type
+        `:` (the baseline: what sessions leave in the allocator is in it);
+        (2) each console prints more than history + history_head (a session
+        per console through the ws door types `yes ... | head -c N` and
+        leaves at once; the capture keeps reading), until every console's
+        history is full; its memory against the bound consoles x (history +
+        history_head) x history_runs; (3) its CPU over a window with every
+        console captured and nothing printing."""
+        prof = self.prof
+        self.stop_servers()
+        h, hh = size_bytes(prof["cap_history"]), size_bytes(prof["cap_history_head"])
+        runs = int(prof["cap_history_runs"])
+        cons = [(g, a) for a in aliases(prof["consoles"]) for g in self.names]
+        cap = {"guests": len(self.names), "consoles": len(cons),
+               "history": prof["cap_history"], "history_head": prof["cap_history_head"],
+               "history_runs": runs, "history_bytes": h, "history_head_bytes": hh,
+               "print_bytes": prof["cap_print"],
+               "bound_kib": len(cons) * (h + hh) * runs / 1024.0,
+               "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                   timespec="seconds"),
+               "load_start": procstat.loadavg()}
+        self.res["capture"] = cap
+        tmp = os.path.join(self.tmp, "capture")
+        os.makedirs(tmp, exist_ok=True)
+        vcd = servers.Vcd(self.uri, tmp, log)
+        d = vcd.d
+        d.conf.update({"capture": "always", "history": prof["cap_history"],
+                       "history_head": prof["cap_history_head"],
+                       "history_runs": runs})
+        cap["conf"] = {k: d.conf[k] for k in ("capture", "history", "history_head",
+                                               "history_runs", "log_level", "idle_timeout")}
+        cap_re = re.compile(r"console \d+ guest=(\S+) dev=(\S+): captured")
+        want = set(cons)
+        try:
+            t0 = time.monotonic()
+            vcd.start()
+            root = vcd.roots()
+
+            def captured():
+                got = set()
+                for ln in d.log().splitlines():
+                    m = cap_re.search(ln)
+                    if m and (m.group(1), m.group(2)) in want:
+                        got.add((m.group(1), m.group(2)))
+                return got
+            ok = servers.wait_until(lambda: captured() >= want, 120, 0.5)
+            cap["captured"] = len(captured())
+            cap["captured_s"] = round(time.monotonic() - t0, 1)
+            log("capture: %d of %d consoles captured in %.1f s"
+                % (cap["captured"], len(cons), cap["captured_s"]))
+            if not ok:
+                raise RuntimeError("capture: only %d of %d consoles captured after 120 s"
+                                   % (cap["captured"], len(cons)))
+            settle = prof["cap_settle_s"]
+            time.sleep(settle)
+            cap["captured_rss"] = procstat.memory(root)
+            tg = [{"url": "ws://127.0.0.1:%d/console/%s/%s" % (vcd.port, g, a)}
+                  for g, a in cons]
+
+            def type_everywhere(cmd, what):
+                """One short session per console through the ws door: it
+                types cmd at the prompt and leaves (--sink 1); the capture
+                keeps the console.  {rc, ready, errors, s}."""
+                t = time.monotonic()
+                p = self.load.start("vcd-ws", tg, "sink", 1, cmd, extra=("--no-restore",))
+                rc, doc, etail = self.load.finish(p, 150 + 0.2 * len(cons))
+                out = {"cmd": cmd, "rc": rc, "ready": (doc or {}).get("ready"),
+                       "errors": self.vcdload_errors(doc), "s": round(time.monotonic() - t, 1)}
+                if out["ready"] != len(cons):
+                    raise RuntimeError("capture: %s: typed on %s of %d consoles (vcdload "
+                                       "status %s): %s" % (what, out["ready"], len(cons), rc,
+                                                           etail[-300:]))
+                return out
+
+            # The baseline: after one round of sessions that print nothing
+            # (`:`), so that what sessions leave behind in the allocator
+            # (freed, not returned) is in it, not counted as history.
+            cap["warmup"] = type_everywhere(":", "warm-up")
+            time.sleep(settle)
+            cap["kept_before"] = sum(self.history_bytes(d, g, a) or 0 for g, a in cons)
+            cap["baseline"] = procstat.memory(root)
+            log("capture: RSS %d KiB captured, %d KiB after a round of sessions (the "
+                "baseline), %d bytes kept" % (cap["captured_rss"]["rss_kib"],
+                                              cap["baseline"]["rss_kib"], cap["kept_before"]))
+
+            # Every console prints more than its history keeps.
+            cmd = "yes 0123456789abcdef | head -c %d" % prof["cap_print"]
+            cap["print_cmd"] = cmd
+            t1 = time.monotonic()
+            cap["typed"] = type_everywhere(cmd, "print")
+            log("capture: typed on %d consoles in %.1f s; waiting for full histories"
+                % (len(cons), cap["typed"]["s"]))
+
+            # Until every history holds history + history_head bytes.
+            left, kept = set(cons), {}
+            deadline = time.monotonic() + prof["cap_full_timeout_s"]
+            while left and time.monotonic() < deadline:
+                for g, a in sorted(left):
+                    n = self.history_bytes(d, g, a)
+                    if n is not None:
+                        kept[(g, a)] = n
+                    if n is not None and n >= h + hh:
+                        left.discard((g, a))
+                if left:
+                    time.sleep(2)
+            cap["full_s"] = round(time.monotonic() - t1, 1)
+            cap["full"] = len(cons) - len(left)
+            cap["not_full"] = ["%s:%s=%s" % (g, a, kept.get((g, a))) for g, a in sorted(left)][:20]
+            log("capture: %d of %d histories full after %.1f s"
+                % (cap["full"], len(cons), cap["full_s"]))
+            time.sleep(settle)  # the last output's buffers settle
+            cap["kept"] = sum(self.history_bytes(d, g, a) or 0 for g, a in cons)
+            cap["measured"] = procstat.memory(root)
+            grow = cap["measured"]["rss_kib"] - cap["baseline"]["rss_kib"]
+            cap["growth_kib"] = grow
+            cap["growth_over_bound"] = round(grow / cap["bound_kib"], 3)
+            cap["measured_over_bound"] = round(cap["measured"]["rss_kib"] / cap["bound_kib"], 3)
+            log("capture: RSS %d KiB (baseline %d), bound %.0f KiB: growth / bound %.3f"
+                % (cap["measured"]["rss_kib"], cap["baseline"]["rss_kib"], cap["bound_kib"],
+                   cap["growth_over_bound"]))
+
+            # Idle: every console captured, nothing printing, nobody attached.
+            time.sleep(min(2, settle))
+            secs = prof["cap_idle_cpu_secs"]
+            c0, l0, t2 = procstat.cpu_seconds(root), procstat.loadavg()[0], time.monotonic()
+            time.sleep(secs)
+            dt = time.monotonic() - t2
+            cpu = procstat.cpu_seconds(root) - c0
+            cap["idle_cpu"] = {"window_s": round(dt, 2), "cpu_s": round(cpu, 3),
+                               "cpu_pct": round(100 * cpu / dt, 3), "load1": l0,
+                               "load1_end": procstat.loadavg()[0]}
+            cap["after_idle"] = procstat.memory(root)
+            log("capture: idle CPU %.3f s over %.1f s (%.2f%% of one core)"
+                % (cpu, dt, 100 * cpu / dt))
+            if left:
+                raise RuntimeError("capture: %d histories not full after %d s: %s" % (
+                    len(left), prof["cap_full_timeout_s"], ", ".join(cap["not_full"][:5])))
+            cap["ok"] = True
+        except Exception as e:
+            cap["ok"] = False
+            cap["error"] = "%s: %s" % (type(e).__name__, e)
+            self.errors.append("capture vcd: %s" % cap["error"])
+            log("  ERROR %s" % cap["error"])
+        finally:
+            cap["log_errors"] = vcd.errors()[:20]
+            if vcd.roots():
+                vcd.stop()
+            cap["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds")
+            cap["load_end"] = procstat.loadavg()
+            self.checkpoint()
+
     # ---------------------------------------------------------- the run
 
     def checkpoint(self):
@@ -754,6 +953,9 @@ class Bench:
         ph = self.args.phases
         reps = prof["echo_reps"]
         steps = []
+        if "capture" in ph:
+            # First, alone: its own daemon captures every console.
+            steps.append(("capture", self.phase_capture, None))
         if "memory" in ph:
             # Not the floor: it has no server.  old-unix is measured with
             # old-ws when both run (parts()).
@@ -865,8 +1067,10 @@ def main():
     ap.add_argument("--guests", type=int)
     ap.add_argument("--consoles", type=int)
     ap.add_argument("--paths", default=",".join(PATHS))
-    ap.add_argument("--phases", default="memory,echo,side,tput",
-                    help="which of memory, echo, side (side by side), tput")
+    ap.add_argument("--phases",
+                    help="which of capture, memory, echo, side (side by side), tput "
+                    "(default: the profile's: all but capture in full, whose filling takes "
+                    "minutes: run it alone and merge it, bench/README.md; all in quick)")
     ap.add_argument("--budget", type=float,
                     help="seconds: repetitions (and, when very late, runs) that would "
                     "end after this are skipped (default: the profile's)")
@@ -877,7 +1081,11 @@ def main():
     ap.add_argument("--keep-tmp", action="store_true")
     a = ap.parse_args()
     a.paths = [p for p in a.paths.split(",") if p]
+    if a.phases is None:
+        a.phases = PROFILES[a.profile]["phases"]
     a.phases = [p for p in a.phases.split(",") if p]
+    if not set(a.phases) <= {"capture", "memory", "echo", "side", "tput"}:
+        ap.error("--phases: known phases are capture, memory, echo, side, tput")
     bad = [p for p in a.paths if p not in PATHS]
     if bad or "floor" not in a.paths:
         ap.error("--paths: known paths are %s, and floor is needed" % ",".join(PATHS))

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench/report.py: the benchmark report from bench/run.sh's JSON.
 
-usage: report.py RESULTS.json [--md FILE] [--png FILE] [--check]
+usage: report.py RESULTS.json [--merge PART.json] [--md FILE] [--png FILE] [--check]
 
 Writes FILE.md (the tables: absolute figures and ratios to the floor
 measured in the same run, the machine, the targets of issue 7 met or
@@ -15,6 +15,11 @@ an existing FILE.md, between the lines
 is kept when the file is written again.  --check prints what is missing
 or insane in the results (every path measured, no errors, RTTs above 0,
 sessions attached) and exits 1 if anything is; t-bench.sh uses it.
+
+--merge PART.json copies the capture phase's results from PART.json (a
+run of `harness.py --phases capture`) into RESULTS.json, which is written
+back, with where they came from (PART's date, machine and load): the other
+phases' results are kept as they were, and the report says so.
 """
 
 import argparse
@@ -238,6 +243,37 @@ class Results:
         vals = [r["mem_active"][k] for r in self.select("echo", path, n) if r.get("mem_active")]
         return med(vals)
 
+    # ------------------------------------------------ capture
+
+    def capture(self):
+        return self.doc.get("capture")
+
+    def capture_problems(self):
+        c = self.capture()
+        if not c:
+            return ["capture: no results"]
+        bad = []
+        if not c.get("ok"):
+            bad.append("capture: not ok: %s" % c.get("error"))
+        if c.get("captured") != c.get("consoles"):
+            bad.append("capture: %s of %s consoles captured" % (c.get("captured"), c.get("consoles")))
+        if c.get("full") != c.get("consoles"):
+            bad.append("capture: %s of %s histories full (%s)" % (
+                c.get("full"), c.get("consoles"), ", ".join(c.get("not_full") or [])))
+        for k in ("baseline", "measured"):
+            if not (c.get(k) or {}).get("rss_kib"):
+                bad.append("capture: no %s RSS" % k)
+        if not c.get("bound_kib"):
+            bad.append("capture: no bound")
+        want = (c.get("consoles") or 0) * ((c.get("history_bytes") or 0)
+                                           + (c.get("history_head_bytes") or 0))
+        if c.get("kept") is not None and c["kept"] < want:
+            bad.append("capture: %d bytes kept, below consoles x (history + history_head) = %d"
+                       % (c["kept"], want))
+        if (c.get("idle_cpu") or {}).get("cpu_pct") is None:
+            bad.append("capture: no idle CPU figure")
+        return bad
+
     # ------------------------------------------------ checks
 
     def problems(self):
@@ -247,8 +283,15 @@ class Results:
             bad.append("this is a fixture, not a measurement")
         for e in self.doc.get("errors") or []:
             bad.append("error: %s" % e)
+        # Results from before --phases was recorded had every phase but
+        # capture.
+        phases = self.doc.get("config", {}).get("phases") or ["memory", "echo", "side", "tput"]
+        if "capture" in phases or self.doc.get("capture"):
+            bad.extend(self.capture_problems())
         for path in self.paths:
             for phase in ("echo", "tput-all"):
+                if phase not in phases and phase.split("-")[0] not in phases:
+                    continue
                 if phase == "tput-all" and self.doc.get("config", {}).get("agg_reps") == 0:
                     continue
                 if not self.select(phase, path):
@@ -274,7 +317,7 @@ class Results:
                     bad.append("%s: no bytes counted" % tag)
                 if path != "floor" and r.get("cpu_s") is None:
                     bad.append("%s: no CPU figure for the server" % tag)
-            if path != "floor":
+            if path != "floor" and "memory" in phases:
                 if not self.mem_base(path):
                     bad.append("%s: no base memory" % path)
                 if not self.idle_per_session(path):
@@ -597,6 +640,9 @@ def markdown(res, png_name, analysis):
         A("| %s | %s | %s | %s | %s |" % (p, ic["n"], ic["window_s"], fmt(ic["cpu_s"], 2),
                                         fmt(ic["cpu_pct"], 2)))
     A("")
+    c = res.capture()
+    if c:
+        L.extend(capture_section(doc, c))
     if png_name:
         A("## Plot")
         A("")
@@ -613,6 +659,144 @@ def markdown(res, png_name, analysis):
     A(METHOD.strip())
     A("")
     return "\n".join(L)
+
+
+def kib_mib(k):
+    return "n/a" if k is None else "%s KiB (%.1f MiB)" % (format(int(round(k)), ","), k / 1024.0)
+
+
+def capture_section(doc, c):
+    """## 5: a virtconsoled with capture = always and every console's
+    history full: its RSS against the bound, and its idle CPU."""
+    L = []
+    A = L.append
+    n = c.get("consoles")
+    h, hh, runs = c.get("history_bytes") or 0, c.get("history_head_bytes") or 0, c.get("history_runs")
+    A("## 5. Capture: %s consoles with full history" % n)
+    A("")
+    m = c.get("merged_from")
+    if m:
+        load = m.get("load") or {}
+        cores = (m.get("machine") or {}).get("cores") or 1
+        A("Measured in a run of its own (`bench/run.sh -- --phases capture`, %s to %s, "
+          "profile %s, %s guests booted in %s s), on the same machine, and merged into the "
+          "results of the run above (`bench/report.py RESULTS.json --merge PART.json`): "
+          "the other sections are that run's, unchanged.  1-minute load average during "
+          "it: mean %s, max %s on %s cores%s." % (
+              m.get("started"), m.get("finished"), m.get("profile"), c.get("guests"),
+              m.get("boot_s"), load.get("mean_1min"), load.get("max_1min"), cores,
+              " (**the machine was shared and busy**: the CPU figure is the daemon's own "
+              "time, which contention inflates little, but its windows are not quiet)"
+              if (load.get("mean_1min") or 0) > cores else ""))
+        A("")
+    A("A virtconsoled of its own, no other server running, configured with "
+      "`capture = always`, `history = %s`, `history_head = %s`, `history_runs = %s` "
+      "(small limits, so that every console fills them in a few minutes: the guests "
+      "print about 0.2 MB/s on one console, much less with %s consoles printing at "
+      "once; the defaults, 256K + 64K, would need 320 KiB of output per console), "
+      "on %s guests with a serial port and %s virtio consoles each (%s consoles), "
+      "booted before the daemon started, nobody attached:" % (
+          c.get("history"), c.get("history_head"), runs, n, c.get("guests"),
+          (n // c["guests"] - 1) if c.get("guests") else "?", n))
+    A("")
+    wu = c.get("warmup")
+    A("1. **Baseline**: every console captured (its `captured` line in the log, "
+      "%s s after the start; the daemon's RSS, `VmRSS` of `/proc/PID/status`, then: "
+      "%s)%s, then the daemon's RSS: the baseline.  The histories then hold %s bytes "
+      "in all: what the guests printed before the daemon started was not read." % (
+          c.get("captured_s"), kib_mib((c.get("captured_rss") or {}).get("rss_kib")),
+          ("; then a round of sessions, one per console through the ws door, that typed "
+           "`%s` (which prints nothing but the prompt) and left (%s s), so that what "
+           "sessions leave in the allocator, freed but not returned, is in the baseline "
+           "and not counted as history" % (wu.get("cmd"), wu.get("s"))) if wu else "",
+          format(c.get("kept_before") or 0, ",")))
+    A("2. **Full history**: one short session per console through the ws door "
+      "typed `%s` and left at once (%s s for all %s; the capture keeps reading), "
+      "then each console's `virtconsolectl history --raw GUEST ALIAS` was read until "
+      "it held history + history_head = %s bytes: every console's head and tail full, "
+      "and bytes dropped in the hole between them.  %s full %s s after the "
+      "typing began (the slowest consoles printed %s bytes/s); then the daemon's "
+      "RSS again." % (
+          c.get("print_cmd"), (c.get("typed") or {}).get("s"), n,
+          format(h + hh, ","),
+          ("All %s were" % n) if c.get("full") == n else
+          ("**Only %s of %s were**" % (c.get("full"), n)), c.get("full_s"),
+          fmt((h + hh) / c["full_s"], 0) if c.get("full_s") else "n/a"))
+    A("3. **Idle CPU**: with every console captured, nothing printing and nobody "
+      "attached, the daemon's utime + stime (`/proc/PID/stat`) over a window.")
+    A("")
+    bound = c.get("bound_kib")
+    base = (c.get("baseline") or {}).get("rss_kib")
+    meas = (c.get("measured") or {}).get("rss_kib")
+    after = (c.get("after_idle") or {}).get("rss_kib")
+    grow = c.get("growth_kib")
+    A("| | |")
+    A("|---|---:|")
+    A("| bound: consoles x (history + history_head) x history_runs = %s x (%s + %s) x %s "
+      "| %s |" % (n, format(h, ","), format(hh, ","), runs, kib_mib(bound)))
+    A("| output kept in the histories, full (`history --raw`, all consoles) | %s bytes |"
+      % format(c.get("kept") or 0, ","))
+    if c.get("captured_rss"):
+        A("| RSS, every console captured, before any session | %s |"
+          % kib_mib(c["captured_rss"].get("rss_kib")))
+    A("| RSS, baseline (every console captured, histories empty%s) | %s |" % (
+        ", after the round of sessions" if wu else "", kib_mib(base)))
+    A("| RSS, every history full | %s |" % kib_mib(meas))
+    A("| RSS after the idle window | %s |" % kib_mib(after))
+    A("| RSS growth over the baseline (full - baseline) | %s |" % kib_mib(grow))
+    A("| **growth over the baseline / bound** | **%s** |" % ratio(c.get("growth_over_bound"), 3))
+    cap0 = (c.get("captured_rss") or {}).get("rss_kib")
+    grow0 = meas - cap0 if (meas and cap0) else None
+    if grow0 is not None and bound:
+        A("| RSS growth over the capture alone (full - captured, before any session) | %s |"
+          % kib_mib(grow0))
+        A("| growth over the capture alone / bound | %s |" % ratio(grow0 / bound, 3))
+    A("| RSS full / bound | %s |" % ratio(c.get("measured_over_bound"), 2))
+    ic = c.get("idle_cpu") or {}
+    A("| idle CPU: %s consoles captured, nothing printing, over %s s | %s s, **%s%% of one core** |"
+      % (n, ic.get("window_s"), fmt(ic.get("cpu_s"), 3), fmt(ic.get("cpu_pct"), 3)))
+    A("")
+    if grow is not None and bound:
+        A("The bound counts the history bytes; the daemon's RSS also holds the "
+          "allocator's slack and the streams' and sessions' buffers.  Two growths "
+          "bracket what the full histories cost: over the baseline (%s, %s KiB per "
+          "console against %s KiB of history each) the history chunks partly reuse "
+          "heap that the round of sessions freed but the allocator kept, so it can "
+          "read below the bound; over the capture alone (%s) it includes what those "
+          "sessions left behind (%s)." % (
+              ratio(c.get("growth_over_bound"), 2), fmt(grow / float(n), 1) if n else "n/a",
+              fmt((h + hh) * (runs or 1) / 1024.0, 1),
+              ratio(grow0 / bound, 2) if grow0 is not None else "n/a",
+              kib_mib(base - cap0) if (base and cap0) else "n/a"))
+        A("")
+    if not c.get("ok"):
+        A("**The phase failed**: %s." % c.get("error"))
+        A("")
+    if c.get("log_errors"):
+        A("Errors in the daemon's log: %s." % "; ".join(c["log_errors"][:5]))
+        A("")
+    return L
+
+
+def merge(results_path, part_path):
+    """Copy part's capture results into results (written back)."""
+    with open(results_path) as f:
+        doc = json.load(f)
+    with open(part_path) as f:
+        part = json.load(f)
+    cap = part.get("capture")
+    if not cap:
+        raise SystemExit("report.py: no capture results in %s" % part_path)
+    cap = dict(cap)
+    cap["merged_from"] = {k: part.get(k) for k in (
+        "started", "finished", "wall_s", "profile", "boot_s", "machine", "load",
+        "load_before", "load_after", "errors")}
+    doc["capture"] = cap
+    tmp = results_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.rename(tmp, results_path)
 
 
 METHOD = """
@@ -637,6 +821,11 @@ generated configuration (unix sockets, a `ws` and a `wss` listener with
   guest tty first (`stty -icanon` and a shell loop that reads and drops the
   input), then counts the round trip of every keystroke.
 * Throughput: one console, then one console on every guest at once.
+* Capture (section 5): a daemon of its own with `capture = always`,
+  before the other phases (or in a run of its own, merged): its RSS with
+  every console captured, then with every console's history full, against
+  the bound consoles x (history + history_head) x history_runs; then its
+  CPU with nothing printing.
 * Ratios are taken per repetition against the floor of the same
   repetition, then the median over repetitions is reported.  Absolute
   times on a 2-core machine running 25 TCG guests (and other work) are
@@ -722,7 +911,10 @@ def main():
     ap.add_argument("--md")
     ap.add_argument("--png")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--merge", metavar="PART.json")
     a = ap.parse_args()
+    if a.merge:
+        merge(a.results, a.merge)
     with open(a.results) as f:
         res = Results(json.load(f))
     rc = 0

@@ -8,15 +8,19 @@
 #   3. starts a private lab (tests/lab/lab.sh), unless --lab-from-env;
 #   4. runs bench/harness.py: boots the guests (25 with 8 virtio consoles
 #      each, 2 with --quick) and measures every path in one run, the paths
-#      interleaved (bench/README.md);
+#      interleaved (bench/README.md); with --quick, first the capture
+#      phase: a daemon with capture = always and every console's history
+#      full (its RSS against the history bound, its idle CPU).  Filling
+#      225 histories takes minutes: `-- --phases capture` runs it alone
+#      (then merge it: bench/report.py --merge);
 #   5. writes the raw results (JSON) and, from them, the report
 #      (bench/report.py: BENCHMARKS.md and bench.png beside the JSON);
 #   6. stops the lab.
 #
 # usage: bench/run.sh [--quick] [--out FILE] [--lab-from-env] [--no-deps]
 #                     [--no-report] [--prefix NAME] [-- HARNESS-OPTIONS...]
-#   --quick          small counts (1 and 5 sessions, 2 guests, short
-#                    windows): proves every piece works (tests/integration/
+#   --quick          small counts (1 and 5 sessions, 2 guests, 10 captured
+#                    consoles, short windows): proves every piece works (tests/integration/
 #                    t-bench.sh); its figures mean little
 #   --out FILE       the JSON (default bench/out/results.json, or
 #                    bench/out/quick.json with --quick)

@@ -1,7 +1,9 @@
 #!/bin/bash
 # The benchmark harness, short (bench/run.sh --quick) against the suite's
 # running lab: 2 guests, 1 and 5 sessions on every path (the floor,
-# virtconsoled unix/ws/wss, the old design alone and behind websockify).
+# virtconsoled unix/ws/wss, the old design alone and behind websockify),
+# and the capture phase (a daemon with capture = always, every console's
+# history filled, its RSS against the bound, its idle CPU).
 # It checks that the harness works and its results are complete and sane,
 # not performance targets: every path measured, every session attached,
 # no error counted, round trips above 0, memory and CPU figures present,
@@ -83,10 +85,41 @@ while IFS= read -r line; do
 	esac
 done < "$T_TMP/paths.tap"
 
+"$PY" - "$J" > "$T_TMP/capture.tap" 2>&1 <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1])).get("capture") or {}
+why = []
+if not c.get("ok"):
+    why.append("not ok: %s" % c.get("error"))
+if not c.get("consoles") or c.get("captured") != c["consoles"] or c.get("full") != c["consoles"]:
+    why.append("%s captured, %s full, of %s consoles" % (c.get("captured"), c.get("full"),
+                                                        c.get("consoles")))
+for k in ("baseline", "measured"):
+    if not (c.get(k) or {}).get("rss_kib"):
+        why.append("no %s RSS" % k)
+if (c.get("idle_cpu") or {}).get("cpu_pct") is None:
+    why.append("no idle CPU figure")
+if not why:
+    print("# figure: bench-quick capture RSS growth / bound over %d consoles = %.2f"
+          % (c["consoles"], c["growth_over_bound"]))
+    print("# figure: bench-quick capture idle CPU = %.3f %% of one core" % c["idle_cpu"]["cpu_pct"])
+print("%s - capture: every console captured and its history full, RSS and idle CPU measured"
+      % ("not ok" if why else "ok"))
+for w in why:
+    print("#   " + w)
+EOF
+while IFS= read -r line; do
+	case $line in
+	"ok - "*) pass "${line#ok - }" ;;
+	"not ok - "*) fail "${line#not ok - }" ;;
+	*) echo "$line" ;;
+	esac
+done < "$T_TMP/capture.tap"
+
 check "report.py --check finds the results complete and sane" \
     "$PY" "$TOP/bench/report.py" "$J" --check
-check "the report was written (targets, echo, throughput, memory, CPU tables)" \
-    sh -c 'for s in "## Targets" "## 1. Keystroke" "## 2. Throughput" "## 3. Memory" "## 4. CPU"; do grep -q "^$s" "$1" || exit 1; done' sh "$OUT/quick.md"
+check "the report was written (targets, echo, throughput, memory, CPU, capture tables)" \
+    sh -c 'for s in "## Targets" "## 1. Keystroke" "## 2. Throughput" "## 3. Memory" "## 4. CPU" "## 5. Capture"; do grep -q "^$s" "$1" || exit 1; done' sh "$OUT/quick.md"
 check "the plot was written (a PNG)" \
     "$PY" -c 'import sys; sys.exit(open(sys.argv[1], "rb").read(8) != b"\x89PNG\r\n\x1a\n")' "$OUT/quick.png"
 check "no guest of the run is left in the lab" \
