@@ -601,6 +601,7 @@ test_gone_pending(void)
 	    "gone: a client that just leaves is dropped (%s)", path);
 	evbuffer_free(c.raw);
 	evbuffer_free(c.msg);
+	evbuffer_free(c.bytes);
 }
 
 /* The session ends (kicked) while the client's input waits in the pair. */
