@@ -605,17 +605,24 @@ with t.case("virtconsole.v1"):
     # capture = attached: the console closed when the reset ended the
     # session, and what the guest printed until it reopened is lost: the
     # daemon says where (an unknown gap), and no byte is joined across it.
+    # Just after a reopen QEMU's pty may drop more (seen under valgrind:
+    # a few hundred lines gone after the first ones read), which nobody
+    # on this side can see: after the gap the lines are checked to come
+    # once each and in order, not in a row (capture = always, below, is
+    # checked in a row).
     g2 = c2.messages("gap")
     cut = g2[0]["from"] - OFF0 if len(g2) == 1 and g2[0].get("unknown") else None
     pre = [int(n) for n in re.findall(rb"(?<=\n)L(\d+)\r\n", joined[:cut])] if cut else []
     post = [int(n) for n in re.findall(rb"L(\d+)\r\n", joined[cut:])] if cut else []
     t.ok(got is not None and cut is not None and cut >= len(before) and pre[:1] == [1] and
          pre == list(range(1, len(pre) + 1)) and post[-1:] == [4000] and
-         post == list(range(post[0], 4001)) and post[0] > len(pre),
-         "joined, L1..L%s, then one unknown gap at offset %s (the console was closed between the sessions under "
-         "capture = attached), then L%s..L4000, each line once, in order (%d + %d bytes)"
-         % (pre[-1] if pre else None, g2[0]["from"] if cut else None, post[0] if post else None,
-            len(before), len(c2.buf)), repr(g2), *first_mismatch(pre + post, joined))
+         all(a < b for a, b in zip(post, post[1:])) and post[0] > len(pre),
+         "joined, L1..L%s in a row, then one unknown gap at offset %s (the console was closed between the "
+         "sessions under capture = attached), then lines up to L4000, each once, in order (%d + %d bytes)"
+         % (pre[-1] if pre else None, g2[0]["from"] if cut else None, len(before), len(c2.buf)), repr(g2),
+         "got %r, cut %s >= %d, pre from 1 in a row %s, post increasing %s"
+         % (got is not None, cut, len(before), pre == list(range(1, len(pre) + 1)),
+            all(a < b for a, b in zip(post, post[1:]))), *first_mismatch(pre, joined))
     hist = history_raw(d, GA, "console1", "%s:%d" % (RUN, OFF0))
     t.ok(hist is not None and hist[:len(joined)] == joined,
          "byte for byte what the daemon read from the guest (virtconsolectl history --raw --from %s:%d)"
