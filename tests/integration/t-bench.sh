@@ -16,6 +16,19 @@ PY=/usr/bin/python3
     skip_all "python3-libvirt or python3-matplotlib missing (tests/deps.sh)"
 command -v websockify > /dev/null || skip_all "websockify missing (tests/deps.sh)"
 
+# Pass on the checks a helper wrote as "ok - ..." / "not ok - ..." lines,
+# numbered in this test's plan; other lines (diagnostics) as they are.
+relay_tap() {
+	local line
+	while IFS= read -r line; do
+		case $line in
+		"ok - "*) pass "${line#ok - }" ;;
+		"not ok - "*) fail "${line#not ok - }" ;;
+		*) echo "$line" ;;
+		esac
+	done < "$1"
+}
+
 OUT=$T_TMP/out
 J=$OUT/quick.json
 t0=$(date +%s)
@@ -77,13 +90,7 @@ for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws"]:
     for w in why[:10]:
         print("#   " + w)
 EOF
-while IFS= read -r line; do
-	case $line in
-	"ok - "*) pass "${line#ok - }" ;;
-	"not ok - "*) fail "${line#not ok - }" ;;
-	*) echo "$line" ;;
-	esac
-done < "$T_TMP/paths.tap"
+relay_tap "$T_TMP/paths.tap"
 
 "$PY" - "$J" > "$T_TMP/capture.tap" 2>&1 <<'EOF'
 import json, sys
@@ -108,13 +115,7 @@ print("%s - capture: every console captured and its history full, RSS and idle C
 for w in why:
     print("#   " + w)
 EOF
-while IFS= read -r line; do
-	case $line in
-	"ok - "*) pass "${line#ok - }" ;;
-	"not ok - "*) fail "${line#not ok - }" ;;
-	*) echo "$line" ;;
-	esac
-done < "$T_TMP/capture.tap"
+relay_tap "$T_TMP/capture.tap"
 
 check "report.py --check finds the results complete and sane" \
     "$PY" "$TOP/bench/report.py" "$J" --check
