@@ -122,6 +122,7 @@ struct config {
 	int			 idle_output_resets;
 	int			 escape;	/* byte, or ESCAPE_NONE */
 	size_t			 max_buffer;
+	unsigned int		 max_viewers;	/* per console; 0: none */
 	/* history (history.c, kept by console.c) */
 	size_t			 history;	/* tail bytes per run */
 	size_t			 history_head;	/* first bytes per run */
@@ -368,6 +369,9 @@ struct session_info {
 	size_t		 pending_out;	/* output waiting for the client */
 	double		 idle;		/* seconds since activity */
 	double		 age;		/* seconds since the client came */
+	const char	*role;		/* "writer" or "viewer" */
+	const char	*label;		/* the credential's label, or "" */
+	uint64_t	 bytes_ignored;	/* a viewer's input, not sent */
 };
 struct session_door {
 	const char	*name;
@@ -390,7 +394,14 @@ enum session_from {
 	SESSION_FROM_TAIL,		/* the last `bytes`, from a line start */
 	SESSION_FROM_POS,		/* run:offset, then live */
 };
+/* What a new session asks for: its role, and where its output starts. */
+enum session_role {
+	SESSION_WRITER = 0,		/* the one client that types */
+	SESSION_VIEWER,			/* read-only, up to max_viewers */
+};
 struct session_start {
+	enum session_role	 role;
+	const char		*label;		/* the credential's, or NULL */
 	enum session_from	 from;
 	uint64_t		 bytes;		/* TAIL */
 	uint64_t		 run, offset;	/* POS */
@@ -410,10 +421,12 @@ void		 session_guest_removed(struct guest *);
 void		 session_end_all(enum session_reason);
 void		 session_kick(struct session *, enum session_reason);
 unsigned int	 session_kick_guest(const char *, const char *,
-		     enum session_reason);
+		     enum session_reason, int);
 void		 session_foreach(void (*)(const struct session_info *,
 		     void *), void *);
 int		 session_busy(const char *, const char *);
+unsigned int	 session_viewers(const char *, const char *);
+const char	*session_role_name(enum session_role);
 unsigned int	 session_id(const struct session *);
 unsigned int	 session_count(void);
 unsigned int	 session_live(void);

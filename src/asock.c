@@ -147,8 +147,7 @@ asock_parse(char *line, const char **guest, const char **alias,
 		else
 			return "bad request: unknown word";
 	}
-	if (view)
-		return "view only is not supported yet";
+	start->role = view ? SESSION_VIEWER : SESSION_WRITER;
 	return NULL;
 }
 

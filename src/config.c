@@ -94,6 +94,7 @@ static const struct config_key config_keys[] = {
 	{ "escape", CONFIG_ESCAPE, CONFIG_OFF(escape), 0, 0, 0 },
 	{ "max_buffer", CONFIG_SIZE, CONFIG_OFF(max_buffer),
 	    4ULL << 10, 1ULL << 30, 0 },
+	{ "max_viewers", CONFIG_COUNT, CONFIG_OFF(max_viewers), 0, 1024, 0 },
 	{ "history", CONFIG_SIZE, CONFIG_OFF(history), 0, 1ULL << 30, 0 },
 	{ "history_head", CONFIG_SIZE, CONFIG_OFF(history_head),
 	    0, 1ULL << 30, 0 },
@@ -975,6 +976,7 @@ config_new(void)
 	cfg->idle_output_resets = 0;
 	cfg->escape = 0x11;	/* ^Q */
 	cfg->max_buffer = 1024 * 1024;
+	cfg->max_viewers = 8;
 	cfg->history = 256 * 1024;
 	cfg->history_head = 64 * 1024;
 	cfg->history_runs = 2;

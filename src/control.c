@@ -307,7 +307,7 @@ control_run(char *line, struct evbuffer *out)
 			revoked = web_revoke_guest(argv[1], argc == 3 ?
 			    argv[2] : NULL);
 		n = session_kick_guest(argv[1], argc == 3 ? argv[2] : NULL,
-		    REASON_KICKED);
+		    REASON_KICKED, 0);
 		if (n == 0) {
 			evbuffer_add_printf(out, "ERR no session for %s%s%s\n",
 			    log_esc(argv[1]), argc == 3 ? " " : "",

@@ -19,10 +19,17 @@
  * table exactly while it is WAITING, OPENING or ATTACHED.
  *
  * Keys are the guest's UUID plus the console alias; "no alias" is resolved
- * to the guest's first console before the table is consulted.  The console
- * itself (its stream, the input on its way to the guest, the parking of
- * streams of stopping guests) is console.c's; a session is one client
- * attached to it, hearing from it through session_console_ops.
+ * to the guest's first console before the table is consulted.  Each
+ * console has at most one writer (the rule above, with `policy`) and up to
+ * max_viewers viewers beside it, in the same table: a viewer is a session
+ * whose input never reaches the guest (dropped, counted, and the client
+ * told once), whose escape byte still ends it, and that never counts
+ * against the writer rule; it comes and goes without touching the writer,
+ * and the writer without touching it.  Clients whose door frames messages
+ * hear `clients` (is there a writer, how many viewers) when that changes.
+ * The console itself (its stream, the input on its way to the guest, the
+ * parking of streams of stopping guests) is console.c's; a session is one
+ * client attached to it, hearing from it through session_console_ops.
  *
  * Memory is bounded per session by max_buffer in each direction:
  * - guest to client: the console reads guest output whatever happens
@@ -52,6 +59,8 @@
 #define SESSION_SLOW_GRACE	5	/* seconds at the cap */
 #define SESSION_LINGER		2	/* seconds to drain a notice */
 #define SESSION_DRAIN		30	/* seconds for input left by a client */
+/* Told once to a viewer that types (docs/SESSIONS.md, a contract). */
+#define VIEW_ONLY_TEXT		"view only: input is not sent to the guest"
 
 enum session_event {
 	SESSION_EV_WAIT = 0,	/* the guest is not running */
@@ -135,6 +144,8 @@ struct session {
 	char			*guest;
 	char			*alias;
 	char			*peer;
+	char			*label;		/* the credential's, or "" */
+	enum session_role	 role;
 	struct bufferevent	*bev;		/* the client */
 	struct console_client	*console;	/* OPENING to DRAINING */
 	struct event		*ev_wait;	/* start_wait */
@@ -146,6 +157,10 @@ struct session {
 	uint64_t		 bytes_in;	/* client to guest */
 	uint64_t		 bytes_out;	/* guest to client */
 	uint64_t		 bytes_dropped;	/* output past max_buffer */
+	uint64_t		 bytes_ignored;	/* a viewer's input */
+	int			 told_view_only;
+	int			 told_writer;	/* the last `clients` sent */
+	unsigned int		 told_viewers;
 	const struct session_door *door;	/* the front door's hooks */
 	void			*door_arg;
 	struct session_start	 start;		/* where output starts */
@@ -173,6 +188,7 @@ static struct {
 	int			 idle_output_resets;
 	int			 escape;
 	size_t			 max_buffer;
+	unsigned int		 max_viewers;
 	size_t			 attach_replay;	/* history to unix clients */
 } sess = {
 	.table = TAILQ_HEAD_INITIALIZER(sess.table),
@@ -210,6 +226,7 @@ static void	session_done(struct session *);
 static void	session_opened(struct session *);
 static void	session_attach(struct session *);
 static void	session_end(struct session *, enum session_reason);
+static void	session_tell_clients_all(const char *, const char *);
 
 const char *
 session_state_name(enum session_state state)
@@ -305,6 +322,7 @@ session_free(evutil_socket_t fd, short what, void *arg)
 	free(s->guest);
 	free(s->alias);
 	free(s->peer);
+	free(s->label);
 	free(s);
 }
 
@@ -319,16 +337,48 @@ session_free_later(struct session *s)
 		log_warnx("session %u: cannot defer its free", s->id);
 }
 
+const char *
+session_role_name(enum session_role role)
+{
+	return role == SESSION_VIEWER ? "viewer" : "writer";
+}
+
+static int
+session_of(const struct session *s, const char *uuid, const char *alias)
+{
+	return strcmp(s->uuid, uuid) == 0 && strcmp(s->alias, alias) == 0;
+}
+
+/* The console's writer, or NULL. */
 static struct session *
 session_lookup(const char *uuid, const char *alias)
 {
 	struct session	*s;
 
 	TAILQ_FOREACH(s, &sess.table, entry) {
-		if (strcmp(s->uuid, uuid) == 0 && strcmp(s->alias, alias) == 0)
+		if (s->role == SESSION_WRITER && session_of(s, uuid, alias))
 			return s;
 	}
 	return NULL;
+}
+
+/* Whether the console has a writer (*writer), and its viewers. */
+static unsigned int
+session_tally(const char *uuid, const char *alias, int *writer)
+{
+	struct session	*s;
+	unsigned int	 viewers = 0;
+
+	*writer = 0;
+	TAILQ_FOREACH(s, &sess.table, entry) {
+		if (!session_of(s, uuid, alias))
+			continue;
+		if (s->role == SESSION_VIEWER)
+			viewers++;
+		else
+			*writer = 1;
+	}
+	return viewers;
 }
 
 /*
@@ -343,9 +393,12 @@ session_drains(enum session_reason reason)
 	    reason == REASON_CLIENT_ERROR || reason == REASON_ESCAPE;
 }
 
+static void	session_view_only(struct session *);
+
 /*
  * Move the client's input to the console, up to the escape byte.  1 if
- * the escape byte came: it and everything after it are dropped.
+ * the escape byte came: it and everything after it are dropped.  A
+ * viewer's input goes nowhere: counted, and the client told once.
  */
 static int
 session_take_input(struct session *s)
@@ -358,7 +411,11 @@ session_take_input(struct session *s)
 	data = (const char *)evbuffer_pullup(in, (ssize_t)len);
 	esc = session_find_escape(data, len, sess.escape);
 	n = esc != NULL ? (size_t)(esc - data) : len;
-	if (n > 0)
+	if (n > 0 && s->role == SESSION_VIEWER) {
+		evbuffer_drain(in, n);
+		s->bytes_ignored += (uint64_t)n;
+		session_view_only(s);
+	} else if (n > 0)
 		console_input(s->console, in, n);
 	if (esc == NULL)
 		return 0;
@@ -394,8 +451,10 @@ session_end(struct session *s, enum session_reason reason)
 
 	if (s->state >= SESSION_CLOSING)
 		return;
-	if (session_in_table(s))
+	if (session_in_table(s)) {
 		TAILQ_REMOVE(&sess.table, s, entry);
+		session_tell_clients_all(s->uuid, s->alias);
+	}
 	s->reason = reason;
 	if (session_step(s, SESSION_EV_END, session_reason_text(reason)) == -1)
 		return;
@@ -462,12 +521,14 @@ static void
 session_destroy(struct session *s)
 {
 	log_info("session %u guest=%s dev=%s: ended reason=\"%s\" peer=%s "
-	    "duration=%.1fs bytes_in=%llu bytes_out=%llu bytes_dropped=%llu",
-	    s->id, log_esc(s->guest), log_esc(s->alias),
-	    session_reason_text(s->reason), log_esc(s->peer),
+	    "role=%s duration=%.1fs bytes_in=%llu bytes_out=%llu "
+	    "bytes_dropped=%llu bytes_ignored=%llu", s->id, log_esc(s->guest),
+	    log_esc(s->alias), session_reason_text(s->reason),
+	    log_esc(s->peer), session_role_name(s->role),
 	    session_elapsed(&s->started), (unsigned long long)s->bytes_in,
 	    (unsigned long long)s->bytes_out,
-	    (unsigned long long)s->bytes_dropped);
+	    (unsigned long long)s->bytes_dropped,
+	    (unsigned long long)s->bytes_ignored);
 	event_free(s->ev_wait);
 	event_free(s->ev_idle);
 	event_free(s->ev_slow);
@@ -523,6 +584,8 @@ session_message(struct session *s, struct evbuffer *b)
 	return rc;
 }
 
+static int	session_tell_clients(struct session *);
+
 static struct evbuffer *
 session_json(const char *type)
 {
@@ -577,15 +640,76 @@ session_tell_hello(struct session *s)
 	evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"hypervisor\":\"default\","
 	    "\"console\":", s->uuid);
 	json_add_string(b, s->alias);
-	evbuffer_add_printf(b, ",\"role\":\"writer\",\"run\":\"%llx\","
-	    "\"offset\":%llu,\"resume\":\"%s\"}",
+	evbuffer_add_printf(b, ",\"role\":\"%s\",\"run\":\"%llx\","
+	    "\"offset\":%llu,\"resume\":\"%s\"}", session_role_name(s->role),
 	    (unsigned long long)s->pos.run, (unsigned long long)s->pos.offset,
 	    s->resume);
 	if (session_message(s, b) == -1)
 		return -1;
+	s->told_writer = -1;	/* whatever it is, it is news */
+	return session_tell_clients(s);
+}
+
+/*
+ * Who is attached to the session's console: whether there is a writer,
+ * how many viewers (never who).  Only when it changed since the last.
+ */
+static int
+session_tell_clients(struct session *s)
+{
+	struct evbuffer	*b;
+	unsigned int	 viewers;
+	int		 writer;
+
+	if (!session_frames(s) || s->state != SESSION_ATTACHED)
+		return 0;
+	viewers = session_tally(s->uuid, s->alias, &writer);
+	if (writer == s->told_writer && viewers == s->told_viewers)
+		return 0;
+	s->told_writer = writer;
+	s->told_viewers = viewers;
 	b = session_json("clients");
-	evbuffer_add_printf(b, ",\"writer\":true,\"viewers\":0}");
+	evbuffer_add_printf(b, ",\"writer\":%s,\"viewers\":%u}",
+	    writer ? "true" : "false", viewers);
 	return session_message(s, b);
+}
+
+/* A client came to or left a console: tell its attached clients. */
+static void
+session_tell_clients_all(const char *uuid, const char *alias)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &sess.table, entry) {
+		if (session_of(s, uuid, alias))
+			(void)session_tell_clients(s);
+	}
+}
+
+/*
+ * A viewer typed: it is told once that its input goes nowhere, as a
+ * `notice` message, or as a line among the bytes for a raw client.
+ */
+static void
+session_view_only(struct session *s)
+{
+	static const char	 line[] = "\r\n[virtconsoled] " VIEW_ONLY_TEXT
+	    "\r\n";
+	struct evbuffer		*b;
+
+	if (s->told_view_only || s->bev == NULL)
+		return;
+	s->told_view_only = 1;
+	log_info("session %u guest=%s dev=%s: a viewer typed: its input is "
+	    "dropped", s->id, log_esc(s->guest), log_esc(s->alias));
+	if (session_frames(s)) {
+		b = session_json("notice");
+		evbuffer_add_printf(b, ",\"text\":\"%s\"}", VIEW_ONLY_TEXT);
+		(void)session_message(s, b);
+		return;
+	}
+	bev_write_now(s->bev, line, sizeof line - 1);
+	s->written += sizeof line - 1;
 }
 
 /* Write guest output to the client. */
@@ -595,7 +719,8 @@ session_send(struct session *s, const char *buf, size_t n)
 	bev_write_now(s->bev, buf, n);
 	s->written += (uint64_t)n;
 	s->bytes_out += (uint64_t)n;
-	if (sess.idle_output_resets)
+	/* A viewer never types: what it watches is its activity. */
+	if (sess.idle_output_resets || s->role == SESSION_VIEWER)
 		session_touch(s);
 }
 
@@ -918,7 +1043,9 @@ session_attach(struct session *s)
 	g = guest_find_uuid(s->uuid);
 	s->console = console_attach(console_get(s->uuid, s->alias, s->guest,
 	    g != NULL ? g->domid : 0), &session_console_ops, s, who);
-	switch (console_open(s->console, sess.force, &reason)) {
+	/* A viewer never takes a console from another holder. */
+	switch (console_open(s->console, s->role == SESSION_WRITER ?
+	    sess.force : 0, &reason)) {
 	case -1:
 		session_end(s, reason);
 		return;
@@ -1047,6 +1174,41 @@ session_opened(struct session *s)
 }
 
 /*
+ * A viewer arrives: the viewer it resumes (its old connection not yet
+ * dead), or NULL; s itself when it is refused (max_viewers reached, the
+ * one it resumes not counted).
+ */
+static struct session *
+session_admit_viewer(struct session *s, const struct session_start *start)
+{
+	struct session	*v, *old = NULL;
+	unsigned int	 viewers = 0;
+
+	TAILQ_FOREACH(v, &sess.table, entry) {
+		if (v->role != SESSION_VIEWER || !session_of(v, s->uuid,
+		    s->alias))
+			continue;
+		if (old == NULL && start != NULL &&
+		    start->resume != NULL &&
+		    session_resume_match(v, start->resume))
+			old = v;
+		else
+			viewers++;
+	}
+	if (viewers >= sess.max_viewers) {
+		log_info("session %u guest=%s dev=%s: %u viewer(s), "
+		    "max_viewers is %u", s->id, log_esc(s->guest),
+		    log_esc(s->alias), viewers, sess.max_viewers);
+		session_end(s, REASON_TOO_MANY);
+		return s;
+	}
+	if (old != NULL)
+		log_info("session %u guest=%s dev=%s: resumes session %u",
+		    s->id, log_esc(s->guest), log_esc(s->alias), old->id);
+	return old;
+}
+
+/*
  * A client arrives for a guest's console (alias NULL: the first console).
  * The session owns bev from here on, whatever happens.  A front door that
  * speaks a protocol of its own passes a door: at the end the session hands
@@ -1077,6 +1239,10 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	if (start != NULL)
 		s->start = *start;
 	s->start.resume = NULL;		/* the caller's */
+	s->start.label = NULL;
+	s->role = s->start.role;
+	s->label = xstrdup(start != NULL && start->label != NULL ?
+	    start->label : "");
 	random_bytes(rnd, sizeof rnd);
 	for (i = 0; i < sizeof rnd; i++)
 		(void)snprintf(s->resume + 2 * i, 3, "%02x", rnd[i]);
@@ -1098,8 +1264,11 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	/* Wake the write callback once output drains to half the cap. */
 	bufferevent_setwatermark(bev, EV_WRITE, sess.max_buffer / 2, 0);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	log_info("session %u guest=%s dev=%s: client peer=%s", s->id,
-	    log_esc(s->guest), log_esc(s->alias), log_esc(s->peer));
+	log_info("session %u guest=%s dev=%s: client peer=%s role=%s%s%s%s",
+	    s->id, log_esc(s->guest), log_esc(s->alias), log_esc(s->peer),
+	    session_role_name(s->role), s->label[0] != '\0' ? " label=\"" :
+	    "", s->label[0] != '\0' ? log_esc(s->label) : "",
+	    s->label[0] != '\0' ? "\"" : "");
 
 	if (alias == NULL || !guest_has_alias(g, alias)) {
 		log_info("session %u guest=%s: no console %s", s->id,
@@ -1107,7 +1276,10 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 		session_end(s, REASON_UNKNOWN_GUEST);
 		return NULL;
 	}
-	if ((old = session_lookup(s->uuid, s->alias)) != NULL) {
+	if (s->role == SESSION_VIEWER) {
+		if ((old = session_admit_viewer(s, start)) == s)
+			return NULL;
+	} else if ((old = session_lookup(s->uuid, s->alias)) != NULL) {
 		/* The same client again, its old connection not yet dead. */
 		if (start != NULL && start->resume != NULL &&
 		    session_resume_match(old, start->resume))
@@ -1127,6 +1299,7 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&sess.table, s, entry);
+	session_tell_clients_all(s->uuid, s->alias);
 	if (!g->active) {
 		if (old != NULL)
 			session_end(old, REASON_TAKEN_OVER);
@@ -1213,14 +1386,20 @@ session_foreach(void (*fn)(const struct session_info *, void *), void *arg)
 		    evbuffer_get_length(bufferevent_get_output(s->bev)) : 0;
 		si.idle = session_elapsed(&s->active);
 		si.age = session_elapsed(&s->started);
+		si.role = session_role_name(s->role);
+		si.label = s->label;
+		si.bytes_ignored = s->bytes_ignored;
 		fn(&si, arg);
 	}
 }
 
-/* End the sessions of a guest (by name or UUID), one console or all. */
+/*
+ * End the sessions of a guest (by name or UUID), one console or all: the
+ * writer and its viewers, or only the viewers.
+ */
 unsigned int
 session_kick_guest(const char *guest, const char *alias,
-    enum session_reason reason)
+    enum session_reason reason, int viewers_only)
 {
 	struct session	*s, *next;
 	unsigned int	 n = 0;
@@ -1229,7 +1408,8 @@ session_kick_guest(const char *guest, const char *alias,
 		/* As guest_lookup(): a UUID-shaped name is a UUID only. */
 		if ((guest_uuid_shaped(guest) ? strcasecmp(s->uuid,
 		    guest) == 0 : strcmp(s->guest, guest) == 0) &&
-		    (alias == NULL || strcmp(s->alias, alias) == 0)) {
+		    (alias == NULL || strcmp(s->alias, alias) == 0) &&
+		    (!viewers_only || s->role == SESSION_VIEWER)) {
 			session_end(s, reason);
 			n++;
 		}
@@ -1243,11 +1423,20 @@ session_id(const struct session *s)
 	return s->id;
 }
 
-/* Whether a console has a client now. */
+/* Whether a console has a writer now. */
 int
 session_busy(const char *uuid, const char *alias)
 {
 	return session_lookup(uuid, alias) != NULL;
+}
+
+/* How many viewers a console has now. */
+unsigned int
+session_viewers(const char *uuid, const char *alias)
+{
+	int	writer;
+
+	return session_tally(uuid, alias, &writer);
 }
 
 /* End one session from outside (administrator, reload). */
@@ -1300,6 +1489,8 @@ session_reconfigure(const struct config *conf)
 	sess.idle_output_resets = conf->idle_output_resets;
 	sess.escape = conf->escape;
 	sess.max_buffer = conf->max_buffer;
+	/* Lowered: the viewers already there stay; new ones wait for room. */
+	sess.max_viewers = conf->max_viewers;
 	sess.attach_replay = conf->attach_replay;
 	console_reconfigure(conf);
 	if (old_idle == sess.idle_timeout)
