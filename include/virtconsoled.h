@@ -612,7 +612,7 @@ int		 web_init(struct event_base *, const struct config *, char *,
 int		 web_reload_check(const struct config *, char *, size_t);
 void		 web_reconfigure(const struct config *);
 void		 web_shutdown(void);
-unsigned int	 web_revoke_guest(const char *, const char *);
+unsigned int	 web_revoke_guest(const char *, const char *, int);
 
 /* wsock.c */
 #define WSOCK_RAW	0	/* subprotocol binary or none */

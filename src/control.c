@@ -305,7 +305,7 @@ control_run(char *line, struct evbuffer *out)
 		/* Before the kick, while the web clients are still there. */
 		if (revoke)
 			revoked = web_revoke_guest(argv[1], argc == 3 ?
-			    argv[2] : NULL);
+			    argv[2] : NULL, 0);
 		n = session_kick_guest(argv[1], argc == 3 ? argv[2] : NULL,
 		    REASON_KICKED, 0);
 		if (n == 0) {

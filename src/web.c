@@ -1774,10 +1774,11 @@ web_revoke_cb(const uint8_t *id, int64_t expires, void *arg)
  * Returns how many were revoked; the caller kicks the sessions.
  */
 unsigned int
-web_revoke_guest(const char *guest, const char *alias)
+web_revoke_guest(const char *guest, const char *alias, int viewers_only)
 {
 	unsigned int	n = 0;
 
+	(void)viewers_only;	/* TODO(viewers): the viewers' only */
 	wsock_credentials(guest, alias, web_revoke_cb, &n);
 	return n;
 }
