@@ -192,6 +192,25 @@ connect_alias(struct client *c, const char *alias)
 	return session_state_of(opening_id, NULL) ? s : NULL;
 }
 
+/* A client with a role and a door (NULL: raw bytes). */
+static struct session *
+connect_as(struct client *c, enum session_role role,
+    const struct session_door *door, void *door_arg)
+{
+	struct session_start	 start;
+	struct session		*s;
+
+	memset(&start, 0, sizeof start);
+	start.role = role;
+	start.label = role == SESSION_VIEWER ? "auditor" : NULL;
+	if ((s = session_open(&g, NULL, client_pair(c), "test", door,
+	    door_arg, &start)) == NULL)
+		return NULL;
+	opening_id = session_id(s);
+	(void)run_until(cond_not_opening, NULL, 500);
+	return session_state_of(opening_id, NULL) ? s : NULL;
+}
+
 static void
 client_send(struct client *c, const char *s)
 {
@@ -1149,6 +1168,277 @@ test_capture(void)
 }
 
 /* Every legal transition taken; every illegal one refused and counted. */
+
+/* How many times needle is in hay. */
+static int
+count_in(const char *hay, const char *needle)
+{
+	const char	*p = hay;
+	int		 n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	return n;
+}
+
+static unsigned int	info_id;
+static struct session_info info_of;
+
+static void
+info_id_one(const struct session_info *si, void *arg)
+{
+	if (si->id == info_id) {
+		info_of = *si;
+		*(int *)arg = 1;
+	}
+}
+
+/* The list's entry of session s. */
+static int
+info_get(struct session *s)
+{
+	int	found = 0;
+
+	info_id = session_id(s);
+	session_foreach(info_id_one, &found);
+	return found;
+}
+
+#define VIEW_ONLY "\r\n[virtconsoled] view only: input is not sent to the guest\r\n"
+
+/*
+ * Viewers beside the writer: they see its output, their input goes
+ * nowhere (told once), they do not count against the writer rule, the
+ * writer comes and goes without them, max_viewers bounds them (a lowered
+ * max_viewers keeps those there), kick can take only them.
+ */
+static void
+test_viewers(void)
+{
+	struct client	 w, v1, v2, v3, x, w2;
+	struct session	*sw, *sv1;
+	size_t		 sent0;
+	unsigned int	 n;
+	int		 vopened0, vclosed0, k;
+
+	configure("uri = test:///default\npolicy = refuse\nmax_viewers = 2\n");
+	vopened0 = fake_opened;
+	vclosed0 = fake_closed;
+	sw = connect_as(&w, SESSION_WRITER, NULL, NULL);
+	sv1 = connect_as(&v1, SESSION_VIEWER, NULL, NULL);
+	n = connect_as(&v2, SESSION_VIEWER, NULL, NULL) != NULL ?
+	    session_count() : 0;
+	ok(sw != NULL && sv1 != NULL && n == 3 && fake_opened ==
+	    vopened0 + 1, "viewers: a writer and two viewers attach to one "
+	    "console, opened once (%u sessions)", n);
+	ok(session_busy(g.uuid, "serial0") &&
+	    session_viewers(g.uuid, "serial0") == 2 &&
+	    session_viewers(g.uuid, "console1") == 0,
+	    "viewers: the console is busy (a writer) with 2 viewers");
+	ok(info_get(sv1) && strcmp(info_of.role, "viewer") == 0 &&
+	    strcmp(info_of.label, "auditor") == 0 && info_get(sw) &&
+	    strcmp(info_of.role, "writer") == 0 && info_of.label[0] == '\0',
+	    "viewers: the list says each role and label");
+	ok(connect_as(&v3, SESSION_VIEWER, NULL, NULL) == NULL &&
+	    expect(&v3, "[virtconsoled] refused: too many clients", 500),
+	    "viewers: a third is refused 'too many clients' (max_viewers 2)");
+	close(v3.fd);
+	ok(connect_as(&x, SESSION_WRITER, NULL, NULL) == NULL &&
+	    expect(&x, "[virtconsoled] refused: console busy", 500),
+	    "viewers: a second writer is still refused 'console busy'");
+	close(x.fd);
+
+	fake_stream_print(fake_last, "out-1\r\n");
+	ok(expect(&w, "out-1", 500) && expect(&v1, "out-1", 500) &&
+	    expect(&v2, "out-1", 500),
+	    "viewers: the guest's output reaches the writer and both viewers");
+	sent0 = evbuffer_get_length(fake_sent);
+	client_send(&v1, "touch /tmp/viewer-wrote\r");
+	ok(expect(&v1, VIEW_ONLY, 500),
+	    "viewers: a viewer that types is told its input is not sent");
+	client_send(&v1, "more\r");
+	client_send(&w, "from-writer\r");
+	fake_want = "from-writer\r";
+	k = run_until(cond_fake_got, &w, 500);
+	sent0 = evbuffer_get_length(fake_sent) - sent0;
+	ok(k && sent0 == strlen("from-writer\r"), "viewers: only the "
+	    "writer's input reaches the guest (%zu bytes)", sent0);
+	spin(20);
+	ok(count_in(v1.got, "view only") == 1 &&
+	    count_in(v2.got, "view only") == 0 &&
+	    count_in(w.got, "view only") == 0,
+	    "viewers: told once, and only the viewer that typed");
+	k = info_get(sv1);
+	ok(k && info_of.bytes_ignored == strlen("touch /tmp/viewer-wrote\r"
+	    "more\r") && info_of.bytes_in == 0, "viewers: its input is "
+	    "counted as ignored (%llu bytes)",
+	    (unsigned long long)info_of.bytes_ignored);
+
+	/* The writer leaves: the viewers stay; a new writer comes. */
+	close(w.fd);
+	spin(50);
+	ok(!session_busy(g.uuid, "serial0") &&
+	    session_viewers(g.uuid, "serial0") == 2 &&
+	    fake_closed == vclosed0 && info_get(sv1) &&
+	    strcmp(info_of.state, "ATTACHED") == 0,
+	    "viewers: the writer leaves, the viewers stay, the console open");
+	ok(connect_as(&w2, SESSION_WRITER, NULL, NULL) != NULL &&
+	    fake_opened == vopened0 + 1,
+	    "viewers: a new writer attaches to the open console");
+	fake_stream_print(fake_last, "out-2\r\n");
+	ok(expect(&w2, "out-2", 500) && expect(&v1, "out-2", 500) &&
+	    expect(&v2, "out-2", 500), "viewers: and they see its output");
+
+	/* A lowered max_viewers keeps those there. */
+	configure("uri = test:///default\npolicy = refuse\nmax_viewers = 0\n");
+	ok(session_viewers(g.uuid, "serial0") == 2 &&
+	    connect_as(&v3, SESSION_VIEWER, NULL, NULL) == NULL &&
+	    expect(&v3, "refused: too many clients", 500),
+	    "viewers: max_viewers lowered to 0 by reload: the two stay, a "
+	    "new one is refused");
+	close(v3.fd);
+	ok(session_kick_guest("fake", NULL, REASON_KICKED, 1) == 2 &&
+	    expect(&v1, "disconnected: kicked by administrator", 500) &&
+	    expect(&v2, "disconnected: kicked by administrator", 500) &&
+	    session_busy(g.uuid, "serial0") && session_count() == 1,
+	    "viewers: kick of the viewers only: both end, the writer stays");
+	close(v1.fd);
+	close(v2.fd);
+
+	configure("uri = test:///default\npolicy = refuse\n");
+	ok(connect_as(&v1, SESSION_VIEWER, NULL, NULL) != NULL,
+	    "viewers: a viewer again (max_viewers 8)");
+	client_send(&v1, "abc\x11zz");
+	ok(expect(&v1, VIEW_ONLY, 500) &&
+	    expect(&v1, "disconnected: escape key", 500),
+	    "viewers: the escape byte ends a viewer, 'escape key'");
+	close(v1.fd);
+	ok(connect_as(&v1, SESSION_VIEWER, NULL, NULL) != NULL &&
+	    session_kick_guest("fake", "serial0", REASON_KICKED, 0) == 2 &&
+	    expect(&w2, "kicked by administrator", 500) &&
+	    expect(&v1, "kicked by administrator", 500) &&
+	    session_count() == 0,
+	    "viewers: kick of the console ends the writer and its viewers");
+	close(v1.fd);
+	close(w2.fd);
+	spin(20);
+
+	/* A viewer never takes a console held elsewhere (force = yes). */
+	fake_held = 1;
+	k = fake_open_forced;
+	ok(connect_as(&v1, SESSION_VIEWER, NULL, NULL) == NULL &&
+	    expect(&v1, "refused: console busy", 500) &&
+	    fake_open_forced == k, "viewers: a console held elsewhere: the "
+	    "viewer's open does not force, refused 'console busy'");
+	close(v1.fd);
+	ok(connect_as(&w, SESSION_WRITER, NULL, NULL) != NULL &&
+	    fake_open_forced == k + 1, "viewers: the writer's open forces");
+	fake_held = 0;
+
+	/* Output is a viewer's activity; a writer's only if configured. */
+	configure("uri = test:///default\nidle_timeout = 1\n");
+	ok(connect_as(&v1, SESSION_VIEWER, NULL, NULL) != NULL,
+	    "viewers: idle_timeout 1 s, a viewer beside the writer");
+	for (k = 0; k < 6; k++) {
+		fake_stream_print(fake_last, "tick\r\n");
+		spin(250);
+	}
+	ok(expect(&w, "disconnected: idle timeout", 10) && session_count() ==
+	    1 && !v1.eof, "viewers: after 1.5 s of output, the writer that "
+	    "did not type is idle, the viewer is not");
+	ok(expect(&v1, "disconnected: idle timeout", 1500),
+	    "viewers: without output, the viewer ends idle too");
+	close(v1.fd);
+	close(w.fd);
+	spin(20);
+	configure("uri = test:///default\n");
+}
+
+/* A door that frames messages: the JSON objects, in order. */
+static char	door_msgs[4096];
+
+static int
+door_message(void *arg, const char *json, size_t len, uint64_t at)
+{
+	size_t	used = strlen(door_msgs);
+
+	if (used + len + 2 < sizeof door_msgs) {
+		memcpy(door_msgs + used, json, len);
+		door_msgs[used + len] = '\n';
+		door_msgs[used + len + 1] = '\0';
+	}
+	return 0;
+}
+
+static void
+door_close(struct bufferevent *bev, enum session_reason reason, void *arg)
+{
+	bufferevent_free(bev);
+}
+
+static const struct session_door door_v1 = {
+	"test-v1", door_close, door_message,
+};
+
+static const char	*msg_want;
+
+static int
+cond_msg(struct client *c)
+{
+	return strstr(door_msgs, msg_want) != NULL;
+}
+
+static int
+expect_msg(const char *text, int ms)
+{
+	msg_want = text;
+	return run_until(cond_msg, NULL, ms);
+}
+
+/*
+ * A client whose door frames messages: hello says its role, `clients`
+ * follows every change of the console's writer and viewer count, and a
+ * viewer that types gets one `notice`.
+ */
+static void
+test_viewer_messages(void)
+{
+	struct client	 v, w, v2;
+
+	configure("uri = test:///default\n");
+	door_msgs[0] = '\0';
+	ok(connect_as(&v, SESSION_VIEWER, &door_v1, NULL) != NULL &&
+	    expect_msg("\"role\":\"viewer\"", 200) &&
+	    expect_msg("{\"type\":\"clients\",\"writer\":false,"
+	    "\"viewers\":1}", 200),
+	    "clients: a viewer alone: hello with role viewer, then no writer "
+	    "and one viewer: %s", door_msgs);
+	ok(connect_as(&w, SESSION_WRITER, NULL, NULL) != NULL &&
+	    expect_msg("{\"type\":\"clients\",\"writer\":true,"
+	    "\"viewers\":1}", 200), "clients: a writer comes: told");
+	ok(connect_as(&v2, SESSION_VIEWER, NULL, NULL) != NULL &&
+	    expect_msg("{\"type\":\"clients\",\"writer\":true,"
+	    "\"viewers\":2}", 200), "clients: a second viewer comes: told");
+	close(w.fd);
+	ok(expect_msg("{\"type\":\"clients\",\"writer\":false,"
+	    "\"viewers\":2}", 500), "clients: the writer leaves: told");
+	client_send(&v, "typed");
+	ok(expect_msg("{\"type\":\"notice\",\"text\":\"view only: input is "
+	    "not sent to the guest\"}", 500) && strstr(v.got, "view only") ==
+	    NULL, "clients: a framed viewer that types gets a notice "
+	    "message, no bytes");
+	close(v2.fd);
+	ok(expect_msg("{\"type\":\"clients\",\"writer\":false,"
+	    "\"viewers\":1}\n", 500), "clients: the other viewer leaves: told");
+	ok(count_in(door_msgs, "\"type\":\"clients\"") == 5,
+	    "clients: sent on change only (5): %s", door_msgs);
+	session_end_all(REASON_SHUTDOWN);
+	close(v.fd);
+	spin(20);
+}
+
 static void
 test_tables(void)
 {
@@ -1221,6 +1511,8 @@ main(void)
 	test_async_open();
 	test_capture_config();
 	test_capture();
+	test_viewers();
+	test_viewer_messages();
 	test_tables();
 	return tap_done();
 }
