@@ -584,7 +584,7 @@ session_message(struct session *s, struct evbuffer *b)
 	return rc;
 }
 
-static int	session_tell_clients(struct session *);
+static int	session_tell_clients(struct session *, int, unsigned int);
 
 static struct evbuffer *
 session_json(const char *type)
@@ -631,6 +631,8 @@ static int
 session_tell_hello(struct session *s)
 {
 	struct evbuffer	*b;
+	unsigned int	 viewers;
+	int		 writer;
 
 	if (!session_frames(s))
 		return 0;
@@ -647,7 +649,8 @@ session_tell_hello(struct session *s)
 	if (session_message(s, b) == -1)
 		return -1;
 	s->told_writer = -1;	/* whatever it is, it is news */
-	return session_tell_clients(s);
+	viewers = session_tally(s->uuid, s->alias, &writer);
+	return session_tell_clients(s, writer, viewers);
 }
 
 /*
@@ -655,16 +658,12 @@ session_tell_hello(struct session *s)
  * how many viewers (never who).  Only when it changed since the last.
  */
 static int
-session_tell_clients(struct session *s)
+session_tell_clients(struct session *s, int writer, unsigned int viewers)
 {
 	struct evbuffer	*b;
-	unsigned int	 viewers;
-	int		 writer;
 
-	if (!session_frames(s) || s->state != SESSION_ATTACHED)
-		return 0;
-	viewers = session_tally(s->uuid, s->alias, &writer);
-	if (writer == s->told_writer && viewers == s->told_viewers)
+	if (!session_frames(s) || s->state != SESSION_ATTACHED ||
+	    (writer == s->told_writer && viewers == s->told_viewers))
 		return 0;
 	s->told_writer = writer;
 	s->told_viewers = viewers;
@@ -674,15 +673,21 @@ session_tell_clients(struct session *s)
 	return session_message(s, b);
 }
 
-/* A client came to or left a console: tell its attached clients. */
+/*
+ * A client came to or left a console: tell its attached clients (the
+ * count once: a console's clients come and go in linear time).
+ */
 static void
 session_tell_clients_all(const char *uuid, const char *alias)
 {
 	struct session	*s;
+	unsigned int	 viewers;
+	int		 writer;
 
+	viewers = session_tally(uuid, alias, &writer);
 	TAILQ_FOREACH(s, &sess.table, entry) {
 		if (session_of(s, uuid, alias))
-			(void)session_tell_clients(s);
+			(void)session_tell_clients(s, writer, viewers);
 	}
 }
 

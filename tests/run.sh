@@ -129,6 +129,9 @@ if [ "$LAB_OK" = 1 ]; then
 	    /usr/bin/python3 "$TOP/tests/integration/t-attach.py"
 	run_tap t-capture-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-capture.py"
+	# Viewers beside a writer (a stalled one ended alone, kicks).
+	run_tap t-viewers-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-viewers.py"
 	# The web front door (HTTP, tokens, WebSocket, TLS, bad input, the
 	# virtconsole.v1 subprotocol) and its authentication.
 	run_tap t-web-asan env VCD_BUILD="$TOP/build-asan" \
