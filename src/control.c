@@ -116,9 +116,9 @@ control_list_one(const struct session_info *si, void *arg)
 		    si->state);
 		json_add_string(l->b, si->peer);
 		evbuffer_add_printf(l->b, ",\"bytes_in\":%llu,"
-		    "\"bytes_out\":%llu,\"idle\":%.0f,\"age\":%.0f}",
+		    "\"bytes_out\":%llu,\"idle\":%.0f,\"age\":%.0f,\"role\":\"%s\",\"bytes_ignored\":%llu,\"bytes_dropped\":%llu}",
 		    (unsigned long long)si->bytes_in,
-		    (unsigned long long)si->bytes_out, si->idle, si->age);
+		    (unsigned long long)si->bytes_out, si->idle, si->age, si->role, (unsigned long long)si->bytes_ignored, (unsigned long long)si->bytes_dropped);
 	} else
 		evbuffer_add_printf(l->b, "%-5u %-20s %-9s %-9s %8llu %9llu "
 		    "%5.0f  %s\n", si->id, log_esc(si->guest),
