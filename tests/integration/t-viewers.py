@@ -234,7 +234,8 @@ with t.case("kick --viewers, then kick"):
          "kick ends the writer and its viewer", out, err)
 
 with t.case("end"):
-    t.ok(d.stop(), "the daemon stops")
+    rc = d.stop()
+    t.ok(rc == 0, "the daemon stops, status 0", "status %s" % rc, d.log_tail())
     no_sanitizer_report(t, [d])
     t.no_state_bug()
 
