@@ -636,7 +636,7 @@ struct wsock_open {
 void		 wsock_start(struct event_base *, struct bufferevent *,
 		     const struct wsock_open *);
 typedef void (*wsock_credential_cb)(const uint8_t *, int64_t, void *);
-void		 wsock_credentials(const char *, const char *,
+void		 wsock_credentials(const char *, const char *, int,
 		     wsock_credential_cb, void *);
 unsigned int	 wsock_count(void);
 unsigned int	 wsock_count_address(const char *);

@@ -817,8 +817,10 @@ web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
 		web_error(c, 500, "out of memory");
 		return;
 	}
-	evbuffer_add_printf(b, "{\"hypervisor\":\"%s\",\"guests\":[",
-	    hv_state_name(hv_get_state()));
+	/* role: the credential's, so that a page offers only what it can. */
+	evbuffer_add_printf(b, "{\"hypervisor\":\"%s\",\"role\":\"%s\","
+	    "\"guests\":[", hv_state_name(hv_get_state()),
+	    auth->tok.role == TOKEN_ROLE_VIEWER ? "viewer" : "writer");
 	TAILQ_FOREACH(g, guest_list(), entry) {
 		if (!token_allows(&auth->tok, g->uuid, NULL))
 			continue;
@@ -832,9 +834,11 @@ web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
 		for (i = 0; i < g->naliases; i++) {
 			evbuffer_add_printf(b, "%s{\"alias\":", i ? "," : "");
 			json_add_string(b, g->aliases[i]);
-			evbuffer_add_printf(b, ",\"busy\":%s}",
+			/* busy: a writer; viewers never make it busy. */
+			evbuffer_add_printf(b, ",\"busy\":%s,\"viewers\":%u}",
 			    session_busy(g->uuid, g->aliases[i]) ?
-			    "true" : "false");
+			    "true" : "false",
+			    session_viewers(g->uuid, g->aliases[i]));
 		}
 		evbuffer_add(b, "]}", 2);
 	}
@@ -1127,9 +1131,11 @@ web_console_state(struct web_conn *c, const char *segs,
 	json_add_string(b, g->name);
 	evbuffer_add(b, ",\"console\":", 11);
 	json_add_string(b, a != NULL ? a : "");
-	evbuffer_add_printf(b, ",\"state\":\"%s\",\"busy\":%s}\n",
+	evbuffer_add_printf(b,
+	    ",\"state\":\"%s\",\"busy\":%s,\"viewers\":%u}\n",
 	    g->active ? "running" : "shut off",
-	    a != NULL && session_busy(g->uuid, a) ? "true" : "false");
+	    a != NULL && session_busy(g->uuid, a) ? "true" : "false",
+	    a != NULL ? session_viewers(g->uuid, a) : 0);
 	web_respond(c, 200, "application/json", NULL,
 	    evbuffer_pullup(b, -1), evbuffer_get_length(b), head_only);
 	evbuffer_free(b);
@@ -1150,6 +1156,17 @@ web_console_start(const char *query, const struct token *tok,
 
 	memset(st, 0, sizeof *st);
 	st->no_history = !tok->history;
+	st->role = SESSION_WRITER;
+	if (http_query_has(query, "mode")) {
+		if (http_query_get(query, "mode", val, sizeof val) == -1 ||
+		    strcmp(val, "view") != 0) {
+			*why = "mode= is view (or absent, to write)";
+			return -1;
+		}
+		st->role = SESSION_VIEWER;
+	}
+	if (tok->label[0] != '\0')
+		st->label = tok->label;
 	if (http_query_has(query, "from") && http_query_has(query, "tail")) {
 		*why = "from= and tail= together";
 		return -1;
@@ -1250,10 +1267,11 @@ web_console(struct web_conn *c, const struct http_request *req,
 		return;
 	}
 	/*
-	 * Read-only viewers do not exist yet: a view-only credential would
-	 * otherwise open a writer's session.
+	 * A view-only credential opens viewers only; asking to write is
+	 * refused before the upgrade, so that the client learns why.
 	 */
-	if (auth->tok.role == TOKEN_ROLE_VIEWER) {
+	if (auth->tok.role == TOKEN_ROLE_VIEWER &&
+	    start.role != SESSION_VIEWER) {
 		web_error(c, 403, "a view-only credential cannot write");
 		return;
 	}
@@ -1770,7 +1788,8 @@ web_revoke_cb(const uint8_t *id, int64_t expires, void *arg)
 
 /*
  * `kick --revoke`: revoke the browser sessions behind the web clients of
- * guest (and alias), so that they cannot reconnect with their cookie.
+ * guest (and alias), so that they cannot reconnect with their cookie;
+ * with viewers_only (`kick --revoke --viewers`), those of its viewers.
  * Returns how many were revoked; the caller kicks the sessions.
  */
 unsigned int
@@ -1778,8 +1797,7 @@ web_revoke_guest(const char *guest, const char *alias, int viewers_only)
 {
 	unsigned int	n = 0;
 
-	(void)viewers_only;	/* TODO(viewers): the viewers' only */
-	wsock_credentials(guest, alias, web_revoke_cb, &n);
+	wsock_credentials(guest, alias, viewers_only, web_revoke_cb, &n);
 	return n;
 }
 

@@ -132,6 +132,7 @@ struct wsock {
 	char			 uuid[GUEST_UUID_LEN];
 	char			*name;		/* the guest's, at start */
 	char			*alias;		/* the console's */
+	enum session_role	 role;		/* mode=view or not */
 	int			 has_session;	/* opened with a cookie: */
 	uint8_t			 session_id[TOKEN_ID_LEN];	/* its id */
 	int64_t			 session_expires;
@@ -993,6 +994,8 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	w->name = xstrdup(g->name);
 	w->alias = xstrdup(alias != NULL ? alias : guest_default_alias(g) !=
 	    NULL ? guest_default_alias(g) : "");
+	/* Kept for a revocation of the viewers only. */
+	w->role = o->start != NULL ? o->start->role : SESSION_WRITER;
 	if (o->session_id != NULL) {
 		w->has_session = 1;
 		memcpy(w->session_id, o->session_id, TOKEN_ID_LEN);
@@ -1040,10 +1043,11 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 
 /*
  * The browser sessions behind the live web clients of guest (a UUID-shaped
- * name is a UUID only, as guest_lookup() has it) and alias (NULL: any).
+ * name is a UUID only, as guest_lookup() has it) and alias (NULL: any);
+ * with viewers_only, those of its viewers.
  */
 void
-wsock_credentials(const char *guest, const char *alias,
+wsock_credentials(const char *guest, const char *alias, int viewers_only,
     wsock_credential_cb cb, void *arg)
 {
 	struct wsock	*w;
@@ -1055,6 +1059,8 @@ wsock_credentials(const char *guest, const char *alias,
 		    guest) != 0 : strcmp(w->name, guest) != 0)
 			continue;
 		if (alias != NULL && strcmp(w->alias, alias) != 0)
+			continue;
+		if (viewers_only && w->role != SESSION_VIEWER)
 			continue;
 		cb(w->session_id, w->session_expires, arg);
 	}

@@ -12,6 +12,11 @@
  * resume=ID: nothing lost, nothing twice.  xterm.js's answers to terminal
  * queries (ESC[6n, ESC[c, ...) found in replayed bytes are dropped: they
  * would type into the guest long after the query was asked.
+ *
+ * "watch" opens a console with mode=view: a viewer beside its writer.
+ * Its terminal sends nothing at all (no input, no answers, no resize),
+ * and says once, here, that typing is not sent; the role and who is
+ * attached come from the hello and clients messages.
  */
 'use strict';
 
@@ -34,14 +39,18 @@
   const HISTORY_MAX = 8 * 1048576;     // a download stops here
   const MARK_ON = '\x1b[0;2;7m';       // dim inverse: the page's own lines
   const MARK_OFF = '\x1b[0m';
+  const VIEW_ONLY = 'view only: input is not sent to the guest';
 
   let conn = null;      // the live connection (see connect())
-  let current = null;   // { name, alias }: the console shown
+  let current = null;   // { name, alias, view }: the console shown
   let pos = null;       // { run, offset }: the next byte's position
   let resumeId = null;  // the last hello's resume id
   let retry = null;     // { n, timer, tick, at }: a reconnect is planned
   let failures = 0;     // reconnect attempts since the last stable one
   let dropped = 0;      // automatic answers to replayed queries dropped
+  let ignored = 0;      // a viewer's input not sent (typed or answers)
+  let toldView = false; // the viewer was told its typing is not sent
+  let credRole = null;  // the credential's role, from api/guests
 
   term.loadAddon(fit);
   term.open($('terminal'));
@@ -79,8 +88,25 @@
   let held = [];
   let heldFlush = false;
 
-  function sendInput(d) {
+  function viewing() {
+    return !!(current && current.view);
+  }
+
+  /*
+   * typed: from the keyboard, not xterm.js answering a query.  A viewer
+   * sends nothing (the daemon would drop it and say so); the person who
+   * types is told once, by the page itself.
+   */
+  function sendInput(d, typed) {
     if (!conn || conn.sock.readyState !== 1) return;
+    if (viewing()) {
+      ignored++;
+      if (typed && !toldView) {
+        toldView = true;
+        mark(VIEW_ONLY);
+      }
+      return;
+    }
     if (typeof d === 'string') {
       // Typed input: binary frames of UTF-8 (text frames are JSON
       // messages under virtconsole.v1).
@@ -98,7 +124,7 @@
       heldFlush = false;
       const h = held;
       held = [];
-      h.forEach(sendInput);
+      h.forEach((d) => sendInput(d, true));
     });
   }
 
@@ -108,7 +134,7 @@
         const h = held;
         held = [];
         if (replay) dropped += h.length;
-        else h.forEach(sendInput);
+        else h.forEach((d) => sendInput(d, false));
       }
       if (cb) cb();
     });
@@ -127,8 +153,9 @@
       '\r\n', false);
   }
 
+  // A viewer's size is not the console's: only a writer's is recorded.
   function sendResize() {
-    if (conn && conn.sock.readyState === 1 && conn.v1)
+    if (conn && conn.sock.readyState === 1 && conn.v1 && !viewing())
       conn.sock.send(JSON.stringify({ type: 'resize', cols: term.cols,
         rows: term.rows }));
   }
@@ -143,6 +170,7 @@
 
   function stopConn() {
     cancelRetry();
+    showRole(null);
     if (conn) {
       const c = conn;
       conn = null;
@@ -153,14 +181,39 @@
     }
   }
 
-  // Open the console afresh: a clean terminal, the last TAIL bytes.
-  function open(name, alias) {
+  /*
+   * While attached: the role hello gave and the clients messages'
+   * counts; empty otherwise.
+   */
+  function showRole(c) {
+    const el = $('role');
+    if (!c || !c.role) {
+      el.textContent = '';
+      el.className = '';
+      return;
+    }
+    let t = 'role: ' + c.role;
+    if (c.clients) {
+      t += ' \u00b7 writer: ' + (c.clients.writer ? 'yes' : 'no') +
+        ' \u00b7 viewers: ' + c.clients.viewers;
+    }
+    el.textContent = t;
+    el.className = c.role;
+  }
+
+  /*
+   * Open the console afresh: a clean terminal, the last TAIL bytes.
+   * view: watch it (mode=view) rather than write.
+   */
+  function open(name, alias, view) {
     stopConn();
-    current = { name: name, alias: alias };
+    current = { name: name, alias: alias, view: !!view };
     pos = null;
     resumeId = null;
     failures = 0;
-    titleEl.textContent = name + (alias ? ' / ' + alias : '');
+    toldView = false;
+    titleEl.textContent = name + (alias ? ' / ' + alias : '') +
+      (view ? ' (watching)' : '');
     term.reset();
     $('download').disabled = false;
     connect(false);
@@ -180,6 +233,8 @@
       q = '?tail=' + TAIL;
     }
     if (resumeId) q += '&resume=' + encodeURIComponent(resumeId);
+    // A viewer's resume id is matched against that console's viewers.
+    if (cur.view) q += '&mode=view';
     const url = scheme + '//' + location.host + base() + 'console/' +
       consolePath(cur.name, cur.alias) + q;
     setStatus(again ? 'reconnecting' : 'connecting', 'connecting');
@@ -199,6 +254,8 @@
       rule: null,        // how replay ends: history, quiet or none
       parsing: 0,        // replayed chunks not yet parsed
       end: null,         // the end message
+      role: null,        // hello's
+      clients: null,     // the last clients message: { writer, viewers }
     };
     conn = c;
     sock.onopen = () => {
@@ -314,6 +371,8 @@
     case 'hello':
       pos = { run: String(m.run), offset: Number(m.offset) };
       resumeId = m.resume;
+      c.role = String(m.role || 'writer');
+      showRole(c);
       c.replaying = true;
       liveEnd(c, pos).then((end) => {
         if (end === 'none') {
@@ -350,8 +409,12 @@
     case 'notice':
       write('\r\n[virtconsoled] ' + m.text + '\r\n', false);
       break;
+    case 'clients':
+      c.clients = { writer: !!m.writer, viewers: Number(m.viewers) || 0 };
+      showRole(c);
+      break;
     default:
-      break;  // clients, and types to come
+      break;  // types to come
     }
   }
 
@@ -359,6 +422,7 @@
     if (conn !== c) return;
     conn = null;
     clearTimeout(c.quiet);
+    showRole(null);
     const code = ev.code;
     const why = (c.end && c.end.reason) || ev.reason ||
       (code === 1006 ? 'connection lost' : 'closed (' + code + ')');
@@ -455,7 +519,10 @@
         if (r.ok) {
           const st = JSON.parse(t);
           why = st.state !== 'running' ? 'the guest is not running' :
-            st.busy ? 'the console is busy' : 'the connection failed';
+            credRole === 'viewer' && !cur.view ?
+              'this link may only watch: use watch' :
+            st.busy && !cur.view ? 'the console is busy' :
+              'the connection failed';
         } else {
           why = t.trim() || (r.status + ' ' + r.statusText);
         }
@@ -567,7 +634,9 @@
     state: () => ({ run: pos && pos.run, offset: pos && pos.offset,
       replaying: !!(conn && conn.replaying), dropped: dropped,
       rule: conn && conn.rule,
-      reconnecting: !!retry }),
+      reconnecting: !!retry,
+      view: viewing(), role: conn && conn.role,
+      clients: conn && conn.clients, ignored: ignored }),
     // Every line of the terminal, scrollback included.
     text: () => {
       const b = term.buffer.active;
@@ -581,6 +650,7 @@
   function render(data) {
     const tbody = document.querySelector('#guest-table tbody');
     tbody.textContent = '';
+    credRole = data.role || 'writer';
     $('hypervisor').textContent = 'hypervisor: ' + data.hypervisor;
     for (const g of data.guests) {
       const tr = document.createElement('tr');
@@ -598,8 +668,25 @@
         b.textContent = c.alias + (c.busy ? ' (busy)' : '');
         b.dataset.guest = g.name;
         b.dataset.alias = c.alias;
-        b.addEventListener('click', () => open(g.name, c.alias));
-        cons.appendChild(b);
+        if (credRole === 'viewer') {
+          b.disabled = true;
+          b.title = 'this link may only watch';
+        }
+        b.addEventListener('click', () => open(g.name, c.alias, false));
+        const w = document.createElement('button');
+        const n = Number(c.viewers) || 0;
+        w.type = 'button';
+        w.className = 'watch';
+        w.textContent = 'watch' + (n ? ' (' + n + ')' : '');
+        w.title = 'watch ' + c.alias + ' without typing (' + n +
+          (n === 1 ? ' viewer' : ' viewers') + ' now)';
+        w.dataset.guest = g.name;
+        w.dataset.alias = c.alias;
+        w.addEventListener('click', () => open(g.name, c.alias, true));
+        const span = document.createElement('span');
+        span.className = 'pair';
+        span.append(b, w);
+        cons.appendChild(span);
       }
       tr.append(name, state, cons);
       tbody.appendChild(tr);

@@ -452,6 +452,119 @@ async function networkCut(page) {
   await page.goto(URL0, { waitUntil: 'load' });
 }
 
+// F. Watch (the viewers issue): a writer in one page, a viewer in a
+// second page of the same browser.  The viewer shows the writer's output,
+// sends nothing when the person types (the daemon's count of the viewer's
+// input stays 0 and it never sends its notice), and says so once itself.
+async function watch(page) {
+  const label = 'watch';
+  if (!await attach(page, `${label}: the writer page`)) return;
+  if (!ok(await waitPrompt(page, 40000), `${label}: the writer's shell prompt appears`,
+    `terminal: ${JSON.stringify((await bufText(page)).slice(-600))}`)) return;
+  const roleText = (p) => p.evaluate(() => document.getElementById('role').textContent);
+  const wrole = await until(async () => /^role: writer .*viewers: 0$/.test(await roleText(page)), 5000);
+  ok(wrole, `${label}: the writer page shows its role and no viewers (${await roleText(page)})`);
+  const viewer = await context.newPage();
+  viewer.setDefaultTimeout(20000);
+  viewer.on('pageerror', (e) => page_errors.push(`viewer: ${e}`));
+  try {
+    await viewer.goto(URL0, { waitUntil: 'load' });
+    const wbtn = viewer.locator(`#guest-table button.watch[data-guest="${GUEST}"][data-alias="serial0"]`);
+    if (!ok(await until(async () => (await wbtn.count()) === 1, 15000, 250),
+      `${label}: the second page's guest list has a watch button beside ${GUEST} serial0`,
+      `guest list: ${JSON.stringify(await guestsState(viewer))}`)) return;
+    const n0 = logLines(new RegExp(`guest=${GUEST} dev=serial0: client peer=.* role=viewer`));
+    const viewerEnded = () => endedLines().filter((x) => / role=viewer /.test(x));
+    const ve0 = viewerEnded().length;
+    await wbtn.click();
+    const st = await until(async () => {
+      const s = await statusText(viewer);
+      return s === 'attached' || s.startsWith('disconnected') || s.startsWith('cannot') ? s : null;
+    }, 15000);
+    if (!ok(st === 'attached', `${label}: click watch -> status 'attached'`, `status: ${await statusText(viewer)}`))
+      return;
+    // The viewer must be attached before the writer's output is made.
+    const vrole = await until(async () => {
+      const t = await roleText(viewer);
+      return /^role: viewer .*writer: yes .*viewers: 1$/.test(t) ? t : null;
+    }, 10000);
+    ok(vrole, `${label}: the watching page shows role viewer, writer: yes, viewers: 1 (${await roleText(viewer)})`);
+    const wr1 = await until(async () => {
+      const t = await roleText(page);
+      return /^role: writer .*viewers: 1$/.test(t) ? t : null;
+    }, 10000);
+    ok(wr1, `${label}: the writer page shows viewers: 1 (${await roleText(page)})`);
+    ok(logLines(new RegExp(`guest=${GUEST} dev=serial0: client peer=.* role=viewer`)) === n0 + 1,
+      `${label}: the daemon logged one viewer session (mode=view)`);
+    const vs = await vstate(viewer);
+    ok(vs.view && vs.role === 'viewer',
+      `${label}: the page knows it watches (${JSON.stringify({ view: vs.view, role: vs.role })})`);
+
+    // The writer's command output reaches the viewer.
+    await page.click('#terminal');
+    await page.keyboard.type('echo watched-$((6*7))');
+    await page.keyboard.press('Enter');
+    const seen = await until(async () => (await bufText(viewer)).includes('watched-42'), 10000);
+    ok(seen, `${label}: the watching page shows the writer's output (watched-42)`,
+      `viewer terminal: ${JSON.stringify((await bufText(viewer)).slice(-600))}`);
+    // Let the prompt's ESC[6n reach the viewer and be answered there: an
+    // answer is not typing, and must not bring the indication.
+    await until(async () => /watched-42\n.*#/.test(await bufText(viewer)), 5000);
+    const localMark = `[virtconsoled: view only: input is not sent to the guest]`;
+    const daemonNotice = '[virtconsoled] view only: input is not sent to the guest';
+    ok(!(await bufText(viewer)).includes(localMark),
+      `${label}: before anyone types, the watching page says nothing about input`);
+
+    // Typing into the viewer: nothing is sent, the page says so once.
+    await viewer.click('#terminal');
+    await viewer.keyboard.type('touch /tmp/watch-wrote');
+    await viewer.keyboard.press('Enter');
+    const told = await until(async () => (await bufText(viewer)).includes(localMark), 5000);
+    await viewer.keyboard.type('echo more');
+    await viewer.keyboard.press('Enter');
+    const vs2 = await vstate(viewer);
+    const vtext = await bufText(viewer);
+    ok(told && vtext.split(localMark).length === 2,
+      `${label}: the watching page says once '${localMark}' (${vtext.split(localMark).length - 1} times)`,
+      `viewer terminal: ${JSON.stringify(vtext.slice(-600))}`);
+    ok(vs2.ignored >= 2, `${label}: the page kept the keystrokes to itself (${vs2.ignored} inputs not sent)`);
+
+    // The writer: the viewer's command never ran.
+    await page.click('#terminal');
+    await page.keyboard.type('ls /tmp/watch-wrote; echo ls-status-$?');
+    await page.keyboard.press('Enter');
+    const m = await until(async () => /ls-status-(\d+)/.exec(await bufText(page)), 10000);
+    const wtext = await bufText(page);
+    ok(m && m[1] !== '0' && /No such file/.test(wtext) && !/touch \/tmp\/watch-wrote/.test(wtext),
+      `${label}: the writer's 'ls /tmp/watch-wrote' says No such file (status ${m && m[1]}): the viewer's command never ran`,
+      `writer terminal: ${JSON.stringify(wtext.slice(-600))}`);
+    const seen2 = await until(async () => /ls-status-\d+/.test(await bufText(viewer)), 10000);
+    ok(seen2 && !(await bufText(viewer)).includes(daemonNotice),
+      `${label}: the viewer sees that too, and never got the daemon's notice (it was sent no input)`);
+
+    // Reconnect keeps watching (mode=view, the viewer's resume id).
+    await viewer.click('#reconnect');
+    const again = await until(async () => (await statusText(viewer)) === 'attached' &&
+      /^role: viewer .*viewers: 1$/.test(await roleText(viewer)) && viewerEnded().length === ve0 + 1, 15000);
+    ok(again && (await vstate(viewer)).view,
+      `${label}: the watching page's Reconnect attaches again as a viewer (${await roleText(viewer)})`,
+      `status: ${await statusText(viewer)}`);
+
+    // The daemon's word for it: the viewer's sessions took no input.
+    await viewer.click('#disconnect');
+    const ended = await until(() => viewerEnded().length === ve0 + 2 ? viewerEnded().slice(ve0) : null, 10000);
+    ok(ended && ended.every((l) => / bytes_in=0 .* bytes_ignored=0$/.test(l)),
+      `${label}: Disconnect: the daemon logs both viewer sessions (before and after Reconnect) with bytes_in=0 and bytes_ignored=0`,
+      `ended lines: ${JSON.stringify(ended || viewerEnded().slice(ve0))}`);
+    const wr0 = await until(async () => /^role: writer .*viewers: 0$/.test(await roleText(page)), 10000);
+    ok(wr0, `${label}: the writer page is back to viewers: 0 (${await roleText(page)})`);
+  } finally {
+    await viewer.close().catch(() => {});
+  }
+  await page.click('#disconnect');
+  await until(async () => (await statusText(page)).startsWith('disconnected'), 10000);
+}
+
 // B. Without a session the page says why the console cannot be opened.
 async function cannotOpen(page) {
   const label = 'no session cookie';
@@ -701,6 +814,8 @@ try {
   mark('history done');
   await networkCut(page);
   mark('network cut done');
+  await watch(page);
+  mark('watch done');
   await cannotOpen(page);
   mark('no session cookie done');
   await signOut(page);

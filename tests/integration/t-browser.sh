@@ -14,7 +14,11 @@
 # the page opened is replayed, its ESC[6n is not answered (bytes_in=0),
 # the unknown-gap marker shows, Download history saves the bytes; a TCP
 # proxy cuts the page's WebSocket while the guest prints numbered lines,
-# the page reconnects by itself and holds every line once.
+# the page reconnects by itself and holds every line once.  And (issue
+# viewers, the page): a second page watches the console (mode=view): it
+# shows the writer's output and role/viewer counts, sends nothing when
+# typed into (the guest never runs it; the daemon logs bytes_in=0 and
+# bytes_ignored=0 for it) and says so once.
 . "$(dirname "$0")/../lib.sh"
 need_lab
 

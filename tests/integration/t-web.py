@@ -281,7 +281,7 @@ with t.case("routes"):
     except ValueError:
         pass
     t.ok(r.status == 200 and r.header("Content-Type") == "application/json" and
-         st == {"guest": GA, "console": "console1", "state": "running", "busy": False},
+         st == {"guest": GA, "console": "console1", "state": "running", "busy": False, "viewers": 0},
          "GET /api/console/%s/console1 (token) -> 200 application/json, its state (a route new with web-auth)"
          % GA, repr(r))
     r = get(P, "/api/console/no-such-guest?token=" + mint(d))
@@ -296,8 +296,10 @@ with t.case("routes"):
     a = gs.get(GA, {})
     t.ok(set(gs) >= {GA, GB, GC}, "it lists %s, %s, %s" % (GA, GB, GC), repr(sorted(gs)))
     t.ok(a.get("uuid") == UUID[GA] and a.get("state") == "running" and
-         a.get("consoles") == [{"alias": "serial0", "busy": False}, {"alias": "console1", "busy": False}],
-         "%s: name, uuid (= virsh domuuid), state running, consoles [serial0, console1] not busy" % GA, repr(a))
+         a.get("consoles") == [{"alias": "serial0", "busy": False, "viewers": 0},
+                              {"alias": "console1", "busy": False, "viewers": 0}],
+         "%s: name, uuid (= virsh domuuid), state running, consoles [serial0, console1] not busy, no viewers"
+         % GA, repr(a))
     r = get(PN, "/api/guests")
     t.ok(r.status == 200 and GA in (guests_json(r) or {}),
          "the auth=none listener serves /api/guests with neither token nor cookie", repr(r))

@@ -19,6 +19,7 @@ state_dir (another audience).
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import signal
@@ -37,8 +38,9 @@ lab = Lab(t)
 if not os.access(vcd_binary(), os.X_OK):
     t.skip_all("no daemon binary at %s" % vcd_binary())
 
-from webtest import (RawWS, WebDaemon, client_ssl_context, ctl_binary,  # noqa: E402
-                     http, make_cert, web_root)
+from webtest import (Loop, RawWS, V1Client, WebDaemon,  # noqa: E402
+                     client_ssl_context, ctl_binary, http, make_cert,
+                     web_root)
 
 TMP = make_tmpdir("vcd-webauth.")
 GA, GB = "twa-a", "twa-b"
@@ -192,7 +194,7 @@ with t.case("tokens and cookies v2"):
     w = RawWS(P, "/console/%s" % GA, headers={"Cookie": "vcd_session=" + cookie_of(r),
                                               "Origin": "http://127.0.0.1:%d" % P})
     t.ok(body_is(w.response, 403, "403 Forbidden: a view-only credential cannot write\n"),
-         "its view-only session cannot open a writer's console (no viewers yet): 403", repr(w.response))
+         "its view-only session cannot open a writer's console (no mode=view): 403", repr(w.response))
     w.close()
 
 
@@ -676,7 +678,129 @@ with t.case("history over HTTP"):
     r = http(PN, "/api/history/%s" % GA)
     t.ok(ok and r.status == 200 and (b"hn-%s\r\n" % n.encode()) in r.body,
          "N (auth=none): /api/history/%s answers the console's bytes (%s)" % (GA, r.status))
+    mark_n = N.mark()
     c3.close()
+
+
+with t.case("view-only credentials and mode=view"):
+    # N's stream must be closed before A opens the same console.
+    N.wait_log(r"session \d+ guest=%s dev=serial0: .* -> DEAD" % GA, 10 * W, since=mark_n)
+    loop = Loop()
+    origin = "http://127.0.0.1:%d" % P
+
+    def url(tok, query=""):
+        return "ws://127.0.0.1:%d/console/%s?token=%s%s" % (P, GA, tok, query)
+
+    def clients_is(c, writer, viewers, timeout=10):
+        """Wait for c's latest clients message to say that."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = c.messages("clients")
+            if got and got[-1].get("writer") is writer and got[-1].get("viewers") == viewers:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or c.closed:
+                return False
+            c.fill(min(left, 0.5))
+
+    n = nonce()
+    wr = V1Client(loop, url(mint(A, GA)))
+    hw = wr.hello or {}
+    ok = hw.get("role") == "writer" and wr.wait_prompt(40 * W) and \
+        wr.run("echo before-%s-$((6*7))" % n, rb"before-%s-42\r\n" % n.encode(), 10 * W) and wr.read_until(rb"# ", 10 * W)
+    t.ok(ok, "a writer's token opens a writer (hello role %r) and runs a command" % hw.get("role"))
+    t.ok(clients_is(wr, True, 0), "the writer is told: writer true, viewers 0", wr.messages("clients"))
+
+    tv = mint(A, GA, extra=["--view", "--label", "watcher %s" % n])
+    w = RawWS(P, "/console/%s?token=%s" % (GA, tv))
+    t.ok(body_is(w.response, 403, "403 Forbidden: a view-only credential cannot write\n"),
+         "a view-only token without mode=view (a write) -> 403 before the upgrade", repr(w.response))
+    w.close()
+    for q in ("mode=bogus", "mode=", "mode=VIEW"):
+        w = RawWS(P, "/console/%s?token=%s&%s" % (GA, tv, q))
+        t.ok(body_is(w.response, 400, "400 Bad Request: mode= is view (or absent, to write)\n"),
+             "?%s -> 400 with the reason" % q, repr(w.response))
+        w.close()
+    mark = A.mark()
+    v1 = V1Client(loop, url(tv, "&mode=view&tail=65536"))
+    hv = v1.hello or {}
+    t.ok(hv.get("role") == "viewer",
+         "none of those spent the token: with mode=view it opens a viewer (hello role %r)" % hv.get("role"))
+    t.ok(A.wait_log(r'session \d+ guest=%s dev=serial0: client peer=.* role=viewer label="watcher %s"' % (GA, n),
+                    5, since=mark),
+         "the daemon logs the viewer with the credential's label")
+    t.ok(clients_is(wr, True, 1) and clients_is(v1, True, 1),
+         "writer and viewer are told: writer true, viewers 1", wr.messages("clients")[-1:], v1.messages("clients")[-1:])
+    r = http(P, "/api/guests?token=" + mint(A, GA))
+    cons = {}
+    try:
+        for g in json.loads(r.text())["guests"]:
+            if g["name"] == GA:
+                cons = {c["alias"]: c for c in g["consoles"]}
+    except (ValueError, KeyError):
+        pass
+    t.ok(cons.get("serial0", {}).get("busy") is True and cons.get("serial0", {}).get("viewers") == 1 and
+         cons.get("console1", {}).get("busy") is False and cons.get("console1", {}).get("viewers") == 0,
+         "/api/guests: serial0 busy (its writer) with viewers 1, console1 not busy with viewers 0", cons)
+
+    wr.run("echo live-%s-$((6*7))" % n, rb"live-%s-42\r\n" % n.encode(), 10 * W)
+    got = v1.read_until(rb"live-%s-42\r\n" % n.encode(), 10 * W)
+    t.ok(got, "the viewer sees the writer's command output live")
+    t.ok(b"before-%s-42" % n.encode() not in v1.buf and not v1.messages("gap"),
+         "without the history claim, tail= is ignored: none of the output from before it attached, no gap")
+
+    v1.send(b"touch /tmp/viewer-wrote-%s\r" % n.encode())
+    v1.send(b"x")
+    note = v1.wait_message("notice", 5)
+    t.ok(note == {"type": "notice", "text": "view only: input is not sent to the guest"},
+         "the viewer types: told once with the notice message", note)
+    wr.run("ls /tmp/viewer-wrote-%s; echo ls-done-$?" % n, rb"ls-done-\d+\r\n", 10 * W)
+    m = re.search(rb"No such file.*\r\n.*ls-done-(\d+)", bytes(wr.buf[-600:]), re.S)
+    t.ok(m and m.group(1) != b"0", "the writer then finds no /tmp/viewer-wrote-%s: the input never reached the guest"
+         % n, bytes(wr.buf[-300:]))
+    v1.read_until(rb"ls-done-\d+\r\n", 10 * W)
+    t.ok(len(v1.messages("notice")) == 1 and v1.connected() and not v1.closed,
+         "one notice only, and the viewer stays attached (%d notices)" % len(v1.messages("notice")))
+
+    # Through the cookie the view token logs in to.
+    CV = cookie_of(login(P, mint(A, GA, extra=["--view"])))
+    w = RawWS(P, "/console/%s" % GA, headers={"Cookie": "vcd_session=" + CV, "Origin": origin})
+    t.ok(body_is(w.response, 403, "403 Forbidden: a view-only credential cannot write\n"),
+         "its cookie cannot open a writer either: 403", repr(w.response))
+    w.close()
+    v2 = V1Client(loop, "ws://127.0.0.1:%d/console/%s?mode=view" % (P, GA), origin=origin,
+                  headers={"Cookie": "vcd_session=" + CV})
+    t.ok((v2.hello or {}).get("role") == "viewer" and clients_is(wr, True, 2),
+         "the cookie with mode=view opens a second viewer; the writer is told viewers 2",
+         v2.hello, wr.messages("clients")[-1:])
+    r = hist(P, GA, cookie=CV)
+    t.ok(body_is(r, 403, "403 Forbidden: this credential may not read history\n"),
+         "that viewer's cookie may not read /api/history: 403", repr(r))
+
+    # A writer's credential may ask to view; a view one with --history reads back.
+    v3 = V1Client(loop, url(mint(A, GA, extra=["--view", "--history"]), "&mode=view&tail=65536"))
+    t.ok((v3.hello or {}).get("role") == "viewer" and v3.read_until(rb"live-%s-42\r\n" % n.encode(), 10 * W),
+         "a --view --history token: tail= gives the output from before it attached", v3.hello)
+    v4 = V1Client(loop, url(mint(A, GA), "&mode=view"))
+    t.ok((v4.hello or {}).get("role") == "viewer" and clients_is(wr, True, 4),
+         "a writer's token with mode=view gets a viewer (hello role %r), viewers 4"
+         % (v4.hello or {}).get("role"), wr.messages("clients")[-1:])
+    # A viewer's resume id: matched against that console's viewers.
+    mark = A.mark()
+    v5 = V1Client(loop, url(mint(A, GA), "&mode=view&resume=%s" % (v4.hello or {}).get("resume")))
+    end4 = v4.wait_message("end", 10)
+    t.ok((v5.hello or {}).get("role") == "viewer" and end4 and end4.get("code") == 4004 and
+         A.wait_log(r"guest=%s dev=serial0: resumes session \d+$" % GA, 5, since=mark),
+         "mode=view with the last viewer's resume id: a viewer that takes that one's place (its end: %s)" % end4)
+    t.ok(clients_is(wr, True, 4), "the writer is told viewers 4 still", wr.messages("clients")[-1:])
+    t.ok(wr.connected() and not wr.closed, "the writer kept its session through it all")
+    for c in (v1, v2, v3, v4, v5):
+        c.close()
+    t.ok(clients_is(wr, True, 0), "the viewers left: the writer is told viewers 0", wr.messages("clients")[-1:])
+    mark = A.mark()
+    wr.close()
+    A.wait_log(r"session \d+ guest=%s dev=serial0: .* -> DEAD" % GA, 10 * W, since=mark)
+    loop.stop()
 
 
 with t.case("the logs"):

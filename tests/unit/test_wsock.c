@@ -308,6 +308,7 @@ wait_sent(struct client *c, const char *s)
 }
 
 static const struct session_start *open_start;	/* the next client's */
+static const uint8_t	*open_session;	/* its cookie id */
 
 /* A connection, upgraded, as web.c hands it over. */
 static void
@@ -335,6 +336,10 @@ client_open(struct client *c, int mode)
 	path[0] = '\0';
 	o.mode = mode;
 	o.start = open_start;
+	if (open_session != NULL) {
+		o.session_id = open_session;
+		o.session_exp = time(NULL) + 3600;
+	}
 	wsock_start(base, bev, &o);
 	/* The console's open comes back from the loop. */
 	run_for(c, 10);
@@ -944,6 +949,74 @@ test_v1(void)
 	configure("uri = test:///default\nmax_buffer = 4096\n");
 }
 
+/* What wsock_credentials() reported: the first byte of each id. */
+static char	credentials[16];
+
+static void
+credential_cb(const uint8_t *id, int64_t expires, void *arg)
+{
+	size_t	n = strlen(credentials);
+
+	(void)expires;
+	(void)arg;
+	if (n < sizeof credentials - 1)
+		credentials[n] = (char)id[0];
+}
+
+/*
+ * `kick --revoke --viewers` revokes the cookies behind the viewers only:
+ * each connection keeps the role it was opened with.
+ */
+static void
+test_credentials(void)
+{
+	struct client		 c, d;
+	struct session_start	 st;
+	uint8_t			 wid[TOKEN_ID_LEN], vid[TOKEN_ID_LEN];
+
+	memset(wid, 'W', sizeof wid);
+	memset(vid, 'V', sizeof vid);
+	open_session = wid;
+	client_open(&c, WSOCK_V1);
+	memset(&st, 0, sizeof st);
+	st.role = SESSION_VIEWER;
+	st.from = SESSION_FROM_LIVE;
+	open_start = &st;
+	open_session = vid;
+	client_open(&d, WSOCK_V1);
+	open_start = NULL;
+	open_session = NULL;
+	ok(wait_data(&c, "\"role\":\"writer\"") &&
+	    wait_data(&d, "\"role\":\"viewer\""),
+	    "credentials: a writer and a viewer with cookies are attached");
+
+	memset(credentials, 0, sizeof credentials);
+	wsock_credentials("fake", NULL, 0, credential_cb, NULL);
+	ok(strcmp(credentials, "WV") == 0,
+	    "credentials: all clients: the writer's and the viewer's (%s)",
+	    credentials);
+	memset(credentials, 0, sizeof credentials);
+	wsock_credentials("fake", NULL, 1, credential_cb, NULL);
+	ok(strcmp(credentials, "V") == 0,
+	    "credentials: viewers only: the viewer's alone (%s)",
+	    credentials);
+	memset(credentials, 0, sizeof credentials);
+	wsock_credentials(g.uuid, "serial0", 1, credential_cb, NULL);
+	ok(strcmp(credentials, "V") == 0,
+	    "credentials: by UUID and alias, viewers only (%s)",
+	    credentials);
+	memset(credentials, 0, sizeof credentials);
+	wsock_credentials("fake", "console1", 0, credential_cb, NULL);
+	ok(credentials[0] == '\0',
+	    "credentials: another console has none (%s)", credentials);
+
+	client_close(&d, 1000, "");
+	client_close(&c, 1000, "");
+	run_until(cond_freed, &c, 500);
+	client_free(&d);
+	client_free(&c);
+}
+
 static void
 coverage(void)
 {
@@ -1012,6 +1085,7 @@ main(void)
 	test_close_sent_pending_ends();
 	test_closed_pending_ends();
 	test_v1();
+	test_credentials();
 	coverage();
 
 	wsock_test_observer = NULL;
