@@ -169,7 +169,7 @@ static const struct ctl_command ctl_commands[] = {
 	{ "status", "[--json]", "the daemon's version, uptime, libvirt "
 	    "connection, counts", ctl_control },
 	{ "list", "[--json]", "the sessions: guest, console, state, client, "
-	    "bytes, idle", ctl_control },
+	    "bytes, idle, role, label", ctl_control },
 	{ "kick", "[--revoke] [--viewers] GUEST [ALIAS] [--json]", "end a "
 	    "guest's sessions (\"kicked by administrator\"); --viewers: only "
 	    "the viewers; --revoke: their browser sessions too", ctl_control },
