@@ -4,7 +4,8 @@ virtconsolectl attach through it, against one real guest with a serial
 port and 8 virtio consoles: by name, by UUID, every alias, replay=BYTES,
 from=RUN:OFFSET, input in the request line's packet, each refusal, the
 bounds, and virtconsolectl's usage errors.  Viewers beside a writer:
-attach --view, list's ROLE and LABEL, kick --viewers, history --follow.
+attach --view, list's ROLE and LABEL, kick --viewers, history --follow (to a
+kick, a signal and the guest's stop).
 """
 
 import json
@@ -77,8 +78,8 @@ class CtlProc(Client):
     Client: its stdout is what it prints, its stdin what is typed; closed
     means its stdout ended."""
 
-    def __init__(self, args, stdin=subprocess.PIPE):     # noqa: the socket is not used
-        self.p = subprocess.Popen([CTL, "-f", d.conf_path] + list(args), stdin=stdin,
+    def __init__(self, args, stdin=subprocess.PIPE, conf=None):
+        self.p = subprocess.Popen([CTL, "-f", conf or d.conf_path] + list(args), stdin=stdin,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         os.set_blocking(self.p.stdout.fileno(), False)
         self.buf = bytearray()
@@ -131,20 +132,22 @@ class CtlProc(Client):
             self.p.wait()
 
 
-def sessions():
-    """list --json's objects (None if it fails)."""
-    rc, out, _ = ctl("list", "--json")
+def sessions(conf=None):
+    """list --json's objects (None if it fails), of d or of the daemon
+    of the config file conf."""
+    r = subprocess.run([CTL, "-f", conf or d.conf_path, "list", "--json"],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     try:
-        return json.loads(out) if rc == 0 else None
+        return json.loads(r.stdout) if r.returncode == 0 else None
     except ValueError:
         return None
 
 
-def attached(writers, viewers):
+def attached(writers, viewers, conf=None):
     """list --json once it shows that many ATTACHED writers and viewers and
     nothing else (None if it does not within 15 s)."""
     def want():
-        ls = sessions()
+        ls = sessions(conf)
         if ls is None or any(x.get("state") != "ATTACHED" for x in ls):
             return None
         roles = [x.get("role") for x in ls]
@@ -513,6 +516,17 @@ with t.case("restart: stale socket, socket_group, shutdown"):
     c = attach(b"ATTACH %s console8\n" % G.encode())
     t.ok(c.wait_prompt(60) and c.echo_check(), "and it serves: console8 answers", show(c.pending()))
     t.ok(c.escape(), "escape")
+    # The last use of the guest: it is stopped here.
+    f = CtlProc(["history", "--follow", G, "console8"], stdin=subprocess.DEVNULL,
+                conf=d2.conf_path)
+    t.ok(attached(0, 1, d2.conf_path), "history --follow of console8: a viewer, alone",
+         json.dumps(sessions(d2.conf_path)))
+    r = lab.destroy(G)
+    res = f.expect_end("disconnected", "guest stopped", 30)
+    rc, err = f.finish()
+    t.ok(r.returncode == 0 and res.ok and rc == 0,
+         "the guest is destroyed: history --follow ends with disconnected: guest stopped, exit 0",
+         res.why, "rc %s" % rc, err)
     other = Daemon(lab.uri, {"attach_socket": AS}, name="other", tmpdir=TMP)
     ok = other.start()
     t.ok(not ok and other.find_log(r"attach_socket %s is in use by another running daemon" %
