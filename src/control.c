@@ -1,13 +1,14 @@
 /*
  * The control socket: a unix socket (mode 0600) for virtconsolectl's
- * status, list, kick, reload and history.  Only root and the daemon's own user may
- * use it (checked with SO_PEERCRED too, in case the file mode is changed).
- * It administers sessions; it never hands out consoles or tokens, so it
- * cannot bypass the web front door's authentication.
+ * status, list, kick, reload and history.  Only root and the daemon's own
+ * user may use it (checked with SO_PEERCRED too, in case the file mode is
+ * changed).  It administers sessions; it never hands out consoles or
+ * tokens, so it cannot bypass the web front door's authentication.
  *
  * Protocol: the client sends one line, `COMMAND [ARGS...] [--json]`; the
  * daemon answers `OK` or `ERR message` on the first line, then the body
- * (human text, or JSON with --json), and closes.
+ * (human text, or JSON with --json), and closes.  kick takes --revoke and
+ * --viewers the way every command takes --json: anywhere on the line.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -116,16 +117,26 @@ control_list_one(const struct session_info *si, void *arg)
 		    si->state);
 		json_add_string(l->b, si->peer);
 		evbuffer_add_printf(l->b, ",\"bytes_in\":%llu,"
-		    "\"bytes_out\":%llu,\"idle\":%.0f,\"age\":%.0f,\"role\":\"%s\",\"bytes_ignored\":%llu,\"bytes_dropped\":%llu}",
+		    "\"bytes_out\":%llu,\"idle\":%.0f,\"age\":%.0f,"
+		    "\"role\":\"%s\",\"label\":",
 		    (unsigned long long)si->bytes_in,
-		    (unsigned long long)si->bytes_out, si->idle, si->age, si->role, (unsigned long long)si->bytes_ignored, (unsigned long long)si->bytes_dropped);
+		    (unsigned long long)si->bytes_out, si->idle, si->age,
+		    si->role);
+		json_add_string(l->b, si->label);
+		/* One hypervisor until the several-hypervisors issue. */
+		evbuffer_add_printf(l->b, ",\"hypervisor\":\"default\","
+		    "\"bytes_ignored\":%llu,\"bytes_dropped\":%llu}",
+		    (unsigned long long)si->bytes_ignored,
+		    (unsigned long long)si->bytes_dropped);
 	} else
+		/* A label is free text from a token: escaped, as in the log. */
 		evbuffer_add_printf(l->b, "%-5u %-20s %-9s %-9s %8llu %9llu "
-		    "%5.0f  %s\n", si->id, log_esc(si->guest),
+		    "%5.0f  %-22s %-6s %s\n", si->id, log_esc(si->guest),
 		    log_esc(si->alias), si->state,
 		    (unsigned long long)si->bytes_in,
 		    (unsigned long long)si->bytes_out, si->idle,
-		    log_esc(si->peer));
+		    log_esc(si->peer), si->role, si->label[0] != '\0' ?
+		    log_esc(si->label) : "-");
 	l->n++;
 }
 
@@ -137,9 +148,9 @@ control_list(struct evbuffer *b, int json)
 	if (json)
 		evbuffer_add(b, "[", 1);
 	else
-		evbuffer_add_printf(b, "%-5s %-20s %-9s %-9s %8s %9s %5s  %s\n",
-		    "ID", "GUEST", "CONSOLE", "STATE", "BYTES_IN", "BYTES_OUT",
-		    "IDLE", "CLIENT");
+		evbuffer_add_printf(b, "%-5s %-20s %-9s %-9s %8s %9s %5s  "
+		    "%-22s %-6s %s\n", "ID", "GUEST", "CONSOLE", "STATE",
+		    "BYTES_IN", "BYTES_OUT", "IDLE", "CLIENT", "ROLE", "LABEL");
 	session_foreach(control_list_one, &l);
 	if (json)
 		evbuffer_add(b, "]\n", 2);
@@ -278,7 +289,7 @@ control_run(char *line, struct evbuffer *out)
 {
 	struct evbuffer	*body = evbuffer_new();
 	char		*argv[CONTROL_ARGS_MAX], *p, err[1024];
-	int		 argc = 0, json = 0, revoke = 0, i;
+	int		 argc = 0, json = 0, revoke = 0, viewers = 0, i;
 	unsigned int	 n, revoked = 0;
 
 	for (p = strtok(line, " \t"); p != NULL; p = strtok(NULL, " \t")) {
@@ -286,6 +297,8 @@ control_run(char *line, struct evbuffer *out)
 			json = 1;
 		else if (strcmp(p, "--revoke") == 0)
 			revoke = 1;
+		else if (strcmp(p, "--viewers") == 0)
+			viewers = 1;
 		else if (argc < CONTROL_ARGS_MAX)
 			argv[argc++] = p;
 		else {
@@ -305,18 +318,19 @@ control_run(char *line, struct evbuffer *out)
 		/* Before the kick, while the web clients are still there. */
 		if (revoke)
 			revoked = web_revoke_guest(argv[1], argc == 3 ?
-			    argv[2] : NULL, 0);
+			    argv[2] : NULL, viewers);
 		n = session_kick_guest(argv[1], argc == 3 ? argv[2] : NULL,
-		    REASON_KICKED, 0);
+		    REASON_KICKED, viewers);
 		if (n == 0) {
-			evbuffer_add_printf(out, "ERR no session for %s%s%s\n",
-			    log_esc(argv[1]), argc == 3 ? " " : "",
-			    argc == 3 ? log_esc(argv[2]) : "");
+			evbuffer_add_printf(out, "ERR no %s for %s%s%s\n",
+			    viewers ? "viewer" : "session", log_esc(argv[1]),
+			    argc == 3 ? " " : "", argc == 3 ?
+			    log_esc(argv[2]) : "");
 			goto done;
 		}
-		log_info("control: kicked %u session(s) of %s%s", n,
-		    log_esc(argv[1]), revoke ? ", revoked their browser "
-		    "sessions" : "");
+		log_info("control: kicked %u %s of %s%s", n, viewers ?
+		    "viewer(s)" : "session(s)", log_esc(argv[1]), revoke ?
+		    ", revoked their browser sessions" : "");
 		if (json && revoke)
 			evbuffer_add_printf(body, "{\"kicked\":%u,"
 			    "\"revoked\":%u}\n", n, revoked);
@@ -349,8 +363,8 @@ control_run(char *line, struct evbuffer *out)
 		for (i = 0; i < argc; i++)
 			argv[i] = (char *)log_esc(argv[i]);
 		evbuffer_add_printf(out, "ERR unknown command or arguments: "
-		    "%s (commands: status, list, kick [--revoke] GUEST "
-		    "[ALIAS], history GUEST [ALIAS] [from=RUN:OFFSET], "
+		    "%s (commands: status, list, kick [--revoke] [--viewers] "
+		    "GUEST [ALIAS], history GUEST [ALIAS] [from=RUN:OFFSET], "
 		    "reload; --json)\n", argv[0]);
 		goto done;
 	}

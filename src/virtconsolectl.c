@@ -9,20 +9,22 @@
  *	through the daemon's attach socket (attach_socket from the config
  *	file): one request line, ATTACH GUEST [ALIAS] [view] [replay=BYTES],
  *	then raw bytes.  --replay first shows the last BYTES of the
- *	console's history; --view asks for a viewer (refused for now).  -s
+ *	console's history; --view asks for a viewer, whose typing the
+ *	daemon drops (it says so once) but whose escape key ends it.  -s
  *	names a guest's own socket instead, spoken to raw with no request
  *	line: GUEST is then optional and only labels the session, and an
  *	ALIAS, --view or --replay is a usage error; so it is when
- *	attach_socket is none, where SOCKET_DIR/GUEST is used.  A terminal on stdin is put in raw mode and
- *	restored on every exit; otherwise bytes are relayed as they are,
- *	for scripts.  The escape key (escape in the config, ^Q by default)
- *	ends the session: the bytes typed before it and the key itself go
- *	to the daemon, which answers with its "disconnected: escape key"
- *	notice; the client waits at most 1 s for the daemon to close, then
- *	exits even if it did not.  When stdin reaches end of file, the
- *	client keeps printing the guest's output until the daemon closes or
- *	2 s pass without any, then exits.  The socket is never half-closed:
- *	the daemon ends a session whose client closes its side.
+ *	attach_socket is none, where SOCKET_DIR/GUEST is used.  A terminal
+ *	on stdin is put in raw mode and restored on every exit; otherwise
+ *	bytes are relayed as they are, for scripts.  The escape key
+ *	(escape in the config, ^Q by default) ends the session: the bytes
+ *	typed before it and the key itself go to the daemon, which answers
+ *	with its "disconnected: escape key" notice; the client waits at
+ *	most 1 s for the daemon to close, then exits even if it did not.
+ *	When stdin reaches end of file, the client keeps printing the
+ *	guest's output until the daemon closes or 2 s pass without any,
+ *	then exits.  The socket is never half-closed: the daemon ends a
+ *	session whose client closes its side.
  *
  * token GUEST [ALIAS] [--ttl SECONDS] [--view] [--history] [--label TEXT]
  * token --all [--ttl SECONDS] [--view] [--history] [--label TEXT]
@@ -37,34 +39,44 @@
  *	daemon by state_dir/audience (each created, mode 0600, if missing).
  *	The guest is looked up read-only through libvirt at uri.
  *
- * status, list, kick [--revoke] GUEST [ALIAS], reload  [--json]
+ * status, list, kick [--revoke] [--viewers] GUEST [ALIAS], reload  [--json]
  *	Ask the daemon through its control socket (control_socket from the
  *	config, or -s SOCKET): status (version, uptime, libvirt connection,
  *	counts), list (every session: guest, console, state, client, bytes
- *	each way, idle seconds), kick (end a guest's sessions, or one
- *	console's, with "kicked by administrator"; --revoke also revokes
- *	the browser sessions behind its web clients, so that their cookies
- *	cannot reconnect), reload (as SIGHUP; a
+ *	each way, idle seconds, role, label), kick (end a guest's sessions,
+ *	or one console's, writer and viewers, with "kicked by
+ *	administrator"; --viewers only the viewers; --revoke also revokes
+ *	the browser sessions behind the web clients it ends, so that their
+ *	cookies cannot reconnect), reload (as SIGHUP; a
  *	config with errors is refused and reported).  Human output, or JSON
  *	with --json.  Exit 1 with the daemon's error on stderr.
  *
- * history [--from RUN:OFFSET] [--raw] GUEST [ALIAS]
+ * history [--from RUN:OFFSET] [--follow] [--raw] GUEST [ALIAS]
  *	Print what the daemon kept of a console's output (control.c's
  *	history command, asked page by page).  On a terminal, control bytes
  *	are shown as cat -v does and the losses are told in line; otherwise,
  *	or with --raw, the bytes go out unchanged and the losses to stderr.
+ *	--follow then prints the live output, like tail -f: a viewer through
+ *	the attach socket from the position right after the history's last
+ *	byte (ATTACH GUEST [ALIAS] view from=RUN:OFFSET), shown the same way,
+ *	until the daemon closes (its notice ends the output, as for attach)
+ *	or a signal.  That part is the attach socket's raw stream: a loss in
+ *	it, or a new run, is not told.  stdin is never read.
  *
  * Exit status
  *	0	the session ended: escape key, the daemon closed (with a
  *		"disconnected:" notice or none), stdin at end of file and
- *		the console quiet, or stdout closed by its reader
+ *		the console quiet, or stdout closed by its reader (attach,
+ *		history --follow)
  *	1	an error: bad configuration, unusable guest name, cannot
  *		connect, I/O error, or the daemon's last line was a
  *		"refused:" notice (console busy, guest not running, ...)
  *	2	bad command line: unknown command or option, missing or
- *		extra argument
+ *		extra argument, or an option that needs the attach socket
+ *		when there is none
  *	SIGINT, SIGTERM and SIGHUP restore the terminal, then end the
- *	client by the same signal (128 + N in a shell).
+ *	client by the same signal (128 + N in a shell); so they end
+ *	history --follow, as they end tail -f.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -128,6 +140,9 @@ struct attach {
 	int			 sock;
 	int			 sock_wr_closed; /* daemon stopped reading */
 	int			 escape;
+	int			 follow;	/* history --follow: no stdin */
+	int			 vis;		/* show bytes as cat -v */
+	int			 vis_cr;	/* CR held back by ctl_vis() */
 	int64_t			 since;	/* ms: state entered, activity */
 	unsigned char		 in[4096];	/* stdin -> socket */
 	size_t			 in_off, in_len;
@@ -141,6 +156,8 @@ static int	ctl_attach(struct ctl *, int, char **);
 static int	ctl_token(struct ctl *, int, char **);
 static int	ctl_control(struct ctl *, int, char **);
 static int	ctl_history(struct ctl *, int, char **);
+static int	ctl_follow(struct ctl *, const char *, const char *,
+		    const char *, int);
 
 static const struct ctl_command ctl_commands[] = {
 	{ "attach", "[--view] [--replay BYTES] GUEST [ALIAS]", "connect this "
@@ -152,14 +169,15 @@ static const struct ctl_command ctl_commands[] = {
 	{ "status", "[--json]", "the daemon's version, uptime, libvirt "
 	    "connection, counts", ctl_control },
 	{ "list", "[--json]", "the sessions: guest, console, state, client, "
-	    "bytes, idle", ctl_control },
-	{ "kick", "[--revoke] GUEST [ALIAS] [--json]", "end a guest's "
-	    "sessions (\"kicked by administrator\"); --revoke: their browser "
-	    "sessions too", ctl_control },
+	    "bytes, idle, role, label", ctl_control },
+	{ "kick", "[--revoke] [--viewers] GUEST [ALIAS] [--json]", "end a "
+	    "guest's sessions (\"kicked by administrator\"); --viewers: only "
+	    "the viewers; --revoke: their browser sessions too", ctl_control },
 	{ "reload", "[--json]", "reload the configuration, like SIGHUP",
 	    ctl_control },
-	{ "history", "[--from RUN:OFFSET] [--raw] GUEST [ALIAS]", "print what "
-	    "the daemon kept of a console's output", ctl_history },
+	{ "history", "[--from RUN:OFFSET] [--follow] [--raw] GUEST [ALIAS]",
+	    "print what the daemon kept of a console's output; --follow: "
+	    "then its live output, as a viewer", ctl_history },
 };
 #define CTL_NCOMMANDS (sizeof ctl_commands / sizeof ctl_commands[0])
 
@@ -419,11 +437,18 @@ ctl_guest_arg(const char *cmd, const char *arg, const char **guest,
 		ctl_usage();
 }
 
+/* kick's own options, passed on as they are: control.c reads them. */
+static int
+ctl_kick_option(const char *arg)
+{
+	return strcmp(arg, "--revoke") == 0 || strcmp(arg, "--viewers") == 0;
+}
+
 /*
- * status, list, kick [--revoke] GUEST [ALIAS], reload [--json]: one
- * command line to
- * the daemon's control socket (-s, or control_socket from the config);
- * the daemon answers OK or ERR on the first line, then the body.
+ * status, list, kick [--revoke] [--viewers] GUEST [ALIAS], reload
+ * [--json]: one command line to the daemon's control socket (-s, or
+ * control_socket from the config); the daemon answers OK or ERR on the
+ * first line, then the body.
  */
 static int
 ctl_control(struct ctl *ctl, int argc, char **argv)
@@ -437,12 +462,12 @@ ctl_control(struct ctl *ctl, int argc, char **argv)
 	kick = strcmp(argv[0], "kick") == 0;
 	for (i = 1, n = 0; i < argc; i++)
 		n += strcmp(argv[i], "--json") != 0 &&
-		    !(kick && strcmp(argv[i], "--revoke") == 0);
+		    !(kick && ctl_kick_option(argv[i]));
 	if (kick ? n < 1 || n > 2 : n != 0)
 		ctl_usage();
 	for (i = 0; i < argc; i++) {
 		if (i > 0 && strcmp(argv[i], "--json") != 0 &&
-		    !(kick && strcmp(argv[i], "--revoke") == 0) &&
+		    !(kick && ctl_kick_option(argv[i])) &&
 		    argv[i][0] == '-') {
 			ctl_warnx("unknown %s option %s", argv[0],
 			    log_esc(argv[i]));
@@ -566,27 +591,68 @@ fail:
 /*
  * Guest output for a terminal: control bytes as cat -v shows them (^[ for
  * ESC, ^? for DEL), so that history cannot drive the terminal; newlines
- * and tabs stay, a carriage return before a newline goes.
+ * and tabs stay, a carriage return before a newline goes.  A CR at the
+ * end of p is held back in *cr, as the next byte decides: so a CRLF split
+ * across two reads (or between the history and the live output of
+ * --follow) reads the same as one that is not.  dst takes 2 * len + 2
+ * bytes; returns how many it got.
  */
+static size_t
+ctl_vis(const unsigned char *p, size_t len, char *dst, int *cr)
+{
+	size_t		 i, o = 0;
+	unsigned char	 c;
+
+	for (i = 0; i < len; i++) {
+		c = p[i];
+		if (*cr) {
+			*cr = 0;
+			if (c != '\n') {
+				dst[o++] = '^';
+				dst[o++] = 'M';
+			}
+		}
+		if (c == '\r')
+			*cr = 1;
+		else if (c == '\n' || c == '\t' || (c >= 0x20 && c != 0x7f))
+			dst[o++] = (char)c;
+		else {
+			dst[o++] = '^';
+			dst[o++] = (char)(c == 0x7f ? '?' : c + '@');
+		}
+	}
+	return o;
+}
+
+/* The CR ctl_vis() holds back, for history's printing. */
+static int	ctl_history_cr;
+
 static void
 ctl_history_print(const char *p, size_t len, int escape)
 {
-	size_t		 i;
-	unsigned char	 c;
+	char	buf[2 * 4096 + 2];
+	size_t	n, k;
 
 	if (!escape) {
 		(void)fwrite(p, 1, len, stdout);
 		return;
 	}
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)p[i];
-		if (c == '\r' && i + 1 < len && p[i + 1] == '\n')
-			continue;
-		if (c == '\n' || c == '\t' || (c >= 0x20 && c != 0x7f))
-			putchar(c);
-		else
-			printf("^%c", c == 0x7f ? '?' : c + '@');
+	while (len > 0) {
+		n = len < 4096 ? len : 4096;
+		k = ctl_vis((const unsigned char *)p, n, buf, &ctl_history_cr);
+		(void)fwrite(buf, 1, k, stdout);
+		p += n;
+		len -= n;
 	}
+}
+
+/* A CR held back with nothing after it: shown as it is. */
+static void
+ctl_history_print_cr(void)
+{
+	if (ctl_history_cr)
+		(void)fputs("^M", stdout);
+	ctl_history_cr = 0;
 }
 
 static void	ctl_history_mark(int, const char *, ...) VCD_PRINTF(2, 3);
@@ -598,6 +664,8 @@ ctl_history_mark(int escape, const char *fmt, ...)
 	va_list	ap;
 	FILE	*fp = escape ? stdout : stderr;
 
+	if (escape)
+		ctl_history_print_cr();
 	(void)fflush(stdout);
 	fputs(escape ? "\n[virtconsoled] " : "virtconsolectl: ", fp);
 	va_start(ap, fmt);
@@ -638,23 +706,26 @@ ctl_history_record(char *line, char **word, char **run,
 }
 
 /*
- * history [--from RUN:OFFSET] [--raw] GUEST [ALIAS]: what the daemon kept
- * of the console, asked for in pages (control.c's history command says
- * the records).
+ * history [--from RUN:OFFSET] [--follow] [--raw] GUEST [ALIAS]: what the
+ * daemon kept of the console, asked for in pages (control.c's history
+ * command says the records); with --follow, then the live output from
+ * where the history ended (ctl_follow()).
  */
 static int
 ctl_history(struct ctl *ctl, int argc, char **argv)
 {
 	const char	*guest = NULL, *alias = NULL;
 	char		 from[80] = "", line[1200], *body, *p, *end, *nl;
-	char		*word, *run;
+	char		*word, *run, last[80] = "";
 	unsigned long long num[2];
 	size_t		 len;
-	int		 i, raw = 0, escape, done = 0, k, nf;
+	int		 i, raw = 0, escape, done = 0, k, nf, follow = 0;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--raw") == 0)
 			raw = 1;
+		else if (strcmp(argv[i], "--follow") == 0)
+			follow = 1;
 		else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
 			if (strlen(argv[++i]) >= sizeof from - 8 ||
 			    strchr(argv[i], ' ') != NULL) {
@@ -667,6 +738,16 @@ ctl_history(struct ctl *ctl, int argc, char **argv)
 	}
 	if (guest == NULL)
 		ctl_usage();
+	/* Before any output: --follow cannot work without the attach socket. */
+	if (follow) {
+		if (ctl_config(ctl) == -1)
+			return 1;
+		if (ctl->conf->attach_socket == NULL) {
+			ctl_warnx("history --follow needs the attach socket "
+			    "(attach_socket is none)");
+			return 2;
+		}
+	}
 	escape = !raw && isatty(STDOUT_FILENO);
 	while (!done) {
 		k = snprintf(line, sizeof line, "history %s%s%s%s%s\n", guest,
@@ -712,16 +793,28 @@ ctl_history(struct ctl *ctl, int argc, char **argv)
 			    strlen(run) < sizeof from) {
 				(void)snprintf(from, sizeof from, "%s", run);
 				done = 0;
-			} else if (nf != 2 || strcmp(word, "END") != 0)
+			} else if (nf == 2 && strcmp(word, "END") == 0 &&
+			    strlen(run) < sizeof last)
+				(void)snprintf(last, sizeof last, "%s", run);
+			else
 				goto bad;
 			p = nl + 1;
 		}
 		free(body);
 	}
+	if (follow && last[0] == '\0') {
+		ctl_warnx("bad history answer from the daemon (no end)");
+		return 1;
+	}
+	/* --follow goes on from the held CR: the next byte decides. */
+	if (!follow)
+		ctl_history_print_cr();
 	if (fflush(stdout) == EOF) {
 		ctl_warn("stdout");
 		return 1;
 	}
+	if (follow)
+		return ctl_follow(ctl, guest, alias, last, escape);
 	return 0;
 bad:
 	free(body);
@@ -1009,6 +1102,13 @@ attach_closed(struct attach *a)
 {
 	if (a->state != ATTACH_ESCAPED)
 		a->status = attach_refused(a) ? 1 : 0;
+	/* Read only when a->out was empty: room for a CR held back. */
+	if (a->vis && a->vis_cr) {
+		memcpy(a->out, "^M", 2);
+		a->out_off = 0;
+		a->out_len = 2;
+		a->vis_cr = 0;
+	}
 	a->in_len = a->in_off = 0;
 	attach_set_state(a, ATTACH_CLOSED);
 }
@@ -1055,9 +1155,21 @@ attach_stdin(struct attach *a)
 static void
 attach_sock_read(struct attach *a)
 {
-	ssize_t	n;
+	unsigned char	 raw[(sizeof a->out - 2) / 2];
+	ssize_t		 n;
 
-	n = read(a->sock, a->out, sizeof a->out);
+	/* Shown as cat -v does: read what fits in a->out once escaped. */
+	if (a->vis) {
+		n = read(a->sock, raw, sizeof raw);
+		if (n > 0) {
+			attach_tail(a, raw, (size_t)n);
+			a->out_off = 0;
+			a->out_len = ctl_vis(raw, (size_t)n, (char *)a->out,
+			    &a->vis_cr);
+			return;
+		}
+	} else
+		n = read(a->sock, a->out, sizeof a->out);
 	if (n == -1 && (errno == EINTR || errno == EAGAIN))
 		return;
 	/* ECONNRESET: the daemon closed with our input unread. */
@@ -1177,7 +1289,7 @@ attach_loop(struct attach *a)
 		pfd[0].fd = ctl_sigpipe[0];
 		pfd[0].events = POLLIN;
 		pfd[1].fd = STDIN_FILENO;
-		if (a->state == ATTACH_RELAY && a->in_len == 0)
+		if (a->state == ATTACH_RELAY && a->in_len == 0 && !a->follow)
 			pfd[1].events = POLLIN;
 		pfd[2].fd = a->sock;
 		if (a->state != ATTACH_CLOSED && a->out_len == 0)
@@ -1229,11 +1341,11 @@ attach_loop(struct attach *a)
 /*
  * The request line for the attach socket (asock.c) into a->in, so that it
  * is the first thing written: 0, or -1 (said why) for names it cannot
- * carry.
+ * carry.  from is RUN:OFFSET or NULL; replay and from are not both given.
  */
 static int
 attach_request(struct attach *a, const char *guest, const char *alias,
-    int view, const char *replay)
+    int view, const char *replay, const char *from)
 {
 	const char	*p;
 	int		 n;
@@ -1248,10 +1360,11 @@ attach_request(struct attach *a, const char *guest, const char *alias,
 		ctl_warnx("bad guest or console name");
 		return -1;
 	}
-	n = snprintf((char *)a->in, sizeof a->in, "ATTACH %s%s%s%s%s%s\n",
+	n = snprintf((char *)a->in, sizeof a->in, "ATTACH %s%s%s%s%s%s%s%s\n",
 	    guest, alias != NULL ? " " : "", alias != NULL ? alias : "",
 	    view ? " view" : "", replay != NULL ? " replay=" : "",
-	    replay != NULL ? replay : "");
+	    replay != NULL ? replay : "", from != NULL ? " from=" : "",
+	    from != NULL ? from : "");
 	if (n < 0 || n > 1024) {
 		ctl_warnx("guest or console name too long");
 		return -1;
@@ -1319,7 +1432,8 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 
 	a = xcalloc(1, sizeof *a);
 	a->escape = ctl->conf->escape;
-	if (request && attach_request(a, guest, alias, view, replay) == -1) {
+	if (request && attach_request(a, guest, alias, view, replay,
+	    NULL) == -1) {
 		free(path);
 		free(a);
 		return 1;
@@ -1355,6 +1469,50 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 	ctl_tty_restore();
 	close(a->sock);
 	free(path);
+	free(a);
+	return status;
+}
+
+/*
+ * history --follow, after the history: a viewer through the attach socket
+ * from RUN:OFFSET `from`, the position right after the history's last
+ * byte, so that the daemon sends on from exactly there (from its history
+ * first if the console printed meanwhile).  Output only: stdin is never
+ * read, and the terminal stays as it is, so ^C ends it by SIGINT.  The
+ * end and the status are attach's: the daemon's closing notice.
+ */
+static int
+ctl_follow(struct ctl *ctl, const char *guest, const char *alias,
+    const char *from, int vis)
+{
+	struct attach	*a;
+	int		 status;
+
+	a = xcalloc(1, sizeof *a);
+	a->escape = ESCAPE_NONE;
+	a->follow = 1;
+	a->vis = vis;
+	/* The history's CR held back: the first live byte decides. */
+	a->vis_cr = ctl_history_cr;
+	ctl_history_cr = 0;
+	if (attach_request(a, guest, alias, 1, NULL, from) == -1) {
+		free(a);
+		return 1;
+	}
+	if (ctl_signals_init() == -1) {
+		ctl_warn("signals");
+		free(a);
+		return 1;
+	}
+	if ((a->sock = ctl_connect(ctl->conf->attach_socket)) == -1) {
+		free(a);
+		if (ctl_signal)
+			ctl_signal_exit(ctl_signal);
+		return 1;
+	}
+	attach_set_state(a, ATTACH_RELAY);
+	status = attach_loop(a);
+	close(a->sock);
 	free(a);
 	return status;
 }

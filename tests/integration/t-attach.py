@@ -3,23 +3,28 @@
 virtconsolectl attach through it, against one real guest with a serial
 port and 8 virtio consoles: by name, by UUID, every alias, replay=BYTES,
 from=RUN:OFFSET, input in the request line's packet, each refusal, the
-bounds, and virtconsolectl's usage errors.
+bounds, and virtconsolectl's usage errors.  Viewers beside a writer:
+attach --view, list's ROLE and LABEL, kick --viewers, history --follow (to a
+kick, a signal and the guest's stop).
 """
 
 import json
 import os
 import re
+import select
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import termios
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import (TAP, Client, Daemon, Lab, group_gid, make_tmpdir,  # noqa: E402
+from vcdtest import (TAP, Client, Daemon, Lab, defer, group_gid, make_tmpdir,  # noqa: E402
                      no_sanitizer_report, nonce, notice, plant_stale_socket, show,
-                     sock_info, vcd_binary)
+                     sock_info, vcd_binary, wait_for)
 
 t = TAP()
 lab = Lab(t)
@@ -66,6 +71,107 @@ def connect_as(groups):
                         "--groups=%s" % groups if groups else "--clear-groups",
                         sys.executable, "-c", code, AS], capture_output=True, text=True, timeout=30)
     return (r.stdout + r.stderr).strip()
+
+
+class CtlProc(Client):
+    """virtconsolectl -f CONF ARGS as a child, read (and typed to) like a
+    Client: its stdout is what it prints, its stdin what is typed; closed
+    means its stdout ended."""
+
+    def __init__(self, args, stdin=subprocess.PIPE, conf=None):
+        self.p = subprocess.Popen([CTL, "-f", conf or d.conf_path] + list(args), stdin=stdin,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.set_blocking(self.p.stdout.fileno(), False)
+        self.buf = bytearray()
+        self.pos = 0
+        self.closed = False
+        self.t_closed = self.t_data = self.send_error = None
+        defer(self.close)
+
+    def fileno(self):
+        return self.p.stdout.fileno()
+
+    def send(self, data):
+        try:
+            self.p.stdin.write(data)
+            self.p.stdin.flush()
+            return True
+        except (OSError, ValueError) as e:
+            self.send_error = e
+            return False
+
+    def fill(self, timeout):
+        if self.closed:
+            return False
+        r, _, _ = select.select([self.p.stdout], [], [], max(0.0, timeout))
+        if not r:
+            return False
+        try:
+            data = os.read(self.p.stdout.fileno(), 1 << 16)
+        except BlockingIOError:
+            return False
+        if not data:
+            self.closed = True
+            self.t_closed = time.monotonic()
+        else:
+            self.buf += data
+            self.t_data = time.monotonic()
+        return True
+
+    def finish(self, timeout=10):
+        """(exit status, stderr) once it exits; status None if it does not."""
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None, ""
+        return rc, self.p.stderr.read().decode(errors="replace")
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def sessions(conf=None):
+    """list --json's objects (None if it fails), of d or of the daemon
+    of the config file conf."""
+    r = subprocess.run([CTL, "-f", conf or d.conf_path, "list", "--json"],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    try:
+        return json.loads(r.stdout) if r.returncode == 0 else None
+    except ValueError:
+        return None
+
+
+def attached(writers, viewers, conf=None):
+    """list --json once it shows that many ATTACHED writers and viewers and
+    nothing else (None if it does not within 15 s)."""
+    def want():
+        ls = sessions(conf)
+        if ls is None or any(x.get("state") != "ATTACHED" for x in ls):
+            return None
+        roles = [x.get("role") for x in ls]
+        ok = roles.count("writer") == writers and roles.count("viewer") == viewers
+        return ls if ok and len(ls) == writers + viewers else None
+    return wait_for(want, 15)
+
+
+def pty_read(fd, buf, pattern, timeout):
+    """Read a pty's master into buf until pattern (regex bytes) matches
+    buf, or the other side is gone (None then)."""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, buf):
+        r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            return None
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError:         # EIO: the other side is closed
+            return None
+        if not data:
+            return None
+        buf += data
+    return re.search(pattern, buf)
 
 
 def says(c, text):
@@ -142,6 +248,142 @@ with t.case("from=RUN:OFFSET"):
          show(c.buf[:200]))
     t.ok(c.escape(), "escape")
 
+VIEW_ONLY = b"\r\n[virtconsoled] view only: input is not sent to the guest\r\n"
+
+with t.case("viewers: attach --view, list, kick --viewers"):
+    w = attach(b"ATTACH %s\n" % G.encode())
+    t.ok(w.wait_prompt(30) and w.echo_check(), "a writer on serial0", show(w.pending()))
+    v = CtlProc(["attach", "--view", G])
+    # Listed as ATTACHED: it gets all output from here on.
+    ls = attached(1, 1)
+    t.ok(ls and all(x.get("console") == "serial0" and x.get("label") == "" and
+                    x.get("hypervisor") == "default" and x.get("bytes_ignored") == 0
+                    for x in ls),
+         "list --json: the writer and the viewer (role), label \"\", hypervisor default, "
+         "bytes_ignored 0", json.dumps(ls))
+    rc, out, err = ctl("list")
+    rows = [ln.split() for ln in out.decode(errors="replace").splitlines()]
+    t.ok(rc == 0 and rows and rows[0][-3:] == ["CLIENT", "ROLE", "LABEL"] and
+         sorted(r[-2:] for r in rows[1:]) == [["viewer", "-"], ["writer", "-"]],
+         "list: ROLE and LABEL are the last columns: writer -, viewer -", show(out), err)
+    V1 = "V1-" + nonce()
+    t.ok(says(w, V1) and v.read_until(V1.encode(), 15) is not None,
+         "the viewer sees the output of the writer's command (%s)" % V1, show(v.pending()))
+    typed = [b"touch /tmp/viewer-wrote-ctl\r", b"echo again\r"]
+    v.send(typed[0])
+    t.ok(v.read_until(re.escape(VIEW_ONLY), 10) is not None,
+         "the viewer types: it is told 'view only: input is not sent to the guest'",
+         show(v.pending()))
+    v.send(typed[1])
+    nbytes = len(b"".join(typed))
+    ls = wait_for(lambda: [x for x in sessions() or [] if x.get("role") == "viewer" and
+                           x.get("bytes_ignored") == nbytes], 10)
+    t.ok(ls, "list --json: the viewer's bytes_ignored counts what it typed (%d)" % nbytes,
+         json.dumps(sessions()))
+    t.ok(w.run("ls /tmp/viewer-wrote-ctl", rb"No such file", 10) is not None,
+         "the viewer's touch never ran: the writer's ls finds no such file", show(w.pending()))
+    V2 = "V2-" + nonce()
+    t.ok(says(w, V2) and v.read_until(V2.encode(), 15) is not None,
+         "the viewer sees the writer's next output (%s)" % V2, show(v.pending()))
+    t.ok(v.buf.count(VIEW_ONLY) == 1 and v.send_error is None,
+         "the view-only line came once for two lines typed, and the viewer stays",
+         show(v.buf[-400:]))
+    raw = attach(b"ATTACH %s view\n" % G.encode())
+    t.ok(attached(1, 2), "a second viewer through the attach socket's view", json.dumps(sessions()))
+    t.ok(raw.escape(), "a viewer's escape key ends it: disconnected: escape key")
+
+    # history --follow: the history, then live output from right after it.
+    f = CtlProc(["history", "--follow", G], stdin=subprocess.DEVNULL)
+    t.ok(f.read_until(V2.encode(), 15) is not None and attached(1, 2),
+         "history --follow prints the history (up to %s), then is listed as a viewer" % V2,
+         show(f.pending()), json.dumps(sessions()))
+    F1 = "F1-" + nonce()
+    t.ok(says(w, F1) and f.read_until(F1.encode(), 15) is not None,
+         "history --follow prints live output written after it started (%s)" % F1,
+         show(f.pending()))
+
+    def same():
+        rc, out, _ = ctl("history", G)
+        f.fill(0.2)
+        return rc == 0 and bytes(f.buf) == out
+    t.ok(wait_for(same, 10) and f.buf.count(M1.encode()) == 1 and f.buf.count(V1.encode()) == 1,
+         "what it printed is exactly what history prints now: no byte twice, none skipped "
+         "(%s and %s once)" % (M1, V1), show(f.buf[-300:]))
+
+    rc, out, err = ctl("kick", "--viewers", G)
+    t.ok(rc == 0 and out == b"kicked 2 sessions\n", "kick --viewers %s: kicked 2 sessions" % G,
+         "rc %d" % rc, show(out), err)
+    r = v.expect_end("disconnected", "kicked by administrator", 10)
+    rc, err = v.finish()
+    t.ok(r.ok and rc == 0, "attach --view ends: disconnected: kicked by administrator, exit 0",
+         r.why, "rc %s" % rc, err)
+    r = f.expect_end("disconnected", "kicked by administrator", 10)
+    rc, err = f.finish()
+    t.ok(r.ok and rc == 0, "history --follow ends with the same notice, exit 0", r.why,
+         "rc %s" % rc, err)
+    t.ok(not w.closed and w.echo_check() and attached(1, 0),
+         "the writer stays, and is the only session", show(w.pending()))
+    rc, out, err = ctl("kick", "--viewers", G)
+    t.ok(rc == 1 and "no viewer for %s" % G in err, "kick --viewers with no viewer: exit 1",
+         "rc %d" % rc, err)
+
+    # On a terminal the live part is shown as the history is (cat -v).
+    mfd, sfd = os.openpty()
+    tio = termios.tcgetattr(sfd)
+    tio[1] &= ~termios.OPOST        # the bytes as written, no CR added
+    termios.tcsetattr(sfd, termios.TCSANOW, tio)
+    tp = subprocess.Popen([CTL, "-f", d.conf_path, "history", "--follow", G],
+                          stdin=subprocess.DEVNULL, stdout=sfd, stderr=subprocess.PIPE)
+    defer(lambda: tp.poll() is None and tp.kill())
+    os.close(sfd)
+    tty_out = bytearray()
+    t.ok(attached(1, 1), "history --follow on a terminal: a viewer", json.dumps(sessions()))
+    F2 = "F2-" + nonce()
+    # The prompt after F2's output begins with ESC [ 6 n, live.
+    t.ok(says(w, F2) and pty_read(mfd, tty_out, rb"\n%s\n[^\n]*# \^\[\[6n" % F2.encode(), 15),
+         "it prints %s live, and the prompt's ESC after it as ^[" % F2, show(tty_out[-300:]))
+    rc, out, err = ctl("kick", "--viewers", G)
+    pty_read(mfd, tty_out, rb"\Z.", 10)    # to the end: no match
+    os.close(mfd)
+    rc = tp.wait(10)
+    t.ok(rc == 0 and b"\r" not in tty_out and b"\x1b" not in tty_out and
+         tty_out.count(b"\n%s\n" % F2.encode()) == 1 and
+         tty_out.endswith(b"\n[virtconsoled] disconnected: kicked by administrator\n"),
+         "no CR or ESC reached the terminal, the notice ends the output, exit 0",
+         "rc %s" % rc, show(tty_out[-300:]), tp.stderr.read().decode(errors="replace"))
+
+    f = CtlProc(["history", "--follow", "--raw", G], stdin=subprocess.DEVNULL)
+    t.ok(attached(1, 1), "history --follow --raw: a viewer", json.dumps(sessions()))
+    # Its stderr has the history's loss lines: those of history --raw.
+    _, _, losses = ctl("history", "--raw", G)
+    f.p.send_signal(signal.SIGINT)
+    rc, err = f.finish()
+    t.ok(rc == -signal.SIGINT and err == losses and attached(1, 0),
+         "SIGINT ends history --follow by SIGINT, with nothing more said; its session ends",
+         "rc %s" % rc, err, losses)
+
+    raw = attach(b"ATTACH %s view\n" % G.encode())
+    t.ok(attached(1, 1), "a viewer again", json.dumps(sessions()))
+    rc, out, err = ctl("kick", "--revoke", "--viewers", G, "--json")
+    try:
+        k = json.loads(out)
+    except ValueError:
+        k = None
+    t.ok(rc == 0 and k == {"kicked": 1, "revoked": 0},
+         "kick --revoke --viewers --json: the viewer only, no browser session",
+         "rc %d" % rc, show(out), err)
+    r = raw.expect_end("disconnected", "kicked by administrator", 10)
+    t.ok(r.ok and not w.closed, "the viewer is kicked, the writer stays", r.why)
+
+    raw = attach(b"ATTACH %s view\n" % G.encode())
+    t.ok(attached(1, 1), "a viewer again", json.dumps(sessions()))
+    rc, out, err = ctl("kick", G)
+    t.ok(rc == 0 and out == b"kicked 2 sessions\n",
+         "kick without --viewers: the writer and its viewer", "rc %d" % rc, show(out), err)
+    for c, who in ((w, "writer"), (raw, "viewer")):
+        r = c.expect_end("disconnected", "kicked by administrator", 10)
+        t.ok(r.ok, "the %s: disconnected: kicked by administrator" % who, r.why)
+
 with t.case("by UUID, another alias, CRLF, hv=default"):
     c = attach(b"ATTACH %s console1 hv=default\r\n" % UUID.encode())
     ok = c.wait_prompt(60) and c.echo_check()
@@ -215,13 +457,13 @@ with t.case("refusals"):
     refused(b"ATTACH ta-no-such-guest\n", "unknown guest", "an unknown guest: unknown guest")
     refused(b"ATTACH %s console9\n" % G.encode(), "unknown guest",
             "an unknown console alias: unknown guest")
-    refused(b"ATTACH %s view\n" % G.encode(), "view only is not supported yet",
-            "view: view only is not supported yet")
+    refused(b"ATTACH %s view view\n" % G.encode(), "bad request: view twice",
+            "view twice: bad request: view twice")
     refused(b"ATTACH %s hv=other\n" % G.encode(), "unknown hypervisor",
             "hv=other: unknown hypervisor")
-    rc, out, err = ctl("attach", "--view", G, stdin=b"")
-    t.ok(rc == 1 and out.endswith(notice("refused", "view only is not supported yet")),
-         "virtconsolectl attach --view: sent as view, the refusal shown, exit 1",
+    rc, out, err = ctl("attach", "--view", G, "console9", stdin=b"")
+    t.ok(rc == 1 and out.endswith(notice("refused", "unknown guest")),
+         "virtconsolectl attach --view of an unknown console: the refusal shown, exit 1",
          "rc %d" % rc, show(out), err)
     t.ok(d.alive(), "the daemon is still up")
 
@@ -248,6 +490,11 @@ with t.case("virtconsolectl usage"):
          "rc %d" % rc, show(out[-200:]), err)
     rc, out, err = ctl("attach", "-x", G)
     t.ok(rc == 2, "an unknown attach option: status 2", err)
+    rc, out, err = ctl("kick", "--viewer", G)
+    t.ok(rc == 2 and "unknown kick option --viewer" in err, "an unknown kick option: status 2",
+         "rc %d" % rc, err)
+    rc, out, err = ctl("history", "--follow")
+    t.ok(rc == 2 and "usage" in err, "history --follow without GUEST: status 2", "rc %d" % rc, err)
 
 with t.case("restart: stale socket, socket_group, shutdown"):
     rc = d.stop()
@@ -269,6 +516,17 @@ with t.case("restart: stale socket, socket_group, shutdown"):
     c = attach(b"ATTACH %s console8\n" % G.encode())
     t.ok(c.wait_prompt(60) and c.echo_check(), "and it serves: console8 answers", show(c.pending()))
     t.ok(c.escape(), "escape")
+    # The last use of the guest: it is stopped here.
+    f = CtlProc(["history", "--follow", G, "console8"], stdin=subprocess.DEVNULL,
+                conf=d2.conf_path)
+    t.ok(attached(0, 1, d2.conf_path), "history --follow of console8: a viewer, alone",
+         json.dumps(sessions(d2.conf_path)))
+    r = lab.destroy(G)
+    res = f.expect_end("disconnected", "guest stopped", 30)
+    rc, err = f.finish()
+    t.ok(r.returncode == 0 and res.ok and rc == 0,
+         "the guest is destroyed: history --follow ends with disconnected: guest stopped, exit 0",
+         res.why, "rc %s" % rc, err)
     other = Daemon(lab.uri, {"attach_socket": AS}, name="other", tmpdir=TMP)
     ok = other.start()
     t.ok(not ok and other.find_log(r"attach_socket %s is in use by another running daemon" %
@@ -288,6 +546,11 @@ with t.case("restart: stale socket, socket_group, shutdown"):
                        text=True, timeout=30, stdin=subprocess.DEVNULL)
     t.ok(r.returncode == 2 and "attach_socket is none" in r.stderr,
          "virtconsolectl attach GUEST ALIAS with attach_socket none: status 2", r.stderr)
+    r = subprocess.run([CTL, "-f", d3.conf_path, "history", "--follow", G], capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    t.ok(r.returncode == 2 and r.stdout == "" and
+         "history --follow needs the attach socket (attach_socket is none)" in r.stderr,
+         "history --follow with attach_socket none: status 2 before any output", r.stderr)
     t.ok(d3.stop() == 0, "the daemon stops")
 
 no_sanitizer_report(t, [d, d2, d3], "no ASan/UBSan report in the daemons' logs")
