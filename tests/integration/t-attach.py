@@ -100,23 +100,11 @@ class CtlProc(Client):
             self.send_error = e
             return False
 
-    def fill(self, timeout):
-        if self.closed:
-            return False
-        r, _, _ = select.select([self.p.stdout], [], [], max(0.0, timeout))
-        if not r:
-            return False
+    def recv_some(self):
         try:
-            data = os.read(self.p.stdout.fileno(), 1 << 16)
+            return os.read(self.p.stdout.fileno(), 1 << 16)
         except BlockingIOError:
-            return False
-        if not data:
-            self.closed = True
-            self.t_closed = time.monotonic()
-        else:
-            self.buf += data
-            self.t_data = time.monotonic()
-        return True
+            return None
 
     def finish(self, timeout=10):
         """(exit status, stderr) once it exits; status None if it does not."""

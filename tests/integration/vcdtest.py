@@ -633,19 +633,26 @@ class Client(ShellClient):
             if self.sock.fileno() >= 0:
                 self.sock.setblocking(False)
 
+    def recv_some(self):
+        """What the connection has (b"" at its end), or None for nothing
+        yet; subclasses read other things the same way."""
+        try:
+            return self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
     def fill(self, timeout):
         """Wait up to timeout for bytes; True if some came or it closed."""
         if self.closed:
             return False
-        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        r, _, _ = select.select([self], [], [], max(0.0, timeout))
         if not r:
             return False
-        try:
-            data = self.sock.recv(1 << 16)
-        except BlockingIOError:
+        data = self.recv_some()
+        if data is None:
             return False
-        except OSError:
-            data = b""
         if not data:
             self.closed = True
             self.t_closed = time.monotonic()
