@@ -1,0 +1,678 @@
+#!/usr/bin/python3
+"""The metrics door (the metrics issue, docs/OPERATIONS.md): `GET
+/metrics` in the Prometheus text format, checked by promtool and scraped
+by a real Prometheus (Debian's 2.42, run from its binary with a temporary
+configuration and storage, never as the packaged service); the session
+count read back through Prometheus's query API while sessions open and
+close; the process_* values against /proc; counters that move with what
+the test does; per-guest labels only with metrics_guest_labels = yes; the
+door under the web door's hostile input (other paths, other methods,
+forged or missing Host, a head that never ends, a flood from one address);
+and docs/virtconsoled-alerts.yml through `promtool check rules`.
+
+One daemon ("met"): metrics_listen = 127.0.0.1:0, a web listener on
+127.0.0.1:0, the attach socket; one lab guest.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+sys.dont_write_bytecode = True     # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vcdtest import (TAP, Client, Lab, defer, make_tmpdir, nonce, show,  # noqa: E402
+                     vcd_binary, wait_for)
+
+t = TAP()
+lab = Lab(t)
+if not os.access(vcd_binary(), os.X_OK):
+    t.skip_all("no daemon binary at %s" % vcd_binary())
+
+from webtest import (WebDaemon, connect, ctl_binary, http, recv_until_close,  # noqa: E402
+                     request_bytes, web_root, Response)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+ALERTS = os.path.join(TOP, "docs", "virtconsoled-alerts.yml")
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+TMP = make_tmpdir("vcd-met.")
+G = "tmet-a"
+lab.remove_leftovers([G])
+
+d = WebDaemon(lab.uri, {
+    "listen": "127.0.0.1:0",
+    "metrics_listen": "127.0.0.1:0",
+    "token_secret_file": os.path.join(TMP, "secret"),
+    "web_root": web_root(),
+    "idle_timeout": 0,
+    "ping_interval": 0,
+}, name="met", tmpdir=TMP)
+
+DOORS = ("unix", "attach", "ws", "wss")
+ROLES = ("writer", "viewer")
+ENDED = ("escape_key", "idle_timeout", "guest_stopped", "guest_migrated",
+         "console_taken_by_another_client", "taken_over_by_a_new_client",
+         "hypervisor_connection_lost", "daemon_shutting_down", "client_too_slow",
+         "kicked_by_administrator", "listener_removed", "session_expired",
+         "console_connection_lost", "client_closed", "client_error")
+REFUSALS = ("console_busy", "guest_not_running", "unknown_guest", "too_many_clients")
+FAMILIES = {
+    "virtconsoled_build_info": "gauge",
+    "virtconsoled_hypervisor_up": "gauge",
+    "virtconsoled_guests": "gauge",
+    "virtconsoled_consoles": "gauge",
+    "virtconsoled_sessions": "gauge",
+    "virtconsoled_sessions_started_total": "counter",
+    "virtconsoled_sessions_ended_total": "counter",
+    "virtconsoled_refusals_total": "counter",
+    "virtconsoled_bytes_total": "counter",
+    "virtconsoled_bytes_dropped_total": "counter",
+    "virtconsoled_web_requests_total": "counter",
+    "virtconsoled_history_bytes": "gauge",
+    "virtconsoled_state_errors_total": "counter",
+    "process_resident_memory_bytes": "gauge",
+    "process_virtual_memory_bytes": "gauge",
+    "process_cpu_seconds_total": "counter",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
+    "process_start_time_seconds": "gauge",
+}
+
+
+# ------------------------------------------------------------ the text format
+
+SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+-?\d+)?$")
+LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"\s*(?:,|$)')
+
+
+class Metrics:
+    """A scrape, parsed: samples [(name, {label: value}, float)], the TYPE
+    of each family, and the lines this parser could not read."""
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = []
+        self.types = {}
+        self.bad = []
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                parts = line.split()
+                if len(parts) == 4:
+                    self.types[parts[2]] = parts[3]
+                else:
+                    self.bad.append(line)
+                continue
+            if not line or line.startswith("#"):
+                continue
+            m = SAMPLE_RE.match(line)
+            if not m:
+                self.bad.append(line)
+                continue
+            labels = {}
+            rest = m.group(2) or ""
+            pos = 0
+            while pos < len(rest):
+                lm = LABEL_RE.match(rest, pos)
+                if not lm or lm.end() == pos:
+                    self.bad.append(line)
+                    break
+                labels[lm.group(1)] = lm.group(2)
+                pos = lm.end()
+            try:
+                value = float(m.group(3))
+            except ValueError:
+                self.bad.append(line)
+                continue
+            self.samples.append((m.group(1), labels, value))
+
+    def names(self):
+        return {n for n, _, _ in self.samples}
+
+    def series(self, name, **labels):
+        return [(lab_, v) for n, lab_, v in self.samples
+                if n == name and all(lab_.get(k) == w for k, w in labels.items())]
+
+    def get(self, name, **labels):
+        """The value of the one series of name with these labels (others
+        may exist), or None when there is not exactly one."""
+        s = self.series(name, **labels)
+        return s[0][1] if len(s) == 1 else None
+
+    def sum(self, name, **labels):
+        return sum(v for _, v in self.series(name, **labels))
+
+
+def family_of(name):
+    """The family a sample belongs to (histogram and summary suffixes)."""
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and name[:-len(suffix)] in FAMILIES:
+            return name[:-len(suffix)]
+    return name
+
+
+def scrape(timeout=10):
+    """(Response, Metrics) of a GET /metrics on a new connection."""
+    r = http(MP, "/metrics", timeout=timeout)
+    return r, Metrics(r.text())
+
+
+def metrics():
+    return scrape()[1]
+
+
+def promtool(*args, text=None):
+    return subprocess.run([PROMTOOL] + list(args), input=text, capture_output=True,
+                          text=True, timeout=60)
+
+
+def ctl(*args):
+    return subprocess.run([ctl_binary(), "-f", d.conf_path] + list(args), capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def delta(before, after, name, **labels):
+    a, b = after.get(name, **labels), before.get(name, **labels)
+    return None if a is None or b is None else a - b
+
+
+def attach(line):
+    """A client of the attach socket that sent line (bytes) at once."""
+    c = Client(d.conf["attach_socket"])
+    c.send(line)
+    return c
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+# ------------------------------------------------------------ setup
+
+with t.case("setup"):
+    r = lab.create(G)
+    t.ok(r.returncode == 0, "guest %s created" % G, r.stderr)
+    ok = d.start()
+    t.ok(ok, "the daemon starts", d.log_tail())
+    if not ok:
+        t.done()
+    m = d.wait_log(r"metrics: listening on 127\.0\.0\.1:(\d+)$", 5)
+    MP = int(m[0]) if m else None
+    t.ok(MP, "logged 'metrics: listening on 127.0.0.1:%s' (port 0 picked one)" % MP, d.log_tail(10))
+    if not MP:
+        t.done()
+    WP = d.port()
+    t.ok(WP and WP != MP, "the web listener has a port of its own (%s)" % WP)
+    t.ok(wait_for(lambda: os.path.exists(d.sock(G)), 20), "the guest's socket is there")
+    # The guest's shell answers before any count is taken.
+    c = Client(d.sock(G))
+    ok = c.wait_prompt(60) and c.echo_check()
+    t.ok(ok, "the guest's shell answers through the daemon", show(c.pending()))
+    t.ok(c.escape(), "and that session ends with the escape key")
+    c.close()
+
+
+# ------------------------------------------------------------ 1 the exposition
+
+with t.case("1 GET /metrics, promtool check metrics, virtconsolectl metrics"):
+    r, M = scrape()
+    t.ok(r.status == 200, "GET /metrics: 200 (%s)" % r.status, r.raw[:300])
+    t.ok(r.header("Content-Type") == CONTENT_TYPE, "Content-Type: %s (%r)" % (CONTENT_TYPE, r.header("Content-Type")))
+    t.ok(not M.bad and len(M.samples) > 20, "the body parses as the text format (%d samples)" % len(M.samples),
+         *["unreadable: %r" % b for b in M.bad[:5]])
+    p = promtool("check", "metrics", text=r.text())
+    t.ok(p.returncode == 0, "promtool check metrics passes on it (status %d)" % p.returncode, p.stdout, p.stderr)
+    # The check can fail: the same text with a counter named without
+    # _total and a family given twice.
+    broken = r.text() + "# HELP vcd_broken A counter.\n# TYPE vcd_broken counter\nvcd_broken 1\n" \
+        "# TYPE virtconsoled_state_errors_total counter\nvirtconsoled_state_errors_total 0\n"
+    p = promtool("check", "metrics", text=broken)
+    t.ok(p.returncode != 0, "and fails on a broken copy (status %d: %s)" % (p.returncode, (p.stdout + p.stderr).strip()[:200]))
+    missing = [f for f in FAMILIES if f not in M.types]
+    wrong = ["%s is %s" % (f, M.types[f]) for f, ty in FAMILIES.items() if f in M.types and M.types[f] != ty]
+    t.ok(not missing and not wrong, "every family of the contract has its TYPE (%d families)" % len(FAMILIES),
+         "missing: %s" % missing, "wrong type: %s" % wrong)
+    untyped = sorted({family_of(n) for n in M.names()} - set(M.types))
+    t.ok(not untyped, "every sample belongs to a typed family", "untyped: %s" % untyped)
+    t.ok(all(n.endswith("_total") for n, ty in M.types.items() if ty == "counter"),
+         "every counter's name ends in _total", [n for n, ty in M.types.items() if ty == "counter"])
+    have = {(s.get("door"), s.get("role")) for s, _ in M.series("virtconsoled_sessions")}
+    want = {(a, b) for a in DOORS for b in ROLES}
+    t.ok(have == want and M.sum("virtconsoled_sessions") == 0,
+         "virtconsoled_sessions: the 8 door x role series, all 0 with no session",
+         "series: %s" % sorted(have, key=str), "sum: %s" % M.sum("virtconsoled_sessions"))
+    have = {s.get("reason") for s, _ in M.series("virtconsoled_sessions_ended_total")}
+    t.ok(have == set(ENDED), "virtconsoled_sessions_ended_total: the %d reasons, in snake case" % len(ENDED),
+         "missing: %s" % sorted(set(ENDED) - have), "extra: %s" % sorted(have - set(ENDED), key=str))
+    t.ok(M.get("virtconsoled_sessions_ended_total", reason="escape_key") == 1,
+         "escape_key is 1: the setup's session (%s)" % M.get("virtconsoled_sessions_ended_total", reason="escape_key"))
+    have = {s.get("reason") for s, _ in M.series("virtconsoled_refusals_total")}
+    t.ok(set(REFUSALS) <= have, "virtconsoled_refusals_total: %s" % ", ".join(REFUSALS), "present: %s" % sorted(have, key=str))
+    have = {s.get("door") for s, _ in M.series("virtconsoled_sessions_started_total")}
+    t.ok(have == set(DOORS), "virtconsoled_sessions_started_total: one series per door", sorted(have, key=str))
+    have = {(s.get("door"), s.get("direction")) for s, _ in M.series("virtconsoled_bytes_total")}
+    t.ok(have == {(a, b) for a in DOORS for b in ("to_guest", "to_client")},
+         "virtconsoled_bytes_total: door x direction (to_guest, to_client)", sorted(have, key=str))
+    t.ok(M.get("virtconsoled_hypervisor_up", hypervisor="default") == 1,
+         "virtconsoled_hypervisor_up{hypervisor=\"default\"} 1", M.series("virtconsoled_hypervisor_up"))
+    states = {s.get("state"): v for s, v in M.series("virtconsoled_guests", hypervisor="default")}
+    t.ok(set(states) == {"running", "stopped"} and states["running"] >= 1,
+         "virtconsoled_guests{hypervisor=\"default\",state}: running and stopped, running >= 1 (%s)" % states)
+    states = {s.get("state") for s, _ in M.series("virtconsoled_consoles", hypervisor="default")}
+    t.ok(states == {"closed", "opening", "open", "parked", "stolen", "backoff"},
+         "virtconsoled_consoles{hypervisor=\"default\",state}: the 6 states", sorted(states, key=str))
+    t.ok(M.get("virtconsoled_state_errors_total") == 0, "virtconsoled_state_errors_total 0")
+    st = ctl("status", "--json")
+    try:
+        version = json.loads(st.stdout).get("version")
+    except ValueError:
+        version = None
+    bi = M.series("virtconsoled_build_info")
+    t.ok(version and len(bi) == 1 and bi[0][0].get("version") == version and bi[0][1] == 1,
+         "virtconsoled_build_info{version=\"%s\"} 1 (status --json says %r)" % (bi and bi[0][0].get("version"), version))
+    t.ok(not any("guest" in s for _, s, _ in M.samples) and G not in M.text,
+         "metrics_guest_labels = no (the default): no guest label, no guest name anywhere")
+
+    h = http(MP, "/metrics", method="HEAD")
+    t.ok(h.status == 200 and h.header("Content-Type") == CONTENT_TYPE and h.body == b"",
+         "HEAD /metrics: 200, the same Content-Type, no body (%s, %d bytes)" % (h.status, len(h.body)))
+
+    c = ctl("metrics")
+    CM = Metrics(c.stdout)
+    t.ok(c.returncode == 0 and not CM.bad and set(CM.types) == set(M.types) and CM.names() == M.names(),
+         "virtconsolectl metrics: the same families and series names as the door (%d families)" % len(CM.types),
+         c.stderr, "only in ctl: %s" % sorted(set(CM.types) - set(M.types)),
+         "only on the door: %s" % sorted(set(M.types) - set(CM.types)))
+    p = promtool("check", "metrics", text=c.stdout)
+    t.ok(p.returncode == 0, "promtool check metrics passes on virtconsolectl metrics too", p.stdout, p.stderr)
+
+
+# ------------------------------------------------------------ 2, 4 Prometheus
+
+def prom_start(port, rules):
+    """Prometheus from its binary, scraping the door every second, with
+    the rules file loaded: (Popen, log path, base URL)."""
+    cfg = os.path.join(TMP, "prom.yml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+                "rule_files:\n  - %s\n"
+                "scrape_configs:\n  - job_name: virtconsoled\n    static_configs:\n"
+                "      - targets: ['127.0.0.1:%d']\n" % (rules, MP))
+    log = os.path.join(TMP, "prometheus.log")
+    with open(log, "wb") as lf:
+        p = subprocess.Popen([PROMETHEUS, "--config.file=" + cfg,
+                              "--storage.tsdb.path=" + os.path.join(TMP, "prom-data"),
+                              "--web.listen-address=127.0.0.1:%d" % port],
+                             stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
+                             cwd=TMP)
+    defer(prom_stop, p)
+    return p, log, "http://127.0.0.1:%d" % port
+
+
+def prom_stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
+def prom_get(base, path, **params):
+    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    with urllib.request.urlopen(url, timeout=5) as f:
+        return json.loads(f.read())
+
+
+def prom_value(base, query):
+    """The value of an instant query whose result is one sample, or None."""
+    try:
+        j = prom_get(base, "/api/v1/query", query=query)
+    except (OSError, ValueError):
+        return None
+    res = j.get("data", {}).get("result", [])
+    if j.get("status") != "success" or len(res) != 1:
+        return None
+    return float(res[0]["value"][1])
+
+
+def prom_wait(base, query, want, timeout=20):
+    """Wait until query gives want; (ok, last value, seconds waited)."""
+    t0 = time.monotonic()
+    last = [None]
+
+    def check():
+        last[0] = prom_value(base, query)
+        return last[0] == want
+    ok = wait_for(check, timeout, 0.25)
+    return ok, last[0], time.monotonic() - t0
+
+
+with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
+    if not (os.access(PROMETHEUS, os.X_OK) and os.access(PROMTOOL, os.X_OK)):
+        t.skip("no %s (Debian's prometheus package; tests/deps.sh installs it)" % PROMETHEUS)
+        raise SystemExit(t.done())
+    pp, plog, base = prom_start(free_port(), ALERTS)
+    try:
+        ready = wait_for(lambda: pp.poll() is None and os.path.exists(plog) and
+                         "Server is ready to receive web requests" in open(plog, errors="replace").read(), 30)
+        t.ok(ready, "prometheus %s runs from its binary (pid %d), temporary config and storage"
+             % (base, pp.pid), open(plog, errors="replace").read()[-1500:])
+        ok, v, waited = prom_wait(base, 'up{job="virtconsoled"}', 1)
+        t.ok(ok, "up{job=\"virtconsoled\"} is 1 (after %.1f s; %s)" % (waited, v))
+        ok, v, _ = prom_wait(base, 'virtconsoled_hypervisor_up{hypervisor="default"}', 1)
+        t.ok(ok, "virtconsoled_hypervisor_up{hypervisor=\"default\"} is 1 through Prometheus (%s)" % v)
+        ok, v, _ = prom_wait(base, "sum(virtconsoled_sessions)", 0)
+        t.ok(ok, "sum(virtconsoled_sessions) is 0 before any session (%s)" % v)
+
+        before = metrics()
+        w = Client(d.sock(G))
+        ok = w.wait_prompt(30)
+        viewer = attach(b"ATTACH %s view\n" % G.encode())
+        ok, v, waited = prom_wait(base, "sum(virtconsoled_sessions)", 2)
+        t.ok(ok, "a unix-socket writer and an attach-socket viewer: Prometheus reads sum(virtconsoled_sessions) "
+             "2 (%.1f s; %s)" % (waited, v))
+        t.figure("metrics: time until Prometheus shows 2 new sessions (scrape_interval 1s)", "%.1f" % waited, "s")
+        t.ok(prom_value(base, 'virtconsoled_sessions{door="unix",role="writer"}') == 1 and
+             prom_value(base, 'virtconsoled_sessions{door="attach",role="viewer"}') == 1,
+             "by door and role: {door=\"unix\",role=\"writer\"} 1, {door=\"attach\",role=\"viewer\"} 1")
+        mid = metrics()
+        t.ok(mid.get("virtconsoled_consoles", hypervisor="default", state="open") == 1,
+             "virtconsoled_consoles{state=\"open\"} 1 while they are attached (%s)"
+             % mid.series("virtconsoled_consoles"))
+
+        # 4: what the writer types, then its escape key; the viewer closes.
+        n = nonce()
+        cmd = b"echo mt-%s-$((6*7))\r" % n.encode()
+        w.send(cmd)
+        got = w.read_until(b"mt-%s-42" % n.encode(), 10)
+        t.ok(got, "the writer's command ran in the guest", show(w.pending()))
+        seen = viewer.read_until(b"mt-%s-42" % n.encode(), 10)
+        t.ok(seen, "and the viewer saw its output", show(viewer.pending()))
+        ok = w.escape()
+        t.ok(ok, "the writer ends with the escape key", show(w.pending()))
+        viewer.close()
+        ok, v, waited = prom_wait(base, "sum(virtconsoled_sessions)", 0)
+        t.ok(ok, "both gone: Prometheus reads sum(virtconsoled_sessions) 0 (%.1f s; %s)" % (waited, v))
+        after = metrics()
+        for what, name, labels, want in [
+                ("sessions_started_total{door=\"unix\"}", "virtconsoled_sessions_started_total", {"door": "unix"}, 1),
+                ("sessions_started_total{door=\"attach\"}", "virtconsoled_sessions_started_total", {"door": "attach"}, 1),
+                ("sessions_ended_total{reason=\"escape_key\"}", "virtconsoled_sessions_ended_total",
+                 {"reason": "escape_key"}, 1),
+                ("sessions_ended_total{reason=\"client_closed\"}", "virtconsoled_sessions_ended_total",
+                 {"reason": "client_closed"}, 1)]:
+            dv = delta(before, after, name, **labels)
+            t.ok(dv == want, "%s went up by %d (%s)" % (what, want, dv))
+        t.ok(after.sum("virtconsoled_sessions_ended_total") - before.sum("virtconsoled_sessions_ended_total") == 2,
+             "and the ended counters went up by 2 in all (%s)"
+             % (after.sum("virtconsoled_sessions_ended_total") - before.sum("virtconsoled_sessions_ended_total")))
+        dv = delta(before, after, "virtconsoled_bytes_total", door="unix", direction="to_guest")
+        t.ok(dv is not None and dv >= len(cmd), "bytes_total{door=\"unix\",direction=\"to_guest\"} went up by at "
+             "least the %d bytes typed (%s)" % (len(cmd), dv))
+        dv = delta(before, after, "virtconsoled_bytes_total", door="unix", direction="to_client")
+        t.ok(dv is not None and dv >= len(n) + 6, "bytes_total{door=\"unix\",direction=\"to_client\"} went up by "
+             "at least the output read (%s)" % dv)
+        dv = delta(before, after, "virtconsoled_bytes_total", door="attach", direction="to_client")
+        t.ok(dv is not None and dv > 0, "bytes_total{door=\"attach\",direction=\"to_client\"} went up: the viewer "
+             "got output (%s)" % dv)
+        dv = delta(before, after, "virtconsoled_bytes_total", door="attach", direction="to_guest")
+        t.ok(dv == 0, "bytes_total{door=\"attach\",direction=\"to_guest\"} did not: a viewer sends nothing (%s)" % dv)
+        hb = after.get("virtconsoled_history_bytes")
+        t.ok(hb is not None and hb > 0, "virtconsoled_history_bytes > 0 after output (%s)" % hb)
+
+        # The alert rules, loaded into this Prometheus and evaluated.
+        def rules():
+            try:
+                groups = prom_get(base, "/api/v1/rules")["data"]["groups"]
+            except (OSError, ValueError, KeyError):
+                return None
+            rs = [r for g in groups for r in g.get("rules", [])]
+            return rs if rs and all(r.get("health") == "ok" for r in rs) else None
+        rs = wait_for(rules, 15, 0.25)
+        names = sorted(r.get("name") for r in rs or [])
+        t.ok(rs and len(rs) >= 2 and all(r.get("type") == "alerting" for r in rs),
+             "Prometheus loaded docs/virtconsoled-alerts.yml and evaluates its alerts, health ok (%s)" % names)
+        firing = [r.get("name") for r in rs or [] if r.get("state") != "inactive"]
+        t.ok(rs and not firing, "none is pending or firing with the hypervisor up and no slow client (%s)" % firing)
+    finally:
+        rc = prom_stop(pp)
+    t.ok(pp.poll() is not None, "prometheus stopped (status %s)" % rc)
+    t.diag("prometheus log tail:\n" + open(plog, errors="replace").read()[-600:])
+
+
+# ------------------------------------------------------------ 3 /proc
+
+def proc_status(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+with t.case("3 process_* agree with /proc"):
+    pid = d.pid
+    # The scrape's own connection is an open fd of the daemon while it
+    # makes the text: count /proc/PID/fd with the connection accepted and
+    # its request not sent yet.
+    s = connect(MP)
+    time.sleep(0.3)
+    fds = len(os.listdir("/proc/%d/fd" % pid))
+    rss = proc_status(pid, "VmRSS")
+    vsz = proc_status(pid, "VmSize")
+    s.sendall(request_bytes("GET", "/metrics", MP))
+    data, closed = recv_until_close(s)
+    s.close()
+    rss2 = proc_status(pid, "VmRSS")
+    fds_after = len(os.listdir("/proc/%d/fd" % pid))
+    with open("/proc/%d/stat" % pid) as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / tck
+    with open("/proc/stat") as f:
+        btime = int(re.search(r"^btime (\d+)", f.read(), re.M).group(1))
+    start = btime + int(fields[19]) / tck
+    with open("/proc/%d/limits" % pid) as f:
+        m = re.search(r"^Max open files\s+(\d+)\s+(\d+|unlimited)", f.read(), re.M)
+    soft = int(m.group(1))
+    r = Response(data)
+    P = Metrics(r.text())
+    t.ok(r.status == 200 and closed, "a scrape on a connection held open first (%s)" % r.status)
+    v = P.get("process_open_fds")
+    t.ok(v is not None and abs(v - fds) <= 1,
+         "process_open_fds %s: /proc/%d/fd had %d with the scrape's connection open (%d after it closed)"
+         % (v, pid, fds, fds_after))
+    v = P.get("process_resident_memory_bytes")
+    t.ok(v is not None and min(abs(v - rss), abs(v - rss2)) <= 0.1 * rss,
+         "process_resident_memory_bytes %s within 10%% of VmRSS (%d / %d)" % (v, rss, rss2))
+    v = P.get("process_virtual_memory_bytes")
+    t.ok(v is not None and abs(v - vsz) <= 0.1 * vsz,
+         "process_virtual_memory_bytes %s within 10%% of VmSize (%d)" % (v, vsz))
+    v = P.get("process_max_fds")
+    t.ok(v == soft, "process_max_fds %s is the soft RLIMIT_NOFILE from /proc/%d/limits (%d)" % (v, pid, soft))
+    v = P.get("process_start_time_seconds")
+    t.ok(v is not None and abs(v - start) <= 2,
+         "process_start_time_seconds %s within 2 s of btime + starttime (%.2f)" % (v, start))
+    v = P.get("process_cpu_seconds_total")
+    t.ok(v is not None and 0 < v <= cpu + 0.05 and v >= cpu - 0.5,
+         "process_cpu_seconds_total %s agrees with utime + stime read after it (%.2f)" % (v, cpu))
+
+
+# ------------------------------------------------------------ 5 guest labels
+
+with t.case("5 metrics_guest_labels"):
+    w = Client(d.sock(G))
+    t.ok(w.wait_prompt(30), "a writer on %s" % G, show(w.pending()))
+    before = metrics()
+    busy = Client(d.sock(G))
+    t.ok(busy.expect_end("refused", "console busy"), "a second writer is refused 'console busy'")
+    busy.close()
+    M = metrics()
+    dv = delta(before, M, "virtconsoled_refusals_total", reason="console_busy")
+    t.ok(dv == 1, "refusals_total{reason=\"console_busy\"} went up by 1 (%s)" % dv)
+    t.ok(not any("guest" in s for _, s, _ in M.samples) and G not in M.text,
+         "with a session open and metrics_guest_labels unset: no guest label, no guest name")
+    t.ok("virtconsoled_console_sessions" not in M.types and "virtconsoled_console_history_bytes" not in M.types,
+         "and no per-console families")
+    mark = d.mark()
+    d.write_config({"metrics_guest_labels": "yes"})
+    r = ctl("reload")
+    ok = r.returncode == 0 and d.wait_log(r"configuration reloaded", 10, since=mark)
+    t.ok(ok, "virtconsolectl reload with metrics_guest_labels = yes", r.stdout, r.stderr, d.log_tail(5, since=mark))
+    r, M = scrape()
+    v = M.get("virtconsoled_console_sessions", hypervisor="default", guest=G, console="serial0", role="writer")
+    t.ok(v == 1, "virtconsoled_console_sessions{hypervisor=\"default\",guest=\"%s\",console=\"serial0\","
+         "role=\"writer\"} 1 (%s)" % (G, v), M.series("virtconsoled_console_sessions"))
+    v = M.get("virtconsoled_console_history_bytes", hypervisor="default", guest=G, console="serial0")
+    t.ok(v is not None and v > 0, "virtconsoled_console_history_bytes{...guest=\"%s\"...} > 0 (%s)" % (G, v))
+    p = promtool("check", "metrics", text=r.text())
+    t.ok(p.returncode == 0, "promtool check metrics passes with the guest labels", p.stdout, p.stderr)
+    t.ok(w.escape(), "the writer leaves")
+    ok = d.reload({"metrics_guest_labels": "no"})
+    M = metrics()
+    t.ok(ok and not any("guest" in s for _, s, _ in M.samples) and G not in M.text,
+         "reloaded to metrics_guest_labels = no: the guest labels are gone")
+
+
+# ------------------------------------------------------------ 6 hostile input
+
+def status_of(path="/metrics", method="GET", **kw):
+    try:
+        r = http(MP, path, method, **kw)
+        return r.status, r
+    except Exception as e:      # noqa: BLE001 - what happened, for the message
+        return repr(e), None
+
+
+def hold(n):
+    """n connections to the door that send nothing."""
+    out = []
+    for _ in range(n):
+        c = connect(MP)
+        defer(c.close)
+        out.append(c)
+    time.sleep(0.3)
+    return out
+
+
+with t.case("6 the door under hostile input"):
+    for path in ("/", "/api/guests", "/console/%s" % G, "/index.html", "/metricsx", "/metrics/x",
+                 "/xterm.js"):
+        st, r = status_of(path)
+        t.ok(st == 404 and b"virtconsoled_" not in r.body, "GET %s: 404 (%s)" % (path, st))
+    for method in ("POST", "PUT", "DELETE"):
+        st, r = status_of("/metrics", method, headers=[("Content-Length", "0")])
+        t.ok(st == 405 and b"virtconsoled_" not in r.body, "%s /metrics: 405 (%s)" % (method, st))
+    st, r = status_of(host="evil.example")
+    t.ok(st == 421 and b"virtconsoled_" not in r.body, "Host: evil.example: 421 (%s)" % st)
+    st, r = status_of(host="evil.example:%d" % MP)
+    t.ok(st == 421, "Host: evil.example:%d: 421 (%s)" % (MP, st))
+    st, r = status_of(host="127.0.0.1:%d" % WP)
+    t.ok(st == 421, "Host: 127.0.0.1:%d (the web listener's port): 421 (%s)" % (WP, st))
+    st, r = status_of(host=False)
+    t.ok(st == 400, "no Host: 400 (%s)" % st)
+    st, r = status_of(host="localhost:%d" % MP)
+    t.ok(st == 200, "Host: localhost:%d on loopback: 200 (%s)" % (MP, st))
+    st, r = status_of("/metrics", raw=b"\x16\x03\x01\x00\x05hello\r\n\r\n")
+    t.ok(st != 200 and (r is None or b"virtconsoled_" not in r.body), "a TLS ClientHello: no metrics (%s)" % st)
+    st, r = status_of("/metrics", raw=b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX: %s\r\n\r\n"
+                      % (MP, b"a" * 70000))
+    t.ok(st == 431, "a 70 KB head (one 70 KB header line): 431 (%s)" % st)
+
+    ok = d.reload({"handshake_timeout": 2, "max_clients_per_address": 4})
+    t.ok(ok, "reload: handshake_timeout = 2, max_clients_per_address = 4")
+    # A head that never ends, and a connection that sends nothing.
+    half = connect(MP)
+    half.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAcc" % MP)
+    idle = connect(MP)
+    t0 = time.monotonic()
+    data, closed = recv_until_close(half, 8)
+    took = time.monotonic() - t0
+    t.ok(closed and 1.5 <= took <= 4.5 and b"virtconsoled_" not in data,
+         "half a head: closed by handshake_timeout (after %.1f s, %d bytes)" % (took, len(data)))
+    data, closed = recv_until_close(idle, 8)
+    took = time.monotonic() - t0
+    t.ok(closed and took <= 4.5 and data == b"", "a connection that sends nothing: closed too (%.1f s)" % took)
+    half.close()
+    idle.close()
+
+    held = hold(4)
+    st, r = status_of()
+    t.ok(st == 429, "4 connections of one address held: the 5th gets 429 (%s)" % st)
+    # The flood: 60 more at once.
+    flood = []
+    for _ in range(60):
+        try:
+            c = connect(MP, timeout=5)
+        except OSError:
+            continue
+        flood.append(c)
+        try:
+            c.sendall(request_bytes("GET", "/metrics", MP))
+        except OSError:
+            pass
+    codes = {}
+    for c in flood:
+        data, _ = recv_until_close(c, 5)
+        st = Response(data).status if data else None
+        codes[st] = codes.get(st, 0) + 1
+        c.close()
+    t.ok(codes == {429: 60}, "a flood of 60 more connections from that address: each 429 (%s)" % codes)
+    for c in held:
+        c.close()
+    t.ok(wait_for(lambda: status_of()[0] == 200, 5), "the held connections closed: a scrape is served again")
+    t.ok(d.reload({"max_clients": 4, "max_clients_per_address": None}), "reload: max_clients = 4")
+    held = hold(4)
+    st, r = status_of()
+    t.ok(st == 503, "4 connections held: the next one gets 503 (%s)" % st)
+    for c in held:
+        c.close()
+    t.ok(wait_for(lambda: status_of()[0] == 200, 5), "and once they close, 200 again")
+    ok = d.reload({"max_clients": None, "handshake_timeout": None})
+    t.ok(ok and d.answers(), "the daemon answers status after all this")
+
+
+# ------------------------------------------------------------ 7 the alert rules
+
+with t.case("7 promtool check rules docs/virtconsoled-alerts.yml"):
+    p = promtool("check", "rules", ALERTS)
+    t.ok(p.returncode == 0 and re.search(r"SUCCESS: [2-9]\d* rules found", p.stdout),
+         "promtool check rules passes on docs/virtconsoled-alerts.yml", p.stdout, p.stderr)
+    with open(ALERTS) as f:
+        text = f.read()
+    used = set(re.findall(r"\b(virtconsoled_[a-z_]+|process_[a-z_]+)", text))
+    M = metrics()
+    t.ok(used and used <= set(M.types), "its rules name only families the daemon exports (%s)" % sorted(used),
+         "unknown: %s" % sorted(used - set(M.types)))
+    t.ok(re.search(r"virtconsoled_hypervisor_up\s*==\s*0", text) and re.search(r"for:\s*1m", text) and
+         'reason="client_too_slow"' in text,
+         "a hypervisor down for 1m and sessions ended client_too_slow are among them")
+    broken = os.path.join(TMP, "broken-alerts.yml")
+    with open(broken, "w") as f:
+        f.write(re.sub(r"virtconsoled_hypervisor_up\s*==\s*0", "virtconsoled_hypervisor_up ==", text, count=1))
+    p = promtool("check", "rules", broken)
+    t.ok(p.returncode != 0, "and fails on a copy with a broken expression (status %d)" % p.returncode,
+         p.stdout[-300:])
+
+
+with t.case("the end"):
+    t.ok(d.alive(), "the daemon is still up")
+    t.ok(d.stop() == 0, "and exits 0 on SIGTERM")
+
+t.done()
