@@ -96,6 +96,7 @@ struct config_listen {
 	int			 port;		/* 0: pick a free one */
 	int			 tls;
 	int			 auth_none;
+	int			 metrics;	/* metrics_listen */
 	int			 line;
 	TAILQ_ENTRY(config_listen) entry;
 };
@@ -148,6 +149,9 @@ struct config {
 	unsigned int		 ipv6_prefix;	/* bits an IPv6 client is */
 	unsigned int		 handshake_timeout;
 	char			*web_root;
+	/* metrics (metrics.c, served by web.c) */
+	struct config_listens	 metrics_listens; /* metrics_listen: 0 or 1 */
+	int			 metrics_guest_labels;
 	/* operations */
 	char			*control_socket;
 	char			*attach_socket;	/* NULL: none */
@@ -164,6 +168,20 @@ const char	*config_capture_name(enum config_capture);
 const char	*config_escape_name(int);
 int		 config_parse_size(const char *, unsigned long long,
 		     unsigned long long, size_t *);
+
+/* metrics.c: Prometheus's text format, for web.c and control.c */
+struct metrics_proc {
+	unsigned long long	 cpu_ticks;	/* user + system */
+	unsigned long long	 start_ticks;	/* after boot */
+	unsigned long long	 vsize;		/* bytes */
+	unsigned long long	 rss_pages;
+};
+void		 metrics_reconfigure(const struct config *);
+void		 metrics_count_response(int);
+void		 metrics_render(struct evbuffer *);
+size_t		 metrics_snake(const char *, char *, size_t);
+void		 metrics_add_value(struct evbuffer *, const char *);
+int		 metrics_parse_stat(const char *, struct metrics_proc *);
 
 /* evglue.c */
 int		 evglue_register(struct event_base *);
@@ -354,6 +372,14 @@ enum session_reason {
 	REASON_CLIENT_ERROR,
 	REASON_MAX
 };
+/* The front doors, as metric labels and in `list` (CONTRACTS.md). */
+enum session_door_kind {
+	SESSION_DOOR_UNIX = 0,		/* the per-guest sockets */
+	SESSION_DOOR_ATTACH,		/* the attach socket */
+	SESSION_DOOR_WS,		/* WebSocket, plain */
+	SESSION_DOOR_WSS,		/* WebSocket over TLS */
+	SESSION_NDOORS
+};
 struct session;
 struct session_info {
 	unsigned int	 id;
@@ -372,9 +398,21 @@ struct session_info {
 	const char	*role;		/* "writer" or "viewer" */
 	const char	*label;		/* the credential's label, or "" */
 	uint64_t	 bytes_ignored;	/* a viewer's input, not sent */
+	const char	*door;		/* session_door_name() */
+};
+/* Since start, for metrics (live: the sessions in the table now). */
+struct session_counters {
+	uint64_t	 started[SESSION_NDOORS];
+	uint64_t	 to_guest[SESSION_NDOORS];	/* bytes */
+	uint64_t	 to_client[SESSION_NDOORS];
+	uint64_t	 dropped[SESSION_NDOORS];
+	uint64_t	 ended[REASON_MAX];	/* refused ones in refused */
+	uint64_t	 refused[REASON_MAX];
+	unsigned int	 live[SESSION_NDOORS][2];	/* by role */
 };
 struct session_door {
 	const char	*name;
+	enum session_door_kind kind;
 	/* Takes bev: say goodbye for the reason, then free it. */
 	void		(*close)(struct bufferevent *, enum session_reason,
 			    void *);
@@ -429,6 +467,9 @@ unsigned int	 session_viewers(const char *, const char *);
 const char	*session_role_name(enum session_role);
 unsigned int	 session_id(const struct session *);
 unsigned int	 session_count(void);
+void		 session_counters(struct session_counters *);
+void		 session_count_refusal(enum session_reason);
+const char	*session_door_name(enum session_door_kind);
 unsigned int	 session_live(void);
 const char	*session_state_name(enum session_state);
 const char	*session_reason_text(enum session_reason);
@@ -482,6 +523,7 @@ size_t		 console_history_held(void);
 const struct history *console_client_history(const struct console_client *);
 void		 console_close_all(enum session_reason);
 unsigned int	 console_count(void);
+void		 console_states(unsigned int [CONSOLE_NSTATES]);
 void		 console_capture_guest(const struct guest *);
 unsigned int	 console_captured(void);
 int		 console_state_of(const char *, const char *);

@@ -50,7 +50,10 @@ struct asock_client {
 TAILQ_HEAD(asock_clients, asock_client);
 
 /* Raw bytes: the session writes its notices itself. */
-static const struct session_door asock_door = { "attach", NULL, NULL };
+static const struct session_door asock_door = {
+	.name = "attach",
+	.kind = SESSION_DOOR_ATTACH,
+};
 
 static struct {
 	struct event_base	*base;
@@ -166,6 +169,7 @@ asock_request(struct asock_client *c, char *line)
 		return;
 	}
 	if ((g = guest_lookup(guest)) == NULL) {
+		session_count_refusal(REASON_UNKNOWN_GUEST);
 		asock_refuse(c, session_reason_text(REASON_UNKNOWN_GUEST));
 		return;
 	}

@@ -125,6 +125,11 @@ static const struct config_key config_keys[] = {
 	{ "server_name", CONFIG_NAMES, CONFIG_OFF(server_names), 0, 0, 1 },
 	{ "cookie_name", CONFIG_COOKIE, CONFIG_OFF(cookie_name), 0, 0, 0 },
 	{ "state_dir", CONFIG_PATH, CONFIG_OFF(state_dir), 0, 0, 0 },
+	/* metrics */
+	{ "metrics_listen", CONFIG_LISTEN, CONFIG_OFF(metrics_listens),
+	    0, 0, 0 },
+	{ "metrics_guest_labels", CONFIG_BOOL,
+	    CONFIG_OFF(metrics_guest_labels), 0, 0, 0 },
 	/* operations */
 	{ "control_socket", CONFIG_PATH, CONFIG_OFF(control_socket), 0, 0, 0 },
 	{ "attach_socket", CONFIG_PATH_NONE, CONFIG_OFF(attach_socket),
@@ -449,18 +454,24 @@ config_listen_same(const struct config_listen *a,
 	    sizeof (struct in6_addr) : sizeof (struct in_addr)) == 0;
 }
 
-/* listen = ADDRESS:PORT [tls] [auth=none] */
+/*
+ * listen = ADDRESS:PORT [tls] [auth=none]; metrics_listen = ADDRESS:PORT
+ * (no options), into the list at k->offset.
+ */
 static int
 config_add_listen(struct config_parser *p, struct config *cfg,
     const struct config_key *k, char *value)
 {
+	struct config_listens	*list;
 	struct config_listen	*l, *old;
 	unsigned char		 addr[sizeof (struct in6_addr)];
 	unsigned long long	 port;
 	char			 v[CONFIG_ESC_LEN], o[CONFIG_ESC_LEN];
 	char			*word, *host, *portstr, *end;
-	int			 family, tls = 0, auth_none = 0;
+	int			 family, tls = 0, auth_none = 0, metrics;
 
+	list = (struct config_listens *)(void *)((char *)cfg + k->offset);
+	metrics = list == &cfg->metrics_listens;
 	/* Only a quoted value can still be empty here. */
 	if ((word = config_word(&value)) == NULL)
 		return config_bad_value(p, k, "", "ADDRESS:PORT");
@@ -489,6 +500,11 @@ config_add_listen(struct config_parser *p, struct config *cfg,
 	}
 
 	while ((word = config_word(&value)) != NULL) {
+		if (metrics) {
+			return config_error(p, p->line, "unknown option for "
+			    "'%s': '%s' (it takes none: plain HTTP, no token)",
+			    k->name, config_esc(o, sizeof o, word));
+		}
 		if (strcmp(word, "tls") == 0) {
 			if (tls++)
 				goto twice;
@@ -508,9 +524,10 @@ config_add_listen(struct config_parser *p, struct config *cfg,
 	l->port = (int)port;
 	l->tls = tls;
 	l->auth_none = auth_none;
+	l->metrics = metrics;
 	l->line = (int)p->line;
 	/* Port 0 picks a fresh port each time, so it cannot clash. */
-	TAILQ_FOREACH(old, &cfg->listens, entry) {
+	TAILQ_FOREACH(old, list, entry) {
 		if (port != 0 && config_listen_same(l, old)) {
 			free(l->address);
 			free(l);
@@ -518,7 +535,7 @@ config_add_listen(struct config_parser *p, struct config *cfg,
 			    "(first at line %d)", k->name, v, old->line);
 		}
 	}
-	TAILQ_INSERT_TAIL(&cfg->listens, l, entry);
+	TAILQ_INSERT_TAIL(list, l, entry);
 	return 0;
 
 bad_address:
@@ -908,10 +925,16 @@ config_seen(const struct config_parser *p, const char *name)
 static int
 config_check(struct config_parser *p, struct config *cfg)
 {
-	struct config_listen	*l;
+	struct config_listen	*l, *m;
 	unsigned int		 line;
 
 	TAILQ_FOREACH(l, &cfg->listens, entry) {
+		TAILQ_FOREACH(m, &cfg->metrics_listens, entry) {
+			if (m->port != 0 && config_listen_same(l, m))
+				return config_error(p, (unsigned int)m->line,
+				    "metrics_listen is the address of the "
+				    "'listen' at line %d", l->line);
+		}
 		if (l->tls && (cfg->tls_cert == NULL || cfg->tls_key == NULL)) {
 			return config_error(p, (unsigned int)l->line,
 			    "'listen' with tls needs tls_cert and tls_key");
@@ -998,6 +1021,8 @@ config_new(void)
 	cfg->max_clients_per_address = 32;
 	cfg->ipv6_prefix = 64;
 	cfg->handshake_timeout = 10;
+	TAILQ_INIT(&cfg->metrics_listens);
+	cfg->metrics_guest_labels = 0;
 	cfg->web_root = xstrdup(DATADIR "/virtconsoled/web");
 
 	cfg->control_socket = xstrdup("/run/virtconsoled/control");
@@ -1139,6 +1164,11 @@ config_free(struct config *cfg)
 		return;
 	while ((l = TAILQ_FIRST(&cfg->listens)) != NULL) {
 		TAILQ_REMOVE(&cfg->listens, l, entry);
+		free(l->address);
+		free(l);
+	}
+	while ((l = TAILQ_FIRST(&cfg->metrics_listens)) != NULL) {
+		TAILQ_REMOVE(&cfg->metrics_listens, l, entry);
 		free(l->address);
 		free(l);
 	}

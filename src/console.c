@@ -1093,6 +1093,18 @@ console_tally(int captured_only)
 	return n;
 }
 
+/* The console objects by state now (metrics); DEAD ones are not shown. */
+void
+console_states(unsigned int n[CONSOLE_NSTATES])
+{
+	struct console	*c;
+
+	memset(n, 0, CONSOLE_NSTATES * sizeof n[0]);
+	TAILQ_FOREACH(c, &cons.all, entry)
+		if ((unsigned)c->state < CONSOLE_NSTATES)
+			n[c->state]++;
+}
+
 /* Consoles not yet freed, in any state (the unit tests' leak check). */
 unsigned int
 console_count(void)

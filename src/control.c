@@ -314,6 +314,8 @@ control_run(char *line, struct evbuffer *out)
 		control_status(body, json);
 	else if (strcmp(argv[0], "list") == 0 && argc == 1)
 		control_list(body, json);
+	else if (strcmp(argv[0], "metrics") == 0 && argc == 1 && !json)
+		metrics_render(body);
 	else if (strcmp(argv[0], "kick") == 0 && (argc == 2 || argc == 3)) {
 		/* Before the kick, while the web clients are still there. */
 		if (revoke)
@@ -365,7 +367,7 @@ control_run(char *line, struct evbuffer *out)
 		evbuffer_add_printf(out, "ERR unknown command or arguments: "
 		    "%s (commands: status, list, kick [--revoke] [--viewers] "
 		    "GUEST [ALIAS], history GUEST [ALIAS] [from=RUN:OFFSET], "
-		    "reload; --json)\n", argv[0]);
+		    "metrics, reload; --json)\n", argv[0]);
 		goto done;
 	}
 	evbuffer_add_printf(out, "OK\n");

@@ -163,6 +163,7 @@ struct session {
 	unsigned int		 told_viewers;
 	const struct session_door *door;	/* the front door's hooks */
 	void			*door_arg;
+	enum session_door_kind	 door_kind;
 	struct session_start	 start;		/* where output starts */
 	struct history_pos	 pos;		/* the client's next byte */
 	int			 behind;	/* output from the history */
@@ -190,6 +191,7 @@ static struct {
 	size_t			 max_buffer;
 	unsigned int		 max_viewers;
 	size_t			 attach_replay;	/* history to unix clients */
+	struct session_counters	 count;		/* live unused here */
 } sess = {
 	.table = TAILQ_HEAD_INITIALIZER(sess.table),
 };
@@ -529,6 +531,10 @@ session_destroy(struct session *s)
 	    (unsigned long long)s->bytes_out,
 	    (unsigned long long)s->bytes_dropped,
 	    (unsigned long long)s->bytes_ignored);
+	if (session_reason_refused(s->reason) == 1)
+		sess.count.refused[s->reason]++;
+	else if (s->reason != REASON_NONE && s->reason < REASON_MAX)
+		sess.count.ended[s->reason]++;
 	event_free(s->ev_wait);
 	event_free(s->ev_idle);
 	event_free(s->ev_slow);
@@ -724,6 +730,7 @@ session_send(struct session *s, const char *buf, size_t n)
 	bev_write_now(s->bev, buf, n);
 	s->written += (uint64_t)n;
 	s->bytes_out += (uint64_t)n;
+	sess.count.to_client[s->door_kind] += (uint64_t)n;
 	/* A viewer never types: what it watches is its activity. */
 	if (sess.idle_output_resets || s->role == SESSION_VIEWER)
 		session_touch(s);
@@ -834,6 +841,7 @@ session_console_output(void *arg, const char *buf, size_t len)
 			s->behind = 1;
 		else {
 			s->bytes_dropped += (uint64_t)(len - n);
+			sess.count.dropped[s->door_kind] += (uint64_t)(len - n);
 			s->pos.offset += (uint64_t)(len - n);
 			s->pos.gap_told = 0;
 		}
@@ -868,6 +876,7 @@ session_console_input_sent(void *arg, size_t n, size_t pending)
 	struct session	*s = arg;
 
 	s->bytes_in += (uint64_t)n;
+	sess.count.to_guest[s->door_kind] += (uint64_t)n;
 	if (s->state == SESSION_DRAINING && pending == 0)
 		session_drained(s, "input delivered");
 	else if (session_input_held(s) && pending < sess.max_buffer / 2)
@@ -1241,6 +1250,9 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	s->bev = bev;
 	s->door = door;
 	s->door_arg = door_arg;
+	s->door_kind = door != NULL && door->kind < SESSION_NDOORS ?
+	    door->kind : SESSION_DOOR_UNIX;
+	sess.count.started[s->door_kind]++;
 	if (start != NULL)
 		s->start = *start;
 	s->start.resume = NULL;		/* the caller's */
@@ -1394,6 +1406,7 @@ session_foreach(void (*fn)(const struct session_info *, void *), void *arg)
 		si.role = session_role_name(s->role);
 		si.label = s->label;
 		si.bytes_ignored = s->bytes_ignored;
+		si.door = session_door_name(s->door_kind);
 		fn(&si, arg);
 	}
 }
@@ -1472,6 +1485,42 @@ session_count(void)
 	TAILQ_FOREACH(s, &sess.table, entry)
 		n++;
 	return n;
+}
+
+/*
+ * The counters since start, and the sessions in the table now by door and
+ * role (what `list` shows).
+ */
+void
+session_counters(struct session_counters *c)
+{
+	struct session	*s;
+
+	*c = sess.count;
+	memset(c->live, 0, sizeof c->live);
+	TAILQ_FOREACH(s, &sess.table, entry)
+		c->live[s->door_kind][s->role == SESSION_VIEWER]++;
+}
+
+/* A door refused a client before it became a session (asock.c). */
+void
+session_count_refusal(enum session_reason reason)
+{
+	if (session_reason_refused(reason) == 1)
+		sess.count.refused[reason]++;
+}
+
+const char *
+session_door_name(enum session_door_kind kind)
+{
+	static const char *const names[SESSION_NDOORS] = {
+		[SESSION_DOOR_UNIX] = "unix",
+		[SESSION_DOOR_ATTACH] = "attach",
+		[SESSION_DOOR_WS] = "ws",
+		[SESSION_DOOR_WSS] = "wss",
+	};
+
+	return (unsigned)kind < SESSION_NDOORS ? names[kind] : "unknown";
 }
 
 /* Sessions not yet destroyed: in the table, or draining a notice. */

@@ -175,6 +175,8 @@ static const struct ctl_command ctl_commands[] = {
 	    "the viewers; --revoke: their browser sessions too", ctl_control },
 	{ "reload", "[--json]", "reload the configuration, like SIGHUP",
 	    ctl_control },
+	{ "metrics", "", "the daemon's metrics, in Prometheus's text format "
+	    "(as metrics_listen serves them)", ctl_control },
 	{ "history", "[--from RUN:OFFSET] [--follow] [--raw] GUEST [ALIAS]",
 	    "print what the daemon kept of a console's output; --follow: "
 	    "then its live output, as a viewer", ctl_history },
@@ -460,6 +462,8 @@ ctl_control(struct ctl *ctl, int argc, char **argv)
 	int			 fd, i, status = 1, first = 1, kick;
 
 	kick = strcmp(argv[0], "kick") == 0;
+	if (strcmp(argv[0], "metrics") == 0 && argc != 1)
+		ctl_usage();
 	for (i = 1, n = 0; i < argc; i++)
 		n += strcmp(argv[i], "--json") != 0 &&
 		    !(kick && ctl_kick_option(argv[i]));

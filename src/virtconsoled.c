@@ -146,6 +146,7 @@ vcd_reload(struct vcd *v, char *err, size_t errlen)
 		log_set_level(conf->log_level);
 	}
 	session_reconfigure(conf);
+	metrics_reconfigure(conf);
 	web_reconfigure(conf);
 	hv_reconfigure(conf);
 	config_free(old);
@@ -332,6 +333,7 @@ main(int argc, char **argv)
 	v.sig_usr1 = vcd_signal_add(&v, SIGUSR1);
 
 	session_init(v.base, v.conf);
+	metrics_reconfigure(v.conf);
 	/* Stale sockets are reclaimed only now that the pid file is ours. */
 	if (usock_init(v.base, v.conf, err, sizeof err) == -1)
 		fatalx("%s", err);

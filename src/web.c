@@ -82,6 +82,7 @@ struct web_listener {
 	int			 port;
 	int			 tls;
 	int			 auth_none;
+	int			 metrics;	/* metrics_listen: /metrics only */
 	int			 any;		/* on every address (* or [::]) */
 	int			 seen;		/* mark for a reload */
 	struct evconnlistener	*lev;
@@ -242,6 +243,7 @@ web_head(struct web_conn *c, int status, const char *type,
 	    WEB_SECURITY_HEADERS
 	    "%s%s\r\n", status, http_reason(status), type, len,
 	    c->listener->tls ? WEB_HSTS : "", extra != NULL ? extra : "");
+	metrics_count_response(status);
 	c->writing = 1;
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_enable(c->bev, EV_WRITE);
@@ -1292,6 +1294,7 @@ web_console(struct web_conn *c, const struct http_request *req,
 	    "\r\n", accept, proto != NULL ? "Sec-WebSocket-Protocol: " : "",
 	    proto != NULL ? proto : "", proto != NULL ? "\r\n" : "",
 	    c->listener->tls ? WEB_HSTS : "");
+	metrics_count_response(101);
 	/* The connection leaves the HTTP side; wsock owns it from here. */
 	bev = c->bev;
 	c->bev = NULL;
@@ -1314,6 +1317,32 @@ web_console(struct web_conn *c, const struct http_request *req,
 	web_conn_free(c);
 }
 
+/*
+ * The metrics door: /metrics and nothing else, no credential (it shows no
+ * console content, and no guest names unless metrics_guest_labels).
+ * Scrapes are logged at debug level: one a second would drown the log.
+ */
+static void
+web_metrics(struct web_conn *c, const char *path, int head_only)
+{
+	struct evbuffer	*b;
+
+	log_debug("metrics: peer=%s listener=%s %s %s", c->peer,
+	    c->listener->bound, head_only ? "HEAD" : "GET", log_esc(path));
+	if (strcmp(path, "/metrics") != 0) {
+		web_error(c, 404, "the metrics door serves /metrics only");
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("web: out of memory");
+	metrics_render(b);
+	web_head(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+	    (long long)evbuffer_get_length(b));
+	if (!head_only)
+		evbuffer_add_buffer(bufferevent_get_output(c->bev), b);
+	evbuffer_free(b);
+}
+
 static void
 web_route(struct web_conn *c, struct http_request *req)
 {
@@ -1333,6 +1362,10 @@ web_route(struct web_conn *c, struct http_request *req)
 	}
 	if (http_path_decode(req->path, path, sizeof path) == -1) {
 		web_error(c, 400, "bad path");
+		return;
+	}
+	if (c->listener->metrics) {
+		web_metrics(c, path, head_only);
 		return;
 	}
 	log_info("web: peer=%s listener=%s %s %s", c->peer,
@@ -1632,6 +1665,7 @@ web_listen(const struct config_listen *cl, char *err, size_t errlen)
 	l->port = cl->port;
 	l->tls = cl->tls;
 	l->auth_none = cl->auth_none;
+	l->metrics = cl->metrics;
 	snprintf(addr, sizeof addr, "%s", cl->address);
 	xasprintf(&l->name, cl->family == AF_INET6 ? "[%s]:%d" : "%s:%d",
 	    addr, cl->port);
@@ -1643,8 +1677,11 @@ web_listen(const struct config_listen *cl, char *err, size_t errlen)
 	if (l->lev == NULL)
 		fatalx("web: cannot create a listener");
 	evconnlistener_set_error_cb(l->lev, web_error_cb);
-	log_info("web: listening on %s%s%s", l->bound,
-	    l->tls ? " tls" : "", l->auth_none ? " auth=none" : "");
+	if (l->metrics)
+		log_info("metrics: listening on %s", l->bound);
+	else
+		log_info("web: listening on %s%s%s", l->bound,
+		    l->tls ? " tls" : "", l->auth_none ? " auth=none" : "");
 	if (l->auth_none)
 		log_warnx("web: listener %s has auth=none: anyone who reaches "
 		    "it gets every console", l->bound);
@@ -1825,6 +1862,12 @@ web_init(struct event_base *base, const struct config *conf, char *err,
 	if ((!TAILQ_EMPTY(&conf->listens) || conf->user != NULL) &&
 	    web_state_init(conf, err, errlen) == -1)
 		return -1;
+	/* The metrics door needs no secret, no certificate, no state. */
+	TAILQ_FOREACH(cl, &conf->metrics_listens, entry) {
+		if ((l = web_listen(cl, err, errlen)) == NULL)
+			return -1;
+		TAILQ_INSERT_TAIL(&web.listeners, l, entry);
+	}
 	if (TAILQ_EMPTY(&conf->listens))
 		return 0;
 	if (token_secret_load(conf->token_secret_file, web.key, 1, err,
@@ -1841,6 +1884,61 @@ web_init(struct event_base *base, const struct config *conf, char *err,
 	return 0;
 }
 
+/* The open listener for cl whose seen mark is `seen`, or NULL. */
+static struct web_listener *
+web_find(const struct config_listen *cl, int seen)
+{
+	struct web_listener	*l;
+	char			 name[INET6_ADDRSTRLEN + 8];
+
+	snprintf(name, sizeof name, cl->family == AF_INET6 ? "[%s]:%d" :
+	    "%s:%d", cl->address, cl->port);
+	TAILQ_FOREACH(l, &web.listeners, entry) {
+		if (l->seen == seen && strcmp(l->name, name) == 0 &&
+		    l->tls == cl->tls && l->auth_none == cl->auth_none &&
+		    l->metrics == cl->metrics)
+			return l;
+	}
+	return NULL;
+}
+
+/* Mark (seen = 1) the listeners a reload keeps. */
+static void
+web_keep(const struct config_listens *list)
+{
+	struct config_listen	*cl;
+	struct web_listener	*l;
+
+	TAILQ_FOREACH(cl, list, entry) {
+		if ((l = web_find(cl, 0)) != NULL)
+			l->seen = 1;
+	}
+}
+
+/* Match each kept listener once (seen = 2); open the new ones. */
+static void
+web_open_new(const struct config_listens *list)
+{
+	struct config_listen	*cl;
+	struct web_listener	*l;
+	char			 err[512];
+
+	TAILQ_FOREACH(cl, list, entry) {
+		if ((l = web_find(cl, 1)) != NULL) {
+			l->seen = 2;	/* kept, and matched once */
+			web_log_names(l);	/* server_name may change */
+			continue;
+		}
+		if ((l = web_listen(cl, err, sizeof err)) == NULL) {
+			log_warnx("%s: %s", cl->metrics ? "metrics" : "web",
+			    err);
+			continue;
+		}
+		l->seen = 2;
+		TAILQ_INSERT_TAIL(&web.listeners, l, entry);
+	}
+}
+
 /*
  * A reload: keep listeners whose ADDRESS:PORT and options are unchanged
  * (their sessions too), open new ones, close removed ones (their sessions
@@ -1849,9 +1947,8 @@ web_init(struct event_base *base, const struct config *conf, char *err,
 void
 web_reconfigure(const struct config *conf)
 {
-	struct config_listen	*cl;
 	struct web_listener	*l, *next;
-	char			 err[512], name[INET6_ADDRSTRLEN + 8];
+	char			 err[512];
 	uint8_t			 key[32];
 
 	if (web.db != NULL && strcmp(web.state_dir, conf->state_dir) != 0)
@@ -1881,43 +1978,16 @@ web_reconfigure(const struct config *conf)
 	 */
 	TAILQ_FOREACH(l, &web.listeners, entry)
 		l->seen = 0;
-	TAILQ_FOREACH(cl, &conf->listens, entry) {
-		snprintf(name, sizeof name, cl->family == AF_INET6 ?
-		    "[%s]:%d" : "%s:%d", cl->address, cl->port);
-		TAILQ_FOREACH(l, &web.listeners, entry) {
-			if (!l->seen && strcmp(l->name, name) == 0 &&
-			    l->tls == cl->tls && l->auth_none == cl->auth_none)
-				break;
-		}
-		if (l != NULL)
-			l->seen = 1;
-	}
+	web_keep(&conf->listens);
+	web_keep(&conf->metrics_listens);
 	TAILQ_FOREACH_SAFE(l, &web.listeners, entry, next) {
 		if (!l->seen) {
 			TAILQ_REMOVE(&web.listeners, l, entry);
 			web_listener_free(l);
 		}
 	}
-	TAILQ_FOREACH(cl, &conf->listens, entry) {
-		snprintf(name, sizeof name, cl->family == AF_INET6 ?
-		    "[%s]:%d" : "%s:%d", cl->address, cl->port);
-		TAILQ_FOREACH(l, &web.listeners, entry) {
-			if (l->seen == 1 && strcmp(l->name, name) == 0 &&
-			    l->tls == cl->tls && l->auth_none == cl->auth_none)
-				break;
-		}
-		if (l != NULL) {
-			l->seen = 2;	/* kept, and matched once */
-			web_log_names(l);	/* server_name may change */
-			continue;
-		}
-		if ((l = web_listen(cl, err, sizeof err)) == NULL) {
-			log_warnx("web: %s", err);
-			continue;
-		}
-		l->seen = 2;
-		TAILQ_INSERT_TAIL(&web.listeners, l, entry);
-	}
+	web_open_new(&conf->metrics_listens);
+	web_open_new(&conf->listens);
 }
 
 void

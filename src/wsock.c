@@ -911,14 +911,20 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
  * are told gaps and runs, and fall behind into the history rather than
  * drop output (binary and base64 clients could not be told a gap).
  */
-static const struct session_door wsock_door = {
-	.name = "websocket",
-	.close = wsock_door_close,
-};
-static const struct session_door wsock_door_v1 = {
-	.name = "websocket",
-	.close = wsock_door_close,
-	.message = wsock_door_message,
+static const struct session_door wsock_doors[2][2] = {
+	{	/* plain: ws */
+		{ .name = "websocket", .kind = SESSION_DOOR_WS,
+		    .close = wsock_door_close },
+		{ .name = "websocket", .kind = SESSION_DOOR_WS,
+		    .close = wsock_door_close,
+		    .message = wsock_door_message },
+	}, {	/* over TLS: wss */
+		{ .name = "websocket", .kind = SESSION_DOOR_WSS,
+		    .close = wsock_door_close },
+		{ .name = "websocket", .kind = SESSION_DOOR_WSS,
+		    .close = wsock_door_close,
+		    .message = wsock_door_message },
+	},
 };
 
 /* Ping; drop a client that has answered nothing for two intervals. */
@@ -1034,7 +1040,7 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 		wsock_test_observer(w, w->state);
 	/* A refusal calls the door before session_open() returns. */
 	w->session = session_open(g, alias, w->theirs, who,
-	    w->mode == WSOCK_V1 ? &wsock_door_v1 : &wsock_door, w,
+	    &wsock_doors[!w->plain][w->mode == WSOCK_V1], w,
 	    o->start);
 	/* Frames that came with the upgrade request. */
 	if (!wsock_ended(w))

@@ -1379,7 +1379,10 @@ door_close(struct bufferevent *bev, enum session_reason reason, void *arg)
 }
 
 static const struct session_door door_v1 = {
-	"test-v1", door_close, door_message,
+	.name = "test-v1",
+	.kind = SESSION_DOOR_WS,
+	.close = door_close,
+	.message = door_message,
 };
 
 static const char	*msg_want;

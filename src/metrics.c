@@ -1,0 +1,416 @@
+/*
+ * The daemon's counters and gauges in Prometheus's text exposition format
+ * (0.0.4), for the metrics door (web.c, metrics_listen) and the control
+ * socket's `metrics` command (control.c).  This module only reads: the
+ * modules below keep their own counts (session_counters(),
+ * console_states(), guest_list(), ...).  The one count kept here is the
+ * web door's responses by status code, because web.c sits above.
+ *
+ * No label takes an unbounded value: doors, roles, directions, reasons
+ * and states are fixed sets, status codes are the few the daemon sends.
+ * Guest and console names appear only with metrics_guest_labels = yes.
+ * docs/OPERATIONS.md lists every family.
+ */
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "virtconsoled.h"
+
+#define METRICS_CODE_MIN	100
+#define METRICS_CODE_MAX	599
+
+static struct {
+	int		 guest_labels;
+	uint64_t	 responses[METRICS_CODE_MAX - METRICS_CODE_MIN + 1];
+} met;
+
+void
+metrics_reconfigure(const struct config *conf)
+{
+	met.guest_labels = conf->metrics_guest_labels;
+}
+
+/* The web door answered with this status code (web.c, every response). */
+void
+metrics_count_response(int code)
+{
+	if (code >= METRICS_CODE_MIN && code <= METRICS_CODE_MAX)
+		met.responses[code - METRICS_CODE_MIN]++;
+}
+
+/*
+ * A notice text as a label value: "client too slow" -> client_too_slow
+ * (lower case letters and digits, one '_' for each run of anything else).
+ */
+size_t
+metrics_snake(const char *text, char *out, size_t len)
+{
+	size_t	n = 0;
+	int	gap = 0;
+
+	if (len == 0)
+		return 0;
+	for (; *text != '\0' && n + 1 < len; text++) {
+		if (isalnum((unsigned char)*text)) {
+			if (gap && n > 0 && n + 2 < len)
+				out[n++] = '_';
+			gap = 0;
+			out[n++] = (char)tolower((unsigned char)*text);
+		} else
+			gap = 1;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* A label value, quoted, with \\, \" and \n escaped as the format asks. */
+void
+metrics_add_value(struct evbuffer *b, const char *v)
+{
+	const char	*p;
+
+	evbuffer_add(b, "\"", 1);
+	for (p = v; *p != '\0'; p++) {
+		if (*p == '\\')
+			evbuffer_add(b, "\\\\", 2);
+		else if (*p == '"')
+			evbuffer_add(b, "\\\"", 2);
+		else if (*p == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else
+			evbuffer_add(b, p, 1);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+static void
+metrics_family(struct evbuffer *b, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+	    name, type);
+}
+
+static void
+metrics_u64(struct evbuffer *b, const char *name, uint64_t v)
+{
+	evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* name{label="value"} v */
+static void
+metrics_u64_1(struct evbuffer *b, const char *name, const char *label,
+    const char *value, uint64_t v)
+{
+	evbuffer_add_printf(b, "%s{%s=", name, label);
+	metrics_add_value(b, value);
+	evbuffer_add_printf(b, "} %llu\n", (unsigned long long)v);
+}
+
+/* name{l1="v1",l2="v2"} v */
+static void
+metrics_u64_2(struct evbuffer *b, const char *name, const char *l1,
+    const char *v1, const char *l2, const char *v2, uint64_t v)
+{
+	evbuffer_add_printf(b, "%s{%s=", name, l1);
+	metrics_add_value(b, v1);
+	evbuffer_add_printf(b, ",%s=", l2);
+	metrics_add_value(b, v2);
+	evbuffer_add_printf(b, "} %llu\n", (unsigned long long)v);
+}
+
+/*
+ * The fields of /proc/self/stat after the command name (which may hold
+ * spaces and parentheses: the last ')' ends it).  0 on success.
+ */
+int
+metrics_parse_stat(const char *line, struct metrics_proc *p)
+{
+	const char		*s;
+	unsigned long long	 utime, stime, start, vsize;
+	long long		 rss;
+
+	if ((s = strrchr(line, ')')) == NULL)
+		return -1;
+	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt
+	 * cmajflt utime stime cutime cstime priority nice threads
+	 * itrealvalue starttime vsize rss */
+	if (sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+	    "%llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld", &utime,
+	    &stime, &start, &vsize, &rss) != 5)
+		return -1;
+	p->cpu_ticks = utime + stime;
+	p->start_ticks = start;
+	p->vsize = vsize;
+	p->rss_pages = rss > 0 ? (unsigned long long)rss : 0;
+	return 0;
+}
+
+/* The boot time, from /proc/stat's btime; 0 if unknown. */
+static unsigned long long
+metrics_boot_time(void)
+{
+	FILE			*f;
+	char			 line[256];
+	unsigned long long	 btime = 0;
+
+	if ((f = fopen("/proc/stat", "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (sscanf(line, "btime %llu", &btime) == 1)
+			break;
+	}
+	fclose(f);
+	return btime;
+}
+
+/* Descriptors open now, not counting the one that reads the list. */
+static long
+metrics_open_fds(void)
+{
+	DIR		*d;
+	struct dirent	*e;
+	long		 n = 0;
+	int		 self;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return -1;
+	self = dirfd(d);
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || atoi(e->d_name) == self)
+			continue;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* The standard process_* families, as Prometheus's client libraries. */
+static void
+metrics_process(struct evbuffer *b)
+{
+	struct metrics_proc	 p;
+	struct rlimit		 rl;
+	FILE			*f;
+	char			 line[1024];
+	long			 hz = sysconf(_SC_CLK_TCK);
+	long			 page = sysconf(_SC_PAGESIZE);
+	long			 fds;
+	int			 ok = 0;
+
+	if ((f = fopen("/proc/self/stat", "re")) != NULL) {
+		ok = fgets(line, sizeof line, f) != NULL &&
+		    metrics_parse_stat(line, &p) == 0;
+		fclose(f);
+	}
+	if (ok && hz > 0 && page > 0) {
+		metrics_family(b, "process_cpu_seconds_total", "counter",
+		    "User and system CPU time spent in seconds.");
+		evbuffer_add_printf(b, "process_cpu_seconds_total %.2f\n",
+		    (double)p.cpu_ticks / (double)hz);
+		metrics_family(b, "process_resident_memory_bytes", "gauge",
+		    "Resident memory size in bytes.");
+		metrics_u64(b, "process_resident_memory_bytes",
+		    (uint64_t)p.rss_pages * (uint64_t)page);
+		metrics_family(b, "process_virtual_memory_bytes", "gauge",
+		    "Virtual memory size in bytes.");
+		metrics_u64(b, "process_virtual_memory_bytes", p.vsize);
+		metrics_family(b, "process_start_time_seconds", "gauge",
+		    "Start time of the process since the Unix epoch in "
+		    "seconds.");
+		evbuffer_add_printf(b, "process_start_time_seconds %.2f\n",
+		    (double)metrics_boot_time() +
+		    (double)p.start_ticks / (double)hz);
+	}
+	if ((fds = metrics_open_fds()) >= 0) {
+		metrics_family(b, "process_open_fds", "gauge",
+		    "Number of open file descriptors.");
+		metrics_u64(b, "process_open_fds", (uint64_t)fds);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		metrics_family(b, "process_max_fds", "gauge",
+		    "Maximum number of open file descriptors.");
+		metrics_u64(b, "process_max_fds", rl.rlim_cur ==
+		    RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur);
+	}
+}
+
+/* Sessions and history per guest console: metrics_guest_labels only. */
+static void
+metrics_guests(struct evbuffer *b)
+{
+	struct guest		*g;
+	const struct history	*h;
+	size_t			 i;
+	int			 role;
+	unsigned int		 n;
+
+	metrics_family(b, "virtconsoled_console_sessions", "gauge",
+	    "Sessions in the table by guest console and role.");
+	TAILQ_FOREACH(g, guest_list(), entry) {
+		for (i = 0; i < g->naliases; i++) {
+			for (role = 0; role < 2; role++) {
+				n = role == 0 ? (unsigned int)session_busy(
+				    g->uuid, g->aliases[i]) :
+				    session_viewers(g->uuid, g->aliases[i]);
+				evbuffer_add_printf(b, "virtconsoled_console_"
+				    "sessions{hypervisor=\"%s\",guest=",
+				    TOKEN_HV_DEFAULT);
+				metrics_add_value(b, g->name);
+				evbuffer_add_printf(b, ",console=");
+				metrics_add_value(b, g->aliases[i]);
+				evbuffer_add_printf(b, ",role=\"%s\"} %u\n",
+				    session_role_name(role == 0 ?
+				    SESSION_WRITER : SESSION_VIEWER), n);
+			}
+		}
+	}
+	metrics_family(b, "virtconsoled_console_history_bytes", "gauge",
+	    "Bytes of output held in the history by guest console.");
+	TAILQ_FOREACH(g, guest_list(), entry) {
+		for (i = 0; i < g->naliases; i++) {
+			if ((h = console_history(g->uuid,
+			    g->aliases[i])) == NULL)
+				continue;
+			evbuffer_add_printf(b, "virtconsoled_console_history_"
+			    "bytes{hypervisor=\"%s\",guest=", TOKEN_HV_DEFAULT);
+			metrics_add_value(b, g->name);
+			evbuffer_add_printf(b, ",console=");
+			metrics_add_value(b, g->aliases[i]);
+			evbuffer_add_printf(b, "} %zu\n", history_held(h));
+		}
+	}
+}
+
+/* The whole exposition, appended to b. */
+void
+metrics_render(struct evbuffer *b)
+{
+	struct session_counters	 sc;
+	struct guest		*g;
+	unsigned int		 cs[CONSOLE_NSTATES], running = 0, stopped = 0;
+	char			 name[64], code[8];
+	int			 i, d, r;
+
+	session_counters(&sc);
+
+	metrics_family(b, "virtconsoled_build_info", "gauge",
+	    "The daemon's version; always 1.");
+	metrics_u64_1(b, "virtconsoled_build_info", "version",
+	    PACKAGE_VERSION, 1);
+
+	metrics_family(b, "virtconsoled_hypervisor_up", "gauge",
+	    "1 when the libvirt connection to the hypervisor is up.");
+	metrics_u64_1(b, "virtconsoled_hypervisor_up", "hypervisor",
+	    TOKEN_HV_DEFAULT, hv_get_state() == HV_CONNECTED);
+
+	TAILQ_FOREACH(g, guest_list(), entry) {
+		if (g->active)
+			running++;
+		else
+			stopped++;
+	}
+	metrics_family(b, "virtconsoled_guests", "gauge",
+	    "Guests known, running (or paused) or stopped.");
+	metrics_u64_2(b, "virtconsoled_guests", "hypervisor",
+	    TOKEN_HV_DEFAULT, "state", "running", running);
+	metrics_u64_2(b, "virtconsoled_guests", "hypervisor",
+	    TOKEN_HV_DEFAULT, "state", "stopped", stopped);
+
+	console_states(cs);
+	metrics_family(b, "virtconsoled_consoles", "gauge",
+	    "Console objects (held for a client or captured) by state.");
+	for (i = 0; i < CONSOLE_DEAD; i++) {
+		(void)metrics_snake(fsm_state_name(&console_fsm, i), name,
+		    sizeof name);
+		metrics_u64_2(b, "virtconsoled_consoles", "hypervisor",
+		    TOKEN_HV_DEFAULT, "state", name, cs[i]);
+	}
+
+	metrics_family(b, "virtconsoled_sessions", "gauge",
+	    "Sessions in the table now, by front door and role.");
+	for (d = 0; d < SESSION_NDOORS; d++)
+		for (r = 0; r < 2; r++)
+			metrics_u64_2(b, "virtconsoled_sessions", "door",
+			    session_door_name(d), "role", session_role_name(
+			    r == 0 ? SESSION_WRITER : SESSION_VIEWER),
+			    sc.live[d][r]);
+
+	metrics_family(b, "virtconsoled_sessions_started_total", "counter",
+	    "Sessions started, by front door.");
+	for (d = 0; d < SESSION_NDOORS; d++)
+		metrics_u64_1(b, "virtconsoled_sessions_started_total",
+		    "door", session_door_name(d), sc.started[d]);
+
+	metrics_family(b, "virtconsoled_sessions_ended_total", "counter",
+	    "Sessions ended (not refused), by reason.");
+	for (i = REASON_NONE + 1; i < REASON_MAX; i++) {
+		if (session_reason_refused(i) == 1)
+			continue;
+		(void)metrics_snake(session_reason_text(i), name,
+		    sizeof name);
+		metrics_u64_1(b, "virtconsoled_sessions_ended_total",
+		    "reason", name, sc.ended[i]);
+	}
+
+	metrics_family(b, "virtconsoled_refusals_total", "counter",
+	    "Clients refused a console, by reason.");
+	for (i = REASON_NONE + 1; i < REASON_MAX; i++) {
+		if (session_reason_refused(i) != 1)
+			continue;
+		(void)metrics_snake(session_reason_text(i), name,
+		    sizeof name);
+		metrics_u64_1(b, "virtconsoled_refusals_total", "reason",
+		    name, sc.refused[i]);
+	}
+
+	metrics_family(b, "virtconsoled_bytes_total", "counter",
+	    "Console bytes moved, by front door and direction.");
+	for (d = 0; d < SESSION_NDOORS; d++) {
+		metrics_u64_2(b, "virtconsoled_bytes_total", "door",
+		    session_door_name(d), "direction", "to_guest",
+		    sc.to_guest[d]);
+		metrics_u64_2(b, "virtconsoled_bytes_total", "door",
+		    session_door_name(d), "direction", "to_client",
+		    sc.to_client[d]);
+	}
+
+	metrics_family(b, "virtconsoled_bytes_dropped_total", "counter",
+	    "Guest output dropped for clients too slow to read it.");
+	for (d = 0; d < SESSION_NDOORS; d++)
+		metrics_u64_1(b, "virtconsoled_bytes_dropped_total", "door",
+		    session_door_name(d), sc.dropped[d]);
+
+	metrics_family(b, "virtconsoled_web_requests_total", "counter",
+	    "HTTP responses of the web and metrics doors, by status code.");
+	for (i = METRICS_CODE_MIN; i <= METRICS_CODE_MAX; i++) {
+		if (met.responses[i - METRICS_CODE_MIN] == 0)
+			continue;
+		snprintf(code, sizeof code, "%d", i);
+		metrics_u64_1(b, "virtconsoled_web_requests_total", "code",
+		    code, met.responses[i - METRICS_CODE_MIN]);
+	}
+
+	metrics_family(b, "virtconsoled_history_bytes", "gauge",
+	    "Bytes of console output held in the histories.");
+	metrics_u64(b, "virtconsoled_history_bytes", console_history_held());
+
+	metrics_family(b, "virtconsoled_state_errors_total", "counter",
+	    "Illegal state transitions refused; anything but 0 is a bug.");
+	metrics_u64(b, "virtconsoled_state_errors_total", fsm_state_errors());
+
+	if (met.guest_labels)
+		metrics_guests(b);
+	metrics_process(b);
+}
