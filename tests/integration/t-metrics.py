@@ -184,6 +184,14 @@ def delta(before, after, name, **labels):
     return None if a is None or b is None else a - b
 
 
+def moved(before, after):
+    """The series whose value changed between two scrapes (a diagnostic)."""
+    b = {(n, tuple(sorted(lab_.items()))): v for n, lab_, v in before.samples}
+    return ["%s%s %s -> %s" % (n, dict(lab_), b.get((n, lab_)), v)
+            for (n, lab_), v in ((( n, tuple(sorted(lab_.items()))), v) for n, lab_, v in after.samples)
+            if b.get((n, lab_)) != v and not n.startswith("process_")]
+
+
 def attach(line):
     """A client of the attach socket that sent line (bytes) at once."""
     c = Client(d.conf["attach_socket"])
@@ -289,12 +297,19 @@ with t.case("1 GET /metrics, promtool check metrics, virtconsolectl metrics"):
     t.ok(h.status == 200 and h.header("Content-Type") == CONTENT_TYPE and h.body == b"",
          "HEAD /metrics: 200, the same Content-Type, no body (%s, %d bytes)" % (h.status, len(h.body)))
 
+    # web_requests_total has a series per code seen so far: the scrape
+    # above adds its 200 after its text was made, so compare with the
+    # scrape after the command.
     c = ctl("metrics")
     CM = Metrics(c.stdout)
+    M = metrics()
     t.ok(c.returncode == 0 and not CM.bad and set(CM.types) == set(M.types) and CM.names() == M.names(),
          "virtconsolectl metrics: the same families and series names as the door (%d families)" % len(CM.types),
-         c.stderr, "only in ctl: %s" % sorted(set(CM.types) - set(M.types)),
-         "only on the door: %s" % sorted(set(M.types) - set(CM.types)))
+         "status %d, stderr %r, unreadable lines %r" % (c.returncode, c.stderr, CM.bad[:3]),
+         "families only in ctl: %s" % sorted(set(CM.types) - set(M.types)),
+         "families only on the door: %s" % sorted(set(M.types) - set(CM.types)),
+         "series names only in ctl: %s" % sorted(CM.names() - M.names()),
+         "series names only on the door: %s" % sorted(M.names() - CM.names()))
     p = promtool("check", "metrics", text=c.stdout)
     t.ok(p.returncode == 0, "promtool check metrics passes on virtconsolectl metrics too", p.stdout, p.stderr)
 
@@ -405,6 +420,12 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
         t.ok(seen, "and the viewer saw its output", show(viewer.pending()))
         ok = w.escape()
         t.ok(ok, "the writer ends with the escape key", show(w.pending()))
+        # The viewer leaves with a FIN (shutdown), not by close(): a close
+        # with output still unread sends a reset, which ends the session
+        # "client error" instead.
+        viewer.sock.shutdown(socket.SHUT_WR)
+        _, closed = viewer.read_all_until_close(5)
+        t.ok(closed, "the viewer shuts its side: the daemon closes it")
         viewer.close()
         ok, v, waited = prom_wait(base, "sum(virtconsoled_sessions)", 0)
         t.ok(ok, "both gone: Prometheus reads sum(virtconsoled_sessions) 0 (%.1f s; %s)" % (waited, v))
@@ -417,7 +438,7 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
                 ("sessions_ended_total{reason=\"client_closed\"}", "virtconsoled_sessions_ended_total",
                  {"reason": "client_closed"}, 1)]:
             dv = delta(before, after, name, **labels)
-            t.ok(dv == want, "%s went up by %d (%s)" % (what, want, dv))
+            t.ok(dv == want, "%s went up by %d (%s)" % (what, want, dv), "what moved: %s" % moved(before, after))
         t.ok(after.sum("virtconsoled_sessions_ended_total") - before.sum("virtconsoled_sessions_ended_total") == 2,
              "and the ended counters went up by 2 in all (%s)"
              % (after.sum("virtconsoled_sessions_ended_total") - before.sum("virtconsoled_sessions_ended_total")))
@@ -646,6 +667,11 @@ with t.case("6 the door under hostile input"):
     t.ok(wait_for(lambda: status_of()[0] == 200, 5), "and once they close, 200 again")
     ok = d.reload({"max_clients": None, "handshake_timeout": None})
     t.ok(ok and d.answers(), "the daemon answers status after all this")
+    after = metrics()
+    codes = {s.get("code"): v for s, v in after.series("virtconsoled_web_requests_total")}
+    want = {"200": 5, "400": 2, "404": 7, "405": 3, "421": 3, "429": 61, "431": 1, "503": 1}
+    t.ok(all(codes.get(k, 0) >= v for k, v in want.items()),
+         "virtconsoled_web_requests_total counts the door's answers by code (at least %s: %s)" % (want, codes))
 
 
 # ------------------------------------------------------------ 7 the alert rules
