@@ -418,6 +418,10 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
         t.ok(got, "the writer's command ran in the guest", show(w.pending()))
         seen = viewer.read_until(b"mt-%s-42" % n.encode(), 10)
         t.ok(seen, "and the viewer saw its output", show(viewer.pending()))
+        # What a viewer types is dropped (and told once), not counted.
+        viewer.send(b"typed-by-the-viewer\r")
+        t.ok(viewer.read_until(rb"view only: input is not sent to the guest", 5),
+             "the viewer types: 'view only: input is not sent to the guest'", show(viewer.pending()))
         ok = w.escape()
         t.ok(ok, "the writer ends with the escape key", show(w.pending()))
         # The viewer leaves with a FIN (shutdown), not by close(): a close
@@ -452,7 +456,8 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
         t.ok(dv is not None and dv > 0, "bytes_total{door=\"attach\",direction=\"to_client\"} went up: the viewer "
              "got output (%s)" % dv)
         dv = delta(before, after, "virtconsoled_bytes_total", door="attach", direction="to_guest")
-        t.ok(dv == 0, "bytes_total{door=\"attach\",direction=\"to_guest\"} did not: a viewer sends nothing (%s)" % dv)
+        t.ok(dv == 0, "bytes_total{door=\"attach\",direction=\"to_guest\"} did not: the viewer's input went "
+             "nowhere (%s)" % dv)
         hb = after.get("virtconsoled_history_bytes")
         t.ok(hb is not None and hb > 0, "virtconsoled_history_bytes > 0 after output (%s)" % hb)
 
@@ -672,6 +677,48 @@ with t.case("6 the door under hostile input"):
     want = {"200": 5, "400": 2, "404": 7, "405": 3, "421": 3, "429": 61, "431": 1, "503": 1}
     t.ok(all(codes.get(k, 0) >= v for k, v in want.items()),
          "virtconsoled_web_requests_total counts the door's answers by code (at least %s: %s)" % (want, codes))
+
+
+# ------------------------------------------------------------ the key
+
+def check_conf(lines):
+    """virtconsoled -n on a configuration of these lines: (status, stderr)."""
+    path = os.path.join(TMP, "check-%s.conf" % nonce())
+    with open(path, "w") as f:
+        f.write("uri = %s\ncontrol_socket = %s\n" % (lab.uri, os.path.join(TMP, "n.control")))
+        f.writelines(line + "\n" for line in lines)
+    r = subprocess.run([vcd_binary(), "-n", "-f", path], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    return r.returncode, r.stderr.strip()
+
+
+with t.case("1 metrics_listen: its forms; a daemon with only the metrics door"):
+    for value in ("127.0.0.1:9321", "[::1]:0", "*:9321", "[::]:0"):
+        rc, err = check_conf(["metrics_listen = " + value])
+        t.ok(rc == 0, "metrics_listen = %s is accepted (%s)" % (value, err))
+    for value, why in (("127.0.0.1:0 tls", "an option"), ("127.0.0.1:0 auth=none", "an option"),
+                       ("127.0.0.1", "no port"), ("localhost:9321", "a name"), ("127.0.0.1:65536", "port > 65535")):
+        rc, err = check_conf(["metrics_listen = " + value])
+        t.ok(rc != 0 and "metrics_listen" in err, "metrics_listen = %s is refused: %s (%s)" % (value, why, err))
+    rc, err = check_conf(["listen = 127.0.0.1:9321", "token_secret_file = %s" % os.path.join(TMP, "secret"),
+                          "metrics_listen = 127.0.0.1:9321"])
+    t.ok(rc != 0, "metrics_listen on a 'listen' address is refused (%s)" % err)
+    # No web listener, no token_secret_file: the door needs neither.
+    d6 = WebDaemon(lab.uri, {"metrics_listen": "[::1]:0", "attach_socket": "none"}, name="met6", tmpdir=TMP)
+    ok = d6.start()
+    t.ok(ok, "a daemon with metrics_listen = [::1]:0 and no web listener starts", d6.log_tail())
+    m = d6.wait_log(r"metrics: listening on \[::1\]:(\d+)$", 5)
+    p6 = int(m[0]) if m else None
+    t.ok(p6, "logged 'metrics: listening on [::1]:%s'" % p6, d6.log_tail(8))
+    if p6:
+        r = http(p6, "/metrics", addr="::1")
+        t.ok(r.status == 200 and Metrics(r.text()).get("virtconsoled_hypervisor_up", hypervisor="default") == 1,
+             "GET /metrics over IPv6 (Host: [::1]:%d): 200, hypervisor_up 1 (%s)" % (p6, r.status))
+        r = http(p6, "/metrics", addr="::1", host="localhost:%d" % p6)
+        t.ok(r.status == 200, "Host: localhost:%d on [::1]: 200 (%s)" % (p6, r.status))
+        r = http(p6, "/metrics", addr="::1", host="127.0.0.1:%d" % p6)
+        t.ok(r.status == 421, "Host: 127.0.0.1:%d, not the address dialled: 421 (%s)" % (p6, r.status))
+    t.ok(d6.stop() == 0, "it stops with status 0")
 
 
 # ------------------------------------------------------------ 7 the alert rules
