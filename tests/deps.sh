@@ -11,7 +11,7 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 	tmux clang mandoc man-db cppcheck logrotate
 	chromium websockify python3-websockets
 	valgrind clang-tidy iproute2 python3-libvirt python3-matplotlib strace
-	openssl systemd gdb"
+	openssl systemd gdb prometheus"
 # systemd is here for its tools (t-init runs `systemd-analyze verify` on the
 # unit), not as init: the machine keeps its own PID 1.  Its maintainer
 # scripts only talk to a running systemd when /run/systemd/system exists,
@@ -22,6 +22,7 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 # strace is t-privaudit's auditor of the file system calls a root start
 # makes; gdb counts calls in the running daemon (t-webbounds: one parse
 # per head).
+# prometheus: t-metrics runs its binary and promtool, not the packaged service.
 missing=""
 for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |

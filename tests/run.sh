@@ -138,6 +138,10 @@ if [ "$LAB_OK" = 1 ]; then
 	    /usr/bin/python3 "$TOP/tests/integration/t-web.py"
 	run_tap t-webauth-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-webauth.py"
+	# The metrics door (the web door's accept path, limits and Host
+	# check) under hostile input, scraped by a real Prometheus.
+	run_tap t-metrics-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-metrics.py"
 	# Hypervisor faults and hostile input under ASan/UBSan too.
 	run_tap t-faults-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-faults.py"

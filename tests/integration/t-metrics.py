@@ -26,8 +26,8 @@ import urllib.request
 
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import (TAP, Client, Lab, defer, make_tmpdir, nonce, show,  # noqa: E402
-                     vcd_binary, wait_for)
+from vcdtest import (TAP, Client, Lab, defer, make_tmpdir, no_sanitizer_report,  # noqa: E402
+                     nonce, show, vcd_binary, wait_for)
 
 t = TAP()
 lab = Lab(t)
@@ -692,6 +692,7 @@ def check_conf(lines):
     return r.returncode, r.stderr.strip()
 
 
+d6 = None
 with t.case("1 metrics_listen: its forms; a daemon with only the metrics door"):
     for value in ("127.0.0.1:9321", "[::1]:0", "*:9321", "[::]:0"):
         rc, err = check_conf(["metrics_listen = " + value])
@@ -747,5 +748,6 @@ with t.case("7 promtool check rules docs/virtconsoled-alerts.yml"):
 with t.case("the end"):
     t.ok(d.alive(), "the daemon is still up")
     t.ok(d.stop() == 0, "and exits 0 on SIGTERM")
+    no_sanitizer_report(t, [x for x in (d, d6) if x is not None])
 
 t.done()
