@@ -458,6 +458,13 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
         dv = delta(before, after, "virtconsoled_bytes_total", door="attach", direction="to_guest")
         t.ok(dv == 0, "bytes_total{door=\"attach\",direction=\"to_guest\"} did not: the viewer's input went "
              "nowhere (%s)" % dv)
+        # Every client a door took is started; it ends, is refused, or is
+        # still there.
+        live = after.sum("virtconsoled_sessions")
+        started = after.sum("virtconsoled_sessions_started_total")
+        gone = after.sum("virtconsoled_sessions_ended_total") + after.sum("virtconsoled_refusals_total")
+        t.ok(started == gone + live, "sessions started (%s) = ended + refused (%s) + live now (%s)"
+             % (started, gone, live))
         hb = after.get("virtconsoled_history_bytes")
         t.ok(hb is not None and hb > 0, "virtconsoled_history_bytes > 0 after output (%s)" % hb)
 
@@ -551,7 +558,10 @@ with t.case("5 metrics_guest_labels"):
     busy.close()
     M = metrics()
     dv = delta(before, M, "virtconsoled_refusals_total", reason="console_busy")
-    t.ok(dv == 1, "refusals_total{reason=\"console_busy\"} went up by 1 (%s)" % dv)
+    t.ok(dv == 1, "refusals_total{reason=\"console_busy\"} went up by 1 (%s)" % dv, "what moved: %s" % moved(before, M))
+    dv = delta(before, M, "virtconsoled_sessions_started_total", door="unix")
+    dn = M.sum("virtconsoled_sessions_ended_total") - before.sum("virtconsoled_sessions_ended_total")
+    t.ok(dv == 1 and dn == 0, "the refused client counts as started (+%s), not as ended (+%s)" % (dv, dn))
     t.ok(not any("guest" in s for _, s, _ in M.samples) and G not in M.text,
          "with a session open and metrics_guest_labels unset: no guest label, no guest name")
     t.ok("virtconsoled_console_sessions" not in M.types and "virtconsoled_console_history_bytes" not in M.types,
@@ -680,6 +690,27 @@ with t.case("6 the door under hostile input"):
 
 
 # ------------------------------------------------------------ the key
+
+with t.case("metrics_listen by reload"):
+    mark = d.mark()
+    ok = d.reload({"metrics_listen": None})
+    try:
+        http(MP, "/metrics", timeout=3)
+        gone = "it still answers"
+    except OSError as e:
+        gone = e.__class__.__name__
+    t.ok(ok and gone == "ConnectionRefusedError", "a reload without metrics_listen closes the door (%s)" % gone,
+         d.log_tail(4, since=mark))
+    mark = d.mark()
+    ok = d.reload({"metrics_listen": "127.0.0.1:0"})
+    m = d.wait_log(r"metrics: listening on 127\.0\.0\.1:(\d+)$", 5, since=mark)
+    t.ok(ok and m, "a reload that adds it back opens it, logged 'metrics: listening on 127.0.0.1:%s'"
+         % (m and m[0]), d.log_tail(4, since=mark))
+    if m:
+        MP = int(m[0])
+    r = http(MP, "/metrics")
+    t.ok(r.status == 200 and Metrics(r.text()).get("virtconsoled_hypervisor_up", hypervisor="default") == 1,
+         "and it serves (%s)" % r.status)
 
 def check_conf(lines):
     """virtconsoled -n on a configuration of these lines: (status, stderr)."""
