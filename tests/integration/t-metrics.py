@@ -34,8 +34,9 @@ lab = Lab(t)
 if not os.access(vcd_binary(), os.X_OK):
     t.skip_all("no daemon binary at %s" % vcd_binary())
 
-from webtest import (WebDaemon, connect, ctl_binary, http, recv_until_close,  # noqa: E402
-                     request_bytes, web_root, Response)
+from webtest import (OP_CLOSE, RawWS, Response, WebDaemon, client_ssl_context,  # noqa: E402
+                     connect, ctl_binary, http, make_cert, recv_until_close, request_bytes,
+                     web_root)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -48,8 +49,11 @@ TMP = make_tmpdir("vcd-met.")
 G = "tmet-a"
 lab.remove_leftovers([G])
 
+CERT, KEY = make_cert(TMP)
 d = WebDaemon(lab.uri, {
-    "listen": "127.0.0.1:0",
+    "listen": ["127.0.0.1:0", "127.0.0.1:0 tls"],
+    "tls_cert": CERT,
+    "tls_key": KEY,
     "metrics_listen": "127.0.0.1:0",
     "token_secret_file": os.path.join(TMP, "secret"),
     "web_root": web_root(),
@@ -222,7 +226,8 @@ with t.case("setup"):
     if not MP:
         t.done()
     WP = d.port()
-    t.ok(WP and WP != MP, "the web listener has a port of its own (%s)" % WP)
+    WPT = d.port(tls=True)
+    t.ok(WP and WPT and MP not in (WP, WPT), "the web listeners have ports of their own (%s, tls %s)" % (WP, WPT))
     t.ok(wait_for(lambda: os.path.exists(d.sock(G)), 20), "the guest's socket is there")
     # The guest's shell answers before any count is taken.
     c = Client(d.sock(G))
@@ -398,13 +403,19 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
         w = Client(d.sock(G))
         ok = w.wait_prompt(30)
         viewer = attach(b"ATTACH %s view\n" % G.encode())
-        ok, v, waited = prom_wait(base, "sum(virtconsoled_sessions)", 2)
-        t.ok(ok, "a unix-socket writer and an attach-socket viewer: Prometheus reads sum(virtconsoled_sessions) "
-             "2 (%.1f s; %s)" % (waited, v))
-        t.figure("metrics: time until Prometheus shows 2 new sessions (scrape_interval 1s)", "%.1f" % waited, "s")
-        t.ok(prom_value(base, 'virtconsoled_sessions{door="unix",role="writer"}') == 1 and
-             prom_value(base, 'virtconsoled_sessions{door="attach",role="viewer"}') == 1,
-             "by door and role: {door=\"unix\",role=\"writer\"} 1, {door=\"attach\",role=\"viewer\"} 1")
+        # A token opens one session (the replay cache): one each.
+        ws = RawWS(WP, "/console/%s?token=%s&mode=view" % (G, d.token(G)))
+        wss = RawWS(WPT, "/console/%s?token=%s&mode=view" % (G, d.token(G)), tls=client_ssl_context())
+        t.ok(ok and ws.accepted() and wss.accepted(), "a unix-socket writer, viewers on the attach socket, "
+             "ws and wss (%s, %s)" % (ws.response, wss.response))
+        ok, v, waited = prom_wait(base, "sum(virtconsoled_sessions)", 4)
+        t.ok(ok, "Prometheus reads sum(virtconsoled_sessions) 4 (%.1f s; %s)" % (waited, v))
+        t.figure("metrics: time until Prometheus shows 4 new sessions (scrape_interval 1s)", "%.1f" % waited, "s")
+        by = {(door, role): prom_value(base, 'virtconsoled_sessions{door="%s",role="%s"}' % (door, role))
+              for door in DOORS for role in ROLES}
+        t.ok(by == {(a, b): float((a, b) in (("unix", "writer"), ("attach", "viewer"), ("ws", "viewer"),
+                                             ("wss", "viewer"))) for a in DOORS for b in ROLES},
+             "by door and role: unix writer 1, attach, ws and wss viewer 1 each, the other 4 series 0", by)
         mid = metrics()
         t.ok(mid.get("virtconsoled_consoles", hypervisor="default", state="open") == 1,
              "virtconsoled_consoles{state=\"open\"} 1 while they are attached (%s)"
@@ -418,6 +429,8 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
         t.ok(got, "the writer's command ran in the guest", show(w.pending()))
         seen = viewer.read_until(b"mt-%s-42" % n.encode(), 10)
         t.ok(seen, "and the viewer saw its output", show(viewer.pending()))
+        t.ok(ws.read_until(b"mt-%s-42" % n.encode(), 10) and wss.read_until(b"mt-%s-42" % n.encode(), 10),
+             "so did the ws and wss viewers", show(ws.data), show(wss.data))
         # What a viewer types is dropped (and told once), not counted.
         viewer.send(b"typed-by-the-viewer\r")
         t.ok(viewer.read_until(rb"view only: input is not sent to the guest", 5),
@@ -431,20 +444,28 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
         _, closed = viewer.read_all_until_close(5)
         t.ok(closed, "the viewer shuts its side: the daemon closes it")
         viewer.close()
+        # The web viewers leave with a close frame, and read to the end.
+        for c in (ws, wss):
+            c.send_frame(OP_CLOSE, b"\x03\xe8")
+            t.ok(c.wait_eof(5), "a %s viewer sends a close frame: the daemon closes it"
+                 % ("wss" if c is wss else "ws"))
+            c.close()
         ok, v, waited = prom_wait(base, "sum(virtconsoled_sessions)", 0)
         t.ok(ok, "both gone: Prometheus reads sum(virtconsoled_sessions) 0 (%.1f s; %s)" % (waited, v))
         after = metrics()
         for what, name, labels, want in [
                 ("sessions_started_total{door=\"unix\"}", "virtconsoled_sessions_started_total", {"door": "unix"}, 1),
                 ("sessions_started_total{door=\"attach\"}", "virtconsoled_sessions_started_total", {"door": "attach"}, 1),
+                ("sessions_started_total{door=\"ws\"}", "virtconsoled_sessions_started_total", {"door": "ws"}, 1),
+                ("sessions_started_total{door=\"wss\"}", "virtconsoled_sessions_started_total", {"door": "wss"}, 1),
                 ("sessions_ended_total{reason=\"escape_key\"}", "virtconsoled_sessions_ended_total",
                  {"reason": "escape_key"}, 1),
                 ("sessions_ended_total{reason=\"client_closed\"}", "virtconsoled_sessions_ended_total",
-                 {"reason": "client_closed"}, 1)]:
+                 {"reason": "client_closed"}, 3)]:
             dv = delta(before, after, name, **labels)
             t.ok(dv == want, "%s went up by %d (%s)" % (what, want, dv), "what moved: %s" % moved(before, after))
-        t.ok(after.sum("virtconsoled_sessions_ended_total") - before.sum("virtconsoled_sessions_ended_total") == 2,
-             "and the ended counters went up by 2 in all (%s)"
+        t.ok(after.sum("virtconsoled_sessions_ended_total") - before.sum("virtconsoled_sessions_ended_total") == 4,
+             "and the ended counters went up by 4 in all (%s)"
              % (after.sum("virtconsoled_sessions_ended_total") - before.sum("virtconsoled_sessions_ended_total")))
         dv = delta(before, after, "virtconsoled_bytes_total", door="unix", direction="to_guest")
         t.ok(dv is not None and dv >= len(cmd), "bytes_total{door=\"unix\",direction=\"to_guest\"} went up by at "
@@ -452,9 +473,10 @@ with t.case("2 a real Prometheus scrapes the door; 4 counters move"):
         dv = delta(before, after, "virtconsoled_bytes_total", door="unix", direction="to_client")
         t.ok(dv is not None and dv >= len(n) + 6, "bytes_total{door=\"unix\",direction=\"to_client\"} went up by "
              "at least the output read (%s)" % dv)
-        dv = delta(before, after, "virtconsoled_bytes_total", door="attach", direction="to_client")
-        t.ok(dv is not None and dv > 0, "bytes_total{door=\"attach\",direction=\"to_client\"} went up: the viewer "
-             "got output (%s)" % dv)
+        for door in ("attach", "ws", "wss"):
+            dv = delta(before, after, "virtconsoled_bytes_total", door=door, direction="to_client")
+            t.ok(dv is not None and dv > 0, "bytes_total{door=\"%s\",direction=\"to_client\"} went up: its viewer "
+                 "got output (%s)" % (door, dv))
         dv = delta(before, after, "virtconsoled_bytes_total", door="attach", direction="to_guest")
         t.ok(dv == 0, "bytes_total{door=\"attach\",direction=\"to_guest\"} did not: the viewer's input went "
              "nowhere (%s)" % dv)
