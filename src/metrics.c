@@ -16,6 +16,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,8 +64,11 @@ metrics_snake(const char *text, char *out, size_t len)
 		return 0;
 	for (; *text != '\0' && n + 1 < len; text++) {
 		if (isalnum((unsigned char)*text)) {
-			if (gap && n > 0 && n + 2 < len)
+			if (gap && n > 0) {
+				if (n + 2 >= len)
+					break;	/* no room for '_' and more */
 				out[n++] = '_';
+			}
 			gap = 0;
 			out[n++] = (char)tolower((unsigned char)*text);
 		} else
@@ -138,22 +142,44 @@ int
 metrics_parse_stat(const char *line, struct metrics_proc *p)
 {
 	const char		*s;
-	unsigned long long	 utime, stime, start, vsize;
-	long long		 rss;
+	char			*end;
+	unsigned long long	 v[22];
+	int			 i;
 
 	if ((s = strrchr(line, ')')) == NULL)
 		return -1;
-	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt
-	 * cmajflt utime stime cutime cstime priority nice threads
-	 * itrealvalue starttime vsize rss */
-	if (sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-	    "%llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld", &utime,
-	    &stime, &start, &vsize, &rss) != 5)
-		return -1;
-	p->cpu_ticks = utime + stime;
-	p->start_ticks = start;
-	p->vsize = vsize;
-	p->rss_pages = rss > 0 ? (unsigned long long)rss : 0;
+	/*
+	 * Fields 3 on: state ppid pgrp session tty_nr tpgid flags minflt
+	 * cminflt majflt cmajflt utime(14) stime(15) cutime cstime priority
+	 * nice num_threads itrealvalue starttime(22) vsize(23) rss(24).
+	 * The state is a letter; tty_nr, cutime... may be negative: only
+	 * the ones kept must be numbers >= 0.
+	 */
+	s++;
+	for (i = 0; i < 22; i++) {
+		while (*s == ' ')
+			s++;
+		if (*s == '\0' || *s == '\n')
+			return -1;
+		v[i] = 0;
+		if (i > 0) {
+			errno = 0;
+			if (*s == '-')
+				(void)strtoll(s, &end, 10);
+			else
+				v[i] = strtoull(s, &end, 10);
+			if (end == s || errno != 0 || (*end != ' ' &&
+			    *end != '\n' && *end != '\0'))
+				return -1;
+			s = end;
+		} else
+			while (*s != ' ' && *s != '\0')
+				s++;
+	}
+	p->cpu_ticks = v[11] + v[12];
+	p->start_ticks = v[19];
+	p->vsize = v[20];
+	p->rss_pages = v[21];
 	return 0;
 }
 
@@ -168,8 +194,10 @@ metrics_boot_time(void)
 	if ((f = fopen("/proc/stat", "re")) == NULL)
 		return 0;
 	while (fgets(line, sizeof line, f) != NULL) {
-		if (sscanf(line, "btime %llu", &btime) == 1)
+		if (strncmp(line, "btime ", 6) == 0) {
+			btime = strtoull(line + 6, NULL, 10);
 			break;
+		}
 	}
 	fclose(f);
 	return btime;
@@ -188,7 +216,7 @@ metrics_open_fds(void)
 		return -1;
 	self = dirfd(d);
 	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.' || atoi(e->d_name) == self)
+		if (e->d_name[0] == '.' || strtol(e->d_name, NULL, 10) == self)
 			continue;
 		n++;
 	}
@@ -200,7 +228,7 @@ metrics_open_fds(void)
 static void
 metrics_process(struct evbuffer *b)
 {
-	struct metrics_proc	 p;
+	struct metrics_proc	 p = { 0, 0, 0, 0 };
 	struct rlimit		 rl;
 	FILE			*f;
 	char			 line[1024];

@@ -192,7 +192,8 @@ for f in "$SRC"/*.c; do
 done
 while IFS='|' read -r key _; do
 	field=$key
-	case $key in listen) field=listens ;; server_name) field=server_names ;; esac
+	case $key in listen) field=listens ;; server_name) field=server_names ;;
+	metrics_listen) field=metrics_listens ;; esac
 	if ! grep -qE "(conf|cfg)->$field\\b" "${others[@]}"; then
 		check "$key is not used by the code: the page says so" \
 		    grep -q 'not used yet' <<< "$(entry "$CONF" "^\\.It Ic $key( |\$)")"

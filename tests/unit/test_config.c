@@ -36,6 +36,7 @@ static const char *const keys[] = {
 	"web_root",
 	"server_name", "cookie_name", "state_dir",
 	"control_socket", "user", "group",
+	"metrics_listen", "metrics_guest_labels",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -113,6 +114,12 @@ config_same(const struct config *a, const struct config *b)
 	S(web_root)
 	S(cookie_name) S(state_dir)
 	S(control_socket) S(user) S(group)
+	N(metrics_guest_labels)
+	if (TAILQ_EMPTY(&a->metrics_listens) !=
+	    TAILQ_EMPTY(&b->metrics_listens)) {
+		printf("#   differs: metrics_listen\n");
+		return 0;
+	}
 #undef S
 #undef N
 	la = TAILQ_FIRST(&a->listens);
@@ -831,6 +838,51 @@ test_escape(void)
 		config_free(cfg);
 }
 
+/* metrics_listen: a listener of its own list, no options, once. */
+static void
+test_metrics(void)
+{
+	struct config		*cfg;
+	struct config_listen	*l;
+
+	cfg = good("metrics_listen = 127.0.0.1:9101\n", "metrics_listen");
+	l = cfg ? TAILQ_FIRST(&cfg->metrics_listens) : NULL;
+	ok(l != NULL && l->metrics && l->port == 9101 &&
+	    strcmp(l->address, "127.0.0.1") == 0 && !l->tls,
+	    "metrics_listen: its own list, marked metrics, port 9101");
+	ok(cfg != NULL && count_listens(cfg) == 0,
+	    "metrics_listen: not a web listener");
+	is_int(cfg != NULL ? cfg->metrics_guest_labels : -1, 0,
+	    "metrics_guest_labels: no by default");
+	config_free(cfg);
+	cfg = good("metrics_listen = [::1]:0\nmetrics_guest_labels = yes\n",
+	    "metrics_listen on IPv6, port 0; guest labels");
+	l = cfg ? TAILQ_FIRST(&cfg->metrics_listens) : NULL;
+	ok(l != NULL && l->family == AF_INET6 && l->port == 0,
+	    "metrics_listen [::1]:0");
+	is_int(cfg != NULL ? cfg->metrics_guest_labels : -1, 1,
+	    "metrics_guest_labels = yes");
+	config_free(cfg);
+	fails("metrics_listen = 127.0.0.1:9101 tls\n",
+	    NAME ":1: unknown option for 'metrics_listen': 'tls' (it takes "
+	    "none: plain HTTP, no token)", "metrics_listen takes no tls");
+	fails("metrics_listen = 127.0.0.1:9101 auth=none\n",
+	    NAME ":1: unknown option for 'metrics_listen': 'auth=none' (it "
+	    "takes none: plain HTTP, no token)",
+	    "metrics_listen takes no auth=none");
+	fails("metrics_listen = 127.0.0.1:1\nmetrics_listen = 127.0.0.1:2\n",
+	    NAME ":2: duplicate key 'metrics_listen' (first set at line 1)",
+	    "metrics_listen is not repeatable");
+	fails("listen = 127.0.0.1:8080\nmetrics_listen = 127.0.0.1:8080\n",
+	    NAME ":2: metrics_listen is the address of the 'listen' at "
+	    "line 1", "metrics_listen on a web listener's address");
+	cfg = good("listen = 127.0.0.1:0\nmetrics_listen = 127.0.0.1:0\n",
+	    "port 0 on both: each picks its own");
+	config_free(cfg);
+	bad_value("metrics_listen", "localhost:9101");
+	bad_value("metrics_guest_labels", "maybe");
+}
+
 static void
 test_listen(void)
 {
@@ -1348,6 +1400,7 @@ doc_default_line(const char *s)
 		if (strncmp(s + 1, keys[i], n) == 0 &&
 		    strncmp(s + 1 + n, " = ", 3) == 0)
 			return strcmp(keys[i], "listen") != 0 &&
+			    strcmp(keys[i], "metrics_listen") != 0 &&
 			    strcmp(keys[i], "allowed_origins") != 0 &&
 			    strcmp(keys[i], "server_name") != 0;
 	}
@@ -1429,14 +1482,16 @@ test_documented_file(void)
 		    out[i] != '\n')
 			listed++;
 	}
-	is_int(listed, NKEYS - 3, "one uncommented line per scalar key");
+	/* All but listen, metrics_listen (no default), the two lists. */
+	is_int(listed, NKEYS - 4, "one uncommented line per scalar key");
 
-	/* The examples for the two lists are valid too. */
+	/* The examples for the lists and metrics_listen are valid too. */
 	o = out + sprintf(out, "tls_cert = /c\ntls_key = /k\n");
 	for (line = buf; *line != '\0'; line = s) {
 		s = strchr(line, '\n');
 		s = s != NULL ? s + 1 : line + strlen(line);
 		if (strncmp(line, "#listen = ", 10) == 0 ||
+		    strncmp(line, "#metrics_listen = ", 18) == 0 ||
 		    strncmp(line, "#allowed_origins = ", 19) == 0) {
 			memcpy(o, line + 1, (size_t)(s - line - 1));
 			o += s - line - 1;
@@ -1540,6 +1595,7 @@ main(void)
 	test_sizes();
 	test_escape();
 	test_listen();
+	test_metrics();
 	test_origins();
 	test_control_socket();
 	test_load();

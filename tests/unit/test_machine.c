@@ -1442,6 +1442,92 @@ test_viewer_messages(void)
 	spin(20);
 }
 
+/* A line of the metrics text, or NULL. */
+static int
+metrics_has(const char *line)
+{
+	struct evbuffer		*b = evbuffer_new();
+	struct evbuffer_ptr	 p;
+
+	metrics_render(b);
+	p = evbuffer_search(b, line, strlen(line), NULL);
+	evbuffer_free(b);
+	return p.pos != -1;
+}
+
+/*
+ * The counters behind metrics: sessions by door and role, started, ended
+ * by reason, refused by reason, bytes by door and direction; and the
+ * lines metrics_render() makes of them.
+ */
+static void
+test_counters(void)
+{
+	struct session_counters	 c0, c1;
+	struct client		 a, b, v;
+	char			 line[128];
+
+	configure("uri = test:///default\npolicy = refuse\n");
+	session_counters(&c0);
+	ok(connect_client(&a) != NULL, "counters: a unix client attaches");
+	ok(connect_as(&v, SESSION_VIEWER, &door_v1, NULL) != NULL,
+	    "counters: a ws viewer attaches");
+	session_counters(&c1);
+	ok(c1.live[SESSION_DOOR_UNIX][0] == 1 &&
+	    c1.live[SESSION_DOOR_WS][1] == 1 &&
+	    c1.started[SESSION_DOOR_UNIX] == c0.started[SESSION_DOOR_UNIX] + 1 &&
+	    c1.started[SESSION_DOOR_WS] == c0.started[SESSION_DOOR_WS] + 1,
+	    "counters: one unix writer and one ws viewer live, each started");
+	ok(metrics_has("virtconsoled_sessions{door=\"unix\",role=\"writer\"} "
+	    "1\n") && metrics_has("virtconsoled_sessions{door=\"ws\","
+	    "role=\"viewer\"} 1\n") && metrics_has("virtconsoled_sessions{"
+	    "door=\"attach\",role=\"writer\"} 0\n"),
+	    "counters: metrics show them, and the doors without sessions");
+	fake_stream_print(fake_last, "login: ");
+	ok(expect(&a, "login: ", 500), "counters: output reaches the writer");
+	client_send(&a, "root\r");
+	fake_want = "root\r";
+	ok(run_until(cond_fake_got, &a, 500), "counters: input reaches the "
+	    "guest");
+	session_counters(&c1);
+	ok(c1.to_guest[SESSION_DOOR_UNIX] == c0.to_guest[SESSION_DOOR_UNIX] +
+	    5 && c1.to_client[SESSION_DOOR_UNIX] >=
+	    c0.to_client[SESSION_DOOR_UNIX] + 7 &&
+	    c1.to_guest[SESSION_DOOR_WS] == c0.to_guest[SESSION_DOOR_WS],
+	    "counters: 5 bytes to the guest and 7 to the client by the unix "
+	    "door, none to the guest by ws");
+	ok(connect_client(&b) == NULL &&
+	    expect(&b, "refused: console busy", 500),
+	    "counters: a second writer is refused busy");
+	client_send(&a, "\x11");
+	ok(run_until(got_eof, &a, 2500), "counters: the escape key ends the "
+	    "writer");
+	session_end_all(REASON_SHUTDOWN);
+	spin(20);
+	session_counters(&c1);
+	ok(c1.refused[REASON_BUSY] == c0.refused[REASON_BUSY] + 1 &&
+	    c1.ended[REASON_ESCAPE] == c0.ended[REASON_ESCAPE] + 1 &&
+	    c1.ended[REASON_SHUTDOWN] == c0.ended[REASON_SHUTDOWN] + 1 &&
+	    c1.ended[REASON_BUSY] == c0.ended[REASON_BUSY],
+	    "counters: one refused busy (not counted as ended), one ended by "
+	    "the escape key, one by the shutdown");
+	ok(c1.live[SESSION_DOOR_UNIX][0] == 0 &&
+	    c1.live[SESSION_DOOR_WS][1] == 0, "counters: none live now");
+	snprintf(line, sizeof line, "virtconsoled_sessions_ended_total{"
+	    "reason=\"escape_key\"} %llu\n",
+	    (unsigned long long)c1.ended[REASON_ESCAPE]);
+	ok(metrics_has(line), "counters: metrics: %s", line);
+	snprintf(line, sizeof line, "virtconsoled_refusals_total{"
+	    "reason=\"console_busy\"} %llu\n",
+	    (unsigned long long)c1.refused[REASON_BUSY]);
+	ok(metrics_has(line) && !metrics_has("_total{reason=\"none\"}") &&
+	    !metrics_has("virtconsoled_sessions_ended_total{reason=\"console_"
+	    "busy\"}"), "counters: metrics: %s (a refusal only)", line);
+	close(a.fd);
+	close(b.fd);
+	close(v.fd);
+}
+
 static void
 test_tables(void)
 {
@@ -1516,6 +1602,7 @@ main(void)
 	test_capture();
 	test_viewers();
 	test_viewer_messages();
+	test_counters();
 	test_tables();
 	return tap_done();
 }
