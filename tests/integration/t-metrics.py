@@ -698,9 +698,26 @@ with t.case("6 the door under hostile input"):
         codes[st] = codes.get(st, 0) + 1
         c.close()
     t.ok(codes == {429: 60}, "a flood of 60 more connections from that address: each 429 (%s)" % codes)
+    # The counts are the web door's: a flood of one door is felt at the other.
+    try:
+        st = http(WP, "/").status
+    except Exception as e:      # noqa: BLE001 - what happened, for the message
+        st = repr(e)
+    t.ok(st == 429, "with those 4 held on the metrics door, the web door answers that address 429 too (%s)" % st)
     for c in held:
         c.close()
     t.ok(wait_for(lambda: status_of()[0] == 200, 5), "the held connections closed: a scrape is served again")
+    webheld = []
+    for _ in range(4):
+        c = connect(WP)
+        defer(c.close)
+        webheld.append(c)
+    time.sleep(0.3)
+    st, r = status_of()
+    t.ok(st == 429, "4 connections held on the web door: a scrape from that address gets 429 (%s)" % st)
+    for c in webheld:
+        c.close()
+    t.ok(wait_for(lambda: status_of()[0] == 200, 5), "once they close, a scrape is served again")
     t.ok(d.reload({"max_clients": 4, "max_clients_per_address": None}), "reload: max_clients = 4")
     held = hold(4)
     st, r = status_of()
@@ -729,6 +746,11 @@ with t.case("1 metrics_listen by reload"):
         gone = e.__class__.__name__
     t.ok(ok and gone == "ConnectionRefusedError", "a reload without metrics_listen closes the door (%s)" % gone,
          d.log_tail(4, since=mark))
+    c = ctl("metrics")
+    CM = Metrics(c.stdout)
+    t.ok(c.returncode == 0 and not CM.bad and set(FAMILIES) <= set(CM.types),
+         "virtconsolectl metrics works without a metrics door (status %d, %d families)"
+         % (c.returncode, len(CM.types)), c.stderr)
     mark = d.mark()
     ok = d.reload({"metrics_listen": "127.0.0.1:0"})
     m = d.wait_log(r"metrics: listening on 127\.0\.0\.1:(\d+)$", 5, since=mark)
