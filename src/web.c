@@ -1613,7 +1613,8 @@ web_log_names(const struct web_listener *l)
 			n += (size_t)snprintf(names + n, sizeof names - n,
 			    " %s", o->origin);
 	}
-	log_info("web: listener %s accepts Host: %s%s%s", l->bound,
+	log_info("%s: listener %s accepts Host: %s%s%s",
+	    l->metrics ? "metrics" : "web", l->bound,
 	    l->any ? "any local address as dialled" : l->bound,
 	    " (and localhost on loopback)", names);
 }
@@ -1704,7 +1705,8 @@ web_listener_free(struct web_listener *l)
 	wsock_listener_removed(l->bound);
 	evconnlistener_free(l->lev);
 	event_free(l->ev_resume);
-	log_info("web: stopped listening on %s", l->bound);
+	log_info("%s: stopped listening on %s", l->metrics ? "metrics" :
+	    "web", l->bound);
 	free(l->name);
 	free(l->bound);
 	free(l->address);

@@ -22,7 +22,10 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 # strace is t-privaudit's auditor of the file system calls a root start
 # makes; gdb counts calls in the running daemon (t-webbounds: one parse
 # per head).
-# prometheus: t-metrics runs its binary and promtool, not the packaged service.
+# prometheus: t-metrics runs its binary and promtool, not the packaged
+# service: the install runs with a policy-rc.d that refuses service starts
+# (invoke-rc.d's documented switch), unless the machine has its own, so
+# that nothing is left running on :9090.
 missing=""
 for p in $BUILD_PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
@@ -32,7 +35,17 @@ done
 command -v npm > /dev/null || missing="$missing npm"
 if [ -n "$missing" ]; then
 	apt-get update -q
+	policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\n# tests/deps.sh: no service starts\nexit 101\n' \
+		    > "$policy"
+		chmod 755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
 	# shellcheck disable=SC2086
 	apt-get install -y -q --no-install-recommends $missing
+	[ -z "$policy" ] || rm -f "$policy"
+	trap - EXIT
 fi
 exec "$(dirname "$0")/lab/lab.sh" deps
