@@ -224,7 +224,11 @@ with t.case("a viewer that never reads"):
     t.ok(echo_time(w, [v1]) is not None, "the flood is stopped; the writer's shell answers",
          show(w.pending()))
     pump([w, v1], lambda: False, 0.5)
-    t.ok(b"flood-" not in w.buf[w.pos:], "no flood after it", show(w.pending()))
+    # A flood line starts a line; the shell's "[1]+ Terminated ... echo
+    # flood-..." notice (printed at a prompt, whenever the job is reaped)
+    # names the loop's text but is no flood (CI run H2 saw it once).
+    t.ok(re.search(rb"(?:^|\n)flood-", bytes(w.buf[w.pos:])) is None,
+         "no flood after it", show(w.pending()))
     dropped = [s.get("bytes_dropped") for s in sessions()]
     t.ok(dropped == [0, 0], "neither the writer nor the reading viewer lost output "
          "(bytes_dropped %s)" % dropped)
