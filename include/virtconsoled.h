@@ -398,7 +398,6 @@ struct session_info {
 	const char	*role;		/* "writer" or "viewer" */
 	const char	*label;		/* the credential's label, or "" */
 	uint64_t	 bytes_ignored;	/* a viewer's input, not sent */
-	const char	*door;		/* session_door_name() */
 };
 /* Since start, for metrics (live: the sessions in the table now). */
 struct session_counters {

@@ -1406,7 +1406,6 @@ session_foreach(void (*fn)(const struct session_info *, void *), void *arg)
 		si.role = session_role_name(s->role);
 		si.label = s->label;
 		si.bytes_ignored = s->bytes_ignored;
-		si.door = session_door_name(s->door_kind);
 		fn(&si, arg);
 	}
 }
