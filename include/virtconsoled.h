@@ -106,10 +106,21 @@ struct config_origin {
 	TAILQ_ENTRY(config_origin) entry;
 };
 TAILQ_HEAD(config_origins, config_origin);
+/* A hypervisor: `hypervisor = NAME URI`, or `uri = URI` as `default`. */
+#define CONFIG_HV_NAME_MAX	32
+struct config_hv {
+	char			*name;		/* [A-Za-z0-9_-]{1,32} */
+	char			*uri;
+	int			 line;		/* 0: from `uri` or the default */
+	TAILQ_ENTRY(config_hv)	 entry;
+};
+TAILQ_HEAD(config_hvs, config_hv);
 struct config {
 	char			*path;
 	/* foundation */
-	char			*uri;
+	char			*uri;		/* the uri form's; see hvs */
+	struct config_hvs	 hvs;		/* never empty after parse */
+	int			 hv_form;	/* hypervisor keys, not uri */
 	char			*log_file;
 	enum log_level		 log_level;
 	char			*pid_file;
@@ -159,6 +170,7 @@ struct config {
 	char			*group;
 };
 struct config	*config_new(void);
+int		 config_hv_name_ok(const char *);
 struct config	*config_load(const char *, char *, size_t);
 struct config	*config_parse(const char *, const char *, size_t, char *,
 		     size_t);

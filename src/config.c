@@ -63,6 +63,7 @@ enum config_type {
 	CONFIG_ORIGINS,		/* appends to allowed_origins */
 	CONFIG_NAMES,		/* appends to server_names */
 	CONFIG_COOKIE,		/* a cookie name */
+	CONFIG_HV,		/* appends to hvs: NAME URI */
 };
 
 struct config_key {
@@ -78,6 +79,7 @@ struct config_key {
 static const struct config_key config_keys[] = {
 	/* libvirt and logging */
 	{ "uri", CONFIG_STRING, CONFIG_OFF(uri), 0, 0, 0 },
+	{ "hypervisor", CONFIG_HV, CONFIG_OFF(hvs), 0, 0, 1 },
 	{ "log_file", CONFIG_PATH_NONE, CONFIG_OFF(log_file), 0, 0, 0 },
 	{ "log_level", CONFIG_LEVEL, CONFIG_OFF(log_level), 0, 0, 0 },
 	{ "pid_file", CONFIG_PATH, CONFIG_OFF(pid_file), 0, 0, 0 },
@@ -145,6 +147,8 @@ struct config_parser {
 	char		*err;
 	size_t		 errlen;
 };
+
+static unsigned int	config_seen(const struct config_parser *, const char *);
 
 static const char *const config_escape_names[32] = {
 	"^@", "^A", "^B", "^C", "^D", "^E", "^F", "^G",
@@ -452,6 +456,84 @@ config_listen_same(const struct config_listen *a,
 		return 0;
 	return memcmp(aa, ba, a->family == AF_INET6 ?
 	    sizeof (struct in6_addr) : sizeof (struct in_addr)) == 0;
+}
+
+/* A hypervisor's name: [A-Za-z0-9_-]{1,32} (in paths, URLs, labels). */
+int
+config_hv_name_ok(const char *s)
+{
+	size_t	n;
+
+	for (n = 0; s[n] != '\0'; n++) {
+		if (n == CONFIG_HV_NAME_MAX || !((s[n] >= 'a' && s[n] <= 'z') ||
+		    (s[n] >= 'A' && s[n] <= 'Z') || (s[n] >= '0' &&
+		    s[n] <= '9') || s[n] == '_' || s[n] == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+static void
+config_hv_free(struct config_hv *h)
+{
+	free(h->name);
+	free(h->uri);
+	free(h);
+}
+
+static struct config_hv *
+config_hv_new(struct config *cfg, const char *name, const char *uri,
+    int line)
+{
+	struct config_hv	*h;
+
+	h = xcalloc(1, sizeof *h);
+	h->name = xstrdup(name);
+	h->uri = xstrdup(uri);
+	h->line = line;
+	TAILQ_INSERT_TAIL(&cfg->hvs, h, entry);
+	return h;
+}
+
+/*
+ * hypervisor = NAME URI: one of several.  Neither a name nor a URI twice
+ * (two names for one hypervisor would show its guests twice).
+ */
+static int
+config_add_hv(struct config_parser *p, struct config *cfg,
+    const struct config_key *k, char *value)
+{
+	struct config_hv	*h;
+	char			 v[CONFIG_ESC_LEN];
+	char			*name, *uri;
+
+	if ((name = config_word(&value)) == NULL ||
+	    (uri = config_word(&value)) == NULL ||
+	    config_word(&value) != NULL)
+		return config_error(p, p->line, "bad value for '%s' (expected "
+		    "NAME URI)", k->name);
+	if (!config_hv_name_ok(name))
+		return config_error(p, p->line, "bad hypervisor name '%s' "
+		    "(expected 1 to %d of A-Z a-z 0-9 _ -)",
+		    config_esc(v, sizeof v, name), CONFIG_HV_NAME_MAX);
+	TAILQ_FOREACH(h, &cfg->hvs, entry) {
+		if (h->line == 0)
+			continue;	/* the implicit default */
+		if (strcmp(h->name, name) == 0)
+			return config_error(p, p->line, "duplicate hypervisor "
+			    "'%s' (first at line %d)", name, h->line);
+		if (strcmp(h->uri, uri) == 0)
+			return config_error(p, p->line, "hypervisor '%s' has "
+			    "the URI of '%s' (line %d)", name, h->name,
+			    h->line);
+	}
+	/* The first replaces the implicit default (config_new()). */
+	if ((h = TAILQ_FIRST(&cfg->hvs)) != NULL && h->line == 0) {
+		TAILQ_REMOVE(&cfg->hvs, h, entry);
+		config_hv_free(h);
+	}
+	(void)config_hv_new(cfg, name, uri, (int)p->line);
+	return 0;
 }
 
 /*
@@ -808,6 +890,8 @@ config_set(struct config_parser *p, struct config *cfg,
 		return 0;
 	case CONFIG_LISTEN:
 		return config_add_listen(p, cfg, k, value);
+	case CONFIG_HV:
+		return config_add_hv(p, cfg, k, value);
 	case CONFIG_ORIGINS:
 		return config_add_words(p, &cfg->allowed_origins, k, value,
 		    config_origin_ok, "origin", "http://HOST[:PORT] or "
@@ -868,6 +952,11 @@ config_line(struct config_parser *p, struct config *cfg, char *s)
 	}
 	if (p->seen[i] == 0)
 		p->seen[i] = p->line;
+	/* One form or the other: the second one's line is the error. */
+	if ((strcmp(k->name, "uri") == 0 && config_seen(p, "hypervisor")) ||
+	    (strcmp(k->name, "hypervisor") == 0 && config_seen(p, "uri")))
+		return config_error(p, p->line, "'uri' and 'hypervisor' "
+		    "together (use 'hypervisor = default URI' beside others)");
 
 	value = eq + 1;
 	while (config_is_blank(*value))
@@ -927,6 +1016,15 @@ config_check(struct config_parser *p, struct config *cfg)
 {
 	struct config_listen	*l, *m;
 	unsigned int		 line;
+
+	struct config_hv	*h = TAILQ_FIRST(&cfg->hvs);
+
+	/* The uri form: one hypervisor, default, at uri. */
+	cfg->hv_form = h->line != 0;
+	if (!cfg->hv_form) {
+		free(h->uri);
+		h->uri = xstrdup(cfg->uri);
+	}
 
 	TAILQ_FOREACH(l, &cfg->listens, entry) {
 		TAILQ_FOREACH(m, &cfg->metrics_listens, entry) {
@@ -1007,6 +1105,8 @@ config_new(void)
 	cfg->attach_replay = 0;
 
 	TAILQ_INIT(&cfg->listens);
+	TAILQ_INIT(&cfg->hvs);
+	(void)config_hv_new(cfg, "default", cfg->uri, 0);
 	cfg->tls_cert = NULL;
 	cfg->tls_key = NULL;
 	cfg->token_secret_file = xstrdup(SYSCONFDIR "/virtconsoled/secret");
@@ -1159,6 +1259,7 @@ config_free(struct config *cfg)
 {
 	struct config_listen	*l;
 	struct config_origin	*o;
+	struct config_hv	*h;
 
 	if (cfg == NULL)
 		return;
@@ -1171,6 +1272,10 @@ config_free(struct config *cfg)
 		TAILQ_REMOVE(&cfg->metrics_listens, l, entry);
 		free(l->address);
 		free(l);
+	}
+	while ((h = TAILQ_FIRST(&cfg->hvs)) != NULL) {
+		TAILQ_REMOVE(&cfg->hvs, h, entry);
+		config_hv_free(h);
 	}
 	while ((o = TAILQ_FIRST(&cfg->allowed_origins)) != NULL) {
 		TAILQ_REMOVE(&cfg->allowed_origins, o, entry);

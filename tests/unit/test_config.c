@@ -883,6 +883,92 @@ test_metrics(void)
 	bad_value("metrics_guest_labels", "maybe");
 }
 
+static int
+count_hvs(const struct config *cfg)
+{
+	const struct config_hv	*h;
+	int			 n = 0;
+
+	TAILQ_FOREACH(h, &cfg->hvs, entry)
+		n++;
+	return n;
+}
+
+/* hypervisor = NAME URI, and uri = URI as the hypervisor default. */
+static void
+test_hypervisors(void)
+{
+	struct config		*cfg;
+	const struct config_hv	*h;
+	char			 text[256];
+
+	cfg = config_new();
+	h = TAILQ_FIRST(&cfg->hvs);
+	ok(count_hvs(cfg) == 1 && strcmp(h->name, "default") == 0 &&
+	    strcmp(h->uri, "qemu:///system") == 0 && !cfg->hv_form,
+	    "default: one hypervisor, default, at qemu:///system");
+	config_free(cfg);
+	cfg = good("uri = test:///default\n", "uri form");
+	h = cfg != NULL ? TAILQ_FIRST(&cfg->hvs) : NULL;
+	ok(h != NULL && count_hvs(cfg) == 1 && strcmp(h->name, "default") ==
+	    0 && strcmp(h->uri, "test:///default") == 0 && !cfg->hv_form,
+	    "uri = U: the hypervisor default at U");
+	config_free(cfg);
+	cfg = good("hypervisor = a test:///default\n# b\n"
+	    "hypervisor = B_2-x  qemu+tcp://127.0.0.1:16509/system\n",
+	    "two hypervisors");
+	h = cfg != NULL ? TAILQ_FIRST(&cfg->hvs) : NULL;
+	ok(h != NULL && count_hvs(cfg) == 2 && cfg->hv_form &&
+	    strcmp(h->name, "a") == 0 && strcmp(h->uri, "test:///default") ==
+	    0 && h->line == 1, "the first: a, its URI, line 1");
+	h = h != NULL ? TAILQ_NEXT(h, entry) : NULL;
+	ok(h != NULL && strcmp(h->name, "B_2-x") == 0 &&
+	    strcmp(h->uri, "qemu+tcp://127.0.0.1:16509/system") == 0 &&
+	    h->line == 3, "the second: B_2-x, its URI, line 3");
+	config_free(cfg);
+	cfg = good("hypervisor = default qemu:///system\n",
+	    "hypervisor = default U");
+	h = cfg != NULL ? TAILQ_FIRST(&cfg->hvs) : NULL;
+	ok(h != NULL && count_hvs(cfg) == 1 && cfg->hv_form &&
+	    strcmp(h->name, "default") == 0,
+	    "hypervisor = default U: one, the hypervisor form");
+	config_free(cfg);
+
+	fails("uri = test:///default\nhypervisor = a test:///x\n",
+	    NAME ":2: 'uri' and 'hypervisor' together (use 'hypervisor = "
+	    "default URI' beside others)", "uri then hypervisor");
+	fails("hypervisor = a test:///x\n\nuri = test:///default\n",
+	    NAME ":3: 'uri' and 'hypervisor' together (use 'hypervisor = "
+	    "default URI' beside others)", "hypervisor then uri");
+	fails("hypervisor = a test:///x\nhypervisor = a test:///y\n",
+	    NAME ":2: duplicate hypervisor 'a' (first at line 1)",
+	    "a name twice");
+	fails("hypervisor = a test:///x\nhypervisor = b test:///x\n",
+	    NAME ":2: hypervisor 'b' has the URI of 'a' (line 1)",
+	    "a URI twice");
+	fails("hypervisor = a\n", NAME ":1: bad value for 'hypervisor' "
+	    "(expected NAME URI)", "no URI");
+	fails("hypervisor = a test:///x extra\n", NAME ":1: bad value for "
+	    "'hypervisor' (expected NAME URI)", "a third word");
+	fails("hypervisor = a/b test:///x\n", NAME ":1: bad hypervisor name "
+	    "'a/b' (expected 1 to 32 of A-Z a-z 0-9 _ -)", "a slash");
+	fails("hypervisor = a.b test:///x\n", NAME ":1: bad hypervisor name "
+	    "'a.b' (expected 1 to 32 of A-Z a-z 0-9 _ -)", "a dot");
+	(void)snprintf(text, sizeof text, "hypervisor = %.33s test:///x\n",
+	    "abcdefghijklmnopqrstuvwxyz0123456789");
+	cfg = parse(text);
+	ok(cfg == NULL && strstr(err, "bad hypervisor name") != NULL,
+	    "a name of 33 bytes: %s", err);
+	config_free(cfg);
+	(void)snprintf(text, sizeof text, "hypervisor = %.32s test:///x\n",
+	    "abcdefghijklmnopqrstuvwxyz0123456789");
+	cfg = good(text, "a name of 32 bytes");
+	config_free(cfg);
+	ok(config_hv_name_ok("g1") && !config_hv_name_ok("") &&
+	    !config_hv_name_ok("a b") && !config_hv_name_ok("é"),
+	    "config_hv_name_ok: g1 yes; empty, a space, UTF-8 no");
+}
+
 static void
 test_listen(void)
 {
@@ -1594,6 +1680,7 @@ main(void)
 	test_numbers();
 	test_sizes();
 	test_escape();
+	test_hypervisors();
 	test_listen();
 	test_metrics();
 	test_origins();
