@@ -47,6 +47,7 @@ struct evglue_handle {
 	int			 fd;
 	int			 events;	/* VIR_EVENT_HANDLE_* */
 	int			 backlog_ioctl;	/* SIOCOUTQ, FIONREAD or 0 */
+	int			 tag;		/* the adding thread's, or 0 */
 	short			 armed;		/* what libevent watches */
 	evglue_handle_cb	 cb;
 	void			*opaque;
@@ -81,6 +82,9 @@ static int			 evglue_next_handle = 1;
 static int			 evglue_next_timeout = 1;
 static unsigned int		 evglue_frees;	/* deferred frees pending */
 static int			 evglue_in_handle; /* in a handle callback */
+static int			 evglue_next_tag = 1;
+/* The tag of the connection this thread is opening (evglue_tag_set()). */
+static __thread int		 evglue_tag_current;
 
 static void	evglue_handle_fire(evutil_socket_t, short, void *);
 static void	evglue_timeout_fire(evutil_socket_t, short, void *);
@@ -357,6 +361,7 @@ evglue_add_handle(int fd, int events, evglue_handle_cb cb, void *opaque,
 		return -1;
 	h = xcalloc(1, sizeof *h);
 	h->fd = fd;
+	h->tag = evglue_tag_current;
 	h->backlog_ioctl = evglue_backlog_ioctl(fd);
 	h->cb = cb;
 	h->opaque = opaque;
@@ -549,33 +554,47 @@ evglue_pending_frees(void)
 
 /*
  * Which fds belong to one libvirt connection.  libvirt does not say, but
- * the loop is single-threaded and virConnectOpen() adds the watch of the
- * connection's socket (or of its pipe to ssh) before it returns: the
- * caller takes evglue_mark() before the open and evglue_fds_since() after
- * it.  A connection keeps its fd for its whole life.
+ * virConnectOpen() adds the watch of the connection's socket (or of its
+ * pipe to ssh) before it returns, on the thread that runs it: the opener
+ * takes a fresh tag (evglue_tag_new()), sets it for its own thread
+ * (evglue_tag_set()) around the open, and asks for the fds with that tag
+ * (evglue_fds_tagged()).  Opens on several threads at once, and handles
+ * the loop adds meanwhile, do not mix.  A connection keeps its fd for its
+ * whole life.
  */
 int
-evglue_mark(void)
+evglue_tag_new(void)
 {
-	int	mark;
+	int	tag;
 
 	pthread_mutex_lock(&evglue_lock);
-	mark = evglue_next_handle;
+	tag = evglue_next_tag++;
+	if (evglue_next_tag == INT32_MAX)
+		evglue_next_tag = 1;	/* tags of live opens are few */
 	pthread_mutex_unlock(&evglue_lock);
-	return mark;
+	return tag;
 }
 
-/* The fds of the live handles added since mark, at most max of them. */
+/* The tag of what this thread adds from now on; 0: none. */
+void
+evglue_tag_set(int tag)
+{
+	evglue_tag_current = tag;
+}
+
+/* The fds of the live handles with tag, at most max of them. */
 size_t
-evglue_fds_since(int mark, int *fds, size_t max)
+evglue_fds_tagged(int tag, int *fds, size_t max)
 {
 	const struct evglue_handle	*h;
 	size_t				 i, n = 0;
 
+	if (tag == 0)
+		return 0;
 	pthread_mutex_lock(&evglue_lock);
 	for (i = 0; i < evglue_handles.n && n < max; i++) {
 		h = evglue_handles.items[i];
-		if (h->id >= mark && !h->removed)
+		if (h->tag == tag && !h->removed)
 			fds[n++] = h->fd;
 	}
 	pthread_mutex_unlock(&evglue_lock);

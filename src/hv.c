@@ -231,12 +231,15 @@ static void
 hv_connect(void)
 {
 	virConnectPtr	conn;
-	int		mark;
+	int		tag;
 
 	if (hv.conn != NULL || hv.state == HV_SHUTDOWN)
 		return;
-	mark = evglue_mark();
-	if ((conn = virConnectOpen(hv.uri)) == NULL) {
+	tag = evglue_tag_new();
+	evglue_tag_set(tag);
+	conn = virConnectOpen(hv.uri);
+	evglue_tag_set(0);
+	if (conn == NULL) {
 		/* Say it once, then once every ten attempts. */
 		if (hv.failures++ % 10 == 0)
 			log_warnx("hv: cannot connect uri=%s error=\"%s\" "
@@ -247,7 +250,7 @@ hv_connect(void)
 		return;
 	}
 	hv.conn = conn;
-	hv.nfds = evglue_fds_since(mark, hv.fds, sizeof hv.fds /
+	hv.nfds = evglue_fds_tagged(tag, hv.fds, sizeof hv.fds /
 	    sizeof hv.fds[0]);
 	if (virConnectRegisterCloseCallback(conn, hv_close, NULL,
 	    NULL) == -1)
@@ -419,7 +422,7 @@ hv_link_get(const char *uuid)
 {
 	struct hv_link	*l;
 	virConnectPtr	 conn;
-	int		 mark;
+	int		 tag;
 
 	if (hv.state != HV_CONNECTED)
 		return NULL;
@@ -430,8 +433,11 @@ hv_link_get(const char *uuid)
 			return l;
 		}
 	}
-	mark = evglue_mark();
-	if ((conn = virConnectOpen(hv.uri)) == NULL) {
+	tag = evglue_tag_new();
+	evglue_tag_set(tag);
+	conn = virConnectOpen(hv.uri);
+	evglue_tag_set(0);
+	if (conn == NULL) {
 		log_warnx("hv: cannot open a guest connection uuid=%s "
 		    "error=\"%s\"", uuid, log_esc(hv_last_error()));
 		return NULL;
@@ -439,7 +445,7 @@ hv_link_get(const char *uuid)
 	l = xcalloc(1, sizeof *l);
 	(void)snprintf(l->uuid, sizeof l->uuid, "%s", uuid);
 	l->conn = conn;
-	l->nfds = evglue_fds_since(mark, l->fds, sizeof l->fds /
+	l->nfds = evglue_fds_tagged(tag, l->fds, sizeof l->fds /
 	    sizeof l->fds[0]);
 	l->refs = 1;
 	pthread_mutex_init(&l->lock, NULL);

@@ -10,12 +10,14 @@
 #include <sys/time.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <libvirt/libvirt.h>
 
 #include "virtconsoled.h"
@@ -643,31 +645,72 @@ test_write_backlog(void)
 	close(pfd[1]);
 }
 
+/* A thread that adds a handle under its own tag, as an open would. */
+struct tagger {
+	int	fd;
+	int	tag;
+	int	id;
+};
+
+static void *
+tagger_run(void *arg)
+{
+	struct tagger	*tg = arg;
+
+	evglue_tag_set(tg->tag);
+	tg->id = evglue_add_handle(tg->fd, VIR_EVENT_HANDLE_READABLE,
+	    handle_cb, NULL, NULL);
+	evglue_tag_set(0);
+	return NULL;
+}
+
 /*
- * One connection's fds: those added between evglue_mark() and the end of
- * its open, and each fd's own backlog (the send window per connection).
+ * One connection's fds: those added under its tag by the thread that
+ * opens it, and each fd's own backlog (the send window per connection).
  */
 static void
 test_connection_fds(void)
 {
-	char	buf[4096];
-	int	sv[2], sv2[2], fds[4], mark, a, b;
-	size_t	n, before;
-	ssize_t	wr;
+	char		 buf[4096];
+	int		 sv[2], sv2[2], sv3[2], fds[4], tag, a, b, c;
+	size_t		 n, before;
+	ssize_t		 wr;
+	struct tagger	 tg;
+	pthread_t	 th;
 
 	memset(buf, 'y', sizeof buf);
 	make_pair(sv, 0);
 	make_pair(sv2, 0);
+	make_pair(sv3, 0);
 	a = evglue_add_handle(sv[0], 0, handle_cb, NULL, NULL);
-	mark = evglue_mark();
-	n = evglue_fds_since(mark, fds, 4);
-	is_int((int)n, 0, "mapping: nothing added since the mark");
+	tag = evglue_tag_new();
+	n = evglue_fds_tagged(tag, fds, 4);
+	is_int((int)n, 0, "mapping: nothing added with a new tag");
+	ok(evglue_fds_tagged(0, fds, 4) == 0,
+	    "mapping: tag 0 (none) names no connection");
+	evglue_tag_set(tag);
 	b = evglue_add_handle(sv2[0], VIR_EVENT_HANDLE_READABLE, handle_cb,
 	    NULL, NULL);
-	n = evglue_fds_since(mark, fds, 4);
+	evglue_tag_set(0);
+	/* Another open on another thread, at the same time. */
+	tg.fd = sv3[0];
+	tg.tag = evglue_tag_new();
+	tg.id = -1;
+	ok(tg.tag != tag && pthread_create(&th, NULL, tagger_run, &tg) == 0 &&
+	    pthread_join(th, NULL) == 0 && tg.id > 0,
+	    "tags: a handle added on another thread under another tag");
+	c = evglue_add_handle(sv3[1], VIR_EVENT_HANDLE_READABLE, handle_cb,
+	    NULL, NULL);
+	n = evglue_fds_tagged(tag, fds, 4);
 	ok(n == 1 && fds[0] == sv2[0],
-	    "mapping: the handle added after the mark is the connection's "
+	    "mapping: the handle added under the tag is the connection's "
 	    "(fd %d, %zu found)", n > 0 ? fds[0] : -1, n);
+	n = evglue_fds_tagged(tg.tag, fds, 4);
+	ok(n == 1 && fds[0] == sv3[0], "tags: the other thread's handle is "
+	    "its connection's only (fd %d, %zu found); the loop's untagged "
+	    "one is nobody's", n > 0 ? fds[0] : -1, n);
+	evglue_remove_handle(c);
+	evglue_remove_handle(tg.id);
 	ok(write(sv2[0], buf, 2500) == 2500 && evglue_fd_backlog(sv2[0]) >=
 	    2500 && evglue_fd_backlog(sv[0]) == 0,
 	    "mapping: one fd's backlog counts for it, not for the other");
@@ -679,7 +722,7 @@ test_connection_fds(void)
 	    evglue_fd_backlog(sv[0]), before);
 	is_int((int)evglue_fd_backlog(-5), 0, "mapping: an unknown fd: 0");
 	evglue_remove_handle(b);
-	is_int((int)evglue_fds_since(mark, fds, 4), 0,
+	is_int((int)evglue_fds_tagged(tag, fds, 4), 0,
 	    "mapping: a removed handle is no longer the connection's");
 	is_int((int)evglue_fd_backlog(sv2[0]), 0,
 	    "mapping: nor is its backlog counted");
@@ -691,12 +734,17 @@ test_connection_fds(void)
 	close(sv[0]);
 	close(sv2[0]);
 	close(sv2[1]);
+	close(sv3[0]);
+	close(sv3[1]);
 }
 
 int
 main(void)
 {
 	log_init(LOG_TARGET_STDERR, LOG_LEVEL_WARN, NULL);
+	/* As the daemon: a thread may add handles (an open off the loop). */
+	if (evthread_use_pthreads() == -1)
+		abort();
 	base = event_base_new();
 	ok(base != NULL, "event base");
 	ok(evglue_register(base) == 0, "register the glue");
