@@ -912,11 +912,13 @@ enum hv_state {
 	HV_CONNECTED,
 	HV_SHUTDOWN,
 };
+struct hv;
 /* What a hypervisor reports, to callbacks registered at hv_init(). */
 struct hv_cbs {
-	void		(*connected)(virConnectPtr, void *);
-	void		(*disconnected)(void *);
-	void		(*lifecycle)(virDomainPtr, int, int, void *);
+	void		(*connected)(struct hv *, virConnectPtr, void *);
+	void		(*disconnected)(struct hv *, void *);
+	void		(*lifecycle)(struct hv *, virDomainPtr, int, int,
+			    void *);
 };
 extern const struct hv_cbs guest_hv_cbs;	/* guest.c's */
 int		 hv_init(struct event_base *, const struct config *,
@@ -924,9 +926,15 @@ int		 hv_init(struct event_base *, const struct config *,
 void		 hv_reconfigure(const struct config *);
 void		 hv_shutdown(void);
 enum hv_state	 hv_get_state(void);
+enum hv_state	 hv_state(const struct hv *);
+const char	*hv_name(const struct hv *);
+struct hv	*hv_find(const char *);
+struct hv	*hv_first(void);
+void		 hv_foreach(void (*)(struct hv *, void *), void *);
 const char	*hv_state_name(enum hv_state);
 struct hv_link;
-struct hv_link	*hv_link_get(const char *);
+struct hv_link	*hv_link_get(struct hv *, const char *);
+struct hv	*hv_link_hv(const struct hv_link *);
 void		 hv_link_put(struct hv_link *);
 void		 hv_link_call(struct hv_link *, void (*)(void *),
 		     void (*)(void *), void *);

@@ -369,7 +369,7 @@ guest_remove(struct guest *g)
 
 /* A new connection: list every guest and bring the table up to date. */
 static void
-guest_connected(virConnectPtr conn, void *arg)
+guest_connected(struct hv *hv, virConnectPtr conn, void *arg)
 {
 	virDomainPtr	*doms = NULL;
 	struct guest	*g, *next;
@@ -411,7 +411,7 @@ guest_connected(virConnectPtr conn, void *arg)
  * connection resyncs everything.
  */
 static void
-guest_disconnected(void *arg)
+guest_disconnected(struct hv *hv, void *arg)
 {
 	struct guest	*g;
 
@@ -421,7 +421,8 @@ guest_disconnected(void *arg)
 }
 
 static void
-guest_lifecycle(virDomainPtr dom, int event, int detail, void *arg)
+guest_lifecycle(struct hv *hv, virDomainPtr dom, int event, int detail,
+    void *arg)
 {
 	struct guest	*g;
 

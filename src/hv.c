@@ -1,12 +1,16 @@
 /*
- * The hypervisor side: one libvirt connection, kept up for the daemon's
- * whole life.  When libvirt is unreachable at start or goes away later
- * (close callback: EOF, error, keepalive), the daemon stays up, logs it and
- * reconnects with capped exponential backoff, registering its callbacks
- * again.  It never exits for that, and it never starts a libvirt daemon.
+ * The hypervisors: one object per `hypervisor = NAME URI` (or the one
+ * `uri`, named default), each with its libvirt connection for lifecycle
+ * events, kept up for the daemon's whole life.  When libvirt is
+ * unreachable at start or goes away later (close callback: EOF, error,
+ * keepalive), the daemon stays up, logs it and reconnects that hypervisor
+ * with capped exponential backoff, registering its callbacks again; the
+ * others are not touched.  It never exits for that, and it never starts a
+ * libvirt daemon.  A reload adds, removes and re-points hypervisors by
+ * name (hv_reconfigure()).
  *
- * virConnectOpen() blocks for one round trip; that is acceptable here
- * because it only runs at start, on reconnect and on a changed uri.
+ * virConnectOpen() blocks for one round trip; it still runs on the loop
+ * (TODO(several-hypervisors): off the loop, for remotes).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -25,8 +29,8 @@
 #define HV_KEEPALIVE_COUNT	5	/* unanswered probes before close */
 #define HV_LINK_STACK		(256 * 1024)	/* a link thread's stack */
 
-static struct {
-	struct event_base	*base;
+struct hv {
+	char			*name;
 	char			*uri;
 	virConnectPtr		 conn;
 	enum hv_state		 state;
@@ -36,12 +40,25 @@ static struct {
 	struct event		*retry_ev;	/* next connection attempt */
 	struct event		*lost_ev;	/* close callback, deferred */
 	int			 lost_reason;
-	unsigned int		 nlinks;	/* guest connections */
+	unsigned int		 nlinks;	/* its guest connections */
 	int			 fds[2];	/* the connection's socket */
 	size_t			 nfds;
-	const struct hv_cbs	*cbs;		/* who hears from it */
+	int			 removed;	/* by a reload: freed with its
+						   last link */
+	TAILQ_ENTRY(hv)		 entry;
+};
+TAILQ_HEAD(hvs, hv);
+
+static struct {
+	struct event_base	*base;
+	struct hvs		 list;
+	unsigned int		 nlinks;	/* guest connections, all */
+	int			 shutdown;
+	const struct hv_cbs	*cbs;		/* who hears from them */
 	void			*cbs_arg;
-} hv;
+} hvg = {
+	.list = TAILQ_HEAD_INITIALIZER(hvg.list),
+};
 
 /*
  * A libvirt connection of its own for each guest with an open console
@@ -60,6 +77,7 @@ struct hv_job {
 TAILQ_HEAD(hv_jobs, hv_job);
 
 struct hv_link {
+	struct hv		*hv;
 	char			 uuid[GUEST_UUID_LEN];
 	virConnectPtr		 conn;
 	int			 fds[2];	/* its socket (or ssh pipe) */
@@ -106,8 +124,9 @@ static const char *const hv_close_reasons[] = {
 	[VIR_CONNECT_CLOSE_REASON_CLIENT] = "client",
 };
 
-static void	hv_connect(void);
-static void	hv_disconnect(void);
+static void	hv_connect(struct hv *);
+static void	hv_disconnect(struct hv *);
+static void	hv_free(struct hv *);
 
 const char *
 hv_state_name(enum hv_state state)
@@ -117,10 +136,64 @@ hv_state_name(enum hv_state state)
 	return hv_state_names[state];
 }
 
+/* Connected only when every hypervisor is (status, /api/guests). */
 enum hv_state
 hv_get_state(void)
 {
-	return hv.state;
+	struct hv	*h;
+
+	if (hvg.shutdown)
+		return HV_SHUTDOWN;
+	TAILQ_FOREACH(h, &hvg.list, entry) {
+		if (h->state != HV_CONNECTED)
+			return HV_DISCONNECTED;
+	}
+	return HV_CONNECTED;
+}
+
+enum hv_state
+hv_state(const struct hv *h)
+{
+	return h->state;
+}
+
+const char *
+hv_name(const struct hv *h)
+{
+	return h->name;
+}
+
+/* The hypervisor of that name, or NULL. */
+struct hv *
+hv_find(const char *name)
+{
+	struct hv	*h;
+
+	TAILQ_FOREACH(h, &hvg.list, entry) {
+		if (strcmp(h->name, name) == 0)
+			return h;
+	}
+	return NULL;
+}
+
+/* Every hypervisor, in the configuration's order. */
+void
+hv_foreach(void (*fn)(struct hv *, void *), void *arg)
+{
+	struct hv	*h, *next;
+
+	TAILQ_FOREACH_SAFE(h, &hvg.list, entry, next)
+		fn(h, arg);
+}
+
+/*
+ * The first hypervisor.  TODO(several-hypervisors): for the callers that
+ * do not know a guest's hypervisor yet (stream.c); to go once guests do.
+ */
+struct hv *
+hv_first(void)
+{
+	return TAILQ_FIRST(&hvg.list);
 }
 
 static const char *
@@ -159,42 +232,43 @@ hv_libvirt_error(void *opaque, virErrorPtr err)
 }
 
 static void
-hv_schedule_retry(void)
+hv_schedule_retry(struct hv *h)
 {
 	struct timeval	tv;
 
-	if (hv.state == HV_SHUTDOWN)
+	if (hvg.shutdown || h->removed)
 		return;
-	if (hv.backoff_ms == 0)
-		hv.backoff_ms = HV_BACKOFF_MIN_MS;
-	log_debug("hv: next attempt in %u ms uri=%s", hv.backoff_ms,
-	    log_esc(hv.uri));
-	tv.tv_sec = hv.backoff_ms / 1000;
-	tv.tv_usec = (hv.backoff_ms % 1000) * 1000;
-	evtimer_add(hv.retry_ev, &tv);
-	hv.backoff_ms *= 2;
-	if (hv.backoff_ms > HV_BACKOFF_MAX_MS)
-		hv.backoff_ms = HV_BACKOFF_MAX_MS;
+	if (h->backoff_ms == 0)
+		h->backoff_ms = HV_BACKOFF_MIN_MS;
+	log_debug("hv: next attempt in %u ms uri=%s hypervisor=%s",
+	    h->backoff_ms, log_esc(h->uri), h->name);
+	tv.tv_sec = h->backoff_ms / 1000;
+	tv.tv_usec = (h->backoff_ms % 1000) * 1000;
+	evtimer_add(h->retry_ev, &tv);
+	h->backoff_ms *= 2;
+	if (h->backoff_ms > HV_BACKOFF_MAX_MS)
+		h->backoff_ms = HV_BACKOFF_MAX_MS;
 }
 
 static void
 hv_retry(evutil_socket_t fd, short what, void *arg)
 {
-	hv_connect();
+	hv_connect(arg);
 }
 
 static void
 hv_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
     void *opaque)
 {
-	char	uuid[VIR_UUID_STRING_BUFLEN];
+	struct hv	*h = opaque;
+	char		 uuid[VIR_UUID_STRING_BUFLEN];
 
 	if (virDomainGetUUIDString(dom, uuid) == -1)
 		strcpy(uuid, "?");
-	log_info("hv: guest event guest=%s uuid=%s event=%s detail=%d",
-	    log_esc(virDomainGetName(dom)), uuid, hv_event_name(event),
-	    detail);
-	hv.cbs->lifecycle(dom, event, detail, hv.cbs_arg);
+	log_info("hv: guest event guest=%s uuid=%s event=%s detail=%d "
+	    "hypervisor=%s", log_esc(virDomainGetName(dom)), uuid,
+	    hv_event_name(event), detail, h->name);
+	hvg.cbs->lifecycle(h, dom, event, detail, hvg.cbs_arg);
 }
 
 /*
@@ -204,100 +278,103 @@ hv_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
 static void
 hv_close(virConnectPtr conn, int reason, void *opaque)
 {
-	if (conn != hv.conn)
+	struct hv	*h = opaque;
+
+	if (conn != h->conn)
 		return;
-	hv.lost_reason = reason;
-	event_active(hv.lost_ev, EV_TIMEOUT, 0);
+	h->lost_reason = reason;
+	event_active(h->lost_ev, EV_TIMEOUT, 0);
 }
 
 static void
 hv_lost(evutil_socket_t fd, short what, void *arg)
 {
+	struct hv	*h = arg;
 	const char	*reason = "unknown";
 
-	if (hv.conn == NULL || hv.state == HV_SHUTDOWN)
+	if (h->conn == NULL || hvg.shutdown)
 		return;
-	if (hv.lost_reason >= 0 && (size_t)hv.lost_reason <
+	if (h->lost_reason >= 0 && (size_t)h->lost_reason <
 	    sizeof hv_close_reasons / sizeof hv_close_reasons[0])
-		reason = hv_close_reasons[hv.lost_reason];
-	log_warnx("hv: connection lost uri=%s reason=%s", log_esc(hv.uri),
-	    reason);
-	hv_disconnect();
-	hv.backoff_ms = HV_BACKOFF_MIN_MS;
-	hv_schedule_retry();
+		reason = hv_close_reasons[h->lost_reason];
+	log_warnx("hv: connection lost uri=%s reason=%s hypervisor=%s",
+	    log_esc(h->uri), reason, h->name);
+	hv_disconnect(h);
+	h->backoff_ms = HV_BACKOFF_MIN_MS;
+	hv_schedule_retry(h);
 }
 
 static void
-hv_connect(void)
+hv_connect(struct hv *h)
 {
 	virConnectPtr	conn;
 	int		tag;
 
-	if (hv.conn != NULL || hv.state == HV_SHUTDOWN)
+	if (h->conn != NULL || hvg.shutdown || h->removed)
 		return;
 	tag = evglue_tag_new();
 	evglue_tag_set(tag);
-	conn = virConnectOpen(hv.uri);
+	conn = virConnectOpen(h->uri);
 	evglue_tag_set(0);
 	if (conn == NULL) {
 		/* Say it once, then once every ten attempts. */
-		if (hv.failures++ % 10 == 0)
+		if (h->failures++ % 10 == 0)
 			log_warnx("hv: cannot connect uri=%s error=\"%s\" "
-			    "retry_ms=%u", log_esc(hv.uri),
-			    log_esc(hv_last_error()), hv.backoff_ms == 0 ?
-			    HV_BACKOFF_MIN_MS : hv.backoff_ms);
-		hv_schedule_retry();
+			    "retry_ms=%u hypervisor=%s", log_esc(h->uri),
+			    log_esc(hv_last_error()), h->backoff_ms == 0 ?
+			    HV_BACKOFF_MIN_MS : h->backoff_ms, h->name);
+		hv_schedule_retry(h);
 		return;
 	}
-	hv.conn = conn;
-	hv.nfds = evglue_fds_tagged(tag, hv.fds, sizeof hv.fds /
-	    sizeof hv.fds[0]);
-	if (virConnectRegisterCloseCallback(conn, hv_close, NULL,
-	    NULL) == -1)
-		log_warnx("hv: cannot register close callback: %s",
-		    log_esc(hv_last_error()));
-	hv.lifecycle_id = virConnectDomainEventRegisterAny(conn, NULL,
+	h->conn = conn;
+	h->nfds = evglue_fds_tagged(tag, h->fds, sizeof h->fds /
+	    sizeof h->fds[0]);
+	if (virConnectRegisterCloseCallback(conn, hv_close, h, NULL) == -1)
+		log_warnx("hv: cannot register close callback: %s "
+		    "hypervisor=%s", log_esc(hv_last_error()), h->name);
+	h->lifecycle_id = virConnectDomainEventRegisterAny(conn, NULL,
 	    VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-	    VIR_DOMAIN_EVENT_CALLBACK(hv_lifecycle), NULL, NULL);
-	if (hv.lifecycle_id == -1) {
+	    VIR_DOMAIN_EVENT_CALLBACK(hv_lifecycle), h, NULL);
+	if (h->lifecycle_id == -1) {
 		/* Without lifecycle events the daemon is blind: retry. */
 		log_warnx("hv: cannot register lifecycle events uri=%s "
-		    "error=\"%s\"", log_esc(hv.uri),
-		    log_esc(hv_last_error()));
-		hv_disconnect();
-		hv_schedule_retry();
+		    "error=\"%s\" hypervisor=%s", log_esc(h->uri),
+		    log_esc(hv_last_error()), h->name);
+		hv_disconnect(h);
+		hv_schedule_retry(h);
 		return;
 	}
 	if (virConnectSetKeepAlive(conn, HV_KEEPALIVE_INTERVAL,
 	    HV_KEEPALIVE_COUNT) != 0)
-		log_warnx("hv: keepalive not available uri=%s",
-		    log_esc(hv.uri));
-	hv.state = HV_CONNECTED;
-	hv.backoff_ms = 0;
-	log_info("hv: connected uri=%s after_failures=%u", log_esc(hv.uri),
-	    hv.failures);
-	hv.failures = 0;
-	hv.cbs->connected(conn, hv.cbs_arg);
+		log_warnx("hv: keepalive not available uri=%s hypervisor=%s",
+		    log_esc(h->uri), h->name);
+	h->state = HV_CONNECTED;
+	h->backoff_ms = 0;
+	log_info("hv: connected uri=%s after_failures=%u hypervisor=%s",
+	    log_esc(h->uri), h->failures, h->name);
+	h->failures = 0;
+	hvg.cbs->connected(h, conn, hvg.cbs_arg);
 }
 
 /* Drop the connection: callbacks first, so none fires on a dying one. */
 static void
-hv_disconnect(void)
+hv_disconnect(struct hv *h)
 {
-	virConnectPtr	conn = hv.conn;
+	virConnectPtr	conn = h->conn;
 
 	if (conn == NULL)
 		return;
 	/* Sessions end first: their streams belong to this connection. */
-	hv.state = HV_DISCONNECTED;
-	hv.cbs->disconnected(hv.cbs_arg);
-	if (hv.lifecycle_id != -1)
-		virConnectDomainEventDeregisterAny(conn, hv.lifecycle_id);
-	hv.lifecycle_id = -1;
+	h->state = HV_DISCONNECTED;
+	hvg.cbs->disconnected(h, hvg.cbs_arg);
+	if (h->lifecycle_id != -1)
+		virConnectDomainEventDeregisterAny(conn, h->lifecycle_id);
+	h->lifecycle_id = -1;
 	virConnectUnregisterCloseCallback(conn, hv_close);
-	hv.conn = NULL;
+	h->conn = NULL;
 	if (virConnectClose(conn) < 0)
-		log_debug("hv: close: %s", log_esc(hv_last_error()));
+		log_debug("hv: close: %s hypervisor=%s",
+		    log_esc(hv_last_error()), h->name);
 	virResetLastError();
 }
 
@@ -407,7 +484,8 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 	    sizeof hv_close_reasons[0])
 		why = hv_close_reasons[reason];
 	/* Its streams fail on their own; this is for the log. */
-	log_info("hv: guest connection lost uuid=%s reason=%s", l->uuid, why);
+	log_info("hv: guest connection lost uuid=%s reason=%s hypervisor=%s",
+	    l->uuid, why, l->hv->name);
 }
 
 /*
@@ -418,16 +496,16 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
  * time (docs/ARCHITECTURE.md, "Connections").
  */
 struct hv_link *
-hv_link_get(const char *uuid)
+hv_link_get(struct hv *h, const char *uuid)
 {
 	struct hv_link	*l;
 	virConnectPtr	 conn;
 	int		 tag;
 
-	if (hv.state != HV_CONNECTED)
+	if (h->state != HV_CONNECTED)
 		return NULL;
 	TAILQ_FOREACH(l, &hv_links, entry) {
-		if (!l->closing && strcmp(l->uuid, uuid) == 0 &&
+		if (l->hv == h && !l->closing && strcmp(l->uuid, uuid) == 0 &&
 		    virConnectIsAlive(l->conn) == 1) {
 			l->refs++;
 			return l;
@@ -435,14 +513,16 @@ hv_link_get(const char *uuid)
 	}
 	tag = evglue_tag_new();
 	evglue_tag_set(tag);
-	conn = virConnectOpen(hv.uri);
+	conn = virConnectOpen(h->uri);
 	evglue_tag_set(0);
 	if (conn == NULL) {
 		log_warnx("hv: cannot open a guest connection uuid=%s "
-		    "error=\"%s\"", uuid, log_esc(hv_last_error()));
+		    "error=\"%s\" hypervisor=%s", uuid,
+		    log_esc(hv_last_error()), h->name);
 		return NULL;
 	}
 	l = xcalloc(1, sizeof *l);
+	l->hv = h;
 	(void)snprintf(l->uuid, sizeof l->uuid, "%s", uuid);
 	l->conn = conn;
 	l->nfds = evglue_fds_tagged(tag, l->fds, sizeof l->fds /
@@ -451,7 +531,7 @@ hv_link_get(const char *uuid)
 	pthread_mutex_init(&l->lock, NULL);
 	TAILQ_INIT(&l->todo);
 	TAILQ_INIT(&l->done);
-	if ((l->ev_done = event_new(hv.base, -1, 0, hv_link_done_cb, l)) ==
+	if ((l->ev_done = event_new(hvg.base, -1, 0, hv_link_done_cb, l)) ==
 	    NULL)
 		fatalx("hv: out of memory");
 	if (virConnectRegisterCloseCallback(conn, hv_link_close_cb, l,
@@ -462,9 +542,10 @@ hv_link_get(const char *uuid)
 	    HV_KEEPALIVE_COUNT) != 0)
 		log_debug("hv: guest connection: no keepalive");
 	TAILQ_INSERT_TAIL(&hv_links, l, entry);
-	hv.nlinks++;
-	log_debug("hv: guest connection opened uuid=%s fds=%zu", uuid,
-	    l->nfds);
+	h->nlinks++;
+	hvg.nlinks++;
+	log_debug("hv: guest connection opened uuid=%s fds=%zu hypervisor=%s",
+	    uuid, l->nfds, h->name);
 	return l;
 }
 
@@ -492,10 +573,15 @@ hv_link_free(struct hv_link *l)
 	}
 	pthread_mutex_unlock(&l->lock);
 	TAILQ_REMOVE(&hv_links, l, entry);
-	hv.nlinks--;
+	l->hv->nlinks--;
+	hvg.nlinks--;
 	event_free(l->ev_done);
 	pthread_mutex_destroy(&l->lock);
-	log_debug("hv: guest connection closed uuid=%s", l->uuid);
+	log_debug("hv: guest connection closed uuid=%s hypervisor=%s",
+	    l->uuid, l->hv->name);
+	/* A hypervisor removed by a reload goes with its last link. */
+	if (l->hv->removed && l->hv->nlinks == 0)
+		hv_free(l->hv);
 	free(l);
 }
 
@@ -538,7 +624,7 @@ hv_link_call(struct hv_link *l, void (*run)(void *), void (*done)(void *),
 	c->done = done;
 	c->arg = arg;
 	l->handing++;
-	if (event_base_once(hv.base, -1, EV_TIMEOUT, hv_link_call_cb, c,
+	if (event_base_once(hvg.base, -1, EV_TIMEOUT, hv_link_call_cb, c,
 	    &now) == -1)
 		fatalx("hv: cannot schedule a guest connection's call");
 }
@@ -565,6 +651,12 @@ hv_link_conn(const struct hv_link *l)
 	return l->conn;
 }
 
+struct hv *
+hv_link_hv(const struct hv_link *l)
+{
+	return l->hv;
+}
+
 /* Bytes libvirtd has not read from this connection. */
 size_t
 hv_link_backlog(const struct hv_link *l)
@@ -585,19 +677,20 @@ hv_link_backlog(const struct hv_link *l)
 int
 hv_link_lost_alone(const struct hv_link *l)
 {
-	size_t	i;
+	const struct hv	*h = l->hv;
+	size_t		 i;
 
 	if (virConnectIsAlive(l->conn) == 1)
 		return 0;
-	if (hv.state != HV_CONNECTED || hv.conn == NULL ||
-	    virConnectIsAlive(hv.conn) != 1)
+	if (h->state != HV_CONNECTED || h->conn == NULL ||
+	    virConnectIsAlive(h->conn) != 1)
 		return 0;
 	/*
 	 * libvirtd killed: every socket ends at once, but libvirt may not
 	 * have read the hypervisor connection's end yet.  Its socket says.
 	 */
-	for (i = 0; i < hv.nfds; i++)
-		if (evglue_fd_ended(hv.fds[i]))
+	for (i = 0; i < h->nfds; i++)
+		if (evglue_fd_ended(h->fds[i]))
 			return 0;
 	return 1;
 }
@@ -606,55 +699,124 @@ hv_link_lost_alone(const struct hv_link *l)
 unsigned int
 hv_link_count(void)
 {
-	return hv.nlinks;
+	return hvg.nlinks;
+}
+
+static struct hv *
+hv_new(const char *name, const char *uri)
+{
+	struct hv	*h;
+
+	h = xcalloc(1, sizeof *h);
+	h->name = xstrdup(name);
+	h->uri = xstrdup(uri);
+	h->state = HV_DISCONNECTED;
+	h->lifecycle_id = -1;
+	h->retry_ev = evtimer_new(hvg.base, hv_retry, h);
+	h->lost_ev = event_new(hvg.base, -1, 0, hv_lost, h);
+	if (h->retry_ev == NULL || h->lost_ev == NULL)
+		fatalx("hv: out of memory");
+	TAILQ_INSERT_TAIL(&hvg.list, h, entry);
+	return h;
+}
+
+/* Out of the list at once; the memory once no link holds it. */
+static void
+hv_remove(struct hv *h)
+{
+	evtimer_del(h->retry_ev);
+	h->removed = 1;
+	hv_disconnect(h);
+	TAILQ_REMOVE(&hvg.list, h, entry);
+	if (h->nlinks == 0)
+		hv_free(h);
+}
+
+static void
+hv_free(struct hv *h)
+{
+	event_free(h->retry_ev);
+	event_free(h->lost_ev);
+	free(h->name);
+	free(h->uri);
+	free(h);
 }
 
 int
 hv_init(struct event_base *base, const struct config *cfg,
     const struct hv_cbs *cbs, void *arg)
 {
-	hv.cbs = cbs;
-	hv.cbs_arg = arg;
+	const struct config_hv	*c;
+	struct hv		*h;
+
+	hvg.cbs = cbs;
+	hvg.cbs_arg = arg;
 	virSetErrorFunc(NULL, hv_libvirt_error);
-	hv.base = base;
-	hv.uri = xstrdup(cfg->uri);
-	hv.state = HV_DISCONNECTED;
-	hv.lifecycle_id = -1;
-	hv.retry_ev = evtimer_new(base, hv_retry, NULL);
-	hv.lost_ev = event_new(base, -1, 0, hv_lost, NULL);
-	if (hv.retry_ev == NULL || hv.lost_ev == NULL)
-		return -1;
-	hv_connect();
+	hvg.base = base;
+	TAILQ_FOREACH(c, &cfg->hvs, entry)
+		(void)hv_new(c->name, c->uri);
+	TAILQ_FOREACH(h, &hvg.list, entry)
+		hv_connect(h);
 	return 0;
 }
 
-/* A changed uri reconnects at once; everything else needs nothing here. */
+/*
+ * By name: a new hypervisor connects, a removed one lets go of its
+ * guests and sessions, a new URI under the same name reconnects (`uri =
+ * U` is `hypervisor = default U`: the same one).  The others are not
+ * touched.
+ */
 void
 hv_reconfigure(const struct config *cfg)
 {
-	if (strcmp(cfg->uri, hv.uri) == 0)
-		return;
-	log_info("hv: uri changed from %s to %s, reconnecting",
-	    log_esc(hv.uri), log_esc(cfg->uri));
-	hv_disconnect();
-	free(hv.uri);
-	hv.uri = xstrdup(cfg->uri);
-	evtimer_del(hv.retry_ev);
-	hv.backoff_ms = 0;
-	hv.failures = 0;
-	hv_connect();
+	const struct config_hv	*c;
+	struct hv		*h, *next;
+	int			 found;
+
+	TAILQ_FOREACH_SAFE(h, &hvg.list, entry, next) {
+		found = 0;
+		TAILQ_FOREACH(c, &cfg->hvs, entry)
+			found |= strcmp(c->name, h->name) == 0;
+		if (!found) {
+			log_info("hv: removed uri=%s hypervisor=%s",
+			    log_esc(h->uri), h->name);
+			hv_remove(h);
+		}
+	}
+	TAILQ_FOREACH(c, &cfg->hvs, entry) {
+		if ((h = hv_find(c->name)) == NULL) {
+			log_info("hv: added uri=%s hypervisor=%s",
+			    log_esc(c->uri), c->name);
+			hv_connect(hv_new(c->name, c->uri));
+			continue;
+		}
+		if (strcmp(c->uri, h->uri) == 0)
+			continue;
+		log_info("hv: uri changed from %s to %s, reconnecting "
+		    "hypervisor=%s", log_esc(h->uri), log_esc(c->uri),
+		    h->name);
+		hv_disconnect(h);
+		free(h->uri);
+		h->uri = xstrdup(c->uri);
+		evtimer_del(h->retry_ev);
+		h->backoff_ms = 0;
+		h->failures = 0;
+		hv_connect(h);
+	}
 }
 
 void
 hv_shutdown(void)
 {
-	hv_disconnect();
-	hv.state = HV_SHUTDOWN;
-	if (hv.retry_ev != NULL)
-		event_free(hv.retry_ev);
-	if (hv.lost_ev != NULL)
-		event_free(hv.lost_ev);
-	hv.retry_ev = hv.lost_ev = NULL;
-	free(hv.uri);
-	hv.uri = NULL;
+	struct hv	*h;
+
+	while ((h = TAILQ_FIRST(&hvg.list)) != NULL) {
+		hv_disconnect(h);
+		TAILQ_REMOVE(&hvg.list, h, entry);
+		/* Links still closing keep it until they are freed. */
+		h->removed = 1;
+		if (h->nlinks == 0)
+			hv_free(h);
+	}
+	hvg.shutdown = 1;
 }

@@ -169,7 +169,8 @@ stream_lv_open(const char *uuid, const char *alias, int force,
 	struct hv_link	*link;
 	struct stream	*s;
 
-	if ((link = hv_link_get(uuid)) == NULL) {
+	/* TODO(several-hypervisors): the console's own hypervisor. */
+	if ((link = hv_link_get(hv_first(), uuid)) == NULL) {
 		*result = STREAM_NOT_RUNNING;
 		return NULL;
 	}
@@ -318,7 +319,7 @@ stream_lv_can_send(struct stream *s, size_t len)
 static enum stream_failure
 stream_lv_failure(struct stream *s)
 {
-	if (hv_get_state() != HV_CONNECTED)
+	if (hv_state(hv_link_hv(s->link)) != HV_CONNECTED)
 		return STREAM_FAIL_HV_LOST;
 	if (hv_link_lost_alone(s->link))
 		return STREAM_FAIL_LINK_LOST;
