@@ -262,7 +262,9 @@ void		 daemon_ready(void);
 
 /* guest.c */
 #define GUEST_UUID_LEN 37	/* VIR_UUID_STRING_BUFLEN */
+struct hv;
 struct guest {
+	struct hv		*hv;		/* whose guest it is */
 	char			 uuid[GUEST_UUID_LEN];
 	char			*name;
 	int			 persistent;
@@ -919,6 +921,8 @@ struct hv_cbs {
 	void		(*disconnected)(struct hv *, void *);
 	void		(*lifecycle)(struct hv *, virDomainPtr, int, int,
 			    void *);
+	/* A reload removed it: nothing of it may stay (it is freed). */
+	void		(*removed)(struct hv *, void *);
 };
 extern const struct hv_cbs guest_hv_cbs;	/* guest.c's */
 int		 hv_init(struct event_base *, const struct config *,

@@ -329,8 +329,21 @@ guest_refresh(struct guest *g, virDomainPtr dom)
 	g->naliases = n;
 }
 
+/* A guest of hypervisor hv by UUID (each hypervisor has its own). */
 static struct guest *
-guest_add(virDomainPtr dom)
+guest_find_hv_uuid(const struct hv *hv, const char *uuid)
+{
+	struct guest	*g;
+
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (g->hv == hv && strcasecmp(g->uuid, uuid) == 0)
+			return g;
+	}
+	return NULL;
+}
+
+static struct guest *
+guest_add(struct hv *hv, virDomainPtr dom)
 {
 	struct guest	*g;
 	char		 uuid[VIR_UUID_STRING_BUFLEN];
@@ -339,7 +352,7 @@ guest_add(virDomainPtr dom)
 	if (virDomainGetUUIDString(dom, uuid) == -1 ||
 	    (name = virDomainGetName(dom)) == NULL)
 		return NULL;
-	if ((g = guest_find_uuid(uuid)) != NULL) {
+	if ((g = guest_find_hv_uuid(hv, uuid)) != NULL) {
 		if (strcmp(g->name, name) != 0) {
 			/* Renamed: the unix socket follows the name. */
 			free(g->name);
@@ -349,6 +362,7 @@ guest_add(virDomainPtr dom)
 		return g;
 	}
 	g = xcalloc(1, sizeof *g);
+	g->hv = hv;
 	memcpy(g->uuid, uuid, sizeof g->uuid);
 	g->name = xstrdup(name);
 	TAILQ_INSERT_TAIL(&guest_table, g, entry);
@@ -377,14 +391,15 @@ guest_connected(struct hv *hv, virConnectPtr conn, void *arg)
 
 	n = virConnectListAllDomains(conn, &doms, 0);
 	if (n < 0) {
-		log_warnx("guest: cannot list guests: %s",
-		    log_esc(virGetLastErrorMessage()));
+		log_warnx("guest: cannot list guests: %s hypervisor=%s",
+		    log_esc(virGetLastErrorMessage()), hv_name(hv));
 		return;
 	}
+	/* Only this hypervisor's guests: the others' are not its to drop. */
 	TAILQ_FOREACH(g, &guest_table, entry)
-		g->seen = 0;
+		g->seen = g->hv != hv;
 	for (i = 0; i < n; i++) {
-		if ((g = guest_add(doms[i])) != NULL) {
+		if ((g = guest_add(hv, doms[i])) != NULL) {
 			guest_refresh(g, doms[i]);
 			g->seen = 1;
 			guest_notify(g, GUEST_EV_CHANGED);
@@ -396,10 +411,10 @@ guest_connected(struct hv *hv, virConnectPtr conn, void *arg)
 		if (!g->seen)
 			guest_remove(g);
 	}
-	log_info("guest: %d guests known", n);
+	log_info("guest: %d guests known hypervisor=%s", n, hv_name(hv));
 	/* Clients that waited through the outage get their consoles now. */
 	TAILQ_FOREACH(g, &guest_table, entry) {
-		if (g->active)
+		if (g->hv == hv && g->active)
 			guest_notify(g, GUEST_EV_STARTED);
 	}
 }
@@ -415,9 +430,15 @@ guest_disconnected(struct hv *hv, void *arg)
 {
 	struct guest	*g;
 
+	/*
+	 * TODO(several-hypervisors): the subscribers end every session and
+	 * console on this event; with several hypervisors, only hv's.
+	 */
 	guest_notify(NULL, GUEST_EV_DISCONNECTED);
-	TAILQ_FOREACH(g, &guest_table, entry)
-		g->active = 0;
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (g->hv == hv)
+			g->active = 0;
+	}
 }
 
 static void
@@ -426,7 +447,7 @@ guest_lifecycle(struct hv *hv, virDomainPtr dom, int event, int detail,
 {
 	struct guest	*g;
 
-	if ((g = guest_add(dom)) == NULL)
+	if ((g = guest_add(hv, dom)) == NULL)
 		return;
 	switch (event) {
 	case VIR_DOMAIN_EVENT_UNDEFINED:
@@ -468,11 +489,28 @@ guest_lifecycle(struct hv *hv, virDomainPtr dom, int event, int detail,
 		guest_notify(g, GUEST_EV_STARTED);
 }
 
+/*
+ * A reload removed the hypervisor: its guests leave the table (their
+ * sockets and sessions go).  TODO(several-hypervisors): the sessions'
+ * reason `hypervisor removed`.
+ */
+static void
+guest_hv_removed(struct hv *hv, void *arg)
+{
+	struct guest	*g, *next;
+
+	TAILQ_FOREACH_SAFE(g, &guest_table, entry, next) {
+		if (g->hv == hv)
+			guest_remove(g);
+	}
+}
+
 /* What the hypervisor tells the table (hv_init()). */
 const struct hv_cbs guest_hv_cbs = {
 	guest_connected,
 	guest_disconnected,
 	guest_lifecycle,
+	guest_hv_removed,
 };
 
 void

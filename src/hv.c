@@ -727,6 +727,7 @@ hv_remove(struct hv *h)
 	evtimer_del(h->retry_ev);
 	h->removed = 1;
 	hv_disconnect(h);
+	hvg.cbs->removed(h, hvg.cbs_arg);
 	TAILQ_REMOVE(&hvg.list, h, entry);
 	if (h->nlinks == 0)
 		hv_free(h);
