@@ -128,24 +128,36 @@ expect(struct client *c, const char *text, int ms)
 
 static struct session	*connect_alias(struct client *, const char *);
 static unsigned int	 opening_id;
-static const char	*state_seen;
+static struct session_info info_of;	/* session_info_of()'s */
+static int		 info_of_found;
 
 static void
-state_one(const struct session_info *si, void *arg)
+info_id_one(const struct session_info *si, void *arg)
 {
-	if (si->id == *(unsigned int *)arg)
-		state_seen = si->state;
+	if (si->id == *(unsigned int *)arg) {
+		info_of = *si;
+		info_of_found = 1;
+	}
+}
+
+/* Whether session id is in the table; its list entry in info_of. */
+static int
+session_info_of(unsigned int id)
+{
+	info_of_found = 0;
+	session_foreach(info_id_one, &id);
+	return info_of_found;
 }
 
 /* Whether session id is in the table; its state in *state. */
 static int
 session_state_of(unsigned int id, const char **state)
 {
-	state_seen = NULL;
-	session_foreach(state_one, &id);
+	if (!session_info_of(id))
+		return 0;
 	if (state != NULL)
-		*state = state_seen;
-	return state_seen != NULL;
+		*state = info_of.state;
+	return 1;
 }
 
 static int
@@ -1183,27 +1195,11 @@ count_in(const char *hay, const char *needle)
 	return n;
 }
 
-static unsigned int	info_id;
-static struct session_info info_of;
-
-static void
-info_id_one(const struct session_info *si, void *arg)
-{
-	if (si->id == info_id) {
-		info_of = *si;
-		*(int *)arg = 1;
-	}
-}
-
-/* The list's entry of session s. */
+/* The list's entry of session s, in info_of. */
 static int
 info_get(struct session *s)
 {
-	int	found = 0;
-
-	info_id = session_id(s);
-	session_foreach(info_id_one, &found);
-	return found;
+	return session_info_of(session_id(s));
 }
 
 #define VIEW_ONLY "\r\n[virtconsoled] view only: input is not sent to the guest\r\n"
