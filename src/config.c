@@ -1015,9 +1015,8 @@ static int
 config_check(struct config_parser *p, struct config *cfg)
 {
 	struct config_listen	*l, *m;
-	unsigned int		 line;
-
 	struct config_hv	*h = TAILQ_FIRST(&cfg->hvs);
+	unsigned int		 line;
 
 	/* The uri form: one hypervisor, default, at uri. */
 	cfg->hv_form = h->line != 0;

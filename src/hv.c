@@ -176,16 +176,6 @@ hv_find(const char *name)
 	return NULL;
 }
 
-/* Every hypervisor, in the configuration's order. */
-void
-hv_foreach(void (*fn)(struct hv *, void *), void *arg)
-{
-	struct hv	*h, *next;
-
-	TAILQ_FOREACH_SAFE(h, &hvg.list, entry, next)
-		fn(h, arg);
-}
-
 /*
  * The first hypervisor.  TODO(several-hypervisors): for the callers that
  * do not know a guest's hypervisor yet (stream.c); to go once guests do.
