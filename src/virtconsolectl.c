@@ -1378,6 +1378,37 @@ attach_request(struct attach *a, const char *guest, const char *alias,
 }
 
 /*
+ * Signals, then the connection to path (attach and history --follow):
+ * 0, or -1 said why (a signal that came meanwhile ends the client by it).
+ */
+static int
+attach_connect(struct attach *a, const char *path)
+{
+	if (ctl_signals_init() == -1) {
+		ctl_warn("signals");
+		return -1;
+	}
+	if ((a->sock = ctl_connect(path)) == -1) {
+		if (ctl_signal)
+			ctl_signal_exit(ctl_signal);
+		return -1;
+	}
+	return 0;
+}
+
+/* Relay until the session ends, then close: the exit status. */
+static int
+attach_relay(struct attach *a)
+{
+	int	status;
+
+	attach_set_state(a, ATTACH_RELAY);
+	status = attach_loop(a);
+	close(a->sock);
+	return status;
+}
+
+/*
  * attach [--view] [--replay BYTES] GUEST [ALIAS]: through the attach
  * socket (attach_socket), which takes a request line first; with -s, or
  * when attach_socket is none, raw to a guest's own socket, which serves
@@ -1442,17 +1473,9 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 		free(a);
 		return 1;
 	}
-	if (ctl_signals_init() == -1) {
-		ctl_warn("signals");
+	if (attach_connect(a, path) == -1) {
 		free(path);
 		free(a);
-		return 1;
-	}
-	if ((a->sock = ctl_connect(path)) == -1) {
-		free(path);
-		free(a);
-		if (ctl_signal)
-			ctl_signal_exit(ctl_signal);
 		return 1;
 	}
 	if (isatty(STDIN_FILENO)) {
@@ -1468,10 +1491,8 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 			return 1;
 		}
 	}
-	attach_set_state(a, ATTACH_RELAY);
-	status = attach_loop(a);
+	status = attach_relay(a);
 	ctl_tty_restore();
-	close(a->sock);
 	free(path);
 	free(a);
 	return status;
@@ -1499,24 +1520,12 @@ ctl_follow(struct ctl *ctl, const char *guest, const char *alias,
 	/* The history's CR held back: the first live byte decides. */
 	a->vis_cr = ctl_history_cr;
 	ctl_history_cr = 0;
-	if (attach_request(a, guest, alias, 1, NULL, from) == -1) {
+	if (attach_request(a, guest, alias, 1, NULL, from) == -1 ||
+	    attach_connect(a, ctl->conf->attach_socket) == -1) {
 		free(a);
 		return 1;
 	}
-	if (ctl_signals_init() == -1) {
-		ctl_warn("signals");
-		free(a);
-		return 1;
-	}
-	if ((a->sock = ctl_connect(ctl->conf->attach_socket)) == -1) {
-		free(a);
-		if (ctl_signal)
-			ctl_signal_exit(ctl_signal);
-		return 1;
-	}
-	attach_set_state(a, ATTACH_RELAY);
-	status = attach_loop(a);
-	close(a->sock);
+	status = attach_relay(a);
 	free(a);
 	return status;
 }
