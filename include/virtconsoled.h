@@ -284,7 +284,9 @@ enum guest_event {
 	GUEST_EV_STOPPED,	/* it stopped */
 	GUEST_EV_MIGRATED,	/* it stopped: migrated away */
 	GUEST_EV_REMOVED,	/* gone: freed after the subscribers */
-	GUEST_EV_DISCONNECTED,	/* the hypervisor is gone (guest NULL) */
+	GUEST_EV_LOST,		/* its hypervisor's connection dropped */
+	GUEST_EV_HV_REMOVED,	/* a reload removed its hypervisor (then
+				   GUEST_EV_REMOVED) */
 };
 typedef void (*guest_subscriber_fn)(struct guest *, enum guest_event,
     void *);
@@ -292,9 +294,11 @@ void		 guest_subscribe(guest_subscriber_fn, void *);
 void		 guest_shutdown(void);
 struct guest	*guest_find_name(const char *);
 struct guest	*guest_find_uuid(const char *);
+struct guest	*guest_find(const char *, const char *);
 struct guest	*guest_lookup(const char *);
 int		 guest_uuid_shaped(const char *);
 struct guests	*guest_list(void);
+const char	*guest_hv_name(const struct guest *);
 const char	*guest_default_alias(const struct guest *);
 int		 guest_has_alias(const struct guest *, const char *);
 int		 guest_parse_consoles(const char *, size_t, int, char ***,
@@ -330,8 +334,10 @@ struct stream_ops {
 	 * callback later, from the loop (never inside open).  close() may
 	 * come before it: the callback is not called then.
 	 */
-	struct stream	*(*open)(const char *, const char *, int,
-			    stream_open_cb, void *, enum stream_open_result *);
+	/* Guest (hypervisor name, UUID)'s console alias. */
+	struct stream	*(*open)(const char *, const char *, const char *,
+			    int, stream_open_cb, void *,
+			    enum stream_open_result *);
 	/* Bytes sent or received; 0 from recv at end of file; -2 when
 	 * nothing can move now; -1 on error (see error()). */
 	int		 (*send)(struct stream *, const char *, size_t);
@@ -371,6 +377,7 @@ enum session_reason {
 	REASON_CONSOLE_TAKEN,
 	REASON_TAKEN_OVER,
 	REASON_HV_LOST,
+	REASON_HV_REMOVED,	/* a reload removed its hypervisor */
 	REASON_SHUTDOWN,
 	REASON_TOO_SLOW,
 	REASON_KICKED,
@@ -413,6 +420,7 @@ struct session_info {
 	const char	*role;		/* "writer" or "viewer" */
 	const char	*label;		/* the credential's label, or "" */
 	uint64_t	 bytes_ignored;	/* a viewer's input, not sent */
+	const char	*hypervisor;	/* its name */
 };
 /* Since start, for metrics (live: the sessions in the table now). */
 struct session_counters {
@@ -476,8 +484,8 @@ unsigned int	 session_kick_guest(const char *, const char *,
 		     enum session_reason, int);
 void		 session_foreach(void (*)(const struct session_info *,
 		     void *), void *);
-int		 session_busy(const char *, const char *);
-unsigned int	 session_viewers(const char *, const char *);
+int		 session_busy(const struct guest *, const char *);
+unsigned int	 session_viewers(const struct guest *, const char *);
 const char	*session_role_name(enum session_role);
 unsigned int	 session_id(const struct session *);
 unsigned int	 session_count(void);
@@ -519,7 +527,7 @@ struct console_client_ops {
 };
 void		 console_init(struct event_base *);
 struct console	*console_get(const char *, const char *, const char *,
-		     unsigned long long);
+		     const char *, unsigned long long);
 struct console_client *console_attach(struct console *,
 		     const struct console_client_ops *, void *, const char *);
 int		 console_open(struct console_client *, int,
@@ -528,19 +536,21 @@ void		 console_input(struct console_client *, struct evbuffer *,
 		     size_t);
 size_t		 console_input_pending(const struct console_client *);
 void		 console_detach(struct console_client *);
-void		 console_guest_stopped(const char *, enum session_reason);
-void		 console_guest_removed(const char *);
+void		 console_guest_stopped(const struct guest *,
+		     enum session_reason);
+void		 console_guest_removed(const struct guest *);
 void		 console_shutdown(void);
 void		 console_reconfigure(const struct config *);
-const struct history *console_history(const char *, const char *);
+const struct history *console_history(const struct guest *, const char *);
 size_t		 console_history_held(void);
 const struct history *console_client_history(const struct console_client *);
 void		 console_close_all(enum session_reason);
+void		 console_close_guest(const struct guest *, enum session_reason);
 unsigned int	 console_count(void);
-void		 console_states(unsigned int [CONSOLE_NSTATES]);
+void		 console_states(const char *, unsigned int [CONSOLE_NSTATES]);
 void		 console_capture_guest(const struct guest *);
 unsigned int	 console_captured(void);
-int		 console_state_of(const char *, const char *);
+int		 console_state_of(const struct guest *, const char *);
 unsigned int	 console_backoff_next(unsigned int);
 #define CONSOLE_BACKOFF_MAX	60	/* seconds between capture retries */
 /* For the unit tests only: the backoff's unit, 1000 ms by default. */
@@ -933,7 +943,7 @@ enum hv_state	 hv_get_state(void);
 enum hv_state	 hv_state(const struct hv *);
 const char	*hv_name(const struct hv *);
 struct hv	*hv_find(const char *);
-struct hv	*hv_first(void);
+struct hv	*hv_next(const struct hv *);
 const char	*hv_state_name(enum hv_state);
 struct hv_link;
 struct hv_link	*hv_link_get(struct hv *, const char *);

@@ -169,6 +169,7 @@ TAILQ_HEAD(console_clients, console_client);
 struct console {
 	unsigned int		 id;
 	int			 state;		/* enum console_state */
+	char			 hv[CONFIG_HV_NAME_MAX + 1];	/* its name */
 	char			 uuid[GUEST_UUID_LEN];
 	char			*alias;
 	char			*guest;		/* the name, for the log */
@@ -194,6 +195,7 @@ TAILQ_HEAD(consoles, console);
  * one reference while it exists.
  */
 struct console_history {
+	char				 hv[CONFIG_HV_NAME_MAX + 1];
 	char				 uuid[GUEST_UUID_LEN];
 	char				*alias;
 	struct history			*h;
@@ -626,25 +628,27 @@ console_pump(void)
  * CLOSED.  Parked and dead consoles are not found.
  */
 static struct console_history *
-console_history_lookup(const char *uuid, const char *alias)
+console_history_lookup(const char *hv, const char *uuid, const char *alias)
 {
 	struct console_history	*ch;
 
 	TAILQ_FOREACH(ch, &cons.histories, entry) {
-		if (strcmp(ch->uuid, uuid) == 0 && strcmp(ch->alias, alias) == 0)
+		if (strcmp(ch->uuid, uuid) == 0 && strcmp(ch->hv, hv) == 0 &&
+		    strcmp(ch->alias, alias) == 0)
 			return ch;
 	}
 	return NULL;
 }
 
 static struct console_history *
-console_history_get(const char *uuid, const char *alias)
+console_history_get(const char *hv, const char *uuid, const char *alias)
 {
 	struct console_history	*ch;
 
-	if ((ch = console_history_lookup(uuid, alias)) != NULL)
+	if ((ch = console_history_lookup(hv, uuid, alias)) != NULL)
 		return ch;
 	ch = xcalloc(1, sizeof *ch);
+	(void)snprintf(ch->hv, sizeof ch->hv, "%s", hv);
 	(void)snprintf(ch->uuid, sizeof ch->uuid, "%s", uuid);
 	ch->alias = xstrdup(alias);
 	if ((ch->h = history_new(cons.history, cons.history_head,
@@ -666,20 +670,29 @@ console_history_put(struct console_history *ch)
 	free(ch);
 }
 
+/* Whether c is guest (hv, uuid)'s console alias. */
+static int
+console_is(const struct console *c, const char *hv, const char *uuid,
+    const char *alias)
+{
+	return strcmp(c->uuid, uuid) == 0 && strcmp(c->hv, hv) == 0 &&
+	    (alias == NULL || strcmp(c->alias, alias) == 0);
+}
+
 /*
- * The console of guest uuid, alias (name for the log) in the guest's run
- * `run` (its domain id), found or created CLOSED.  Parked and dead
- * consoles are not found.
+ * The console of guest (hypervisor hv, uuid), alias (name for the log) in
+ * the guest's run `run` (its domain id), found or created CLOSED.  Parked
+ * and dead consoles are not found.
  */
 struct console *
-console_get(const char *uuid, const char *alias, const char *name,
-    unsigned long long run)
+console_get(const char *hv, const char *uuid, const char *alias,
+    const char *name, unsigned long long run)
 {
 	struct console	*c;
 
 	TAILQ_FOREACH(c, &cons.all, entry) {
-		if (c->state != CONSOLE_PARKED && strcmp(c->uuid, uuid) == 0 &&
-		    strcmp(c->alias, alias) == 0) {
+		if (c->state != CONSOLE_PARKED &&
+		    console_is(c, hv, uuid, alias)) {
 			c->run = run;
 			return c;
 		}
@@ -687,11 +700,12 @@ console_get(const char *uuid, const char *alias, const char *name,
 	c = xcalloc(1, sizeof *c);
 	c->id = ++cons.next_id;
 	c->state = CONSOLE_CLOSED;
+	(void)snprintf(c->hv, sizeof c->hv, "%s", hv);
 	(void)snprintf(c->uuid, sizeof c->uuid, "%s", uuid);
 	c->alias = xstrdup(alias);
 	c->guest = xstrdup(name);
 	c->run = run;
-	c->hist = console_history_get(uuid, alias);
+	c->hist = console_history_get(hv, uuid, alias);
 	c->hist->refs++;
 	TAILQ_INIT(&c->clients);
 	if ((c->ev_timer = evtimer_new(cons.base, console_timer_cb, c)) ==
@@ -850,7 +864,7 @@ console_opened(struct stream *st, enum stream_open_result result, void *arg)
 			    log_esc(c->guest), log_esc(c->alias));
 			c->open_force = 1;
 			c->force_wanted = 0;
-			if ((c->st = stream_ops->open(c->uuid, c->alias, 1,
+			if ((c->st = stream_ops->open(c->hv, c->uuid, c->alias, 1,
 			    console_opened, c, &result)) != NULL)
 				return;
 		}
@@ -912,7 +926,7 @@ console_open(struct console_client *cl, int force,
 	}
 	c->open_force = force;
 	c->force_wanted = 0;
-	if ((c->st = stream_ops->open(c->uuid, c->alias, force,
+	if ((c->st = stream_ops->open(c->hv, c->uuid, c->alias, force,
 	    console_opened, c, &result)) == NULL) {
 		*reason = console_open_reason(result);
 		(void)console_open_failed(c, result, "cannot open");
@@ -932,7 +946,7 @@ console_capture_open(struct console *c, enum console_event ev,
 		return;
 	c->open_force = 0;
 	c->force_wanted = 0;
-	if ((c->st = stream_ops->open(c->uuid, c->alias, 0, console_opened,
+	if ((c->st = stream_ops->open(c->hv, c->uuid, c->alias, 0, console_opened,
 	    c, &result)) != NULL)
 		return;
 	if (console_open_failed(c, result, "cannot open") == -1)
@@ -1020,12 +1034,12 @@ console_uncapture(struct console *c, const char *why)
  * of the others (the guest's next start captures them again).
  */
 void
-console_guest_stopped(const char *uuid, enum session_reason reason)
+console_guest_stopped(const struct guest *g, enum session_reason reason)
 {
 	struct console	*c, *next;
 
 	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next) {
-		if (strcmp(c->uuid, uuid) != 0)
+		if (!console_is(c, guest_hv_name(g), g->uuid, NULL))
 			continue;
 		if (c->state == CONSOLE_OPEN)
 			console_park(c, CONSOLE_EV_STOPPED, reason);
@@ -1040,10 +1054,12 @@ console_guest_stopped(const char *uuid, enum session_reason reason)
  * The connection is gone, or the daemon stops, and the sessions in the
  * table have been ended: the consoles still open (their clients are
  * writers whose input was still going out) close with reason, and the
- * parked streams go (no stop event will come for them).
+ * parked streams go (no stop event will come for them).  Those of guest g
+ * only (its hypervisor's connection dropped, or a reload removed it), or
+ * all (g NULL).
  */
 void
-console_close_all(enum session_reason reason)
+console_close_guest(const struct guest *g, enum session_reason reason)
 {
 	struct console	*c, *next;
 
@@ -1054,6 +1070,9 @@ console_close_all(enum session_reason reason)
 	if (reason == REASON_SHUTDOWN)
 		cons.capture = CAPTURE_ATTACHED;
 	TAILQ_FOREACH_SAFE(c, &cons.all, entry, next) {
+		if (g != NULL && !console_is(c, guest_hv_name(g), g->uuid,
+		    NULL))
+			continue;
 		/* The next connection captures them again. */
 		console_capture_drop(c, "the connection ended, or the daemon "
 		    "stops");
@@ -1081,6 +1100,12 @@ console_close_all(enum session_reason reason)
 	}
 }
 
+void
+console_close_all(enum session_reason reason)
+{
+	console_close_guest(NULL, reason);
+}
+
 static unsigned int
 console_tally(int captured_only)
 {
@@ -1093,15 +1118,16 @@ console_tally(int captured_only)
 	return n;
 }
 
-/* The console objects by state now (metrics); DEAD ones are not shown. */
+/* Hypervisor hv's console objects by state now (metrics). */
 void
-console_states(unsigned int n[CONSOLE_NSTATES])
+console_states(const char *hv, unsigned int n[CONSOLE_NSTATES])
 {
 	struct console	*c;
 
 	memset(n, 0, CONSOLE_NSTATES * sizeof n[0]);
 	TAILQ_FOREACH(c, &cons.all, entry)
-		if ((unsigned)c->state < CONSOLE_NSTATES)
+		if ((unsigned)c->state < CONSOLE_NSTATES &&
+		    strcmp(c->hv, hv) == 0)
 			n[c->state]++;
 }
 
@@ -1112,23 +1138,25 @@ console_count(void)
 	return console_tally(0);
 }
 
-/* The history of guest uuid's console alias, or NULL if it has none. */
+/* The history of guest g's console alias, or NULL if it has none. */
 const struct history *
-console_history(const char *uuid, const char *alias)
+console_history(const struct guest *g, const char *alias)
 {
-	struct console_history	*ch = console_history_lookup(uuid, alias);
+	struct console_history	*ch = console_history_lookup(
+	    guest_hv_name(g), g->uuid, alias);
 
 	return ch != NULL ? ch->h : NULL;
 }
 
 /* The guest is gone for good: its consoles' histories go too. */
 void
-console_guest_removed(const char *uuid)
+console_guest_removed(const struct guest *g)
 {
 	struct console_history	*ch, *next;
 
 	TAILQ_FOREACH_SAFE(ch, &cons.histories, entry, next) {
-		if (strcmp(ch->uuid, uuid) != 0)
+		if (strcmp(ch->uuid, g->uuid) != 0 ||
+		    strcmp(ch->hv, guest_hv_name(g)) != 0)
 			continue;
 		TAILQ_REMOVE(&cons.histories, ch, entry);
 		ch->gone = 1;
@@ -1166,10 +1194,12 @@ console_capture_guest(const struct guest *g)
 	if (cons.capture != CAPTURE_ALWAYS || !g->active)
 		return;
 	for (i = 0; i < g->naliases; i++) {
-		ch = console_history_lookup(g->uuid, g->aliases[i]);
+		ch = console_history_lookup(guest_hv_name(g), g->uuid,
+		    g->aliases[i]);
 		if (ch != NULL && ch->no_capture == g->domid)
 			continue;
-		c = console_get(g->uuid, g->aliases[i], g->name, g->domid);
+		c = console_get(guest_hv_name(g), g->uuid, g->aliases[i],
+		    g->name, g->domid);
 		c->captured = 1;
 		if (c->state == CONSOLE_CLOSED)
 			console_capture_open(c, CONSOLE_EV_OPEN, "capture");
@@ -1198,15 +1228,15 @@ console_captured(void)
 	return console_tally(1);
 }
 
-/* The state of guest uuid's console alias (not parked), or -1: none. */
+/* The state of guest g's console alias (not parked), or -1: none. */
 int
-console_state_of(const char *uuid, const char *alias)
+console_state_of(const struct guest *g, const char *alias)
 {
 	struct console	*c;
 
 	TAILQ_FOREACH(c, &cons.all, entry)
-		if (c->state != CONSOLE_PARKED && strcmp(c->uuid, uuid) == 0 &&
-		    strcmp(c->alias, alias) == 0)
+		if (c->state != CONSOLE_PARKED &&
+		    console_is(c, guest_hv_name(g), g->uuid, alias))
 			return c->state;
 	return -1;
 }

@@ -123,10 +123,9 @@ control_list_one(const struct session_info *si, void *arg)
 		    (unsigned long long)si->bytes_out, si->idle, si->age,
 		    si->role);
 		json_add_string(l->b, si->label);
-		/* One hypervisor until the several-hypervisors issue. */
-		evbuffer_add_printf(l->b, ",\"hypervisor\":\"default\","
+		evbuffer_add_printf(l->b, ",\"hypervisor\":\"%s\","
 		    "\"bytes_ignored\":%llu,\"bytes_dropped\":%llu}",
-		    (unsigned long long)si->bytes_ignored,
+		    si->hypervisor, (unsigned long long)si->bytes_ignored,
 		    (unsigned long long)si->bytes_dropped);
 	} else
 		/* A label is free text from a token: escaped, as in the log. */
@@ -205,7 +204,7 @@ control_history(struct evbuffer *out, int argc, char **argv, char *err,
 	}
 	if (alias == NULL)
 		alias = guest_default_alias(g);
-	if (alias == NULL || (h = console_history(g->uuid, alias)) == NULL) {
+	if (alias == NULL || (h = console_history(g, alias)) == NULL) {
 		(void)snprintf(err, errlen, "no history for %s%s%s",
 		    log_esc(argv[1]), alias != NULL ? " " : "",
 		    alias != NULL ? log_esc(alias) : "");

@@ -83,6 +83,27 @@ guest_find_uuid(const char *uuid)
 	return NULL;
 }
 
+/* The guest of hypervisor hv (by name) with that UUID, or NULL. */
+struct guest *
+guest_find(const char *hv, const char *uuid)
+{
+	struct guest	*g;
+
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (strcasecmp(g->uuid, uuid) == 0 &&
+		    strcmp(guest_hv_name(g), hv) == 0)
+			return g;
+	}
+	return NULL;
+}
+
+/* The name of g's hypervisor ("default" for a guest of none: tests). */
+const char *
+guest_hv_name(const struct guest *g)
+{
+	return g->hv != NULL ? hv_name(g->hv) : TOKEN_HV_DEFAULT;
+}
+
 /* 36 characters in the 8-4-4-4-12 hex layout of a UUID. */
 int
 guest_uuid_shaped(const char *s)
@@ -430,11 +451,11 @@ guest_disconnected(struct hv *hv, void *arg)
 {
 	struct guest	*g;
 
-	/*
-	 * TODO(several-hypervisors): the subscribers end every session and
-	 * console on this event; with several hypervisors, only hv's.
-	 */
-	guest_notify(NULL, GUEST_EV_DISCONNECTED);
+	/* Only this hypervisor's guests: the others' sessions go on. */
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (g->hv == hv)
+			guest_notify(g, GUEST_EV_LOST);
+	}
 	TAILQ_FOREACH(g, &guest_table, entry) {
 		if (g->hv == hv)
 			g->active = 0;
@@ -490,15 +511,18 @@ guest_lifecycle(struct hv *hv, virDomainPtr dom, int event, int detail,
 }
 
 /*
- * A reload removed the hypervisor: its guests leave the table (their
- * sockets and sessions go).  TODO(several-hypervisors): the sessions'
- * reason `hypervisor removed`.
+ * A reload removed the hypervisor: its guests' sessions end `hypervisor
+ * removed`, then the guests leave the table (their sockets go).
  */
 static void
 guest_hv_removed(struct hv *hv, void *arg)
 {
 	struct guest	*g, *next;
 
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (g->hv == hv)
+			guest_notify(g, GUEST_EV_HV_REMOVED);
+	}
 	TAILQ_FOREACH_SAFE(g, &guest_table, entry, next) {
 		if (g->hv == hv)
 			guest_remove(g);

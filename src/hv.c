@@ -177,13 +177,13 @@ hv_find(const char *name)
 }
 
 /*
- * The first hypervisor.  TODO(several-hypervisors): for the callers that
- * do not know a guest's hypervisor yet (stream.c); to go once guests do.
+ * The hypervisors in the configuration's order: hv_next(NULL) is the
+ * first, NULL after the last (status, metrics, /api/guests).
  */
 struct hv *
-hv_first(void)
+hv_next(const struct hv *h)
 {
-	return TAILQ_FIRST(&hvg.list);
+	return h == NULL ? TAILQ_FIRST(&hvg.list) : TAILQ_NEXT(h, entry);
 }
 
 static const char *

@@ -290,11 +290,11 @@ metrics_guests(struct evbuffer *b)
 		for (i = 0; i < g->naliases; i++) {
 			for (role = 0; role < 2; role++) {
 				n = role == 0 ? (unsigned int)session_busy(
-				    g->uuid, g->aliases[i]) :
-				    session_viewers(g->uuid, g->aliases[i]);
+				    g, g->aliases[i]) :
+				    session_viewers(g, g->aliases[i]);
 				evbuffer_add_printf(b, "virtconsoled_console_"
 				    "sessions{hypervisor=\"%s\",guest=",
-				    TOKEN_HV_DEFAULT);
+				    guest_hv_name(g));
 				metrics_add_value(b, g->name);
 				evbuffer_add_printf(b, ",console=");
 				metrics_add_value(b, g->aliases[i]);
@@ -308,11 +308,11 @@ metrics_guests(struct evbuffer *b)
 	    "Bytes of output held in the history by guest console.");
 	TAILQ_FOREACH(g, guest_list(), entry) {
 		for (i = 0; i < g->naliases; i++) {
-			if ((h = console_history(g->uuid,
+			if ((h = console_history(g,
 			    g->aliases[i])) == NULL)
 				continue;
 			evbuffer_add_printf(b, "virtconsoled_console_history_"
-			    "bytes{hypervisor=\"%s\",guest=", TOKEN_HV_DEFAULT);
+			    "bytes{hypervisor=\"%s\",guest=", guest_hv_name(g));
 			metrics_add_value(b, g->name);
 			evbuffer_add_printf(b, ",console=");
 			metrics_add_value(b, g->aliases[i]);
@@ -327,7 +327,8 @@ metrics_render(struct evbuffer *b)
 {
 	struct session_counters	 sc;
 	struct guest		*g;
-	unsigned int		 cs[CONSOLE_NSTATES], running = 0, stopped = 0;
+	struct hv		*hv;
+	unsigned int		 cs[CONSOLE_NSTATES], running, stopped;
 	char			 name[64], code[8];
 	int			 i, d, r;
 
@@ -340,30 +341,38 @@ metrics_render(struct evbuffer *b)
 
 	metrics_family(b, "virtconsoled_hypervisor_up", "gauge",
 	    "1 when the libvirt connection to the hypervisor is up.");
-	metrics_u64_1(b, "virtconsoled_hypervisor_up", "hypervisor",
-	    TOKEN_HV_DEFAULT, hv_get_state() == HV_CONNECTED);
+	for (hv = hv_next(NULL); hv != NULL; hv = hv_next(hv))
+		metrics_u64_1(b, "virtconsoled_hypervisor_up", "hypervisor",
+		    hv_name(hv), hv_state(hv) == HV_CONNECTED);
 
-	TAILQ_FOREACH(g, guest_list(), entry) {
-		if (g->active)
-			running++;
-		else
-			stopped++;
-	}
 	metrics_family(b, "virtconsoled_guests", "gauge",
 	    "Guests known, running (or paused) or stopped.");
-	metrics_u64_2(b, "virtconsoled_guests", "hypervisor",
-	    TOKEN_HV_DEFAULT, "state", "running", running);
-	metrics_u64_2(b, "virtconsoled_guests", "hypervisor",
-	    TOKEN_HV_DEFAULT, "state", "stopped", stopped);
+	for (hv = hv_next(NULL); hv != NULL; hv = hv_next(hv)) {
+		running = stopped = 0;
+		TAILQ_FOREACH(g, guest_list(), entry) {
+			if (g->hv != hv)
+				continue;
+			if (g->active)
+				running++;
+			else
+				stopped++;
+		}
+		metrics_u64_2(b, "virtconsoled_guests", "hypervisor",
+		    hv_name(hv), "state", "running", running);
+		metrics_u64_2(b, "virtconsoled_guests", "hypervisor",
+		    hv_name(hv), "state", "stopped", stopped);
+	}
 
-	console_states(cs);
 	metrics_family(b, "virtconsoled_consoles", "gauge",
 	    "Console objects (held for a client or captured) by state.");
-	for (i = 0; i < CONSOLE_DEAD; i++) {
-		(void)metrics_snake(fsm_state_name(&console_fsm, i), name,
-		    sizeof name);
-		metrics_u64_2(b, "virtconsoled_consoles", "hypervisor",
-		    TOKEN_HV_DEFAULT, "state", name, cs[i]);
+	for (hv = hv_next(NULL); hv != NULL; hv = hv_next(hv)) {
+		console_states(hv_name(hv), cs);
+		for (i = 0; i < CONSOLE_DEAD; i++) {
+			(void)metrics_snake(fsm_state_name(&console_fsm, i),
+			    name, sizeof name);
+			metrics_u64_2(b, "virtconsoled_consoles", "hypervisor",
+			    hv_name(hv), "state", name, cs[i]);
+		}
 	}
 
 	metrics_family(b, "virtconsoled_sessions", "gauge",

@@ -140,6 +140,7 @@ struct session {
 	unsigned int		 id;
 	int			 state;		/* enum session_state */
 	enum session_reason	 reason;	/* why it ended, for the log */
+	char			 hv[CONFIG_HV_NAME_MAX + 1];	/* its name */
 	char			 uuid[GUEST_UUID_LEN];
 	char			*guest;
 	char			*alias;
@@ -209,6 +210,7 @@ static const struct {
 	[REASON_CONSOLE_TAKEN] = { "console taken by another client", 0 },
 	[REASON_TAKEN_OVER] = { "taken over by a new client", 0 },
 	[REASON_HV_LOST] = { "hypervisor connection lost", 0 },
+	[REASON_HV_REMOVED] = { "hypervisor removed", 0 },
 	[REASON_SHUTDOWN] = { "daemon shutting down", 0 },
 	[REASON_TOO_SLOW] = { "client too slow", 0 },
 	[REASON_KICKED] = { "kicked by administrator", 0 },
@@ -228,7 +230,8 @@ static void	session_done(struct session *);
 static void	session_opened(struct session *);
 static void	session_attach(struct session *);
 static void	session_end(struct session *, enum session_reason);
-static void	session_tell_clients_all(const char *, const char *);
+static void	session_tell_clients_all(const char *, const char *,
+		    const char *);
 
 const char *
 session_state_name(enum session_state state)
@@ -346,19 +349,29 @@ session_role_name(enum session_role role)
 }
 
 static int
-session_of(const struct session *s, const char *uuid, const char *alias)
+session_of(const struct session *s, const char *hv, const char *uuid,
+    const char *alias)
 {
-	return strcmp(s->uuid, uuid) == 0 && strcmp(s->alias, alias) == 0;
+	return strcmp(s->uuid, uuid) == 0 && strcmp(s->hv, hv) == 0 &&
+	    strcmp(s->alias, alias) == 0;
+}
+
+/* Whether the session is a client of one of guest g's consoles. */
+static int
+session_of_guest(const struct session *s, const struct guest *g)
+{
+	return strcmp(s->uuid, g->uuid) == 0 &&
+	    strcmp(s->hv, guest_hv_name(g)) == 0;
 }
 
 /* The console's writer, or NULL. */
 static struct session *
-session_lookup(const char *uuid, const char *alias)
+session_lookup(const char *hv, const char *uuid, const char *alias)
 {
 	struct session	*s;
 
 	TAILQ_FOREACH(s, &sess.table, entry) {
-		if (s->role == SESSION_WRITER && session_of(s, uuid, alias))
+		if (s->role == SESSION_WRITER && session_of(s, hv, uuid, alias))
 			return s;
 	}
 	return NULL;
@@ -366,14 +379,15 @@ session_lookup(const char *uuid, const char *alias)
 
 /* Whether the console has a writer (*writer), and its viewers. */
 static unsigned int
-session_tally(const char *uuid, const char *alias, int *writer)
+session_tally(const char *hv, const char *uuid, const char *alias,
+    int *writer)
 {
 	struct session	*s;
 	unsigned int	 viewers = 0;
 
 	*writer = 0;
 	TAILQ_FOREACH(s, &sess.table, entry) {
-		if (!session_of(s, uuid, alias))
+		if (!session_of(s, hv, uuid, alias))
 			continue;
 		if (s->role == SESSION_VIEWER)
 			viewers++;
@@ -455,7 +469,7 @@ session_end(struct session *s, enum session_reason reason)
 		return;
 	if (session_in_table(s)) {
 		TAILQ_REMOVE(&sess.table, s, entry);
-		session_tell_clients_all(s->uuid, s->alias);
+		session_tell_clients_all(s->hv, s->uuid, s->alias);
 	}
 	s->reason = reason;
 	if (session_step(s, SESSION_EV_END, session_reason_text(reason)) == -1)
@@ -645,8 +659,8 @@ session_tell_hello(struct session *s)
 	b = session_json("hello");
 	evbuffer_add(b, ",\"guest\":", 9);
 	json_add_string(b, s->guest);
-	evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"hypervisor\":\"default\","
-	    "\"console\":", s->uuid);
+	evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"hypervisor\":\"%s\","
+	    "\"console\":", s->uuid, s->hv);
 	json_add_string(b, s->alias);
 	evbuffer_add_printf(b, ",\"role\":\"%s\",\"run\":\"%llx\","
 	    "\"offset\":%llu,\"resume\":\"%s\"}", session_role_name(s->role),
@@ -655,7 +669,7 @@ session_tell_hello(struct session *s)
 	if (session_message(s, b) == -1)
 		return -1;
 	s->told_writer = -1;	/* whatever it is, it is news */
-	viewers = session_tally(s->uuid, s->alias, &writer);
+	viewers = session_tally(s->hv, s->uuid, s->alias, &writer);
 	return session_tell_clients(s, writer, viewers);
 }
 
@@ -684,15 +698,16 @@ session_tell_clients(struct session *s, int writer, unsigned int viewers)
  * count once: a console's clients come and go in linear time).
  */
 static void
-session_tell_clients_all(const char *uuid, const char *alias)
+session_tell_clients_all(const char *hv, const char *uuid,
+    const char *alias)
 {
 	struct session	*s;
 	unsigned int	 viewers;
 	int		 writer;
 
-	viewers = session_tally(uuid, alias, &writer);
+	viewers = session_tally(hv, uuid, alias, &writer);
 	TAILQ_FOREACH(s, &sess.table, entry) {
-		if (session_of(s, uuid, alias))
+		if (session_of(s, hv, uuid, alias))
 			(void)session_tell_clients(s, writer, viewers);
 	}
 }
@@ -1054,9 +1069,10 @@ session_attach(struct session *s)
 	if (session_step(s, SESSION_EV_OPEN, "guest running") == -1)
 		return;
 	(void)snprintf(who, sizeof who, "session %u", s->id);
-	g = guest_find_uuid(s->uuid);
-	s->console = console_attach(console_get(s->uuid, s->alias, s->guest,
-	    g != NULL ? g->domid : 0), &session_console_ops, s, who);
+	g = guest_find(s->hv, s->uuid);
+	s->console = console_attach(console_get(s->hv, s->uuid, s->alias,
+	    s->guest, g != NULL ? g->domid : 0), &session_console_ops, s,
+	    who);
 	/* A viewer never takes a console from another holder. */
 	switch (console_open(s->console, s->role == SESSION_WRITER ?
 	    sess.force : 0, &reason)) {
@@ -1199,7 +1215,7 @@ session_admit_viewer(struct session *s, const struct session_start *start)
 	unsigned int	 viewers = 0;
 
 	TAILQ_FOREACH(v, &sess.table, entry) {
-		if (v->role != SESSION_VIEWER || !session_of(v, s->uuid,
+		if (v->role != SESSION_VIEWER || !session_of(v, s->hv, s->uuid,
 		    s->alias))
 			continue;
 		if (old == NULL && start != NULL &&
@@ -1242,6 +1258,7 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	s->id = ++sess.next_id;
 	s->state = SESSION_NEW;
 	memcpy(s->uuid, g->uuid, sizeof s->uuid);
+	(void)snprintf(s->hv, sizeof s->hv, "%s", guest_hv_name(g));
 	s->guest = xstrdup(g->name);
 	if (alias == NULL)
 		alias = guest_default_alias(g);
@@ -1296,7 +1313,7 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	if (s->role == SESSION_VIEWER) {
 		if ((old = session_admit_viewer(s, start)) == s)
 			return NULL;
-	} else if ((old = session_lookup(s->uuid, s->alias)) != NULL) {
+	} else if ((old = session_lookup(s->hv, s->uuid, s->alias)) != NULL) {
 		/* The same client again, its old connection not yet dead. */
 		if (start != NULL && start->resume != NULL &&
 		    session_resume_match(old, start->resume))
@@ -1316,7 +1333,7 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&sess.table, s, entry);
-	session_tell_clients_all(s->uuid, s->alias);
+	session_tell_clients_all(s->hv, s->uuid, s->alias);
 	if (!g->active) {
 		if (old != NULL)
 			session_end(old, REASON_TAKEN_OVER);
@@ -1342,8 +1359,7 @@ session_guest_started(struct guest *g)
 	struct session	*s, *next;
 
 	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
-		if (s->state == SESSION_WAITING &&
-		    strcmp(s->uuid, g->uuid) == 0) {
+		if (s->state == SESSION_WAITING && session_of_guest(s, g)) {
 			evtimer_del(s->ev_wait);
 			session_attach(s);
 		}
@@ -1357,10 +1373,9 @@ session_guest_stopped(struct guest *g, enum session_reason reason)
 	struct session	*s, *next;
 
 	/* Its consoles park their streams and end their sessions. */
-	console_guest_stopped(g->uuid, reason);
+	console_guest_stopped(g, reason);
 	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
-		if (s->state != SESSION_WAITING &&
-		    strcmp(s->uuid, g->uuid) == 0)
+		if (s->state != SESSION_WAITING && session_of_guest(s, g))
 			session_end(s, reason);
 	}
 }
@@ -1371,10 +1386,10 @@ session_guest_removed(struct guest *g)
 {
 	struct session	*s, *next;
 
-	console_guest_stopped(g->uuid, REASON_GUEST_STOPPED);
-	console_guest_removed(g->uuid);
+	console_guest_stopped(g, REASON_GUEST_STOPPED);
+	console_guest_removed(g);
 	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
-		if (strcmp(s->uuid, g->uuid) == 0)
+		if (session_of_guest(s, g))
 			session_end(s, s->state == SESSION_WAITING ?
 			    REASON_UNKNOWN_GUEST : REASON_GUEST_STOPPED);
 	}
@@ -1391,6 +1406,7 @@ session_foreach(void (*fn)(const struct session_info *, void *), void *arg)
 		si.id = s->id;
 		si.guest = s->guest;
 		si.uuid = s->uuid;
+		si.hypervisor = s->hv;
 		si.alias = s->alias;
 		si.state = session_state_name(s->state);
 		si.peer = s->peer;
@@ -1442,18 +1458,18 @@ session_id(const struct session *s)
 
 /* Whether a console has a writer now. */
 int
-session_busy(const char *uuid, const char *alias)
+session_busy(const struct guest *g, const char *alias)
 {
-	return session_lookup(uuid, alias) != NULL;
+	return session_lookup(guest_hv_name(g), g->uuid, alias) != NULL;
 }
 
 /* How many viewers a console has now. */
 unsigned int
-session_viewers(const char *uuid, const char *alias)
+session_viewers(const struct guest *g, const char *alias)
 {
 	int	writer;
 
-	return session_tally(uuid, alias, &writer);
+	return session_tally(guest_hv_name(g), g->uuid, alias, &writer);
 }
 
 /* End one session from outside (administrator, reload). */
@@ -1556,6 +1572,23 @@ session_reconfigure(const struct config *conf)
 	}
 }
 
+/*
+ * The guest's hypervisor is gone (its connection dropped, or a reload
+ * removed it): its sessions end, waiting ones too, and its consoles close
+ * (input left by clients that are gone is not for the next connection).
+ */
+static void
+session_guest_lost(struct guest *g, enum session_reason reason)
+{
+	struct session	*s, *next;
+
+	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
+		if (session_of_guest(s, g))
+			session_end(s, reason);
+	}
+	console_close_guest(g, reason);
+}
+
 /* The guest table's changes that concern sessions. */
 static void
 session_guest_event(struct guest *g, enum guest_event ev, void *arg)
@@ -1573,8 +1606,11 @@ session_guest_event(struct guest *g, enum guest_event ev, void *arg)
 	case GUEST_EV_REMOVED:
 		session_guest_removed(g);
 		break;
-	case GUEST_EV_DISCONNECTED:
-		session_end_all(REASON_HV_LOST);
+	case GUEST_EV_LOST:
+		session_guest_lost(g, REASON_HV_LOST);
+		break;
+	case GUEST_EV_HV_REMOVED:
+		session_guest_lost(g, REASON_HV_REMOVED);
 		break;
 	case GUEST_EV_CHANGED:
 		break;

@@ -163,14 +163,16 @@ stream_lv_open_done(void *arg)
  * the loop.  NULL with *result when it cannot even start.
  */
 static struct stream *
-stream_lv_open(const char *uuid, const char *alias, int force,
-    stream_open_cb cb, void *arg, enum stream_open_result *result)
+stream_lv_open(const char *hvname, const char *uuid, const char *alias,
+    int force, stream_open_cb cb, void *arg,
+    enum stream_open_result *result)
 {
 	struct hv_link	*link;
+	struct hv	*hv;
 	struct stream	*s;
 
-	/* TODO(several-hypervisors): the console's own hypervisor. */
-	if ((link = hv_link_get(hv_first(), uuid)) == NULL) {
+	if ((hv = hv_find(hvname)) == NULL ||
+	    (link = hv_link_get(hv, uuid)) == NULL) {
 		*result = STREAM_NOT_RUNNING;
 		return NULL;
 	}

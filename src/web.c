@@ -838,9 +838,9 @@ web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
 			json_add_string(b, g->aliases[i]);
 			/* busy: a writer; viewers never make it busy. */
 			evbuffer_add_printf(b, ",\"busy\":%s,\"viewers\":%u}",
-			    session_busy(g->uuid, g->aliases[i]) ?
+			    session_busy(g, g->aliases[i]) ?
 			    "true" : "false",
-			    session_viewers(g->uuid, g->aliases[i]));
+			    session_viewers(g, g->aliases[i]));
 		}
 		evbuffer_add(b, "]}", 2);
 	}
@@ -1068,7 +1068,7 @@ web_history(struct web_conn *c, const struct http_request *req,
 		return;
 	}
 	/* A console no client has opened since the daemon started. */
-	if ((h = console_history(g->uuid, alias)) == NULL) {
+	if ((h = console_history(g, alias)) == NULL) {
 		web_error(c, 404, "nothing kept of this console");
 		return;
 	}
@@ -1136,8 +1136,8 @@ web_console_state(struct web_conn *c, const char *segs,
 	evbuffer_add_printf(b,
 	    ",\"state\":\"%s\",\"busy\":%s,\"viewers\":%u}\n",
 	    g->active ? "running" : "shut off",
-	    a != NULL && session_busy(g->uuid, a) ? "true" : "false",
-	    a != NULL ? session_viewers(g->uuid, a) : 0);
+	    a != NULL && session_busy(g, a) ? "true" : "false",
+	    a != NULL ? session_viewers(g, a) : 0);
 	web_respond(c, 200, "application/json", NULL,
 	    evbuffer_pullup(b, -1), evbuffer_get_length(b), head_only);
 	evbuffer_free(b);

@@ -94,8 +94,8 @@ fake_stream_end(struct fake_stream *f)
 }
 
 static struct stream *
-fake_open(const char *uuid, const char *alias, int force, stream_open_cb cb,
-    void *arg, enum stream_open_result *result)
+fake_open(const char *hv, const char *uuid, const char *alias, int force,
+    stream_open_cb cb, void *arg, enum stream_open_result *result)
 {
 	struct fake_stream	*f;
 

@@ -830,7 +830,7 @@ static int		 cap_want;
 static int
 cond_cap_state(struct client *c)
 {
-	return console_state_of(g.uuid, cap_alias) == cap_want;
+	return console_state_of(&g, cap_alias) == cap_want;
 }
 
 /* Run the loop until the captured console is in state (1), or ms pass. */
@@ -863,7 +863,7 @@ cap_fail_under(struct client *c, enum stream_failure kind, const char *notice)
 static int
 cap_history(const char *alias, const char *text, unsigned int *gaps)
 {
-	const struct history	*h = console_history(g.uuid, alias);
+	const struct history	*h = console_history(&g, alias);
 	struct history_pos	 pos = { 0, 0, 0 };
 	struct history_read	 rd;
 	struct evbuffer		*all;
@@ -949,7 +949,7 @@ test_capture(void)
 	    "capture: a reload to always opens the running guest's console, "
 	    "without force");
 	ok(session_count() == 0 && !session_info_get() &&
-	    !session_busy(g.uuid, "serial0"),
+	    !session_busy(&g, "serial0"),
 	    "capture: it is not a session: none listed, the console not busy");
 	f = fake_last;
 	fake_stream_print(f, "boot-line\r\n");
@@ -961,7 +961,7 @@ test_capture(void)
 	opened0 = fake_opened;
 	closed0c = fake_closed;
 	ok(connect_client(&c) != NULL && fake_opened == opened0 &&
-	    session_count() == 1 && session_busy(g.uuid, "serial0"),
+	    session_count() == 1 && session_busy(&g, "serial0"),
 	    "capture: a client joins the open stream (no new open), busy");
 	fake_stream_print(f, "joined\r\n");
 	ok(expect(&c, "joined", 500), "capture: the client gets its output");
@@ -969,7 +969,7 @@ test_capture(void)
 	ok(expect(&c, "disconnected: escape key", 500) &&
 	    run_until(cond_table_empty, NULL, 500) &&
 	    fake_closed == closed0c &&
-	    console_state_of(g.uuid, "serial0") == CONSOLE_OPEN,
+	    console_state_of(&g, "serial0") == CONSOLE_OPEN,
 	    "capture: the client leaves, the stream stays open");
 	close(c.fd);
 
@@ -986,8 +986,8 @@ test_capture(void)
 	    "disconnected: console taken by another client"),
 	    "steal: the client gets 'console taken by another client'");
 	close(c.fd);
-	ok(console_state_of(g.uuid, "serial0") == CONSOLE_STOLEN ||
-	    console_state_of(g.uuid, "serial0") == CONSOLE_OPENING,
+	ok(console_state_of(&g, "serial0") == CONSOLE_STOLEN ||
+	    console_state_of(&g, "serial0") == CONSOLE_OPENING,
 	    "steal: the console is STOLEN");
 	ok(run_until(cond_open_called, NULL, 500) &&
 	    cap_until(CONSOLE_STOLEN, 500) && (cap_calls = fake_open_calls,
@@ -1015,14 +1015,14 @@ test_capture(void)
 	configure("uri = test:///default\ncapture = always\nforce = no\n");
 	ok(connect_client(&c) == NULL &&
 	    expect(&c, "refused: console busy", 500) &&
-	    console_state_of(g.uuid, "serial0") == CONSOLE_STOLEN,
+	    console_state_of(&g, "serial0") == CONSOLE_STOLEN,
 	    "stolen, force = no: a client is refused 'console busy', the "
 	    "console stays STOLEN");
 	close(c.fd);
 	configure("uri = test:///default\ncapture = always\n");
 	forced0 = fake_open_forced;
 	ok(connect_client(&c) != NULL && fake_open_forced == forced0 + 1 &&
-	    console_state_of(g.uuid, "serial0") == CONSOLE_OPEN,
+	    console_state_of(&g, "serial0") == CONSOLE_OPEN,
 	    "stolen, force = yes: a client's own open forces, as without "
 	    "capture, and it attaches");
 	client_send(&c, "\x11");
@@ -1053,7 +1053,7 @@ test_capture(void)
 	forced0 = fake_open_forced;
 	console_capture_guest(&g);
 	bev = client_pair(&c);
-	ok(console_state_of(g.uuid, "serial0") == CONSOLE_OPENING &&
+	ok(console_state_of(&g, "serial0") == CONSOLE_OPENING &&
 	    session_open(&g, NULL, bev, "test", NULL, NULL, NULL) != NULL,
 	    "a client comes while the capture opens");
 	fake_open_delay = 0;
@@ -1127,7 +1127,7 @@ test_capture(void)
 	session_guest_stopped(&g, REASON_GUEST_STOPPED);
 	spin(5);
 	ok(console_captured() == 0 && console_count() == 1 &&
-	    console_state_of(g.uuid, "serial0") == -1,
+	    console_state_of(&g, "serial0") == -1,
 	    "the guest stops: serial0 parked, console1 closed, no capture");
 	session_end_all(REASON_HV_LOST);
 	ok(fake_closed == closed0c + 1 && console_count() == 0,
@@ -1229,9 +1229,9 @@ test_viewers(void)
 	ok(sw != NULL && sv1 != NULL && n == 3 && fake_opened ==
 	    vopened0 + 1, "viewers: a writer and two viewers attach to one "
 	    "console, opened once (%u sessions)", n);
-	ok(session_busy(g.uuid, "serial0") &&
-	    session_viewers(g.uuid, "serial0") == 2 &&
-	    session_viewers(g.uuid, "console1") == 0,
+	ok(session_busy(&g, "serial0") &&
+	    session_viewers(&g, "serial0") == 2 &&
+	    session_viewers(&g, "console1") == 0,
 	    "viewers: the console is busy (a writer) with 2 viewers");
 	ok(info_get(sv1) && strcmp(info_of.role, "viewer") == 0 &&
 	    strcmp(info_of.label, "auditor") == 0 && info_get(sw) &&
@@ -1275,8 +1275,8 @@ test_viewers(void)
 	/* The writer leaves: the viewers stay; a new writer comes. */
 	close(w.fd);
 	spin(50);
-	ok(!session_busy(g.uuid, "serial0") &&
-	    session_viewers(g.uuid, "serial0") == 2 &&
+	ok(!session_busy(&g, "serial0") &&
+	    session_viewers(&g, "serial0") == 2 &&
 	    fake_closed == vclosed0 && info_get(sv1) &&
 	    strcmp(info_of.state, "ATTACHED") == 0,
 	    "viewers: the writer leaves, the viewers stay, the console open");
@@ -1289,7 +1289,7 @@ test_viewers(void)
 
 	/* A lowered max_viewers keeps those there. */
 	configure("uri = test:///default\npolicy = refuse\nmax_viewers = 0\n");
-	ok(session_viewers(g.uuid, "serial0") == 2 &&
+	ok(session_viewers(&g, "serial0") == 2 &&
 	    connect_as(&v3, SESSION_VIEWER, NULL, NULL) == NULL &&
 	    expect(&v3, "refused: too many clients", 500),
 	    "viewers: max_viewers lowered to 0 by reload: the two stay, a "
@@ -1298,7 +1298,7 @@ test_viewers(void)
 	ok(session_kick_guest("fake", NULL, REASON_KICKED, 1) == 2 &&
 	    expect(&v1, "disconnected: kicked by administrator", 500) &&
 	    expect(&v2, "disconnected: kicked by administrator", 500) &&
-	    session_busy(g.uuid, "serial0") && session_count() == 1,
+	    session_busy(&g, "serial0") && session_count() == 1,
 	    "viewers: kick of the viewers only: both end, the writer stays");
 	close(v1.fd);
 	close(v2.fd);

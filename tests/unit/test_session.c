@@ -37,6 +37,7 @@ test_notices(void)
 		{ REASON_TAKEN_OVER,
 		    "disconnected: taken over by a new client" },
 		{ REASON_HV_LOST, "disconnected: hypervisor connection lost" },
+		{ REASON_HV_REMOVED, "disconnected: hypervisor removed" },
 		{ REASON_SHUTDOWN, "disconnected: daemon shutting down" },
 		{ REASON_TOO_SLOW, "disconnected: client too slow" },
 		{ REASON_KICKED, "disconnected: kicked by administrator" },
