@@ -295,7 +295,8 @@ void		 guest_shutdown(void);
 struct guest	*guest_find_name(const char *);
 struct guest	*guest_find_uuid(const char *);
 struct guest	*guest_find(const char *, const char *);
-struct guest	*guest_lookup(const char *);
+struct guest	*guest_lookup(const char *, const char *, int *);
+void		 guest_lookup_hvs(const char *, const char *, char *, size_t);
 int		 guest_uuid_shaped(const char *);
 struct guests	*guest_list(void);
 const char	*guest_hv_name(const struct guest *);
@@ -480,7 +481,7 @@ void		 session_guest_stopped(struct guest *, enum session_reason);
 void		 session_guest_removed(struct guest *);
 void		 session_end_all(enum session_reason);
 void		 session_kick(struct session *, enum session_reason);
-unsigned int	 session_kick_guest(const char *, const char *,
+unsigned int	 session_kick_guest(const char *, const char *, const char *,
 		     enum session_reason, int);
 void		 session_foreach(void (*)(const struct session_info *,
 		     void *), void *);
@@ -670,7 +671,7 @@ int		 asock_init(struct event_base *, const struct config *, char *,
 		     size_t);
 void		 asock_shutdown(void);
 const char	*asock_parse(char *, const char **, const char **,
-		     struct session_start *);
+		     const char **, struct session_start *);
 
 /* web.c */
 int		 web_init(struct event_base *, const struct config *, char *,
@@ -678,7 +679,8 @@ int		 web_init(struct event_base *, const struct config *, char *,
 int		 web_reload_check(const struct config *, char *, size_t);
 void		 web_reconfigure(const struct config *);
 void		 web_shutdown(void);
-unsigned int	 web_revoke_guest(const char *, const char *, int);
+unsigned int	 web_revoke_guest(const char *, const char *, const char *,
+		     int);
 
 /* wsock.c */
 #define WSOCK_RAW	0	/* subprotocol binary or none */
@@ -702,7 +704,7 @@ struct wsock_open {
 void		 wsock_start(struct event_base *, struct bufferevent *,
 		     const struct wsock_open *);
 typedef void (*wsock_credential_cb)(const uint8_t *, int64_t, void *);
-void		 wsock_credentials(const char *, const char *, int,
+void		 wsock_credentials(const char *, const char *, const char *, int,
 		     wsock_credential_cb, void *);
 unsigned int	 wsock_count(void);
 unsigned int	 wsock_count_address(const char *);
@@ -885,7 +887,7 @@ int		 token_mint(const uint8_t [TOKEN_KEY_LEN], const struct token *,
 int		 token_verify(const uint8_t [TOKEN_KEY_LEN],
 		     const uint8_t [TOKEN_AUD_LEN], const char *, time_t, int,
 		     struct token *, const char **);
-int		 token_allows(const struct token *, const char *,
+int		 token_allows(const struct token *, const char *, const char *,
 		     const char *);
 void		 token_id_hex(const struct token *, char [TOKEN_ID_HEX_LEN]);
 int		 token_cookie_header(char *, size_t, const char *,

@@ -93,13 +93,13 @@ asock_refuse(struct asock_client *c, const char *reason)
 }
 
 /*
- * Read the request line's words into start, *guest and *alias: NULL, or
- * the refusal's reason.  The words point into line, which is cut up.
- * Pure (tests/unit/test_asock.c).
+ * Read the request line's words into start, *guest, *alias and *hv (NULL
+ * without hv=): NULL, or the refusal's reason.  The words point into
+ * line, which is cut up.  Pure (tests/unit/test_asock.c).
  */
 const char *
 asock_parse(char *line, const char **guest, const char **alias,
-    struct session_start *start)
+    const char **hvname, struct session_start *start)
 {
 	struct history_pos	 pos;
 	char			*w[ASOCK_WORDS_MAX], *p;
@@ -116,6 +116,7 @@ asock_parse(char *line, const char **guest, const char **alias,
 		    "[view] [replay=BYTES] [from=RUN:OFFSET]";
 	*guest = w[1];
 	*alias = NULL;
+	*hvname = NULL;
 	memset(start, 0, sizeof *start);
 	start->from = SESSION_FROM_DEFAULT;
 	for (i = 2; i < n; i++) {
@@ -125,8 +126,9 @@ asock_parse(char *line, const char **guest, const char **alias,
 		} else if (strncmp(w[i], "hv=", 3) == 0) {
 			if (hv++)
 				return "bad request: hv= twice";
-			if (strcmp(w[i] + 3, "default") != 0)
+			if (!config_hv_name_ok(w[i] + 3))
 				return "unknown hypervisor";
+			*hvname = w[i] + 3;
 		} else if (strncmp(w[i], "replay=", 7) == 0) {
 			if (start->from != SESSION_FROM_DEFAULT)
 				return "bad request: one replay= or from= only";
@@ -161,14 +163,29 @@ asock_request(struct asock_client *c, char *line)
 	struct session_start	 start;
 	struct bufferevent	*bev;
 	struct guest		*g;
-	const char		*guest, *alias, *why;
-	char			 peer[sizeof c->peer];
+	const char		*guest, *alias, *hvname, *why;
+	char			 peer[sizeof c->peer], hvs[256], text[320];
+	int			 several;
 
-	if ((why = asock_parse(line, &guest, &alias, &start)) != NULL) {
+	if ((why = asock_parse(line, &guest, &alias, &hvname,
+	    &start)) != NULL) {
 		asock_refuse(c, why);
 		return;
 	}
-	if ((g = guest_lookup(guest)) == NULL) {
+	if (hvname != NULL && hv_find(hvname) == NULL) {
+		asock_refuse(c, "unknown hypervisor");
+		return;
+	}
+	if ((g = guest_lookup(hvname, guest, &several)) == NULL &&
+	    several) {
+		/* Never a refusal of the session table: say where it is. */
+		guest_lookup_hvs(hvname, guest, hvs, sizeof hvs);
+		snprintf(text, sizeof text, "ambiguous guest: on hypervisors "
+		    "%s; add hv=NAME", hvs);
+		asock_refuse(c, text);
+		return;
+	}
+	if (g == NULL) {
 		session_count_refusal(REASON_UNKNOWN_GUEST);
 		asock_refuse(c, session_reason_text(REASON_UNKNOWN_GUEST));
 		return;

@@ -99,6 +99,8 @@ struct control_list {
 	struct evbuffer	*b;
 	int		 json;
 	int		 n;
+	int		 hv_column;	/* more than one hypervisor */
+	const char	*hv;		/* only its sessions, or NULL */
 };
 
 static void
@@ -106,6 +108,8 @@ control_list_one(const struct session_info *si, void *arg)
 {
 	struct control_list	*l = arg;
 
+	if (l->hv != NULL && strcmp(si->hypervisor, l->hv) != 0)
+		return;
 	if (l->json) {
 		evbuffer_add_printf(l->b, "%s{\"id\":%u,\"guest\":",
 		    l->n ? "," : "", si->id);
@@ -130,26 +134,30 @@ control_list_one(const struct session_info *si, void *arg)
 	} else
 		/* A label is free text from a token: escaped, as in the log. */
 		evbuffer_add_printf(l->b, "%-5u %-20s %-9s %-9s %8llu %9llu "
-		    "%5.0f  %-22s %-6s %s\n", si->id, log_esc(si->guest),
+		    "%5.0f  %-22s %-6s %s%s%s\n", si->id, log_esc(si->guest),
 		    log_esc(si->alias), si->state,
 		    (unsigned long long)si->bytes_in,
 		    (unsigned long long)si->bytes_out, si->idle,
 		    log_esc(si->peer), si->role, si->label[0] != '\0' ?
-		    log_esc(si->label) : "-");
+		    log_esc(si->label) : "-", l->hv_column ? " " : "",
+		    l->hv_column ? si->hypervisor : "");
 	l->n++;
 }
 
 static void
-control_list(struct evbuffer *b, int json)
+control_list(struct evbuffer *b, int json, const char *hv)
 {
-	struct control_list	l = { b, json, 0 };
+	struct control_list	l = { b, json, 0, 0, hv };
 
+	/* HV, last, only when there is more than one hypervisor. */
+	l.hv_column = hv_next(NULL) != NULL && hv_next(hv_next(NULL)) != NULL;
 	if (json)
 		evbuffer_add(b, "[", 1);
 	else
 		evbuffer_add_printf(b, "%-5s %-20s %-9s %-9s %8s %9s %5s  "
-		    "%-22s %-6s %s\n", "ID", "GUEST", "CONSOLE", "STATE",
-		    "BYTES_IN", "BYTES_OUT", "IDLE", "CLIENT", "ROLE", "LABEL");
+		    "%-22s %-6s %s%s\n", "ID", "GUEST", "CONSOLE", "STATE",
+		    "BYTES_IN", "BYTES_OUT", "IDLE", "CLIENT", "ROLE", "LABEL",
+		    l.hv_column ? " HV" : "");
 	session_foreach(control_list_one, &l);
 	if (json)
 		evbuffer_add(b, "]\n", 2);
@@ -172,9 +180,33 @@ control_list(struct evbuffer *b, int json)
  * as the web's /api/history reads it.  virtconsolectl history pages
  * through it.
  */
+/*
+ * The guest a command names, among hypervisor hv's (NULL: all): -1 with
+ * err when unknown, or when the name is on several hypervisors.
+ */
 static int
-control_history(struct evbuffer *out, int argc, char **argv, char *err,
+control_guest(const char *hv, const char *name, struct guest **g, char *err,
     size_t errlen)
+{
+	char	hvs[256];
+	int	several;
+
+	if ((*g = guest_lookup(hv, name, &several)) != NULL)
+		return 0;
+	if (several) {
+		guest_lookup_hvs(hv, name, hvs, sizeof hvs);
+		(void)snprintf(err, errlen, "ambiguous guest %s: on "
+		    "hypervisors %s (virtconsolectl -H NAME)", log_esc(name),
+		    hvs);
+	} else
+		(void)snprintf(err, errlen, "unknown guest %s",
+		    log_esc(name));
+	return -1;
+}
+
+static int
+control_history(struct evbuffer *out, int argc, char **argv,
+    const char *hv, char *err, size_t errlen)
 {
 	const struct history	*h;
 	struct history_run_info	 first;
@@ -197,11 +229,8 @@ control_history(struct evbuffer *out, int argc, char **argv, char *err,
 			return -1;
 		}
 	}
-	if ((g = guest_lookup(argv[1])) == NULL) {
-		(void)snprintf(err, errlen, "unknown guest %s",
-		    log_esc(argv[1]));
+	if (control_guest(hv, argv[1], &g, err, errlen) == -1)
 		return -1;
-	}
 	if (alias == NULL)
 		alias = guest_default_alias(g);
 	if (alias == NULL || (h = console_history(g, alias)) == NULL) {
@@ -287,13 +316,17 @@ static void
 control_run(char *line, struct evbuffer *out)
 {
 	struct evbuffer	*body = evbuffer_new();
+	struct guest	*g;
 	char		*argv[CONTROL_ARGS_MAX], *p, err[1024];
+	const char	*hv = NULL;
 	int		 argc = 0, json = 0, revoke = 0, viewers = 0, i;
 	unsigned int	 n, revoked = 0;
 
 	for (p = strtok(line, " \t"); p != NULL; p = strtok(NULL, " \t")) {
 		if (strcmp(p, "--json") == 0)
 			json = 1;
+		else if (strncmp(p, "hv=", 3) == 0 && hv == NULL)
+			hv = p + 3;	/* virtconsolectl -H NAME */
 		else if (strcmp(p, "--revoke") == 0)
 			revoke = 1;
 		else if (strcmp(p, "--viewers") == 0)
@@ -309,19 +342,35 @@ control_run(char *line, struct evbuffer *out)
 		evbuffer_add_printf(out, "ERR empty command\n");
 		goto done;
 	}
+	if (hv != NULL && hv_find(hv) == NULL) {
+		evbuffer_add_printf(out, "ERR unknown hypervisor %s\n",
+		    log_esc(hv));
+		goto done;
+	}
 	if (strcmp(argv[0], "status") == 0 && argc == 1)
 		control_status(body, json);
 	else if (strcmp(argv[0], "list") == 0 && argc == 1)
-		control_list(body, json);
+		control_list(body, json, hv);
 	else if (strcmp(argv[0], "metrics") == 0 && argc == 1 && !json)
 		metrics_render(body);
 	else if (strcmp(argv[0], "kick") == 0 && (argc == 2 || argc == 3)) {
+		/*
+		 * A name on several hypervisors names none of them; one the
+		 * table no longer has may still have sessions to end.
+		 */
+		if (control_guest(hv, argv[1], &g, err, sizeof err) == -1 &&
+		    strncmp(err, "ambiguous", 9) == 0) {
+			evbuffer_add_printf(out, "ERR %s\n", err);
+			goto done;
+		}
+		if (g != NULL)
+			hv = guest_hv_name(g);
 		/* Before the kick, while the web clients are still there. */
 		if (revoke)
-			revoked = web_revoke_guest(argv[1], argc == 3 ?
+			revoked = web_revoke_guest(hv, argv[1], argc == 3 ?
 			    argv[2] : NULL, viewers);
-		n = session_kick_guest(argv[1], argc == 3 ? argv[2] : NULL,
-		    REASON_KICKED, viewers);
+		n = session_kick_guest(hv, argv[1], argc == 3 ? argv[2] :
+		    NULL, REASON_KICKED, viewers);
 		if (n == 0) {
 			evbuffer_add_printf(out, "ERR no %s for %s%s%s\n",
 			    viewers ? "viewer" : "session", log_esc(argv[1]),
@@ -346,7 +395,8 @@ control_run(char *line, struct evbuffer *out)
 			    n == 1 ? "" : "s");
 	} else if (strcmp(argv[0], "history") == 0 && argc >= 2 &&
 	    argc <= 4) {
-		if (control_history(body, argc, argv, err, sizeof err) == -1) {
+		if (control_history(body, argc, argv, hv, err,
+		    sizeof err) == -1) {
 			evbuffer_add_printf(out, "ERR %s\n", err);
 			goto done;
 		}

@@ -123,14 +123,69 @@ guest_uuid_shaped(const char *s)
 }
 
 /*
- * A guest as a client names it: a UUID-shaped string by UUID only, so that
- * a guest named like another guest's UUID can never shadow it; anything
- * else by name.
+ * A guest as a client names it, among hypervisor hv's guests (NULL: every
+ * hypervisor's): a UUID-shaped string by UUID only, so that a guest named
+ * like another guest's UUID can never shadow it; anything else by name.
+ * A name found on several hypervisors is ambiguous: NULL, with *several
+ * set (guest_lookup_hvs() lists them).  A UUID found on several (a
+ * migration leaves an inactive copy behind) is the running guest, if
+ * exactly one runs; else ambiguous too.
  */
 struct guest *
-guest_lookup(const char *s)
+guest_lookup(const char *hv, const char *s, int *several)
 {
-	return guest_uuid_shaped(s) ? guest_find_uuid(s) : guest_find_name(s);
+	struct guest	*g, *found = NULL, *running = NULL;
+	unsigned int	 n = 0, nrunning = 0;
+	int		 by_uuid = guest_uuid_shaped(s);
+
+	*several = 0;
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (hv != NULL && strcmp(guest_hv_name(g), hv) != 0)
+			continue;
+		if (by_uuid ? strcasecmp(g->uuid, s) != 0 :
+		    strcmp(g->name, s) != 0)
+			continue;
+		found = g;
+		n++;
+		if (g->active) {
+			running = g;
+			nrunning++;
+		}
+	}
+	if (n <= 1)
+		return found;
+	if (by_uuid && nrunning == 1)
+		return running;
+	*several = 1;
+	return NULL;
+}
+
+/*
+ * The hypervisors (in scope hv, NULL: all) where guest s (as
+ * guest_lookup() reads it) is found, as "a, b" into out: a 409's body.
+ */
+void
+guest_lookup_hvs(const char *hv, const char *s, char *out, size_t len)
+{
+	struct guest	*g;
+	size_t		 n = 0;
+	int		 by_uuid = guest_uuid_shaped(s), w;
+
+	if (len == 0)
+		return;
+	out[0] = '\0';
+	TAILQ_FOREACH(g, &guest_table, entry) {
+		if (hv != NULL && strcmp(guest_hv_name(g), hv) != 0)
+			continue;
+		if (by_uuid ? strcasecmp(g->uuid, s) != 0 :
+		    strcmp(g->name, s) != 0)
+			continue;
+		w = snprintf(out + n, len - n, "%s%s", n > 0 ? ", " : "",
+		    guest_hv_name(g));
+		if (w < 0 || (size_t)w >= len - n)
+			break;
+		n += (size_t)w;
+	}
 }
 
 /*

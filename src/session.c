@@ -1427,17 +1427,20 @@ session_foreach(void (*fn)(const struct session_info *, void *), void *arg)
 }
 
 /*
- * End the sessions of a guest (by name or UUID), one console or all: the
- * writer and its viewers, or only the viewers.
+ * End the sessions of a guest (by name or UUID) of hypervisor hv (NULL:
+ * any), one console or all: the writer and its viewers, or only the
+ * viewers.
  */
 unsigned int
-session_kick_guest(const char *guest, const char *alias,
+session_kick_guest(const char *hv, const char *guest, const char *alias,
     enum session_reason reason, int viewers_only)
 {
 	struct session	*s, *next;
 	unsigned int	 n = 0;
 
 	TAILQ_FOREACH_SAFE(s, &sess.table, entry, next) {
+		if (hv != NULL && strcmp(s->hv, hv) != 0)
+			continue;
 		/* As guest_lookup(): a UUID-shaped name is a UUID only. */
 		if ((guest_uuid_shaped(guest) ? strcasecmp(s->uuid,
 		    guest) == 0 : strcmp(s->guest, guest) == 0) &&

@@ -883,11 +883,14 @@ token_verify(const uint8_t key[TOKEN_KEY_LEN],
  * are the caller's to check.
  */
 int
-token_allows(const struct token *t, const char *uuid, const char *alias)
+token_allows(const struct token *t, const char *hv, const char *uuid,
+    const char *alias)
 {
 	uint8_t	mine[TOKEN_UUID_RAW], theirs[TOKEN_UUID_RAW];
 
 	if (t == NULL || token_uuid_parse(uuid, theirs) == -1)
+		return 0;
+	if (strcmp(t->hv, TOKEN_ANY) != 0 && strcmp(t->hv, hv) != 0)
 		return 0;
 	if (!t->all_guests) {
 		if (token_uuid_parse(t->uuid, mine) == -1 ||

@@ -597,9 +597,9 @@ web_authenticate(struct web_conn *c, const struct http_request *req,
 		}
 		auth->by_cookie = 1;
 	}
-	/* One hypervisor today: its name is "default". */
+	/* A credential for a hypervisor this daemon does not serve. */
 	if (strcmp(auth->tok.hv, TOKEN_ANY) != 0 &&
-	    strcmp(auth->tok.hv, TOKEN_HV_DEFAULT) != 0) {
+	    hv_find(auth->tok.hv) == NULL) {
 		*why = "not for this hypervisor";
 		return 403;
 	}
@@ -811,6 +811,7 @@ web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
 {
 	struct evbuffer	*b = evbuffer_new();
 	struct guest	*g;
+	struct hv	*hv;
 	size_t		 i, len;
 	int		 first = 1;
 	char		*body;
@@ -819,16 +820,31 @@ web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
 		web_error(c, 500, "out of memory");
 		return;
 	}
-	/* role: the credential's, so that a page offers only what it can. */
+	/*
+	 * role: the credential's, so that a page offers only what it can.
+	 * The hypervisors in its scope, by name and state: never a URI.
+	 */
 	evbuffer_add_printf(b, "{\"hypervisor\":\"%s\",\"role\":\"%s\","
-	    "\"guests\":[", hv_state_name(hv_get_state()),
+	    "\"hypervisors\":[", hv_state_name(hv_get_state()),
 	    auth->tok.role == TOKEN_ROLE_VIEWER ? "viewer" : "writer");
+	for (hv = hv_next(NULL); hv != NULL; hv = hv_next(hv)) {
+		if (strcmp(auth->tok.hv, TOKEN_ANY) != 0 &&
+		    strcmp(auth->tok.hv, hv_name(hv)) != 0)
+			continue;
+		evbuffer_add_printf(b, "%s{\"name\":\"%s\",\"state\":\"%s\"}",
+		    first ? "" : ",", hv_name(hv), hv_state_name(hv_state(hv)));
+		first = 0;
+	}
+	evbuffer_add(b, "],\"guests\":[", 12);
+	first = 1;
 	TAILQ_FOREACH(g, guest_list(), entry) {
-		if (!token_allows(&auth->tok, g->uuid, NULL))
+		if (!token_allows(&auth->tok, guest_hv_name(g), g->uuid, NULL))
 			continue;
 		evbuffer_add_printf(b, "%s{\"name\":", first ? "" : ",");
 		first = 0;
 		json_add_string(b, g->name);
+		evbuffer_add_printf(b, ",\"hypervisor\":\"%s\"",
+		    guest_hv_name(g));
 		evbuffer_add_printf(b, ",\"uuid\":\"%s\",\"state\":\"%s\","
 		    "\"persistent\":%s,\"consoles\":[", g->uuid,
 		    g->active ? "running" : "shut off",
@@ -858,12 +874,18 @@ web_guests(struct web_conn *c, const struct web_auth *auth, int head_only)
  * same body), so that a scoped credential learns nothing about others.
  */
 static struct guest *
-web_find_console(const char *segs, const struct web_auth *auth,
-    char *alias, size_t aliaslen)
+web_find_console(const char *segs, const char *query,
+    const struct web_auth *auth, char *alias, size_t aliaslen, int *status,
+    char *why, size_t whylen)
 {
-	char		 name[1024], *slash;
+	char		 name[1024], hv[CONFIG_HV_NAME_MAX + 1], hvs[256];
+	char		*slash;
+	const char	*scope = NULL;
 	struct guest	*g;
+	int		 several;
 
+	*status = 404;
+	snprintf(why, whylen, "%s", WEB_NO_CONSOLE);
 	snprintf(name, sizeof name, "%s", segs);
 	alias[0] = '\0';
 	if ((slash = strchr(name, '/')) != NULL) {
@@ -872,12 +894,36 @@ web_find_console(const char *segs, const struct web_auth *auth,
 		    (int)aliaslen)
 			return NULL;
 	}
-	if (name[0] == '\0' || (g = guest_lookup(name)) == NULL)
+	/* The scope: the credential's hypervisor, narrowed by ?hv=. */
+	if (strcmp(auth->tok.hv, TOKEN_ANY) != 0)
+		scope = auth->tok.hv;
+	if (http_query_has(query, "hv")) {
+		if (http_query_get(query, "hv", hv, sizeof hv) == -1 ||
+		    !config_hv_name_ok(hv)) {
+			*status = 400;
+			snprintf(why, whylen, "hv= wants a hypervisor name");
+			return NULL;
+		}
+		if (scope != NULL && strcmp(scope, hv) != 0)
+			return NULL;	/* outside the credential: 404 */
+		scope = hv;
+	}
+	if (name[0] == '\0')
 		return NULL;
+	if ((g = guest_lookup(scope, name, &several)) == NULL) {
+		/* Only hypervisors in the credential's scope are named. */
+		if (several) {
+			guest_lookup_hvs(scope, name, hvs, sizeof hvs);
+			*status = 409;
+			snprintf(why, whylen, "the guest is on several "
+			    "hypervisors: %s; add ?hv=NAME", hvs);
+		}
+		return NULL;
+	}
 	if (alias[0] != '\0' && !guest_has_alias(g, alias))
 		return NULL;
-	if (!token_allows(&auth->tok, g->uuid, alias[0] != '\0' ? alias :
-	    guest_default_alias(g)))
+	if (!token_allows(&auth->tok, guest_hv_name(g), g->uuid,
+	    alias[0] != '\0' ? alias : guest_default_alias(g)))
 		return NULL;
 	return g;
 }
@@ -1044,7 +1090,7 @@ web_history(struct web_conn *c, const struct http_request *req,
 	struct web_history	 a;
 	const struct history	*h;
 	struct guest		*g;
-	char			 alias[64], extra[512];
+	char			 alias[64], extra[512], text[320];
 	const char		*why = NULL;
 	size_t			 max;
 	int			 fresh, status;
@@ -1054,8 +1100,12 @@ web_history(struct web_conn *c, const struct http_request *req,
 		web_error(c, 403, "this credential may not read history");
 		return;
 	}
-	if ((g = web_find_console(segs, auth, alias, sizeof alias)) ==
-	    NULL || (alias[0] == '\0' && guest_default_alias(g) == NULL)) {
+	if ((g = web_find_console(segs, req->query, auth, alias,
+	    sizeof alias, &status, text, sizeof text)) == NULL) {
+		web_error(c, status, text);
+		return;
+	}
+	if (alias[0] == '\0' && guest_default_alias(g) == NULL) {
 		web_error(c, 404, WEB_NO_CONSOLE);
 		return;
 	}
@@ -1106,18 +1156,18 @@ web_history(struct web_conn *c, const struct http_request *req,
  * short of opening it, so that the page can say why an upgrade failed.
  */
 static void
-web_console_state(struct web_conn *c, const char *segs,
+web_console_state(struct web_conn *c, const char *segs, const char *query,
     const struct web_auth *auth, int head_only)
 {
 	struct evbuffer	*b;
 	struct guest	*g;
-	char		 alias[64];
+	char		 alias[64], text[320];
 	const char	*a, *why = NULL;
 	int		 status;
 
-	if ((g = web_find_console(segs, auth, alias, sizeof alias)) ==
-	    NULL) {
-		web_error(c, 404, WEB_NO_CONSOLE);
+	if ((g = web_find_console(segs, query, auth, alias, sizeof alias,
+	    &status, text, sizeof text)) == NULL) {
+		web_error(c, status, text);
 		return;
 	}
 	if (!head_only && (status = web_consume(auth, &why)) != 0) {
@@ -1208,7 +1258,7 @@ static void
 web_console(struct web_conn *c, const struct http_request *req,
     const char *path, const struct web_auth *auth)
 {
-	char		 alias[64], accept[WS_ACCEPT_LEN];
+	char		 alias[64], accept[WS_ACCEPT_LEN], text[320];
 	char		 resume[SESSION_RESUME_LEN + 2];
 	const char	*key, *proto = NULL, *why;
 	struct guest	*g;
@@ -1263,9 +1313,9 @@ web_console(struct web_conn *c, const struct http_request *req,
 		return;
 	}
 
-	if ((g = web_find_console(path + strlen("/console/"), auth, alias,
-	    sizeof alias)) == NULL) {
-		web_error(c, 404, WEB_NO_CONSOLE);
+	if ((g = web_find_console(path + strlen("/console/"), req->query,
+	    auth, alias, sizeof alias, &status, text, sizeof text)) == NULL) {
+		web_error(c, status, text);
 		return;
 	}
 	/*
@@ -1398,7 +1448,7 @@ web_route(struct web_conn *c, struct http_request *req)
 		}
 		web_guests(c, &auth, head_only);
 	} else if (strncmp(path, "/api/console/", 13) == 0)
-		web_console_state(c, path + 13, &auth, head_only);
+		web_console_state(c, path + 13, req->query, &auth, head_only);
 	else if (strncmp(path, "/api/history/", 13) == 0)
 		web_history(c, req, path + 13, &auth, head_only);
 	else if (strncmp(path, "/console/", 9) == 0 && path[9] != '\0' &&
@@ -1832,11 +1882,12 @@ web_revoke_cb(const uint8_t *id, int64_t expires, void *arg)
  * Returns how many were revoked; the caller kicks the sessions.
  */
 unsigned int
-web_revoke_guest(const char *guest, const char *alias, int viewers_only)
+web_revoke_guest(const char *hv, const char *guest, const char *alias,
+    int viewers_only)
 {
 	unsigned int	n = 0;
 
-	wsock_credentials(guest, alias, viewers_only, web_revoke_cb, &n);
+	wsock_credentials(hv, guest, alias, viewers_only, web_revoke_cb, &n);
 	return n;
 }
 

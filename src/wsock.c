@@ -130,6 +130,7 @@ struct wsock {
 	size_t			 pong_len;
 	int			 pong_pending;
 	char			 uuid[GUEST_UUID_LEN];
+	char			 hv[CONFIG_HV_NAME_MAX + 1];	/* its name */
 	char			*name;		/* the guest's, at start */
 	char			*alias;		/* the console's */
 	enum session_role	 role;		/* mode=view or not */
@@ -998,6 +999,7 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 	w->listener = xstrdup(o->listener);
 	w->ping_interval = o->ping_interval;
 	snprintf(w->uuid, sizeof w->uuid, "%s", g->uuid);
+	snprintf(w->hv, sizeof w->hv, "%s", guest_hv_name(g));
 	w->name = xstrdup(g->name);
 	w->alias = xstrdup(alias != NULL ? alias : guest_default_alias(g) !=
 	    NULL ? guest_default_alias(g) : "");
@@ -1050,17 +1052,19 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 
 /*
  * The browser sessions behind the live web clients of guest (a UUID-shaped
- * name is a UUID only, as guest_lookup() has it) and alias (NULL: any);
- * with viewers_only, those of its viewers.
+ * name is a UUID only, as guest_lookup() has it) of hypervisor hv (NULL:
+ * any) and alias (NULL: any); with viewers_only, those of its viewers.
  */
 void
-wsock_credentials(const char *guest, const char *alias, int viewers_only,
-    wsock_credential_cb cb, void *arg)
+wsock_credentials(const char *hv, const char *guest, const char *alias,
+    int viewers_only, wsock_credential_cb cb, void *arg)
 {
 	struct wsock	*w;
 
 	TAILQ_FOREACH(w, &wsocks, entry) {
 		if (wsock_ended(w) || !w->has_session)
+			continue;
+		if (hv != NULL && strcmp(w->hv, hv) != 0)
 			continue;
 		if (guest_uuid_shaped(guest) ? strcasecmp(w->uuid,
 		    guest) != 0 : strcmp(w->name, guest) != 0)

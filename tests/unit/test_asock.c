@@ -70,7 +70,9 @@ static const struct want cases[] = {
 	    NULL, NULL, 0, 0, 0, 0, SESSION_WRITER },
 	{ "ATTACH web1 hv=default hv=default", "bad request: hv= twice",
 	    NULL, NULL, 0, 0, 0, 0, SESSION_WRITER },
-	{ "ATTACH web1 hv=other", "unknown hypervisor",
+	{ "ATTACH web1 hv=other", NULL, "web1", NULL, SESSION_FROM_DEFAULT,
+	    0, 0, 0, SESSION_WRITER },
+	{ "ATTACH web1 hv=a.b", "unknown hypervisor",
 	    NULL, NULL, 0, 0, 0, 0, SESSION_WRITER },
 	{ "ATTACH web1 hv=", "unknown hypervisor", NULL, NULL, 0, 0, 0, 0,
 	    SESSION_WRITER },
@@ -107,7 +109,7 @@ int
 main(void)
 {
 	struct session_start	 start;
-	const char		*guest, *alias, *why;
+	const char		*guest, *alias, *hv, *why;
 	char			 line[256];
 	size_t			 i;
 
@@ -117,7 +119,7 @@ main(void)
 		(void)snprintf(line, sizeof line, "%s", w->line);
 		guest = alias = NULL;
 		memset(&start, 0xa5, sizeof start);
-		why = asock_parse(line, &guest, &alias, &start);
+		why = asock_parse(line, &guest, &alias, &hv, &start);
 		is_str(why, w->reason, "'%s': %s", w->line,
 		    w->reason != NULL ? w->reason : "accepted");
 		if (w->reason != NULL || why != NULL)
@@ -139,5 +141,12 @@ main(void)
 		    "'%s': no resume id, history claim as any raw door",
 		    w->line);
 	}
+	(void)snprintf(line, sizeof line, "ATTACH g1 hv=kvm-2 view");
+	why = asock_parse(line, &guest, &alias, &hv, &start);
+	ok(why == NULL && hv != NULL && strcmp(hv, "kvm-2") == 0,
+	    "hv=kvm-2: the hypervisor's name is handed back");
+	(void)snprintf(line, sizeof line, "ATTACH g1");
+	why = asock_parse(line, &guest, &alias, &hv, &start);
+	ok(why == NULL && hv == NULL, "no hv=: none (every hypervisor)");
 	return tap_done();
 }

@@ -1295,7 +1295,7 @@ test_viewers(void)
 	    "viewers: max_viewers lowered to 0 by reload: the two stay, a "
 	    "new one is refused");
 	close(v3.fd);
-	ok(session_kick_guest("fake", NULL, REASON_KICKED, 1) == 2 &&
+	ok(session_kick_guest(NULL, "fake", NULL, REASON_KICKED, 1) == 2 &&
 	    expect(&v1, "disconnected: kicked by administrator", 500) &&
 	    expect(&v2, "disconnected: kicked by administrator", 500) &&
 	    session_busy(&g, "serial0") && session_count() == 1,
@@ -1312,7 +1312,7 @@ test_viewers(void)
 	    "viewers: the escape byte ends a viewer, 'escape key'");
 	close(v1.fd);
 	ok(connect_as(&v1, SESSION_VIEWER, NULL, NULL) != NULL &&
-	    session_kick_guest("fake", "serial0", REASON_KICKED, 0) == 2 &&
+	    session_kick_guest(NULL, "fake", "serial0", REASON_KICKED, 0) == 2 &&
 	    expect(&w2, "kicked by administrator", 500) &&
 	    expect(&v1, "kicked by administrator", 500) &&
 	    session_count() == 0,

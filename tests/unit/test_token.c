@@ -907,56 +907,80 @@ test_scope(void)
 	new_a(&t, NULL, NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
 	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
-	is_int(token_allows(&v, UUID_A, "serial0"), 1,
+	is_int(token_allows(&v, "default", UUID_A, "serial0"), 1,
 	    "a token for guest A opens A");
-	is_int(token_allows(&v, UUID_B, "serial0"), 0,
+	is_int(token_allows(&v, "default", UUID_B, "serial0"), 0,
 	    "a token for guest A never opens guest B");
-	is_int(token_allows(&v, UUID_B, NULL), 0,
+	is_int(token_allows(&v, "default", UUID_B, NULL), 0,
 	    "... nor lists guest B");
-	is_int(token_allows(&v, "6F1C2A9E-3B4D-4E5F-8A7B-1C2D3E4F5A6B",
+	is_int(token_allows(&v, "default", "6F1C2A9E-3B4D-4E5F-8A7B-1C2D3E4F5A6B",
 	    "serial0"), 1, "A's UUID in upper case is A");
-	is_int(token_allows(&v, "6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6", NULL),
+	is_int(token_allows(&v, "default", "6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6", NULL),
 	    0, "a UUID one digit short matches nothing");
-	is_int(token_allows(&v, "6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b ",
+	is_int(token_allows(&v, "default", "6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b ",
 	    NULL), 0, "a UUID with a trailing blank matches nothing");
-	is_int(token_allows(&v, "", NULL), 0, "an empty UUID matches nothing");
-	is_int(token_allows(&v, NULL, NULL), 0, "a NULL UUID matches nothing");
-	is_int(token_allows(&v, "web1", NULL), 0,
+	is_int(token_allows(&v, "default", "", NULL), 0, "an empty UUID matches nothing");
+	is_int(token_allows(&v, "default", NULL, NULL), 0, "a NULL UUID matches nothing");
+	is_int(token_allows(&v, "default", "web1", NULL), 0,
 	    "a guest name matches nothing");
 
 	new_a(&t, "serial0", NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
 	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
-	is_int(token_allows(&v, UUID_A, "serial0"), 1,
+	is_int(token_allows(&v, "default", UUID_A, "serial0"), 1,
 	    "alias-scoped token opens its alias");
-	is_int(token_allows(&v, UUID_A, "serial1"), 0,
+	is_int(token_allows(&v, "default", UUID_A, "serial1"), 0,
 	    "... not another alias");
-	is_int(token_allows(&v, UUID_A, "any"), 0,
+	is_int(token_allows(&v, "default", UUID_A, "any"), 0,
 	    "... not an alias literally named any");
-	is_int(token_allows(&v, UUID_A, "Serial0"), 0,
+	is_int(token_allows(&v, "default", UUID_A, "Serial0"), 0,
 	    "... aliases compare exactly");
-	is_int(token_allows(&v, UUID_A, ""), 0, "... not an empty alias");
-	is_int(token_allows(&v, UUID_A, NULL), 1, "... and lists its guest");
-	is_int(token_allows(&v, UUID_B, "serial0"), 0,
+	is_int(token_allows(&v, "default", UUID_A, ""), 0, "... not an empty alias");
+	is_int(token_allows(&v, "default", UUID_A, NULL), 1, "... and lists its guest");
+	is_int(token_allows(&v, "default", UUID_B, "serial0"), 0,
 	    "... and never guest B's serial0");
 
 	token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, NULL, NULL, NOW,
 	    NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
 	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
-	ok(token_allows(&v, UUID_A, "serial0") &&
-	    token_allows(&v, UUID_B, "console1") &&
-	    token_allows(&v, UUID_B, NULL),
+	ok(token_allows(&v, "default", UUID_A, "serial0") &&
+	    token_allows(&v, "default", UUID_B, "console1") &&
+	    token_allows(&v, "default", UUID_B, NULL),
 	    "all guests: any guest and console");
-	is_int(token_allows(&v, "nope", NULL), 0,
+	is_int(token_allows(&v, "default", "nope", NULL), 0,
 	    "all guests: still not a malformed UUID");
 	token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, NULL, "serial0", NOW,
 	    NOW + 60);
 	token_mint(key1, &t, text, sizeof text);
 	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
-	ok(token_allows(&v, UUID_A, "serial0") &&
-	    !token_allows(&v, UUID_B, "serial1"),
+	ok(token_allows(&v, "default", UUID_A, "serial0") &&
+	    !token_allows(&v, "default", UUID_B, "serial1"),
 	    "all guests, one alias: that alias only");
+
+	/* The hypervisor claim (several-hypervisors). */
+	new_a(&t, NULL, NOW + 60);
+	token_mint(key1, &t, text, sizeof text);
+	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
+	ok(token_allows(&v, "default", UUID_A, NULL) &&
+	    !token_allows(&v, "kvm2", UUID_A, NULL),
+	    "a token for guest A of default: not the same UUID on kvm2");
+	token_new(&t, TOKEN_KIND_TOKEN, aud1, "kvm2", NULL, NULL, NOW,
+	    NOW + 60);
+	token_mint(key1, &t, text, sizeof text);
+	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
+	ok(token_allows(&v, "kvm2", UUID_A, "serial0") &&
+	    token_allows(&v, "kvm2", UUID_B, NULL) &&
+	    !token_allows(&v, "default", UUID_A, NULL) &&
+	    !token_allows(&v, "kvm", UUID_A, NULL),
+	    "all guests of kvm2: every guest of kvm2, none of another");
+	token_new(&t, TOKEN_KIND_TOKEN, aud1, NULL, NULL, NULL, NOW,
+	    NOW + 60);
+	token_mint(key1, &t, text, sizeof text);
+	token_verify(key1, aud1, text, NOW, TOKEN_KIND_TOKEN, &v, &why);
+	ok(token_allows(&v, "kvm2", UUID_A, NULL) &&
+	    token_allows(&v, "default", UUID_A, NULL),
+	    "all guests of any hypervisor: both");
 }
 
 static void

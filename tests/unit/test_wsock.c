@@ -548,7 +548,7 @@ test_linger(void)
 	wsock_test_linger(150);
 	client_open(&c, WSOCK_RAW);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = session_kick_guest("fake", NULL, REASON_KICKED, 0) == 1 &&
+	r = session_kick_guest(NULL, "fake", NULL, REASON_KICKED, 0) == 1 &&
 	    run_until(cond_close, &c, 500);
 	ok(r && c.code == 1008 &&
 	    strstr(c.data, "disconnected: kicked by administrator") != NULL,
@@ -619,7 +619,7 @@ test_gone_pending_ends(void)
 	(void)hold_input(&c, "lost-marker\r");
 	shutdown(c.fd, SHUT_WR);
 	ok(wait_path(&c, "GONE_PENDING"), "gone, kicked: input in the pair");
-	ok(session_kick_guest("fake", NULL, REASON_KICKED, 0) == 1 &&
+	ok(session_kick_guest(NULL, "fake", NULL, REASON_KICKED, 0) == 1 &&
 	    run_until(cond_freed, &c, 500) && c.code == 1008 &&
 	    strstr(c.data, "disconnected: kicked by administrator") != NULL,
 	    "gone, kicked: a client that still reads gets the notice and "
@@ -677,7 +677,7 @@ test_close_sent_pending_ends(void)
 	ok(r && c.code == 1002 &&
 	    strcmp(path, "OPEN CLOSE_SENT_PENDING") == 0,
 	    "error, kicked: close 1002 '%s'", c.reason);
-	ok(session_kick_guest("fake", NULL, REASON_KICKED, 0) == 1 &&
+	ok(session_kick_guest(NULL, "fake", NULL, REASON_KICKED, 0) == 1 &&
 	    wait_path(&c, "ENDED"), "error, kicked: the session lets go");
 	run_for(&c, 10);
 	ok(c.closes == 1 && strstr(c.data, "[virtconsoled]") == NULL &&
@@ -705,7 +705,7 @@ test_closed_pending_ends(void)
 	    strcmp(path, "OPEN CLOSED_PENDING") == 0,
 	    "closed, kicked: the close is answered with its code (%u)",
 	    c.code);
-	ok(session_kick_guest("fake", NULL, REASON_KICKED, 0) == 1 &&
+	ok(session_kick_guest(NULL, "fake", NULL, REASON_KICKED, 0) == 1 &&
 	    run_until(cond_freed, &c, 500),
 	    "closed, kicked: the session lets go, the connection is dropped");
 	is_str(path, "OPEN CLOSED_PENDING ENDED_CLOSED",
@@ -991,22 +991,22 @@ test_credentials(void)
 	    "credentials: a writer and a viewer with cookies are attached");
 
 	memset(credentials, 0, sizeof credentials);
-	wsock_credentials("fake", NULL, 0, credential_cb, NULL);
+	wsock_credentials(NULL, "fake", NULL, 0, credential_cb, NULL);
 	ok(strcmp(credentials, "WV") == 0,
 	    "credentials: all clients: the writer's and the viewer's (%s)",
 	    credentials);
 	memset(credentials, 0, sizeof credentials);
-	wsock_credentials("fake", NULL, 1, credential_cb, NULL);
+	wsock_credentials(NULL, "fake", NULL, 1, credential_cb, NULL);
 	ok(strcmp(credentials, "V") == 0,
 	    "credentials: viewers only: the viewer's alone (%s)",
 	    credentials);
 	memset(credentials, 0, sizeof credentials);
-	wsock_credentials(g.uuid, "serial0", 1, credential_cb, NULL);
+	wsock_credentials(NULL, g.uuid, "serial0", 1, credential_cb, NULL);
 	ok(strcmp(credentials, "V") == 0,
 	    "credentials: by UUID and alias, viewers only (%s)",
 	    credentials);
 	memset(credentials, 0, sizeof credentials);
-	wsock_credentials("fake", "console1", 0, credential_cb, NULL);
+	wsock_credentials(NULL, "fake", "console1", 0, credential_cb, NULL);
 	ok(credentials[0] == '\0',
 	    "credentials: another console has none (%s)", credentials);
 
