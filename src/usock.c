@@ -3,7 +3,12 @@
  * socket_dir, named exactly after the guest, for every defined guest and
  * every running transient guest.  A connection gets the guest's first
  * console as raw bytes both ways.  websockify (TokenFile line
- * `TOKEN: unix_socket:SOCKET_DIR/GUEST`) can sit in front.
+ * `TOKEN: unix_socket:SOCKET_DIR/GUEST`) can sit in front.  With the
+ * `hypervisor` keys (even one), each hypervisor's guests have theirs in
+ * socket_dir/NAME/, a directory checked like socket_dir; the layout is
+ * the one of the start (a reload that switches forms says it needs a
+ * restart): in the flat layout, only the hypervisor `default` has
+ * sockets.
  *
  * socket_dir belongs to the daemon alone: it is created 0750 if missing,
  * and the daemon refuses a world-writable one, one owned by someone else,
@@ -40,7 +45,10 @@
  * guest table knows nothing of it): path and listener while it has one;
  * refused when its name cannot be a socket name (said once).
  */
+struct usock_dir;
 struct usock {
+	struct usock_dir	*dir;		/* where its socket is */
+	char			 hv[CONFIG_HV_NAME_MAX + 1];
 	char			 uuid[GUEST_UUID_LEN];
 	char			*name;		/* the guest's, for the log */
 	char			*path;		/* NULL: no socket now */
@@ -52,17 +60,33 @@ struct usock {
 };
 TAILQ_HEAD(usocks, usock);
 
+/* socket_dir, or a hypervisor's socket_dir/NAME: held open. */
+struct usock_dir {
+	char			*hv;		/* NULL: socket_dir itself */
+	char			*path;
+	int			 dfd;		/* for the *at() calls */
+	TAILQ_ENTRY(usock_dir)	 entry;
+};
+TAILQ_HEAD(usock_dirs, usock_dir);
+
 static void	usock_guest_event(struct guest *, enum guest_event, void *);
 
 static struct {
 	struct event_base	*base;
 	char			*dir;
 	int			 dfd;		/* of dir, for the *at() calls */
+	int			 hv_form;	/* at start: socket_dir/NAME/ */
 	int			 have_gid;
 	gid_t			 gid;
 	uid_t			 owner;		/* `user`, or ours */
 	struct usocks		 socks;
-} us = { .dfd = -1, .socks = TAILQ_HEAD_INITIALIZER(us.socks) };
+	struct usock_dirs	 dirs;		/* the hypervisors' */
+} us = {
+	.dfd = -1,
+	.socks = TAILQ_HEAD_INITIALIZER(us.socks),
+	.dirs = TAILQ_HEAD_INITIALIZER(us.dirs),
+};
+static struct usock_dir	 usock_top;	/* the flat layout's */
 
 /* Whether a guest gets a socket: see socket_name_check() in util.c. */
 int
@@ -71,14 +95,93 @@ usock_name_ok(const char *dir, const char *name)
 	return socket_name_check(dir, name) == 0;
 }
 
+/*
+ * A socket directory opened as dfd (named dir in messages): ours (root's,
+ * or the user the daemon drops to), not world-writable, given to
+ * socket_group, and holding only sockets (and, for socket_dir in the
+ * hypervisor form, the hypervisors' directories): a crashed run's sockets
+ * are removed, one something still listens on is an error.
+ */
 static int
-usock_check_dir(const char *dir, char *err, size_t errlen)
+usock_dir_checks(int dfd, const char *dir, int allow_dirs, char *err,
+    size_t errlen)
 {
 	struct stat	 st;
 	struct dirent	*de;
 	DIR		*d;
-	char		 path[4096], parent[4096], *slash;
+	char		 path[4096];
 	int		 fd;
+
+	if (fstat(dfd, &st) == -1) {
+		snprintf(err, errlen, "socket_dir %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != us.owner) {
+		snprintf(err, errlen, "socket_dir %s is owned by uid %u, not "
+		    "by the daemon", dir, (unsigned)st.st_uid);
+		return -1;
+	}
+	if (st.st_mode & S_IWOTH) {
+		snprintf(err, errlen, "socket_dir %s is world-writable", dir);
+		return -1;
+	}
+	if (us.have_gid && (fchown(dfd, (uid_t)-1, us.gid) == -1 ||
+	    fchmod(dfd, 0750) == -1)) {
+		snprintf(err, errlen, "cannot give socket_dir %s to its "
+		    "group: %s", dir, strerror(errno));
+		return -1;
+	}
+
+	if ((fd = dup(dfd)) == -1 || (d = fdopendir(fd)) == NULL) {
+		snprintf(err, errlen, "cannot read socket_dir %s: %s", dir,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+			continue;
+		/* A hypervisor's directory: checked when it is used. */
+		if (allow_dirs && S_ISDIR(st.st_mode) &&
+		    config_hv_name_ok(de->d_name))
+			continue;
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "socket_dir %s holds %s, which "
+			    "is not a socket; give the daemon a directory of "
+			    "its own", dir, log_esc(de->d_name));
+			closedir(d);
+			return -1;
+		}
+		/*
+		 * A crashed run's socket (we hold the pid file lock), unless
+		 * something still listens: another daemon with another pid
+		 * file but this socket_dir.
+		 */
+		if (socket_in_use(path)) {
+			snprintf(err, errlen, "socket_dir %s is in use by a "
+			    "running process (%s accepts connections)", dir,
+			    log_esc(de->d_name));
+			closedir(d);
+			return -1;
+		}
+		if (unlinkat(dfd, de->d_name, 0) == 0)
+			log_info("usock: removed stale socket %s",
+			    log_esc(path));
+	}
+	closedir(d);
+	return 0;
+}
+
+static int
+usock_check_dir(const char *dir, char *err, size_t errlen)
+{
+	char		 parent[4096], *slash;
 
 	if (shared_dir(dir)) {
 		snprintf(err, errlen, "socket_dir %s is a shared directory; "
@@ -114,68 +217,50 @@ usock_check_dir(const char *dir, char *err, size_t errlen)
 			    strerror(errno));
 		return -1;
 	}
-	if (fstat(us.dfd, &st) == -1) {
-		snprintf(err, errlen, "socket_dir %s: %s", dir,
-		    strerror(errno));
-		return -1;
-	}
-	/* Ours: root's, or the user the daemon drops to (a restart). */
-	if (st.st_uid != geteuid() && st.st_uid != us.owner) {
-		snprintf(err, errlen, "socket_dir %s is owned by uid %u, not "
-		    "by the daemon", dir, (unsigned)st.st_uid);
-		return -1;
-	}
-	if (st.st_mode & S_IWOTH) {
-		snprintf(err, errlen, "socket_dir %s is world-writable", dir);
-		return -1;
-	}
-	if (us.have_gid && (fchown(us.dfd, (uid_t)-1, us.gid) == -1 ||
-	    fchmod(us.dfd, 0750) == -1)) {
-		snprintf(err, errlen, "cannot give socket_dir %s to its "
-		    "group: %s", dir, strerror(errno));
-		return -1;
-	}
+	return usock_dir_checks(us.dfd, dir, us.hv_form, err, errlen);
+}
 
-	if ((fd = dup(us.dfd)) == -1 || (d = fdopendir(fd)) == NULL) {
-		snprintf(err, errlen, "cannot read socket_dir %s: %s", dir,
-		    strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return -1;
+/*
+ * The directory of hypervisor hv's sockets: socket_dir itself in the flat
+ * layout (the hypervisor `default` only: NULL for the others), else
+ * socket_dir/NAME, created 0750 and checked like socket_dir the first time
+ * (through socket_dir's descriptor: never a path that may be a link).
+ */
+static struct usock_dir *
+usock_dir(const char *hv)
+{
+	struct usock_dir	*ud;
+	char			 err[512], *path;
+	int			 dfd;
+
+	if (!us.hv_form)
+		return strcmp(hv, TOKEN_HV_DEFAULT) == 0 ? &usock_top : NULL;
+	TAILQ_FOREACH(ud, &us.dirs, entry) {
+		if (strcmp(ud->hv, hv) == 0)
+			return ud;
 	}
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-		if (fstatat(us.dfd, de->d_name, &st,
-		    AT_SYMLINK_NOFOLLOW) == -1)
-			continue;
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "socket_dir %s holds %s, which "
-			    "is not a socket; give the daemon a directory of "
-			    "its own", dir, log_esc(de->d_name));
-			closedir(d);
-			return -1;
-		}
-		/*
-		 * A crashed run's socket (we hold the pid file lock), unless
-		 * something still listens: another daemon with another pid
-		 * file but this socket_dir.
-		 */
-		if (socket_in_use(path)) {
-			snprintf(err, errlen, "socket_dir %s is in use by a "
-			    "running process (%s accepts connections)", dir,
-			    log_esc(de->d_name));
-			closedir(d);
-			return -1;
-		}
-		if (unlinkat(us.dfd, de->d_name, 0) == 0)
-			log_info("usock: removed stale socket %s",
-			    log_esc(path));
+	xasprintf(&path, "%s/%s", us.dir, hv);
+	if ((mkdirat(us.dfd, hv, 0750) == -1 && errno != EEXIST) ||
+	    (dfd = openat(us.dfd, hv, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1) {
+		log_warn("usock: hypervisor=%s: %s; no sockets for its guests",
+		    hv, path);
+		free(path);
+		return NULL;
 	}
-	closedir(d);
-	return 0;
+	if (usock_dir_checks(dfd, path, 0, err, sizeof err) == -1) {
+		log_warnx("usock: hypervisor=%s: %s; no sockets for its "
+		    "guests", hv, err);
+		close(dfd);
+		free(path);
+		return NULL;
+	}
+	ud = xcalloc(1, sizeof *ud);
+	ud->hv = xstrdup(hv);
+	ud->path = path;
+	ud->dfd = dfd;
+	TAILQ_INSERT_TAIL(&us.dirs, ud, entry);
+	return ud;
 }
 
 int
@@ -184,11 +269,14 @@ usock_init(struct event_base *base, const struct config *conf, char *err,
 {
 	us.base = base;
 	us.dir = xstrdup(conf->socket_dir);
+	us.hv_form = conf->hv_form;
 	us.owner = priv_owner(conf);
 	if (listen_group(conf, &us.gid, &us.have_gid, err, errlen) == -1)
 		return -1;
 	if (usock_check_dir(us.dir, err, errlen) == -1)
 		return -1;
+	usock_top.path = us.dir;
+	usock_top.dfd = us.dfd;
 	guest_subscribe(usock_guest_event, NULL);
 	return 0;
 }
@@ -214,7 +302,7 @@ usock_accept_cb(int fd, void *arg)
 		close(fd);
 		return;
 	}
-	if ((g = guest_find_uuid(u->uuid)) == NULL) {
+	if ((g = guest_find(u->hv, u->uuid)) == NULL) {
 		bufferevent_free(bev);	/* its socket is on its way out */
 		return;
 	}
@@ -237,7 +325,7 @@ usock_close(struct usock *u)
 	listener_free(u->lst);
 	u->lst = NULL;
 	/* Unlink only the socket we bound, not one that replaced it. */
-	listen_unlink(us.dfd, usock_name(u), u->dev, u->ino);
+	listen_unlink(u->dir->dfd, usock_name(u), u->dev, u->ino);
 	log_info("usock: guest=%s socket %s closed", log_esc(u->name),
 	    log_esc(u->path));
 	free(u->path);
@@ -254,12 +342,12 @@ usock_forget(struct usock *u)
 }
 
 static struct usock *
-usock_find(const char *uuid)
+usock_find(const char *hv, const char *uuid)
 {
 	struct usock	*u;
 
 	TAILQ_FOREACH(u, &us.socks, entry) {
-		if (strcmp(u->uuid, uuid) == 0)
+		if (strcmp(u->uuid, uuid) == 0 && strcmp(u->hv, hv) == 0)
 			return u;
 	}
 	return NULL;
@@ -275,14 +363,14 @@ usock_open(struct usock *u, const struct guest *g)
 	char			*what;
 	int			 fd;
 
-	xasprintf(&u->path, "%s/%s", us.dir, name);
+	xasprintf(&u->path, "%s/%s", u->dir->path, name);
 	/*
 	 * Ours, under a guest of the same name that is on its way out (a
 	 * resync adds guests before it drops the gone ones): that guest
 	 * gives it up.  A stale socket goes.  One that another process
 	 * listens on stays, and so does anything but a socket.
 	 */
-	if (fstatat(us.dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	if (fstatat(u->dir->dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    S_ISSOCK(st.st_mode)) {
 		TAILQ_FOREACH(other, &us.socks, entry) {
 			if (other != u && other->path != NULL &&
@@ -290,14 +378,14 @@ usock_open(struct usock *u, const struct guest *g)
 				usock_close(other);
 		}
 	}
-	if (listen_stale(us.dfd, name, u->path) == -1) {
+	if (listen_stale(u->dir->dfd, name, u->path) == -1) {
 		log_warnx("usock: guest=%s: %s %s; no socket for this guest",
 		    log_esc(g->name), log_esc(u->path), errno == ENOTSOCK ?
 		    "exists and is not a socket" :
 		    "is in use by another process");
 		goto fail;
 	}
-	fd = listen_unix(us.dfd, name, u->path, us.have_gid, us.gid,
+	fd = listen_unix(u->dir->dfd, name, u->path, us.have_gid, us.gid,
 	    (uid_t)-1, USOCK_BACKLOG, &st);
 	if (fd == -1) {
 		log_warn("usock: guest=%s: cannot listen on %s",
@@ -330,8 +418,9 @@ fail:
 static void
 usock_guest_changed(struct guest *g, int removed)
 {
-	struct usock	*u = usock_find(g->uuid);
-	int		 want = !removed && (g->persistent || g->active);
+	struct usock_dir	*ud;
+	struct usock		*u = usock_find(guest_hv_name(g), g->uuid);
+	int			 want = !removed && (g->persistent || g->active);
 
 	if (us.dir == NULL)
 		return;
@@ -342,7 +431,12 @@ usock_guest_changed(struct guest *g, int removed)
 	if (!want)
 		return;
 	if (u == NULL) {
+		/* The flat layout has room for `default` only. */
+		if ((ud = usock_dir(guest_hv_name(g))) == NULL)
+			return;
 		u = xcalloc(1, sizeof *u);
+		u->dir = ud;
+		(void)snprintf(u->hv, sizeof u->hv, "%s", guest_hv_name(g));
 		(void)snprintf(u->uuid, sizeof u->uuid, "%s", g->uuid);
 		u->name = xstrdup(g->name);
 		TAILQ_INSERT_TAIL(&us.socks, u, entry);
@@ -352,7 +446,7 @@ usock_guest_changed(struct guest *g, int removed)
 	usock_close(u);		/* renamed */
 	free(u->name);
 	u->name = xstrdup(g->name);
-	if (!usock_name_ok(us.dir, g->name)) {
+	if (!usock_name_ok(u->dir->path, g->name)) {
 		if (!u->refused)
 			log_warnx("usock: guest=%s: name not usable as a "
 			    "socket name; served by other front doors only",
@@ -374,11 +468,19 @@ usock_guest_event(struct guest *g, enum guest_event ev, void *arg)
 void
 usock_shutdown(void)
 {
-	struct usock	*u;
+	struct usock		*u;
+	struct usock_dir	*ud;
 
 	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
 	while ((u = TAILQ_FIRST(&us.socks)) != NULL)
 		usock_forget(u);
+	while ((ud = TAILQ_FIRST(&us.dirs)) != NULL) {
+		TAILQ_REMOVE(&us.dirs, ud, entry);
+		close(ud->dfd);
+		free(ud->hv);
+		free(ud->path);
+		free(ud);
+	}
 	/* NOLINTEND(clang-analyzer-unix.Malloc) */
 	free(us.dir);
 	us.dir = NULL;

@@ -127,6 +127,12 @@ vcd_reload(struct vcd *v, char *err, size_t errlen)
 	    strcmp(conf->control_socket, old->control_socket) != 0)
 		log_warnx("socket_dir and control_socket changes take effect "
 		    "at the next start");
+	if (conf->hv_form != old->hv_form)
+		log_warnx("the guest sockets keep their layout (%s) until the "
+		    "next start: the %s form's layout (%s) needs a restart",
+		    old->hv_form ? "socket_dir/NAME/GUEST" : "socket_dir/GUEST",
+		    conf->hv_form ? "hypervisor" : "uri", conf->hv_form ?
+		    "socket_dir/NAME/GUEST" : "socket_dir/GUEST");
 	if ((conf->attach_socket == NULL) != (old->attach_socket == NULL) ||
 	    (conf->attach_socket != NULL &&
 	    strcmp(conf->attach_socket, old->attach_socket) != 0))
