@@ -69,6 +69,7 @@ control_status(struct evbuffer *b, int json)
 {
 	struct timespec	 now;
 	struct guest	*g;
+	struct hv	*hv;
 	unsigned int	 guests = 0, running = 0;
 	long		 uptime;
 
@@ -78,21 +79,33 @@ control_status(struct evbuffer *b, int json)
 		guests++;
 		running += g->active != 0;
 	}
-	if (json)
+	/* hypervisor: connected only when every one is. */
+	if (json) {
 		evbuffer_add_printf(b, "{\"version\":\"%s\",\"pid\":%ld,"
 		    "\"uptime\":%ld,\"hypervisor\":\"%s\",\"guests\":%u,"
 		    "\"running\":%u,\"sessions\":%u,\"web_clients\":%u,"
-		    "\"state_errors\":%llu}\n",
+		    "\"state_errors\":%llu,\"hypervisors\":[",
 		    PACKAGE_VERSION, (long)getpid(), uptime,
 		    hv_state_name(hv_get_state()), guests, running,
 		    session_count(), wsock_count(), fsm_state_errors());
-	else
-		evbuffer_add_printf(b, "virtconsoled %s, pid %ld, up %ld s\n"
-		    "hypervisor: %s\nguests: %u (%u running)\n"
-		    "sessions: %u (%u over WebSocket)\nstate_errors: %llu\n",
-		    PACKAGE_VERSION, (long)getpid(), uptime,
-		    hv_state_name(hv_get_state()), guests, running,
-		    session_count(), wsock_count(), fsm_state_errors());
+		for (hv = hv_next(NULL); hv != NULL; hv = hv_next(hv))
+			evbuffer_add_printf(b, "%s{\"name\":\"%s\",\"state\":"
+			    "\"%s\"}", hv != hv_next(NULL) ? "," : "",
+			    hv_name(hv), hv_state_name(hv_state(hv)));
+		evbuffer_add(b, "]}\n", 3);
+		return;
+	}
+	evbuffer_add_printf(b, "virtconsoled %s, pid %ld, up %ld s\n"
+	    "hypervisor: %s\nguests: %u (%u running)\n"
+	    "sessions: %u (%u over WebSocket)\nstate_errors: %llu\n",
+	    PACKAGE_VERSION, (long)getpid(), uptime,
+	    hv_state_name(hv_get_state()), guests, running,
+	    session_count(), wsock_count(), fsm_state_errors());
+	evbuffer_add_printf(b, "hypervisors:");
+	for (hv = hv_next(NULL); hv != NULL; hv = hv_next(hv))
+		evbuffer_add_printf(b, " %s %s%s", hv_name(hv),
+		    hv_state_name(hv_state(hv)), hv_next(hv) != NULL ? "," : "");
+	evbuffer_add_printf(b, "\n");
 }
 
 struct control_list {

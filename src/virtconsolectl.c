@@ -116,6 +116,7 @@ struct ctl {
 	const char		*conf_path;	/* -f, or the default */
 	int			 conf_given;	/* -f was used */
 	const char		*socket;	/* -s */
+	const char		*hv;		/* -H */
 	struct config		*conf;
 };
 
@@ -263,14 +264,16 @@ ctl_usage(void)
 	size_t	i;
 
 	fprintf(stderr, "usage: virtconsolectl [-f config] [-s socket] "
-	    "command [args]\ncommands:\n");
+	    "[-H hypervisor] command [args]\ncommands:\n");
 	for (i = 0; i < CTL_NCOMMANDS; i++) {
 		fprintf(stderr, "  %-6s %-38s %s\n", ctl_commands[i].name,
 		    ctl_commands[i].args, ctl_commands[i].help);
 	}
 	fprintf(stderr, "-s names the socket itself (attach: a guest's own "
 	    "socket, raw, instead of\n   attach_socket; status, list, kick, "
-	    "reload, history: the control socket)\n");
+	    "reload, history: the control socket)\n-H names the hypervisor "
+	    "a guest is on, with the `hypervisor` keys (token --all: only "
+	    "its guests)\n");
 	exit(2);
 }
 
@@ -381,7 +384,8 @@ ctl_send(struct ctl *ctl, const char *line, size_t len, const char **pathp)
 {
 	struct sockaddr_un	 sun;
 	const char		*path;
-	int			 fd;
+	char			 scoped[2048];
+	int			 fd, n;
 
 	if (ctl->socket != NULL)
 		path = ctl->socket;
@@ -397,6 +401,17 @@ ctl_send(struct ctl *ctl, const char *line, size_t len, const char **pathp)
 	*pathp = path;
 	if (ctl_sun(path, &sun) == -1)
 		return -1;
+	/* -H: the command's scope, as a word the daemon reads first. */
+	if (ctl->hv != NULL) {
+		n = snprintf(scoped, sizeof scoped, "hv=%s %.*s", ctl->hv,
+		    (int)len, line);
+		if (n < 0 || (size_t)n >= sizeof scoped) {
+			ctl_warnx("command line too long");
+			return -1;
+		}
+		line = scoped;
+		len = (size_t)n;
+	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
 		ctl_warn("cannot connect to the control socket %s%s",
@@ -838,8 +853,8 @@ ctl_libvirt_silent(void *opaque, virErrorPtr err)
  * consoles.
  */
 static int
-ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
-    char uuid[GUEST_UUID_LEN])
+ctl_guest_uuid_at(const char *uri, const char *guest, const char *alias,
+    char uuid[GUEST_UUID_LEN], int quiet_absent)
 {
 	virConnectPtr	 conn;
 	virDomainPtr	 dom;
@@ -848,9 +863,9 @@ ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
 	int		 rc = -1, found = alias == NULL;
 
 	virSetErrorFunc(NULL, ctl_libvirt_silent);
-	if ((conn = virConnectOpenReadOnly(ctl->conf->uri)) == NULL) {
+	if ((conn = virConnectOpenReadOnly(uri)) == NULL) {
 		ctl_warnx("cannot connect to libvirt at %s: %s",
-		    log_esc(ctl->conf->uri), virGetLastErrorMessage());
+		    log_esc(uri), virGetLastErrorMessage());
 		return -1;
 	}
 	/*
@@ -869,9 +884,10 @@ ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
 	else
 		dom = virDomainLookupByName(conn, guest);
 	if (dom == NULL) {
-		ctl_warnx("no guest %s", log_esc(guest));
+		if (!quiet_absent)
+			ctl_warnx("no guest %s", log_esc(guest));
 		virConnectClose(conn);
-		return -1;
+		return -2;
 	}
 	if (virDomainGetUUIDString(dom, uuid) == -1)
 		ctl_warnx("cannot read the UUID of %s", log_esc(guest));
@@ -896,6 +912,70 @@ ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
 	return rc;
 }
 
+/* -H's hypervisor in the configuration, or NULL. */
+static struct config_hv *
+ctl_hv_config(struct ctl *ctl)
+{
+	struct config_hv	*h;
+
+	TAILQ_FOREACH(h, &ctl->conf->hvs, entry) {
+		if (strcmp(h->name, ctl->hv) == 0)
+			return h;
+	}
+	return NULL;
+}
+
+/*
+ * The hypervisor (its name into hv) and UUID of a guest: on -H's
+ * hypervisor, or looked for on every configured one (a name found on
+ * several is an error that names them).  0, or -1 (said why).
+ */
+static int
+ctl_guest_uuid(struct ctl *ctl, const char *guest, const char *alias,
+    char uuid[GUEST_UUID_LEN], char hv[CONFIG_HV_NAME_MAX + 1])
+{
+	struct config_hv	*h;
+	char			 u[GUEST_UUID_LEN], where[256];
+	size_t			 len = 0;
+	int			 rc, n = 0;
+
+	where[0] = '\0';
+	TAILQ_FOREACH(h, &ctl->conf->hvs, entry) {
+		if (ctl->hv != NULL && strcmp(h->name, ctl->hv) != 0)
+			continue;
+		rc = ctl_guest_uuid_at(h->uri, guest, alias, u,
+		    ctl->hv == NULL);
+		if (rc == -2)
+			continue;
+		if (rc == -1)
+			return -1;
+		if (n++ == 0) {
+			memcpy(uuid, u, GUEST_UUID_LEN);
+			(void)snprintf(hv, CONFIG_HV_NAME_MAX + 1, "%s",
+			    h->name);
+		}
+		if (len < sizeof where)
+			len += (size_t)snprintf(where + len, sizeof where -
+			    len, "%s%s", len > 0 ? ", " : "", h->name);
+	}
+	if (ctl->hv != NULL && n == 0 && ctl_hv_config(ctl) == NULL) {
+		ctl_warnx("no hypervisor %s in %s", log_esc(ctl->hv),
+		    log_esc(ctl->conf_path));
+		return -1;
+	}
+	if (n > 1) {
+		ctl_warnx("guest %s is on several hypervisors: %s; name one "
+		    "with -H NAME", log_esc(guest), where);
+		return -1;
+	}
+	if (n == 0) {
+		if (ctl->hv == NULL)
+			ctl_warnx("no guest %s", log_esc(guest));
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * token GUEST [ALIAS] | token --all, with [--ttl S] [--view] [--history]
  * [--label TEXT]
@@ -907,7 +987,7 @@ ctl_token(struct ctl *ctl, int argc, char **argv)
 	unsigned long long	 ttl = 0;
 	uint8_t			 key[TOKEN_KEY_LEN], aud[TOKEN_AUD_LEN];
 	char			 uuid[GUEST_UUID_LEN], out[TOKEN_TEXT_MAX];
-	char			 err[1024];
+	char			 err[1024], hv[CONFIG_HV_NAME_MAX + 1];
 	const char		*guest = NULL, *alias = NULL, *label = "";
 	const char		*state_dir;
 	int64_t			 now;
@@ -953,8 +1033,17 @@ ctl_token(struct ctl *ctl, int argc, char **argv)
 		return 1;
 	if (!have_ttl)
 		ttl = ctl->conf->token_ttl;
-	if (!all && ctl_guest_uuid(ctl, guest, alias, uuid) == -1)
+	if (!all && ctl_guest_uuid(ctl, guest, alias, uuid, hv) == -1)
 		return 1;
+	/* --all: -H's hypervisor, or every one. */
+	if (all && ctl->hv != NULL && ctl_hv_config(ctl) == NULL) {
+		ctl_warnx("no hypervisor %s in %s", log_esc(ctl->hv),
+		    log_esc(ctl->conf_path));
+		return 1;
+	}
+	if (all)
+		(void)snprintf(hv, sizeof hv, "%s", ctl->hv != NULL ?
+		    ctl->hv : TOKEN_ANY);
 	/* The daemon's default until its config sets state_dir. */
 	state_dir = ctl->conf->state_dir != NULL ? ctl->conf->state_dir :
 	    "/var/lib/virtconsoled";
@@ -965,8 +1054,8 @@ ctl_token(struct ctl *ctl, int argc, char **argv)
 		return 1;
 	}
 	now = (int64_t)time(NULL);
-	if (token_new(&t, TOKEN_KIND_TOKEN, aud, all ? TOKEN_ANY :
-	    TOKEN_HV_DEFAULT, all ? NULL : uuid, alias, now,
+	if (token_new(&t, TOKEN_KIND_TOKEN, aud, hv, all ? NULL : uuid,
+	    alias, now,
 	    now + (int64_t)ttl) == -1) {
 		explicit_bzero(key, sizeof key);
 		ctl_warnx("cannot make a token%s", alias != NULL ?
@@ -1349,7 +1438,7 @@ attach_loop(struct attach *a)
  */
 static int
 attach_request(struct attach *a, const char *guest, const char *alias,
-    int view, const char *replay, const char *from)
+    const char *hv, int view, const char *replay, const char *from)
 {
 	const char	*p;
 	int		 n;
@@ -1364,9 +1453,11 @@ attach_request(struct attach *a, const char *guest, const char *alias,
 		ctl_warnx("bad guest or console name");
 		return -1;
 	}
-	n = snprintf((char *)a->in, sizeof a->in, "ATTACH %s%s%s%s%s%s%s%s\n",
-	    guest, alias != NULL ? " " : "", alias != NULL ? alias : "",
-	    view ? " view" : "", replay != NULL ? " replay=" : "",
+	n = snprintf((char *)a->in, sizeof a->in,
+	    "ATTACH %s%s%s%s%s%s%s%s%s%s\n", guest, alias != NULL ? " " : "",
+	    alias != NULL ? alias : "", hv != NULL ? " hv=" : "",
+	    hv != NULL ? hv : "", view ? " view" : "",
+	    replay != NULL ? " replay=" : "",
 	    replay != NULL ? replay : "", from != NULL ? " from=" : "",
 	    from != NULL ? from : "");
 	if (n < 0 || n > 1024) {
@@ -1467,7 +1558,7 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 
 	a = xcalloc(1, sizeof *a);
 	a->escape = ctl->conf->escape;
-	if (request && attach_request(a, guest, alias, view, replay,
+	if (request && attach_request(a, guest, alias, ctl->hv, view, replay,
 	    NULL) == -1) {
 		free(path);
 		free(a);
@@ -1520,7 +1611,7 @@ ctl_follow(struct ctl *ctl, const char *guest, const char *alias,
 	/* The history's CR held back: the first live byte decides. */
 	a->vis_cr = ctl_history_cr;
 	ctl_history_cr = 0;
-	if (attach_request(a, guest, alias, 1, NULL, from) == -1 ||
+	if (attach_request(a, guest, alias, ctl->hv, 1, NULL, from) == -1 ||
 	    attach_connect(a, ctl->conf->attach_socket) == -1) {
 		free(a);
 		return 1;
@@ -1545,7 +1636,7 @@ main(int argc, char **argv)
 
 	/* "+": options stop at the command, which has its own. */
 	opterr = 0;
-	while ((ch = getopt(argc, argv, "+f:s:")) != -1) {
+	while ((ch = getopt(argc, argv, "+f:s:H:")) != -1) {
 		switch (ch) {
 		case 'f':
 			ctl.conf_path = optarg;
@@ -1553,6 +1644,15 @@ main(int argc, char **argv)
 			break;
 		case 's':
 			ctl.socket = optarg;
+			break;
+		case 'H':
+			if (!config_hv_name_ok(optarg)) {
+				ctl_warnx("-H wants a hypervisor name "
+				    "([A-Za-z0-9_-], 1 to %d)",
+				    CONFIG_HV_NAME_MAX);
+				ctl_usage();
+			}
+			ctl.hv = optarg;
 			break;
 		default:
 			if (optopt == 'f' || optopt == 's')
