@@ -9,8 +9,12 @@
  * libvirt daemon.  A reload adds, removes and re-points hypervisors by
  * name (hv_reconfigure()).
  *
- * virConnectOpen() blocks for one round trip; it still runs on the loop
- * (TODO(several-hypervisors): off the loop, for remotes).
+ * Nothing here waits for a hypervisor on the loop (docs/ARCHITECTURE.md,
+ * "Threads"): a connection is opened, and its callbacks registered, on a
+ * thread of its own that hands it to the loop (struct hv_conn), and a
+ * dropped one is closed on a thread too, so that a remote that does not
+ * answer (a TCP connect alone can take two minutes) holds up nobody.  Only
+ * the daemon's exit closes connections on the loop.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,21 +32,45 @@
 #define HV_KEEPALIVE_INTERVAL	5	/* seconds between probes */
 #define HV_KEEPALIVE_COUNT	5	/* unanswered probes before close */
 #define HV_LINK_STACK		(256 * 1024)	/* a link thread's stack */
+#define HV_OPEN_SLOW		10	/* seconds: say an open is slow */
+
+/*
+ * One attempt at a hypervisor's lifecycle connection, then that
+ * connection's life.  Its thread opens it and registers the callbacks
+ * (whose opaque is this, never the hypervisor: it may be gone when they
+ * fire), then hands it to the loop through ev_opened.  A hypervisor that
+ * no longer wants it (removed, re-pointed, the daemon exits) abandons it:
+ * while the thread still opens, the thread frees it; once handed over, it
+ * is closed on a thread of its own and freed on the loop.
+ */
+struct hv_conn {
+	struct hv		*hv;		/* NULL: abandoned */
+	char			*uri;		/* as it was when it began */
+	virConnectPtr		 conn;
+	int			 lifecycle_id;
+	int			 fds[2];	/* its socket (or ssh pipe) */
+	size_t			 nfds;
+	int			 keepalive;	/* set */
+	char			 err[256];	/* why the open failed */
+	int			 abandoned;	/* under hvg.lock: the thread's */
+	int			 handed;	/* under hvg.lock: the loop's */
+	int			 lost_reason;
+	struct event		*ev_opened;	/* its thread is done */
+	struct event		*ev_lost;	/* close callback, deferred */
+};
 
 struct hv {
 	char			*name;
 	char			*uri;
-	virConnectPtr		 conn;
+	struct hv_conn		*cur;		/* opening, or open */
+	int			 opening;	/* cur's thread still opens */
+	virConnectPtr		 conn;		/* cur's, once it is open */
 	enum hv_state		 state;
-	int			 lifecycle_id;
 	unsigned int		 backoff_ms;
 	unsigned int		 failures;
 	struct event		*retry_ev;	/* next connection attempt */
-	struct event		*lost_ev;	/* close callback, deferred */
-	int			 lost_reason;
+	struct event		*slow_ev;	/* the open takes long */
 	unsigned int		 nlinks;	/* its guest connections */
-	int			 fds[2];	/* the connection's socket */
-	size_t			 nfds;
 	int			 removed;	/* by a reload: freed with its
 						   last link */
 	TAILQ_ENTRY(hv)		 entry;
@@ -56,8 +84,11 @@ static struct {
 	int			 shutdown;
 	const struct hv_cbs	*cbs;		/* who hears from them */
 	void			*cbs_arg;
+	pthread_mutex_t		 lock;		/* hv_conn.abandoned */
+	unsigned int		 closing;	/* connections closing now */
 } hvg = {
 	.list = TAILQ_HEAD_INITIALIZER(hvg.list),
+	.lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
 /*
@@ -79,9 +110,13 @@ TAILQ_HEAD(hv_jobs, hv_job);
 struct hv_link {
 	struct hv		*hv;
 	char			 uuid[GUEST_UUID_LEN];
-	virConnectPtr		 conn;
+	char			*uri;		/* the hypervisor's, at start */
+	virConnectPtr		 conn;		/* its thread's until ready */
+	int			 ready;		/* the open job is back */
 	int			 fds[2];	/* its socket (or ssh pipe) */
 	size_t			 nfds;
+	char			 err[256];	/* why it could not open */
+	int			 no_close_cb, keepalive;
 	unsigned int		 refs;		/* streams on it */
 	int			 closing;	/* no stream left: closing */
 	unsigned int		 handing;	/* calls not yet handed over */
@@ -195,14 +230,6 @@ hv_event_name(int event)
 	return hv_event_names[event];
 }
 
-static const char *
-hv_last_error(void)
-{
-	const char	*msg = virGetLastErrorMessage();
-
-	return msg != NULL ? msg : "unknown error";
-}
-
 /*
  * libvirt prints every error to stderr unless told otherwise.  The daemon
  * reports the errors it cares about itself; the rest are debug noise.
@@ -246,13 +273,18 @@ hv_retry(evutil_socket_t fd, short what, void *arg)
 	hv_connect(arg);
 }
 
+/* Dispatched on the loop; only for the connection its hypervisor uses. */
 static void
 hv_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
     void *opaque)
 {
-	struct hv	*h = opaque;
+	struct hv_conn	*c = opaque;
+	struct hv	*h = c->hv;
 	char		 uuid[VIR_UUID_STRING_BUFLEN];
 
+	/* Before the hand-over the connect's resync says it all. */
+	if (h == NULL || h->cur != c || h->state != HV_CONNECTED)
+		return;
 	if (virDomainGetUUIDString(dom, uuid) == -1)
 		strcpy(uuid, "?");
 	log_info("hv: guest event guest=%s uuid=%s event=%s detail=%d "
@@ -262,31 +294,30 @@ hv_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
 }
 
 /*
- * The close callback runs inside libvirt's I/O path: only note the reason
- * here and do the teardown from the loop, on a clean stack.
+ * The close callback runs inside libvirt's I/O path, on any thread: only
+ * note the reason here and do the teardown from the loop.
  */
 static void
 hv_close(virConnectPtr conn, int reason, void *opaque)
 {
-	struct hv	*h = opaque;
+	struct hv_conn	*c = opaque;
 
-	if (conn != h->conn)
-		return;
-	h->lost_reason = reason;
-	event_active(h->lost_ev, EV_TIMEOUT, 0);
+	c->lost_reason = reason;
+	event_active(c->ev_lost, EV_TIMEOUT, 0);
 }
 
 static void
 hv_lost(evutil_socket_t fd, short what, void *arg)
 {
-	struct hv	*h = arg;
+	struct hv_conn	*c = arg;
+	struct hv	*h = c->hv;
 	const char	*reason = "unknown";
 
-	if (h->conn == NULL || hvg.shutdown)
+	if (h == NULL || h->cur != c || h->opening || hvg.shutdown)
 		return;
-	if (h->lost_reason >= 0 && (size_t)h->lost_reason <
+	if (c->lost_reason >= 0 && (size_t)c->lost_reason <
 	    sizeof hv_close_reasons / sizeof hv_close_reasons[0])
-		reason = hv_close_reasons[h->lost_reason];
+		reason = hv_close_reasons[c->lost_reason];
 	log_warnx("hv: connection lost uri=%s reason=%s hypervisor=%s",
 	    log_esc(h->uri), reason, h->name);
 	hv_disconnect(h);
@@ -295,77 +326,249 @@ hv_lost(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-hv_connect(struct hv *h)
+hv_conn_free(struct hv_conn *c)
 {
-	virConnectPtr	conn;
-	int		tag;
+	if (c->ev_opened != NULL)
+		event_free(c->ev_opened);
+	if (c->ev_lost != NULL)
+		event_free(c->ev_lost);
+	free(c->uri);
+	free(c);
+}
 
-	if (h->conn != NULL || hvg.shutdown || h->removed)
+/* Deregister and close: round trips (any thread). */
+static void
+hv_conn_close(struct hv_conn *c)
+{
+	if (c->conn == NULL)
 		return;
+	/* Local in libvirt: no round trip, and no close callback after. */
+	virConnectUnregisterCloseCallback(c->conn, hv_close);
+	if (c->lifecycle_id != -1)
+		(void)virConnectDomainEventDeregisterAny(c->conn,
+		    c->lifecycle_id);
+	c->lifecycle_id = -1;
+	(void)virConnectClose(c->conn);
+	c->conn = NULL;
+	virResetLastError();
+}
+
+/* The hypervisor's connection, on its own thread: see struct hv_conn. */
+static void *
+hv_open_thread(void *arg)
+{
+	struct hv_conn	*c = arg;
+	const char	*msg;
+	int		 tag, abandoned;
+
 	tag = evglue_tag_new();
 	evglue_tag_set(tag);
-	conn = virConnectOpen(h->uri);
+	c->conn = virConnectOpen(c->uri);
 	evglue_tag_set(0);
-	if (conn == NULL) {
+	if (c->conn != NULL) {
+		c->nfds = evglue_fds_tagged(tag, c->fds, sizeof c->fds /
+		    sizeof c->fds[0]);
+		if (virConnectRegisterCloseCallback(c->conn, hv_close, c,
+		    NULL) == -1)
+			c->nfds = 0;	/* then only the keepalive says */
+		c->lifecycle_id = virConnectDomainEventRegisterAny(c->conn,
+		    NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+		    VIR_DOMAIN_EVENT_CALLBACK(hv_lifecycle), c, NULL);
+		if (c->lifecycle_id == -1) {
+			/* Without lifecycle events the daemon is blind. */
+			msg = virGetLastErrorMessage();
+			(void)snprintf(c->err, sizeof c->err, "cannot register "
+			    "lifecycle events: %s", msg != NULL ? msg :
+			    "unknown error");
+			hv_conn_close(c);
+		} else
+			c->keepalive = virConnectSetKeepAlive(c->conn,
+			    HV_KEEPALIVE_INTERVAL, HV_KEEPALIVE_COUNT) == 0;
+	} else {
+		msg = virGetLastErrorMessage();
+		(void)snprintf(c->err, sizeof c->err, "%s", msg != NULL ?
+		    msg : "unknown error");
+	}
+	virResetLastError();
+	pthread_mutex_lock(&hvg.lock);
+	abandoned = c->abandoned;
+	if (!abandoned) {
+		c->handed = 1;
+		event_active(c->ev_opened, EV_TIMEOUT, 0);
+	}
+	pthread_mutex_unlock(&hvg.lock);
+	if (abandoned) {
+		/* Nobody on the loop knows it any more. */
+		hv_conn_close(c);
+		free(c->uri);
+		free(c);
+	}
+	return NULL;
+}
+
+/* Start a detached thread that runs fn(arg). */
+static void
+hv_thread(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t	 attr;
+	pthread_t	 t;
+	int		 rc;
+
+	pthread_attr_init(&attr);
+	(void)pthread_attr_setstacksize(&attr, HV_LINK_STACK);
+	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	if (rc != 0)
+		fatalx("hv: cannot start a thread: %s", strerror(rc));
+}
+
+static void	hv_opened(evutil_socket_t, short, void *);
+
+/* Start opening the hypervisor's connection (it is not open nor opening). */
+static void
+hv_connect(struct hv *h)
+{
+	struct hv_conn	*c;
+
+	if (h->cur != NULL || hvg.shutdown || h->removed)
+		return;
+	c = xcalloc(1, sizeof *c);
+	c->hv = h;
+	c->uri = xstrdup(h->uri);
+	c->lifecycle_id = -1;
+	c->ev_opened = event_new(hvg.base, -1, 0, hv_opened, c);
+	c->ev_lost = event_new(hvg.base, -1, 0, hv_lost, c);
+	if (c->ev_opened == NULL || c->ev_lost == NULL)
+		fatalx("hv: out of memory");
+	h->cur = c;
+	h->opening = 1;
+	log_debug("hv: connecting uri=%s hypervisor=%s", log_esc(h->uri),
+	    h->name);
+	timer_arm(h->slow_ev, HV_OPEN_SLOW);
+	hv_thread(hv_open_thread, c);
+}
+
+/*
+ * An open that does not return (a remote that accepts and never answers:
+ * libvirt has no timeout for it) holds its own thread only: said once, and
+ * no other attempt starts while it waits, so that threads never pile up.
+ */
+static void
+hv_slow(evutil_socket_t fd, short what, void *arg)
+{
+	struct hv	*h = arg;
+
+	if (h->opening)
+		log_warnx("hv: still connecting after %d s uri=%s (no answer; "
+		    "the other hypervisors are not held up) hypervisor=%s",
+		    HV_OPEN_SLOW, log_esc(h->uri), h->name);
+}
+
+/* The opening thread is done (it has left hvg.lock): on the loop. */
+static void
+hv_opened(evutil_socket_t fd, short what, void *arg)
+{
+	struct hv_conn	*c = arg;
+	struct hv	*h = c->hv;
+
+	h->opening = 0;
+	evtimer_del(h->slow_ev);
+	if (c->conn == NULL) {
 		/* Say it once, then once every ten attempts. */
 		if (h->failures++ % 10 == 0)
 			log_warnx("hv: cannot connect uri=%s error=\"%s\" "
 			    "retry_ms=%u hypervisor=%s", log_esc(h->uri),
-			    log_esc(hv_last_error()), h->backoff_ms == 0 ?
+			    log_esc(c->err), h->backoff_ms == 0 ?
 			    HV_BACKOFF_MIN_MS : h->backoff_ms, h->name);
+		h->cur = NULL;
+		hv_conn_free(c);
 		hv_schedule_retry(h);
 		return;
 	}
-	h->conn = conn;
-	h->nfds = evglue_fds_tagged(tag, h->fds, sizeof h->fds /
-	    sizeof h->fds[0]);
-	if (virConnectRegisterCloseCallback(conn, hv_close, h, NULL) == -1)
-		log_warnx("hv: cannot register close callback: %s "
-		    "hypervisor=%s", log_esc(hv_last_error()), h->name);
-	h->lifecycle_id = virConnectDomainEventRegisterAny(conn, NULL,
-	    VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-	    VIR_DOMAIN_EVENT_CALLBACK(hv_lifecycle), h, NULL);
-	if (h->lifecycle_id == -1) {
-		/* Without lifecycle events the daemon is blind: retry. */
-		log_warnx("hv: cannot register lifecycle events uri=%s "
-		    "error=\"%s\" hypervisor=%s", log_esc(h->uri),
-		    log_esc(hv_last_error()), h->name);
-		hv_disconnect(h);
-		hv_schedule_retry(h);
-		return;
-	}
-	if (virConnectSetKeepAlive(conn, HV_KEEPALIVE_INTERVAL,
-	    HV_KEEPALIVE_COUNT) != 0)
+	if (!c->keepalive)
 		log_warnx("hv: keepalive not available uri=%s hypervisor=%s",
 		    log_esc(h->uri), h->name);
+	h->conn = c->conn;
 	h->state = HV_CONNECTED;
 	h->backoff_ms = 0;
 	log_info("hv: connected uri=%s after_failures=%u hypervisor=%s",
 	    log_esc(h->uri), h->failures, h->name);
 	h->failures = 0;
-	hvg.cbs->connected(h, conn, hvg.cbs_arg);
+	hvg.cbs->connected(h, c->conn, hvg.cbs_arg);
+	/* Dropped while it was handed over: the callback's event says. */
 }
 
-/* Drop the connection: callbacks first, so none fires on a dying one. */
+/* A dropped connection, closed on its own thread, then freed on the loop. */
+static void *
+hv_close_thread(void *arg)
+{
+	struct hv_conn	*c = arg;
+
+	hv_conn_close(c);
+	/* The loop outlives this thread: hv_shutdown() waits for it. */
+	event_active(c->ev_opened, EV_TIMEOUT, 0);
+	return NULL;
+}
+
+static void
+hv_closed(evutil_socket_t fd, short what, void *arg)
+{
+	hvg.closing--;
+	hv_conn_free(arg);
+}
+
+/*
+ * Let go of the hypervisor's connection (or of its open under way):
+ * sessions end first, then the callbacks go, so that none fires on a
+ * dying connection; the round trips of the close run on a thread, except
+ * at the daemon's exit.
+ */
 static void
 hv_disconnect(struct hv *h)
 {
-	virConnectPtr	conn = h->conn;
+	struct hv_conn	*c = h->cur;
+	int		 handed;
 
-	if (conn == NULL)
+	if (c == NULL)
 		return;
-	/* Sessions end first: their streams belong to this connection. */
-	h->state = HV_DISCONNECTED;
-	hvg.cbs->disconnected(h, hvg.cbs_arg);
-	if (h->lifecycle_id != -1)
-		virConnectDomainEventDeregisterAny(conn, h->lifecycle_id);
-	h->lifecycle_id = -1;
-	virConnectUnregisterCloseCallback(conn, hv_close);
-	h->conn = NULL;
-	if (virConnectClose(conn) < 0)
-		log_debug("hv: close: %s hypervisor=%s",
-		    log_esc(hv_last_error()), h->name);
-	virResetLastError();
+	h->cur = NULL;
+	c->hv = NULL;
+	if (h->opening) {
+		h->opening = 0;
+		evtimer_del(h->slow_ev);
+		pthread_mutex_lock(&hvg.lock);
+		if (!(handed = c->handed))
+			c->abandoned = 1;
+		pthread_mutex_unlock(&hvg.lock);
+		if (!handed) {
+			/* Its thread frees it when the open returns. */
+			event_free(c->ev_opened);
+			event_free(c->ev_lost);
+			c->ev_opened = c->ev_lost = NULL;
+			return;
+		}
+		/* Open, not yet taken over by the loop: closed as below. */
+	} else {
+		/* Sessions end first: their streams are this hypervisor's. */
+		h->state = HV_DISCONNECTED;
+		h->conn = NULL;
+		hvg.cbs->disconnected(h, hvg.cbs_arg);
+	}
+	/* No close callback from here on (local in libvirt). */
+	if (c->conn != NULL)
+		virConnectUnregisterCloseCallback(c->conn, hv_close);
+	if (hvg.shutdown) {
+		hv_conn_close(c);
+		hv_conn_free(c);
+		return;
+	}
+	event_free(c->ev_opened);
+	c->ev_opened = event_new(hvg.base, -1, 0, hv_closed, c);
+	if (c->ev_opened == NULL)
+		fatalx("hv: out of memory");
+	hvg.closing++;
+	hv_thread(hv_close_thread, c);
 }
 
 /*
@@ -479,44 +682,83 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 }
 
 /*
- * The connection of guest uuid's consoles, opened if it is not: NULL while
- * the hypervisor is down or when it cannot be opened.  Each stream on it
- * holds a reference (hv_link_put()).  The open itself runs on the loop: it
- * is one round trip on a new connection that carries nothing yet, one at a
- * time (docs/ARCHITECTURE.md, "Connections").
+ * On the link's thread, its first job: open the connection.  The jobs
+ * after it (a stream's open) run on the same thread, after it: they find
+ * the connection, or NULL when it could not be opened.
+ */
+static void
+hv_link_open_run(void *arg)
+{
+	struct hv_link	*l = arg;
+	const char	*msg;
+	int		 tag;
+
+	tag = evglue_tag_new();
+	evglue_tag_set(tag);
+	l->conn = virConnectOpen(l->uri);
+	evglue_tag_set(0);
+	if (l->conn == NULL) {
+		msg = virGetLastErrorMessage();
+		(void)snprintf(l->err, sizeof l->err, "%s", msg != NULL ? msg :
+		    "unknown error");
+		return;
+	}
+	l->nfds = evglue_fds_tagged(tag, l->fds, sizeof l->fds /
+	    sizeof l->fds[0]);
+	if (virConnectRegisterCloseCallback(l->conn, hv_link_close_cb, l,
+	    NULL) == -1)
+		l->no_close_cb = 1;
+	l->keepalive = virConnectSetKeepAlive(l->conn,
+	    HV_KEEPALIVE_INTERVAL, HV_KEEPALIVE_COUNT) == 0;
+}
+
+/* Back on the loop: the link's connection is the loop's to look at too. */
+static void
+hv_link_open_done(void *arg)
+{
+	struct hv_link	*l = arg;
+
+	l->ready = 1;
+	if (l->conn == NULL) {
+		log_warnx("hv: cannot open a guest connection uuid=%s "
+		    "error=\"%s\" hypervisor=%s", l->uuid, log_esc(l->err),
+		    l->hv->name);
+		return;
+	}
+	if (l->no_close_cb)
+		log_debug("hv: guest connection: no close callback");
+	if (!l->keepalive)
+		log_debug("hv: guest connection: no keepalive");
+	log_debug("hv: guest connection opened uuid=%s fds=%zu hypervisor=%s",
+	    l->uuid, l->nfds, l->hv->name);
+}
+
+/*
+ * The connection of guest uuid's consoles: NULL while the hypervisor is
+ * down.  Made with the first console of the guest, opened by its thread's
+ * first job (a remote that does not answer holds up that guest only, never
+ * the loop); each stream on it holds a reference (hv_link_put()).
  */
 struct hv_link *
 hv_link_get(struct hv *h, const char *uuid)
 {
 	struct hv_link	*l;
-	virConnectPtr	 conn;
-	int		 tag;
 
 	if (h->state != HV_CONNECTED)
 		return NULL;
 	TAILQ_FOREACH(l, &hv_links, entry) {
+		/* One still opening is taken: its open job goes first. */
 		if (l->hv == h && !l->closing && strcmp(l->uuid, uuid) == 0 &&
-		    virConnectIsAlive(l->conn) == 1) {
+		    (!l->ready || (l->conn != NULL &&
+		    virConnectIsAlive(l->conn) == 1))) {
 			l->refs++;
 			return l;
 		}
 	}
-	tag = evglue_tag_new();
-	evglue_tag_set(tag);
-	conn = virConnectOpen(h->uri);
-	evglue_tag_set(0);
-	if (conn == NULL) {
-		log_warnx("hv: cannot open a guest connection uuid=%s "
-		    "error=\"%s\" hypervisor=%s", uuid,
-		    log_esc(hv_last_error()), h->name);
-		return NULL;
-	}
 	l = xcalloc(1, sizeof *l);
 	l->hv = h;
 	(void)snprintf(l->uuid, sizeof l->uuid, "%s", uuid);
-	l->conn = conn;
-	l->nfds = evglue_fds_tagged(tag, l->fds, sizeof l->fds /
-	    sizeof l->fds[0]);
+	l->uri = xstrdup(h->uri);
 	l->refs = 1;
 	pthread_mutex_init(&l->lock, NULL);
 	TAILQ_INIT(&l->todo);
@@ -524,18 +766,11 @@ hv_link_get(struct hv *h, const char *uuid)
 	if ((l->ev_done = event_new(hvg.base, -1, 0, hv_link_done_cb, l)) ==
 	    NULL)
 		fatalx("hv: out of memory");
-	if (virConnectRegisterCloseCallback(conn, hv_link_close_cb, l,
-	    NULL) == -1)
-		log_debug("hv: guest connection: no close callback: %s",
-		    log_esc(hv_last_error()));
-	if (virConnectSetKeepAlive(conn, HV_KEEPALIVE_INTERVAL,
-	    HV_KEEPALIVE_COUNT) != 0)
-		log_debug("hv: guest connection: no keepalive");
 	TAILQ_INSERT_TAIL(&hv_links, l, entry);
 	h->nlinks++;
 	hvg.nlinks++;
-	log_debug("hv: guest connection opened uuid=%s fds=%zu hypervisor=%s",
-	    uuid, l->nfds, h->name);
+	/* First in its queue: nothing of it is in libvirt yet. */
+	hv_link_job(l, hv_link_open_run, hv_link_open_done, l);
 	return l;
 }
 
@@ -549,6 +784,8 @@ hv_link_close_run(void *arg)
 {
 	struct hv_link	*l = arg;
 
+	if (l->conn == NULL)
+		return;
 	(void)virConnectUnregisterCloseCallback(l->conn, hv_link_close_cb);
 	(void)virConnectClose(l->conn);
 }
@@ -567,6 +804,7 @@ hv_link_free(struct hv_link *l)
 	hvg.nlinks--;
 	event_free(l->ev_done);
 	pthread_mutex_destroy(&l->lock);
+	free(l->uri);
 	log_debug("hv: guest connection closed uuid=%s hypervisor=%s",
 	    l->uuid, l->hv->name);
 	/* A hypervisor removed by a reload goes with its last link. */
@@ -672,15 +910,15 @@ hv_link_lost_alone(const struct hv_link *l)
 
 	if (virConnectIsAlive(l->conn) == 1)
 		return 0;
-	if (h->state != HV_CONNECTED || h->conn == NULL ||
+	if (h->state != HV_CONNECTED || h->cur == NULL || h->conn == NULL ||
 	    virConnectIsAlive(h->conn) != 1)
 		return 0;
 	/*
 	 * libvirtd killed: every socket ends at once, but libvirt may not
 	 * have read the hypervisor connection's end yet.  Its socket says.
 	 */
-	for (i = 0; i < h->nfds; i++)
-		if (evglue_fd_ended(h->fds[i]))
+	for (i = 0; i < h->cur->nfds; i++)
+		if (evglue_fd_ended(h->cur->fds[i]))
 			return 0;
 	return 1;
 }
@@ -701,10 +939,9 @@ hv_new(const char *name, const char *uri)
 	h->name = xstrdup(name);
 	h->uri = xstrdup(uri);
 	h->state = HV_DISCONNECTED;
-	h->lifecycle_id = -1;
 	h->retry_ev = evtimer_new(hvg.base, hv_retry, h);
-	h->lost_ev = event_new(hvg.base, -1, 0, hv_lost, h);
-	if (h->retry_ev == NULL || h->lost_ev == NULL)
+	h->slow_ev = evtimer_new(hvg.base, hv_slow, h);
+	if (h->retry_ev == NULL || h->slow_ev == NULL)
 		fatalx("hv: out of memory");
 	TAILQ_INSERT_TAIL(&hvg.list, h, entry);
 	return h;
@@ -727,7 +964,7 @@ static void
 hv_free(struct hv *h)
 {
 	event_free(h->retry_ev);
-	event_free(h->lost_ev);
+	event_free(h->slow_ev);
 	free(h->name);
 	free(h->uri);
 	free(h);
@@ -801,6 +1038,8 @@ hv_shutdown(void)
 {
 	struct hv	*h;
 
+	/* From here on connections close on the loop (hv_disconnect()). */
+	hvg.shutdown = 1;
 	/* NOLINTBEGIN(clang-analyzer-unix.Malloc): TAILQ, see .clang-tidy */
 	while ((h = TAILQ_FIRST(&hvg.list)) != NULL) {
 		hv_disconnect(h);
@@ -811,5 +1050,11 @@ hv_shutdown(void)
 			hv_free(h);
 	}
 	/* NOLINTEND(clang-analyzer-unix.Malloc) */
-	hvg.shutdown = 1;
+	/*
+	 * Connections dropped before the exit close on their threads, which
+	 * hand them back to the loop: it must outlive them.  (An open still
+	 * under way was abandoned: its thread touches nothing of the loop.)
+	 */
+	while (hvg.closing > 0)
+		event_base_loop(hvg.base, EVLOOP_ONCE);
 }

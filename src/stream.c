@@ -113,6 +113,12 @@ stream_lv_open_run(void *arg)
 	virErrorPtr	 err;
 	unsigned int	 flags = VIR_DOMAIN_CONSOLE_SAFE;
 
+	if (conn == NULL) {
+		/* The link's open (its first job) failed; it said why. */
+		(void)snprintf(s->err, sizeof s->err, "no guest connection");
+		s->result = STREAM_LINK_LOST;
+		return;
+	}
 	if (s->force)
 		flags |= VIR_DOMAIN_CONSOLE_FORCE;
 	if ((dom = virDomainLookupByUUIDString(conn, s->uuid)) == NULL ||
