@@ -337,11 +337,13 @@ class Daemon:
             else:
                 self.conf[k] = v
         lines = []
-        for k, v in self.conf.items():
-            v = str(v)
-            if re.search(r"[\s#\"]", v):
-                v = '"%s"' % v
-            lines.append("%s = %s\n" % (k, v))
+        for k, vals in self.conf.items():
+            # A list: the key once per item (hypervisor, listen...).
+            for v in (vals if isinstance(vals, list) else [vals]):
+                v = str(v)
+                if re.search(r"[\s#\"]", v) and k != "hypervisor":
+                    v = '"%s"' % v
+                lines.append("%s = %s\n" % (k, v))
         tmp = self.conf_path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(lines)
@@ -791,9 +793,11 @@ def group_gid(name):
 # ------------------------------------------------------------ the lab
 
 class Lab:
-    def __init__(self, tap):
-        self.dir = os.environ.get("LAB_DIR")
-        self.uri = os.environ.get("LAB_URI")
+    def __init__(self, tap, lab_dir=None, uri=None):
+        """The lab of LAB_DIR and LAB_URI, or another one (lab_dir, uri:
+        a second private libvirtd that a test started itself)."""
+        self.dir = lab_dir or os.environ.get("LAB_DIR")
+        self.uri = uri or os.environ.get("LAB_URI")
         if not self.dir or not self.uri:
             tap.skip_all("no lab (LAB_DIR and LAB_URI are not set)")
         self.guests = []
