@@ -72,6 +72,11 @@
       (alias ? '/' + encodeURIComponent(alias) : '');
   }
 
+  // The console's hypervisor (a name may be on several): sep is ? or &.
+  function hvQuery(cur, sep) {
+    return cur.hv ? sep + 'hv=' + encodeURIComponent(cur.hv) : '';
+  }
+
   /*
    * Writing to the terminal, and what xterm.js says while it parses.
    *
@@ -205,9 +210,9 @@
    * Open the console afresh: a clean terminal, the last TAIL bytes.
    * view: watch it (mode=view) rather than write.
    */
-  function open(name, alias, view) {
+  function open(name, alias, view, hv) {
     stopConn();
-    current = { name: name, alias: alias, view: !!view };
+    current = { name: name, alias: alias, view: !!view, hv: hv || null };
     pos = null;
     resumeId = null;
     failures = 0;
@@ -235,6 +240,7 @@
     if (resumeId) q += '&resume=' + encodeURIComponent(resumeId);
     // A viewer's resume id is matched against that console's viewers.
     if (cur.view) q += '&mode=view';
+    q += hvQuery(cur, '&');
     const url = scheme + '//' + location.host + base() + 'console/' +
       consolePath(cur.name, cur.alias) + q;
     setStatus(again ? 'reconnecting' : 'connecting', 'connecting');
@@ -299,7 +305,7 @@
     try {
       for (let i = 0; i < 64; i++) {
         const r = await fetch(path + '?max=' + HISTORY_PAGE + '&from=' +
-          encodeURIComponent(from), { method: 'HEAD',
+          encodeURIComponent(from) + hvQuery(cur, '&'), { method: 'HEAD',
           credentials: 'same-origin' });
         // 403: no history claim; 404: nothing kept: no replay at all.
         if (r.status === 403 || r.status === 404) return 'none';
@@ -481,8 +487,8 @@
    */
   function check(why) {
     const cur = current;
-    fetch(base() + 'api/console/' + consolePath(cur.name, cur.alias),
-      { credentials: 'same-origin' })
+    fetch(base() + 'api/console/' + consolePath(cur.name, cur.alias) +
+      hvQuery(cur, '?'), { credentials: 'same-origin' })
       .then((r) => r.text().then((t) => [r, t]))
       .then(([r, t]) => {
         if (current !== cur || conn) return;
@@ -511,8 +517,8 @@
   // say it (a blank terminal tells nobody anything).
   function explain() {
     const cur = current;
-    fetch(base() + 'api/console/' + consolePath(cur.name, cur.alias),
-      { credentials: 'same-origin' })
+    fetch(base() + 'api/console/' + consolePath(cur.name, cur.alias) +
+      hvQuery(cur, '?'), { credentials: 'same-origin' })
       .then((r) => r.text().then((t) => [r, t]))
       .then(([r, t]) => {
         let why;
@@ -560,7 +566,8 @@
       for (let i = 0; i < 1024 && total < HISTORY_MAX; i++) {
         const r = await fetch(path + '?max=' + Math.min(HISTORY_PAGE,
           HISTORY_MAX - total) + (from ? '&from=' +
-          encodeURIComponent(from) : ''), { credentials: 'same-origin' });
+          encodeURIComponent(from) : '') + hvQuery(cur, '&'),
+          { credentials: 'same-origin' });
         if (!r.ok) {
           const t = (await r.text()).trim();
           if (i === 0) throw new Error(t || (r.status + ' ' + r.statusText));
@@ -651,11 +658,16 @@
     const tbody = document.querySelector('#guest-table tbody');
     tbody.textContent = '';
     credRole = data.role || 'writer';
-    $('hypervisor').textContent = 'hypervisor: ' + data.hypervisor;
+    // Several hypervisors: each one's state, and each guest's hypervisor.
+    const hvs = data.hypervisors || [];
+    $('hypervisor').textContent = hvs.length > 1 ?
+      'hypervisors: ' + hvs.map((h) => h.name + ' ' + h.state).join(', ') :
+      'hypervisor: ' + data.hypervisor;
     for (const g of data.guests) {
       const tr = document.createElement('tr');
       const name = document.createElement('td');
-      name.textContent = g.name;
+      name.textContent = g.name + (hvs.length > 1 && g.hypervisor ?
+        ' (' + g.hypervisor + ')' : '');
       name.title = g.uuid;
       const state = document.createElement('td');
       state.textContent = g.state;
@@ -668,11 +680,13 @@
         b.textContent = c.alias + (c.busy ? ' (busy)' : '');
         b.dataset.guest = g.name;
         b.dataset.alias = c.alias;
+        if (g.hypervisor) b.dataset.hv = g.hypervisor;
         if (credRole === 'viewer') {
           b.disabled = true;
           b.title = 'this link may only watch';
         }
-        b.addEventListener('click', () => open(g.name, c.alias, false));
+        b.addEventListener('click', () => open(g.name, c.alias, false,
+          g.hypervisor));
         const w = document.createElement('button');
         const n = Number(c.viewers) || 0;
         w.type = 'button';
@@ -682,7 +696,9 @@
           (n === 1 ? ' viewer' : ' viewers') + ' now)';
         w.dataset.guest = g.name;
         w.dataset.alias = c.alias;
-        w.addEventListener('click', () => open(g.name, c.alias, true));
+        if (g.hypervisor) w.dataset.hv = g.hypervisor;
+        w.addEventListener('click', () => open(g.name, c.alias, true,
+          g.hypervisor));
         const span = document.createElement('span');
         span.className = 'pair';
         span.append(b, w);
