@@ -365,25 +365,16 @@ hv_open_thread(void *arg)
 	evglue_tag_set(tag);
 	c->conn = virConnectOpen(c->uri);
 	evglue_tag_set(0);
+	/*
+	 * No callback is registered here: a connection abandoned meanwhile
+	 * is freed by this thread, and nothing of libvirt's may point at it
+	 * then.  The keepalive bounds every call on it from here on.
+	 */
 	if (c->conn != NULL) {
 		c->nfds = evglue_fds_tagged(tag, c->fds, sizeof c->fds /
 		    sizeof c->fds[0]);
-		if (virConnectRegisterCloseCallback(c->conn, hv_close, c,
-		    NULL) == -1)
-			c->nfds = 0;	/* then only the keepalive says */
-		c->lifecycle_id = virConnectDomainEventRegisterAny(c->conn,
-		    NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-		    VIR_DOMAIN_EVENT_CALLBACK(hv_lifecycle), c, NULL);
-		if (c->lifecycle_id == -1) {
-			/* Without lifecycle events the daemon is blind. */
-			msg = virGetLastErrorMessage();
-			(void)snprintf(c->err, sizeof c->err, "cannot register "
-			    "lifecycle events: %s", msg != NULL ? msg :
-			    "unknown error");
-			hv_conn_close(c);
-		} else
-			c->keepalive = virConnectSetKeepAlive(c->conn,
-			    HV_KEEPALIVE_INTERVAL, HV_KEEPALIVE_COUNT) == 0;
+		c->keepalive = virConnectSetKeepAlive(c->conn,
+		    HV_KEEPALIVE_INTERVAL, HV_KEEPALIVE_COUNT) == 0;
 	} else {
 		msg = virGetLastErrorMessage();
 		(void)snprintf(c->err, sizeof c->err, "%s", msg != NULL ?
@@ -483,6 +474,27 @@ hv_opened(evutil_socket_t fd, short what, void *arg)
 			    HV_BACKOFF_MIN_MS : h->backoff_ms, h->name);
 		h->cur = NULL;
 		hv_conn_free(c);
+		hv_schedule_retry(h);
+		return;
+	}
+	/*
+	 * The close callback is local to libvirt; the lifecycle events' is a
+	 * round trip, on a connection that answered its open and has its
+	 * keepalive (docs/ARCHITECTURE.md, "Threads").
+	 */
+	if (virConnectRegisterCloseCallback(c->conn, hv_close, c, NULL) == -1)
+		log_warnx("hv: cannot register close callback: %s "
+		    "hypervisor=%s", log_esc(virGetLastErrorMessage()),
+		    h->name);
+	c->lifecycle_id = virConnectDomainEventRegisterAny(c->conn, NULL,
+	    VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+	    VIR_DOMAIN_EVENT_CALLBACK(hv_lifecycle), c, NULL);
+	if (c->lifecycle_id == -1) {
+		/* Without lifecycle events the daemon is blind: retry. */
+		log_warnx("hv: cannot register lifecycle events uri=%s "
+		    "error=\"%s\" hypervisor=%s", log_esc(h->uri),
+		    log_esc(virGetLastErrorMessage()), h->name);
+		hv_disconnect(h);
 		hv_schedule_retry(h);
 		return;
 	}
