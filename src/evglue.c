@@ -331,8 +331,10 @@ evglue_timeout_fire(evutil_socket_t fd, short what, void *arg)
 /*
  * How to ask the kernel for the bytes written to fd and not yet read by the
  * other end (evglue_fd_backlog): for a socket its send queue (SIOCOUTQ:
- * what the peer has not consumed, for a unix socket, or not acknowledged,
- * for TCP), for a pipe what it holds (FIONREAD); 0 when it cannot tell.
+ * what the peer has not consumed, for a unix socket — libvirtd's, or the
+ * socketpair libvirt gives ssh for qemu+ssh://, so what ssh has not read —
+ * or not acknowledged, for TCP: qemu+tcp://, qemu+tls://), for a pipe what
+ * it holds (FIONREAD); 0 when it cannot tell.
  * Asked once, when libvirt adds the handle: an fd does not change its kind
  * while it is watched, and the send queue check then costs one ioctl.
  */
@@ -554,8 +556,8 @@ evglue_pending_frees(void)
 
 /*
  * Which fds belong to one libvirt connection.  libvirt does not say, but
- * virConnectOpen() adds the watch of the connection's socket (or of its
- * pipe to ssh) before it returns, on the thread that runs it: the opener
+ * virConnectOpen() adds the watch of the connection's socket (for ssh, its
+ * end of the socketpair to ssh) before it returns, on the thread that runs it: the opener
  * takes a fresh tag (evglue_tag_new()), sets it for its own thread
  * (evglue_tag_set()) around the open, and asks for the fds with that tag
  * (evglue_fds_tagged()).  Opens on several threads at once, and handles

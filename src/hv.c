@@ -48,7 +48,7 @@ struct hv_conn {
 	char			*uri;		/* as it was when it began */
 	virConnectPtr		 conn;
 	int			 lifecycle_id;
-	int			 fds[2];	/* its socket (or ssh pipe) */
+	int			 fds[2];	/* its socket (ssh: socketpair) */
 	size_t			 nfds;
 	int			 keepalive;	/* set */
 	char			 err[256];	/* why the open failed */
@@ -113,7 +113,7 @@ struct hv_link {
 	char			*uri;		/* the hypervisor's, at start */
 	virConnectPtr		 conn;		/* its thread's until ready */
 	int			 ready;		/* the open job is back */
-	int			 fds[2];	/* its socket (or ssh pipe) */
+	int			 fds[2];	/* its socket (ssh: socketpair) */
 	size_t			 nfds;
 	char			 err[256];	/* why it could not open */
 	int			 no_close_cb, keepalive;
@@ -959,14 +959,18 @@ hv_new(const char *name, const char *uri)
 	return h;
 }
 
-/* Out of the list at once; the memory once no link holds it. */
+/*
+ * Out of the list at once; the memory once no link holds it.  Its guests
+ * go first, their sessions ended `hypervisor removed`, then its
+ * connection (whose drop then ends nothing more).
+ */
 static void
 hv_remove(struct hv *h)
 {
 	evtimer_del(h->retry_ev);
 	h->removed = 1;
-	hv_disconnect(h);
 	hvg.cbs->removed(h, hvg.cbs_arg);
+	hv_disconnect(h);
 	TAILQ_REMOVE(&hvg.list, h, entry);
 	if (h->nlinks == 0)
 		hv_free(h);

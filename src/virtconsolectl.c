@@ -1511,8 +1511,8 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 {
 	struct attach	*a;
 	const char	*guest = NULL, *alias = NULL, *replay = NULL;
-	const char	*label, *why;
-	char		*path = NULL;
+	const char	*label, *why, *hvname;
+	char		*path = NULL, *dir;
 	size_t		 bytes;
 	int		 i, view = 0, status, request;
 
@@ -1547,12 +1547,32 @@ ctl_attach(struct ctl *ctl, int argc, char **argv)
 	else if (request)
 		path = xstrdup(ctl->conf->attach_socket);
 	else {
-		if (!ctl_name_ok(ctl->conf->socket_dir, guest, &why)) {
+		/*
+		 * The guest's own socket: socket_dir/GUEST, or with the
+		 * `hypervisor` keys socket_dir/NAME/GUEST (NAME: -H's, or the
+		 * only hypervisor).
+		 */
+		if (ctl->conf->hv_form) {
+			hvname = ctl->hv;
+			if (hvname == NULL && TAILQ_FIRST(&ctl->conf->hvs) ==
+			    TAILQ_LAST(&ctl->conf->hvs, config_hvs))
+				hvname = TAILQ_FIRST(&ctl->conf->hvs)->name;
+			if (hvname == NULL) {
+				ctl_warnx("attach: several hypervisors and no "
+				    "attach socket: name one with -H NAME");
+				return 2;
+			}
+			xasprintf(&dir, "%s/%s", ctl->conf->socket_dir, hvname);
+		} else
+			dir = xstrdup(ctl->conf->socket_dir);
+		if (!ctl_name_ok(dir, guest, &why)) {
 			ctl_warnx("invalid guest name '%s': %s",
 			    log_esc(guest), why);
+			free(dir);
 			return 1;
 		}
-		xasprintf(&path, "%s/%s", ctl->conf->socket_dir, guest);
+		xasprintf(&path, "%s/%s", dir, guest);
+		free(dir);
 	}
 	label = guest != NULL ? guest : path;
 

@@ -151,7 +151,7 @@ while IFS='|' read -r key type min max; do
 	*:*xstrdup*) want=$(sed -n 's/.*"\([^"]*\)".*/\1/p' <<< "$def") ;;
 	esac
 	case $type in
-	LISTEN | ORIGINS | NAMES)
+	LISTEN | ORIGINS | NAMES | HV)
 		# Lists; their default is none listed.
 		check "$key: default is none" grep -q 'The default is none' <<< "$flat" ;;
 	*)
@@ -193,7 +193,8 @@ done
 while IFS='|' read -r key _; do
 	field=$key
 	case $key in listen) field=listens ;; server_name) field=server_names ;;
-	metrics_listen) field=metrics_listens ;; esac
+	metrics_listen) field=metrics_listens ;;
+	uri | hypervisor) field=hvs ;; esac
 	if ! grep -qE "(conf|cfg)->$field\\b" "${others[@]}"; then
 		check "$key is not used by the code: the page says so" \
 		    grep -q 'not used yet' <<< "$(entry "$CONF" "^\\.It Ic $key( |\$)")"

@@ -36,7 +36,7 @@ static const char *const keys[] = {
 	"web_root",
 	"server_name", "cookie_name", "state_dir",
 	"control_socket", "user", "group",
-	"metrics_listen", "metrics_guest_labels",
+	"metrics_listen", "metrics_guest_labels", "hypervisor",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -1487,6 +1487,7 @@ doc_default_line(const char *s)
 		    strncmp(s + 1 + n, " = ", 3) == 0)
 			return strcmp(keys[i], "listen") != 0 &&
 			    strcmp(keys[i], "metrics_listen") != 0 &&
+			    strcmp(keys[i], "hypervisor") != 0 &&
 			    strcmp(keys[i], "allowed_origins") != 0 &&
 			    strcmp(keys[i], "server_name") != 0;
 	}
@@ -1568,16 +1569,23 @@ test_documented_file(void)
 		    out[i] != '\n')
 			listed++;
 	}
-	/* All but listen, metrics_listen (no default), the two lists. */
-	is_int(listed, NKEYS - 4, "one uncommented line per scalar key");
+	/*
+	 * All but listen, metrics_listen (no default), hypervisor (beside
+	 * uri, an error) and the two lists.
+	 */
+	is_int(listed, NKEYS - 5, "one uncommented line per scalar key");
 
-	/* The examples for the lists and metrics_listen are valid too. */
+	/*
+	 * The examples for the lists, metrics_listen and hypervisor (no uri
+	 * here: the two keys together are an error) are valid too.
+	 */
 	o = out + sprintf(out, "tls_cert = /c\ntls_key = /k\n");
 	for (line = buf; *line != '\0'; line = s) {
 		s = strchr(line, '\n');
 		s = s != NULL ? s + 1 : line + strlen(line);
 		if (strncmp(line, "#listen = ", 10) == 0 ||
 		    strncmp(line, "#metrics_listen = ", 18) == 0 ||
+		    strncmp(line, "#hypervisor = ", 14) == 0 ||
 		    strncmp(line, "#allowed_origins = ", 19) == 0) {
 			memcpy(o, line + 1, (size_t)(s - line - 1));
 			o += s - line - 1;
@@ -1589,6 +1597,9 @@ test_documented_file(void)
 		printf("#   error: %s\n", err);
 	ok(cfg != NULL && count_listens(cfg) > 0 && count_origins(cfg) > 0,
 	    "documented examples give listeners and origins");
+	ok(cfg != NULL && cfg->hv_form && count_hvs(cfg) >= 2,
+	    "documented examples give several hypervisors (%d)",
+	    cfg != NULL ? count_hvs(cfg) : -1);
 	config_free(cfg);
 	free(out);
 	free(buf);
