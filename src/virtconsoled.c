@@ -371,8 +371,9 @@ main(int argc, char **argv)
 	web_shutdown();
 	wsock_shutdown();
 	usock_shutdown();
-	hv_shutdown();
+	/* The guests before their hypervisors: each names its own. */
 	guest_shutdown();
+	hv_shutdown();
 	vcd_drain(&v);
 	console_shutdown();
 	event_free(v.sig_term);
