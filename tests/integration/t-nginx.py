@@ -135,6 +135,8 @@ http {{
                         '"$request_method $uri $server_protocol" '
                         '$status $body_bytes_sent';
     access_log {dir}/access.log consoles;
+    # (For this test's raw clients, which read a response until the close.)
+    keepalive_timeout 0;
 
     server {{
         listen 127.0.0.1:{port};
