@@ -142,6 +142,10 @@ http {{
         listen 127.0.0.1:{port};
         server_name {host};
 
+        # Nothing else here (not even /favicon.ico from a file).
+        location / {{
+            return 404;
+        }}
         # Daemon A (lab A): /a/ stripped, so A sees /, /api/..., /console/...
         location /a/ {{
             proxy_pass http://127.0.0.1:{port_a}/;
@@ -478,7 +482,8 @@ with t.case("stop"):
     rc = ng.stop()
     t.ok(rc == 0, "nginx stops on SIGQUIT (status %s)" % rc, ng.log()[-800:])
     ra, rb = A.stop(), B.stop()
-    t.ok(ra == 0 and rb == 0, "daemons A and B exit 0 on SIGTERM (%s, %s)" % (ra, rb))
+    t.ok(ra == 0 and rb == 0, "daemons A and B exit 0 on SIGTERM (%s, %s)" % (ra, rb),
+         "A's log:\n" + A.log_tail(20), "B's log:\n" + B.log_tail(20))
     r = subprocess.run([LAB_SH, "stop", lab_b.dir], stdin=subprocess.DEVNULL, capture_output=True,
                        text=True, timeout=120)
     t.ok(r.returncode == 0 and not os.path.exists(lab_b.dir),
