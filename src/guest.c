@@ -131,19 +131,25 @@ guest_uuid_shaped(const char *s)
  * migration leaves an inactive copy behind) is the running guest, if
  * exactly one runs; else ambiguous too.
  */
+/* Whether g is guest s (as guest_lookup() reads it) of hv (NULL: any). */
+static int
+guest_matches(const struct guest *g, const char *hv, const char *s)
+{
+	if (hv != NULL && strcmp(guest_hv_name(g), hv) != 0)
+		return 0;
+	return guest_uuid_shaped(s) ? strcasecmp(g->uuid, s) == 0 :
+	    strcmp(g->name, s) == 0;
+}
+
 struct guest *
 guest_lookup(const char *hv, const char *s, int *several)
 {
 	struct guest	*g, *found = NULL, *running = NULL;
 	unsigned int	 n = 0, nrunning = 0;
-	int		 by_uuid = guest_uuid_shaped(s);
 
 	*several = 0;
 	TAILQ_FOREACH(g, &guest_table, entry) {
-		if (hv != NULL && strcmp(guest_hv_name(g), hv) != 0)
-			continue;
-		if (by_uuid ? strcasecmp(g->uuid, s) != 0 :
-		    strcmp(g->name, s) != 0)
+		if (!guest_matches(g, hv, s))
 			continue;
 		found = g;
 		n++;
@@ -154,7 +160,7 @@ guest_lookup(const char *hv, const char *s, int *several)
 	}
 	if (n <= 1)
 		return found;
-	if (by_uuid && nrunning == 1)
+	if (guest_uuid_shaped(s) && nrunning == 1)
 		return running;
 	*several = 1;
 	return NULL;
@@ -169,16 +175,13 @@ guest_lookup_hvs(const char *hv, const char *s, char *out, size_t len)
 {
 	struct guest	*g;
 	size_t		 n = 0;
-	int		 by_uuid = guest_uuid_shaped(s), w;
+	int		 w;
 
 	if (len == 0)
 		return;
 	out[0] = '\0';
 	TAILQ_FOREACH(g, &guest_table, entry) {
-		if (hv != NULL && strcmp(guest_hv_name(g), hv) != 0)
-			continue;
-		if (by_uuid ? strcasecmp(g->uuid, s) != 0 :
-		    strcmp(g->name, s) != 0)
+		if (!guest_matches(g, hv, s))
 			continue;
 		w = snprintf(out + n, len - n, "%s%s", n > 0 ? ", " : "",
 		    guest_hv_name(g));

@@ -20,14 +20,9 @@
 //
 // Output: "ok - ..." / "not ok - ..." lines and "# " diagnostics, which
 // t-nginx.py numbers into its TAP.  Exit status 0 when every check passed.
-import { createRequire } from 'node:module';
 import path from 'node:path';
+import { diag, env, finish, mark, ok, playwrightChromium, sleep, until } from './browserlib.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) { console.log(`not ok - ${name} is not set`); process.exit(1); }
-  return v;
-};
 const BUILD = env('VCD_BUILD');
 const URL0 = env('NGX_URL');
 const TOKEN_A = env('TOKEN_A');
@@ -40,34 +35,9 @@ const COOKIE_B = env('COOKIE_B');
 const PROFILE = env('VCD_PROFILE');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const require = createRequire(import.meta.url);
-const { chromium } = require(path.join(BUILD, 'web-npm', 'node_modules', 'playwright-core'));
+const chromium = playwrightChromium(BUILD);
 
-let failed = 0;
-function ok(cond, desc, ...diags) {
-  console.log(`${cond ? 'ok' : 'not ok'} - ${desc}`);
-  if (!cond) {
-    failed++;
-    for (const d of diags) diag(d);
-  }
-  return !!cond;
-}
-function diag(msg) {
-  for (const line of String(msg ?? '').split('\n')) console.log(`# ${line}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const T_START = Date.now();
-const mark = (what) => diag(`[${((Date.now() - T_START) / 1000).toFixed(1)} s] ${what}`);
 
-async function until(fn, ms, every = 100) {
-  const end = Date.now() + ms;
-  for (;;) {
-    let v;
-    try { v = await fn(); } catch (e) { v = null; }
-    if (v || Date.now() >= end) return v;
-    await sleep(every);
-  }
-}
 
 // Token text never goes to the output.
 function scrub(s) {
@@ -232,4 +202,4 @@ try {
   await context.close().catch(() => {});
 }
 diag(`browser part: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-process.exit(failed ? 1 : 0);
+finish();

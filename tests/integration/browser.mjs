@@ -24,17 +24,12 @@
 //
 // Output: "ok - ..." / "not ok - ..." lines and "# " diagnostics, which
 // t-browser.sh numbers into TAP.  Exit status 0 when every check passed.
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { diag, env, finish, mark, ok, playwrightChromium, sleep, until } from './browserlib.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) { console.log(`not ok - ${name} is not set`); process.exit(1); }
-  return v;
-};
 const BUILD = env('VCD_BUILD');
 const URL0 = env('VCD_URL');
 const TOKEN = env('VCD_TOKEN');
@@ -50,36 +45,9 @@ const PROFILE = env('VCD_PROFILE');
 const SHOT = env('VCD_SHOT');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const require = createRequire(import.meta.url);
-const { chromium } = require(path.join(BUILD, 'web-npm', 'node_modules', 'playwright-core'));
+const chromium = playwrightChromium(BUILD);
 
-let failed = 0;
-function ok(cond, desc, ...diags) {
-  console.log(`${cond ? 'ok' : 'not ok'} - ${desc}`);
-  if (!cond) {
-    failed++;
-    for (const d of diags) diag(d);
-  }
-  return !!cond;
-}
-function diag(msg) {
-  for (const line of String(msg ?? '').split('\n')) console.log(`# ${line}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-// Where the time goes (the machine is shared): "# [12.3 s] what".
-const T_START = Date.now();
-const mark = (what) => diag(`[${((Date.now() - T_START) / 1000).toFixed(1)} s] ${what}`);
 
-// Poll fn() until it is truthy or ms pass; its last value.
-async function until(fn, ms, every = 100) {
-  const end = Date.now() + ms;
-  for (;;) {
-    let v;
-    try { v = await fn(); } catch (e) { v = null; }
-    if (v || Date.now() >= end) return v;
-    await sleep(every);
-  }
-}
 
 // Token text never goes to the output: T, T2, T3, T4 instead.
 function scrub(s) {
@@ -833,4 +801,4 @@ try {
   mgmt.close();
 }
 diag(`browser part: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-process.exit(failed ? 1 : 0);
+finish();

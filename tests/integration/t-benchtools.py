@@ -23,7 +23,7 @@ import types
 
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import TAP, Daemon, Lab, TOP, defer, make_tmpdir, vcd_binary, wait_for  # noqa: E402
+from vcdtest import TAP, Daemon, Lab, TOP, defer, free_port, make_tmpdir, vcd_binary, wait_for  # noqa: E402
 from webtest import WebDaemon, make_cert, web_root  # noqa: E402
 
 t = TAP()
@@ -76,13 +76,6 @@ def children(pid):
     """Pids whose parent is pid (Daemon.children, for any process)."""
     return Daemon.children(types.SimpleNamespace(pid=pid))
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def stop_group(p):

@@ -32,7 +32,7 @@ import urllib.request
 
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import (TAP, Client, Lab, defer, make_tmpdir, no_sanitizer_report,  # noqa: E402
+from vcdtest import (TAP, Client, Lab, defer, free_port, make_tmpdir, no_sanitizer_report,  # noqa: E402
                      nonce, show, vcd_binary, wait_for)
 
 t = TAP()
@@ -211,13 +211,6 @@ def attach(line):
     c.send(line)
     return c
 
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 # ------------------------------------------------------------ setup

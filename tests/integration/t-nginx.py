@@ -35,7 +35,7 @@ import time
 
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import (LAB_SH, TAP, Lab, defer, make_tmpdir, vcd_binary,  # noqa: E402
+from vcdtest import (LAB_SH, TAP, Lab, defer, free_port, make_tmpdir, vcd_binary,  # noqa: E402
                      wait_for)
 
 t = TAP()
@@ -60,13 +60,6 @@ SECRET = os.path.join(TMP, "secret")
 HOST = "127.0.0.1"              # the public name the browser uses
 TOKENS = []                     # never printed
 
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def scrub(text):

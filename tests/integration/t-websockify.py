@@ -20,7 +20,7 @@ import time
 
 sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcdtest import (TAP, Daemon, Lab, defer, make_tmpdir, nonce, notice,  # noqa: E402
+from vcdtest import (TAP, Daemon, Lab, defer, free_port, make_tmpdir, nonce, notice,  # noqa: E402
                      no_sanitizer_report, notices, show, sock_info, vcd_binary,
                      wait_for)
 
@@ -156,13 +156,6 @@ def end_check(data, closed, kind, reason, exact=False):
         return "more than the notice: %s" % show(data)
     return ""
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def port_open(port):

@@ -107,6 +107,15 @@ def log_time(line):
         tzinfo=datetime.timezone.utc).timestamp()
 
 
+def free_port():
+    """A TCP port of 127.0.0.1 free now (for a server the test starts)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def nonce():
     return secrets.token_hex(3)
 
