@@ -58,7 +58,9 @@ KILLS = 3
 def start_second_lab():
     """tests/lab/lab.sh start: (LAB_DIR, LAB_URI) of a new private libvirtd,
     stopped at the end; (None, output) when it cannot start."""
-    r = subprocess.run([LAB_SH, "start"], stdin=subprocess.DEVNULL,
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LAB_DIR", "LAB_URI")}      # a new one, not ours
+    r = subprocess.run([LAB_SH, "start"], stdin=subprocess.DEVNULL, env=env,
                        capture_output=True, text=True, timeout=300)
     env = dict(re.findall(r"^(LAB_DIR|LAB_URI)='?([^'\n]*)'?$", r.stdout, re.M))
     if r.returncode != 0 or "LAB_DIR" not in env or "LAB_URI" not in env:
@@ -76,10 +78,12 @@ def ctl(*args, hv=None):
     return r.returncode, r.stdout, r.stderr
 
 
-def token(*args, hv=None):
-    rc, out, err = ctl("token", *args, hv=hv)
+def token(guest=None, hv=None):
+    """A token for guest (None: every guest, --all) from virtconsolectl
+    [-H hv] token."""
+    rc, out, err = ctl("token", *([guest] if guest else ["--all"]), hv=hv)
     if rc != 0:
-        raise RuntimeError("token %s (-H %s): %d %s" % (args, hv, rc, err))
+        raise RuntimeError("token %s (-H %s): %d %s" % (guest, hv, rc, err))
     return out.strip()
 
 
@@ -241,7 +245,7 @@ with t.case("1 g1 on each"):
              "status %s" % c.status)
         c.close()
         time.sleep(0.3)
-        c = ws("/console/%s?hv=%s&token=%s" % (G, hv, token(hv=None)))
+        c = ws("/console/%s?hv=%s&token=%s" % (G, hv, token()))
         t.ok(c.status is None and c.wait_prompt(30) and marked(c) == want,
              "web, a token for every guest, ?hv=%s: mark %s" % (hv, want),
              "status %s" % c.status)
@@ -371,6 +375,7 @@ with t.case("5 silent"):
     times = status_times(3)
     stop.set()
     th.join()
+    ca.send(b"\x15")                     # ^U: the keys typed, gone
     t.ok(wait_for(lambda: len(srv.conns) >= 1, 5),
          "the daemon connected to the silent server (%d connection(s))" % len(srv.conns))
     t.ok(times and max(times) < 0.2,
