@@ -132,6 +132,10 @@ if [ "$LAB_OK" = 1 ]; then
 	# Viewers beside a writer (a stalled one ended alone, kicks).
 	run_tap t-viewers-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-viewers.py"
+	# Several hypervisors: the opening and closing threads, a hypervisor
+	# removed with its open under way, one killed under live sessions.
+	run_tap t-hv-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-hv.py"
 	# The web front door (HTTP, tokens, WebSocket, TLS, bad input, the
 	# virtconsole.v1 subprotocol) and its authentication.
 	run_tap t-web-asan env VCD_BUILD="$TOP/build-asan" \

@@ -285,6 +285,24 @@ with t.case("2 ambiguous"):
          "CLI: token %s without -H: says it is on a and b" % G, err)
     rc, out, err = ctl("list", hv="nope")
     t.ok(rc == 1 and "unknown hypervisor nope" in err, "CLI: -H nope: unknown", err)
+    # A migration leaves an inactive copy behind: the same UUID on b,
+    # defined, not running.  The UUID names the running guest, a's.
+    xml = labA.virsh("dumpxml", G).stdout
+    xml = re.sub(r"<name>[^<]*</name>", "<name>%s-copy</name>" % G, xml, count=1)
+    path = os.path.join(TMP, "copy.xml")
+    with open(path, "w") as f:
+        f.write(xml)
+    r = labB.virsh("define", path)
+    defer(labB.virsh, "undefine", G + "-copy")
+    t.ok(r.returncode == 0 and wait_for(
+        lambda: os.path.exists(os.path.join(d.socket_dir, "b", G + "-copy")), 20),
+        "a's %s defined on b too, same UUID, not running" % G, r.stderr)
+    c = attach(b"ATTACH %s\n" % UUID["a"].encode())
+    t.ok(c.wait_prompt(30) and marked(c) == "yes",
+         "attach socket: the UUID on both names the running guest (a's: the mark)",
+         show(bytes(c.buf)))
+    c.close()
+    time.sleep(0.3)
 
 with t.case("3 scope"):
     tok_a = token(hv="a")
@@ -410,6 +428,16 @@ with t.case("6 reload removes and adds a hypervisor under live sessions"):
     t.ok(wait_for(lambda: os.path.exists(SOCK["b"]), 20), "b's socket is back")
     cb = Client(SOCK["b"])
     t.ok(cb.wait_prompt(30) and cb.echo_check(), "a new session on b works")
+    # A credential for a hypervisor the daemon no longer serves.
+    tok_b = token(hv="b")
+    t.ok(d.reload({"hypervisor": ["a " + labA.uri]}), "reload: only a, again")
+    resp = http(P, "/api/guests?token=" + tok_b)
+    t.ok(resp.status == 403 and b"not for this hypervisor" in resp.body,
+         "a token for b's guests after b is removed: 403 not for this hypervisor",
+         "%s %s" % (resp.status, show(resp.body)))
+    t.ok(d.reload({"hypervisor": ["a " + labA.uri, "b " + labB.uri]}), "reload: a and b")
+    cb.close()
+    cb = Client(SOCK["b"]) if wait_for(lambda: os.path.exists(SOCK["b"]), 20) else cb
     t.ok(ca.echo_check(), "and a's still does")
     ca.close()
     cb.close()
