@@ -168,11 +168,13 @@ guest_lookup(const char *hv, const char *s, int *several)
 
 /*
  * The hypervisors (in scope hv, NULL: all) where guest s (as
- * guest_lookup() reads it) is found, as "a, b" into out: a 409's body.
+ * guest_lookup() reads it) is found, as "a, b" into out, in the
+ * configuration's order (not the order they connected in): a 409's body.
  */
 void
 guest_lookup_hvs(const char *hv, const char *s, char *out, size_t len)
 {
+	struct hv	*h;
 	struct guest	*g;
 	size_t		 n = 0;
 	int		 w;
@@ -180,11 +182,15 @@ guest_lookup_hvs(const char *hv, const char *s, char *out, size_t len)
 	if (len == 0)
 		return;
 	out[0] = '\0';
-	TAILQ_FOREACH(g, &guest_table, entry) {
-		if (!guest_matches(g, hv, s))
+	for (h = hv_next(NULL); h != NULL; h = hv_next(h)) {
+		TAILQ_FOREACH(g, &guest_table, entry) {
+			if (g->hv == h && guest_matches(g, hv, s))
+				break;
+		}
+		if (g == NULL)
 			continue;
 		w = snprintf(out + n, len - n, "%s%s", n > 0 ? ", " : "",
-		    guest_hv_name(g));
+		    hv_name(h));
 		if (w < 0 || (size_t)w >= len - n)
 			break;
 		n += (size_t)w;

@@ -680,6 +680,8 @@ http_reason(int code)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
 	case 410:
 		return "Gone";
 	case 413:
