@@ -946,6 +946,7 @@ enum hv_state	 hv_state(const struct hv *);
 const char	*hv_name(const struct hv *);
 struct hv	*hv_find(const char *);
 struct hv	*hv_next(const struct hv *);
+int		 hv_settled(void);
 const char	*hv_state_name(enum hv_state);
 struct hv_link;
 struct hv_link	*hv_link_get(struct hv *, const char *);

@@ -68,6 +68,7 @@ struct hv {
 	enum hv_state		 state;
 	unsigned int		 backoff_ms;
 	unsigned int		 failures;
+	int			 answered;	/* an open has returned */
 	struct event		*retry_ev;	/* next connection attempt */
 	struct event		*slow_ev;	/* the open takes long */
 	unsigned int		 nlinks;	/* its guest connections */
@@ -209,6 +210,22 @@ hv_find(const char *name)
 			return h;
 	}
 	return NULL;
+}
+
+/*
+ * Whether every hypervisor's first open has returned (connected or
+ * failed): the daemon's start waits for that, a bounded time (main).
+ */
+int
+hv_settled(void)
+{
+	struct hv	*h;
+
+	TAILQ_FOREACH(h, &hvg.list, entry) {
+		if (!h->answered && h->opening)
+			return 0;
+	}
+	return 1;
 }
 
 /*
@@ -464,6 +481,7 @@ hv_opened(evutil_socket_t fd, short what, void *arg)
 	struct hv	*h = c->hv;
 
 	h->opening = 0;
+	h->answered = 1;
 	evtimer_del(h->slow_ev);
 	if (c->conn == NULL) {
 		/* Say it once, then once every ten attempts. */

@@ -28,6 +28,7 @@
 #define VCD_DRAIN_PASSES 1000
 /* How long shutdown waits for clients to read their notice. */
 #define VCD_LINGER_SECONDS 2
+#define VCD_SETTLE 5		/* seconds the start waits for hypervisors */
 
 struct vcd {
 	struct event_base	*base;
@@ -218,6 +219,37 @@ vcd_signal_add(struct vcd *v, int sig)
  * moment to read it, without waiting on one that does not read.
  */
 static void
+vcd_settle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	*(int *)arg = 1;
+}
+
+/*
+ * Before the daemon says it is ready: each hypervisor's first open is
+ * waited for (they run on threads; the loop turns meanwhile), at most
+ * VCD_SETTLE seconds, so that a local libvirtd's guests have their
+ * sockets when the start returns, and a remote that does not answer
+ * delays the start that long only (it goes on connecting, and says so).
+ */
+static void
+vcd_settle(struct vcd *v)
+{
+	struct event	*ev;
+	int		 over = 0;
+
+	if ((ev = evtimer_new(v->base, vcd_settle_cb, &over)) == NULL)
+		fatalx("out of memory");
+	timer_arm(ev, VCD_SETTLE);
+	/* SIGTERM meanwhile: stop waiting (v->exit_signal, main). */
+	while (!over && !hv_settled() && v->exit_signal == 0)
+		event_base_loop(v->base, EVLOOP_ONCE);
+	event_free(ev);
+	if (!hv_settled() && v->exit_signal == 0)
+		log_warnx("hv: not every hypervisor answered in %d s; starting "
+		    "anyway, they go on connecting", VCD_SETTLE);
+}
+
+static void
 vcd_end_sessions(struct vcd *v)
 {
 	struct timespec	start, now;
@@ -356,6 +388,7 @@ main(int argc, char **argv)
 		fatalx("%s", err);
 	if (hv_init(v.base, v.conf, &guest_hv_cbs, NULL) == -1)
 		fatalx("cannot set up the libvirt connection");
+	vcd_settle(&v);
 
 	log_info("virtconsoled %s started pid=%ld config=%s libevent=%s "
 	    "backend=%s", PACKAGE_VERSION, (long)getpid(), log_esc(path),
@@ -363,7 +396,8 @@ main(int argc, char **argv)
 	daemon_ready();
 	notify_ready("serving consoles");
 
-	event_base_loop(v.base, EVLOOP_NO_EXIT_ON_EMPTY);
+	if (v.exit_signal == 0)
+		event_base_loop(v.base, EVLOOP_NO_EXIT_ON_EMPTY);
 
 	vcd_end_sessions(&v);
 	control_shutdown();

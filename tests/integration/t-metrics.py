@@ -73,7 +73,8 @@ DOORS = ("unix", "attach", "ws", "wss")
 ROLES = ("writer", "viewer")
 ENDED = ("escape_key", "idle_timeout", "guest_stopped", "guest_migrated",
          "console_taken_by_another_client", "taken_over_by_a_new_client",
-         "hypervisor_connection_lost", "daemon_shutting_down", "client_too_slow",
+         "hypervisor_connection_lost", "hypervisor_removed", "daemon_shutting_down",
+         "client_too_slow",
          "kicked_by_administrator", "listener_removed", "session_expired",
          "console_connection_lost", "client_closed", "client_error")
 REFUSALS = ("console_busy", "guest_not_running", "unknown_guest", "too_many_clients")
