@@ -163,6 +163,14 @@ struct config {
 	/* metrics (metrics.c, served by web.c) */
 	struct config_listens	 metrics_listens; /* metrics_listen: 0 or 1 */
 	int			 metrics_guest_labels;
+	/* console logs (clog.c) and recordings (rec.c) */
+	char			*console_log_dir;	/* NULL: none */
+	int			 console_log_timestamps; /* `line` */
+	uint64_t		 console_log_max;	/* bytes; 0: logrotate */
+	unsigned int		 console_log_keep;	/* rotated files */
+	char			*record_dir;		/* NULL: none */
+	int			 record_input;
+	int			 record_required;
 	/* operations */
 	char			*control_socket;
 	char			*attach_socket;	/* NULL: none */
@@ -180,6 +188,68 @@ const char	*config_capture_name(enum config_capture);
 const char	*config_escape_name(int);
 int		 config_parse_size(const char *, unsigned long long,
 		     unsigned long long, size_t *);
+
+/*
+ * clog.c: console log files, DIR/HYPERVISOR/UUID/ALIAS.log (console_log_dir).
+ * One object per guest console, kept by console.c; every call is a no-op
+ * while console_log_dir is unset.  Writes happen in the loop and never
+ * stall it on a local disk; a write that fails is counted and logged
+ * (rate-limited), and the file says how many bytes it missed.
+ */
+struct clog;
+struct clog_config {
+	const char	*dir;		/* NULL: no console logs */
+	int		 timestamps;	/* 1: each line starts with a UTC time */
+	uint64_t	 max;		/* rotate past this many bytes; 0: never */
+	unsigned int	 keep;		/* rotated files kept: ALIAS.log.1 .. */
+};
+#define CLOG_KEEP_MAX	100
+int		 clog_configure(const struct clog_config *, char *, size_t);
+struct clog	*clog_new(const char *, const char *, const char *,
+		     const char *);
+void		 clog_write(struct clog *, const char *, size_t);
+void		 clog_mark(struct clog *, const char *, ...) VCD_PRINTF(2, 3);
+void		 clog_close(struct clog *);
+void		 clog_free(struct clog *);
+void		 clog_reopen(void);
+uint64_t	 clog_errors(void);
+
+/*
+ * rec.c: session recordings, one asciicast v2 file per writer session
+ * (record_dir).  The data of every event is valid UTF-8 JSON whatever the
+ * guest prints: a streaming decoder per direction keeps sequences split
+ * across reads together and writes U+FFFD for invalid bytes.
+ */
+struct rec;
+struct rec_config {
+	const char	*dir;		/* NULL: no recordings */
+	int		 input;		/* record_input: "i" events */
+};
+struct rec_info {
+	const char	*hv;
+	const char	*uuid;
+	const char	*alias;
+	const char	*guest;		/* its name */
+	const char	*door;		/* unix, attach, ws, wss */
+	const char	*label;		/* "" when none */
+	unsigned int	 session;
+};
+int		 rec_configure(const struct rec_config *, char *, size_t);
+int		 rec_enabled(void);
+struct rec	*rec_open(const struct rec_info *, char *, size_t);
+const char	*rec_path(const struct rec *);
+void		 rec_output(struct rec *, const char *, size_t);
+void		 rec_input(struct rec *, const char *, size_t);
+void		 rec_resize(struct rec *, unsigned int, unsigned int);
+void		 rec_close(struct rec *);
+uint64_t	 rec_errors(void);
+/* The streaming decoder, for the tests. */
+struct rec_utf8 {
+	unsigned char	 part[4];	/* a sequence not yet complete */
+	size_t		 len;
+};
+void		 rec_json_utf8(struct rec_utf8 *, struct evbuffer *,
+		     const char *, size_t, int);
 
 /* metrics.c: Prometheus's text format, for web.c and control.c */
 struct metrics_proc {
