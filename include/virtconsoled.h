@@ -166,7 +166,7 @@ struct config {
 	/* console logs (clog.c) and recordings (rec.c) */
 	char			*console_log_dir;	/* NULL: none */
 	int			 console_log_timestamps; /* `line` */
-	uint64_t		 console_log_max;	/* bytes; 0: logrotate */
+	size_t			 console_log_max;	/* bytes; 0: logrotate */
 	unsigned int		 console_log_keep;	/* rotated files */
 	char			*record_dir;		/* NULL: none */
 	int			 record_input;
@@ -460,6 +460,7 @@ enum session_reason {
 	REASON_NOT_RUNNING,
 	REASON_UNKNOWN_GUEST,
 	REASON_TOO_MANY,
+	REASON_RECORDING_FAILED, /* record_required, and it could not */
 	/* no notice: the client went away or broke */
 	REASON_CLIENT_CLOSED,
 	REASON_CLIENT_ERROR,
@@ -492,6 +493,7 @@ struct session_info {
 	const char	*label;		/* the credential's label, or "" */
 	uint64_t	 bytes_ignored;	/* a viewer's input, not sent */
 	const char	*hypervisor;	/* its name */
+	const char	*recording;	/* its recording's path, or NULL */
 };
 /* Since start, for metrics (live: the sessions in the table now). */
 struct session_counters {
@@ -551,6 +553,7 @@ void		 session_guest_stopped(struct guest *, enum session_reason);
 void		 session_guest_removed(struct guest *);
 void		 session_end_all(enum session_reason);
 void		 session_kick(struct session *, enum session_reason);
+void		 session_resize(struct session *, unsigned int, unsigned int);
 unsigned int	 session_kick_guest(const char *, const char *, const char *,
 		     enum session_reason, int);
 void		 session_foreach(void (*)(const struct session_info *,
@@ -600,7 +603,8 @@ void		 console_init(struct event_base *);
 struct console	*console_get(const char *, const char *, const char *,
 		     const char *, unsigned long long);
 struct console_client *console_attach(struct console *,
-		     const struct console_client_ops *, void *, const char *);
+		     const struct console_client_ops *, void *, const char *,
+		     const char *);
 int		 console_open(struct console_client *, int,
 		     enum session_reason *);
 void		 console_input(struct console_client *, struct evbuffer *,
@@ -1056,5 +1060,7 @@ int		 parse_history_pos(const char *, struct history_pos *);
 /* json.c */
 void		 json_add_string(struct evbuffer *, const char *);
 int		 json_object_valid(const char *, size_t);
+int		 json_object_member(const char *, size_t, const char *,
+		     const char **, size_t *);
 
 #endif /* VIRTCONSOLED_H */

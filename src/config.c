@@ -64,6 +64,7 @@ enum config_type {
 	CONFIG_NAMES,		/* appends to server_names */
 	CONFIG_COOKIE,		/* a cookie name */
 	CONFIG_HV,		/* appends to hvs: NAME URI */
+	CONFIG_STAMPS,		/* int: none 0, line 1 */
 };
 
 struct config_key {
@@ -132,6 +133,19 @@ static const struct config_key config_keys[] = {
 	    0, 0, 0 },
 	{ "metrics_guest_labels", CONFIG_BOOL,
 	    CONFIG_OFF(metrics_guest_labels), 0, 0, 0 },
+	/* console logs and recordings */
+	{ "console_log_dir", CONFIG_PATH_NONE, CONFIG_OFF(console_log_dir),
+	    0, 0, 0 },
+	{ "console_log_timestamps", CONFIG_STAMPS,
+	    CONFIG_OFF(console_log_timestamps), 0, 0, 0 },
+	{ "console_log_max", CONFIG_SIZE, CONFIG_OFF(console_log_max),
+	    0, 1ULL << 40, 0 },
+	{ "console_log_keep", CONFIG_COUNT, CONFIG_OFF(console_log_keep),
+	    0, CLOG_KEEP_MAX, 0 },
+	{ "record_dir", CONFIG_PATH_NONE, CONFIG_OFF(record_dir), 0, 0, 0 },
+	{ "record_input", CONFIG_BOOL, CONFIG_OFF(record_input), 0, 0, 0 },
+	{ "record_required", CONFIG_BOOL, CONFIG_OFF(record_required),
+	    0, 0, 0 },
 	/* operations */
 	{ "control_socket", CONFIG_PATH, CONFIG_OFF(control_socket), 0, 0, 0 },
 	{ "attach_socket", CONFIG_PATH_NONE, CONFIG_OFF(attach_socket),
@@ -851,6 +865,14 @@ config_set(struct config_parser *p, struct config *cfg,
 			return config_bad_value(p, k, value,
 			    "attached or always");
 		return 0;
+	case CONFIG_STAMPS:
+		if (config_keyword(value, "none"))
+			*(int *)field = 0;
+		else if (config_keyword(value, "line"))
+			*(int *)field = 1;
+		else
+			return config_bad_value(p, k, value, "none or line");
+		return 0;
 	case CONFIG_BOOL:
 		if (config_keyword(value, "yes") ||
 		    config_keyword(value, "true") ||
@@ -1073,6 +1095,18 @@ config_check(struct config_parser *p, struct config *cfg)
 		    "attach_socket must not be inside socket_dir nor be "
 		    "control_socket");
 	}
+	/* Whole directories of their own: they are created and written. */
+	if (cfg->console_log_dir != NULL && shared_dir(cfg->console_log_dir))
+		return config_error(p, config_seen(p, "console_log_dir"),
+		    "console_log_dir must be a directory of its own, not %s",
+		    cfg->console_log_dir);
+	if (cfg->record_dir != NULL && shared_dir(cfg->record_dir))
+		return config_error(p, config_seen(p, "record_dir"),
+		    "record_dir must be a directory of its own, not %s",
+		    cfg->record_dir);
+	if (cfg->record_required && cfg->record_dir == NULL)
+		return config_error(p, config_seen(p, "record_required"),
+		    "record_required = yes needs record_dir");
 	return 0;
 }
 
@@ -1122,6 +1156,13 @@ config_new(void)
 	cfg->handshake_timeout = 10;
 	TAILQ_INIT(&cfg->metrics_listens);
 	cfg->metrics_guest_labels = 0;
+	cfg->console_log_dir = NULL;
+	cfg->console_log_timestamps = 0;
+	cfg->console_log_max = 10 * 1024 * 1024;
+	cfg->console_log_keep = 5;
+	cfg->record_dir = NULL;
+	cfg->record_input = 0;
+	cfg->record_required = 0;
 	cfg->web_root = xstrdup(DATADIR "/virtconsoled/web");
 
 	cfg->control_socket = xstrdup("/run/virtconsoled/control");
@@ -1288,6 +1329,8 @@ config_free(struct config *cfg)
 	}
 	free(cfg->cookie_name);
 	free(cfg->state_dir);
+	free(cfg->console_log_dir);
+	free(cfg->record_dir);
 	free(cfg->path);
 	free(cfg->uri);
 	free(cfg->log_file);

@@ -161,6 +161,8 @@ struct console_client {
 	const struct console_client_ops	*ops;
 	void				*arg;
 	char				*who;	/* "session 4", for the log */
+	char				*mark;	/* who, for console log markers */
+	int				 marked; /* "client attached" written */
 	struct evbuffer			*input;	/* not yet sent to the guest */
 	TAILQ_ENTRY(console_client)	 entry;
 };
@@ -199,6 +201,7 @@ struct console_history {
 	char				 uuid[GUEST_UUID_LEN];
 	char				*alias;
 	struct history			*h;
+	struct clog			*log;	/* console_log_dir's file */
 	unsigned long long		 run;	/* domain id of its current run */
 	unsigned long long		 no_capture; /* run libvirt cannot
 						   open it in (capture) */
@@ -279,12 +282,41 @@ console_enqueue(struct console *c)
 		TAILQ_INSERT_TAIL(&cons.sendq, c, sendq_entry);
 }
 
-/* Stop watching the stream and let it go: finish at end of file. */
+/* The console log says a client came (once it has the console open). */
+static void
+console_mark_attached(struct console_client *cl)
+{
+	if (cl->marked)
+		return;
+	cl->marked = 1;
+	clog_mark(cl->console->hist->log, "client attached %s", cl->mark);
+}
+
+static void
+console_mark_detached(struct console_client *cl)
+{
+	if (!cl->marked)
+		return;
+	cl->marked = 0;
+	clog_mark(cl->console->hist->log, "client detached %s", cl->mark);
+}
+
+/*
+ * Stop watching the stream and let it go: finish at end of file.  The
+ * console log ends here too, until the next open: its clients' detach
+ * markers first, then `console closed`.
+ */
 static void
 console_release_stream(struct console *c)
 {
+	struct console_client	*cl;
+
 	if (c->st == NULL)
 		return;
+	TAILQ_FOREACH(cl, &c->clients, entry)
+		console_mark_detached(cl);
+	clog_mark(c->hist->log, "console closed");
+	clog_close(c->hist->log);
 	stream_ops->unwatch(c->st);
 	stream_ops->close(c->st, c->eof);
 	c->st = NULL;
@@ -455,6 +487,8 @@ console_park(struct console *c, enum console_event ev,
 	if (console_step(c, ev, ev == CONSOLE_EV_EOF ? "end of file" :
 	    "the guest stops") == -1)
 		return;
+	clog_mark(c->hist->log, "guest stopped run=%llx",
+	    (unsigned long long)history_run(c->hist->h));
 	/* The guest's next run is captured by a console object of its own. */
 	console_capture_drop(c, "the guest stops");
 	console_drop_all_input(c);
@@ -469,6 +503,7 @@ console_deliver(struct console *c, const char *buf, size_t len)
 	struct console_client	*cl, *next;
 
 	history_append(c->hist->h, buf, len);
+	clog_write(c->hist->log, buf, len);
 	TAILQ_FOREACH_SAFE(cl, &c->clients, entry, next)
 		cl->ops->output(cl->arg, buf, len);
 }
@@ -641,7 +676,8 @@ console_history_lookup(const char *hv, const char *uuid, const char *alias)
 }
 
 static struct console_history *
-console_history_get(const char *hv, const char *uuid, const char *alias)
+console_history_get(const char *hv, const char *uuid, const char *alias,
+    const char *name)
 {
 	struct console_history	*ch;
 
@@ -654,6 +690,7 @@ console_history_get(const char *hv, const char *uuid, const char *alias)
 	if ((ch->h = history_new(cons.history, cons.history_head,
 	    cons.history_runs)) == NULL)
 		fatal("console: history_new");
+	ch->log = clog_new(hv, uuid, alias, name);
 	ch->run = CONSOLE_RUN_NONE;
 	ch->no_capture = CONSOLE_RUN_NONE;
 	TAILQ_INSERT_TAIL(&cons.histories, ch, entry);
@@ -666,6 +703,7 @@ console_history_put(struct console_history *ch)
 	if (--ch->refs > 0 || !ch->gone)
 		return;
 	history_free(ch->h);
+	clog_free(ch->log);
 	free(ch->alias);
 	free(ch);
 }
@@ -705,7 +743,7 @@ console_get(const char *hv, const char *uuid, const char *alias,
 	c->alias = xstrdup(alias);
 	c->guest = xstrdup(name);
 	c->run = run;
-	c->hist = console_history_get(hv, uuid, alias);
+	c->hist = console_history_get(hv, uuid, alias, name);
 	c->hist->refs++;
 	TAILQ_INIT(&c->clients);
 	if ((c->ev_timer = evtimer_new(cons.base, console_timer_cb, c)) ==
@@ -748,7 +786,7 @@ console_maybe_free(struct console *c)
 /* A client of the console: it hears from it through ops, with arg. */
 struct console_client *
 console_attach(struct console *c, const struct console_client_ops *ops,
-    void *arg, const char *who)
+    void *arg, const char *who, const char *mark)
 {
 	struct console_client	*cl;
 
@@ -757,6 +795,7 @@ console_attach(struct console *c, const struct console_client_ops *ops,
 	cl->ops = ops;
 	cl->arg = arg;
 	cl->who = xstrdup(who);
+	cl->mark = xstrdup(mark);
 	if ((cl->input = evbuffer_new()) == NULL)
 		fatalx("console: out of memory");
 	TAILQ_INSERT_TAIL(&c->clients, cl, entry);
@@ -816,20 +855,25 @@ console_open_failed(struct console *c, enum stream_open_result result,
 /*
  * The stream is open: a guest run the history has not seen starts a new
  * run; and whatever the guest printed while the daemon did not hold the
- * console is a gap of unknown length (never joined silently).
+ * console is a gap of unknown length (never joined silently).  The console
+ * log says which, with the run's id (the one clients resume by).
  */
 static void
 console_history_opened(struct console *c)
 {
 	struct console_history	*ch = c->hist;
+	int			 new_run = c->run != ch->run;
 
-	if (c->run != ch->run) {
+	if (new_run) {
 		if (ch->run != CONSOLE_RUN_NONE ||
 		    history_offset(ch->h) != 0)
 			(void)history_run_start(ch->h);
 		ch->run = c->run;
 	}
 	history_gap(ch->h);
+	clog_mark(ch->log, "%s run=%llx name=%s", new_run ? "guest started" :
+	    "console opened", (unsigned long long)history_run(ch->h),
+	    log_esc(c->guest));
 }
 
 /* The open came back: the clients attach, or are refused. */
@@ -883,6 +927,8 @@ console_opened(struct stream *st, enum stream_open_result result, void *arg)
 		    " again" : "");
 	c->backoff = 0;
 	console_history_opened(c);
+	TAILQ_FOREACH(cl, &c->clients, entry)
+		console_mark_attached(cl);
 	TAILQ_FOREACH_SAFE(cl, &c->clients, entry, next)
 		cl->ops->opened(cl->arg);
 	if (c->state == CONSOLE_OPEN && console_next_input(c) != NULL) {
@@ -904,8 +950,10 @@ console_open(struct console_client *cl, int force,
 	enum stream_open_result	 result;
 	enum console_event	 ev = CONSOLE_EV_OPEN;
 
-	if (c->state == CONSOLE_OPEN)
+	if (c->state == CONSOLE_OPEN) {
+		console_mark_attached(cl);
 		return 0;
+	}
 	if (c->state == CONSOLE_OPENING) {
 		/* A capture's open does not force; this client's would. */
 		if (force && !c->open_force)
@@ -987,6 +1035,7 @@ console_detach(struct console_client *cl)
 	struct console	*c = cl->console;
 	size_t		 sent;
 
+	console_mark_detached(cl);
 	TAILQ_REMOVE(&c->clients, cl, entry);
 	while (c->state == CONSOLE_OPEN &&
 	    evbuffer_get_length(cl->input) > 0 && console_can_send(c))
@@ -995,6 +1044,7 @@ console_detach(struct console_client *cl)
 	console_drop_input(cl);
 	evbuffer_free(cl->input);
 	free(cl->who);
+	free(cl->mark);
 	free(cl);
 	if ((c->state == CONSOLE_OPEN || c->state == CONSOLE_OPENING) &&
 	    TAILQ_EMPTY(&c->clients) && !c->captured &&

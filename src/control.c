@@ -141,18 +141,25 @@ control_list_one(const struct session_info *si, void *arg)
 		    si->role);
 		json_add_string(l->b, si->label);
 		evbuffer_add_printf(l->b, ",\"hypervisor\":\"%s\","
-		    "\"bytes_ignored\":%llu,\"bytes_dropped\":%llu}",
-		    si->hypervisor, (unsigned long long)si->bytes_ignored,
+		    "\"bytes_ignored\":%llu,\"bytes_dropped\":%llu,"
+		    "\"recording\":", si->hypervisor,
+		    (unsigned long long)si->bytes_ignored,
 		    (unsigned long long)si->bytes_dropped);
+		if (si->recording != NULL)
+			json_add_string(l->b, si->recording);
+		else
+			evbuffer_add(l->b, "null", 4);
+		evbuffer_add(l->b, "}", 1);
 	} else
 		/* A label is free text from a token: escaped, as in the log. */
 		evbuffer_add_printf(l->b, "%-5u %-20s %-9s %-9s %8llu %9llu "
-		    "%5.0f  %-22s %-6s %s%s%s\n", si->id, log_esc(si->guest),
-		    log_esc(si->alias), si->state,
+		    "%5.0f  %-22s %-6s %-12s %s%s%s\n", si->id,
+		    log_esc(si->guest), log_esc(si->alias), si->state,
 		    (unsigned long long)si->bytes_in,
 		    (unsigned long long)si->bytes_out, si->idle,
 		    log_esc(si->peer), si->role, si->label[0] != '\0' ?
-		    log_esc(si->label) : "-", l->hv_column ? " " : "",
+		    log_esc(si->label) : "-", si->recording != NULL ?
+		    log_esc(si->recording) : "-", l->hv_column ? " " : "",
 		    l->hv_column ? si->hypervisor : "");
 	l->n++;
 }
@@ -168,9 +175,9 @@ control_list(struct evbuffer *b, int json, const char *hv)
 		evbuffer_add(b, "[", 1);
 	else
 		evbuffer_add_printf(b, "%-5s %-20s %-9s %-9s %8s %9s %5s  "
-		    "%-22s %-6s %s%s\n", "ID", "GUEST", "CONSOLE", "STATE",
-		    "BYTES_IN", "BYTES_OUT", "IDLE", "CLIENT", "ROLE", "LABEL",
-		    l.hv_column ? " HV" : "");
+		    "%-22s %-6s %-12s %s%s\n", "ID", "GUEST", "CONSOLE",
+		    "STATE", "BYTES_IN", "BYTES_OUT", "IDLE", "CLIENT", "ROLE",
+		    "LABEL", "REC", l.hv_column ? " HV" : "");
 	session_foreach(control_list_one, &l);
 	if (json)
 		evbuffer_add(b, "]\n", 2);

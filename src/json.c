@@ -214,3 +214,50 @@ json_object_valid(const char *p, size_t len)
 	json_space(&j);
 	return j.p == j.end;
 }
+
+/*
+ * The raw text of member key's value in the JSON object [p, p + len)
+ * (valid: json_object_valid() said so), at its top level: *val and *vlen.
+ * Keys are compared as written (a key spelled with escapes is not found).
+ * 1 if found, 0 if not.
+ */
+int
+json_object_member(const char *p, size_t len, const char *key,
+    const char **val, size_t *vlen)
+{
+	struct json_parser	 j;
+	const unsigned char	*k, *kend, *v;
+	size_t			 klen = strlen(key);
+
+	j.p = (const unsigned char *)p;
+	j.end = j.p + len;
+	j.depth = 1;
+	json_space(&j);
+	if (!json_take(&j, '{'))
+		return 0;
+	json_space(&j);
+	if (json_take(&j, '}'))
+		return 0;
+	do {
+		json_space(&j);
+		k = j.p;
+		if (!json_string(&j))
+			return 0;
+		kend = j.p;
+		json_space(&j);
+		if (!json_take(&j, ':'))
+			return 0;
+		json_space(&j);
+		v = j.p;
+		if (!json_value(&j))
+			return 0;
+		if ((size_t)(kend - k) == klen + 2 &&
+		    memcmp(k + 1, key, klen) == 0) {
+			*val = (const char *)v;
+			*vlen = (size_t)(j.p - v);
+			return 1;
+		}
+		json_space(&j);
+	} while (json_take(&j, ','));
+	return 0;
+}

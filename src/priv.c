@@ -108,6 +108,25 @@ priv_give_dir(const char *path, uid_t uid, gid_t gid, char *err,
 	return 0;
 }
 
+/*
+ * console_log_dir and record_dir: made (0700) while still root when they
+ * do not exist, so that their parent may stay root's (/var/log), then
+ * given to the user, who writes every file and subdirectory in them.
+ */
+static int
+priv_give_output_dir(const char *path, uid_t uid, gid_t gid, char *err,
+    size_t errlen)
+{
+	if (path == NULL)
+		return 0;
+	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	return priv_give_dir(path, uid, gid, err, errlen);
+}
+
 static int
 priv_give_parent(const char *file, uid_t uid, gid_t gid, char *err,
     size_t errlen)
@@ -123,7 +142,8 @@ priv_give_parent(const char *file, uid_t uid, gid_t gid, char *err,
 /*
  * Drop to conf->user/group, if set.  The directories holding the pid
  * file, the guest sockets, the control socket and state_dir (whose store
- * of used tokens is compacted by rewriting it) are handed over first
+ * of used tokens is compacted by rewriting it), console_log_dir and
+ * record_dir are handed over first
  * (unless shared), so the daemon can still create guest sockets and
  * remove its files at exit.
  */
@@ -147,6 +167,10 @@ priv_drop(const struct config *conf, char *err, size_t errlen)
 	    priv_give_dir(conf->socket_dir, uid, gid, err, errlen) == -1 ||
 	    priv_give_dir(conf->state_dir, uid, gid, err, errlen) == -1 ||
 	    priv_give_parent(conf->control_socket, uid, gid, err,
+	    errlen) == -1 ||
+	    priv_give_output_dir(conf->console_log_dir, uid, gid, err,
+	    errlen) == -1 ||
+	    priv_give_output_dir(conf->record_dir, uid, gid, err,
 	    errlen) == -1)
 		return -1;
 	if (control_give(uid, err, errlen) == -1)

@@ -147,6 +147,7 @@ struct session {
 	char			*peer;
 	char			*label;		/* the credential's, or "" */
 	enum session_role	 role;
+	struct rec		*rec;		/* record_dir: a writer's */
 	struct bufferevent	*bev;		/* the client */
 	struct console_client	*console;	/* OPENING to DRAINING */
 	struct event		*ev_wait;	/* start_wait */
@@ -192,6 +193,7 @@ static struct {
 	size_t			 max_buffer;
 	unsigned int		 max_viewers;
 	size_t			 attach_replay;	/* history to unix clients */
+	int			 record_required;
 	struct session_counters	 count;		/* live unused here */
 } sess = {
 	.table = TAILQ_HEAD_INITIALIZER(sess.table),
@@ -221,6 +223,7 @@ static const struct {
 	[REASON_NOT_RUNNING] = { "guest not running", 1 },
 	[REASON_UNKNOWN_GUEST] = { "unknown guest", 1 },
 	[REASON_TOO_MANY] = { "too many clients", 1 },
+	[REASON_RECORDING_FAILED] = { "recording failed", 1 },
 	[REASON_CLIENT_CLOSED] = { "client closed", -1 },
 	[REASON_CLIENT_ERROR] = { "client error", -1 },
 };
@@ -431,8 +434,10 @@ session_take_input(struct session *s)
 		evbuffer_drain(in, n);
 		s->bytes_ignored += (uint64_t)n;
 		session_view_only(s);
-	} else if (n > 0)
+	} else if (n > 0) {
+		rec_input(s->rec, data, n);
 		console_input(s->console, in, n);
+	}
 	if (esc == NULL)
 		return 0;
 	evbuffer_drain(in, evbuffer_get_length(in));
@@ -496,6 +501,7 @@ session_end(struct session *s, enum session_reason reason)
 	/* Send the notice after any pending output, then close. */
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_write(s->bev, notice, n);
+	rec_output(s->rec, notice, n);
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
 	bufferevent_enable(s->bev, EV_WRITE);
 	timer_arm(s->ev_linger, SESSION_LINGER);
@@ -554,6 +560,8 @@ session_destroy(struct session *s)
 	event_free(s->ev_slow);
 	event_free(s->ev_linger);
 	s->ev_wait = s->ev_idle = s->ev_slow = s->ev_linger = NULL;
+	rec_close(s->rec);
+	s->rec = NULL;
 	sess.live--;
 	session_free_later(s);
 }
@@ -743,6 +751,7 @@ static void
 session_send(struct session *s, const char *buf, size_t n)
 {
 	bev_write_now(s->bev, buf, n);
+	rec_output(s->rec, buf, n);
 	s->written += (uint64_t)n;
 	s->bytes_out += (uint64_t)n;
 	sess.count.to_client[s->door_kind] += (uint64_t)n;
@@ -1064,15 +1073,21 @@ session_attach(struct session *s)
 {
 	struct guest		*g;
 	enum session_reason	 reason;
-	char			 who[32];
+	char			 who[32], *mark;
 
 	if (session_step(s, SESSION_EV_OPEN, "guest running") == -1)
 		return;
 	(void)snprintf(who, sizeof who, "session %u", s->id);
+	/* Who, in the console log (docs/OPERATIONS.md, "Console logs"). */
+	xasprintf(&mark, "session=%u role=%s door=%s%s%s%s", s->id,
+	    session_role_name(s->role), session_door_name(s->door_kind),
+	    s->label[0] != '\0' ? " label=\"" : "", s->label[0] != '\0' ?
+	    log_esc(s->label) : "", s->label[0] != '\0' ? "\"" : "");
 	g = guest_find(s->hv, s->uuid);
 	s->console = console_attach(console_get(s->hv, s->uuid, s->alias,
 	    s->guest, g != NULL ? g->domid : 0), &session_console_ops, s,
-	    who);
+	    who, mark);
+	free(mark);
 	/* A viewer never takes a console from another holder. */
 	switch (console_open(s->console, s->role == SESSION_WRITER ?
 	    sess.force : 0, &reason)) {
@@ -1204,6 +1219,45 @@ session_opened(struct session *s)
 }
 
 /*
+ * A writer's recording (record_dir), created before anything flows.  -1
+ * when it cannot be and record_required says to refuse the session.
+ */
+static int
+session_record(struct session *s)
+{
+	struct rec_info	ri;
+	char		err[512];
+
+	if (!rec_enabled())
+		return 0;
+	ri.hv = s->hv;
+	ri.uuid = s->uuid;
+	ri.alias = s->alias;
+	ri.guest = s->guest;
+	ri.door = session_door_name(s->door_kind);
+	ri.label = s->label;
+	ri.session = s->id;
+	if ((s->rec = rec_open(&ri, err, sizeof err)) != NULL) {
+		log_info("session %u guest=%s dev=%s: recorded in %s", s->id,
+		    log_esc(s->guest), log_esc(s->alias),
+		    log_esc(rec_path(s->rec)));
+		return 0;
+	}
+	log_warnx("session %u guest=%s dev=%s: no recording: %s%s", s->id,
+	    log_esc(s->guest), log_esc(s->alias), log_esc(err),
+	    sess.record_required ? " (record_required: refused)" : "");
+	return sess.record_required ? -1 : 0;
+}
+
+/* The client's terminal size (a `resize` message): for the recording. */
+void
+session_resize(struct session *s, unsigned int cols, unsigned int rows)
+{
+	if (s != NULL && s->rec != NULL)
+		rec_resize(s->rec, cols, rows);
+}
+
+/*
  * A viewer arrives: the viewer it resumes (its old connection not yet
  * dead), or NULL; s itself when it is refused (max_viewers reached, the
  * one it resumes not counted).
@@ -1326,6 +1380,10 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 		}
 	}
 
+	if (s->role == SESSION_WRITER && session_record(s) == -1) {
+		session_end(s, REASON_RECORDING_FAILED);
+		return NULL;
+	}
 	if (!g->active && sess.start_wait == 0) {
 		if (old != NULL)
 			session_end(old, REASON_TAKEN_OVER);
@@ -1422,6 +1480,7 @@ session_foreach(void (*fn)(const struct session_info *, void *), void *arg)
 		si.role = session_role_name(s->role);
 		si.label = s->label;
 		si.bytes_ignored = s->bytes_ignored;
+		si.recording = s->rec != NULL ? rec_path(s->rec) : NULL;
 		fn(&si, arg);
 	}
 }
@@ -1564,6 +1623,7 @@ session_reconfigure(const struct config *conf)
 	/* Lowered: the viewers already there stay; new ones wait for room. */
 	sess.max_viewers = conf->max_viewers;
 	sess.attach_replay = conf->attach_replay;
+	sess.record_required = conf->record_required;
 	console_reconfigure(conf);
 	if (old_idle == sess.idle_timeout)
 		return;

@@ -95,6 +95,42 @@ vcd_apply_overrides(struct vcd *v, struct config *conf)
 }
 
 /*
+ * Console logs and recordings: their directories are opened (made if
+ * missing) as the user the daemon runs as, so the files are its own.  At
+ * start a directory that cannot be used stops the daemon; a reload that
+ * names one keeps the previous setting of that key and says so.
+ */
+static int
+vcd_outputs(const struct config *conf, int starting)
+{
+	struct clog_config	lc;
+	struct rec_config	rc;
+	char			err[1024];
+	int			rv = 0;
+
+	lc.dir = conf->console_log_dir;
+	lc.timestamps = conf->console_log_timestamps;
+	lc.max = conf->console_log_max;
+	lc.keep = conf->console_log_keep;
+	if (clog_configure(&lc, err, sizeof err) == -1) {
+		if (starting)
+			fatalx("console_log_dir: %s", err);
+		log_warnx("console_log_dir: %s; console logs stay as they were",
+		    err);
+		rv = -1;
+	}
+	rc.dir = conf->record_dir;
+	rc.input = conf->record_input;
+	if (rec_configure(&rc, err, sizeof err) == -1) {
+		if (starting)
+			fatalx("record_dir: %s", err);
+		log_warnx("record_dir: %s; recordings stay as they were", err);
+		rv = -1;
+	}
+	return rv;
+}
+
+/*
  * SIGHUP (or virtconsolectl reload): parse-then-swap.  The new file is
  * parsed into a fresh struct; if it has errors, the running configuration
  * stays, untouched, and -1 comes back with the error.
@@ -153,6 +189,7 @@ vcd_reload(struct vcd *v, char *err, size_t errlen)
 		log_set_level(conf->log_level);
 	}
 	session_reconfigure(conf);
+	(void)vcd_outputs(conf, 0);
 	metrics_reconfigure(conf);
 	web_reconfigure(conf);
 	hv_reconfigure(conf);
@@ -186,6 +223,7 @@ vcd_signal(evutil_socket_t sig, short what, void *arg)
 			log_warn("cannot reopen log file");
 		else
 			log_info("log file reopened");
+		clog_reopen();
 		break;
 	case SIGTERM:
 	case SIGINT:
@@ -386,6 +424,7 @@ main(int argc, char **argv)
 	/* Everything that needs root is done: become user, if set. */
 	if (priv_drop(v.conf, err, sizeof err) == -1)
 		fatalx("%s", err);
+	(void)vcd_outputs(v.conf, 1);
 	if (hv_init(v.base, v.conf, &guest_hv_cbs, NULL) == -1)
 		fatalx("cannot set up the libvirt connection");
 	vcd_settle(&v);

@@ -241,6 +241,7 @@ static const uint16_t wsock_close_codes[REASON_MAX] = {
 	[REASON_NOT_RUNNING] = 4101,
 	[REASON_UNKNOWN_GUEST] = 4102,
 	[REASON_TOO_MANY] = 4103,
+	[REASON_RECORDING_FAILED] = 4104,
 	[REASON_CLIENT_CLOSED] = 1000,
 	[REASON_CLIENT_ERROR] = 1002,
 };
@@ -408,10 +409,50 @@ wsock_pong(struct wsock *w, const void *data, size_t len)
 	w->pong_pending = 1;
 }
 
+/* A JSON number member that is a whole number in 1..max, or 0. */
+static unsigned int
+wsock_json_uint(const char *msg, size_t len, const char *key,
+    unsigned int max)
+{
+	const char		*v;
+	size_t			 vlen;
+	char			 num[16];
+	unsigned long long	 n;
+
+	if (!json_object_member(msg, len, key, &v, &vlen) ||
+	    vlen >= sizeof num)
+		return 0;
+	memcpy(num, v, vlen);
+	num[vlen] = '\0';
+	if (parse_uint(num, max, &n) == -1 || n == 0)
+		return 0;
+	return (unsigned int)n;
+}
+
+/*
+ * A `resize` message ({"type":"resize","cols":C,"rows":R}): the session
+ * records it (record_dir); sizes out of 1..1000 are ignored.
+ */
+static void
+wsock_v1_message(struct wsock *w, const char *msg, size_t len)
+{
+	const char	*v;
+	size_t		 vlen;
+	unsigned int	 cols, rows;
+
+	if (!json_object_member(msg, len, "type", &v, &vlen) ||
+	    vlen != 8 || memcmp(v, "\"resize\"", 8) != 0)
+		return;
+	cols = wsock_json_uint(msg, len, "cols", 1000);
+	rows = wsock_json_uint(msg, len, "rows", 1000);
+	if (cols > 0 && rows > 0 && w->session != NULL)
+		session_resize(w->session, cols, rows);
+}
+
 /*
  * A text message under virtconsole.v1: one JSON object, whose `type` the
- * daemon may know (`resize`: recorded by the logs-recordings issue) or
- * not (ignored); anything else closes with 1007.
+ * daemon may know (`resize`: recorded, see record_dir) or not (ignored);
+ * anything else closes with 1007.
  */
 static int
 wsock_v1_text(struct wsock *w, const struct ws_event *ev)
@@ -429,6 +470,9 @@ wsock_v1_text(struct wsock *w, const struct ws_event *ev)
 	len = evbuffer_get_length(w->b64);
 	ok = json_object_valid((const char *)evbuffer_pullup(w->b64, -1),
 	    len);
+	if (ok)
+		wsock_v1_message(w, (const char *)evbuffer_pullup(w->b64, -1),
+		    len);
 	evbuffer_drain(w->b64, len);
 	if (!ok) {
 		log_info("wsock: peer=%s: a text message that is not a JSON "

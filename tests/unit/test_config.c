@@ -37,6 +37,8 @@ static const char *const keys[] = {
 	"server_name", "cookie_name", "state_dir",
 	"control_socket", "user", "group",
 	"metrics_listen", "metrics_guest_labels", "hypervisor",
+	"console_log_dir", "console_log_timestamps", "console_log_max",
+	"console_log_keep", "record_dir", "record_input", "record_required",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -115,6 +117,8 @@ config_same(const struct config *a, const struct config *b)
 	S(cookie_name) S(state_dir)
 	S(control_socket) S(user) S(group)
 	N(metrics_guest_labels)
+	S(console_log_dir) N(console_log_timestamps) N(console_log_max)
+	N(console_log_keep) S(record_dir) N(record_input) N(record_required)
 	if (TAILQ_EMPTY(&a->metrics_listens) !=
 	    TAILQ_EMPTY(&b->metrics_listens)) {
 		printf("#   differs: metrics_listen\n");
@@ -881,6 +885,68 @@ test_metrics(void)
 	config_free(cfg);
 	bad_value("metrics_listen", "localhost:9101");
 	bad_value("metrics_guest_labels", "maybe");
+}
+
+/* Console logs and recordings (the logs-recordings issue). */
+static void
+test_logs(void)
+{
+	struct config	*cfg;
+
+	cfg = good("", "no console log keys");
+	ok(cfg != NULL && cfg->console_log_dir == NULL &&
+	    cfg->console_log_timestamps == 0 &&
+	    cfg->console_log_max == 10 * 1024 * 1024 &&
+	    cfg->console_log_keep == 5 && cfg->record_dir == NULL &&
+	    cfg->record_input == 0 && cfg->record_required == 0,
+	    "defaults: no console logs (10M, keep 5, timestamps none), no "
+	    "recordings, input not recorded, not required");
+	config_free(cfg);
+	cfg = good("console_log_dir = /var/log/virtconsoled/consoles
+"
+	    "console_log_timestamps = line
+console_log_max = 0
+"
+	    "console_log_keep = 0
+record_dir = /var/log/virtconsoled/rec
+"
+	    "record_input = yes
+record_required = yes
+", "every key set");
+	ok(cfg != NULL && cfg->console_log_dir != NULL &&
+	    strcmp(cfg->console_log_dir, "/var/log/virtconsoled/consoles") ==
+	    0 && cfg->console_log_timestamps == 1 &&
+	    cfg->console_log_max == 0 && cfg->console_log_keep == 0 &&
+	    cfg->record_dir != NULL && cfg->record_input == 1 &&
+	    cfg->record_required == 1, "every key read");
+	config_free(cfg);
+	cfg = good("console_log_max = 1M
+console_log_keep = 100
+"
+	    "console_log_dir = none
+record_dir = none
+", "1M, keep 100");
+	ok(cfg != NULL && cfg->console_log_max == 1024 * 1024 &&
+	    cfg->console_log_keep == 100 && cfg->console_log_dir == NULL,
+	    "console_log_max = 1M, console_log_keep = 100, none");
+	config_free(cfg);
+	bad_value("console_log_timestamps", "iso");
+	bad_value("console_log_max", "-1");
+	bad_value("console_log_max", "2T");
+	bad_value("console_log_keep", "101");
+	bad_value("console_log_dir", "relative/dir");
+	bad_value("record_dir", "logs");
+	bad_value("record_input", "maybe");
+	bad_value("record_required", "perhaps");
+	fails("record_required = yes\n",
+	    NAME ":1: record_required = yes needs record_dir",
+	    "record_required without record_dir");
+	fails("console_log_dir = /var/\n",
+	    NAME ":1: console_log_dir must be a directory of its own, not "
+	    "/var/", "console_log_dir = /var/");
+	fails("socket_dir = /run/x\nrecord_dir = /tmp\n",
+	    NAME ":2: record_dir must be a directory of its own, not /tmp",
+	    "record_dir = /tmp");
 }
 
 static int
@@ -1694,6 +1760,7 @@ main(void)
 	test_hypervisors();
 	test_listen();
 	test_metrics();
+	test_logs();
 	test_origins();
 	test_control_socket();
 	test_load();

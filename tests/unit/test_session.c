@@ -47,6 +47,7 @@ test_notices(void)
 		{ REASON_NOT_RUNNING, "refused: guest not running" },
 		{ REASON_UNKNOWN_GUEST, "refused: unknown guest" },
 		{ REASON_TOO_MANY, "refused: too many clients" },
+		{ REASON_RECORDING_FAILED, "refused: recording failed" },
 	};
 	char	buf[128], exp[128];
 	size_t	i, n;
