@@ -154,7 +154,7 @@ clog_fail(const struct clog *c, const char *what, int errnum)
 	clog_nerrors++;
 	if (!log_limit_allow(&clog_log))
 		return;
-	log_warnx("clog: %s/%s/%s/%s: %s%s%s", log_esc(clog_dir),
+	log_warnx("console log %s/%s/%s/%s: %s%s%s", log_esc(clog_dir),
 	    log_esc(c->hv), log_esc(c->uuid), log_esc(c->file), what,
 	    errnum != 0 ? ": " : "", errnum != 0 ? strerror(errnum) : "");
 }

@@ -449,6 +449,9 @@ main(int argc, char **argv)
 	hv_shutdown();
 	vcd_drain(&v);
 	console_shutdown();
+	/* Every console log went with its history: the directories now. */
+	(void)clog_configure(NULL, NULL, 0);
+	(void)rec_configure(NULL, NULL, 0);
 	event_free(v.sig_term);
 	event_free(v.sig_int);
 	event_free(v.sig_hup);

@@ -263,9 +263,10 @@ with t.case("viewers: attach --view, list, kick --viewers"):
          "bytes_ignored 0", json.dumps(ls))
     rc, out, err = ctl("list")
     rows = [ln.split() for ln in out.decode(errors="replace").splitlines()]
-    t.ok(rc == 0 and rows and rows[0][-3:] == ["CLIENT", "ROLE", "LABEL"] and
-         sorted(r[-2:] for r in rows[1:]) == [["viewer", "-"], ["writer", "-"]],
-         "list: ROLE and LABEL are the last columns: writer -, viewer -", show(out), err)
+    t.ok(rc == 0 and rows and rows[0][-4:] == ["CLIENT", "ROLE", "LABEL", "REC"] and
+         sorted(r[-3:] for r in rows[1:]) == [["viewer", "-", "-"], ["writer", "-", "-"]],
+         "list: ROLE, LABEL and REC are the last columns: writer - -, viewer - - (not recorded)",
+         show(out), err)
     V1 = "V1-" + nonce()
     t.ok(says(w, V1) and v.read_until(V1.encode(), 15) is not None,
          "the viewer sees the output of the writer's command (%s)" % V1, show(v.pending()))

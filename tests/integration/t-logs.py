@@ -22,6 +22,7 @@ libvirtd and two real guests, one daemon with capture = always:
    refuses a session whose recording cannot be created (4104).
 """
 
+import fcntl
 import glob
 import json
 import os
@@ -30,6 +31,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import termios
 import time
 
 sys.dont_write_bytecode = True
@@ -172,8 +174,21 @@ def cast_lines(path):
 
 
 def asciinema_cat(path):
-    r = subprocess.run(["asciinema", "cat", path], capture_output=True, timeout=60,
-                       env=dict(os.environ, LANG="C.UTF-8", LC_ALL="C.UTF-8"))
+    """`asciinema cat FILE`: it opens /dev/tty (to put it in raw mode), so
+    it gets a pseudo-terminal as its controlling terminal; what it prints
+    goes to a pipe, untouched by any terminal."""
+    master, slave = os.openpty()
+
+    def ctty():
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    try:
+        r = subprocess.run(["asciinema", "cat", path], stdin=slave, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, preexec_fn=ctty, pass_fds=(slave,), timeout=60,
+                           env=dict(os.environ, LANG="C.UTF-8", LC_ALL="C.UTF-8"))
+    finally:
+        os.close(master)
+        os.close(slave)
     return r.returncode, r.stdout, r.stderr.decode(errors="replace")
 
 

@@ -77,7 +77,8 @@ ENDED = ("escape_key", "idle_timeout", "guest_stopped", "guest_migrated",
          "client_too_slow",
          "kicked_by_administrator", "listener_removed", "session_expired",
          "console_connection_lost", "client_closed", "client_error")
-REFUSALS = ("console_busy", "guest_not_running", "unknown_guest", "too_many_clients")
+REFUSALS = ("console_busy", "guest_not_running", "unknown_guest", "too_many_clients",
+            "recording_failed")
 FAMILIES = {
     "virtconsoled_build_info": "gauge",
     "virtconsoled_hypervisor_up": "gauge",

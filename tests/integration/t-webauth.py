@@ -738,8 +738,8 @@ with t.case("view-only credentials and mode=view"):
          "virtconsolectl list --json: the writer unlabelled, the viewer with its credential's label",
          ls, r.stdout[-600:])
     r = ctl(A.conf_path, "list")
-    t.ok(re.search(r" viewer +watcher %s$" % n, r.stdout, re.M) is not None,
-         "virtconsolectl list: the viewer's ROLE and LABEL columns", r.stdout[-600:])
+    t.ok(re.search(r" viewer +watcher %s +-$" % n, r.stdout, re.M) is not None,
+         "virtconsolectl list: the viewer's ROLE, LABEL and REC (none) columns", r.stdout[-600:])
     t.ok(clients_is(wr, True, 1) and clients_is(v1, True, 1),
          "writer and viewer are told: writer true, viewers 1", wr.messages("clients")[-1:], v1.messages("clients")[-1:])
     r = http(P, "/api/guests?token=" + mint(A, GA))

@@ -902,17 +902,10 @@ test_logs(void)
 	    "defaults: no console logs (10M, keep 5, timestamps none), no "
 	    "recordings, input not recorded, not required");
 	config_free(cfg);
-	cfg = good("console_log_dir = /var/log/virtconsoled/consoles
-"
-	    "console_log_timestamps = line
-console_log_max = 0
-"
-	    "console_log_keep = 0
-record_dir = /var/log/virtconsoled/rec
-"
-	    "record_input = yes
-record_required = yes
-", "every key set");
+	cfg = good("console_log_dir = /var/log/virtconsoled/consoles\n"
+	    "console_log_timestamps = line\nconsole_log_max = 0\n"
+	    "console_log_keep = 0\nrecord_dir = /var/log/virtconsoled/rec\n"
+	    "record_input = yes\nrecord_required = yes\n", "every key set");
 	ok(cfg != NULL && cfg->console_log_dir != NULL &&
 	    strcmp(cfg->console_log_dir, "/var/log/virtconsoled/consoles") ==
 	    0 && cfg->console_log_timestamps == 1 &&
@@ -920,12 +913,8 @@ record_required = yes
 	    cfg->record_dir != NULL && cfg->record_input == 1 &&
 	    cfg->record_required == 1, "every key read");
 	config_free(cfg);
-	cfg = good("console_log_max = 1M
-console_log_keep = 100
-"
-	    "console_log_dir = none
-record_dir = none
-", "1M, keep 100");
+	cfg = good("console_log_max = 1M\nconsole_log_keep = 100\n"
+	    "console_log_dir = none\nrecord_dir = none\n", "1M, keep 100");
 	ok(cfg != NULL && cfg->console_log_max == 1024 * 1024 &&
 	    cfg->console_log_keep == 100 && cfg->console_log_dir == NULL,
 	    "console_log_max = 1M, console_log_keep = 100, none");
