@@ -177,6 +177,7 @@ struct console {
 	char			*guest;		/* the name, for the log */
 	struct stream		*st;
 	int			 eof;		/* seen: finish, not abort */
+	int			 logged;	/* its log said it opened */
 	struct console_history	*hist;		/* what it printed */
 	unsigned long long	 run;		/* the guest's domain id */
 	struct console_clients	 clients;	/* in the order they came */
@@ -315,8 +316,11 @@ console_release_stream(struct console *c)
 		return;
 	TAILQ_FOREACH(cl, &c->clients, entry)
 		console_mark_detached(cl);
-	clog_mark(c->hist->log, "console closed");
-	clog_close(c->hist->log);
+	if (c->logged) {
+		clog_mark(c->hist->log, "console closed");
+		clog_close(c->hist->log);
+		c->logged = 0;
+	}
 	stream_ops->unwatch(c->st);
 	stream_ops->close(c->st, c->eof);
 	c->st = NULL;
@@ -874,6 +878,7 @@ console_history_opened(struct console *c)
 	clog_mark(ch->log, "%s run=%llx name=%s", new_run ? "guest started" :
 	    "console opened", (unsigned long long)history_run(ch->h),
 	    log_esc(c->guest));
+	c->logged = 1;
 }
 
 /* The open came back: the clients attach, or are refused. */

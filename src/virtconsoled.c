@@ -130,6 +130,18 @@ vcd_outputs(const struct config *conf, int starting)
 	return rv;
 }
 
+/* At exit, once no console or session holds a log or a recording. */
+static void
+vcd_outputs_off(void)
+{
+	struct clog_config	lc = { NULL, 0, 0, 0 };
+	struct rec_config	rc = { NULL, 0 };
+	char			err[256];
+
+	(void)clog_configure(&lc, err, sizeof err);
+	(void)rec_configure(&rc, err, sizeof err);
+}
+
 /*
  * SIGHUP (or virtconsolectl reload): parse-then-swap.  The new file is
  * parsed into a fresh struct; if it has errors, the running configuration
@@ -450,8 +462,7 @@ main(int argc, char **argv)
 	vcd_drain(&v);
 	console_shutdown();
 	/* Every console log went with its history: the directories now. */
-	(void)clog_configure(NULL, NULL, 0);
-	(void)rec_configure(NULL, NULL, 0);
+	vcd_outputs_off();
 	event_free(v.sig_term);
 	event_free(v.sig_int);
 	event_free(v.sig_hup);

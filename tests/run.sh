@@ -129,6 +129,10 @@ if [ "$LAB_OK" = 1 ]; then
 	    /usr/bin/python3 "$TOP/tests/integration/t-attach.py"
 	run_tap t-capture-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-capture.py"
+	# Console logs and recordings (file creation through directory
+	# descriptors, rotation, a full disk, the UTF-8 decoder on guest bytes).
+	run_tap t-logs-asan env VCD_BUILD="$TOP/build-asan" \
+	    /usr/bin/python3 "$TOP/tests/integration/t-logs.py"
 	# Viewers beside a writer (a stalled one ended alone, kicks).
 	run_tap t-viewers-asan env VCD_BUILD="$TOP/build-asan" \
 	    /usr/bin/python3 "$TOP/tests/integration/t-viewers.py"

@@ -61,18 +61,7 @@ def define_guest():
     """The lab's guest with the kernel's messages on (no `quiet`: it prints
     from its first instant), and QEMU logging its serial port to a file,
     whoever holds the console."""
-    r = lab.sh("xml", G)
-    if r.returncode != 0:
-        return r
-    xml = r.stdout.replace(" quiet", "").replace(
-        "<serial type='pty'><target port='0'/></serial>",
-        "<serial type='pty'><log file='%s' append='off'/><target port='0'/></serial>"
-        % SERIAL_LOG)
-    path = os.path.join(TMP, G + ".xml")
-    with open(path, "w") as f:
-        f.write(xml)
-    lab._track(G)
-    return lab.virsh("define", path)
+    return lab.define_serial_logged(G, SERIAL_LOG, TMP, quiet=False)
 
 
 def captured_line(since, again=False):

@@ -82,19 +82,8 @@ def umount(path):
 
 def define_g1():
     """The lab's guest, with QEMU logging its serial port to a file
-    whoever holds the console (as t-capture does)."""
-    r = lab.sh("xml", G1)
-    if r.returncode != 0:
-        return r
-    xml = r.stdout.replace(
-        "<serial type='pty'><target port='0'/></serial>",
-        "<serial type='pty'><log file='%s' append='off'/><target port='0'/></serial>"
-        % SERIAL_LOG)
-    path = os.path.join(TMP, G1 + ".xml")
-    with open(path, "w") as f:
-        f.write(xml)
-    lab._track(G1)
-    return lab.virsh("define", path)
+    whoever holds the console."""
+    return lab.define_serial_logged(G1, SERIAL_LOG, TMP)
 
 
 def uuid_of(name):

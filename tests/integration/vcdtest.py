@@ -870,6 +870,26 @@ class Lab:
             f.write(xml)
         return self.virsh("define", path)
 
+    def define_serial_logged(self, name, serial_log, xml_dir, quiet=True):
+        """Define the lab's guest with QEMU logging its serial port to
+        serial_log whoever holds the console (the truth a console's
+        history or log is compared against); quiet=False: the kernel's
+        messages on too, so that it prints from its first instant."""
+        r = self.sh("xml", name)
+        if r.returncode != 0:
+            return r
+        xml = r.stdout.replace(
+            "<serial type='pty'><target port='0'/></serial>",
+            "<serial type='pty'><log file='%s' append='off'/><target port='0'/></serial>"
+            % serial_log)
+        if not quiet:
+            xml = xml.replace(" quiet", "")
+        path = os.path.join(xml_dir, name + ".xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        self._track(name)
+        return self.virsh("define", path)
+
     def start(self, name):
         return self.virsh("start", name)
 
