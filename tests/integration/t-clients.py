@@ -803,9 +803,13 @@ def paste(transport, seed):
            "%d/%s" % (len(data), got[1] if got else "?"), "")
     kibps = len(data) / 1024 / el
     t.figure("paste over %s: throughput" % transport, round(kibps, 1), "KiB/s")
-    # Measured 103-108 KiB/s (the TCG guest's console is the bottleneck);
-    # a daemon that stalled its send pump would fall well under half.
-    t.ok(kibps >= 50, "4 %s: paste throughput %.1f KiB/s (bound: at least 50)" % (transport, kibps))
+    # Measured 103-108 KiB/s on an idle machine: the TCG guest's console is
+    # the bottleneck, so the figure follows the CPU the guest gets (48.8
+    # KiB/s once, with a build running beside the suite).  The bound is for
+    # a send pump that stalls (one packet per 100 ms timer tick or worse is
+    # 10 KiB/s), not a speed target: those live in bench/.
+    t.ok(kibps >= 16, "4 %s: paste throughput %.1f KiB/s (bound: at least 16: the send pump "
+         "never stalls)" % (transport, kibps))
     t.ok(got == want,
          "4 %s: %d bytes in %.1f s, the guest's md5sum and size match (%s)" %
          (transport, len(data), el, want[0]), state["err"], show(c.buf), "guest: %r" % (got,))
