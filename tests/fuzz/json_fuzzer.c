@@ -8,6 +8,8 @@
  * the value of a member of another object stays valid unless that makes
  * it one level too deep; and the same text in a longer buffer, read with
  * its length, gets the same answer (nothing past len is looked at).
+ * json_object_member() on a valid object finds values inside the text
+ * that are themselves valid values (as a member of another object).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,6 +51,29 @@ fz_depth(const uint8_t *p, size_t len)
 	return max;
 }
 
+/* Each key a virtconsole.v1 message may carry: a value that is valid. */
+static void
+fz_members(const char *s, size_t len)
+{
+	static const char *const keys[] = { "type", "cols", "rows", "" };
+	const char	*v;
+	size_t		 vlen, i;
+	char		*obj;
+
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (!json_object_member(s, len, keys[i], &v, &vlen))
+			continue;
+		CHECK(v > s && vlen > 0 && v + vlen <= s + len);
+		obj = malloc(vlen + 8);
+		CHECK(obj != NULL);
+		memcpy(obj, "{\"k\":", 5);
+		memcpy(obj + 5, v, vlen);
+		obj[vlen + 5] = '}';
+		CHECK(json_object_valid(obj, vlen + 6));
+		free(obj);
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
@@ -58,6 +83,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	int		 v;
 
 	v = json_object_valid(s, len);
+	if (v)
+		fz_members(s, len);
 	buf = malloc(len + 16);
 	CHECK(buf != NULL);
 	memcpy(buf, data, len);

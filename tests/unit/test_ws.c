@@ -732,6 +732,44 @@ test_client_reader(void)
 	free(r);
 }
 
+/* json_object_member(): the `resize` message's fields, at the top level. */
+static int
+member_is(const char *msg, const char *key, const char *want)
+{
+	const char	*v;
+	size_t		 vlen;
+
+	if (!json_object_member(msg, strlen(msg), key, &v, &vlen))
+		return want == NULL;
+	return want != NULL && vlen == strlen(want) &&
+	    memcmp(v, want, vlen) == 0;
+}
+
+static void
+test_json_member(void)
+{
+	static const char	msg[] =
+	    "{ \"type\" : \"resize\", \"cols\":120 ,\"rows\":40,"
+	    "\"nested\":{\"cols\":1},\"s\":\"a\\\"b\"}";
+
+	ok(member_is(msg, "type", "\"resize\""), "json member: type, its "
+	    "raw text with the quotes");
+	ok(member_is(msg, "cols", "120") && member_is(msg, "rows", "40"),
+	    "json member: cols and rows, white space around them skipped");
+	ok(member_is(msg, "nested", "{\"cols\":1}"),
+	    "json member: an object value whole");
+	ok(member_is(msg, "s", "\"a\\\"b\""),
+	    "json member: a string with an escaped quote");
+	ok(member_is(msg, "col", NULL) && member_is(msg, "colsx", NULL) &&
+	    member_is(msg, "", NULL), "json member: no prefix or longer key "
+	    "matches");
+	ok(member_is("{\"a\":{\"rows\":3}}", "rows", NULL),
+	    "json member: a key inside a nested object is not at the top");
+	ok(member_is("{}", "type", NULL), "json member: none in {}");
+	ok(member_is("{\"k\":1,\"k\":2}", "k", "1"),
+	    "json member: the first of two");
+}
+
 /* json_object_valid(): a client's text message under virtconsole.v1. */
 static void
 test_json(void)
@@ -783,6 +821,7 @@ int
 main(void)
 {
 	test_json();
+	test_json_member();
 	test_accept_key();
 	test_rfc_examples();
 	test_bad_frames();
