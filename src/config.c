@@ -140,8 +140,9 @@ static const struct config_key config_keys[] = {
 	    CONFIG_OFF(console_log_timestamps), 0, 0, 0 },
 	{ "console_log_max", CONFIG_SIZE, CONFIG_OFF(console_log_max),
 	    0, 1ULL << 40, 0 },
+	/* 100: CLOG_KEEP_MAX (t-man.sh reads the number here) */
 	{ "console_log_keep", CONFIG_COUNT, CONFIG_OFF(console_log_keep),
-	    0, CLOG_KEEP_MAX, 0 },
+	    0, 100, 0 },
 	{ "record_dir", CONFIG_PATH_NONE, CONFIG_OFF(record_dir), 0, 0, 0 },
 	{ "record_input", CONFIG_BOOL, CONFIG_OFF(record_input), 0, 0, 0 },
 	{ "record_required", CONFIG_BOOL, CONFIG_OFF(record_required),

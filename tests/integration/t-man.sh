@@ -143,6 +143,8 @@ while IFS='|' read -r key type min max; do
 	LEVEL:LOG_LEVEL_*) want=$(echo "${def#LOG_LEVEL_}" | tr '[:upper:]' '[:lower:]') ;;
 	POLICY:POLICY_*) want=$(echo "${def#POLICY_}" | tr '[:upper:]' '[:lower:]') ;;
 	CAPTURE:CAPTURE_*) want=$(echo "${def#CAPTURE_}" | tr '[:upper:]' '[:lower:]') ;;
+	STAMPS:0) want=none ;;
+	STAMPS:1) want=line ;;
 	ESCAPE:0x*)
 		# ^ and the byte + 64: 0x11 is ^Q.
 		want="^$(printf '%b' "\\x$(printf %x $(($(c_int "$def") + 64)))")" ;;
