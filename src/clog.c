@@ -436,6 +436,11 @@ clog_emit(struct clog *c, size_t fresh_end, size_t lost_end, size_t owed,
     const char *gbuf, size_t glen, const char *raw, size_t stamp, int gbol)
 {
 	struct iovec	iov[2];
+	/* writev() only reads; struct iovec has no const member. */
+	union {
+		const char	*in;
+		void		*base;
+	}		guest = { raw };
 	ssize_t		n;
 	size_t		total, done, g;
 	int		iovcnt = 0;
@@ -445,7 +450,7 @@ clog_emit(struct clog *c, size_t fresh_end, size_t lost_end, size_t owed,
 		iov[iovcnt++].iov_len = clog_buflen;
 	}
 	if (raw != NULL && glen > 0) {
-		iov[iovcnt].iov_base = (void *)(uintptr_t)raw;
+		iov[iovcnt].iov_base = guest.base;
 		iov[iovcnt++].iov_len = glen;
 	}
 	total = clog_buflen + (raw != NULL ? glen : 0);
@@ -461,9 +466,10 @@ clog_emit(struct clog *c, size_t fresh_end, size_t lost_end, size_t owed,
 	}
 	done = (size_t)n;
 	c->size += done;
-	if (done > 0)
-		c->bol = (done > clog_buflen ? raw[done - clog_buflen - 1] :
-		    clog_buf[done - 1]) == '\n';
+	if (done > clog_buflen && raw != NULL)
+		c->bol = raw[done - clog_buflen - 1] == '\n';
+	else if (done > 0)
+		c->bol = clog_buf[done - 1] == '\n';
 	/* Even a piece of the first line means the file is not empty. */
 	if (fresh_end > 0 && done > 0)
 		c->fresh = 0;

@@ -473,7 +473,7 @@ rec_flush(struct rec *r)
 		return;
 	n = write(r->fd, r->buf, r->len);
 	if (n == (ssize_t)r->len)
-		r->written += r->len;
+		r->written += (off_t)r->len;
 	else {
 		r->broken = 1;
 		rec.errors++;
