@@ -447,6 +447,13 @@ metrics_render(struct evbuffer *b)
 	    "Illegal state transitions refused; anything but 0 is a bug.");
 	metrics_u64(b, "virtconsoled_state_errors_total", fsm_state_errors());
 
+	metrics_family(b, "virtconsoled_console_log_errors_total", "counter",
+	    "Console log writes, opens and rotations that failed.");
+	metrics_u64(b, "virtconsoled_console_log_errors_total", clog_errors());
+	metrics_family(b, "virtconsoled_recording_errors_total", "counter",
+	    "Recordings that could not be created or stopped on a failed write.");
+	metrics_u64(b, "virtconsoled_recording_errors_total", rec_errors());
+
 	if (met.guest_labels)
 		metrics_guests(b);
 	metrics_process(b);

@@ -144,6 +144,14 @@ def echo_times(c, n):
     return out
 
 
+def metric(name):
+    """A sample's value from `virtconsolectl metrics` (name with its
+    labels, as printed), or None."""
+    r = ctl("metrics")
+    m = re.search(r"(?m)^%s (\S+)$" % re.escape(name), r.stdout)
+    return float(m.group(1)) if m else None
+
+
 def casts():
     return sorted(glob.glob(os.path.join(REC, "*.cast")))
 
@@ -342,6 +350,8 @@ with t.case("3 a full disk"):
     t.ok(lost is not None and int(lost.group(1)) > 0,
          "and says how many bytes it missed: %s" % (lost.group(1).decode() if lost else None),
          show(read(full_log())[:400]))
+    errs = metric("virtconsoled_console_log_errors_total")
+    t.ok(errs is not None and errs > 0, "virtconsoled_console_log_errors_total counts the failures: %s" % errs)
     e.escape()
     ok = d.reload({"console_log_dir": LOGS})
     umount(FULL)
@@ -449,6 +459,10 @@ with t.case("4 recordings"):
         ws.fill(0.2)
     t.ok(ws.closed and ws.code == 4104 and ws.reason == "recording failed",
          "a WebSocket client is refused with close code 4104 'recording failed'", ws.code, ws.reason)
+    refused = metric('virtconsoled_refusals_total{reason="recording_failed"}')
+    errs = metric("virtconsoled_recording_errors_total")
+    t.ok(refused == 2 and errs is not None and errs >= 2,
+         "metrics: refusals_total{reason=\"recording_failed\"} 2, recording_errors_total %s" % errs, refused)
     ok = d.reload({"record_required": "no"})
     w, ok2 = shell(d.sock(G2))
     t.ok(ok and ok2 and w.echo_check(), "record_required = no: the same failure is logged and the session goes on")

@@ -93,6 +93,8 @@ FAMILIES = {
     "virtconsoled_web_requests_total": "counter",
     "virtconsoled_history_bytes": "gauge",
     "virtconsoled_state_errors_total": "counter",
+    "virtconsoled_console_log_errors_total": "counter",
+    "virtconsoled_recording_errors_total": "counter",
     "process_resident_memory_bytes": "gauge",
     "process_virtual_memory_bytes": "gauge",
     "process_cpu_seconds_total": "counter",
