@@ -7,8 +7,19 @@
 #define VCD_TAP_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+/* A xorshift64 generator: tests that draw random cases say their seed. */
+static inline uint64_t
+tap_xorshift(uint64_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return *state;
+}
 
 static int tap_n, tap_failed;
 
