@@ -262,23 +262,26 @@ with t.case("2 rotation: ~3 MB with console_log_max = 1M"):
          "no file is larger than console_log_max plus one read (64 KiB)", sizes)
     t.ok(all(read(p).startswith(b"[-- virtconsoled ") and b" log opened name=%s " % G1.encode() in read(p).split(b"\n", 1)[0]
              for p in files[1:]), "each file after a rotation starts with the 'log opened' marker")
-    # QEMU's serial log is all the guest printed; the console logs hold it
-    # from the capture's open on.
+    # What the guest printed is known exactly: seq's lines through the
+    # tty (LF as CR LF), then the END line.  (QEMU's own log of the serial
+    # port is not that truth under backpressure: QEMU 7.2 logs a byte the
+    # UART could not send at once (EAGAIN) and logs it again when its retry
+    # sends it; CI run L1 found "1150020" there where the guest printed,
+    # and the console delivered, "115020".)
     joined = b"".join(without_markers(read(p)) for p in files)
-    serial = read(SERIAL_LOG)
-    # The print's first lines: found once (the numbers only grow).
-    start = b"".join(b"%d\r\n" % k for k in range(1, 11))
-    end = b"END-%s-42\r\n" % n.encode()
-    i, j = joined.find(start), serial.find(start)
-    ie, je = joined.find(end, i), serial.find(end, j)
-    same = i >= 0 and j >= 0 and ie > i and je > j and joined[i:ie + len(end)] == serial[j:je + len(end)]
-    if not same and i >= 0 and j >= 0:
-        k = next((x for x in range(min(len(joined) - i, len(serial) - j)) if joined[i + x] != serial[j + x]), None)
-        t.diag("first difference at byte %s of the seq output: log %r, serial %r" % (
-            k, joined[i + (k or 0) - 40:i + (k or 0) + 40], serial[j + (k or 0) - 40:j + (k or 0) + 40]))
-    t.ok(same, "the files joined, markers out, equal QEMU's serial log byte for byte over the %d bytes "
-         "of the print (no byte lost or repeated)" % max(0, je + len(end) - j))
-    t.figure("bytes of the print compared", max(0, je + len(end) - j), "bytes")
+    want = b"".join(b"%d\r\n" % k for k in range(1, 430001)) + b"END-%s-42\r\n" % n.encode()
+    i = joined.find(want[:200])
+    got = joined[i:i + len(want)] if i >= 0 else b""
+    if got != want:
+        k = next((x for x in range(min(len(got), len(want))) if got[x] != want[x]), min(len(got), len(want)))
+        t.diag("first difference at byte %d of the print: log %r, printed %r" % (
+            k, got[max(0, k - 40):k + 40], want[max(0, k - 40):k + 40]))
+        serial = read(SERIAL_LOG)
+        j = serial.find(want[:200])
+        t.diag("QEMU's serial log there: %r" % serial[max(0, j + k - 40):j + k + 40] if j >= 0 else "no serial log")
+    t.ok(got == want, "the files joined, markers out, are exactly what the guest printed, byte for byte "
+         "over the %d bytes of the print (no byte lost or repeated)" % len(want))
+    t.figure("bytes of the print compared", len(want), "bytes")
 
     # logrotate's way: rename, then SIGUSR1.
     cur = os.path.join(log_dir(G1), "serial0.log")
