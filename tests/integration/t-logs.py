@@ -8,9 +8,9 @@ libvirtd and two real guests, one daemon with capture = always:
    for a writer (unix door) and a labelled viewer (WebSocket) coming and
    going;
 2. rotation under a guest printing ~3 MB with console_log_max = 1M: the
-   files joined (markers out) equal what QEMU's own log of the serial port
-   says the guest printed, no byte lost or repeated; SIGUSR1 after an
-   external rename starts a new file;
+   files joined (markers out) equal what the guest printed (seq's output,
+   known exactly), no byte lost or repeated; SIGUSR1 after an external
+   rename starts a new file;
 3. a full disk (a 1 MiB tmpfs as console_log_dir) while a guest prints:
    the daemon logs it, another guest's echo stays as fast as with a disk
    that has room (figures), and the log says how many bytes it missed;
