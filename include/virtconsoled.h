@@ -190,6 +190,37 @@ int		 config_parse_size(const char *, unsigned long long,
 		     unsigned long long, size_t *);
 
 /*
+ * lat.c: residence time histograms and the stamp queues that feed them
+ * (pure: no libevent, no allocation).  Buckets of upper bound 2^k us, k =
+ * 0 .. LAT_BUCKETS - 1, then one for anything longer (bucket[LAT_BUCKETS]).
+ */
+#define LAT_BUCKETS	25
+#define LAT_STAMPS	8	/* chunks followed per stream at once */
+struct lat_hist {
+	uint64_t	 bucket[LAT_BUCKETS + 1];	/* not cumulative */
+	uint64_t	 count;
+	uint64_t	 sum_ns;
+};
+struct lat_stamp {
+	uint64_t	 end;		/* offset of the chunk's last byte + 1 */
+	uint64_t	 t0;		/* when it was read, lat_now() */
+};
+struct lat_fifo {
+	struct lat_stamp s[LAT_STAMPS];
+	unsigned int	 head, n;
+};
+uint64_t	 lat_now(void);
+unsigned int	 lat_bucket(uint64_t);
+double		 lat_bound(unsigned int);
+void		 lat_add(struct lat_hist *, uint64_t);
+void		 lat_merge(struct lat_hist *, const struct lat_hist *);
+double		 lat_quantile(const struct lat_hist *, double);
+void		 lat_mark(struct lat_fifo *, uint64_t, uint64_t);
+unsigned int	 lat_done(struct lat_fifo *, uint64_t, struct lat_hist *);
+int		 lat_take(struct lat_fifo *, uint64_t, uint64_t *);
+void		 lat_clear(struct lat_fifo *);
+
+/*
  * clog.c: console log files, DIR/HYPERVISOR/UUID/ALIAS.log (console_log_dir).
  * One object per guest console, kept by console.c; every call is a no-op
  * while console_log_dir is unset.  Writes happen in the loop and never
