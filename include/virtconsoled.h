@@ -292,6 +292,9 @@ struct metrics_proc {
 void		 metrics_reconfigure(const struct config *);
 void		 metrics_count_response(int);
 void		 metrics_render(struct evbuffer *);
+void		 metrics_histogram(struct evbuffer *, const char *,
+		     const char *, const char *, const struct lat_hist *);
+void		 metrics_stats(struct evbuffer *, int);
 size_t		 metrics_snake(const char *, char *, size_t);
 void		 metrics_add_value(struct evbuffer *, const char *);
 int		 metrics_parse_stat(const char *, struct metrics_proc *);
@@ -505,6 +508,12 @@ enum session_door_kind {
 	SESSION_DOOR_WSS,		/* WebSocket over TLS */
 	SESSION_NDOORS
 };
+/* Which way bytes go, for residence times. */
+enum session_dir {
+	SESSION_TO_CLIENT = 0,		/* stream read .. client write */
+	SESSION_TO_GUEST,		/* client read .. virStreamSend() */
+	SESSION_NDIRS
+};
 struct session;
 struct session_info {
 	unsigned int	 id;
@@ -535,6 +544,8 @@ struct session_counters {
 	uint64_t	 ended[REASON_MAX];	/* refused ones in refused */
 	uint64_t	 refused[REASON_MAX];
 	unsigned int	 live[SESSION_NDOORS][2];	/* by role */
+	/* Residence time by door and direction (docs/OPERATIONS.md). */
+	struct lat_hist	 forward[SESSION_NDOORS][SESSION_NDIRS];
 };
 struct session_door {
 	const char	*name;
@@ -550,6 +561,18 @@ struct session_door {
 	 * many; the session ends ("client too slow").
 	 */
 	int		(*message)(void *, const char *, size_t, uint64_t);
+	/*
+	 * A door that sends the bytes on itself (the WebSocket door frames
+	 * them) times them to the client's socket: the first `at` bytes the
+	 * session wrote to bev end with guest output read at t0 (lat_now()).
+	 * NULL: the session times them out of bev.
+	 */
+	void		(*stamp)(void *, uint64_t, uint64_t);
+	/*
+	 * When the door read from the client what the session now reads from
+	 * bev (lat_now()); NULL or 0: the session's own read is the start.
+	 */
+	uint64_t	(*read_at)(void *);
 };
 /* Where a new session's output starts (docs/SESSIONS.md, "Replay"). */
 enum session_from {
@@ -597,6 +620,7 @@ unsigned int	 session_count(void);
 void		 session_counters(struct session_counters *);
 void		 session_count_refusal(enum session_reason);
 const char	*session_door_name(enum session_door_kind);
+struct lat_hist	*session_forward_hist(enum session_door_kind, enum session_dir);
 unsigned int	 session_live(void);
 const char	*session_state_name(enum session_state);
 const char	*session_reason_text(enum session_reason);
@@ -624,7 +648,7 @@ struct console_client_ops {
 	/* The console is open (after console_open() said 1). */
 	void		(*opened)(void *);
 	/* Guest output, for every client. */
-	void		(*output)(void *, const char *, size_t);
+	void		(*output)(void *, const char *, size_t, uint64_t);
 	/* The console ended under the client: it must detach. */
 	void		(*ended)(void *, enum session_reason);
 	/* The writer's input: n bytes sent, pending still queued. */
@@ -635,11 +659,11 @@ struct console	*console_get(const char *, const char *, const char *,
 		     const char *, unsigned long long);
 struct console_client *console_attach(struct console *,
 		     const struct console_client_ops *, void *, const char *,
-		     const char *);
+		     const char *, struct lat_hist *);
 int		 console_open(struct console_client *, int,
 		     enum session_reason *);
 void		 console_input(struct console_client *, struct evbuffer *,
-		     size_t);
+		     size_t, uint64_t);
 size_t		 console_input_pending(const struct console_client *);
 void		 console_detach(struct console_client *);
 void		 console_guest_stopped(const struct guest *,
@@ -1074,7 +1098,7 @@ char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...) VCD_PRINTF(2, 3);
 void		 timer_arm(struct event *, unsigned int);
-void		 bev_write_now(struct bufferevent *, const void *, size_t);
+size_t		 bev_write_now(struct bufferevent *, const void *, size_t);
 #define SOCKET_NAME_BAD		1
 #define SOCKET_NAME_LONG	2
 int		 socket_name_check(const char *, const char *);

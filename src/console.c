@@ -164,6 +164,10 @@ struct console_client {
 	char				*mark;	/* who, for console log markers */
 	int				 marked; /* "client attached" written */
 	struct evbuffer			*input;	/* not yet sent to the guest */
+	uint64_t			 in_sent;	/* bytes of it sent */
+	uint64_t			 in_taken;	/* bytes put in input */
+	struct lat_fifo			 in_lat;	/* their read times */
+	struct lat_hist			*to_guest;	/* residence, or NULL */
 	TAILQ_ENTRY(console_client)	 entry;
 };
 TAILQ_HEAD(console_clients, console_client);
@@ -338,6 +342,8 @@ console_drop_input(struct console_client *cl)
 	log_info("%s: %zu bytes of input not delivered (the console is not "
 	    "taking input)", cl->who, left);
 	evbuffer_drain(cl->input, left);
+	cl->in_sent = cl->in_taken;	/* never sent: not timed */
+	lat_clear(&cl->in_lat);
 }
 
 static void
@@ -502,14 +508,14 @@ console_park(struct console *c, enum console_event ev,
 
 /* Guest output for every client: the one way out of the console. */
 static void
-console_deliver(struct console *c, const char *buf, size_t len)
+console_deliver(struct console *c, const char *buf, size_t len, uint64_t t0)
 {
 	struct console_client	*cl, *next;
 
 	history_append(c->hist->h, buf, len);
 	clog_write(c->hist->log, buf, len);
 	TAILQ_FOREACH_SAFE(cl, &c->clients, entry, next)
-		cl->ops->output(cl->arg, buf, len);
+		cl->ops->output(cl->arg, buf, len, t0);
 }
 
 static void
@@ -537,7 +543,8 @@ console_stream_cb(struct stream *st, int events, void *arg)
 			console_fail(c, "read");
 			return;
 		}
-		console_deliver(c, buf, (size_t)n);
+		/* The read's end: where its residence time starts. */
+		console_deliver(c, buf, (size_t)n, lat_now());
 	}
 }
 
@@ -589,6 +596,9 @@ console_send_packet(struct console *c, struct console_client *cl,
 	}
 	evbuffer_drain(cl->input, (size_t)n);
 	*sent = (size_t)n;
+	/* virStreamSend() returned: the input in this packet is out. */
+	cl->in_sent += (uint64_t)n;
+	(void)lat_done(&cl->in_lat, cl->in_sent, cl->to_guest);
 	return 1;
 }
 
@@ -790,7 +800,7 @@ console_maybe_free(struct console *c)
 /* A client of the console: it hears from it through ops, with arg. */
 struct console_client *
 console_attach(struct console *c, const struct console_client_ops *ops,
-    void *arg, const char *who, const char *mark)
+    void *arg, const char *who, const char *mark, struct lat_hist *to_guest)
 {
 	struct console_client	*cl;
 
@@ -800,6 +810,7 @@ console_attach(struct console *c, const struct console_client_ops *ops,
 	cl->arg = arg;
 	cl->who = xstrdup(who);
 	cl->mark = xstrdup(mark);
+	cl->to_guest = to_guest;
 	if ((cl->input = evbuffer_new()) == NULL)
 		fatalx("console: out of memory");
 	TAILQ_INSERT_TAIL(&c->clients, cl, entry);
@@ -1010,11 +1021,17 @@ console_capture_open(struct console *c, enum console_event ev,
 
 /* The client's input: n bytes from buf join its queue for the guest. */
 void
-console_input(struct console_client *cl, struct evbuffer *buf, size_t n)
+console_input(struct console_client *cl, struct evbuffer *buf, size_t n,
+    uint64_t t0)
 {
 	struct console	*c = cl->console;
+	int		 moved;
 
-	evbuffer_remove_buffer(buf, cl->input, n);
+	/* Its last byte's residence ends when the packet holding it is sent. */
+	if ((moved = evbuffer_remove_buffer(buf, cl->input, n)) > 0) {
+		cl->in_taken += (uint64_t)moved;
+		lat_mark(&cl->in_lat, cl->in_taken, t0);
+	}
 	if (c->state != CONSOLE_OPEN || evbuffer_get_length(cl->input) == 0)
 		return;
 	/* At once: a stuck console waiting in the queue holds up no other. */

@@ -373,6 +373,8 @@ control_run(char *line, struct evbuffer *out)
 		control_list(body, json, hv);
 	else if (strcmp(argv[0], "metrics") == 0 && argc == 1 && !json)
 		metrics_render(body);
+	else if (strcmp(argv[0], "stats") == 0 && argc == 1)
+		metrics_stats(body, json);
 	else if (strcmp(argv[0], "kick") == 0 && (argc == 2 || argc == 3)) {
 		/*
 		 * A name on several hypervisors names none of them; one the

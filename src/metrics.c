@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,6 +322,120 @@ metrics_guests(struct evbuffer *b)
 	}
 }
 
+/*
+ * One histogram of residence times with two labels: cumulative buckets
+ * `le` = 2^k us in seconds ("0.000001" .. "16.777216"), "+Inf", then
+ * _sum in seconds and _count.
+ */
+void
+metrics_histogram(struct evbuffer *b, const char *name, const char *door,
+    const char *dir, const struct lat_hist *h)
+{
+	uint64_t	cum = 0;
+	unsigned int	k;
+
+	for (k = 0; k <= LAT_BUCKETS; k++) {
+		cum += h->bucket[k];
+		evbuffer_add_printf(b, "%s_bucket{door=", name);
+		metrics_add_value(b, door);
+		evbuffer_add_printf(b, ",direction=");
+		metrics_add_value(b, dir);
+		if (k < LAT_BUCKETS)
+			evbuffer_add_printf(b, ",le=\"%.6f\"} %llu\n",
+			    lat_bound(k), (unsigned long long)cum);
+		else
+			evbuffer_add_printf(b, ",le=\"+Inf\"} %llu\n",
+			    (unsigned long long)cum);
+	}
+	evbuffer_add_printf(b, "%s_sum{door=", name);
+	metrics_add_value(b, door);
+	evbuffer_add_printf(b, ",direction=");
+	metrics_add_value(b, dir);
+	evbuffer_add_printf(b, "} %.9f\n", (double)h->sum_ns / 1e9);
+	evbuffer_add_printf(b, "%s_count{door=", name);
+	metrics_add_value(b, door);
+	evbuffer_add_printf(b, ",direction=");
+	metrics_add_value(b, dir);
+	evbuffer_add_printf(b, "} %llu\n", (unsigned long long)h->count);
+}
+
+static const char *const metrics_dirs[SESSION_NDIRS] = {
+	[SESSION_TO_CLIENT] = "to_client",
+	[SESSION_TO_GUEST] = "to_guest",
+};
+
+/* A quantile for `stats`: seconds, or null/"-" while there is none. */
+static void
+metrics_stats_q(struct evbuffer *b, double q, int json)
+{
+	if (isnan(q))
+		evbuffer_add_printf(b, json ? "null" : "%10s", "-");
+	else if (isinf(q))
+		evbuffer_add_printf(b, json ? "null" : "%10s", "+Inf");
+	else
+		evbuffer_add_printf(b, json ? "%.6f" : "%10.6f", q);
+}
+
+/*
+ * `virtconsolectl stats`: residence time by door and direction, p50 and
+ * p99 (the upper bound of the bucket holding them: the time is at most
+ * that), the mean, and with --json the buckets (not cumulative, the
+ * last one past 16.777216 s).  Percentiles are per direction, never
+ * summed.
+ */
+void
+metrics_stats(struct evbuffer *b, int json)
+{
+	struct session_counters	 sc;
+	const struct lat_hist	*h;
+	unsigned int		 d, r, k;
+
+	session_counters(&sc);
+	if (json)
+		evbuffer_add_printf(b, "{\"forward\":[");
+	else
+		evbuffer_add_printf(b, "%-7s %-10s %10s %10s %10s %10s\n",
+		    "DOOR", "DIRECTION", "CHUNKS", "P50_S", "P99_S", "MEAN_S");
+	for (d = 0; d < SESSION_NDOORS; d++) {
+		for (r = 0; r < SESSION_NDIRS; r++) {
+			h = &sc.forward[d][r];
+			if (json)
+				evbuffer_add_printf(b, "%s{\"door\":\"%s\","
+				    "\"direction\":\"%s\",\"count\":%llu,"
+				    "\"sum_seconds\":%.9f,\"p50_seconds\":",
+				    d + r > 0 ? "," : "", session_door_name(d),
+				    metrics_dirs[r],
+				    (unsigned long long)h->count,
+				    (double)h->sum_ns / 1e9);
+			else
+				evbuffer_add_printf(b, "%-7s %-10s %10llu ",
+				    session_door_name(d), metrics_dirs[r],
+				    (unsigned long long)h->count);
+			metrics_stats_q(b, lat_quantile(h, 0.5), json);
+			evbuffer_add_printf(b, json ? ",\"p99_seconds\":" :
+			    " ");
+			metrics_stats_q(b, lat_quantile(h, 0.99), json);
+			if (!json) {
+				evbuffer_add_printf(b, " ");
+				metrics_stats_q(b, h->count == 0 ? NAN :
+				    (double)h->sum_ns / 1e9 /
+				    (double)h->count, 0);
+				evbuffer_add_printf(b, "\n");
+				continue;
+			}
+			evbuffer_add_printf(b, ",\"buckets\":[");
+			for (k = 0; k <= LAT_BUCKETS; k++)
+				evbuffer_add_printf(b, "%s%llu", k > 0 ?
+				    "," : "",
+				    (unsigned long long)h->bucket[k]);
+			evbuffer_add_printf(b, "]}");
+		}
+	}
+	if (json)
+		evbuffer_add_printf(b, "],\"bucket_bounds_seconds\":"
+		    "\"2^k us, k = 0..%d, then +Inf\"}\n", LAT_BUCKETS - 1);
+}
+
 /* The whole exposition, appended to b. */
 void
 metrics_render(struct evbuffer *b)
@@ -422,6 +537,17 @@ metrics_render(struct evbuffer *b)
 		    session_door_name(d), "direction", "to_client",
 		    sc.to_client[d]);
 	}
+
+	metrics_family(b, "virtconsoled_forward_seconds", "histogram",
+	    "Residence time of console bytes in the daemon, by front door "
+	    "and direction: to_client from the stream read to the client "
+	    "socket's write, to_guest from the client read to "
+	    "virStreamSend().");
+	for (d = 0; d < SESSION_NDOORS; d++)
+		for (r = 0; r < SESSION_NDIRS; r++)
+			metrics_histogram(b, "virtconsoled_forward_seconds",
+			    session_door_name(d), metrics_dirs[r],
+			    &sc.forward[d][r]);
 
 	metrics_family(b, "virtconsoled_bytes_dropped_total", "counter",
 	    "Guest output dropped for clients too slow to read it.");

@@ -174,6 +174,14 @@ struct session {
 	int			 replaying;	/* the first catch-up */
 	uint64_t		 replayed;	/* bytes of it */
 	uint64_t		 written;	/* to bev, for door messages */
+	/*
+	 * Residence to the client, when the door does not time it: bytes
+	 * of bev's output gone to the socket, and the chunks not yet out.
+	 */
+	struct evbuffer_cb_entry *out_cbe;
+	uint64_t		 out_sent;
+	struct lat_fifo		 out_lat;
+	uint64_t		 read_at;	/* the client's last read */
 	char			 resume[SESSION_RESUME_LEN + 1];
 	TAILQ_ENTRY(session)	 entry;
 };
@@ -436,7 +444,7 @@ session_take_input(struct session *s)
 		session_view_only(s);
 	} else if (n > 0) {
 		rec_input(s->rec, data, n);
-		console_input(s->console, in, n);
+		console_input(s->console, in, n, s->read_at);
 	}
 	if (esc == NULL)
 		return 0;
@@ -454,6 +462,31 @@ session_detach(struct session *s)
 		s->console = NULL;
 		console_detach(cl);
 	}
+}
+
+/* bev's output drained to the socket: the chunks now out are timed. */
+static void
+session_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct session	*s = arg;
+
+	if (info->n_deleted == 0)
+		return;
+	s->out_sent += (uint64_t)info->n_deleted;
+	(void)lat_done(&s->out_lat, s->out_sent,
+	    &sess.count.forward[s->door_kind][SESSION_TO_CLIENT]);
+}
+
+/* Stop timing bev's output: it is handed to the door, or freed. */
+static void
+session_out_unwatch(struct session *s)
+{
+	if (s->out_cbe != NULL && s->bev != NULL)
+		(void)evbuffer_remove_cb_entry(bufferevent_get_output(s->bev),
+		    s->out_cbe);
+	s->out_cbe = NULL;
+	lat_clear(&s->out_lat);
 }
 
 /*
@@ -491,6 +524,7 @@ session_end(struct session *s, enum session_reason reason)
 	n = session_notice(reason, notice, sizeof notice);
 	if (s->door != NULL && s->door->close != NULL && s->bev != NULL) {
 		/* The front door says goodbye in its own protocol. */
+		session_out_unwatch(s);
 		s->door->close(s->bev, reason, s->door_arg);
 		s->bev = NULL;
 	}
@@ -515,6 +549,7 @@ static void
 session_done(struct session *s)
 {
 	if (s->bev != NULL) {
+		session_out_unwatch(s);
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 	}
@@ -724,6 +759,13 @@ session_tell_clients_all(const char *hv, const char *uuid,
  * A viewer typed: it is told once that its input goes nowhere, as a
  * `notice` message, or as a line among the bytes for a raw client.
  */
+/* Bytes to bev: what a socket takes at once counts as sent. */
+static void
+session_write(struct session *s, const char *buf, size_t n)
+{
+	s->out_sent += (uint64_t)bev_write_now(s->bev, buf, n);
+}
+
 static void
 session_view_only(struct session *s)
 {
@@ -742,17 +784,41 @@ session_view_only(struct session *s)
 		(void)session_message(s, b);
 		return;
 	}
-	bev_write_now(s->bev, line, sizeof line - 1);
+	session_write(s, line, sizeof line - 1);
 	s->written += sizeof line - 1;
 }
 
-/* Write guest output to the client. */
+/*
+ * Guest output read at t0 (0: from the history, not timed) is in bev up to
+ * s->written: time it to the client's socket, or have the door do it.
+ */
 static void
-session_send(struct session *s, const char *buf, size_t n)
+session_stamp(struct session *s, uint64_t t0)
 {
-	bev_write_now(s->bev, buf, n);
+	struct evbuffer	*out;
+
+	if (t0 == 0)
+		return;
+	if (s->door != NULL && s->door->stamp != NULL) {
+		s->door->stamp(s->door_arg, s->written, t0);
+		return;
+	}
+	if (s->out_cbe == NULL)
+		return;
+	out = bufferevent_get_output(s->bev);
+	lat_mark(&s->out_lat, s->out_sent + evbuffer_get_length(out), t0);
+	(void)lat_done(&s->out_lat, s->out_sent,
+	    &sess.count.forward[s->door_kind][SESSION_TO_CLIENT]);
+}
+
+/* Write guest output to the client (read at t0, or 0: not timed). */
+static void
+session_send(struct session *s, const char *buf, size_t n, uint64_t t0)
+{
+	session_write(s, buf, n);
 	rec_output(s->rec, buf, n);
 	s->written += (uint64_t)n;
+	session_stamp(s, t0);
 	s->bytes_out += (uint64_t)n;
 	sess.count.to_client[s->door_kind] += (uint64_t)n;
 	/* A viewer never types: what it watches is its activity. */
@@ -784,7 +850,7 @@ session_pump(struct session *s)
 		switch (history_read(h, &s->pos, sess.max_buffer - pending,
 		    &rd)) {
 		case HISTORY_BYTES:
-			session_send(s, rd.data, rd.len);
+			session_send(s, rd.data, rd.len, 0);
 			if (s->replaying)
 				s->replayed += (uint64_t)rd.len;
 			break;
@@ -834,7 +900,8 @@ session_pump(struct session *s)
  * meanwhile); a raw one drops it.
  */
 static void
-session_console_output(void *arg, const char *buf, size_t len)
+session_console_output(void *arg, const char *buf, size_t len,
+    uint64_t t0)
 {
 	struct session		*s = arg;
 	const struct history	*h;
@@ -856,7 +923,7 @@ session_console_output(void *arg, const char *buf, size_t len)
 	room = pending < sess.max_buffer ? sess.max_buffer - pending : 0;
 	n = len < room ? len : room;
 	if (n > 0) {
-		session_send(s, buf, n);
+		session_send(s, buf, n, t0);
 		s->pos.offset += (uint64_t)n;
 		s->pos.gap_told = 0;
 	}
@@ -931,6 +998,11 @@ session_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
+	/* Where the input's residence starts: the door's read, or ours. */
+	s->read_at = s->door != NULL && s->door->read_at != NULL ?
+	    s->door->read_at(s->door_arg) : 0;
+	if (s->read_at == 0)
+		s->read_at = lat_now();
 	session_touch(s);
 	if (s->state != SESSION_ATTACHED) {
 		len = evbuffer_get_length(in);
@@ -1086,7 +1158,7 @@ session_attach(struct session *s)
 	g = guest_find(s->hv, s->uuid);
 	s->console = console_attach(console_get(s->hv, s->uuid, s->alias,
 	    s->guest, g != NULL ? g->domid : 0), &session_console_ops, s,
-	    who, mark);
+	    who, mark, &sess.count.forward[s->door_kind][SESSION_TO_GUEST]);
 	free(mark);
 	/* A viewer never takes a console from another holder. */
 	switch (console_open(s->console, s->role == SESSION_WRITER ?
@@ -1352,6 +1424,10 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	/* Wake the write callback once output drains to half the cap. */
 	bufferevent_setwatermark(bev, EV_WRITE, sess.max_buffer / 2, 0);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (door == NULL || door->stamp == NULL)
+		if ((s->out_cbe = evbuffer_add_cb(bufferevent_get_output(bev),
+		    session_out_cb, s)) == NULL)
+			fatalx("session: out of memory");
 	log_info("session %u guest=%s dev=%s: client peer=%s role=%s%s%s%s",
 	    s->id, log_esc(s->guest), log_esc(s->alias), log_esc(s->peer),
 	    session_role_name(s->role), s->label[0] != '\0' ? " label=\"" :
@@ -1585,6 +1661,13 @@ session_count_refusal(enum session_reason reason)
 {
 	if (session_reason_refused(reason) == 1)
 		sess.count.refused[reason]++;
+}
+
+/* Where a door records residence times (the counters' own). */
+struct lat_hist *
+session_forward_hist(enum session_door_kind kind, enum session_dir dir)
+{
+	return &sess.count.forward[kind][dir];
 }
 
 const char *

@@ -173,23 +173,27 @@ timer_arm(struct event *ev, unsigned int seconds)
  * (watermarks, drained output) see no difference except that data the
  * bufferevent never held does not trigger them.  Only for a bufferevent of
  * bufferevent_socket_new(): the fd of a TLS bufferevent carries records,
- * and a pair has none (fd -1: plain bufferevent_write()).
+ * and a pair has none (fd -1: plain bufferevent_write()).  Returns the
+ * bytes the socket took at once (the rest is in the bufferevent).
  */
-void
+size_t
 bev_write_now(struct bufferevent *bev, const void *data, size_t len)
 {
 	evutil_socket_t	 fd = bufferevent_getfd(bev);
 	const char	*p = data;
 	ssize_t		 n;
+	size_t		 sent = 0;
 
 	if (len > 0 && fd >= 0 && (bufferevent_get_enabled(bev) & EV_WRITE) &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
 	    (n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0) {
 		p += n;
 		len -= (size_t)n;
+		sent = (size_t)n;
 	}
 	if (len > 0)
 		bufferevent_write(bev, p, len);
+	return sent;
 }
 
 /*

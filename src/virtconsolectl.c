@@ -178,6 +178,8 @@ static const struct ctl_command ctl_commands[] = {
 	    ctl_control },
 	{ "metrics", "", "the daemon's metrics, in Prometheus's text format "
 	    "(as metrics_listen serves them)", ctl_control },
+	{ "stats", "[--json]", "residence time of console bytes in the "
+	    "daemon, by door and direction: p50, p99, mean", ctl_control },
 	{ "history", "[--from RUN:OFFSET] [--follow] [--raw] GUEST [ALIAS]",
 	    "print what the daemon kept of a console's output; --follow: "
 	    "then its live output, as a viewer", ctl_history },

@@ -115,6 +115,17 @@ struct wsock {
 	struct wsock_msgs	 msgs;		/* v1: from the session */
 	size_t			 nmsgs;
 	uint64_t		 taken;		/* bytes framed from the pair */
+	/*
+	 * Residence to the client: the session's chunks by their end in the
+	 * pair (`taken` counts), then, once framed, by their end in what
+	 * went to the socket (wire_sent counts: written, SSL_write() taken).
+	 */
+	struct lat_fifo		 lat_pair;
+	struct lat_fifo		 lat_wire;
+	uint64_t		 wire_sent;
+	struct evbuffer_cb_entry *wire_cbe;
+	struct lat_hist		*to_client;
+	uint64_t		 rx_at;		/* the client's last read */
 	char			 addr[64];
 	char			*peer;
 	char			*listener;
@@ -663,6 +674,37 @@ wsock_msg_due(const struct wsock *w)
 	return m != NULL && m->at <= w->taken;
 }
 
+/*
+ * Chunks now framed move to the socket's queue, at its end; those whose
+ * last byte the socket took are timed.
+ */
+static void
+wsock_lat_framed(struct wsock *w)
+{
+	uint64_t	t0, end;
+
+	if (w->lat_pair.n > 0) {
+		end = w->wire_sent +
+		    evbuffer_get_length(bufferevent_get_output(w->under));
+		while (lat_take(&w->lat_pair, w->taken, &t0))
+			lat_mark(&w->lat_wire, end, t0);
+	}
+	(void)lat_done(&w->lat_wire, w->wire_sent, w->to_client);
+}
+
+/* The socket (or TLS) took bytes from its queue. */
+static void
+wsock_wire_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct wsock	*w = arg;
+
+	if (info->n_deleted == 0)
+		return;
+	w->wire_sent += (uint64_t)info->n_deleted;
+	(void)lat_done(&w->lat_wire, w->wire_sent, w->to_client);
+}
+
 /* Guest output from the session: frame it while the socket has room. */
 static void
 wsock_mine_read_cb(struct bufferevent *bev, void *arg)
@@ -680,10 +722,13 @@ wsock_mine_read_cb(struct bufferevent *bev, void *arg)
 	    (evbuffer_get_length(in) > 0 || wsock_msg_due(w))) {
 		wsock_frame_out(w, in, w->out, 0);
 		len = evbuffer_get_length(w->out);
-		bev_write_now(w->under, evbuffer_pullup(w->out, -1), len);
+		w->wire_sent += (uint64_t)bev_write_now(w->under,
+		    evbuffer_pullup(w->out, -1), len);
 		evbuffer_drain(w->out, len);
+		wsock_lat_framed(w);
 	}
 	wsock_frame_out(w, in, out, 0);
+	wsock_lat_framed(w);
 	/*
 	 * At the cap, stop taking from the pair: output then stays in the
 	 * session's buffer, where its max_buffer rule sees it.
@@ -710,7 +755,10 @@ wsock_mine_write_cb(struct bufferevent *bev, void *arg)
 static void
 wsock_under_read_cb(struct bufferevent *bev, void *arg)
 {
-	wsock_decode(arg);
+	struct wsock	*w = arg;
+
+	w->rx_at = lat_now();
+	wsock_decode(w);
 }
 
 /* The client drained: its pong, its input, more output from the session. */
@@ -786,6 +834,8 @@ wsock_free(struct wsock *w)
 		free(m);
 	}
 	TAILQ_REMOVE(&wsocks, w, entry);
+	(void)evbuffer_remove_cb_entry(bufferevent_get_output(w->under),
+	    w->wire_cbe);
 	if (w->mine != NULL)
 		bufferevent_free(w->mine);
 	if (w->theirs != NULL)
@@ -952,6 +1002,24 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
 		evtimer_add(w->ev_done, &wsock_linger);
 }
 
+/* The session wrote guest output read at t0 up to pair offset at. */
+static void
+wsock_door_stamp(void *arg, uint64_t at, uint64_t t0)
+{
+	struct wsock	*w = arg;
+
+	lat_mark(&w->lat_pair, at, t0);
+}
+
+/* The client's bytes the session reads now came in this read. */
+static uint64_t
+wsock_door_read_at(void *arg)
+{
+	const struct wsock	*w = arg;
+
+	return w->rx_at;
+}
+
 /*
  * Two doors: only virtconsole.v1 frames messages, so only its sessions
  * are told gaps and runs, and fall behind into the history rather than
@@ -960,16 +1028,20 @@ wsock_door_close(struct bufferevent *bev, enum session_reason reason,
 static const struct session_door wsock_doors[2][2] = {
 	{	/* plain: ws */
 		{ .name = "websocket", .kind = SESSION_DOOR_WS,
-		    .close = wsock_door_close },
+		    .close = wsock_door_close,
+		    .stamp = wsock_door_stamp, .read_at = wsock_door_read_at },
 		{ .name = "websocket", .kind = SESSION_DOOR_WS,
 		    .close = wsock_door_close,
-		    .message = wsock_door_message },
+		    .message = wsock_door_message,
+		    .stamp = wsock_door_stamp, .read_at = wsock_door_read_at },
 	}, {	/* over TLS: wss */
 		{ .name = "websocket", .kind = SESSION_DOOR_WSS,
-		    .close = wsock_door_close },
+		    .close = wsock_door_close,
+		    .stamp = wsock_door_stamp, .read_at = wsock_door_read_at },
 		{ .name = "websocket", .kind = SESSION_DOOR_WSS,
 		    .close = wsock_door_close,
-		    .message = wsock_door_message },
+		    .message = wsock_door_message,
+		    .stamp = wsock_door_stamp, .read_at = wsock_door_read_at },
 	},
 };
 
@@ -1056,6 +1128,11 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 		w->session_expires = o->session_exp;
 	}
 	w->plain = bufferevent_openssl_get_ssl(bev) == NULL;
+	w->to_client = session_forward_hist(w->plain ? SESSION_DOOR_WS :
+	    SESSION_DOOR_WSS, SESSION_TO_CLIENT);
+	if ((w->wire_cbe = evbuffer_add_cb(bufferevent_get_output(bev),
+	    wsock_wire_cb, w)) == NULL)
+		fatalx("wsock: out of memory");
 	w->b64 = evbuffer_new();
 	w->out = evbuffer_new();
 	w->ev_ping = evtimer_new(base, wsock_ping_cb, w);

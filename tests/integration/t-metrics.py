@@ -40,9 +40,9 @@ lab = Lab(t)
 if not os.access(vcd_binary(), os.X_OK):
     t.skip_all("no daemon binary at %s" % vcd_binary())
 
-from webtest import (OP_CLOSE, RawWS, Response, WebDaemon, client_ssl_context,  # noqa: E402
-                     connect, ctl_binary, http, make_cert, recv_until_close, request_bytes,
-                     web_root)
+from webtest import (OP_CLOSE, Loop, RawWS, Response, WebDaemon, WSClient,  # noqa: E402
+                     client_ssl_context, connect, ctl_binary, http, make_cert,
+                     recv_until_close, request_bytes, web_root)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -95,6 +95,7 @@ FAMILIES = {
     "virtconsoled_state_errors_total": "counter",
     "virtconsoled_console_log_errors_total": "counter",
     "virtconsoled_recording_errors_total": "counter",
+    "virtconsoled_forward_seconds": "histogram",
     "process_resident_memory_bytes": "gauge",
     "process_virtual_memory_bytes": "gauge",
     "process_cpu_seconds_total": "counter",
@@ -821,6 +822,115 @@ with t.case("7 promtool check rules docs/virtconsoled-alerts.yml"):
     p = promtool("check", "rules", broken)
     t.ok(p.returncode != 0, "and fails on a copy with a broken expression (status %d)" % p.returncode,
          p.stdout[-300:])
+
+
+# ------------------------------------------------------------ 8 residence time
+
+def stats_json():
+    c = ctl("stats", "--json")
+    try:
+        return {(f["door"], f["direction"]): f for f in json.loads(c.stdout)["forward"]}
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def bucket_bound(k):
+    return float("inf") if k >= 25 else (1 << k) / 1e6
+
+
+def quantile(buckets, q):
+    """The bound of the bucket holding the q-quantile of a delta."""
+    n = sum(buckets)
+    rank, seen = max(1, -(-int(q * n * 1000) // 1000)), 0
+    for k, b in enumerate(buckets):
+        seen += b
+        if seen >= rank:
+            return bucket_bound(k)
+    return None
+
+
+with t.case("8 residence time: every door and direction, below the echo round trip"):
+    # One writer per door in turn (the same console), ECHOES round trips
+    # each: the daemon's residence time of those chunks, both ways, must
+    # be recorded for that door and lie below the round trip the client
+    # saw (the guest's shell and the kernel are in the round trip, not in
+    # the residence).
+    ECHOES = 20
+    loop = Loop()
+    st = ctl("stats")
+    lines = st.stdout.splitlines()
+    t.ok(st.returncode == 0 and lines and lines[0].split() == ["DOOR", "DIRECTION", "CHUNKS", "P50_S", "P99_S",
+                                                             "MEAN_S"] and len(lines) == 9,
+         "virtconsolectl stats: a header and 8 rows, door x direction", st.stdout, st.stderr)
+    M0 = metrics()
+    series = {(s.get("door"), s.get("direction")) for s, _ in M0.series("virtconsoled_forward_seconds_count")}
+    t.ok(series == {(a, b) for a in DOORS for b in ("to_client", "to_guest")},
+         "virtconsoled_forward_seconds: one histogram per door and direction", sorted(series, key=str))
+    les = [s.get("le") for s, _ in M0.series("virtconsoled_forward_seconds_bucket", door="unix",
+                                              direction="to_client")]
+    t.ok(les[:1] == ["0.000001"] and les[-2:] == ["16.777216", "+Inf"] and len(les) == 26,
+         "its buckets: le=\"0.000001\" .. le=\"16.777216\", then +Inf (26)", les)
+    for door in DOORS:
+        if door == "unix":
+            c = Client(d.sock(G))
+        elif door == "attach":
+            c = attach(b"ATTACH %s\n" % G.encode())
+        elif door == "ws":
+            c = WSClient(loop, "ws://127.0.0.1:%d/console/%s?token=%s" % (WP, G, d.token(G)), ["binary"])
+        else:
+            c = WSClient(loop, "wss://127.0.0.1:%d/console/%s?token=%s" % (WPT, G, d.token(G)), ["binary"],
+                         ssl_ctx=client_ssl_context())
+        before = stats_json()
+        n = nonce()
+        rtts = []
+        c.send(b"\r")
+        ok = c.read_until(rb"# ", 10) is not None
+        for i in range(ECHOES):
+            t0 = time.monotonic()
+            if not c.send(b"echo rt-%s-$((%d+1))\r" % (n.encode(), i)) or \
+                    c.read_until(b"rt-%s-%d\r" % (n.encode(), i + 1), 10) is None or \
+                    c.read_until(rb"# ", 10) is None:
+                ok = False
+                break
+            rtts.append(time.monotonic() - t0)
+        after = stats_json()
+        t.ok(ok and len(rtts) == ECHOES, "%s: a writer, %d echo round trips" % (door, len(rtts)),
+             show(bytes(c.buf[c.pos:])))
+        rtts.sort()
+        echo50 = rtts[len(rtts) // 2] if rtts else None
+        echo99 = rtts[-1] if rtts else None
+        for direction in ("to_guest", "to_client"):
+            a, b = after.get((door, direction)), before.get((door, direction))
+            if not a or not b:
+                t.ok(False, "%s %s: in stats --json" % (door, direction), after)
+                continue
+            dn = a["count"] - b["count"]
+            delta_b = [x - y for x, y in zip(a["buckets"], b["buckets"])]
+            dsum = a["sum_seconds"] - b["sum_seconds"]
+            p50, p99 = quantile(delta_b, 0.5), quantile(delta_b, 0.99)
+            # Input: one chunk per keystroke line at least; output: the
+            # echo, the result and the prompt, in one chunk or several.
+            t.ok(dn >= ECHOES and dsum > 0,
+                 "%s %s: %d chunks timed (>= %d), %.6f s in all (> 0)" % (door, direction, dn, ECHOES, dsum))
+            t.ok(echo50 is not None and p50 is not None and p50 < echo50 and p99 <= max(echo99, 2 * p50),
+                 "%s %s: residence p50 <= %.6f s below the echo p50 %.6f s (p99 <= %s, echo max %.6f)"
+                 % (door, direction, p50 or 0, echo50 or 0, p99, echo99 or 0), delta_b)
+            t.figure("residence p50 %s %s (bucket bound)" % (door, direction), "%.6f" % (p50 or 0), "s")
+        t.figure("echo p50 %s" % door, "%.6f" % (echo50 or 0), "s")
+        if door in ("ws", "wss"):
+            c.close()
+            t.ok(wait_for(lambda: metrics().sum("virtconsoled_sessions") == 0, 10),
+                 "%s: the writer closes: no session left" % door)
+        else:
+            t.ok(c.escape(), "%s: the writer leaves with the escape key" % door, show(bytes(c.buf[c.pos:])))
+            c.close()
+    M1 = metrics()
+    p = promtool("check", "metrics", text=M1.text)
+    t.ok(p.returncode == 0, "promtool check metrics passes with the histograms filled", p.stdout, p.stderr)
+    cnt = M1.get("virtconsoled_forward_seconds_count", door="wss", direction="to_client")
+    inf = M1.get("virtconsoled_forward_seconds_bucket", door="wss", direction="to_client", le="+Inf")
+    t.ok(cnt and cnt == inf, "the +Inf bucket is the count (wss to_client: %s, %s)" % (inf, cnt))
+    loop.stop()
 
 
 with t.case("the end"):
