@@ -468,6 +468,22 @@ class Bench:
                             sink_cmd, rate, extra)
         return rec, p
 
+    # The door whose residence times a path's run reads.
+    DOORS = {"vcd-unix": "unix", "vcd-ws": "ws", "vcd-wss": "wss"}
+
+    def residence(self):
+        """`virtconsolectl stats --json` of the bench's virtconsoled:
+        {(door, direction): buckets}, or None."""
+        if not self.vcd.roots():
+            return None
+        try:
+            r = subprocess.run([ctl_binary(), "-f", self.vcd.conf_path, "stats", "--json"],
+                               capture_output=True, text=True, timeout=20)
+            return {(f["door"], f["direction"]): f["buckets"]
+                    for f in json.loads(r.stdout)["forward"]}
+        except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
+            return None
+
     def ready(self, rec, p):
         """Wait until p's sessions are attached and prepared; False (and rec
         recorded as failed) if they did not."""
@@ -480,6 +496,8 @@ class Bench:
             self.record(rec)
             return False
         rec["attach_s"] = round(time.monotonic() - p.bench_t0, 2)
+        if rec["path"] in self.DOORS and rec["phase"] != "side-prep":
+            rec["res0"] = self.residence()
         rec["cpu0"] = procstat.cpu_seconds(self.server_roots(rec["path"]))
         rec["t0"] = time.monotonic()
         return True
@@ -492,6 +510,14 @@ class Bench:
         cpu0, t0 = rec.pop("cpu0"), rec.pop("t0")
         rec["cpu_s"] = round(procstat.cpu_seconds(roots) - cpu0, 3) if roots else None
         rec["window_s"] = round(time.monotonic() - t0, 2)
+        res0 = rec.pop("res0", None)
+        res1 = self.residence() if res0 else None
+        if res0 and res1:
+            # The daemon's residence times of this run's chunks: the
+            # buckets' growth over the run (2^k us, k = 0..24, then +Inf).
+            door = self.DOORS[rec["path"]]
+            rec["residence"] = {dr: [b - a for a, b in zip(res0[(door, dr)], res1[(door, dr)])]
+                                for dr in ("to_guest", "to_client")}
         rec.update(rc=rc, vcdload=slim(doc))
         rec["wall_s"] = round(time.monotonic() - p.bench_t0, 1)
         self.costs[(rec["phase"], rec["path"], rec["n"])] = rec["wall_s"]

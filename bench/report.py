@@ -24,6 +24,7 @@ phases' results are kept as they were, and the report says so.
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -53,6 +54,22 @@ T_TPUT = 0.90                     # aggregate throughput, ratio to the floor
 T_TPUT_CPU = 25                   # % of one core: the daemon's during it
 T_IDLE_KIB = 64                   # daemon memory per idle session
 T_IDLE_CPU = 1.0                  # % of one core with 200 idle sessions
+# Issue 22: the daemon's residence time against the echo round trip.
+T_RES50, T_RES99 = 0.02, 0.10      # residence p50 / p99 over echo p50 / p99
+
+
+def res_q(buckets, q):
+    """The q-quantile (ms) of residence buckets (2^k us, k = 0..24, then
+    +Inf): the bound of the bucket holding it, so at most 2x the truth."""
+    n = sum(buckets or [])
+    if not n:
+        return None
+    rank, seen = max(1, math.ceil(q * n)), 0
+    for k, b in enumerate(buckets):
+        seen += b
+        if seen >= rank:
+            return float("inf") if k >= 25 else (1 << k) / 1000.0
+    return None
 
 
 def med(xs):
@@ -121,6 +138,31 @@ class Results:
                     r99.append(self.rtt(r, "p99") / f99)
         out["r50"], out["r99"] = med(r50), med(r99)
         return out
+
+    # ------------------------------------------------ residence
+
+    def residence(self, runs):
+        """The daemon's residence times over these runs (their buckets
+        added): {to_guest: (p50, p99, chunks), to_client: (...)} in ms, and
+        the runs' echo p50 / p99 (ms, median), or None."""
+        runs = [r for r in runs if r.get("residence")]
+        if not runs:
+            return None
+        out = {}
+        for dr in ("to_guest", "to_client"):
+            b = [sum(x) for x in zip(*[r["residence"][dr] for r in runs])]
+            out[dr] = (res_q(b, 0.5), res_q(b, 0.99), sum(b))
+        out["echo"] = (med(self.rtt(r, "p50") for r in runs), med(self.rtt(r, "p99") for r in runs))
+        out["n"], out["reps"] = runs[0]["n"], len(runs)
+        return out
+
+    def residence_side(self, kind, path):
+        return self.residence([r for r in self.runs if r["phase"] == "side-echo" and r.get("ok")
+                               and r["path"] == path
+                               and r["group"].rsplit(" rep ", 1)[0] == kind])
+
+    def residence_echo(self, path, n):
+        return self.residence([r for r in self.select("echo", path, n) if r.get("ok")])
 
     # ------------------------------------------------ side by side
 
@@ -313,6 +355,12 @@ class Results:
                         bad.append("%s: no round trip measured (%r)" % (tag, rt))
                     elif not (0 < rt["p50"] <= rt["p99"] <= rt["max"]):
                         bad.append("%s: percentiles out of order (%r)" % (tag, rt))
+                    # virtconsoled timed both directions of these echoes.
+                    rz = r.get("residence") or {}
+                    if path in VCD and not all(sum(rz.get(dr) or []) > 0
+                                               for dr in ("to_guest", "to_client")):
+                        bad.append("%s: no residence time read from the daemon (%r)"
+                                   % (tag, {dr: sum(rz.get(dr) or []) for dr in rz}))
                 if r["phase"] in ("tput-one", "tput-all", "side-tput") and not self.bps(r):
                     bad.append("%s: no bytes counted" % tag)
                 if path != "floor" and r.get("cpu_s") is None:
@@ -399,6 +447,33 @@ def targets(res):
         out.append(("echo p99 within %.1fx of the floor at %d sessions" % (T_P99, top),
                     "%s: %s (%s)" % (path, ratio(e["r99"]), where),
                     None if e["r99"] is None else e["r99"] <= T_P99, path))
+    for path in VCD:
+        rz = res.residence_side("echo-max", path) if have_side else None
+        where = "side by side"
+        if rz is None:
+            ns = [n for n in res.echo_counts() if res.residence_echo(path, n)]
+            rz = res.residence_echo(path, max(ns)) if ns else None
+            where = "alone"
+        if rz is None or not rz["echo"][0]:
+            continue
+        e50, e99 = rz["echo"]
+        txt, ok = [], True
+        for dr in ("to_guest", "to_client"):
+            r50, r99, _ = rz[dr]
+            if r50 is None:
+                ok = None
+                txt.append("%s: none timed" % dr)
+                continue
+            s50, s99 = r50 / e50, r99 / e99
+            txt.append("%s p50 %s ms = %.2f%%, p99 %s ms = %.2f%%" % (dr, fmt(r50, 3), 100 * s50,
+                                                                     fmt(r99, 3), 100 * s99))
+            if ok is not None:
+                ok = ok and s50 <= T_RES50 and s99 <= T_RES99
+        out.append(("daemon residence p50 / p99 <= %d%% / %d%% of the echo p50 / p99, every "
+                    "direction, at the most sessions" % (100 * T_RES50, 100 * T_RES99),
+                    "%s (%d sessions, %s, echo p50 %s ms, p99 %s ms): %s" % (
+                        path, rz["n"], where, fmt(e50, 2), fmt(e99, 2), "; ".join(txt)),
+                    ok, path))
     for path in VCD:
         t = res.side("tput", path)
         a = res.tput("tput-all", path)
@@ -526,6 +601,45 @@ def markdown(res, png_name, analysis):
                             "1" if p == "floor" else ratio(t["r50"]),
                             "1" if p == "floor" else ratio(t["r99"]), t["samples"], t["reps"]))
             A("")
+
+    rows = []
+    for kind in ("echo-1", "echo-max"):
+        for p in VCD:
+            rz = res.residence_side(kind, p)
+            if rz:
+                rows.append(("side by side, %s" % kind, p, rz))
+    for n in res.echo_counts():
+        for p in VCD:
+            rz = res.residence_echo(p, n)
+            if rz:
+                rows.append(("alone", p, rz))
+    if rows:
+        A("## Residence time in the daemon")
+        A("")
+        A("What virtconsoled itself adds, measured from inside "
+          "(`virtconsoled_forward_seconds`, read with `virtconsolectl stats "
+          "--json` before and after each run): to_guest from the client read "
+          "to the `virStreamSend()` of the packet holding a chunk's last byte, "
+          "to_client from the stream read to the write (or `SSL_write()`) "
+          "that took its last byte.  A percentile is the upper bound of its "
+          "histogram bucket (2^k us): at most twice the truth.  The share is "
+          "both directions' residence over the echo round trip of the same "
+          "runs; the rest of the round trip is the guest, libvirtd, the "
+          "kernel and the client.  Milliseconds.")
+        A("")
+        A("| runs | path | sessions | to_guest p50 | p99 | to_client p50 | p99 | echo p50 | p99 | "
+          "share of p50 | of p99 | chunks in / out |")
+        A("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for what, p, rz in rows:
+            g, c, (e50, e99) = rz["to_guest"], rz["to_client"], rz["echo"]
+            sh50 = (g[0] + c[0]) / e50 if None not in (g[0], c[0]) and e50 else None
+            sh99 = (g[1] + c[1]) / e99 if None not in (g[1], c[1]) and e99 else None
+            A("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d / %d |" % (
+                what, p, rz["n"], fmt(g[0], 3), fmt(g[1], 3), fmt(c[0], 3), fmt(c[1], 3),
+                fmt(e50, 2), fmt(e99, 2),
+                "%.2f%%" % (100 * sh50) if sh50 is not None else "-",
+                "%.2f%%" % (100 * sh99) if sh99 is not None else "-", g[2], c[2]))
+        A("")
 
     A("## 1. Keystroke echo round trip")
     A("")

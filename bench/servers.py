@@ -104,6 +104,10 @@ class Vcd:
     def socket_dir(self):
         return self.d.socket_dir
 
+    @property
+    def conf_path(self):
+        return self.d.conf_path
+
     def start(self):
         m = self.d.mark()
         if not self.d.start(timeout=30):

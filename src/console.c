@@ -45,10 +45,15 @@
  * to a console only while its guest's connection takes a packet without
  * blocking (stream_ops->can_send(): its socket holds less than a few KiB
  * that libvirtd has not read), in CONSOLE_SEND_CHUNK packets, one per
- * console in turn, and retries every CONSOLE_SEND_RETRY ms while some
- * cannot; a console that cannot holds up no other.  A keystroke of another console then waits for one small packet
- * to drain, not for the paste.  The stream's WRITABLE event is not used: a
- * remote stream reports it on every loop pass and it says nothing about
+ * console in turn; a console that cannot holds up no other.  A keystroke
+ * of another console then waits for one small packet to drain, not for the
+ * paste.  A console that cannot send waits for its connection's socket to
+ * say that libvirtd has read (stream_ops->wait_send(): hv.c gives the
+ * socket a send buffer so small that writable means the window is open):
+ * nothing polls while a console is stuck.  Only a connection that cannot
+ * say so (TCP, or a kernel that keeps a larger buffer) is asked again
+ * every CONSOLE_SEND_RETRY ms.  The stream's WRITABLE event is not used:
+ * a remote stream reports it on every loop pass and it says nothing about
  * libvirtd.
  *
  * Output is always read from the stream (libvirt would otherwise queue it
@@ -625,6 +630,27 @@ console_pump_cb(evutil_socket_t fd, short what, void *arg)
 	console_pump();
 }
 
+/* A guest connection's socket says libvirtd read: its window is open. */
+static void
+console_send_ready(void *arg)
+{
+	console_pump();
+}
+
+/*
+ * Have the console's stream say when it can take a packet again: 0, or
+ * -1 when it cannot tell (the pump then tries again after
+ * CONSOLE_SEND_RETRY ms).
+ */
+static int
+console_wait_send(struct console *c)
+{
+	if (c->st == NULL || stream_ops->wait_send == NULL)
+		return -1;
+	return stream_ops->wait_send(c->st, CONSOLE_SEND_CHUNK,
+	    console_send_ready, NULL);
+}
+
 /*
  * One packet per waiting console in turn, while their connections take
  * them; a console whose connection does not (a stuck guest) waits and
@@ -636,16 +662,20 @@ console_pump(void)
 	struct timeval	 tv = { 0, CONSOLE_SEND_RETRY * 1000 };
 	struct console	*c;
 	unsigned int	 n, sent;
-	int		 r;
+	int		 r, poll;
 
 	do {
 		sent = 0;
+		poll = 0;
 		n = 0;
 		TAILQ_FOREACH(c, &cons.sendq, sendq_entry)
 			n++;
 		while (n-- > 0 && (c = TAILQ_FIRST(&cons.sendq)) != NULL) {
 			console_unqueue(c);
 			if (!console_can_send(c)) {
+				/* Woken when its connection's window opens. */
+				if (console_wait_send(c) == -1)
+					poll = 1;
 				console_enqueue(c);
 				continue;
 			}
@@ -653,6 +683,8 @@ console_pump(void)
 				continue;	/* closed */
 			if (r == 1)
 				sent++;
+			else
+				poll = 1;	/* a local stream, full */
 			if (c->state == CONSOLE_OPEN &&
 			    console_next_input(c) != NULL)
 				console_enqueue(c);
@@ -669,7 +701,8 @@ console_pump(void)
 		cons.pump_blocked = 1;
 		clock_gettime(CLOCK_MONOTONIC, &cons.blocked);
 	}
-	evtimer_add(&cons.ev_pump, &tv);
+	if (poll)
+		evtimer_add(&cons.ev_pump, &tv);
 }
 
 /*
@@ -1030,7 +1063,8 @@ console_input(struct console_client *cl, struct evbuffer *buf, size_t n,
 	/* Its last byte's residence ends when the packet holding it is sent. */
 	if ((moved = evbuffer_remove_buffer(buf, cl->input, n)) > 0) {
 		cl->in_taken += (uint64_t)moved;
-		lat_mark(&cl->in_lat, cl->in_taken, t0);
+		if (t0 != 0)	/* 0: no read time, not timed */
+			lat_mark(&cl->in_lat, cl->in_taken, t0);
 	}
 	if (c->state != CONSOLE_OPEN || evbuffer_get_length(cl->input) == 0)
 		return;

@@ -16,6 +16,8 @@
  * answer (a TCP connect alone can take two minutes) holds up nobody.  Only
  * the daemon's exit closes connections on the loop.
  */
+#include <sys/socket.h>
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,9 +131,33 @@ struct hv_link {
 	struct hv_jobs		 todo;
 	struct hv_jobs		 done;
 	struct event		*ev_done;	/* done jobs, to the loop */
+	/* Its socket wakes the loop when libvirtd has read (wait_send). */
+	size_t			 wake_at;	/* backlog it wakes at, or 0 */
+	struct event		*ev_send[2];
+	void			(*send_cb)(void *);
+	void			*send_arg;
 	TAILQ_ENTRY(hv_link)	 entry;
 };
 TAILQ_HEAD(hv_links, hv_link);
+
+/*
+ * The send buffer asked for a guest connection's unix socket.  Linux
+ * doubles it (12288 bytes, counted as kernel memory: a 1 KiB stream
+ * packet takes 2304, a keepalive 768) and reports a unix socket writable
+ * while what its peer has not read (SIOCOUTQ, counted the same way) is at
+ * most a quarter of that, 3072: exactly where stream.c's send window
+ * (4096, less a 1 KiB packet) opens.  So the loop can wait for the socket
+ * to turn writable instead of asking every few ms whether libvirtd has
+ * read.  The window keeps at most about 5.4 KiB in the socket, which
+ * leaves libvirt room for its own small messages (keepalives, about nine
+ * of them) before a write would have to wait: a virStreamSend() that had
+ * to wait would hold up the loop.  (Asking 2048, which Linux makes its
+ * floor of 4608, left room for one packet, and a stuck console's send
+ * blocked the loop behind libvirt's own queued message while libvirtd
+ * was not reading: t-metrics case 9 found it.)
+ */
+#define HV_LINK_SNDBUF		6144
+#define HV_LINK_WAKE_MAX	3072	/* larger: no event, polling instead */
 
 static struct hv_links	hv_links = TAILQ_HEAD_INITIALIZER(hv_links);
 
@@ -712,6 +738,44 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 }
 
 /*
+ * Give each of the link's sockets a small send buffer (HV_LINK_SNDBUF), so
+ * that its writability says libvirtd has read what waited.  The backlog
+ * at which all of them turn writable, or 0 when one is not a unix stream
+ * socket (TCP: TLS records and acknowledgements blur it) or the kernel
+ * kept a buffer too large for that to mean the window is open.
+ */
+static size_t
+hv_link_small_sndbuf(struct hv_link *l)
+{
+	size_t		i, wake = 0;
+	int		domain, type, size;
+	socklen_t	len;
+
+	if (l->nfds == 0)
+		return 0;
+	for (i = 0; i < l->nfds; i++) {
+		len = sizeof domain;
+		if (getsockopt(l->fds[i], SOL_SOCKET, SO_DOMAIN, &domain,
+		    &len) == -1 || domain != AF_UNIX)
+			return 0;
+		len = sizeof type;
+		if (getsockopt(l->fds[i], SOL_SOCKET, SO_TYPE, &type,
+		    &len) == -1 || type != SOCK_STREAM)
+			return 0;
+		size = HV_LINK_SNDBUF;
+		len = sizeof size;
+		if (setsockopt(l->fds[i], SOL_SOCKET, SO_SNDBUF, &size,
+		    len) == -1 || getsockopt(l->fds[i], SOL_SOCKET,
+		    SO_SNDBUF, &size, &len) == -1 || size <= 0 ||
+		    (size_t)size / 4 > HV_LINK_WAKE_MAX)
+			return 0;
+		if ((size_t)size / 4 > wake)
+			wake = (size_t)size / 4;
+	}
+	return wake;
+}
+
+/*
  * On the link's thread, its first job: open the connection.  The jobs
  * after it (a stream's open) run on the same thread, after it: they find
  * the connection, or NULL when it could not be opened.
@@ -735,6 +799,7 @@ hv_link_open_run(void *arg)
 	}
 	l->nfds = evglue_fds_tagged(tag, l->fds, sizeof l->fds /
 	    sizeof l->fds[0]);
+	l->wake_at = hv_link_small_sndbuf(l);
 	if (virConnectRegisterCloseCallback(l->conn, hv_link_close_cb, l,
 	    NULL) == -1)
 		l->no_close_cb = 1;
@@ -759,8 +824,8 @@ hv_link_open_done(void *arg)
 		log_debug("hv: guest connection: no close callback");
 	if (!l->keepalive)
 		log_debug("hv: guest connection: no keepalive");
-	log_debug("hv: guest connection opened uuid=%s fds=%zu hypervisor=%s",
-	    l->uuid, l->nfds, l->hv->name);
+	log_debug("hv: guest connection opened uuid=%s fds=%zu wake_at=%zu "
+	    "hypervisor=%s", l->uuid, l->nfds, l->wake_at, l->hv->name);
 }
 
 /*
@@ -823,6 +888,8 @@ hv_link_close_run(void *arg)
 static void
 hv_link_free(struct hv_link *l)
 {
+	size_t	i;
+
 	pthread_mutex_lock(&l->lock);
 	if (l->running) {
 		pthread_join(l->thread, NULL);
@@ -833,6 +900,9 @@ hv_link_free(struct hv_link *l)
 	l->hv->nlinks--;
 	hvg.nlinks--;
 	event_free(l->ev_done);
+	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
+		if (l->ev_send[i] != NULL)
+			event_free(l->ev_send[i]);
 	pthread_mutex_destroy(&l->lock);
 	free(l->uri);
 	log_debug("hv: guest connection closed uuid=%s hypervisor=%s",
@@ -897,9 +967,16 @@ hv_link_call(struct hv_link *l, void (*run)(void *), void (*done)(void *),
 void
 hv_link_put(struct hv_link *l)
 {
+	size_t	i;
+
 	if (l == NULL || --l->refs > 0)
 		return;
 	l->closing = 1;
+	/* Before its thread closes the socket under the events. */
+	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
+		if (l->ev_send[i] != NULL)
+			event_del(l->ev_send[i]);
+	l->send_cb = NULL;
 	hv_link_call(l, hv_link_close_run, NULL, l);
 }
 
@@ -925,6 +1002,66 @@ hv_link_backlog(const struct hv_link *l)
 		if ((n = evglue_fd_backlog(l->fds[i])) > most)
 			most = n;
 	return most;
+}
+
+/* The backlog at which the link's socket wakes the loop; 0: it does not. */
+size_t
+hv_link_wake_at(const struct hv_link *l)
+{
+	return l->wake_at;
+}
+
+/* One of the link's sockets is writable: libvirtd has read. */
+static void
+hv_link_send_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct hv_link	*l = arg;
+	void		(*cb)(void *) = l->send_cb;
+	size_t		 i, backlog;
+
+	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
+		if (l->ev_send[i] != NULL)
+			event_del(l->ev_send[i]);
+	/*
+	 * Writable with more waiting than the wake mark: the kernel counts
+	 * otherwise than we think, and the wait would spin.  Poll instead.
+	 */
+	if ((backlog = hv_link_backlog(l)) > l->wake_at) {
+		log_info("hv: guest connection uuid=%s: its socket woke with "
+		    "%zu bytes unread, more than %zu: polling its send window "
+		    "from now on", l->uuid, backlog, l->wake_at);
+		l->wake_at = 0;
+	}
+	l->send_cb = NULL;
+	if (cb != NULL)
+		cb(l->send_arg);
+}
+
+/*
+ * Call cb(arg) once, from the loop, when the link's socket is writable
+ * again, that is when libvirtd has read all but wake_at bytes of what we
+ * wrote.  -1 when the link cannot tell (hv_link_small_sndbuf()).  One
+ * waiter per link: a second call replaces the first's callback.
+ */
+int
+hv_link_wait_send(struct hv_link *l, void (*cb)(void *), void *arg)
+{
+	size_t	i;
+
+	if (l->wake_at == 0 || l->closing || l->conn == NULL || !l->ready)
+		return -1;
+	l->send_cb = cb;
+	l->send_arg = arg;
+	for (i = 0; i < l->nfds; i++) {
+		if (l->ev_send[i] == NULL && (l->ev_send[i] = event_new(
+		    hvg.base, l->fds[i], EV_WRITE, hv_link_send_ready, l)) ==
+		    NULL)
+			fatalx("hv: out of memory");
+		if (!event_pending(l->ev_send[i], EV_WRITE, NULL) &&
+		    event_add(l->ev_send[i], NULL) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 /*

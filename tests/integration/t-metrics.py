@@ -933,6 +933,93 @@ with t.case("8 residence time: every door and direction, below the echo round tr
     loop.stop()
 
 
+# ------------------------------------------------------------ 9 a stuck console
+
+def loop_thread(pid):
+    """CPU seconds of the daemon, and the voluntary context switches of its
+    loop's thread (the main one): each wake-up of the loop from a blocking
+    epoll_wait is one."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with open("/proc/%d/task/%d/status" % (pid, pid)) as f:
+        sw = int(re.search(r"^voluntary_ctxt_switches:\s*(\d+)", f.read(), re.M).group(1))
+    return cpu, sw
+
+
+with t.case("9 a stuck console holding input: no polling (<= 1% of a core, <= 20 wake-ups/s)"):
+    # The guest is paused: its UART takes nothing, QEMU stops reading the
+    # pty, libvirtd queues the stream's packets and then stops reading the
+    # daemon's connection.  The writer's paste waits in the daemon for the
+    # connection's send window, which the daemon learns from the socket,
+    # not by asking every few ms.  Measured over STUCK s, well inside
+    # libvirtd's default keepalive (5 s x 5), which would drop the link.
+    STUCK, PASTE = 10, 64 * 1024
+    r = lab.virsh("suspend", G)
+    t.ok(r.returncode == 0, "guest %s paused" % G, r.stderr)
+    w = Client(d.sock(G))
+    t.ok(w.send(b"\x15"), "a writer on its unix socket")
+    sent = {"n": 0}
+
+    def paste():
+        try:
+            w.sock.setblocking(True)
+            w.sock.settimeout(STUCK + 60)
+            for _ in range(0, PASTE, 4096):
+                w.sock.sendall(b"x" * 4096)
+                sent["n"] += 4096
+        except OSError:
+            pass
+    import threading
+    threading.Thread(target=paste, daemon=True).start()
+
+    def bytes_in():
+        c = ctl("list", "--json")
+        try:
+            return sum(x.get("bytes_in", 0) for x in json.loads(c.stdout))
+        except (ValueError, AttributeError):
+            return None
+    # Stuck once what the guest has taken stops moving for 1 s.
+    last, still = bytes_in(), 0
+    for _ in range(100):
+        time.sleep(0.5)
+        now = bytes_in()
+        still = still + 1 if now == last else 0
+        last = now
+        if still >= 2:
+            break
+    t.ok(still >= 2 and last is not None and last < PASTE,
+         "the paste is stuck: %s of %d bytes reached the guest and no more for 1 s" % (last, PASTE))
+    cpu0, sw0 = loop_thread(d.pid)
+    t0 = time.monotonic()
+    time.sleep(STUCK)
+    cpu1, sw1 = loop_thread(d.pid)
+    secs = time.monotonic() - t0
+    moved_in = bytes_in()
+    # libvirtd may take a packet now and then (its keepalive wakes it):
+    # what matters is that input waited all along.
+    t.ok(moved_in is not None and moved_in < PASTE,
+         "input still waiting after %.1f s: %s of %d bytes in (%s more meanwhile)"
+         % (secs, moved_in, PASTE, None if moved_in is None else moved_in - last))
+    share, rate = (cpu1 - cpu0) / secs, (sw1 - sw0) / secs
+    t.ok(share <= 0.01, "the daemon used %.2f%% of a core meanwhile (<= 1%%)" % (100 * share))
+    t.ok(rate <= 20, "its loop woke %.1f times a second (<= 20; polling every 5 ms, it woke 359 times)" % rate)
+    t.figure("stuck console: daemon CPU while it waits", "%.3f" % (100 * share), "%")
+    t.figure("stuck console: loop wake-ups", "%.1f" % rate, "/s")
+    r = lab.virsh("resume", G)
+    t.ok(r.returncode == 0, "guest %s resumed" % G, r.stderr)
+    # The paste flows once the guest runs: the window opens, the socket
+    # says so, and the rest goes without a poll.
+    t.ok(wait_for(lambda: (bytes_in() or 0) >= PASTE, 60),
+         "the whole paste reaches the guest once it runs again (%s of %d)" % (bytes_in(), PASTE))
+    t.ok(w.send(b"\x15\r") and w.escape(), "the writer leaves with the escape key")
+    w.close()
+    c = Client(d.sock(G))
+    t.ok(c.wait_prompt(30) and c.echo_check(), "the guest's shell answers a new client", show(c.pending()))
+    t.ok(c.escape(), "which leaves")
+    c.close()
+
+
 with t.case("the end"):
     t.ok(d.alive(), "the daemon is still up")
     t.ok(d.stop() == 0, "and exits 0 on SIGTERM")

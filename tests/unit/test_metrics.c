@@ -75,8 +75,9 @@ test_shape(void)
 {
 	struct evbuffer	*b = evbuffer_new();
 	char		*text, *line, *next, family[128] = "", seen[8192] = " ";
+	const char	*sfx;
 	size_t		 len;
-	int		 bad = 0, families = 0, samples = 0;
+	int		 bad = 0, families = 0, samples = 0, histogram = 0;
 
 	metrics_count_response(200);
 	metrics_count_response(404);
@@ -110,10 +111,18 @@ test_shape(void)
 		} else if (strncmp(line, "# TYPE ", 7) == 0) {
 			if (strncmp(line + 7, family, strlen(family)) != 0)
 				bad++;
+			histogram = strcmp(line + 7 + strlen(family),
+			    " histogram") == 0;
 		} else {
+			/* A histogram's samples: _bucket, _sum, _count. */
+			sfx = line + strlen(family);
+			if (strncmp(line, family, strlen(family)) == 0 &&
+			    histogram && (strncmp(sfx, "_bucket{", 8) == 0 ||
+			    strncmp(sfx, "_sum{", 5) == 0 ||
+			    strncmp(sfx, "_count{", 7) == 0))
+				sfx = strchr(sfx, '{');
 			if (strncmp(line, family, strlen(family)) != 0 ||
-			    (line[strlen(family)] != ' ' &&
-			    line[strlen(family)] != '{'))
+			    (*sfx != ' ' && *sfx != '{'))
 				bad++;
 			samples++;
 		}
@@ -126,6 +135,50 @@ test_shape(void)
 	evbuffer_free(b);
 }
 
+/* One histogram: cumulative buckets at 2^k us, +Inf the count, the sum. */
+static void
+test_histogram(void)
+{
+	struct evbuffer	*b = evbuffer_new();
+	struct lat_hist	 h;
+	char		*text, want[256];
+	const char	*p;
+	size_t		 len;
+	int		 nb = 0;
+
+	memset(&h, 0, sizeof h);
+	lat_add(&h, 900);		/* le 1 us */
+	lat_add(&h, 1500);		/* le 2 us */
+	lat_add(&h, 1500);
+	lat_add(&h, 30000000000ULL);	/* past 16.777216 s */
+	metrics_histogram(b, "x_seconds", "wss", "to_client", &h);
+	len = evbuffer_get_length(b);
+	text = malloc(len + 1);
+	evbuffer_remove(b, text, len);
+	text[len] = '\0';
+	ok(strstr(text, "x_seconds_bucket{door=\"wss\",direction="
+	    "\"to_client\",le=\"0.000001\"} 1\n") != NULL,
+	    "le=\"0.000001\": 1");
+	ok(strstr(text, ",le=\"0.000002\"} 3\n") != NULL,
+	    "le=\"0.000002\": 3 (cumulative)");
+	ok(strstr(text, ",le=\"16.777216\"} 3\n") != NULL,
+	    "le=\"16.777216\": 3");
+	ok(strstr(text, ",le=\"+Inf\"} 4\n") != NULL, "le=\"+Inf\": 4");
+	(void)snprintf(want, sizeof want, "x_seconds_sum{door=\"wss\","
+	    "direction=\"to_client\"} %.9f\n", 30.0000039);
+	ok(strstr(text, want) != NULL, "the sum in seconds (%s)", want);
+	ok(strstr(text, "x_seconds_count{door=\"wss\",direction="
+	    "\"to_client\"} 4\n") != NULL, "the count");
+	ok(strstr(text, "_sum{") != NULL && strstr(text, "le=\"+Inf\"") != NULL &&
+	    strstr(text, "_sum{") > strstr(text, "le=\"+Inf\""),
+	    "_sum and _count follow the buckets");
+	for (p = text; (p = strstr(p, "x_seconds_bucket{")) != NULL; p++)
+		nb++;
+	is_int(nb, LAT_BUCKETS + 1, "26 buckets: 25 bounds and +Inf");
+	free(text);
+	evbuffer_free(b);
+}
+
 int
 main(void)
 {
@@ -134,5 +187,6 @@ main(void)
 	test_value();
 	test_stat();
 	test_shape();
+	test_histogram();
 	return tap_done();
 }
