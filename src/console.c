@@ -74,7 +74,7 @@
 #include "virtconsoled.h"
 
 #define CONSOLE_CHUNK		(64 * 1024)	/* virStream read unit */
-#define CONSOLE_BUDGET		4	/* chunks per stream event */
+#define CONSOLE_BUDGET		4	/* reads per stream event */
 #define CONSOLE_SEND_CHUNK	1024	/* bytes per packet to a guest */
 #define CONSOLE_SEND_RETRY	5	/* ms between tries while it is full */
 #define CONSOLE_STOP_GRACE	10	/* parked stream: after the stop event */
@@ -528,6 +528,8 @@ console_stream_cb(struct stream *st, int events, void *arg)
 {
 	struct console	*c = arg;
 	char		 buf[CONSOLE_CHUNK];
+	size_t		 have = 0;
+	uint64_t	 t0 = 0;
 	int		 n, budget = CONSOLE_BUDGET;
 
 	if (c->st != st || c->state != CONSOLE_OPEN)
@@ -535,22 +537,35 @@ console_stream_cb(struct stream *st, int events, void *arg)
 	if (!(events & (STREAM_EV_READABLE | STREAM_EV_ERROR |
 	    STREAM_EV_HANGUP)))
 		return;
-	while (budget-- > 0) {
-		n = stream_ops->recv(st, buf, sizeof buf);
+	/*
+	 * What libvirt holds already (a packet per recv) is taken in one go
+	 * and delivered as one chunk: one frame, one write for each client
+	 * (a serial port's packets are often a few bytes each).  Nothing is
+	 * waited for.  Its residence starts at the first read.
+	 */
+	while (budget-- > 0 && have < sizeof buf) {
+		n = stream_ops->recv(st, buf + have, sizeof buf - have);
 		if (n == -2)
 			break;
-		if (n == 0) {
-			c->eof = 1;
-			console_park(c, CONSOLE_EV_EOF, REASON_GUEST_STOPPED);
+		if (n <= 0) {
+			if (have > 0)
+				console_deliver(c, buf, have, t0);
+			if (c->st != st || c->state != CONSOLE_OPEN)
+				return;		/* a client's callback closed it */
+			if (n == 0) {
+				c->eof = 1;
+				console_park(c, CONSOLE_EV_EOF,
+				    REASON_GUEST_STOPPED);
+			} else
+				console_fail(c, "read");
 			return;
 		}
-		if (n < 0) {
-			console_fail(c, "read");
-			return;
-		}
-		/* The read's end: where its residence time starts. */
-		console_deliver(c, buf, (size_t)n, lat_now());
+		if (have == 0)
+			t0 = lat_now();
+		have += (size_t)n;
 	}
+	if (have > 0)
+		console_deliver(c, buf, have, t0);
 }
 
 /* 1 when a packet can go to this console's guest now without blocking. */

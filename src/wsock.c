@@ -82,6 +82,7 @@
 
 #define WSOCK_FRAME_MAX		(64 * 1024)	/* payload per frame out */
 #define WSOCK_UNDER_HIGH	(64 * 1024)	/* socket-side queue */
+#define WSOCK_TLS_RECORD	16384		/* TLS plaintext per record */
 #define WSOCK_LINGER		2	/* seconds for the close handshake */
 #define WSOCK_MESSAGE_MAX	(1024 * 1024)	/* one client message */
 #define WSOCK_SLOW_SECS		5	/* above the mark this long: too slow */
@@ -728,6 +729,16 @@ wsock_mine_read_cb(struct bufferevent *bev, void *arg)
 		wsock_lat_framed(w);
 	}
 	wsock_frame_out(w, in, out, 0);
+	/*
+	 * TLS: libevent hands each chain of the queue to its own SSL_write(),
+	 * one record and one write(2) each, and a frame's header often ends
+	 * one chain and its payload starts the next.  What is queued (up to
+	 * a record's worth) is made contiguous: one record per write.  Nothing
+	 * waits for more.
+	 */
+	if (!w->plain && (len = evbuffer_get_length(out)) > 0)
+		(void)evbuffer_pullup(out, (ev_ssize_t)(len < WSOCK_TLS_RECORD ?
+		    len : WSOCK_TLS_RECORD));
 	wsock_lat_framed(w);
 	/*
 	 * At the cap, stop taking from the pair: output then stays in the

@@ -143,7 +143,12 @@ fake_recv(struct stream *st, char *buf, size_t len)
 		return -1;
 	if (evbuffer_get_length(f->out) == 0)
 		return f->eof ? 0 : -2;
+	if (f->packet > 0 && len > f->packet)
+		len = f->packet;
 	n = evbuffer_remove(f->out, buf, len);
+	/* As libvirt's: readable again while packets wait. */
+	if (f->packet > 0 && evbuffer_get_length(f->out) > 0)
+		fake_announce(f);
 	return n;
 }
 

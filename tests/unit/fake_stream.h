@@ -13,6 +13,8 @@ struct fake_stream {
 	int		 stuck;		/* can_send() says no: a stuck guest */
 	int		 opening;	/* its open's result not yet told */
 	int		 force;		/* opened with force */
+	size_t		 packet;	/* recv() gives at most this (0: all),
+					   as libvirt gives a packet a time */
 	stream_open_cb	 open_cb;
 	void		*open_arg;
 	int		 events;	/* watched */

@@ -497,6 +497,78 @@ test_base64(void)
 }
 
 /* The session ends first: its last output, the notice, the close. */
+/*
+ * Guest output in packets of every size from 1 byte to all of it, in
+ * binary and base64 frames: what libvirt holds when the stream says
+ * readable is read in one go (up to the console's budget of 4 reads) and
+ * sent as one frame; more packets than that take at most a frame per 4
+ * (output that waits for the socket merges further).  Whatever the
+ * split, the client decodes the same bytes.
+ */
+static void
+test_coalescing(void)
+{
+	static const char	 msg[] = "0123456789abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKL\r\n";
+	const size_t		 len = sizeof msg - 1;
+	struct client		 c;
+	size_t			 p, frames, expect, bad_bytes = 0, bad_frames = 0;
+	size_t			 bad_chunks = 0;
+	uint64_t		 chunks;
+	const struct lat_hist	*timed = session_forward_hist(SESSION_DOOR_WS,
+				    SESSION_TO_CLIENT);
+	int			 m, modes[] = { WSOCK_RAW, WSOCK_BASE64 };
+
+	for (m = 0; m < 2; m++) {
+		client_open(&c, modes[m]);
+		for (p = 1; p <= len; p++) {
+			c.len = 0;
+			c.data[0] = '\0';
+			frames = (size_t)(c.binary + c.text);
+			chunks = timed->count;
+			fake_last->packet = p;
+			fake_stream_print(fake_last, msg);
+			if (!wait_data(&c, msg) || c.len != len) {
+				bad_bytes++;
+				continue;
+			}
+			frames = (size_t)(c.binary + c.text) - frames;
+			/*
+			 * One frame when one stream event's 4 reads take it
+			 * all; never more frames than events.
+			 */
+			expect = ((len + p - 1) / p + 3) / 4;
+			/* One chunk per stream event, timed to the socket. */
+			if (timed->count - chunks != expect) {
+				bad_chunks++;
+				printf("# packets of %zu bytes: %llu chunks, "
+				    "want %zu\n", p, (unsigned long long)
+				    (timed->count - chunks), expect);
+			}
+			if (expect == 1 ? frames != 1 : frames < 1 ||
+			    frames > expect) {
+				bad_frames++;
+				printf("# packets of %zu bytes: %zu frames, "
+				    "want %s%zu\n", p, frames, expect == 1 ?
+				    "" : "1 to ", expect);
+			}
+		}
+		fake_last->packet = 0;
+		is_int(bad_bytes, 0, "coalescing %s: packets of 1..%zu bytes "
+		    "all decode to the guest's %zu bytes", m == 0 ? "binary" :
+		    "base64", len, len);
+		is_int(bad_chunks, 0, "coalescing %s: each stream event's "
+		    "reads (up to 4 packets) make one chunk, timed once",
+		    m == 0 ? "binary" : "base64");
+		is_int(bad_frames, 0, "coalescing %s: up to 4 packets go in "
+		    "one frame, more in at most one frame per 4",
+		    m == 0 ? "binary" : "base64");
+		client_close(&c, 1000, "bye");
+		(void)run_until(cond_freed, &c, 500);
+		client_free(&c);
+	}
+}
+
 static void
 test_session_ends(void)
 {
@@ -1077,6 +1149,7 @@ main(void)
 
 	test_binary();
 	test_base64();
+	test_coalescing();
 	test_session_ends();
 	test_linger();
 	test_gone_pending();
