@@ -623,7 +623,7 @@ wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
 {
 	uint8_t			 hdr[WS_HEADER_MAX], *p;
 	struct wsock_msg	*m;
-	char			*b64;
+	struct evbuffer_iovec	 iov;
 	size_t			 len, n, blen;
 
 	for (;;) {
@@ -652,10 +652,16 @@ wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
 			len = (size_t)(m->at - w->taken);
 		p = evbuffer_pullup(src, (ev_ssize_t)len);
 		if (w->mode == WSOCK_BASE64) {
-			b64 = xmalloc(WS_B64_SIZE(len));
-			blen = ws_b64_encode(p, len, b64);
-			wsock_frame_text(dst, b64, blen);
-			free(b64);
+			/* Encoded in place in the queue: no copy, no malloc. */
+			blen = WS_B64_SIZE(len) - 1;
+			evbuffer_add(dst, hdr, ws_frame_header(hdr, WS_OP_TEXT,
+			    1, blen));
+			if (evbuffer_reserve_space(dst, (ev_ssize_t)
+			    WS_B64_SIZE(len), &iov, 1) != 1)
+				fatalx("wsock: out of memory");
+			iov.iov_len = ws_b64_encode(p, len, iov.iov_base);
+			if (evbuffer_commit_space(dst, &iov, 1) == -1)
+				fatalx("wsock: evbuffer_commit_space");
 		} else {
 			n = ws_frame_header(hdr, WS_OP_BINARY, 1, len);
 			evbuffer_add(dst, hdr, n);
