@@ -250,7 +250,7 @@ CONF=$R/etc/virtconsoled/virtconsoled.conf
 check "the shipped configuration says capture = attached and user = virtconsoled" \
     test "$(grep -cxE 'capture = attached|user = virtconsoled' "$CONF")" = 2
 check "and it is valid (virtconsoled -n)" \
-    inroot /usr/sbin/virtconsoled -n -f /etc/virtconsoled/virtconsoled.conf
+    eval "inroot /usr/sbin/virtconsoled -n -f /etc/virtconsoled/virtconsoled.conf > /dev/null"
 out=$(inroot /etc/init.d/virtconsoled status 2>&1)
 src=$?
 diag "after install: status -> $src: $out"
@@ -389,7 +389,7 @@ check "/etc/virtconsoled is gone (the secret with it)" \
 check "/var/lib/virtconsoled is gone" test ! -e "$R/var/lib/virtconsoled"
 check "/run/virtconsoled is gone" test ! -e "$R/run/virtconsoled"
 check "the console log is kept" test -s "$clog"
-check "the system user is kept" inroot getent passwd virtconsoled
+check "the system user is kept" eval "inroot getent passwd virtconsoled > /dev/null"
 manifest > "$D/manifest.after"
 remains=$(comm -13 "$D/manifest.before" "$D/manifest.after")
 gone=$(comm -23 "$D/manifest.before" "$D/manifest.after")
