@@ -171,8 +171,11 @@ rdeps=$( (dpkg-deb -f "$D/pkg/$DEB" Pre-Depends; dpkg-deb -f "$D/pkg/$DEB" \
 sources=$(grep -lw bookworm /etc/apt/sources.list \
     /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
     2>/dev/null)
+# shellcheck disable=SC2086
 key=$( { echo "bookworm minbase $rdeps"; cat $sources; } | sha256sum |
     cut -c1-16)
+# No Debian sources file here: mmdebstrap's own default mirror.
+[ -n "$sources" ] || sources=http://deb.debian.org/debian
 TARBALL=$CACHE/root-bookworm-$key.tar
 diag "root: $rdeps; sources: $(echo $sources)"
 if [ -s "$TARBALL" ]; then
@@ -184,9 +187,12 @@ else
 	tmp=$CACHE/.root-bookworm-$key.$$.tar
 	mmdebstrap --quiet --variant=minbase --format=tar \
 	    --include="$rdeps" bookworm "$tmp" $sources \
-	    > "$D/mmdebstrap.log" 2>&1 && mv "$tmp" "$TARBALL"
+	    < /dev/null > "$D/mmdebstrap.log" 2>&1 && mv "$tmp" "$TARBALL"
 	mrc=$?
 	rm -f "$tmp"
+	# Roots of other dependencies or sources are not used any more.
+	[ "$mrc" = 0 ] && find "$CACHE" -maxdepth 1 -name 'root-bookworm-*.tar' \
+	    ! -name "${TARBALL##*/}" -delete
 	diag "root: mmdebstrap exit $mrc in $(($(date +%s) - t0)) s, $TARBALL"
 	[ "$mrc" = 0 ] || tail -n 15 "$D/mmdebstrap.log" | sed 's/^/#   /'
 fi
