@@ -94,6 +94,9 @@ deb_cleanup() {
 	fi
 }
 trap 'deb_cleanup; t_cleanup' EXIT
+# Killed (run_tap's timeout, Ctrl-C): the EXIT trap still cleans up.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 VERSION=$(sed -n 's/^AC_INIT(\[virtconsoled\], \[\([^]]*\)\].*/\1/p' \
     "$TOP/configure.ac")
