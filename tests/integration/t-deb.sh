@@ -215,6 +215,10 @@ if ! check "/proc, /dev and the lab's socket directory are mounted in the root" 
 	done_testing
 fi
 
+# The group libvirt-daemon-system would have made: the postinst puts the
+# new user in it.
+inroot groupadd --system libvirt
+
 # A manifest of the root before the package, to compare after the purge.
 manifest() {
 	inroot find / -xdev \( -path /tmp -o -path /proc -o -path /dev \
@@ -251,6 +255,9 @@ pw=$(inroot getent passwd virtconsoled)
 check "the system user virtconsoled exists, no login, no home ($pw)" \
     grep -qE '^virtconsoled:x:[0-9]+:[0-9]+:[^:]*:/nonexistent:/usr/sbin/nologin$' \
     <<< "$pw"
+groups=$(inroot id -nG virtconsoled 2>&1)
+check "the new user joined the existing libvirt group ($groups)" \
+    grep -qw libvirt <<< "$groups"
 check "the token secret: 32 bytes, 0600, root's" test \
     "$(stat -c '%s %a %u' "$R/etc/virtconsoled/secret" 2>&1)" = "32 600 0"
 check "the state directory /var/lib/virtconsoled: 0700" \
