@@ -481,8 +481,9 @@ rec_flush(struct rec *r)
 		 * file stays valid up to its last whole event (a player
 		 * stops at a line that does not parse).  Best effort: one
 		 * call, on a local file. */
-		if (n > 0)
-			(void)ftruncate(r->fd, r->written);
+		if (n > 0 && ftruncate(r->fd, r->written) == -1)
+			log_debug("rec: %s: ftruncate: %s", log_esc(r->path),
+			    strerror(errno));
 		if (log_limit_allow(&rec_write_log)) {
 			if (n == -1)
 				log_warn("rec: %s: write, recording stopped",

@@ -11,7 +11,8 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 	tmux clang mandoc man-db cppcheck logrotate
 	chromium websockify python3-websockets
 	valgrind clang-tidy iproute2 python3-libvirt python3-matplotlib strace
-	openssl systemd gdb prometheus nginx asciinema"
+	openssl systemd gdb prometheus nginx asciinema
+	debhelper dpkg-dev fakeroot lintian mmdebstrap git"
 # systemd is here for its tools (t-init runs `systemd-analyze verify` on the
 # unit), not as init: the machine keeps its own PID 1.  Its maintainer
 # scripts only talk to a running systemd when /run/systemd/system exists,
@@ -28,6 +29,9 @@ BUILD_PKGS="gcc make autoconf automake libtool pkg-config libc6-dev
 # that nothing is left running on :9090.
 # asciinema: t-logs replays recordings with `asciinema cat` (the format's
 # reference player, Debian's 2.2).
+# debhelper, dpkg-dev, fakeroot, lintian, mmdebstrap, git: t-deb builds
+# the Debian package from a clone, checks it and installs it into a
+# throwaway root.
 # nginx: t-nginx runs its binary on a temporary config (two daemons behind
 # one front end); the same policy-rc.d keeps the packaged one off :80.
 missing=""
