@@ -755,10 +755,6 @@ session_tell_clients_all(const char *hv, const char *uuid,
 	}
 }
 
-/*
- * A viewer typed: it is told once that its input goes nowhere, as a
- * `notice` message, or as a line among the bytes for a raw client.
- */
 /* Bytes to bev: what a socket takes at once counts as sent. */
 static void
 session_write(struct session *s, const char *buf, size_t n)
@@ -766,6 +762,10 @@ session_write(struct session *s, const char *buf, size_t n)
 	s->out_sent += (uint64_t)bev_write_now(s->bev, buf, n);
 }
 
+/*
+ * A viewer typed: it is told once that its input goes nowhere, as a
+ * `notice` message, or as a line among the bytes for a raw client.
+ */
 static void
 session_view_only(struct session *s)
 {
