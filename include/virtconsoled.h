@@ -219,6 +219,20 @@ void		 lat_mark(struct lat_fifo *, uint64_t, uint64_t);
 unsigned int	 lat_done(struct lat_fifo *, uint64_t, struct lat_hist *);
 int		 lat_take(struct lat_fifo *, uint64_t, uint64_t *);
 void		 lat_clear(struct lat_fifo *);
+/*
+ * A counted byte stream and the chunks in it: `gone` counts the bytes that
+ * left (sent, or taken by the socket); a chunk is marked by how many bytes
+ * are queued up to its end, and timed into h (NULL: not) once they left.
+ */
+struct lat_stream {
+	struct lat_fifo	 q;
+	uint64_t	 gone;
+	struct lat_hist	*h;
+};
+void		 lat_stream_init(struct lat_stream *, struct lat_hist *);
+void		 lat_stream_mark(struct lat_stream *, uint64_t, uint64_t);
+void		 lat_stream_gone(struct lat_stream *, uint64_t);
+void		 lat_stream_drop(struct lat_stream *, uint64_t);
 
 /*
  * clog.c: console log files, DIR/HYPERVISOR/UUID/ALIAS.log (console_log_dir).
@@ -1108,6 +1122,10 @@ char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...) VCD_PRINTF(2, 3);
 void		 timer_arm(struct event *, unsigned int);
 size_t		 bev_write_now(struct bufferevent *, const void *, size_t);
+struct evbuffer_cb_entry *bev_lat_watch(struct bufferevent *,
+		     struct lat_stream *);
+void		 bev_lat_unwatch(struct bufferevent *,
+		     struct evbuffer_cb_entry **, struct lat_stream *);
 #define SOCKET_NAME_BAD		1
 #define SOCKET_NAME_LONG	2
 int		 socket_name_check(const char *, const char *);

@@ -169,10 +169,8 @@ struct console_client {
 	char				*mark;	/* who, for console log markers */
 	int				 marked; /* "client attached" written */
 	struct evbuffer			*input;	/* not yet sent to the guest */
-	uint64_t			 in_sent;	/* bytes of it sent */
-	uint64_t			 in_taken;	/* bytes put in input */
-	struct lat_fifo			 in_lat;	/* their read times */
-	struct lat_hist			*to_guest;	/* residence, or NULL */
+	struct lat_stream		 in_lat;	/* its chunks, timed
+							   to_guest */
 	TAILQ_ENTRY(console_client)	 entry;
 };
 TAILQ_HEAD(console_clients, console_client);
@@ -347,8 +345,7 @@ console_drop_input(struct console_client *cl)
 	log_info("%s: %zu bytes of input not delivered (the console is not "
 	    "taking input)", cl->who, left);
 	evbuffer_drain(cl->input, left);
-	cl->in_sent = cl->in_taken;	/* never sent: not timed */
-	lat_clear(&cl->in_lat);
+	lat_stream_drop(&cl->in_lat, left);	/* never sent: not timed */
 }
 
 static void
@@ -617,8 +614,7 @@ console_send_packet(struct console *c, struct console_client *cl,
 	evbuffer_drain(cl->input, (size_t)n);
 	*sent = (size_t)n;
 	/* virStreamSend() returned: the input in this packet is out. */
-	cl->in_sent += (uint64_t)n;
-	(void)lat_done(&cl->in_lat, cl->in_sent, cl->to_guest);
+	lat_stream_gone(&cl->in_lat, (uint64_t)n);
 	return 1;
 }
 
@@ -858,7 +854,7 @@ console_attach(struct console *c, const struct console_client_ops *ops,
 	cl->arg = arg;
 	cl->who = xstrdup(who);
 	cl->mark = xstrdup(mark);
-	cl->to_guest = to_guest;
+	lat_stream_init(&cl->in_lat, to_guest);
 	if ((cl->input = evbuffer_new()) == NULL)
 		fatalx("console: out of memory");
 	TAILQ_INSERT_TAIL(&c->clients, cl, entry);
@@ -1076,11 +1072,10 @@ console_input(struct console_client *cl, struct evbuffer *buf, size_t n,
 	int		 moved;
 
 	/* Its last byte's residence ends when the packet holding it is sent. */
-	if ((moved = evbuffer_remove_buffer(buf, cl->input, n)) > 0) {
-		cl->in_taken += (uint64_t)moved;
-		if (t0 != 0)	/* 0: no read time, not timed */
-			lat_mark(&cl->in_lat, cl->in_taken, t0);
-	}
+	moved = evbuffer_remove_buffer(buf, cl->input, n);
+	if (moved > 0 && t0 != 0)	/* 0: no read time, not timed */
+		lat_stream_mark(&cl->in_lat, evbuffer_get_length(cl->input),
+		    t0);
 	if (c->state != CONSOLE_OPEN || evbuffer_get_length(cl->input) == 0)
 		return;
 	/* At once: a stuck console waiting in the queue holds up no other. */

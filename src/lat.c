@@ -16,6 +16,9 @@
  * are out.  It holds LAT_STAMPS chunks; one more extends the newest to its
  * end, keeping the older read time, so a full queue never makes a chunk
  * look faster than it was (it may make a few look slower, never faster).
+ *
+ * A stream (struct lat_stream) is the usual use of a queue: the stream's
+ * own count of bytes gone, and the histogram its chunks go to.
  */
 #include <limits.h>
 #include <math.h>
@@ -168,4 +171,41 @@ lat_clear(struct lat_fifo *f)
 {
 	f->head = 0;
 	f->n = 0;
+}
+
+void
+lat_stream_init(struct lat_stream *ls, struct lat_hist *h)
+{
+	lat_clear(&ls->q);
+	ls->gone = 0;
+	ls->h = h;
+}
+
+/*
+ * A chunk read at t0 ends where the queue holds `queued` bytes: timed at
+ * once if none are (the queue's earlier chunks too, if they left).
+ */
+void
+lat_stream_mark(struct lat_stream *ls, uint64_t queued, uint64_t t0)
+{
+	lat_mark(&ls->q, ls->gone + queued, t0);
+	(void)lat_done(&ls->q, ls->gone, ls->h);
+}
+
+/* n more bytes left the stream: the chunks now out are timed. */
+void
+lat_stream_gone(struct lat_stream *ls, uint64_t n)
+{
+	if (n == 0)
+		return;
+	ls->gone += n;
+	(void)lat_done(&ls->q, ls->gone, ls->h);
+}
+
+/* The n bytes queued were dropped: their chunks are forgotten, untimed. */
+void
+lat_stream_drop(struct lat_stream *ls, uint64_t n)
+{
+	ls->gone += n;
+	lat_clear(&ls->q);
 }

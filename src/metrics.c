@@ -322,6 +322,17 @@ metrics_guests(struct evbuffer *b)
 	}
 }
 
+/* `NAME_SUFFIX{door="..",direction=".."`: the caller ends the labels. */
+static void
+metrics_series(struct evbuffer *b, const char *name, const char *suffix,
+    const char *door, const char *dir)
+{
+	evbuffer_add_printf(b, "%s%s{door=", name, suffix);
+	metrics_add_value(b, door);
+	evbuffer_add_printf(b, ",direction=");
+	metrics_add_value(b, dir);
+}
+
 /*
  * One histogram of residence times with two labels: cumulative buckets
  * `le` = 2^k us in seconds ("0.000001" .. "16.777216"), "+Inf", then
@@ -336,10 +347,7 @@ metrics_histogram(struct evbuffer *b, const char *name, const char *door,
 
 	for (k = 0; k <= LAT_BUCKETS; k++) {
 		cum += h->bucket[k];
-		evbuffer_add_printf(b, "%s_bucket{door=", name);
-		metrics_add_value(b, door);
-		evbuffer_add_printf(b, ",direction=");
-		metrics_add_value(b, dir);
+		metrics_series(b, name, "_bucket", door, dir);
 		if (k < LAT_BUCKETS)
 			evbuffer_add_printf(b, ",le=\"%.6f\"} %llu\n",
 			    lat_bound(k), (unsigned long long)cum);
@@ -347,15 +355,9 @@ metrics_histogram(struct evbuffer *b, const char *name, const char *door,
 			evbuffer_add_printf(b, ",le=\"+Inf\"} %llu\n",
 			    (unsigned long long)cum);
 	}
-	evbuffer_add_printf(b, "%s_sum{door=", name);
-	metrics_add_value(b, door);
-	evbuffer_add_printf(b, ",direction=");
-	metrics_add_value(b, dir);
+	metrics_series(b, name, "_sum", door, dir);
 	evbuffer_add_printf(b, "} %.9f\n", (double)h->sum_ns / 1e9);
-	evbuffer_add_printf(b, "%s_count{door=", name);
-	metrics_add_value(b, door);
-	evbuffer_add_printf(b, ",direction=");
-	metrics_add_value(b, dir);
+	metrics_series(b, name, "_count", door, dir);
 	evbuffer_add_printf(b, "} %llu\n", (unsigned long long)h->count);
 }
 

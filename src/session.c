@@ -179,8 +179,7 @@ struct session {
 	 * of bev's output gone to the socket, and the chunks not yet out.
 	 */
 	struct evbuffer_cb_entry *out_cbe;
-	uint64_t		 out_sent;
-	struct lat_fifo		 out_lat;
+	struct lat_stream	 out_lat;
 	uint64_t		 read_at;	/* the client's last read */
 	char			 resume[SESSION_RESUME_LEN + 1];
 	TAILQ_ENTRY(session)	 entry;
@@ -464,29 +463,11 @@ session_detach(struct session *s)
 	}
 }
 
-/* bev's output drained to the socket: the chunks now out are timed. */
-static void
-session_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
-    void *arg)
-{
-	struct session	*s = arg;
-
-	if (info->n_deleted == 0)
-		return;
-	s->out_sent += (uint64_t)info->n_deleted;
-	(void)lat_done(&s->out_lat, s->out_sent,
-	    &sess.count.forward[s->door_kind][SESSION_TO_CLIENT]);
-}
-
 /* Stop timing bev's output: it is handed to the door, or freed. */
 static void
 session_out_unwatch(struct session *s)
 {
-	if (s->out_cbe != NULL && s->bev != NULL)
-		(void)evbuffer_remove_cb_entry(bufferevent_get_output(s->bev),
-		    s->out_cbe);
-	s->out_cbe = NULL;
-	lat_clear(&s->out_lat);
+	bev_lat_unwatch(s->bev, &s->out_cbe, &s->out_lat);
 }
 
 /*
@@ -759,7 +740,7 @@ session_tell_clients_all(const char *hv, const char *uuid,
 static void
 session_write(struct session *s, const char *buf, size_t n)
 {
-	s->out_sent += (uint64_t)bev_write_now(s->bev, buf, n);
+	lat_stream_gone(&s->out_lat, (uint64_t)bev_write_now(s->bev, buf, n));
 }
 
 /*
@@ -806,9 +787,7 @@ session_stamp(struct session *s, uint64_t t0)
 	if (s->out_cbe == NULL)
 		return;
 	out = bufferevent_get_output(s->bev);
-	lat_mark(&s->out_lat, s->out_sent + evbuffer_get_length(out), t0);
-	(void)lat_done(&s->out_lat, s->out_sent,
-	    &sess.count.forward[s->door_kind][SESSION_TO_CLIENT]);
+	lat_stream_mark(&s->out_lat, evbuffer_get_length(out), t0);
 }
 
 /* Write guest output to the client (read at t0, or 0: not timed). */
@@ -1424,10 +1403,12 @@ session_open(struct guest *g, const char *alias, struct bufferevent *bev,
 	/* Wake the write callback once output drains to half the cap. */
 	bufferevent_setwatermark(bev, EV_WRITE, sess.max_buffer / 2, 0);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	if (door == NULL || door->stamp == NULL)
-		if ((s->out_cbe = evbuffer_add_cb(bufferevent_get_output(bev),
-		    session_out_cb, s)) == NULL)
+	if (door == NULL || door->stamp == NULL) {
+		lat_stream_init(&s->out_lat,
+		    &sess.count.forward[s->door_kind][SESSION_TO_CLIENT]);
+		if ((s->out_cbe = bev_lat_watch(bev, &s->out_lat)) == NULL)
 			fatalx("session: out of memory");
+	}
 	log_info("session %u guest=%s dev=%s: client peer=%s role=%s%s%s%s",
 	    s->id, log_esc(s->guest), log_esc(s->alias), log_esc(s->peer),
 	    session_role_name(s->role), s->label[0] != '\0' ? " label=\"" :

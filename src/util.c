@@ -196,6 +196,36 @@ bev_write_now(struct bufferevent *bev, const void *data, size_t len)
 	return sent;
 }
 
+/* bev's output drained to the socket: a lat_stream's bytes gone. */
+static void
+bev_lat_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)b;
+	lat_stream_gone(arg, (uint64_t)info->n_deleted);
+}
+
+/*
+ * Time the chunks of ls as bev's output lets them go to the socket (bytes
+ * bev_write_now() wrote at once are the caller's to count).
+ */
+struct evbuffer_cb_entry *
+bev_lat_watch(struct bufferevent *bev, struct lat_stream *ls)
+{
+	return evbuffer_add_cb(bufferevent_get_output(bev), bev_lat_cb, ls);
+}
+
+/* Stop (bev may be NULL: gone already); the chunks in flight are dropped. */
+void
+bev_lat_unwatch(struct bufferevent *bev, struct evbuffer_cb_entry **cbe,
+    struct lat_stream *ls)
+{
+	if (*cbe != NULL && bev != NULL)
+		(void)evbuffer_remove_cb_entry(bufferevent_get_output(bev),
+		    *cbe);
+	*cbe = NULL;
+	lat_clear(&ls->q);
+}
+
 /*
  * The rule for a guest's unix socket name: [A-Za-z0-9._+-], not starting
  * with a dot, and DIR/NAME short enough for sun_path.  libvirt itself

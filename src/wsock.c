@@ -118,14 +118,12 @@ struct wsock {
 	uint64_t		 taken;		/* bytes framed from the pair */
 	/*
 	 * Residence to the client: the session's chunks by their end in the
-	 * pair (`taken` counts), then, once framed, by their end in what
-	 * went to the socket (wire_sent counts: written, SSL_write() taken).
+	 * pair (`taken` counts), then, once framed, in the stream of bytes
+	 * to the socket (gone: written, or taken by SSL_write()).
 	 */
 	struct lat_fifo		 lat_pair;
-	struct lat_fifo		 lat_wire;
-	uint64_t		 wire_sent;
+	struct lat_stream	 lat_wire;
 	struct evbuffer_cb_entry *wire_cbe;
-	struct lat_hist		*to_client;
 	uint64_t		 rx_at;		/* the client's last read */
 	char			 addr[64];
 	char			*peer;
@@ -688,28 +686,11 @@ wsock_msg_due(const struct wsock *w)
 static void
 wsock_lat_framed(struct wsock *w)
 {
-	uint64_t	t0, end;
+	uint64_t	t0;
 
-	if (w->lat_pair.n > 0) {
-		end = w->wire_sent +
-		    evbuffer_get_length(bufferevent_get_output(w->under));
-		while (lat_take(&w->lat_pair, w->taken, &t0))
-			lat_mark(&w->lat_wire, end, t0);
-	}
-	(void)lat_done(&w->lat_wire, w->wire_sent, w->to_client);
-}
-
-/* The socket (or TLS) took bytes from its queue. */
-static void
-wsock_wire_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
-    void *arg)
-{
-	struct wsock	*w = arg;
-
-	if (info->n_deleted == 0)
-		return;
-	w->wire_sent += (uint64_t)info->n_deleted;
-	(void)lat_done(&w->lat_wire, w->wire_sent, w->to_client);
+	while (lat_take(&w->lat_pair, w->taken, &t0))
+		lat_stream_mark(&w->lat_wire,
+		    evbuffer_get_length(bufferevent_get_output(w->under)), t0);
 }
 
 /* Guest output from the session: frame it while the socket has room. */
@@ -729,8 +710,8 @@ wsock_mine_read_cb(struct bufferevent *bev, void *arg)
 	    (evbuffer_get_length(in) > 0 || wsock_msg_due(w))) {
 		wsock_frame_out(w, in, w->out, 0);
 		len = evbuffer_get_length(w->out);
-		w->wire_sent += (uint64_t)bev_write_now(w->under,
-		    evbuffer_pullup(w->out, -1), len);
+		lat_stream_gone(&w->lat_wire, (uint64_t)bev_write_now(w->under,
+		    evbuffer_pullup(w->out, -1), len));
 		evbuffer_drain(w->out, len);
 		wsock_lat_framed(w);
 	}
@@ -851,8 +832,7 @@ wsock_free(struct wsock *w)
 		free(m);
 	}
 	TAILQ_REMOVE(&wsocks, w, entry);
-	(void)evbuffer_remove_cb_entry(bufferevent_get_output(w->under),
-	    w->wire_cbe);
+	bev_lat_unwatch(w->under, &w->wire_cbe, &w->lat_wire);
 	if (w->mine != NULL)
 		bufferevent_free(w->mine);
 	if (w->theirs != NULL)
@@ -1145,10 +1125,9 @@ wsock_start(struct event_base *base, struct bufferevent *bev,
 		w->session_expires = o->session_exp;
 	}
 	w->plain = bufferevent_openssl_get_ssl(bev) == NULL;
-	w->to_client = session_forward_hist(w->plain ? SESSION_DOOR_WS :
-	    SESSION_DOOR_WSS, SESSION_TO_CLIENT);
-	if ((w->wire_cbe = evbuffer_add_cb(bufferevent_get_output(bev),
-	    wsock_wire_cb, w)) == NULL)
+	lat_stream_init(&w->lat_wire, session_forward_hist(w->plain ?
+	    SESSION_DOOR_WS : SESSION_DOOR_WSS, SESSION_TO_CLIENT));
+	if ((w->wire_cbe = bev_lat_watch(bev, &w->lat_wire)) == NULL)
 		fatalx("wsock: out of memory");
 	w->b64 = evbuffer_new();
 	w->out = evbuffer_new();

@@ -4,7 +4,9 @@
  * sum and count, merging, quantiles against a sorted reference, and the
  * stamp queue: chunks recorded when their last byte is out, in order, a
  * full queue extending its newest chunk (never recording one faster than
- * it was), hand-over between queues (lat_take), clearing.  Milliseconds.
+ * it was), hand-over between queues (lat_take), clearing; the stream
+ * (lat_stream): chunks marked by queued bytes, timed when the bytes gone
+ * pass their end, written at once, dropped untimed.  Milliseconds.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -158,6 +160,36 @@ test_fifo(void)
 	is_int(lat_done(&g, 3, NULL), 1, "done with no histogram just pops");
 }
 
+static void
+test_stream(void)
+{
+	struct lat_stream	ls;
+	struct lat_hist		h;
+	uint64_t		now = lat_now();
+
+	memset(&h, 0, sizeof h);
+	lat_stream_init(&ls, &h);
+	lat_stream_mark(&ls, 0, now - 2000000);
+	is_int(h.count, 1, "stream: a chunk with nothing queued is out at once");
+	ok(h.sum_ns >= 2000000, "stream: timed from its read");
+	lat_stream_gone(&ls, 10);		/* written at once */
+	lat_stream_mark(&ls, 30, now);		/* 30 bytes queued */
+	lat_stream_mark(&ls, 50, now);		/* 20 more */
+	lat_stream_gone(&ls, 29);
+	is_int(h.count, 1, "stream: 29 of 30 bytes gone: not out");
+	lat_stream_gone(&ls, 1);
+	is_int(h.count, 2, "stream: the 30th gone: the first out");
+	lat_stream_gone(&ls, 0);
+	is_int(h.count, 2, "stream: nothing gone: nothing timed");
+	lat_stream_drop(&ls, 20);
+	is_int(ls.q.n, 0, "stream: dropped bytes forget their chunks");
+	is_int(h.count, 2, "stream: dropped chunks are not timed");
+	lat_stream_mark(&ls, 5, now);
+	lat_stream_gone(&ls, 5);
+	is_int(h.count, 3, "stream: offsets stay right after a drop");
+	is_int(ls.gone, 10 + 30 + 20 + 5, "stream: every byte counted gone");
+}
+
 int
 main(void)
 {
@@ -165,5 +197,6 @@ main(void)
 	test_add_merge();
 	test_quantiles();
 	test_fifo();
+	test_stream();
 	return tap_done();
 }
