@@ -590,6 +590,12 @@ struct session_door {
 	 */
 	void		(*stamp)(void *, uint64_t, uint64_t);
 	/*
+	 * A door that can send guest output on without bev takes all n bytes
+	 * here (returns n) or none (0: they go to bev); asked only while
+	 * bev's output is empty, so the order of bytes holds.  NULL: bev.
+	 */
+	size_t		(*write)(void *, const char *, size_t);
+	/*
 	 * When the door read from the client what the session now reads from
 	 * bev (lat_now()); NULL or 0: the session's own read is the start.
 	 */
@@ -1122,6 +1128,8 @@ char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...) VCD_PRINTF(2, 3);
 void		 timer_arm(struct event *, unsigned int);
 size_t		 bev_write_now(struct bufferevent *, const void *, size_t);
+struct iovec;
+size_t		 bev_writev_now(struct bufferevent *, const struct iovec *, int);
 struct evbuffer_cb_entry *bev_lat_watch(struct bufferevent *,
 		     struct lat_stream *);
 void		 bev_lat_unwatch(struct bufferevent *,

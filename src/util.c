@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <ctype.h>
 
@@ -12,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,20 +181,43 @@ timer_arm(struct event *ev, unsigned int seconds)
 size_t
 bev_write_now(struct bufferevent *bev, const void *data, size_t len)
 {
-	evutil_socket_t	 fd = bufferevent_getfd(bev);
-	const char	*p = data;
-	ssize_t		 n;
-	size_t		 sent = 0;
+	struct iovec	iov;
 
+	iov.iov_base = (void *)(uintptr_t)data;
+	iov.iov_len = len;
+	return bev_writev_now(bev, &iov, 1);
+}
+
+/* bev_write_now() of several pieces: one send, in order. */
+size_t
+bev_writev_now(struct bufferevent *bev, const struct iovec *iov, int cnt)
+{
+	evutil_socket_t	 fd = bufferevent_getfd(bev);
+	struct msghdr	 mh;
+	size_t		 len = 0, sent = 0, left;
+	ssize_t		 n;
+	int		 i;
+
+	for (i = 0; i < cnt; i++)
+		len += iov[i].iov_len;
 	if (len > 0 && fd >= 0 && (bufferevent_get_enabled(bev) & EV_WRITE) &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
-	    (n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0) {
-		p += n;
-		len -= (size_t)n;
-		sent = (size_t)n;
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		memset(&mh, 0, sizeof mh);
+		mh.msg_iov = (struct iovec *)(uintptr_t)iov;
+		mh.msg_iovlen = (size_t)cnt;
+		if ((n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0)
+			sent = (size_t)n;
 	}
-	if (len > 0)
-		bufferevent_write(bev, p, len);
+	left = sent;
+	for (i = 0; i < cnt; i++) {
+		if (left >= iov[i].iov_len) {
+			left -= iov[i].iov_len;
+			continue;
+		}
+		bufferevent_write(bev, (const char *)iov[i].iov_base + left,
+		    iov[i].iov_len - left);
+		left = 0;
+	}
 	return sent;
 }
 

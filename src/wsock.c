@@ -67,7 +67,10 @@
  * end after the client closed or broke the protocol, the client's second
  * close or bytes after an error, a ping timer after our close.
  */
+#include <sys/uio.h>
+
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +86,7 @@
 #define WSOCK_FRAME_MAX		(64 * 1024)	/* payload per frame out */
 #define WSOCK_UNDER_HIGH	(64 * 1024)	/* socket-side queue */
 #define WSOCK_TLS_RECORD	16384		/* TLS plaintext per record */
+#define WSOCK_NOW_B64		4096	/* base64 payload encoded on the stack */
 #define WSOCK_LINGER		2	/* seconds for the close handshake */
 #define WSOCK_MESSAGE_MAX	(1024 * 1024)	/* one client message */
 #define WSOCK_SLOW_SECS		5	/* above the mark this long: too slow */
@@ -611,6 +615,31 @@ wsock_frame_text(struct evbuffer *dst, const char *text, size_t len)
 	evbuffer_add(dst, text, len);
 }
 
+/* One data frame of the guest's bytes p[0 .. len) into dst. */
+static void
+wsock_frame_data(const struct wsock *w, struct evbuffer *dst,
+    const uint8_t *p, size_t len)
+{
+	uint8_t			hdr[WS_HEADER_MAX];
+	struct evbuffer_iovec	iov;
+
+	if (w->mode == WSOCK_BASE64) {
+		/* Encoded in place in the queue: no copy, no malloc. */
+		evbuffer_add(dst, hdr, ws_frame_header(hdr, WS_OP_TEXT, 1,
+		    WS_B64_SIZE(len) - 1));
+		if (evbuffer_reserve_space(dst, (ev_ssize_t)WS_B64_SIZE(len),
+		    &iov, 1) != 1)
+			fatalx("wsock: out of memory");
+		iov.iov_len = ws_b64_encode(p, len, iov.iov_base);
+		if (evbuffer_commit_space(dst, &iov, 1) == -1)
+			fatalx("wsock: evbuffer_commit_space");
+	} else {
+		evbuffer_add(dst, hdr, ws_frame_header(hdr, WS_OP_BINARY, 1,
+		    len));
+		evbuffer_add(dst, p, len);
+	}
+}
+
 /*
  * Frame raw bytes from src into dst, with the session's messages where
  * they belong among them; stop early at the socket's cap.
@@ -619,10 +648,8 @@ static void
 wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
     int all)
 {
-	uint8_t			 hdr[WS_HEADER_MAX], *p;
 	struct wsock_msg	*m;
-	struct evbuffer_iovec	 iov;
-	size_t			 len, n, blen;
+	size_t			 len;
 
 	for (;;) {
 		/*
@@ -648,23 +675,8 @@ wsock_frame_out(struct wsock *w, struct evbuffer *src, struct evbuffer *dst,
 			len = WSOCK_FRAME_MAX;
 		if (m != NULL && len > m->at - w->taken)
 			len = (size_t)(m->at - w->taken);
-		p = evbuffer_pullup(src, (ev_ssize_t)len);
-		if (w->mode == WSOCK_BASE64) {
-			/* Encoded in place in the queue: no copy, no malloc. */
-			blen = WS_B64_SIZE(len) - 1;
-			evbuffer_add(dst, hdr, ws_frame_header(hdr, WS_OP_TEXT,
-			    1, blen));
-			if (evbuffer_reserve_space(dst, (ev_ssize_t)
-			    WS_B64_SIZE(len), &iov, 1) != 1)
-				fatalx("wsock: out of memory");
-			iov.iov_len = ws_b64_encode(p, len, iov.iov_base);
-			if (evbuffer_commit_space(dst, &iov, 1) == -1)
-				fatalx("wsock: evbuffer_commit_space");
-		} else {
-			n = ws_frame_header(hdr, WS_OP_BINARY, 1, len);
-			evbuffer_add(dst, hdr, n);
-			evbuffer_add(dst, p, len);
-		}
+		wsock_frame_data(w, dst, evbuffer_pullup(src, (ev_ssize_t)len),
+		    len);
 		evbuffer_drain(src, len);
 		w->taken += (uint64_t)len;
 	}
@@ -693,6 +705,53 @@ wsock_lat_framed(struct wsock *w)
 		    evbuffer_get_length(bufferevent_get_output(w->under)), t0);
 }
 
+/*
+ * TLS: libevent hands each chain of the queue to its own SSL_write(), one
+ * record and one write(2) each, and a frame's header often ends one chain
+ * and its payload starts the next.  What is queued (up to a record's
+ * worth) is made contiguous: one record per write.  Nothing waits for
+ * more.
+ */
+static void
+wsock_tls_record(const struct wsock *w, struct evbuffer *out)
+{
+	size_t	len;
+
+	if (!w->plain && (len = evbuffer_get_length(out)) > 0)
+		(void)evbuffer_pullup(out, (ev_ssize_t)(len < WSOCK_TLS_RECORD ?
+		    len : WSOCK_TLS_RECORD));
+}
+
+/*
+ * One data frame to a plain socket whose queue is empty, sent at once from
+ * the stack (header, payload or its base64): no queue, no allocation.  0
+ * when a base64 payload is too long for the stack.
+ */
+static int
+wsock_send_now(struct wsock *w, const uint8_t *p, size_t len)
+{
+	uint8_t		hdr[WS_HEADER_MAX];
+	char		b64[WS_B64_SIZE(WSOCK_NOW_B64)];
+	struct iovec	iov[2];
+
+	if (w->mode == WSOCK_BASE64) {
+		if (len > WSOCK_NOW_B64)
+			return 0;
+		iov[1].iov_base = b64;
+		iov[1].iov_len = ws_b64_encode(p, len, b64);
+		iov[0].iov_len = ws_frame_header(hdr, WS_OP_TEXT, 1,
+		    iov[1].iov_len);
+	} else {
+		iov[1].iov_base = (void *)(uintptr_t)p;
+		iov[1].iov_len = len;
+		iov[0].iov_len = ws_frame_header(hdr, WS_OP_BINARY, 1, len);
+	}
+	iov[0].iov_base = hdr;
+	lat_stream_gone(&w->lat_wire, (uint64_t)bev_writev_now(w->under, iov,
+	    2));
+	return 1;
+}
+
 /* Guest output from the session: frame it while the socket has room. */
 static void
 wsock_mine_read_cb(struct bufferevent *bev, void *arg)
@@ -716,16 +775,7 @@ wsock_mine_read_cb(struct bufferevent *bev, void *arg)
 		wsock_lat_framed(w);
 	}
 	wsock_frame_out(w, in, out, 0);
-	/*
-	 * TLS: libevent hands each chain of the queue to its own SSL_write(),
-	 * one record and one write(2) each, and a frame's header often ends
-	 * one chain and its payload starts the next.  What is queued (up to
-	 * a record's worth) is made contiguous: one record per write.  Nothing
-	 * waits for more.
-	 */
-	if (!w->plain && (len = evbuffer_get_length(out)) > 0)
-		(void)evbuffer_pullup(out, (ev_ssize_t)(len < WSOCK_TLS_RECORD ?
-		    len : WSOCK_TLS_RECORD));
+	wsock_tls_record(w, out);
 	wsock_lat_framed(w);
 	/*
 	 * At the cap, stop taking from the pair: output then stays in the
@@ -1006,6 +1056,38 @@ wsock_door_stamp(void *arg, uint64_t at, uint64_t t0)
 	struct wsock	*w = arg;
 
 	lat_mark(&w->lat_pair, at, t0);
+	wsock_lat_framed(w);	/* sent already by wsock_door_write() */
+}
+
+/*
+ * Guest output straight from the session, past the pair: framed, and on a
+ * plain socket with nothing queued sent at once (wsock_send_now()).  No
+ * copy into the pair, and no wait for its deferred callback, which runs
+ * only after every other event of the loop's pass.  Only while nothing is
+ * ahead of it (in the pair, or a message) and the socket's queue is under
+ * its cap; else 0, and the session writes it to the pair as before.
+ */
+static size_t
+wsock_door_write(void *arg, const char *buf, size_t n)
+{
+	struct wsock	*w = arg;
+	struct evbuffer	*out;
+	const uint8_t	*p = (const uint8_t *)buf;
+
+	if (w->mine == NULL || n == 0 || n > WSOCK_FRAME_MAX ||
+	    !TAILQ_EMPTY(&w->msgs) ||
+	    evbuffer_get_length(bufferevent_get_input(w->mine)) > 0)
+		return 0;
+	out = bufferevent_get_output(w->under);
+	if (evbuffer_get_length(out) >= WSOCK_UNDER_HIGH)
+		return 0;
+	if (!w->plain || evbuffer_get_length(out) > 0 ||
+	    !wsock_send_now(w, p, n)) {
+		wsock_frame_data(w, out, p, n);
+		wsock_tls_record(w, out);
+	}
+	w->taken += (uint64_t)n;
+	return n;
 }
 
 /* The client's bytes the session reads now came in this read. */
@@ -1026,19 +1108,23 @@ static const struct session_door wsock_doors[2][2] = {
 	{	/* plain: ws */
 		{ .name = "websocket", .kind = SESSION_DOOR_WS,
 		    .close = wsock_door_close,
-		    .stamp = wsock_door_stamp, .read_at = wsock_door_read_at },
+		    .write = wsock_door_write, .stamp = wsock_door_stamp,
+		    .read_at = wsock_door_read_at },
 		{ .name = "websocket", .kind = SESSION_DOOR_WS,
 		    .close = wsock_door_close,
 		    .message = wsock_door_message,
-		    .stamp = wsock_door_stamp, .read_at = wsock_door_read_at },
+		    .write = wsock_door_write, .stamp = wsock_door_stamp,
+		    .read_at = wsock_door_read_at },
 	}, {	/* over TLS: wss */
 		{ .name = "websocket", .kind = SESSION_DOOR_WSS,
 		    .close = wsock_door_close,
-		    .stamp = wsock_door_stamp, .read_at = wsock_door_read_at },
+		    .write = wsock_door_write, .stamp = wsock_door_stamp,
+		    .read_at = wsock_door_read_at },
 		{ .name = "websocket", .kind = SESSION_DOOR_WSS,
 		    .close = wsock_door_close,
 		    .message = wsock_door_message,
-		    .stamp = wsock_door_stamp, .read_at = wsock_door_read_at },
+		    .write = wsock_door_write, .stamp = wsock_door_stamp,
+		    .read_at = wsock_door_read_at },
 	},
 };
 
