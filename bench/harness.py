@@ -685,6 +685,8 @@ class Bench:
                 rec["server_shared"] = True     # one daemon for the three doors
                 rec["mem_active"] = (mem or {}).get(rec["path"].split("-")[0])
             self.end(rec, proc, secs + 60 + 0.2 * rec["n"])
+        if self.prev and self.prev.roots():
+            self.prev.stop()        # the runs alone keep one server kind up
         self.costs[("side", kind)] = time.monotonic() - t_side
 
     # ---------------------------------------------------------- time
