@@ -48,7 +48,7 @@ sys.path.insert(0, HERE)
 import procstat  # noqa: E402
 import servers  # noqa: E402
 from guests import Guests, aliases  # noqa: E402
-from servers import FIRST_CONSOLE_ONLY, PATHS  # noqa: E402
+from servers import FIRST_CONSOLE_ONLY, PATHS, PREV_PATHS  # noqa: E402
 from webtest import ctl_binary  # noqa: E402  (servers put its directory on the path)
 
 FORMAT = 1
@@ -205,7 +205,8 @@ class Vcdload:
         self.cafile = None
 
     MODES = {"floor": "libvirt", "vcd-unix": "unix", "old-unix": "unix",
-             "vcd-ws": "ws", "old-ws": "ws", "vcd-wss": "wss"}
+             "vcd-ws": "ws", "old-ws": "ws", "vcd-wss": "wss",
+             "prev-unix": "unix", "prev-ws": "ws", "prev-wss": "wss"}
 
     def argv(self, path, targets, test, secs, ready_file, targets_file, rate=None):
         """The command line; targets are endpoint() dicts, written one a
@@ -322,6 +323,7 @@ class Bench:
         self.floor = servers.Floor(self.uri)
         self.vcd = servers.Vcd(self.uri, self.tmp, log)
         self.load.cafile = self.vcd.cert
+        self.prev = self.prev_daemon()
         self.old = servers.Old(self.uri, self.tmp, log, args.oldconsole)
         self.wsfy = servers.Websockify(self.old, self.tmp, log)
         self.paths = args.paths
@@ -340,14 +342,44 @@ class Bench:
             "idle_cpu": {},
             "errors": self.errors,
         }
+        if self.prev:
+            self.res["prev"] = {"rev": args.prev_rev, "sha": args.prev_sha,
+                                "build": args.prev_vcd}
 
     # ---------------------------------------------------------- servers
+
+    def prev_daemon(self):
+        """The previous build's virtconsoled (--prev-vcd DIR), or None: a
+        directory, sockets, control socket and ports of its own, the same
+        configuration as the current daemon's and the same certificate.
+        Like it, it opens a guest's console only while a session of its own
+        is attached (capture = attached, the test daemons' setting), so the
+        two never take a console from each other as long as their sessions
+        are on different consoles: the runs alone have one server kind up at
+        a time (start_servers), and side by side gives every path consoles
+        of its own, as it does the floor."""
+        if not self.args.prev_vcd:
+            return None
+        tmp = os.path.join(self.tmp, "prev")
+        os.makedirs(tmp, exist_ok=True)
+        return servers.Vcd(self.uri, tmp, log, build=self.args.prev_vcd,
+                           cert=(self.vcd.cert, self.vcd.key), name="prev")
+
+    def start_prev_beside(self, paths):
+        """Side by side: the previous build's daemon up beside the current
+        one when a prev-* path is among paths."""
+        if self.prev and any(p.startswith("prev-") for p in paths):
+            if not self.prev.roots():
+                self.prev.start()
+            self.prev.wait_sockets(self.names)
 
     def server_roots(self, path):
         if path == "floor":
             return []
         if path.startswith("vcd-"):
             return self.vcd.roots()
+        if path.startswith("prev-"):
+            return self.prev.roots()
         if path == "old-unix":
             return self.old.roots()
         return self.old.roots() + self.wsfy.roots()
@@ -364,9 +396,14 @@ class Bench:
             self.old.stop()
         if self.vcd.roots():
             self.vcd.stop()
+        if self.prev and self.prev.roots():
+            self.prev.stop()
         if need_vcd:
             self.vcd.start()
             self.vcd.wait_sockets(self.names)
+        if which.startswith("prev-"):
+            self.prev.start()
+            self.prev.wait_sockets(self.names)
         if need_old:
             self.old.start(self.names)
         if need_wsfy:
@@ -378,7 +415,8 @@ class Bench:
         kind (the vcd-* paths share one daemon)."""
         cur = getattr(self, "current", None)
         if cur is not None:
-            same = (cur == path or (cur.startswith("vcd-") and path.startswith("vcd-")))
+            same = (cur == path or any(cur.startswith(k) and path.startswith(k)
+                                       for k in ("vcd-", "prev-")))
             alive = self.server_roots(path) or path == "floor"
             if same and alive:
                 self.current = path
@@ -390,6 +428,8 @@ class Bench:
         self.old.stop()
         if self.vcd.roots():
             self.vcd.stop()
+        if self.prev and self.prev.roots():
+            self.prev.stop()
         self.current = None
 
     # ---------------------------------------------------------- sessions
@@ -415,12 +455,14 @@ class Bench:
         """The address vcdload uses for one console on one path."""
         if path == "floor":
             return {"uri": self.uri, "guest": guest, "alias": alias}
-        if path == "vcd-unix":
-            return {"socket": os.path.join(self.vcd.socket_dir, guest)}
-        if path == "vcd-ws":
-            return {"url": "ws://127.0.0.1:%d/console/%s/%s" % (self.vcd.port, guest, alias)}
-        if path == "vcd-wss":
-            return {"url": "wss://127.0.0.1:%d/console/%s/%s" % (self.vcd.tls_port, guest, alias)}
+        if path.startswith(("vcd-", "prev-")):
+            # The current build's daemon, or the previous one's.
+            d = self.vcd if path.startswith("vcd-") else self.prev
+            door = path.split("-", 1)[1]
+            if door == "unix":
+                return {"socket": os.path.join(d.socket_dir, guest)}
+            return {"url": "%s://127.0.0.1:%d/console/%s/%s" % (
+                door, d.tls_port if door == "wss" else d.port, guest, alias)}
         if path == "old-unix":
             return {"socket": self.old.sock(guest, alias)}
         if path == "old-ws":
@@ -564,17 +606,23 @@ class Bench:
                     the serial ports);
           tput      the serial port of every guest, shared round robin by
                     the floor and the three vcd paths, every guest printing.
-        One virtconsoled serves all three front doors, as in a deployment."""
+        One virtconsoled serves all three front doors, as in a deployment.
+        With --prev-vcd, the previous build's daemon runs beside it and its
+        doors join each kind, each next to the same door of the current
+        build (vcd-unix, prev-unix, vcd-ws...: tput keeps the first paths
+        that have a guest each, the pairs whole)."""
         prof = self.prof
-        vcd = [p for p in ("vcd-unix", "vcd-ws", "vcd-wss") if p in self.paths]
+        # Each door of the current build beside the previous build's.
+        vcd = [p for d in ("unix", "ws", "wss") for p in ("vcd-" + d, "prev-" + d)
+               if p in self.paths]
         if kind == "echo-1":
             paths = ["floor"] + vcd
             # A guest each when there are enough: serial ports first, and
-            # the first to vcd-unix, which serves no other console.
+            # the first to the unix doors, which serve no other console.
             cons = self.targets("floor", len(paths))
-            paths.sort(key=lambda p: p != "vcd-unix")
+            paths.sort(key=lambda p: p not in FIRST_CONSOLE_ONLY)
         elif kind == "echo-max":
-            paths = ["floor"] + [p for p in vcd if p != "vcd-unix"]
+            paths = ["floor"] + [p for p in vcd if p not in FIRST_CONSOLE_ONLY]
             cons = self.targets("floor", max(prof["echo_counts"]))
         else:
             paths = (["floor"] + vcd)[:len(self.names)]
@@ -586,6 +634,7 @@ class Bench:
         total = sum(len(v) for v in alloc.values())
         group = "%s rep %d" % (kind, rep)
         self.start_servers("vcd-ws")
+        self.start_prev_beside(paths)
         log("side by side %s: %s" % (group, ", ".join("%s x%d" % (p, len(alloc[p])) for p in paths)))
         if kind == "tput":
             test, secs = "sink", prof["agg_secs"]
@@ -629,12 +678,15 @@ class Bench:
         mem = None
         if test == "echo":
             time.sleep(secs * 0.6)
-            mem = procstat.memory(self.vcd.roots())
+            mem = {k: procstat.memory(d.roots()) for k, d in (("vcd", self.vcd), ("prev", self.prev))
+                   if d and d.roots()}
         for rec, proc in runs:
             if rec["path"] != "floor":
                 rec["server_shared"] = True     # one daemon for the three doors
-                rec["mem_active"] = mem
+                rec["mem_active"] = (mem or {}).get(rec["path"].split("-")[0])
             self.end(rec, proc, secs + 60 + 0.2 * rec["n"])
+        if self.prev and self.prev.roots():
+            self.prev.stop()        # the runs alone keep one server kind up
         self.costs[("side", kind)] = time.monotonic() - t_side
 
     # ---------------------------------------------------------- time
@@ -726,7 +778,7 @@ class Bench:
 
     def echo_run(self, path, n, rep):
         prof = self.prof
-        if path.startswith("vcd-"):
+        if path.startswith(("vcd-", "prev-")):
             self.start_servers(path)
         else:
             self.ensure_servers(path)
@@ -1092,7 +1144,13 @@ def main():
     ap.add_argument("--prefix", default="bench")
     ap.add_argument("--guests", type=int)
     ap.add_argument("--consoles", type=int)
-    ap.add_argument("--paths", default=",".join(PATHS))
+    ap.add_argument("--paths", help="default: every path (%s; with --prev-vcd also %s)"
+                    % (",".join(PATHS), ",".join(PREV_PATHS)))
+    ap.add_argument("--prev-vcd", metavar="DIR",
+                    help="a previous build of virtconsoled (DIR/virtconsoled): the paths "
+                    "prev-unix, prev-ws, prev-wss, measured beside the current build's")
+    ap.add_argument("--prev-rev", help="what --prev-vcd was built from (for the report)")
+    ap.add_argument("--prev-sha", help="its commit")
     ap.add_argument("--phases",
                     help="which of capture, memory, echo, side (side by side), tput "
                     "(default: the profile's: all but capture in full, whose filling takes "
@@ -1106,15 +1164,21 @@ def main():
                     help="use the guests of an earlier --keep-guests run")
     ap.add_argument("--keep-tmp", action="store_true")
     a = ap.parse_args()
-    a.paths = [p for p in a.paths.split(",") if p]
+    known = PATHS + (PREV_PATHS if a.prev_vcd else [])
+    a.paths = [p for p in (a.paths or ",".join(known)).split(",") if p]
     if a.phases is None:
         a.phases = PROFILES[a.profile]["phases"]
     a.phases = [p for p in a.phases.split(",") if p]
     if not set(a.phases) <= {"capture", "memory", "echo", "side", "tput"}:
         ap.error("--phases: known phases are capture, memory, echo, side, tput")
-    bad = [p for p in a.paths if p not in PATHS]
+    bad = [p for p in a.paths if p not in known]
     if bad or "floor" not in a.paths:
-        ap.error("--paths: known paths are %s, and floor is needed" % ",".join(PATHS))
+        ap.error("--paths: known paths are %s (prev-* with --prev-vcd), and floor is needed"
+                 % ",".join(known))
+    if a.prev_vcd:
+        a.prev_vcd = os.path.abspath(a.prev_vcd)
+        if not os.access(os.path.join(a.prev_vcd, "virtconsoled"), os.X_OK):
+            ap.error("--prev-vcd: no virtconsoled in %s" % a.prev_vcd)
     if not a.vcdload or not os.access(a.vcdload, os.X_OK):
         ap.error("no vcdload binary (--vcdload or VCDLOAD)")
     for v in ("LAB_DIR", "LAB_URI"):
@@ -1125,6 +1189,9 @@ def main():
         a.budget = prof["budget_s"]
     if a.guests:
         prof["guests"] = a.guests
+    # The throughput runs' reserve grows with the paths (the previous
+    # build's three).
+    prof["est_tput_s"] = prof["est_tput_s"] * max(len(a.paths), len(PATHS)) // len(PATHS)
     if a.consoles is not None:
         prof["consoles"] = a.consoles
     if prof["consoles"] < 1:

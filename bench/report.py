@@ -31,7 +31,7 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import PATHS  # noqa: E402
+from servers import PATHS, PREV_PATHS  # noqa: E402
 
 WHAT = {
     "floor": "no daemon: vcdload opens each console itself with "
@@ -44,8 +44,15 @@ WHAT = {
                 "console, a forked Python process per client",
     "old-ws": "the old design behind Debian's websockify (one websockify, "
               "TokenFile; it forks per connection too)",
+    "prev-unix": "the previous build of virtconsoled (%s), unix socket per guest",
+    "prev-ws": "the previous build of virtconsoled (%s), WebSocket",
+    "prev-wss": "the previous build of virtconsoled (%s), WebSocket over TLS",
 }
 VCD = ["vcd-unix", "vcd-ws", "vcd-wss"]
+# The order of the tables: each door of the previous build (--prev) next
+# to the current build's.
+ORDER = ["floor", "vcd-unix", "prev-unix", "vcd-ws", "prev-ws", "vcd-wss", "prev-wss",
+         "old-unix", "old-ws"]
 BEGIN, END = "<!-- analysis:begin -->", "<!-- analysis:end -->"
 
 # The targets of issue 7.
@@ -95,7 +102,7 @@ class Results:
     def __init__(self, doc):
         self.doc = doc
         self.runs = doc.get("runs", [])
-        self.paths = [p for p in PATHS if p in doc.get("config", {}).get("paths", PATHS)]
+        self.paths = [p for p in ORDER if p in doc.get("config", {}).get("paths", PATHS)]
 
     def select(self, phase, path=None, n=None):
         return [r for r in self.runs if r["phase"] == phase
@@ -209,6 +216,28 @@ class Results:
                                 if r.get("cpu_s") is not None and r.get("window_s")]))
         return out
 
+    def side_pair(self, kind, cur, prev):
+        """cur over prev in the side-by-side runs of this kind, run by run
+        (the two measured at the same moment), median over the runs:
+        {p50, p99, Bps (per console), runs}, or None."""
+        phase = "side-tput" if kind == "tput" else "side-echo"
+        groups = {}
+        for r in self.runs:
+            if r["phase"] == phase and r.get("ok") and r["path"] in (cur, prev) \
+                    and r["group"].rsplit(" rep ", 1)[0] == kind:
+                groups.setdefault(r["group"], {})[r["path"]] = r
+        pairs = [(g[cur], g[prev]) for g in groups.values() if len(g) == 2]
+        if not pairs:
+            return None
+        q = {"p50": [], "p99": [], "Bps": []}
+        for a, b in pairs:
+            for k in ("p50", "p99"):
+                if self.rtt(a, k) is not None and self.rtt(b, k):
+                    q[k].append(self.rtt(a, k) / self.rtt(b, k))
+            if self.bps(a) is not None and self.bps(b):
+                q["Bps"].append((self.bps(a) / a["n"]) / (self.bps(b) / b["n"]))
+        return dict({k: med(v) for k, v in q.items()}, runs=len(pairs))
+
     # ------------------------------------------------ throughput
 
     @staticmethod
@@ -246,7 +275,7 @@ class Results:
     def metric(path):
         """virtconsoled is one process: its RSS.  The old design is many
         forked processes sharing pages: the sum of their PSS."""
-        return "rss_kib" if path in VCD else "pss_kib"
+        return "rss_kib" if path in VCD + PREV_PATHS else "pss_kib"
 
     def mem_base(self, path):
         m = (self.doc.get("memory") or {}).get(path) or {}
@@ -400,6 +429,8 @@ def machine_lines(doc):
         "| load average (1 min) | mean %s, max %s during the run, on %s cores |" % (
             load.get("mean_1min"), load.get("max_1min"), cores),
     ]
+    if doc.get("prev"):
+        lines.append("| previous build (prev-*) | %s |" % prev_label(doc))
     note = None
     if (load.get("mean_1min") or 0) > cores:
         note = ("**The machine was shared and busy during this run** (mean 1-minute "
@@ -408,6 +439,87 @@ def machine_lines(doc):
                 "the ratios to the floor measured minutes apart in the same run are "
                 "meant to be compared." % (load.get("mean_1min"), cores, load.get("max_1min")))
     return lines, note
+
+
+def prev_label(doc):
+    """The previous build, as the report names it."""
+    p = doc.get("prev") or {}
+    rev, sha = p.get("rev"), p.get("sha")
+    if sha and rev and not sha.startswith(rev):
+        return "%s (%s)" % (rev, sha[:12])
+    return rev or (sha or "")[:12] or "unknown"
+
+
+def before_after(res):
+    """## Before and after: each door of the current build against the
+    same door of the previous one (--prev), as current / previous."""
+    doors = [d for d in ("unix", "ws", "wss")
+             if "vcd-" + d in res.paths and "prev-" + d in res.paths]
+    if not doors:
+        return []
+    L = []
+    A = L.append
+    A("## Before and after: this build against %s" % prev_label(res.doc))
+    A("")
+    A("Each door of this build (vcd-*) against the same door of the previous "
+      "build (prev-*, `bench/run.sh --prev REV`), measured in the same run on the "
+      "same configuration.  Side by side, the two ran at the same moment on "
+      "disjoint consoles, and the ratio is taken run by run: the machine's noise "
+      "hits both alike.  Alone, each ran in its turn, and the ratio is that of "
+      "their ratios to the floor of the same repetition (their raw figures when "
+      "there is none).  Below 1 is better for times, CPU and memory, above 1 for "
+      "throughput.")
+    A("")
+    A("| door | measure | this build | previous | this / previous |")
+    A("|---|---|---:|---:|---:|")
+
+    def row(door, what, cur, prev, r, nd=2):
+        if cur is None and prev is None:
+            return
+        A("| %s | %s | %s | %s | %s |" % (door, what, fmt(cur, nd), fmt(prev, nd), ratio(r)))
+
+    def over(a, b):
+        return a / b if a is not None and b else None
+    for d in doors:
+        cur, prv = "vcd-" + d, "prev-" + d
+        for kind in ("echo-max", "echo-1"):
+            a, b = res.side(kind, cur), res.side(kind, prv)
+            pr = res.side_pair(kind, cur, prv)
+            if a and b and pr:
+                where = "side by side, %s (%d sessions each, %d in all, %d runs)" % (
+                    kind, a["n"], a["total"], pr["runs"])
+                row(d, "echo p50 ms, " + where, a["p50"], b["p50"], pr["p50"])
+                row(d, "echo p99 ms, " + where, a["p99"], b["p99"], pr["p99"])
+                break
+        ns = [n for n in res.echo_counts() if res.echo(cur, n) and res.echo(prv, n)]
+        if ns:
+            n = max(ns)
+            a, b = res.echo(cur, n), res.echo(prv, n)
+            for q in ("50", "99"):
+                r = over(a["r" + q], b["r" + q])
+                row(d, "echo p%s ms, alone, %d sessions" % (q, n), a["p" + q], b["p" + q],
+                    r if r is not None else over(a["p" + q], b["p" + q]))
+        a, b, pr = res.side("tput", cur), res.side("tput", prv), res.side_pair("tput", cur, prv)
+        if a and b and pr:
+            row(d, "KB/s per console, side by side (%d runs)" % pr["runs"],
+                a["Bps"] / 1000.0 if a["Bps"] else None,
+                b["Bps"] / 1000.0 if b["Bps"] else None, pr["Bps"], 1)
+        a, b = res.tput("tput-all", cur), res.tput("tput-all", prv)
+        if a and b:
+            r = over(a["ratio"], b["ratio"])
+            row(d, "KB/s per console, alone, %d consoles" % a["n"],
+                a["Bps"] / 1000.0 / a["n"] if a["Bps"] else None,
+                b["Bps"] / 1000.0 / b["n"] if b["Bps"] else None,
+                r if r is not None else over(a["Bps"], b["Bps"]), 1)
+            row(d, "server CPU s per MB, alone, %d consoles" % a["n"],
+                a["cpu_s_per_mb"], b["cpu_s_per_mb"], over(a["cpu_s_per_mb"], b["cpu_s_per_mb"]), 3)
+        a, b = res.idle_per_session(cur), res.idle_per_session(prv)
+        ns = sorted(set(a) & set(b))
+        if ns:
+            row(d, "KiB per idle session, %d sessions" % ns[-1], a[ns[-1]], b[ns[-1]],
+                over(a[ns[-1]], b[ns[-1]]), 1)
+    A("")
+    return L
 
 
 def targets(res):
@@ -548,7 +660,7 @@ def markdown(res, png_name, analysis):
     A("| path | what |")
     A("|---|---|")
     for p in res.paths:
-        A("| %s | %s |" % (p, WHAT[p]))
+        A("| %s | %s |" % (p, WHAT[p] % prev_label(doc) if p in PREV_PATHS else WHAT[p]))
     A("")
 
     A("## Targets (issue 7)")
@@ -558,6 +670,7 @@ def markdown(res, png_name, analysis):
     for t, m, ok, _ in targets(res):
         A("| %s | %s | %s |" % (t, m, {True: "met", False: "**missed**", None: "n/a"}[ok]))
     A("")
+    L.extend(before_after(res))
 
     side_kinds = [k for k in ("echo-1", "echo-max", "tput")
                   if res.side(k, "floor")]
@@ -566,10 +679,12 @@ def markdown(res, png_name, analysis):
         A("")
         A("The floor and virtconsoled's doors at the same moment, on disjoint "
           "consoles spread over the same guests (one virtconsoled serves the "
-          "three doors, as in a deployment): whatever the shared machine does "
+          "three doors, as in a deployment%s): whatever the shared machine does "
           "then hits every path alike, so these ratios are the robust ones; "
           "the targets are judged on them.  The runs of each path alone, "
-          "below, drift with the machine between runs.")
+          "below, drift with the machine between runs."
+          % ("; the previous build's daemon runs beside it, each of its doors "
+             "next to the same door of this build" if doc.get("prev") else ""))
         A("")
         for k in side_kinds:
             if k == "tput":
@@ -588,7 +703,9 @@ def markdown(res, png_name, analysis):
                 t0 = res.side(k, "floor")
                 A("Echo, %s: %d sessions in all, %s keystrokes per second each:" % (
                     "one session per path, each on a guest of its own" if k == "echo-1"
-                    else "the floor, vcd-ws and vcd-wss sharing the consoles",
+                    else "%s sharing the consoles" % " and ".join(", ".join(
+                        "the floor" if p == "floor" else p for p in res.paths
+                        if res.side(k, p)).rsplit(", ", 1)),
                     t0["total"], fmt(t0["rate"], 2)))
                 A("")
                 A("| path | sessions | p50 ms | p99 ms | p50 / floor | p99 / floor | keystrokes | runs |")
@@ -664,11 +781,13 @@ def markdown(res, png_name, analysis):
                 n, fmt(res.rate(n), 2), p, fmt(e["p50"], 2), fmt(e["p99"], 2),
                 "1" if p == "floor" else ratio(e["r50"]),
                 "1" if p == "floor" else ratio(e["r99"]), e["samples"], e["reps"]))
-    if "vcd-unix" in res.paths:
+    unix = [p for p in ("vcd-unix", "prev-unix") if p in res.paths]
+    if unix:
         A("")
-        A("vcd-unix stops at %s sessions: virtconsoled's unix door serves each "
+        A("%s stop%s at %s sessions: virtconsoled's unix door serves each "
           "guest's first console only (one socket per guest); its web door "
-          "serves every console." % cfg.get("guests"))
+          "serves every console." % (" and ".join(unix), "" if len(unix) > 1 else "s",
+                                     cfg.get("guests")))
     if cfg.get("old_max") and max(res.echo_counts() or [0]) > cfg["old_max"]:
         A("")
         A("The old design's echo runs stop at %d sessions: through it, 200 "
@@ -940,6 +1059,10 @@ generated configuration (unix sockets, a `ws` and a `wss` listener with
   every console captured, then with every console's history full, against
   the bound consoles x (history + history_head) x history_runs; then its
   CPU with nothing printing.
+* With `--prev REV`, the previous build's virtconsoled (REV built out of
+  tree, the same configuration) is measured too, in every phase: its
+  doors are the prev-* paths, side by side next to this build's, and the
+  "Before and after" table divides this build's figures by its.
 * Ratios are taken per repetition against the floor of the same
   repetition, then the median over repetitions is reported.  Absolute
   times on a 2-core machine running 25 TCG guests (and other work) are
@@ -950,7 +1073,8 @@ generated configuration (unix sockets, a `ws` and a `wss` listener with
 # ---------------------------------------------------------------- the plot
 
 COLORS = {"floor": "black", "vcd-unix": "tab:blue", "vcd-ws": "tab:green",
-          "vcd-wss": "tab:olive", "old-unix": "tab:red", "old-ws": "tab:orange"}
+          "vcd-wss": "tab:olive", "old-unix": "tab:red", "old-ws": "tab:orange",
+          "prev-unix": "tab:cyan", "prev-ws": "tab:purple", "prev-wss": "tab:brown"}
 
 
 def ticks(ax, xs):

@@ -13,12 +13,17 @@
 #      full (its RSS against the history bound, its idle CPU).  Filling
 #      225 histories takes minutes: `-- --phases capture` runs it alone
 #      (then merge it: bench/report.py --merge);
+#   4b. with --prev REV, builds that revision of virtconsoled too (out of
+#      tree, in bench/out/prev-SHA/, kept for the next run) and measures
+#      it beside the current build in the same run: the paths prev-unix,
+#      prev-ws, prev-wss (bench/README.md);
 #   5. writes the raw results (JSON) and, from them, the report
 #      (bench/report.py: BENCHMARKS.md and bench.png beside the JSON);
 #   6. stops the lab.
 #
 # usage: bench/run.sh [--quick] [--out FILE] [--lab-from-env] [--no-deps]
-#                     [--no-report] [--prefix NAME] [-- HARNESS-OPTIONS...]
+#                     [--no-report] [--prefix NAME] [--prev REV | --prev-vcd DIR]
+#                     [-- HARNESS-OPTIONS...]
 #   --quick          small counts (1 and 5 sessions, 2 guests, 10 captured
 #                    consoles, short windows): proves every piece works (tests/integration/
 #                    t-bench.sh); its figures mean little
@@ -29,13 +34,20 @@
 #   --no-deps        do not run tests/deps.sh
 #   --no-report      only the JSON
 #   --prefix NAME    guest names NAME01, NAME02... (default bench)
+#   --prev REV       also measure the virtconsoled of git revision REV (the
+#                    build before a change): built once in bench/out/prev-SHA/
+#                    (git archive, configure, make virtconsoled
+#                    virtconsolectl; ~1-2 min), reused while that directory
+#                    holds it
+#   --prev-vcd DIR   the same with a build already made: DIR holds its
+#                    virtconsoled (t-bench.sh passes the current build)
 # Exit status 0 when every run of the harness succeeded.
 set -eu
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$TOP/tests/lab/lab.sh
 PY=/usr/bin/python3
 
-QUICK=0 OUT='' LAB_FROM_ENV=0 DEPS=1 REPORT=1 PREFIX=bench
+QUICK=0 OUT='' LAB_FROM_ENV=0 DEPS=1 REPORT=1 PREFIX=bench PREV_REV='' PREV_VCD=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1 ;;
@@ -45,6 +57,10 @@ while [ $# -gt 0 ]; do
 	--no-deps) DEPS=0 ;;
 	--no-report) REPORT=0 ;;
 	--prefix) PREFIX=$2; shift ;;
+	--prev) PREV_REV=$2; shift ;;
+	--prev=*) PREV_REV=${1#*=} ;;
+	--prev-vcd) PREV_VCD=$2; shift ;;
+	--prev-vcd=*) PREV_VCD=${1#*=} ;;
 	--) shift; break ;;
 	-h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/run.sh: unknown option $1 (--help)" >&2; exit 2 ;;
@@ -55,6 +71,10 @@ if [ -z "$OUT" ]; then
 	if [ "$QUICK" = 1 ]; then OUT=$TOP/bench/out/quick.json; else OUT=$TOP/bench/out/results.json; fi
 fi
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
+if [ -n "$PREV_REV" ] && [ -n "$PREV_VCD" ]; then
+	echo "bench/run.sh: --prev and --prev-vcd exclude each other" >&2
+	exit 2
+fi
 OUTDIR=$(dirname "$OUT")
 mkdir -p "$OUTDIR"
 T0=$(date +%s)
@@ -98,6 +118,41 @@ else
 fi
 export VCD_BUILD
 
+# The previous build: REV built out of tree once, or a build given.
+PREV=()
+if [ -n "$PREV_REV" ]; then
+	PREV_SHA=$(git -C "$TOP" rev-parse --verify --quiet "$PREV_REV^{commit}") ||
+	    { echo "bench/run.sh: --prev $PREV_REV: no such revision in $TOP" >&2; exit 2; }
+	PDIR=$TOP/bench/out/prev-$PREV_SHA
+	PREV_VCD=$PDIR/build
+	if [ ! -x "$PREV_VCD/virtconsoled" ] || [ ! -x "$PREV_VCD/virtconsolectl" ]; then
+		say "building $PREV_REV ($PREV_SHA) in $PDIR, log in $PDIR.log"
+		rm -rf "$PDIR"
+		if ! { mkdir -p "$PDIR/src" "$PREV_VCD" &&
+		    git -C "$TOP" archive "$PREV_SHA" | tar -x -C "$PDIR/src" &&
+		    (cd "$PDIR/src" && autoreconf -fi) &&
+		    (cd "$PREV_VCD" && ../src/configure) &&
+		    make -C "$PREV_VCD" -j2 virtconsoled virtconsolectl; } > "$PDIR.log" 2>&1; then
+			tail -n 20 "$PDIR.log" >&2
+			rm -rf "$PDIR"
+			exit 1
+		fi
+		printf '%s %s\n' "$PREV_SHA" "$PREV_REV" > "$PREV_VCD/prev.rev"
+	fi
+	PREV=(--prev-vcd "$PREV_VCD" --prev-rev "$PREV_REV" --prev-sha "$PREV_SHA")
+elif [ -n "$PREV_VCD" ]; then
+	case $PREV_VCD in /*) ;; *) PREV_VCD=$PWD/$PREV_VCD ;; esac
+	[ -x "$PREV_VCD/virtconsoled" ] || { echo "bench/run.sh: no virtconsoled in --prev-vcd $PREV_VCD" >&2; exit 2; }
+	if [ -f "$PREV_VCD/prev.rev" ]; then
+		read -r PREV_SHA PREV_REV < "$PREV_VCD/prev.rev"
+	else
+		# A build of a git tree (its HEAD, maybe with changes), or unknown.
+		PREV_REV="the build in $PREV_VCD"
+		PREV_SHA=$(git -C "$PREV_VCD" rev-parse --verify --quiet HEAD 2> /dev/null) || PREV_SHA=''
+	fi
+	PREV=(--prev-vcd "$PREV_VCD" --prev-rev "$PREV_REV" --prev-sha "$PREV_SHA")
+fi
+
 if [ "$LAB_FROM_ENV" = 1 ]; then
 	if [ -z "${LAB_DIR:-}" ] || [ -z "${LAB_URI:-}" ]; then
 		echo "bench/run.sh: --lab-from-env needs LAB_DIR and LAB_URI" >&2
@@ -119,12 +174,15 @@ PROFILE=full
 # The whole command within 15 minutes: what building and the lab took
 # comes off the harness's budget (it drops repetitions when late), and
 # ~40 s are kept for its clean-up, the report and stopping the lab.
+# Three paths more with a previous build: 21 minutes.
 BUDGET=()
-[ "$QUICK" = 1 ] || BUDGET=(--budget $((900 - 40 - ($(date +%s) - T0))))
+WHOLE=900
+[ "${#PREV[@]}" = 0 ] || WHOLE=1260
+[ "$QUICK" = 1 ] || BUDGET=(--budget $((WHOLE - 40 - ($(date +%s) - T0))))
 say "harness ($PROFILE), log in $OUTDIR/harness.log"
 rc=0
 "$PY" "$TOP/bench/harness.py" --profile "$PROFILE" "${BUDGET[@]}" \
-    --out "$OUT" --vcdload "$VCD_BUILD/bench/vcdload" --prefix "$PREFIX" "$@" \
+    --out "$OUT" --vcdload "$VCD_BUILD/bench/vcdload" --prefix "$PREFIX" "${PREV[@]}" "$@" \
     2> >(tee "$OUTDIR/harness.log" >&2) || rc=$?
 
 if [ "$REPORT" = 1 ] && [ -s "$OUT" ]; then

@@ -8,6 +8,9 @@
                console, one forked process per client
     old-ws     the old design behind Debian's websockify (one, with a
                TokenFile, as the old deployments ran it)
+    prev-unix  with --prev-vcd DIR: the previous build of virtconsoled
+    prev-ws    (DIR/virtconsoled, bench/run.sh --prev REV), its three
+    prev-wss   doors, on the same configuration as the current one's
 
 Each server knows the processes to account for (roots(): the tree of
 them is measured) and the address of each console for vcdload.
@@ -28,9 +31,12 @@ from webtest import WebDaemon, make_cert, web_root  # noqa: E402
 import procstat  # noqa: E402
 
 PATHS = ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws"]
+# The previous build's doors (only with --prev-vcd): prev-X is vcd-X
+# before the change.
+PREV_PATHS = ["prev-unix", "prev-ws", "prev-wss"]
 # Front doors that serve one console per guest: its first (the serial
 # port).  virtconsoled's unix door does; its web door serves every console.
-FIRST_CONSOLE_ONLY = {"vcd-unix"}
+FIRST_CONSOLE_ONLY = {"vcd-unix", "prev-unix"}
 
 
 def free_port():
@@ -75,12 +81,15 @@ class Floor:
 
 class Vcd:
     """One virtconsoled serving the three vcd-* paths (one path is measured
-    at a time)."""
+    at a time).  With build (a directory holding a virtconsoled), that
+    build's instead (the prev-* paths), on the same configuration and, with
+    cert (a (cert, key) pair), the same certificate."""
 
-    def __init__(self, uri, tmpdir, log):
+    def __init__(self, uri, tmpdir, log, build=None, cert=None, name="bench"):
         self.tmp = tmpdir
         self.log = log
-        self.cert, self.key = make_cert(tmpdir)
+        self.build = build
+        self.cert, self.key = cert or make_cert(tmpdir)
         self.d = WebDaemon(uri, {
             "listen": ["127.0.0.1:0 auth=none", "127.0.0.1:0 tls auth=none"],
             "tls_cert": self.cert,
@@ -97,7 +106,11 @@ class Vcd:
             # At info, every session start and end is logged: a deployment
             # logs that too.
             "log_level": "info",
-        }, name="bench", tmpdir=tmpdir)
+        }, name=name, tmpdir=tmpdir)
+        self.what = "virtconsoled"
+        if build:
+            self.d.binary = os.path.join(build, "virtconsoled")
+            self.what = self.d.binary
         self.port = self.tls_port = None
 
     @property
@@ -111,22 +124,22 @@ class Vcd:
     def start(self):
         m = self.d.mark()
         if not self.d.start(timeout=30):
-            raise RuntimeError("virtconsoled did not start:\n" + self.d.log_tail(20))
+            raise RuntimeError(self.what + " did not start:\n" + self.d.log_tail(20))
         self.port = self.d.port(tls=False, auth_none=True, since=m)
         self.tls_port = self.d.port(tls=True, auth_none=True, since=m)
         if not self.port or not self.tls_port:
-            raise RuntimeError("virtconsoled: no listener ports:\n" + self.d.log_tail(20))
+            raise RuntimeError(self.what + ": no listener ports:\n" + self.d.log_tail(20))
 
     def wait_sockets(self, guests, timeout=30):
         ok = wait_until(lambda: all(os.path.exists(os.path.join(self.socket_dir, g))
                                     for g in guests), timeout)
         if not ok:
-            raise RuntimeError("virtconsoled made no socket for every guest")
+            raise RuntimeError(self.what + " made no socket for every guest")
 
     def stop(self):
         rc = self.d.stop()
         if rc not in (0, None):
-            self.log("virtconsoled exited with status %s" % rc)
+            self.log("%s exited with status %s" % (self.what, rc))
         return rc
 
     def roots(self):

@@ -3,7 +3,10 @@
 # running lab: 2 guests, 1 and 5 sessions on every path (the floor,
 # virtconsoled unix/ws/wss, the old design alone and behind websockify),
 # and the capture phase (a daemon with capture = always, every console's
-# history filled, its RSS against the bound, its idle CPU).
+# history filled, its RSS against the bound, its idle CPU).  The previous
+# build's path (bench/run.sh --prev) is measured too, with this build as
+# the "previous" one (--prev-vcd: no second build): prev-ws only, its
+# second daemon beside the first side by side (~25 s more).
 # It checks that the harness works and its results are complete and sane,
 # not performance targets: every path measured, every session attached,
 # no error counted, round trips above 0, memory and CPU figures present,
@@ -33,7 +36,8 @@ OUT=$T_TMP/out
 J=$OUT/quick.json
 t0=$(date +%s)
 "$TOP/bench/run.sh" --quick --lab-from-env --no-deps --prefix tbench \
-    --out "$J" > "$T_TMP/run.log" 2>&1
+    --out "$J" --prev-vcd "$VCD_BUILD" \
+    -- --paths floor,vcd-unix,vcd-ws,vcd-wss,old-unix,old-ws,prev-ws > "$T_TMP/run.log" 2>&1
 rc=$?
 diag "bench/run.sh --quick: status $rc in $(($(date +%s) - t0)) s"
 check "bench/run.sh --quick succeeds" test "$rc" -eq 0
@@ -46,11 +50,12 @@ check "it wrote the results as JSON" "$PY" -c 'import json, sys; json.load(open(
 import json, sys
 d = json.load(open(sys.argv[1]))
 runs = d.get("runs", [])
-for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws"]:
+for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws", "prev-ws"]:
     mine = [r for r in runs if r["path"] == path]
     why = []
     phases = {r["phase"] for r in mine}
-    for ph in ("echo", "tput-all") + (("side-echo",) if path in ("floor", "vcd-ws", "vcd-wss") else ()):
+    for ph in ("echo", "tput-all") + (("side-echo",) if path in ("floor", "vcd-ws", "vcd-wss", "prev-ws")
+                                      else ()):
         if ph not in phases:
             why.append("no %s run" % ph)
     for r in mine:
@@ -117,10 +122,16 @@ for w in why:
 EOF
 relay_tap "$T_TMP/capture.tap"
 
+check "the results name the previous build (--prev-vcd)" \
+    "$PY" -c 'import json, os, sys; sys.exit(json.load(open(sys.argv[1])).get("prev", {}).get("build") != os.path.abspath(sys.argv[2]))' \
+    "$J" "$VCD_BUILD"
 check "report.py --check finds the results complete and sane" \
     "$PY" "$TOP/bench/report.py" "$J" --check
 check "the report was written (targets, echo, throughput, memory, CPU, capture tables)" \
     sh -c 'for s in "## Targets" "## 1. Keystroke" "## 2. Throughput" "## 3. Memory" "## 4. CPU" "## 5. Capture"; do grep -q "^$s" "$1" || exit 1; done' sh "$OUT/quick.md"
+check "the report sets the ws door against the previous build's (Before and after)" \
+    sh -c 'grep -q "^## Before and after" "$1" && grep -q "^| ws | echo p50 ms, side by side" "$1" &&
+           grep -q "^| prev-ws |" "$1"' sh "$OUT/quick.md"
 check "the plot was written (a PNG)" \
     "$PY" -c 'import sys; sys.exit(open(sys.argv[1], "rb").read(8) != b"\x89PNG\r\n\x1a\n")' "$OUT/quick.png"
 check "no guest of the run is left in the lab" \

@@ -299,6 +299,9 @@ class Daemon:
     """A virtconsoled -d -f CONF, its config and log in a temp dir."""
 
     STARTED_RE = r"virtconsoled \S+ started pid=(\d+)"
+    # The daemon's binary: None for vcd_binary() (VCD_BUILD's); the bench
+    # sets another build's for its prev-* paths.
+    binary = None
 
     def __init__(self, lab_uri, conf=None, name="vcd", tmpdir=None):
         _daemons.append(self)
@@ -363,7 +366,7 @@ class Daemon:
         (False).  argv_prefix wraps the command (e.g. unshare)."""
         self.write_config()
         log = open(self.log_path, "ab")
-        argv = [vcd_binary(), "-d", "-f", self.conf_path]
+        argv = [self.binary or vcd_binary(), "-d", "-f", self.conf_path]
         # VCD_WRAPPER runs the daemon under a tool (valgrind, strace...):
         # the daemon itself, inside any argv_prefix.
         if wrapped():
@@ -455,7 +458,7 @@ class Daemon:
         refusal or a closed connection is also what a dead daemon gives)."""
         if not self.alive():
             return False
-        ctl = os.path.join(os.path.dirname(vcd_binary()), "virtconsolectl")
+        ctl = os.path.join(os.path.dirname(self.binary or vcd_binary()), "virtconsolectl")
         try:
             r = subprocess.run([ctl, "-s", self.conf["control_socket"], "status", "--json"],
                                capture_output=True, text=True, timeout=timeout,
@@ -469,7 +472,7 @@ class Daemon:
         timeout seconds (a refusal or an error is not a hang)."""
         if not self.alive() or not os.path.exists(self.conf["control_socket"]):
             return False
-        ctl = os.path.join(os.path.dirname(vcd_binary()), "virtconsolectl")
+        ctl = os.path.join(os.path.dirname(self.binary or vcd_binary()), "virtconsolectl")
         try:
             subprocess.run([ctl, "-s", self.conf["control_socket"], "status"],
                            capture_output=True, timeout=timeout,
