@@ -73,9 +73,10 @@ PROFILES = {
         # required: this reserve keeps them inside the budget.  On a busy
         # day (2026-12-04: guests booted in 66 s) they took 290 + 42 s.
         "est_tput_s": 340,
-        "budget_s": 840,
+        "budget_s": 1140,
         "tput_secs": 5, "tput_reps": 2,
-        "side_reps": 2, "side_secs": 8, "est_side_echo_s": 70,
+        # Issue 22: the side-by-side figures are medians of >= 3 runs.
+        "side_reps": 3, "side_secs": 8, "est_side_echo_s": 70,
         "agg_secs": 6, "agg_reps": 1,
         # The capture phase: history limits small enough that 225
         # consoles fill them in a minute (a guest prints ~0.2 MB/s on one
@@ -84,7 +85,7 @@ PROFILES = {
         "cap_print": 42000, "cap_full_timeout_s": 900, "cap_idle_cpu_secs": 30,
         "cap_settle_s": 3,
         # The capture phase takes ~10 minutes on a shared 2-core machine
-        # (filling 225 histories): not in the 15-minute run; run alone.
+        # (filling 225 histories): not in the 20-minute run; run alone.
         "phases": "memory,echo,side,tput",
     },
     "quick": {
