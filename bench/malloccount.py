@@ -72,6 +72,16 @@ def delta(a, b):
             "frees": b["frees"] - a["frees"]}
 
 
+def sanitized(binary):
+    """Whether a program links the sanitizers' runtime (it must come first
+    in the list of objects: no LD_PRELOAD of ours then)."""
+    try:
+        with open(binary, "rb") as f:
+            return b"libasan.so" in f.read()
+    except OSError:
+        return False
+
+
 def trace(path, n, buckets=None):
     """Ask for the next n allocations' backtraces (of these bucket names,
     or all); the process writes them to its MALLOCCOUNT_TRACE file."""

@@ -108,9 +108,21 @@ class Vcd:
     def conf_path(self):
         return self.d.conf_path
 
+    # (malloccount.so, its counter file) when the daemon's allocations are
+    # counted (bench/malloccount.c): set by the harness.
+    malloccount = None
+
+    def env_prefix(self):
+        """`env LD_PRELOAD=... MALLOCCOUNT_FILE=...` before the daemon's
+        command when its allocations are counted, else None."""
+        if not self.malloccount:
+            return None
+        so, path = self.malloccount
+        return ["env", "LD_PRELOAD=" + so, "MALLOCCOUNT_FILE=" + path]
+
     def start(self):
         m = self.d.mark()
-        if not self.d.start(timeout=30):
+        if not self.d.start(timeout=30, argv_prefix=self.env_prefix()):
             raise RuntimeError("virtconsoled did not start:\n" + self.d.log_tail(20))
         self.port = self.d.port(tls=False, auth_none=True, since=m)
         self.tls_port = self.d.port(tls=True, auth_none=True, since=m)
