@@ -337,24 +337,28 @@ mc_init(void)
 	mc_busy = 0;
 }
 
+/*
+ * The body of an interposer that returns a block: glibc's call, then the
+ * count, by the caller of the function it expands in.
+ */
+#define MC_ALLOC(call, fn, n) do {					\
+	void	*p_ = (call);						\
+									\
+	if (__builtin_expect(mc != NULL, 0) && p_ != NULL)		\
+		mc_count(__builtin_return_address(0), (fn), (n));	\
+	return p_;							\
+} while (0)
+
 MC_EXPORT void *
 malloc(size_t n)
 {
-	void	*p = __libc_malloc(n);
-
-	if (__builtin_expect(mc != NULL, 0) && p != NULL)
-		mc_count(__builtin_return_address(0), "malloc", n);
-	return p;
+	MC_ALLOC(__libc_malloc(n), "malloc", n);
 }
 
 MC_EXPORT void *
 calloc(size_t k, size_t n)
 {
-	void	*p = __libc_calloc(k, n);
-
-	if (__builtin_expect(mc != NULL, 0) && p != NULL)
-		mc_count(__builtin_return_address(0), "calloc", k * n);
-	return p;
+	MC_ALLOC(__libc_calloc(k, n), "calloc", k * n);
 }
 
 /* An allocation when it makes a block or outgrows the one it has. */
@@ -386,21 +390,13 @@ free(void *p)
 MC_EXPORT void *
 memalign(size_t align, size_t n)
 {
-	void	*p = __libc_memalign(align, n);
-
-	if (__builtin_expect(mc != NULL, 0) && p != NULL)
-		mc_count(__builtin_return_address(0), "memalign", n);
-	return p;
+	MC_ALLOC(__libc_memalign(align, n), "memalign", n);
 }
 
 MC_EXPORT void *
 aligned_alloc(size_t align, size_t n)
 {
-	void	*p = __libc_memalign(align, n);
-
-	if (__builtin_expect(mc != NULL, 0) && p != NULL)
-		mc_count(__builtin_return_address(0), "aligned_alloc", n);
-	return p;
+	MC_ALLOC(__libc_memalign(align, n), "aligned_alloc", n);
 }
 
 MC_EXPORT int
@@ -424,19 +420,11 @@ posix_memalign(void **out, size_t align, size_t n)
 MC_EXPORT void *
 valloc(size_t n)
 {
-	void	*p = __libc_valloc(n);
-
-	if (__builtin_expect(mc != NULL, 0) && p != NULL)
-		mc_count(__builtin_return_address(0), "valloc", n);
-	return p;
+	MC_ALLOC(__libc_valloc(n), "valloc", n);
 }
 
 MC_EXPORT void *
 pvalloc(size_t n)
 {
-	void	*p = __libc_pvalloc(n);
-
-	if (__builtin_expect(mc != NULL, 0) && p != NULL)
-		mc_count(__builtin_return_address(0), "pvalloc", n);
-	return p;
+	MC_ALLOC(__libc_pvalloc(n), "pvalloc", n);
 }
