@@ -341,7 +341,6 @@ class Bench:
             "idle_cpu": {},
             "errors": self.errors,
         }
-        self.res["malloccount"] = self.setup_malloccount()
 
     # ---------------------------------------------------------- servers
 
@@ -779,7 +778,7 @@ class Bench:
         log("throughput rep %d: %s, %d console(s)" % (rep, path, len(guests)))
         return self.run_load(phase, path, len(guests), "sink", secs, rep=rep,
                              sink_cmd="timeout %d yes 0123456789abcdef" % secs,
-                             during=self.alloc_window if path in self.DOORS else None)
+                             during=self.alloc_window if path.startswith("vcd-") else None)
 
     # ---------------------------------------------------------- allocations
 
@@ -794,7 +793,7 @@ class Bench:
             log("malloccount: not with a sanitizer build of the daemon")
             return None
         self.mc_file = os.path.join(self.tmp, "malloccount")
-        self.vcd.malloccount = (so, self.mc_file)
+        self.vcd.count_allocations(so, self.mc_file)
         return {"so": so, "file": self.mc_file}
 
     mc_file = None
@@ -806,17 +805,20 @@ class Bench:
         that door forwarded meanwhile (the histograms' counts).  Session
         set-up and teardown are outside: what is left is the hot path
         (with libvirt's client inside it).  rec["allocs"]."""
-        if not self.mc_file or not rec.get("res0"):
+        if not self.mc_file or not rec.get("res0") or not self.vcd.roots():
             return
         a = malloccount.read(self.mc_file)
+        if not a or a["pid"] != self.vcd.d.pid:
+            rec["allocs"] = {"error": "no counters of the daemon (pid %s) in %s"
+                             % (self.vcd.d.pid, self.mc_file)}
+            return
         t0 = time.monotonic()
         time.sleep(rec["secs"] * 0.85)
         b = malloccount.read(self.mc_file)
         res1 = self.residence()
         d = malloccount.delta(a, b)
         if d is None or not res1:
-            rec["allocs"] = {"error": "no counters (%s)" % ("no malloccount file" if not b
-                                                             else "daemon restarted")}
+            rec["allocs"] = {"error": "the daemon restarted or did not answer stats"}
             return
         door = self.DOORS[rec["path"]]
         d["chunks"] = {dr: sum(res1[(door, dr)]) - sum(rec["res0"][(door, dr)])
@@ -1089,6 +1091,7 @@ class Bench:
         sampler.start()
         self.res["load_before"] = procstat.loadavg()
         self.res["budget_s"] = a.budget
+        self.res["malloccount"] = self.setup_malloccount()
         try:
             log("booting %d guests with %d virtio consoles each"
                 % (len(self.names), self.prof["consoles"]))

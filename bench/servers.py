@@ -13,6 +13,7 @@ Each server knows the processes to account for (roots(): the tree of
 them is measured) and the address of each console for vcdload.
 """
 
+import functools
 import os
 import signal
 import socket
@@ -108,21 +109,9 @@ class Vcd:
     def conf_path(self):
         return self.d.conf_path
 
-    # (malloccount.so, its counter file) when the daemon's allocations are
-    # counted (bench/malloccount.c): set by the harness.
-    malloccount = None
-
-    def env_prefix(self):
-        """`env LD_PRELOAD=... MALLOCCOUNT_FILE=...` before the daemon's
-        command when its allocations are counted, else None."""
-        if not self.malloccount:
-            return None
-        so, path = self.malloccount
-        return ["env", "LD_PRELOAD=" + so, "MALLOCCOUNT_FILE=" + path]
-
     def start(self):
         m = self.d.mark()
-        if not self.d.start(timeout=30, argv_prefix=self.env_prefix()):
+        if not self.d.start(timeout=30):
             raise RuntimeError("virtconsoled did not start:\n" + self.d.log_tail(20))
         self.port = self.d.port(tls=False, auth_none=True, since=m)
         self.tls_port = self.d.port(tls=True, auth_none=True, since=m)
@@ -149,6 +138,14 @@ class Vcd:
         but the expected ones)."""
         return [ln for ln in self.d.log().splitlines()
                 if " error " in ln.lower() or "error:" in ln.lower()]
+
+    def count_allocations(self, so, path):
+        """From its next start on, the daemon runs with so
+        (bench/malloccount.so) preloaded, its counters in the file path:
+        `env LD_PRELOAD=so MALLOCCOUNT_FILE=path` before its command (env
+        execs it: the pid is the daemon's)."""
+        self.d.start = functools.partial(
+            self.d.start, argv_prefix=["env", "LD_PRELOAD=" + so, "MALLOCCOUNT_FILE=" + path])
 
 
 class Proc:
