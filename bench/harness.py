@@ -45,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import malloccount  # noqa: E402
 import procstat  # noqa: E402
 import servers  # noqa: E402
 from guests import Guests, aliases  # noqa: E402
@@ -825,11 +826,58 @@ class Bench:
         `timeout SECS yes ...` there and counts what comes back for SECS:
         each guest prints as fast as it can, or as fast as the path lets it
         (the guest blocks when the pty is full).  The server's CPU is taken
-        over the window."""
+        over the window, and virtconsoled's allocations (alloc_window)."""
         self.ensure_servers(path)
         log("throughput rep %d: %s, %d console(s)" % (rep, path, len(guests)))
         return self.run_load(phase, path, len(guests), "sink", secs, rep=rep,
-                             sink_cmd="timeout %d yes 0123456789abcdef" % secs)
+                             sink_cmd="timeout %d yes 0123456789abcdef" % secs,
+                             during=self.alloc_window if path.startswith("vcd-") else None)
+
+    # ---------------------------------------------------------- allocations
+
+    def setup_malloccount(self):
+        """Count the bench daemon's allocations (bench/malloccount.so
+        preloaded, its counters in a file of ours); what the results say
+        about it: {so, file}, or None when not counting."""
+        so = self.args.malloccount
+        if not so:
+            return None
+        if malloccount.sanitized(os.path.join(os.path.dirname(ctl_binary()), "virtconsoled")):
+            log("malloccount: not with a sanitizer build of the daemon")
+            return None
+        self.mc_file = os.path.join(self.tmp, "malloccount")
+        self.vcd.count_allocations(so, self.mc_file)
+        return {"so": so, "file": self.mc_file}
+
+    mc_file = None
+
+    def alloc_window(self, p, rec, roots):
+        """During a throughput run of a door: the daemon's allocations from
+        the moment every session is ready (just after ready() read the
+        residence histograms) to 85 % of the window, against the chunks
+        that door forwarded meanwhile (the histograms' counts).  Session
+        set-up and teardown are outside: what is left is the hot path
+        (with libvirt's client inside it).  rec["allocs"]."""
+        if not self.mc_file or not rec.get("res0") or not self.vcd.roots():
+            return
+        a = malloccount.read(self.mc_file)
+        if not a or a["pid"] != self.vcd.d.pid:
+            rec["allocs"] = {"error": "no counters of the daemon (pid %s) in %s"
+                             % (self.vcd.d.pid, self.mc_file)}
+            return
+        t0 = time.monotonic()
+        time.sleep(rec["secs"] * 0.85)
+        b = malloccount.read(self.mc_file)
+        res1 = self.residence()
+        d = malloccount.delta(a, b)
+        if d is None or not res1:
+            rec["allocs"] = {"error": "the daemon restarted or did not answer stats"}
+            return
+        door = self.DOORS[rec["path"]]
+        d["chunks"] = {dr: sum(res1[(door, dr)]) - sum(rec["res0"][(door, dr)])
+                       for dr in ("to_client", "to_guest")}
+        d["window_s"] = round(time.monotonic() - t0, 2)
+        rec["allocs"] = d
 
     def phase_tput(self, phase, rep, repeat=False):
         prof = self.prof
@@ -1096,6 +1144,7 @@ class Bench:
         sampler.start()
         self.res["load_before"] = procstat.loadavg()
         self.res["budget_s"] = a.budget
+        self.res["malloccount"] = self.setup_malloccount()
         try:
             log("booting %d guests with %d virtio consoles each"
                 % (len(self.names), self.prof["consoles"]))
@@ -1164,6 +1213,10 @@ def main():
     ap.add_argument("--reuse-guests", action="store_true",
                     help="use the guests of an earlier --keep-guests run")
     ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument("--malloccount",
+                    help="bench/malloccount.so, preloaded into virtconsoled to count its "
+                    "allocations per chunk in the throughput runs (default: beside "
+                    "vcdload if built there; '' for none)")
     a = ap.parse_args()
     known = PATHS + (PREV_PATHS if a.prev_vcd else [])
     a.paths = [p for p in (a.paths or ",".join(known)).split(",") if p]
@@ -1197,6 +1250,9 @@ def main():
         prof["consoles"] = a.consoles
     if prof["consoles"] < 1:
         ap.error("--consoles: at least 1 (console1 drives the throughput runs)")
+    if a.malloccount is None:
+        so = os.path.join(os.path.dirname(os.path.abspath(a.vcdload)), "malloccount.so")
+        a.malloccount = so if os.path.exists(so) else ""
     a.out = os.path.abspath(a.out)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     return Bench(a, prof).run()

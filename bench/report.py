@@ -63,6 +63,13 @@ T_IDLE_KIB = 64                   # daemon memory per idle session
 T_IDLE_CPU = 1.0                  # % of one core with 200 idle sessions
 # Issue 22: the daemon's residence time against the echo round trip.
 T_RES50, T_RES99 = 0.02, 0.10      # residence p50 / p99 over echo p50 / p99
+# Issue 22: allocations per chunk forwarded, by the daemon's own code.
+T_ALLOC = 0.01
+# bench/malloccount.so's buckets (the caller's object), grouped: the
+# daemon's own code, libvirt's client (it allocates through glib), the rest.
+ALLOC_OWN = ("main", "libevent", "openssl")
+ALLOC_LV = ("libvirt", "glib")
+ALLOC_PHASES = ("tput-one", "tput-all")
 
 
 def res_q(buckets, q):
@@ -170,6 +177,32 @@ class Results:
 
     def residence_echo(self, path, n):
         return self.residence([r for r in self.select("echo", path, n) if r.get("ok")])
+
+    # ------------------------------------------------ allocations
+
+    def allocs(self, path):
+        """The daemon's allocations over the throughput runs of a door
+        (their counts added): {total, chunks, own, lv, other (per chunk),
+        by_object (counts), mb (MB the runs moved), runs}, or None."""
+        runs = [r for p in ALLOC_PHASES for r in self.select(p, path)
+                if (r.get("allocs") or {}).get("total") is not None]
+        if not runs:
+            return None
+        by = {}
+        for r in runs:
+            for k, v in r["allocs"]["by_object"].items():
+                by[k] = by.get(k, 0) + v
+        chunks = sum(sum(r["allocs"]["chunks"].values()) for r in runs)
+        out = {"by_object": by, "chunks": chunks, "total": sum(by.values()), "runs": len(runs),
+               "to_client": sum(r["allocs"]["chunks"]["to_client"] for r in runs),
+               "mb": sum(((r.get("vcdload") or {}).get("bytes") or {}).get("in_test") or 0
+                         for r in runs) / 1e6}
+        for key, names in (("own", ALLOC_OWN), ("lv", ALLOC_LV), ("other", None)):
+            n = sum(v for k, v in by.items()
+                    if (k in names if names else k not in ALLOC_OWN + ALLOC_LV))
+            out[key] = n / chunks if chunks else None
+        out["per_chunk"] = out["total"] / chunks if chunks else None
+        return out
 
     # ------------------------------------------------ side by side
 
@@ -392,6 +425,12 @@ class Results:
                                    % (tag, {dr: sum(rz.get(dr) or []) for dr in rz}))
                 if r["phase"] in ("tput-one", "tput-all", "side-tput") and not self.bps(r):
                     bad.append("%s: no bytes counted" % tag)
+                # bench/malloccount.so was preloaded: the allocations per chunk.
+                al = r.get("allocs") or {}
+                if self.doc.get("malloccount") and path in VCD and r["phase"] in ALLOC_PHASES \
+                        and (al.get("total") is None or not sum((al.get("chunks") or {}).values())):
+                    bad.append("%s: no allocations per chunk counted (%s)"
+                               % (tag, al.get("error") or "no chunks"))
                 if path != "floor" and r.get("cpu_s") is None:
                     bad.append("%s: no CPU figure for the server" % tag)
             if path != "floor" and "memory" in phases:
@@ -585,6 +624,16 @@ def targets(res):
                                     fmt(a["Bps"] / 1000.0 if a["Bps"] else None, 1),
                                     a["n"], fmt(a["cpu_pct"], 1)),
                         None if a["ratio"] is None else a["ratio"] >= T_TPUT, path))
+    for path in VCD:
+        a = res.allocs(path) if path in res.paths else None
+        if a and a["chunks"]:
+            out.append(("fewer than %s allocations per chunk forwarded by the daemon's own code "
+                        "(its executable, libevent, OpenSSL)" % T_ALLOC,
+                        "%s: %s (main / libevent / OpenSSL: %s) over %s chunks, %s MB; "
+                        "libvirt's client adds %s" % (
+                            path, fmt(a["own"], 3), alloc_split(a), a["chunks"],
+                            fmt(a["mb"], 2), fmt(a["lv"], 2)),
+                        a["own"] < T_ALLOC, path))
     for path in VCD:
         ips = res.idle_per_session(path)
         if ips:
@@ -906,6 +955,36 @@ def markdown(res, png_name, analysis):
                 "-" if p == "floor" else fmt(t["cpu_s_per_mb"], 3)))
         A("")
 
+    rows = [(p, res.allocs(p)) for p in VCD if p in res.paths and res.allocs(p)]
+    if rows:
+        A("### Allocations per chunk")
+        A("")
+        A("virtconsoled run with `bench/malloccount.so` preloaded: every "
+          "malloc, calloc, growing realloc and memalign is counted by the "
+          "object that called it.  In each throughput run of a door, the "
+          "allocations from the moment every session is ready to 85%% of "
+          "the window (session set-up and teardown are outside; not the "
+          "side-by-side runs, where one daemon serves the three doors at "
+          "once), over the chunks that door forwarded meanwhile (the counts of "
+          "`virtconsolectl stats --json`), all runs of the door added.  "
+          "*Own* is the daemon's code: its executable, libevent and OpenSSL, "
+          "which it drives; the target (< %s per chunk) is judged on it.  "
+          "*libvirt client* is libvirt and glib (libvirt allocates through "
+          "g_malloc): it allocates for every stream message it reads, so "
+          "the floor (a bare libvirt client) pays that too.  *Other*: libc "
+          "(strdup, printf...), libxml2 and the rest.  MB: what the runs "
+          "moved to the clients." % T_ALLOC)
+        A("")
+        A("| door | runs | chunks (to client) | MB | allocations | per chunk | own | "
+          "main / libevent / OpenSSL | libvirt client | other |")
+        A("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+        for p, a in rows:
+            A("| %s | %d | %d (%d) | %s | %d | %s | %s | %s | %s | %s |" % (
+                p, a["runs"], a["chunks"], a["to_client"], fmt(a["mb"], 2), a["total"],
+                fmt(a["per_chunk"], 3), fmt(a["own"], 3), alloc_split(a), fmt(a["lv"], 3),
+                fmt(a["other"], 3)))
+        A("")
+
     A("## 3. Memory")
     A("")
     A("virtconsoled is one process: its RSS.  The old design forks: the sum "
@@ -972,6 +1051,12 @@ def markdown(res, png_name, analysis):
     A(METHOD.strip())
     A("")
     return "\n".join(L)
+
+
+def alloc_split(a):
+    """main / libevent / OpenSSL allocations per chunk."""
+    return " / ".join(fmt(a["by_object"].get(k, 0) / a["chunks"], 3) if a["chunks"] else "-"
+                      for k in ALLOC_OWN)
 
 
 def kib_mib(k):
@@ -1134,6 +1219,9 @@ generated configuration (unix sockets, a `ws` and a `wss` listener with
   guest tty first (`stty -icanon` and a shell loop that reads and drops the
   input), then counts the round trip of every keystroke.
 * Throughput: one console, then one console on every guest at once.
+  virtconsoled runs with `bench/malloccount.so` preloaded (an allocation
+  counter by calling object, in a file the harness reads): its
+  allocations per chunk forwarded are taken in these runs.
 * Capture (section 5): a daemon of its own with `capture = always`,
   before the other phases (or in a run of its own, merged): its RSS with
   every console captured, then with every console's history full, against

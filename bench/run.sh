@@ -97,6 +97,10 @@ if [ -n "${VCD_BUILD:-}" ]; then
 		make -C "$VCD_BUILD" bench/vcdload > "$OUTDIR/build.log" 2>&1 ||
 		    { tail -n 20 "$OUTDIR/build.log" >&2; exit 1; }
 	fi
+	# The allocation counter: without it, the run counts no allocations.
+	[ -f "$VCD_BUILD/bench/malloccount.so" ] ||
+	    make -C "$VCD_BUILD" bench/malloccount.so >> "$OUTDIR/build.log" 2>&1 ||
+	    say "no bench/malloccount.so in $VCD_BUILD: allocations not counted"
 else
 	if [ -f "$TOP/config.status" ]; then
 		VCD_BUILD=$TOP

@@ -16,6 +16,7 @@ Each server knows the processes to account for (roots(): the tree of
 them is measured) and the address of each console for vcdload.
 """
 
+import functools
 import os
 import signal
 import socket
@@ -150,6 +151,14 @@ class Vcd:
         but the expected ones)."""
         return [ln for ln in self.d.log().splitlines()
                 if " error " in ln.lower() or "error:" in ln.lower()]
+
+    def count_allocations(self, so, path):
+        """From its next start on, the daemon runs with so
+        (bench/malloccount.so) preloaded, its counters in the file path:
+        `env LD_PRELOAD=so MALLOCCOUNT_FILE=path` before its command (env
+        execs it: the pid is the daemon's)."""
+        self.d.start = functools.partial(
+            self.d.start, argv_prefix=["env", "LD_PRELOAD=" + so, "MALLOCCOUNT_FILE=" + path])
 
 
 class Proc:

@@ -10,7 +10,9 @@
 # It checks that the harness works and its results are complete and sane,
 # not performance targets: every path measured, every session attached,
 # no error counted, round trips above 0, memory and CPU figures present,
-# and the report and plot written.  The full run is bench/run.sh (README).
+# virtconsoled's allocations per chunk counted (bench/malloccount.so) in
+# every door's throughput run, and the report and plot written.  The full
+# run is bench/run.sh (README).
 . "$(dirname "$0")/../lib.sh"
 need_lab
 [ -x "$VCD" ] || skip_all "no daemon binary at $VCD"
@@ -83,6 +85,15 @@ for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws", "pr
             else:
                 print("# figure: bench-quick %s throughput over %d consoles = %.1f KB/s"
                       % (path, r["n"], bps / 1000.0))
+            # bench/malloccount.so in virtconsoled: its allocations per chunk.
+            al = r.get("allocs") or {}
+            ch = sum((al.get("chunks") or {}).values())
+            if path.startswith("vcd-") and not ((al.get("total") or 0) > 0 and ch > 0):
+                why.append("%s: no allocations per chunk counted (%r)" % (tag, al))
+            elif path.startswith("vcd-"):
+                own = sum(al["by_object"].get(k, 0) for k in ("main", "libevent", "openssl"))
+                print("# figure: bench-quick %s allocations per chunk = %.3f (the daemon's "
+                      "own code %.3f)" % (path, al["total"] / ch, own / ch))
     if path != "floor":
         m = (d.get("memory") or {}).get(path) or {}
         if not m.get("base") or not m.get("idle"):
@@ -134,6 +145,9 @@ check "the report sets the ws door against the previous build's (Before and afte
            grep -q "^| prev-ws |" "$1"' sh "$OUT/quick.md"
 check "the plot was written (a PNG)" \
     "$PY" -c 'import sys; sys.exit(open(sys.argv[1], "rb").read(8) != b"\x89PNG\r\n\x1a\n")' "$OUT/quick.png"
+check "the report has the allocations per chunk of the three doors" \
+    sh -c 'grep -q "^### Allocations per chunk" "$1" &&
+           for d in unix ws wss; do grep -q "^| vcd-$d | [0-9]" "$1" || exit 1; done' sh "$OUT/quick.md"
 check "no guest of the run is left in the lab" \
     sh -c '! virsh -q -c "$LAB_URI" list --name | grep -q "^tbench"'
 done_testing

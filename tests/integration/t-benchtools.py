@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""The benchmark's two tools against the lab: bench/vcdload in each of its
+"""The benchmark's tools against the lab: bench/vcdload in each of its
 modes (libvirt, unix, ws, wss) measures keystroke echo round trips on a
 real guest console and reports them in its JSON, counts a refusal (and
 fails its exit status), holds its sessions until SIGUSR1; bench/oldconsole.py
 (the old design) serves a console with one forked process per client,
-alone and behind Debian's websockify.
+alone and behind Debian's websockify; bench/malloccount.so counts a
+process's allocations by the object that called, in a file read from
+outside, and traces them on request.
 
 Also a regression check found with vcdload: virtconsoled answers a
 client's WebSocket close frame with its own (RFC 6455 5.5.1) instead of
@@ -219,5 +221,46 @@ with t.case("the old design behind websockify"):
                  "websockify answers the close frame", json.dumps(doc["per_session"][0]["end"]))
         stop_group(wsfy)
     stop_group(old)
+
+with t.case("bench/malloccount.so: allocations by calling object, read from outside"):
+    so = os.path.join(os.path.dirname(VCDLOAD), "malloccount.so")
+    mcf, trf = os.path.join(TMP, "mc"), os.path.join(TMP, "mc.trace")
+    # python3 allocates from its executable (it links libpython in), and
+    # each strdup() it calls through ctypes from libc; it asks for the
+    # backtraces of 3 of libc's first.
+    prog = ("import ctypes, sys\n"
+            "sys.path.insert(0, %r)\n"
+            "import malloccount\n"
+            "malloccount.trace(%r, 3, ['libc'])\n"
+            "libc = ctypes.CDLL(None)\n"
+            "libc.strdup.restype = ctypes.c_void_p\n"
+            "libc.free.argtypes = [ctypes.c_void_p]\n"
+            "for i in range(1000):\n"
+            "    libc.free(libc.strdup(b'x' * 100))\n" % (os.path.join(TOP, "bench"), mcf))
+    r = subprocess.run(["/usr/bin/python3", "-c", prog], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, LD_PRELOAD=so, MALLOCCOUNT_FILE=mcf,
+                                            MALLOCCOUNT_TRACE=trf))
+    sys.path.insert(0, os.path.join(TOP, "bench"))
+    import malloccount
+    c = malloccount.read(mcf)
+    t.ok(r.returncode == 0 and c is not None, "a process runs with it preloaded and its "
+         "counters are in MALLOCCOUNT_FILE (status %d)" % r.returncode, r.stderr[-500:])
+    if c:
+        t.ok(c["allocs"]["libc"] >= 1000 and c["bytes"]["libc"] >= 101000 and
+             c["allocs"]["main"] > 0 and c["frees"] >= 1000 and c["pid"] > 0,
+             "1000 strdup() counted as libc's, python's own as main's, the frees",
+             json.dumps(c))
+    try:
+        with open(trf) as f:
+            tr = f.read()
+    except OSError:
+        tr = ""
+    t.ok(tr.count("malloccount: malloc(") == 3 and tr.count("by libc") == 3 and "strdup" in tr,
+         "3 backtraces of libc's allocations, on request, through strdup", tr[:1500])
+    os.unlink(mcf)
+    r = subprocess.run(["/usr/bin/python3", "-c", "print(sum(range(10)))"], capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, LD_PRELOAD=so))
+    t.ok(r.returncode == 0 and r.stdout == "45\n" and not os.path.exists(mcf),
+         "without MALLOCCOUNT_FILE it counts nothing and the process runs", r.stderr[-500:])
 
 t.done()
