@@ -625,16 +625,6 @@ def targets(res):
                                     a["n"], fmt(a["cpu_pct"], 1)),
                         None if a["ratio"] is None else a["ratio"] >= T_TPUT, path))
     for path in VCD:
-        a = res.allocs(path) if path in res.paths else None
-        if a and a["chunks"]:
-            out.append(("fewer than %s allocations per chunk forwarded by the daemon's own code "
-                        "(its executable, libevent, OpenSSL)" % T_ALLOC,
-                        "%s: %s (main / libevent / OpenSSL: %s) over %s chunks, %s MB; "
-                        "libvirt's client adds %s" % (
-                            path, fmt(a["own"], 3), alloc_split(a), a["chunks"],
-                            fmt(a["mb"], 2), fmt(a["lv"], 2)),
-                        a["own"] < T_ALLOC, path))
-    for path in VCD:
         ips = res.idle_per_session(path)
         if ips:
             n = max(ips)
@@ -715,6 +705,16 @@ def targets22(res):
                         "%s: %s over %d consoles (median of %d runs)" % (
                             path, ratio(t["rB"]), t["total"], t["reps"]),
                         t["rB"] >= T22_TPUT if enough else None, path))
+    for path in VCD:
+        a = res.allocs(path) if path in res.paths else None
+        if a and a["chunks"]:
+            out.append(("fewer than %s allocations per chunk forwarded by the daemon's own code "
+                        "(its executable, libevent, OpenSSL)" % T_ALLOC,
+                        "%s: %s (main / libevent / OpenSSL: %s) over %s chunks, %s MB; "
+                        "libvirt's client adds %s" % (
+                            path, fmt(a["own"], 3), alloc_split(a), a["chunks"],
+                            fmt(a["mb"], 2), fmt(a["lv"], 2)),
+                        a["own"] < T_ALLOC, path))
     unix = res.tput("tput-all", "vcd-unix")
     for path, lim in sorted(T22_CPU_MB.items()):
         a = res.tput("tput-all", path)
