@@ -1129,7 +1129,7 @@ int		 xasprintf(char **, const char *, ...) VCD_PRINTF(2, 3);
 void		 timer_arm(struct event *, unsigned int);
 size_t		 bev_write_now(struct bufferevent *, const void *, size_t);
 struct iovec;
-size_t		 bev_writev_now(struct bufferevent *, const struct iovec *, int);
+size_t		 bev_writev_now(struct bufferevent *, struct iovec *, int);
 struct evbuffer_cb_entry *bev_lat_watch(struct bufferevent *,
 		     struct lat_stream *);
 void		 bev_lat_unwatch(struct bufferevent *,

@@ -181,16 +181,20 @@ timer_arm(struct event *ev, unsigned int seconds)
 size_t
 bev_write_now(struct bufferevent *bev, const void *data, size_t len)
 {
+	union {
+		const void	*c;
+		void		*v;
+	}		u = { .c = data };	/* iovec is not const */
 	struct iovec	iov;
 
-	iov.iov_base = (void *)(uintptr_t)data;
+	iov.iov_base = u.v;
 	iov.iov_len = len;
 	return bev_writev_now(bev, &iov, 1);
 }
 
 /* bev_write_now() of several pieces: one send, in order. */
 size_t
-bev_writev_now(struct bufferevent *bev, const struct iovec *iov, int cnt)
+bev_writev_now(struct bufferevent *bev, struct iovec *iov, int cnt)
 {
 	evutil_socket_t	 fd = bufferevent_getfd(bev);
 	struct msghdr	 mh;
@@ -203,7 +207,7 @@ bev_writev_now(struct bufferevent *bev, const struct iovec *iov, int cnt)
 	if (len > 0 && fd >= 0 && (bufferevent_get_enabled(bev) & EV_WRITE) &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
 		memset(&mh, 0, sizeof mh);
-		mh.msg_iov = (struct iovec *)(uintptr_t)iov;
+		mh.msg_iov = iov;
 		mh.msg_iovlen = (size_t)cnt;
 		if ((n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0)
 			sent = (size_t)n;

@@ -730,6 +730,10 @@ wsock_tls_record(const struct wsock *w, struct evbuffer *out)
 static int
 wsock_send_now(struct wsock *w, const uint8_t *p, size_t len)
 {
+	union {
+		const uint8_t	*c;
+		void		*v;
+	}		u = { .c = p };		/* iovec is not const */
 	uint8_t		hdr[WS_HEADER_MAX];
 	char		b64[WS_B64_SIZE(WSOCK_NOW_B64)];
 	struct iovec	iov[2];
@@ -742,7 +746,7 @@ wsock_send_now(struct wsock *w, const uint8_t *p, size_t len)
 		iov[0].iov_len = ws_frame_header(hdr, WS_OP_TEXT, 1,
 		    iov[1].iov_len);
 	} else {
-		iov[1].iov_base = (void *)(uintptr_t)p;
+		iov[1].iov_base = u.v;
 		iov[1].iov_len = len;
 		iov[0].iov_len = ws_frame_header(hdr, WS_OP_BINARY, 1, len);
 	}
