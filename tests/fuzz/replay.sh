@@ -31,7 +31,7 @@ for t in config http json token ws; do
 	ws) extra="$TOP/src/ws.c" ;;
 	esac
 	# shellcheck disable=SC2086
-	if ! clang $FLAGS "$src" $extra "$TOP/src/util.c" "$TOP/src/log.c" \
+	if ! clang $FLAGS "$src" $extra "$TOP/src/util.c" "$TOP/src/lat.c" "$TOP/src/log.c" \
 	    $LIBS -o "$OUT/${t}_fuzzer" > "$OUT/$t.build.log" 2>&1; then
 		echo "not ok $n - build the $t fuzzer"
 		sed 's/^/# /' "$OUT/$t.build.log" | tail -n 20

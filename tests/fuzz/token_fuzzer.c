@@ -16,7 +16,7 @@
  * The seeds in tests/fuzz/corpus/token are written by this file built
  * without libFuzzer, from the top of the tree (the same bytes each time):
  *	cc -DFUZZ_WRITE_SEEDS -D_GNU_SOURCE -Iinclude -o /tmp/seeds
- *	    tests/fuzz/token_fuzzer.c src/token.c src/util.c src/log.c
+ *	    tests/fuzz/token_fuzzer.c src/token.c src/util.c src/lat.c src/log.c
  *	    $(pkg-config --cflags --libs libvirt libevent libevent_pthreads
  *	    libcrypto)
  *	/tmp/seeds tests/fuzz/corpus/token
