@@ -479,6 +479,8 @@ struct stream_ops {
 	const char	*(*error)(void);
 };
 extern const struct stream_ops	 stream_libvirt_ops;
+struct hv_link;
+void		 stream_link_lost(struct hv_link *);
 extern const struct stream_ops	*stream_ops;
 
 /* session.c */
@@ -1115,6 +1117,7 @@ size_t		 hv_link_backlog(const struct hv_link *);
 size_t		 hv_link_wake_at(const struct hv_link *);
 int		 hv_link_wait_send(struct hv_link *, void (*)(void *), void *);
 int		 hv_link_lost_alone(const struct hv_link *);
+int		 hv_link_is_lost(const struct hv_link *);
 unsigned int	 hv_link_count(void);
 
 /* util.c */

@@ -131,6 +131,8 @@ struct hv_link {
 	struct hv_jobs		 todo;
 	struct hv_jobs		 done;
 	struct event		*ev_done;	/* done jobs, to the loop */
+	struct event		*ev_lost;	/* the close callback, to the loop */
+	int			 lost;		/* libvirt closed it */
 	/* Its socket wakes the loop when libvirtd has read (wait_send). */
 	size_t			 wake_at;	/* backlog it wakes at, or 0 */
 	struct event		*ev_send[2];
@@ -732,9 +734,49 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 	if (reason >= 0 && (size_t)reason < sizeof hv_close_reasons /
 	    sizeof hv_close_reasons[0])
 		why = hv_close_reasons[reason];
-	/* Its streams fail on their own; this is for the log. */
 	log_info("hv: guest connection lost uuid=%s reason=%s hypervisor=%s",
 	    l->uuid, why, l->hv->name);
+	/* It may come on the link's thread, inside a call: the loop says. */
+	event_active(l->ev_lost, EV_TIMEOUT, 0);
+}
+
+/* No wait for the link's send window any more (hv_link_wait_send()). */
+static void
+hv_link_send_stop(struct hv_link *l)
+{
+	size_t	i;
+
+	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
+		if (l->ev_send[i] != NULL)
+			event_del(l->ev_send[i]);
+	l->send_cb = NULL;
+}
+
+/*
+ * On the loop: libvirt closed the link's connection.  Its streams do not
+ * fail on their own: libvirt 9.0 raises no stream event when a connection
+ * closes (virNetClientCloseLocked() leaves its streams alone, and a stream
+ * event is a timer armed only by data, an end of file or an error that
+ * came from libvirtd), and a non-blocking virStreamRecv() on such a stream
+ * says -2, nothing yet, forever.  And libvirt has closed the socket that a
+ * console waiting for its send window watches: that wait would never end
+ * either.  So the streams are told here, and the waiter woken.
+ */
+static void
+hv_link_lost_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hv_link	*l = arg;
+	void		(*cb)(void *) = l->send_cb;
+
+	if (l->lost)
+		return;
+	l->lost = 1;
+	hv_link_send_stop(l);
+	log_debug("hv: guest connection uuid=%s: failing its streams%s",
+	    l->uuid, cb != NULL ? ", waking its send waiter" : "");
+	stream_link_lost(l);
+	if (cb != NULL)
+		cb(l->send_arg);
 }
 
 /*
@@ -859,7 +901,8 @@ hv_link_get(struct hv *h, const char *uuid)
 	TAILQ_INIT(&l->todo);
 	TAILQ_INIT(&l->done);
 	if ((l->ev_done = event_new(hvg.base, -1, 0, hv_link_done_cb, l)) ==
-	    NULL)
+	    NULL || (l->ev_lost = event_new(hvg.base, -1, 0, hv_link_lost_cb,
+	    l)) == NULL)
 		fatalx("hv: out of memory");
 	TAILQ_INSERT_TAIL(&hv_links, l, entry);
 	h->nlinks++;
@@ -900,6 +943,7 @@ hv_link_free(struct hv_link *l)
 	l->hv->nlinks--;
 	hvg.nlinks--;
 	event_free(l->ev_done);
+	event_free(l->ev_lost);
 	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
 		if (l->ev_send[i] != NULL)
 			event_free(l->ev_send[i]);
@@ -967,16 +1011,11 @@ hv_link_call(struct hv_link *l, void (*run)(void *), void (*done)(void *),
 void
 hv_link_put(struct hv_link *l)
 {
-	size_t	i;
-
 	if (l == NULL || --l->refs > 0)
 		return;
 	l->closing = 1;
 	/* Before its thread closes the socket under the events. */
-	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
-		if (l->ev_send[i] != NULL)
-			event_del(l->ev_send[i]);
-	l->send_cb = NULL;
+	hv_link_send_stop(l);
 	hv_link_call(l, hv_link_close_run, NULL, l);
 }
 
@@ -1017,11 +1056,9 @@ hv_link_send_ready(evutil_socket_t fd, short what, void *arg)
 {
 	struct hv_link	*l = arg;
 	void		(*cb)(void *) = l->send_cb;
-	size_t		 i, backlog;
+	size_t		 backlog;
 
-	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
-		if (l->ev_send[i] != NULL)
-			event_del(l->ev_send[i]);
+	hv_link_send_stop(l);
 	/*
 	 * Writable with more waiting than the wake mark: the kernel counts
 	 * otherwise than we think, and the wait would spin.  Poll instead.
@@ -1032,7 +1069,6 @@ hv_link_send_ready(evutil_socket_t fd, short what, void *arg)
 		    "from now on", l->uuid, backlog, l->wake_at);
 		l->wake_at = 0;
 	}
-	l->send_cb = NULL;
 	if (cb != NULL)
 		cb(l->send_arg);
 }
@@ -1048,7 +1084,8 @@ hv_link_wait_send(struct hv_link *l, void (*cb)(void *), void *arg)
 {
 	size_t	i;
 
-	if (l->wake_at == 0 || l->closing || l->conn == NULL || !l->ready)
+	if (l->wake_at == 0 || l->closing || l->lost || l->conn == NULL ||
+	    !l->ready)
 		return -1;
 	l->send_cb = cb;
 	l->send_arg = arg;
@@ -1088,6 +1125,13 @@ hv_link_lost_alone(const struct hv_link *l)
 		if (evglue_fd_ended(h->cur->fds[i]))
 			return 0;
 	return 1;
+}
+
+/* Whether libvirt has closed the link's connection (hv_link_lost_cb()). */
+int
+hv_link_is_lost(const struct hv_link *l)
+{
+	return l->lost;
 }
 
 /* Guest connections open or closing now, for the status and the tests. */

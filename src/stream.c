@@ -41,7 +41,16 @@ struct stream {
 	char		 err[256];
 	stream_open_cb	 open_cb;
 	void		*open_arg;
+	int		 lost_told;	/* stream_link_lost() called it */
+	TAILQ_ENTRY(stream) entry;	/* stream_lv_all */
 };
+TAILQ_HEAD(stream_lv_list, stream);
+
+/* Every libvirt stream, opening or open: a lost link fails its own. */
+static struct stream_lv_list	stream_lv_all =
+    TAILQ_HEAD_INITIALIZER(stream_lv_all);
+/* The last recv failed for its lost link: libvirt set no error then. */
+static int			stream_lv_link_gone;
 
 static int
 stream_to_virt(int events)
@@ -62,7 +71,11 @@ stream_from_virt(int events)
 static const char *
 stream_lv_error(void)
 {
-	const char	*msg = virGetLastErrorMessage();
+	const char	*msg;
+
+	if (stream_lv_link_gone && virGetLastError() == NULL)
+		return "the guest's libvirt connection is closed";
+	msg = virGetLastErrorMessage();
 
 	return msg != NULL ? msg : "unknown error";
 }
@@ -155,6 +168,11 @@ stream_lv_open_done(void *arg)
 	s->opening = 0;
 	if (s->log_err)
 		log_warnx("console open failed: %s", log_esc(s->err));
+	/* Opened, but libvirt closed its connection since: no event comes. */
+	if (s->result == STREAM_OPENED && hv_link_is_lost(s->link)) {
+		s->result = STREAM_LINK_LOST;
+		s->failed = 1;
+	}
 	if (s->canceled) {
 		stream_lv_close(s, 0);
 		return;
@@ -190,6 +208,7 @@ stream_lv_open(const char *hvname, const char *uuid, const char *alias,
 	s->open_cb = cb;
 	s->open_arg = arg;
 	s->opening = 1;
+	TAILQ_INSERT_TAIL(&stream_lv_all, s, entry);
 	*result = STREAM_OPENED;
 	hv_link_call(link, stream_lv_open_run, stream_lv_open_done, s);
 	return s;
@@ -200,6 +219,7 @@ stream_lv_send(struct stream *s, const char *buf, size_t len)
 {
 	int	n;
 
+	stream_lv_link_gone = 0;
 	if ((n = virStreamSend(s->st, buf, len)) == -1)
 		s->failed = 1;
 	return n;
@@ -210,7 +230,15 @@ stream_lv_recv(struct stream *s, char *buf, size_t len)
 {
 	int	n;
 
-	if ((n = virStreamRecv(s->st, buf, len)) == -1)
+	stream_lv_link_gone = 0;
+	/* What libvirt still holds is read first: nothing more comes. */
+	if ((n = virStreamRecv(s->st, buf, len)) == -2 &&
+	    hv_link_is_lost(s->link)) {
+		virResetLastError();
+		stream_lv_link_gone = 1;
+		n = -1;
+	}
+	if (n == -1)
 		s->failed = 1;
 	return n;
 }
@@ -273,6 +301,7 @@ stream_lv_free(void *arg)
 {
 	struct stream	*s = arg;
 
+	TAILQ_REMOVE(&stream_lv_all, s, entry);
 	hv_link_put(s->link);
 	free(s->alias);
 	free(s);
@@ -348,6 +377,29 @@ stream_lv_failure(struct stream *s)
 		return STREAM_FAIL_LINK_LOST;
 	return virConnectIsAlive(hv_link_conn(s->link)) == 1 ?
 	    STREAM_FAIL_TAKEN : STREAM_FAIL_HV_LOST;
+}
+
+/*
+ * libvirt closed the connection of link l (hv.c): each of its open streams
+ * that is watched gets an error event, once, from the loop; its recv then
+ * fails once libvirt holds nothing more (libvirt itself raises no event,
+ * and its recv would say -2 for ever).  An owner's callback may close any
+ * stream, so the walk starts again after each.
+ */
+void
+stream_link_lost(struct hv_link *l)
+{
+	struct stream	*s;
+
+again:
+	TAILQ_FOREACH(s, &stream_lv_all, entry) {
+		if (s->link != l || s->opening || s->st == NULL ||
+		    s->cb == NULL || s->lost_told)
+			continue;
+		s->lost_told = 1;
+		s->cb(s, STREAM_EV_ERROR | STREAM_EV_HANGUP, s->arg);
+		goto again;
+	}
 }
 
 const struct stream_ops stream_libvirt_ops = {

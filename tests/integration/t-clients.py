@@ -30,6 +30,10 @@
    more from that guest's own connection, drops it after its keepalive;
    the session ends with 'console connection lost', the hypervisor
    connection stays up (tests/integration/t-isolation.py goes further).
+6. an idle console whose guest connection libvirtd drops (virt-admin
+   client-disconnect): libvirt raises no event on the console's stream
+   when its connection closes, yet the session ends with 'console
+   connection lost' at once, and a new client gets the console.
 
 Input floods (1, 4, 5) go to the serial port: the lab guest's virtio
 consoles (hvc) stop taking input after one, even through a bare libvirt
@@ -1085,6 +1089,39 @@ with t.case("5 pasting into a console that takes nothing (guest paused)"):
     ok = c2.wait_prompt(60) and c2.echo_check(30)
     t.ok(ok, "5 afterwards a new client of %s serial0 gets its console and echoes" % GA,
          show(c2.buf), d.log_tail(10, m0))
+    c2.escape()
+
+# ------------------------------------------------------------ 6 idle, dropped
+
+with t.case("6 an idle console whose guest connection libvirtd drops"):
+    # libvirt 9.0 tells a remote stream nothing when its connection closes
+    # (no stream event; a non-blocking recv says "nothing yet" for ever):
+    # hv.c's close callback fails the link's streams itself.  An idle
+    # console has no send of its own that would find the connection gone.
+    ids0 = lab.libvirtd_client_ids()
+    c = Client(d.sock(GA))
+    c.send(b"\r")
+    ok = c.wait_prompt(60)
+    t.ok(ok, "6 %s serial0 answers" % GA, show(c.buf))
+    new = sorted(lab.libvirtd_client_ids() - ids0)
+    t.ok(len(new) == 1, "6 libvirtd has one new client, the guest's own connection (%s)" % new)
+    if len(new) == 1:
+        m0 = d.mark()
+        t1 = time.monotonic()
+        r = lab.virt_admin("client-disconnect", "libvirtd", str(new[0]))
+        t.ok(r.returncode == 0, "6 virt-admin client-disconnect %d" % new[0], r.stderr)
+        e = wait_for(lambda: ended("serial0", GA, m0), 10, 0.1)
+        t.ok(e and e[0][1] == "console connection lost" and
+             not d.find_log(r"hv: connection lost", m0),
+             "6 the idle session ended with 'console connection lost' (after %s s); "
+             "the hypervisor connection stayed up"
+             % (round(time.monotonic() - t1, 1) if e else "10: never"), d.log_tail(10, m0))
+    c.close()
+    c2 = Client(d.sock(GA))
+    c2.send(b"\r")
+    ok = c2.wait_prompt(60) and c2.echo_check(30)
+    t.ok(ok, "6 afterwards a new client of %s serial0 gets its console and echoes" % GA,
+         show(c2.buf))
     c2.escape()
 
 with t.case("exit"):

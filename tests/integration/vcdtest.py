@@ -912,18 +912,29 @@ class Lab:
     def exists(self, name):
         return self.virsh("dominfo", name).returncode == 0
 
+    def virt_admin(self, *args):
+        """virt-admin on the lab libvirtd's admin socket."""
+        sock = os.path.join(self.dir, "sock", "libvirt-admin-sock")
+        return subprocess.run(["virt-admin", "-c", "libvirtd:///system?socket=%s" % sock]
+                              + list(args), capture_output=True, text=True, timeout=30)
+
     def libvirtd_clients(self):
         """(count, text) of the lab libvirtd's clients, by `virt-admin
         srv-clients-list libvirtd` on its admin socket; (None, stderr) if
         virt-admin fails."""
-        sock = os.path.join(self.dir, "sock", "libvirt-admin-sock")
-        r = subprocess.run(["virt-admin", "-c", "libvirtd:///system?socket=%s" % sock,
-                            "srv-clients-list", "libvirtd"], capture_output=True,
-                           text=True, timeout=30)
+        r = self.virt_admin("srv-clients-list", "libvirtd")
         if r.returncode != 0:
             return None, r.stderr
         rows = [l for l in r.stdout.splitlines() if re.match(r"\s*\d+\s", l)]
         return len(rows), r.stdout
+
+    def libvirtd_client_ids(self):
+        """The ids of the lab libvirtd's clients (an empty set if virt-admin
+        fails)."""
+        n, out = self.libvirtd_clients()
+        if n is None:
+            return set()
+        return {int(l.split()[0]) for l in out.splitlines() if re.match(r"\s*\d+\s", l)}
 
     def libvirtd_kill(self):
         return self.sh("libvirtd-kill")
