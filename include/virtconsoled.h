@@ -479,8 +479,6 @@ struct stream_ops {
 	const char	*(*error)(void);
 };
 extern const struct stream_ops	 stream_libvirt_ops;
-struct hv_link;
-void		 stream_link_lost(struct hv_link *);
 extern const struct stream_ops	*stream_ops;
 
 /* session.c */
@@ -1118,6 +1116,7 @@ size_t		 hv_link_wake_at(const struct hv_link *);
 int		 hv_link_wait_send(struct hv_link *, void (*)(void *), void *);
 int		 hv_link_lost_alone(const struct hv_link *);
 int		 hv_link_is_lost(const struct hv_link *);
+void		 hv_link_on_lost(void (*)(struct hv_link *));
 unsigned int	 hv_link_count(void);
 
 /* util.c */

@@ -89,6 +89,7 @@ static struct {
 	void			*cbs_arg;
 	pthread_mutex_t		 lock;		/* hv_conn.abandoned */
 	unsigned int		 closing;	/* connections closing now */
+	void			(*on_lost)(struct hv_link *); /* stream.c */
 } hvg = {
 	.list = TAILQ_HEAD_INITIALIZER(hvg.list),
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -774,7 +775,8 @@ hv_link_lost_cb(evutil_socket_t fd, short what, void *arg)
 	hv_link_send_stop(l);
 	log_debug("hv: guest connection uuid=%s: failing its streams%s",
 	    l->uuid, cb != NULL ? ", waking its send waiter" : "");
-	stream_link_lost(l);
+	if (hvg.on_lost != NULL)
+		hvg.on_lost(l);		/* stream.c fails the link's streams */
 	if (cb != NULL)
 		cb(l->send_arg);
 }
@@ -1125,6 +1127,16 @@ hv_link_lost_alone(const struct hv_link *l)
 		if (evglue_fd_ended(h->cur->fds[i]))
 			return 0;
 	return 1;
+}
+
+/*
+ * Who hears that libvirt closed a link's connection, from the loop (the
+ * layer above, stream.c, which fails the link's streams): one listener.
+ */
+void
+hv_link_on_lost(void (*fn)(struct hv_link *))
+{
+	hvg.on_lost = fn;
 }
 
 /* Whether libvirt has closed the link's connection (hv_link_lost_cb()). */

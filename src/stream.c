@@ -52,6 +52,8 @@ static struct stream_lv_list	stream_lv_all =
 /* The last recv failed for its lost link: libvirt set no error then. */
 static int			stream_lv_link_gone;
 
+static void	stream_link_lost(struct hv_link *);
+
 static int
 stream_to_virt(int events)
 {
@@ -209,6 +211,7 @@ stream_lv_open(const char *hvname, const char *uuid, const char *alias,
 	s->open_arg = arg;
 	s->opening = 1;
 	TAILQ_INSERT_TAIL(&stream_lv_all, s, entry);
+	hv_link_on_lost(stream_link_lost);	/* hv.c tells us, from below */
 	*result = STREAM_OPENED;
 	hv_link_call(link, stream_lv_open_run, stream_lv_open_done, s);
 	return s;
@@ -386,7 +389,7 @@ stream_lv_failure(struct stream *s)
  * and its recv would say -2 for ever).  An owner's callback may close any
  * stream, so the walk starts again after each.
  */
-void
+static void
 stream_link_lost(struct hv_link *l)
 {
 	struct stream	*s;
