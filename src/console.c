@@ -48,11 +48,10 @@
  * console in turn; a console that cannot holds up no other.  A keystroke
  * of another console then waits for one small packet to drain, not for the
  * paste.  A console that cannot send waits for its connection's socket to
- * say that libvirtd has read (stream_ops->wait_send(): hv.c gives the
- * socket a send buffer so small that writable means the window is open):
- * nothing polls while a console is stuck.  Only a connection that cannot
- * say so (TCP, or a kernel that keeps a larger buffer) is asked again
- * every CONSOLE_SEND_RETRY ms.  The stream's WRITABLE event is not used:
+ * say that libvirtd has read when it can (stream_ops->wait_send(); hv.c
+ * says no connection can now: see hv_link_open_run's comment), else is
+ * asked again after CONSOLE_SEND_RETRY ms, the wait doubling while
+ * nothing moves, up to CONSOLE_SEND_RETRY_MAX.  The stream's WRITABLE event is not used:
  * a remote stream reports it on every loop pass and it says nothing about
  * libvirtd.
  *
@@ -77,6 +76,8 @@
 #define CONSOLE_BUDGET		4	/* reads per stream event */
 #define CONSOLE_SEND_CHUNK	1024	/* bytes per packet to a guest */
 #define CONSOLE_SEND_RETRY	5	/* ms between tries while it is full */
+#define CONSOLE_SEND_RETRY_MAX	200	/* ms: doubled up to this while
+					   nothing moves */
 #define CONSOLE_STOP_GRACE	10	/* parked stream: after the stop event */
 #define CONSOLE_RUN_NONE	(~0ULL)	/* a history that saw no run yet */
 
@@ -226,6 +227,7 @@ static struct {
 	struct event		 ev_pump;	/* retry the send queue */
 	struct timespec		 blocked;	/* since when it waits */
 	int			 pump_blocked;	/* some console waits */
+	unsigned int		 retry_ms;	/* the pump's next poll */
 	unsigned int		 next_id;
 	struct console_histories histories;
 	size_t			 history;	/* limits from the config */
@@ -670,9 +672,9 @@ console_wait_send(struct console *c)
 static void
 console_pump(void)
 {
-	struct timeval	 tv = { 0, CONSOLE_SEND_RETRY * 1000 };
+	struct timeval	 tv;
 	struct console	*c;
-	unsigned int	 n, sent;
+	unsigned int	 n, sent, moved = 0;
 	int		 r, poll;
 
 	do {
@@ -700,8 +702,20 @@ console_pump(void)
 			    console_next_input(c) != NULL)
 				console_enqueue(c);
 		}
+		moved += sent;
 	} while (sent > 0 && !TAILQ_EMPTY(&cons.sendq));
+	/*
+	 * Polled every CONSOLE_SEND_RETRY ms while input moves, the wait
+	 * doubles while none does, up to CONSOLE_SEND_RETRY_MAX: a console
+	 * stuck for long costs a few wake-ups a second (t-metrics case 9).
+	 */
+	if (moved > 0 || cons.retry_ms == 0)
+		cons.retry_ms = CONSOLE_SEND_RETRY;
+	else if (cons.retry_ms < CONSOLE_SEND_RETRY_MAX)
+		cons.retry_ms = cons.retry_ms * 2 < CONSOLE_SEND_RETRY_MAX ?
+		    cons.retry_ms * 2 : CONSOLE_SEND_RETRY_MAX;
 	if (TAILQ_EMPTY(&cons.sendq)) {
+		cons.retry_ms = CONSOLE_SEND_RETRY;
 		if (cons.pump_blocked)
 			log_debug("console: input to the consoles flows again "
 			    "after %.2fs", console_elapsed(&cons.blocked));
@@ -712,8 +726,11 @@ console_pump(void)
 		cons.pump_blocked = 1;
 		clock_gettime(CLOCK_MONOTONIC, &cons.blocked);
 	}
-	if (poll)
+	if (poll) {
+		tv.tv_sec = 0;
+		tv.tv_usec = (suseconds_t)cons.retry_ms * 1000;
 		evtimer_add(&cons.ev_pump, &tv);
+	}
 }
 
 /*

@@ -143,24 +143,6 @@ struct hv_link {
 };
 TAILQ_HEAD(hv_links, hv_link);
 
-/*
- * The send buffer asked for a guest connection's unix socket.  Linux
- * doubles it (12288 bytes, counted as kernel memory: a 1 KiB stream
- * packet takes 2304, a keepalive 768) and reports a unix socket writable
- * while what its peer has not read (SIOCOUTQ, counted the same way) is at
- * most a quarter of that, 3072: exactly where stream.c's send window
- * (4096, less a 1 KiB packet) opens.  So the loop can wait for the socket
- * to turn writable instead of asking every few ms whether libvirtd has
- * read.  The window keeps at most about 5.4 KiB in the socket, which
- * leaves libvirt room for its own small messages (keepalives, about nine
- * of them) before a write would have to wait: a virStreamSend() that had
- * to wait would hold up the loop.  (Asking 2048, which Linux makes its
- * floor of 4608, left room for one packet, and a stuck console's send
- * blocked the loop behind libvirt's own queued message while libvirtd
- * was not reading: t-metrics case 9 found it.)
- */
-#define HV_LINK_SNDBUF		6144
-#define HV_LINK_WAKE_MAX	3072	/* larger: no event, polling instead */
 
 static struct hv_links	hv_links = TAILQ_HEAD_INITIALIZER(hv_links);
 
@@ -782,44 +764,6 @@ hv_link_lost_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Give each of the link's sockets a small send buffer (HV_LINK_SNDBUF), so
- * that its writability says libvirtd has read what waited.  The backlog
- * at which all of them turn writable, or 0 when one is not a unix stream
- * socket (TCP: TLS records and acknowledgements blur it) or the kernel
- * kept a buffer too large for that to mean the window is open.
- */
-static size_t
-hv_link_small_sndbuf(struct hv_link *l)
-{
-	size_t		i, wake = 0;
-	int		domain, type, size;
-	socklen_t	len;
-
-	if (l->nfds == 0)
-		return 0;
-	for (i = 0; i < l->nfds; i++) {
-		len = sizeof domain;
-		if (getsockopt(l->fds[i], SOL_SOCKET, SO_DOMAIN, &domain,
-		    &len) == -1 || domain != AF_UNIX)
-			return 0;
-		len = sizeof type;
-		if (getsockopt(l->fds[i], SOL_SOCKET, SO_TYPE, &type,
-		    &len) == -1 || type != SOCK_STREAM)
-			return 0;
-		size = HV_LINK_SNDBUF;
-		len = sizeof size;
-		if (setsockopt(l->fds[i], SOL_SOCKET, SO_SNDBUF, &size,
-		    len) == -1 || getsockopt(l->fds[i], SOL_SOCKET,
-		    SO_SNDBUF, &size, &len) == -1 || size <= 0 ||
-		    (size_t)size / 4 > HV_LINK_WAKE_MAX)
-			return 0;
-		if ((size_t)size / 4 > wake)
-			wake = (size_t)size / 4;
-	}
-	return wake;
-}
-
-/*
  * On the link's thread, its first job: open the connection.  The jobs
  * after it (a stream's open) run on the same thread, after it: they find
  * the connection, or NULL when it could not be opened.
@@ -843,7 +787,20 @@ hv_link_open_run(void *arg)
 	}
 	l->nfds = evglue_fds_tagged(tag, l->fds, sizeof l->fds /
 	    sizeof l->fds[0]);
-	l->wake_at = hv_link_small_sndbuf(l);
+	/*
+	 * No small send buffer (as 2026-12-05's code had): a unix socket polls
+	 * writable only while what waits in it is at most a quarter of its
+	 * buffer, and libvirt 9.0 writes its own messages (keepalives and
+	 * their answers, "non-blocking" ones too) by polling for that with
+	 * no timeout.  With a buffer small enough that writable meant the
+	 * send window is open, a stuck guest's few packets kept the socket
+	 * unwritable, so libvirt's next keepalive held the loop in its poll()
+	 * until libvirtd's next message, up to a keepalive interval (t-clients
+	 * case 5; strace -k: evglue_timeout_fire -> virNetClientSendNonBlock
+	 * -> poll(POLLOUT, -1)).  The kernel's default buffer keeps that mark
+	 * far above the window; consoles poll it, backing off (console.c).
+	 */
+	l->wake_at = 0;
 	if (virConnectRegisterCloseCallback(l->conn, hv_link_close_cb, l,
 	    NULL) == -1)
 		l->no_close_cb = 1;
@@ -1078,7 +1035,7 @@ hv_link_send_ready(evutil_socket_t fd, short what, void *arg)
 /*
  * Call cb(arg) once, from the loop, when the link's socket is writable
  * again, that is when libvirtd has read all but wake_at bytes of what we
- * wrote.  -1 when the link cannot tell (hv_link_small_sndbuf()).  One
+ * wrote.  -1 when the link cannot tell (wake_at 0: always, now).  One
  * waiter per link: a second call replaces the first's callback.
  */
 int
