@@ -145,6 +145,8 @@ TAILQ_HEAD(hv_links, hv_link);
 
 
 static struct hv_links	hv_links = TAILQ_HEAD_INITIALIZER(hv_links);
+/* From a guest connection's loss to failing its streams (hv_link_lost_cb). */
+static const struct timeval hv_link_lost_grace = { 0, 500000 };
 
 static const char *const hv_state_names[] = {
 	[HV_DISCONNECTED] = "disconnected",
@@ -719,8 +721,14 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 		why = hv_close_reasons[reason];
 	log_info("hv: guest connection lost uuid=%s reason=%s hypervisor=%s",
 	    l->uuid, why, l->hv->name);
-	/* It may come on the link's thread, inside a call: the loop says. */
-	event_active(l->ev_lost, EV_TIMEOUT, 0);
+	/*
+	 * It may come on the link's thread, inside a call: the loop says,
+	 * HV_LINK_LOST_GRACE later.  When libvirtd itself went away, the
+	 * hypervisor connection's own loss comes in that time and its
+	 * sessions end with 'hypervisor connection lost', not each guest's
+	 * 'console connection lost' (t-faults case 1.4).
+	 */
+	event_add(l->ev_lost, &hv_link_lost_grace);
 }
 
 /* No wait for the link's send window any more (hv_link_wait_send()). */
