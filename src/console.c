@@ -51,7 +51,8 @@
  * say that libvirtd has read when it can (stream_ops->wait_send(); hv.c
  * says no connection can now: see hv_link_open_run's comment), else is
  * asked again after CONSOLE_SEND_RETRY ms, the wait doubling while
- * nothing moves, up to CONSOLE_SEND_RETRY_MAX.  The stream's WRITABLE event is not used:
+ * nothing moves, up to CONSOLE_SEND_RETRY_MAX.  The stream's WRITABLE
+ * event is not used:
  * a remote stream reports it on every loop pass and it says nothing about
  * libvirtd.
  *

@@ -723,7 +723,7 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 	    l->uuid, why, l->hv->name);
 	/*
 	 * It may come on the link's thread, inside a call: the loop says,
-	 * HV_LINK_LOST_GRACE later.  When libvirtd itself went away, the
+	 * hv_link_lost_grace later.  When libvirtd itself went away, the
 	 * hypervisor connection's own loss comes in that time and its
 	 * sessions end with 'hypervisor connection lost', not each guest's
 	 * 'console connection lost' (t-faults case 1.4).
