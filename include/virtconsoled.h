@@ -467,13 +467,6 @@ struct stream_ops {
 	void		 (*close)(struct stream *, int);
 	/* 1 when len more bytes can be sent now without blocking. */
 	int		 (*can_send)(struct stream *, size_t);
-	/*
-	 * Call cb(arg) once, from the loop, when can_send(len) may be true
-	 * again: 0.  -1 (or no wait_send): the stream cannot tell; ask again
-	 * later.  Repeated calls before it fires change nothing.
-	 */
-	int		 (*wait_send)(struct stream *, size_t,
-			    void (*)(void *), void *);
 	/* Why a send or recv failed. */
 	enum stream_failure (*failure)(struct stream *);
 	const char	*(*error)(void);
@@ -1112,8 +1105,6 @@ void		 hv_link_call(struct hv_link *, void (*)(void *),
 		     void (*)(void *), void *);
 virConnectPtr	 hv_link_conn(const struct hv_link *);
 size_t		 hv_link_backlog(const struct hv_link *);
-size_t		 hv_link_wake_at(const struct hv_link *);
-int		 hv_link_wait_send(struct hv_link *, void (*)(void *), void *);
 int		 hv_link_lost_alone(const struct hv_link *);
 int		 hv_link_is_lost(const struct hv_link *);
 void		 hv_link_on_lost(void (*)(struct hv_link *));

@@ -47,19 +47,18 @@
  * that libvirtd has not read), in CONSOLE_SEND_CHUNK packets, one per
  * console in turn; a console that cannot holds up no other.  A keystroke
  * of another console then waits for one small packet to drain, not for the
- * paste.  A console that cannot send waits for its connection's socket to
- * say that libvirtd has read when it can (stream_ops->wait_send(); hv.c
- * says no connection can now: see hv_link_open_run's comment), else is
- * asked again after CONSOLE_SEND_RETRY ms, the wait doubling while
- * nothing moves, up to CONSOLE_SEND_RETRY_MAX.  The stream's WRITABLE
- * event is not used:
- * a remote stream reports it on every loop pass and it says nothing about
- * libvirtd.
+ * paste.  Consoles that cannot send are asked again after
+ * CONSOLE_SEND_RETRY ms, the wait doubling while no input moves anywhere,
+ * up to CONSOLE_SEND_RETRY_MAX.  No event says that the window opened: the
+ * stream's WRITABLE event comes on every loop pass and says nothing about
+ * libvirtd, and a send buffer small enough that the socket's writability
+ * would say it stalls libvirt's own writes (hv.c, hv_link_open_run()).
  *
  * Output is always read from the stream (libvirt would otherwise queue it
  * without limit); each client decides what it keeps (session.c's
  * max_buffer rule).
  */
+#include <sys/param.h>
 #include <sys/time.h>
 
 #include <stdio.h>
@@ -644,27 +643,6 @@ console_pump_cb(evutil_socket_t fd, short what, void *arg)
 	console_pump();
 }
 
-/* A guest connection's socket says libvirtd read: its window is open. */
-static void
-console_send_ready(void *arg)
-{
-	console_pump();
-}
-
-/*
- * Have the console's stream say when it can take a packet again: 0, or
- * -1 when it cannot tell (the pump then tries again after
- * CONSOLE_SEND_RETRY ms).
- */
-static int
-console_wait_send(struct console *c)
-{
-	if (c->st == NULL || stream_ops->wait_send == NULL)
-		return -1;
-	return stream_ops->wait_send(c->st, CONSOLE_SEND_CHUNK,
-	    console_send_ready, NULL);
-}
-
 /*
  * One packet per waiting console in turn, while their connections take
  * them; a console whose connection does not (a stuck guest) waits and
@@ -676,29 +654,23 @@ console_pump(void)
 	struct timeval	 tv;
 	struct console	*c;
 	unsigned int	 n, sent, moved = 0;
-	int		 r, poll;
+	int		 r;
 
 	do {
 		sent = 0;
-		poll = 0;
 		n = 0;
 		TAILQ_FOREACH(c, &cons.sendq, sendq_entry)
 			n++;
 		while (n-- > 0 && (c = TAILQ_FIRST(&cons.sendq)) != NULL) {
 			console_unqueue(c);
 			if (!console_can_send(c)) {
-				/* Woken when its connection's window opens. */
-				if (console_wait_send(c) == -1)
-					poll = 1;
-				console_enqueue(c);
+				console_enqueue(c);	/* asked again */
 				continue;
 			}
 			if ((r = console_send_chunk(c)) < 0)
 				continue;	/* closed */
 			if (r == 1)
-				sent++;
-			else
-				poll = 1;	/* a local stream, full */
+				sent++;		/* else a local stream, full */
 			if (c->state == CONSOLE_OPEN &&
 			    console_next_input(c) != NULL)
 				console_enqueue(c);
@@ -712,9 +684,8 @@ console_pump(void)
 	 */
 	if (moved > 0 || cons.retry_ms == 0)
 		cons.retry_ms = CONSOLE_SEND_RETRY;
-	else if (cons.retry_ms < CONSOLE_SEND_RETRY_MAX)
-		cons.retry_ms = cons.retry_ms * 2 < CONSOLE_SEND_RETRY_MAX ?
-		    cons.retry_ms * 2 : CONSOLE_SEND_RETRY_MAX;
+	else
+		cons.retry_ms = MIN(cons.retry_ms * 2, CONSOLE_SEND_RETRY_MAX);
 	if (TAILQ_EMPTY(&cons.sendq)) {
 		cons.retry_ms = CONSOLE_SEND_RETRY;
 		if (cons.pump_blocked)
@@ -727,11 +698,9 @@ console_pump(void)
 		cons.pump_blocked = 1;
 		clock_gettime(CLOCK_MONOTONIC, &cons.blocked);
 	}
-	if (poll) {
-		tv.tv_sec = 0;
-		tv.tv_usec = (suseconds_t)cons.retry_ms * 1000;
-		evtimer_add(&cons.ev_pump, &tv);
-	}
+	tv.tv_sec = 0;
+	tv.tv_usec = (suseconds_t)cons.retry_ms * 1000;
+	evtimer_add(&cons.ev_pump, &tv);
 }
 
 /*

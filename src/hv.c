@@ -134,11 +134,6 @@ struct hv_link {
 	struct event		*ev_done;	/* done jobs, to the loop */
 	struct event		*ev_lost;	/* the close callback, to the loop */
 	int			 lost;		/* libvirt closed it */
-	/* Its socket wakes the loop when libvirtd has read (wait_send). */
-	size_t			 wake_at;	/* backlog it wakes at, or 0 */
-	struct event		*ev_send[2];
-	void			(*send_cb)(void *);
-	void			*send_arg;
 	TAILQ_ENTRY(hv_link)	 entry;
 };
 TAILQ_HEAD(hv_links, hv_link);
@@ -731,44 +726,26 @@ hv_link_close_cb(virConnectPtr conn, int reason, void *opaque)
 	event_add(l->ev_lost, &hv_link_lost_grace);
 }
 
-/* No wait for the link's send window any more (hv_link_wait_send()). */
-static void
-hv_link_send_stop(struct hv_link *l)
-{
-	size_t	i;
-
-	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
-		if (l->ev_send[i] != NULL)
-			event_del(l->ev_send[i]);
-	l->send_cb = NULL;
-}
-
 /*
  * On the loop: libvirt closed the link's connection.  Its streams do not
  * fail on their own: libvirt 9.0 raises no stream event when a connection
  * closes (virNetClientCloseLocked() leaves its streams alone, and a stream
  * event is a timer armed only by data, an end of file or an error that
  * came from libvirtd), and a non-blocking virStreamRecv() on such a stream
- * says -2, nothing yet, forever.  And libvirt has closed the socket that a
- * console waiting for its send window watches: that wait would never end
- * either.  So the streams are told here, and the waiter woken.
+ * says -2, nothing yet, forever.  So the streams are told here.
  */
 static void
 hv_link_lost_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct hv_link	*l = arg;
-	void		(*cb)(void *) = l->send_cb;
 
 	if (l->lost)
 		return;
 	l->lost = 1;
-	hv_link_send_stop(l);
-	log_debug("hv: guest connection uuid=%s: failing its streams%s",
-	    l->uuid, cb != NULL ? ", waking its send waiter" : "");
+	log_debug("hv: guest connection uuid=%s: failing its streams",
+	    l->uuid);
 	if (hvg.on_lost != NULL)
 		hvg.on_lost(l);		/* stream.c fails the link's streams */
-	if (cb != NULL)
-		cb(l->send_arg);
 }
 
 /*
@@ -796,19 +773,19 @@ hv_link_open_run(void *arg)
 	l->nfds = evglue_fds_tagged(tag, l->fds, sizeof l->fds /
 	    sizeof l->fds[0]);
 	/*
-	 * No small send buffer (as 2026-12-05's code had): a unix socket polls
-	 * writable only while what waits in it is at most a quarter of its
-	 * buffer, and libvirt 9.0 writes its own messages (keepalives and
+	 * No small send buffer (as 2026-12-05's code had, so that the socket
+	 * polled writable exactly when the send window opened): a unix socket
+	 * polls writable only while what waits in it is at most a quarter of
+	 * its buffer, and libvirt 9.0 writes its own messages (keepalives and
 	 * their answers, "non-blocking" ones too) by polling for that with
-	 * no timeout.  With a buffer small enough that writable meant the
-	 * send window is open, a stuck guest's few packets kept the socket
-	 * unwritable, so libvirt's next keepalive held the loop in its poll()
-	 * until libvirtd's next message, up to a keepalive interval (t-clients
-	 * case 5; strace -k: evglue_timeout_fire -> virNetClientSendNonBlock
-	 * -> poll(POLLOUT, -1)).  The kernel's default buffer keeps that mark
-	 * far above the window; consoles poll it, backing off (console.c).
+	 * no timeout.  With a buffer that small, a stuck guest's few packets
+	 * kept the socket unwritable, so libvirt's next keepalive held the
+	 * loop in its poll() until libvirtd's next message, up to a keepalive
+	 * interval (t-clients case 5; strace -k: evglue_timeout_fire ->
+	 * virNetClientSendNonBlock -> poll(POLLOUT, -1)).  The kernel's
+	 * default buffer keeps that mark far above the send window; consoles
+	 * poll the window, backing off (console.c).
 	 */
-	l->wake_at = 0;
 	if (virConnectRegisterCloseCallback(l->conn, hv_link_close_cb, l,
 	    NULL) == -1)
 		l->no_close_cb = 1;
@@ -833,8 +810,8 @@ hv_link_open_done(void *arg)
 		log_debug("hv: guest connection: no close callback");
 	if (!l->keepalive)
 		log_debug("hv: guest connection: no keepalive");
-	log_debug("hv: guest connection opened uuid=%s fds=%zu wake_at=%zu "
-	    "hypervisor=%s", l->uuid, l->nfds, l->wake_at, l->hv->name);
+	log_debug("hv: guest connection opened uuid=%s fds=%zu "
+	    "hypervisor=%s", l->uuid, l->nfds, l->hv->name);
 }
 
 /*
@@ -898,8 +875,6 @@ hv_link_close_run(void *arg)
 static void
 hv_link_free(struct hv_link *l)
 {
-	size_t	i;
-
 	pthread_mutex_lock(&l->lock);
 	if (l->running) {
 		pthread_join(l->thread, NULL);
@@ -911,9 +886,6 @@ hv_link_free(struct hv_link *l)
 	hvg.nlinks--;
 	event_free(l->ev_done);
 	event_free(l->ev_lost);
-	for (i = 0; i < sizeof l->ev_send / sizeof l->ev_send[0]; i++)
-		if (l->ev_send[i] != NULL)
-			event_free(l->ev_send[i]);
 	pthread_mutex_destroy(&l->lock);
 	free(l->uri);
 	log_debug("hv: guest connection closed uuid=%s hypervisor=%s",
@@ -981,8 +953,6 @@ hv_link_put(struct hv_link *l)
 	if (l == NULL || --l->refs > 0)
 		return;
 	l->closing = 1;
-	/* Before its thread closes the socket under the events. */
-	hv_link_send_stop(l);
 	hv_link_call(l, hv_link_close_run, NULL, l);
 }
 
@@ -1008,64 +978,6 @@ hv_link_backlog(const struct hv_link *l)
 		if ((n = evglue_fd_backlog(l->fds[i])) > most)
 			most = n;
 	return most;
-}
-
-/* The backlog at which the link's socket wakes the loop; 0: it does not. */
-size_t
-hv_link_wake_at(const struct hv_link *l)
-{
-	return l->wake_at;
-}
-
-/* One of the link's sockets is writable: libvirtd has read. */
-static void
-hv_link_send_ready(evutil_socket_t fd, short what, void *arg)
-{
-	struct hv_link	*l = arg;
-	void		(*cb)(void *) = l->send_cb;
-	size_t		 backlog;
-
-	hv_link_send_stop(l);
-	/*
-	 * Writable with more waiting than the wake mark: the kernel counts
-	 * otherwise than we think, and the wait would spin.  Poll instead.
-	 */
-	if ((backlog = hv_link_backlog(l)) > l->wake_at) {
-		log_info("hv: guest connection uuid=%s: its socket woke with "
-		    "%zu bytes unread, more than %zu: polling its send window "
-		    "from now on", l->uuid, backlog, l->wake_at);
-		l->wake_at = 0;
-	}
-	if (cb != NULL)
-		cb(l->send_arg);
-}
-
-/*
- * Call cb(arg) once, from the loop, when the link's socket is writable
- * again, that is when libvirtd has read all but wake_at bytes of what we
- * wrote.  -1 when the link cannot tell (wake_at 0: always, now).  One
- * waiter per link: a second call replaces the first's callback.
- */
-int
-hv_link_wait_send(struct hv_link *l, void (*cb)(void *), void *arg)
-{
-	size_t	i;
-
-	if (l->wake_at == 0 || l->closing || l->lost || l->conn == NULL ||
-	    !l->ready)
-		return -1;
-	l->send_cb = cb;
-	l->send_arg = arg;
-	for (i = 0; i < l->nfds; i++) {
-		if (l->ev_send[i] == NULL && (l->ev_send[i] = event_new(
-		    hvg.base, l->fds[i], EV_WRITE, hv_link_send_ready, l)) ==
-		    NULL)
-			fatalx("hv: out of memory");
-		if (!event_pending(l->ev_send[i], EV_WRITE, NULL) &&
-		    event_add(l->ev_send[i], NULL) == -1)
-			return -1;
-	}
-	return 0;
 }
 
 /*

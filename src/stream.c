@@ -355,21 +355,6 @@ stream_lv_can_send(struct stream *s, size_t len)
 	return hv_link_backlog(s->link) + len <= STREAM_SEND_WINDOW;
 }
 
-/*
- * Call cb when the link's socket says libvirtd read what waited, if that
- * opens the window for len more bytes; -1 when the link cannot tell.
- */
-static int
-stream_lv_wait_send(struct stream *s, size_t len, void (*cb)(void *),
-    void *arg)
-{
-	size_t	wake = hv_link_wake_at(s->link);
-
-	if (wake == 0 || wake + len > STREAM_SEND_WINDOW)
-		return -1;
-	return hv_link_wait_send(s->link, cb, arg);
-}
-
 /* Why it failed: see enum stream_failure. */
 static enum stream_failure
 stream_lv_failure(struct stream *s)
@@ -413,7 +398,6 @@ const struct stream_ops stream_libvirt_ops = {
 	.unwatch = stream_lv_unwatch,
 	.close = stream_lv_close,
 	.can_send = stream_lv_can_send,
-	.wait_send = stream_lv_wait_send,
 	.failure = stream_lv_failure,
 	.error = stream_lv_error,
 };
