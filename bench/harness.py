@@ -517,16 +517,24 @@ class Bench:
     # The door whose residence times a path's run reads.
     DOORS = {"vcd-unix": "unix", "vcd-ws": "ws", "vcd-wss": "wss"}
 
+    # The histograms of a door that a run keeps: residence both ways, and
+    # the virStreamSend() calls inside to_guest (send_call).
+    RES_KEYS = ("to_guest", "to_client", "send_call")
+
     def residence(self):
         """`virtconsolectl stats --json` of the bench's virtconsoled:
-        {(door, direction): buckets}, or None."""
+        {(door, key): (buckets, sum in seconds)} for RES_KEYS, or None."""
         if not self.vcd.roots():
             return None
         try:
             r = subprocess.run([ctl_binary(), "-f", self.vcd.conf_path, "stats", "--json"],
                                capture_output=True, text=True, timeout=20)
-            return {(f["door"], f["direction"]): f["buckets"]
-                    for f in json.loads(r.stdout)["forward"]}
+            doc = json.loads(r.stdout)
+            out = {(f["door"], f["direction"]): (f["buckets"], f["sum_seconds"])
+                   for f in doc["forward"]}
+            out.update({(f["door"], "send_call"): (f["buckets"], f["sum_seconds"])
+                        for f in doc.get("send_call") or []})
+            return out
         except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
             return None
 
@@ -561,9 +569,13 @@ class Bench:
         if res0 and res1:
             # The daemon's residence times of this run's chunks: the
             # buckets' growth over the run (2^k us, k = 0..24, then +Inf).
+            # residence_s: their sums' growth (seconds).
             door = self.DOORS[rec["path"]]
-            rec["residence"] = {dr: [b - a for a, b in zip(res0[(door, dr)], res1[(door, dr)])]
-                                for dr in ("to_guest", "to_client")}
+            keys = [k for k in self.RES_KEYS if (door, k) in res0 and (door, k) in res1]
+            rec["residence"] = {k: [b - a for a, b in zip(res0[(door, k)][0], res1[(door, k)][0])]
+                                for k in keys}
+            rec["residence_s"] = {k: round(res1[(door, k)][1] - res0[(door, k)][1], 6)
+                                  for k in keys}
         rec.update(rc=rc, vcdload=slim(doc))
         rec["wall_s"] = round(time.monotonic() - p.bench_t0, 1)
         self.costs[(rec["phase"], rec["path"], rec["n"])] = rec["wall_s"]
@@ -876,7 +888,7 @@ class Bench:
             rec["allocs"] = {"error": "the daemon restarted or did not answer stats"}
             return
         door = self.DOORS[rec["path"]]
-        d["chunks"] = {dr: sum(res1[(door, dr)]) - sum(rec["res0"][(door, dr)])
+        d["chunks"] = {dr: sum(res1[(door, dr)][0]) - sum(rec["res0"][(door, dr)][0])
                        for dr in ("to_client", "to_guest")}
         d["window_s"] = round(time.monotonic() - t0, 2)
         rec["allocs"] = d

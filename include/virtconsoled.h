@@ -560,6 +560,8 @@ struct session_counters {
 	unsigned int	 live[SESSION_NDOORS][2];	/* by role */
 	/* Residence time by door and direction (docs/OPERATIONS.md). */
 	struct lat_hist	 forward[SESSION_NDOORS][SESSION_NDIRS];
+	/* Of to_guest: the virStreamSend() calls alone, by door. */
+	struct lat_hist	 send_call[SESSION_NDOORS];
 };
 struct session_door {
 	const char	*name;
@@ -679,7 +681,7 @@ struct console	*console_get(const char *, const char *, const char *,
 		     const char *, unsigned long long);
 struct console_client *console_attach(struct console *,
 		     const struct console_client_ops *, void *, const char *,
-		     const char *, struct lat_hist *);
+		     const char *, struct lat_hist *, struct lat_hist *);
 int		 console_open(struct console_client *, int,
 		     enum session_reason *);
 void		 console_input(struct console_client *, struct evbuffer *,

@@ -172,6 +172,7 @@ struct console_client {
 	struct evbuffer			*input;	/* not yet sent to the guest */
 	struct lat_stream		 in_lat;	/* its chunks, timed
 							   to_guest */
+	struct lat_hist			*send_h; /* its virStreamSend()s */
 	TAILQ_ENTRY(console_client)	 entry;
 };
 TAILQ_HEAD(console_clients, console_client);
@@ -598,6 +599,7 @@ console_send_packet(struct console *c, struct console_client *cl,
 {
 	unsigned char	*p;
 	size_t		 len;
+	uint64_t	 t;
 	int		 n;
 
 	*sent = 0;
@@ -606,7 +608,14 @@ console_send_packet(struct console *c, struct console_client *cl,
 	if (len > CONSOLE_SEND_CHUNK)
 		len = CONSOLE_SEND_CHUNK;
 	p = evbuffer_pullup(cl->input, (ssize_t)len);
+	/*
+	 * The call alone is timed too: the part of the to_guest residence
+	 * that is libvirt's client sending the packet (send_h).
+	 */
+	t = lat_now();
 	n = stream_ops->send(c->st, (const char *)p, len);
+	if (n >= 0 && cl->send_h != NULL)
+		lat_add(cl->send_h, lat_now() - t);
 	if (n == -2)
 		return 0;	/* a local stream that is full */
 	if (n < 0) {
@@ -828,10 +837,15 @@ console_maybe_free(struct console *c)
 		log_warnx("console %u: cannot defer its free", c->id);
 }
 
-/* A client of the console: it hears from it through ops, with arg. */
+/*
+ * A client of the console: it hears from it through ops, with arg.  Its
+ * input's residence goes into to_guest, the time of the virStreamSend()
+ * calls that carry it into send_call (either NULL: not timed).
+ */
 struct console_client *
 console_attach(struct console *c, const struct console_client_ops *ops,
-    void *arg, const char *who, const char *mark, struct lat_hist *to_guest)
+    void *arg, const char *who, const char *mark, struct lat_hist *to_guest,
+    struct lat_hist *send_call)
 {
 	struct console_client	*cl;
 
@@ -842,6 +856,7 @@ console_attach(struct console *c, const struct console_client_ops *ops,
 	cl->who = xstrdup(who);
 	cl->mark = xstrdup(mark);
 	lat_stream_init(&cl->in_lat, to_guest);
+	cl->send_h = send_call;
 	if ((cl->input = evbuffer_new()) == NULL)
 		fatalx("console: out of memory");
 	TAILQ_INSERT_TAIL(&c->clients, cl, entry);

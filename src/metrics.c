@@ -322,19 +322,25 @@ metrics_guests(struct evbuffer *b)
 	}
 }
 
-/* `NAME_SUFFIX{door="..",direction=".."`: the caller ends the labels. */
+/*
+ * `NAME_SUFFIX{door="..",direction=".."` (no direction when dir is NULL):
+ * the caller ends the labels.
+ */
 static void
 metrics_series(struct evbuffer *b, const char *name, const char *suffix,
     const char *door, const char *dir)
 {
 	evbuffer_add_printf(b, "%s%s{door=", name, suffix);
 	metrics_add_value(b, door);
+	if (dir == NULL)
+		return;
 	evbuffer_add_printf(b, ",direction=");
 	metrics_add_value(b, dir);
 }
 
 /*
- * One histogram of residence times with two labels: cumulative buckets
+ * One histogram of times, labelled door and direction (dir NULL: door
+ * alone): cumulative buckets
  * `le` = 2^k us in seconds ("0.000001" .. "16.777216"), "+Inf", then
  * _sum in seconds and _count.
  */
@@ -379,60 +385,80 @@ metrics_stats_q(struct evbuffer *b, double q, int json)
 }
 
 /*
+ * One histogram of `stats`: its row (door, then the direction or the call
+ * it times), or with json its object, with the buckets (not cumulative,
+ * the last one past 16.777216 s).
+ */
+static void
+metrics_stats_hist(struct evbuffer *b, int json, int first, const char *door,
+    const char *key, const char *what, const struct lat_hist *h)
+{
+	unsigned int	k;
+
+	if (json)
+		evbuffer_add_printf(b, "%s{\"door\":\"%s\",\"%s\":\"%s\","
+		    "\"count\":%llu,\"sum_seconds\":%.9f,\"p50_seconds\":",
+		    first ? "" : ",", door, key, what,
+		    (unsigned long long)h->count,
+		    (double)h->sum_ns / 1e9);
+	else
+		evbuffer_add_printf(b, "%-7s %-13s %10llu ", door, what,
+		    (unsigned long long)h->count);
+	metrics_stats_q(b, lat_quantile(h, 0.5), json);
+	evbuffer_add_printf(b, json ? ",\"p99_seconds\":" : " ");
+	metrics_stats_q(b, lat_quantile(h, 0.99), json);
+	if (!json) {
+		evbuffer_add_printf(b, " ");
+		metrics_stats_q(b, h->count == 0 ? NAN :
+		    (double)h->sum_ns / 1e9 / (double)h->count, 0);
+		evbuffer_add_printf(b, "\n");
+		return;
+	}
+	evbuffer_add_printf(b, ",\"buckets\":[");
+	for (k = 0; k <= LAT_BUCKETS; k++)
+		evbuffer_add_printf(b, "%s%llu", k > 0 ? "," : "",
+		    (unsigned long long)h->bucket[k]);
+	evbuffer_add_printf(b, "]}");
+}
+
+/* A table's header line (after sep), or with json the array's opening. */
+static void
+metrics_stats_head(struct evbuffer *b, int json, const char *open,
+    const char *sep, const char *what, const char *count)
+{
+	if (json)
+		evbuffer_add_printf(b, "%s", open);
+	else
+		evbuffer_add_printf(b, "%s%-7s %-13s %10s %10s %10s %10s\n",
+		    sep, "DOOR", what, count, "P50_S", "P99_S", "MEAN_S");
+}
+
+/*
  * `virtconsolectl stats`: residence time by door and direction, p50 and
  * p99 (the upper bound of the bucket holding them: the time is at most
- * that), the mean, and with --json the buckets (not cumulative, the
- * last one past 16.777216 s).  Percentiles are per direction, never
- * summed.
+ * that), the mean; then, by door, the part of to_guest that is the
+ * virStreamSend() calls alone (each packet's call).  Percentiles are per
+ * direction, never summed.
  */
 void
 metrics_stats(struct evbuffer *b, int json)
 {
 	struct session_counters	 sc;
-	const struct lat_hist	*h;
-	unsigned int		 d, r, k;
+	unsigned int		 d, r;
 
 	session_counters(&sc);
-	if (json)
-		evbuffer_add_printf(b, "{\"forward\":[");
-	else
-		evbuffer_add_printf(b, "%-7s %-10s %10s %10s %10s %10s\n",
-		    "DOOR", "DIRECTION", "CHUNKS", "P50_S", "P99_S", "MEAN_S");
-	for (d = 0; d < SESSION_NDOORS; d++) {
-		for (r = 0; r < SESSION_NDIRS; r++) {
-			h = &sc.forward[d][r];
-			if (json)
-				evbuffer_add_printf(b, "%s{\"door\":\"%s\","
-				    "\"direction\":\"%s\",\"count\":%llu,"
-				    "\"sum_seconds\":%.9f,\"p50_seconds\":",
-				    d + r > 0 ? "," : "", session_door_name(d),
-				    metrics_dirs[r],
-				    (unsigned long long)h->count,
-				    (double)h->sum_ns / 1e9);
-			else
-				evbuffer_add_printf(b, "%-7s %-10s %10llu ",
-				    session_door_name(d), metrics_dirs[r],
-				    (unsigned long long)h->count);
-			metrics_stats_q(b, lat_quantile(h, 0.5), json);
-			evbuffer_add_printf(b, json ? ",\"p99_seconds\":" :
-			    " ");
-			metrics_stats_q(b, lat_quantile(h, 0.99), json);
-			if (!json) {
-				evbuffer_add_printf(b, " ");
-				metrics_stats_q(b, h->count == 0 ? NAN :
-				    (double)h->sum_ns / 1e9 /
-				    (double)h->count, 0);
-				evbuffer_add_printf(b, "\n");
-				continue;
-			}
-			evbuffer_add_printf(b, ",\"buckets\":[");
-			for (k = 0; k <= LAT_BUCKETS; k++)
-				evbuffer_add_printf(b, "%s%llu", k > 0 ?
-				    "," : "",
-				    (unsigned long long)h->bucket[k]);
-			evbuffer_add_printf(b, "]}");
-		}
-	}
+	metrics_stats_head(b, json, "{\"forward\":[", "", "DIRECTION",
+	    "CHUNKS");
+	for (d = 0; d < SESSION_NDOORS; d++)
+		for (r = 0; r < SESSION_NDIRS; r++)
+			metrics_stats_hist(b, json, d + r == 0,
+			    session_door_name(d), "direction",
+			    metrics_dirs[r], &sc.forward[d][r]);
+	metrics_stats_head(b, json, "],\"send_call\":[", "\n", "CALL",
+	    "CALLS");
+	for (d = 0; d < SESSION_NDOORS; d++)
+		metrics_stats_hist(b, json, d == 0, session_door_name(d),
+		    "call", "virStreamSend", &sc.send_call[d]);
 	if (json)
 		evbuffer_add_printf(b, "],\"bucket_bounds_seconds\":"
 		    "\"2^k us, k = 0..%d, then +Inf\"}\n", LAT_BUCKETS - 1);
@@ -550,6 +576,14 @@ metrics_render(struct evbuffer *b)
 			metrics_histogram(b, "virtconsoled_forward_seconds",
 			    session_door_name(d), metrics_dirs[r],
 			    &sc.forward[d][r]);
+	metrics_family(b, "virtconsoled_stream_send_seconds", "histogram",
+	    "Time libvirt's virStreamSend() took per packet to a guest, by "
+	    "front door of the client whose input it carried: the part of "
+	    "virtconsoled_forward_seconds{direction=\"to_guest\"} spent in "
+	    "libvirt's client.");
+	for (d = 0; d < SESSION_NDOORS; d++)
+		metrics_histogram(b, "virtconsoled_stream_send_seconds",
+		    session_door_name(d), NULL, &sc.send_call[d]);
 
 	metrics_family(b, "virtconsoled_bytes_dropped_total", "counter",
 	    "Guest output dropped for clients too slow to read it.");

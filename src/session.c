@@ -1150,7 +1150,8 @@ session_attach(struct session *s)
 	g = guest_find(s->hv, s->uuid);
 	s->console = console_attach(console_get(s->hv, s->uuid, s->alias,
 	    s->guest, g != NULL ? g->domid : 0), &session_console_ops, s,
-	    who, mark, &sess.count.forward[s->door_kind][SESSION_TO_GUEST]);
+	    who, mark, &sess.count.forward[s->door_kind][SESSION_TO_GUEST],
+	    &sess.count.send_call[s->door_kind]);
 	free(mark);
 	/* A viewer never takes a console from another holder. */
 	switch (console_open(s->console, s->role == SESSION_WRITER ?

@@ -96,6 +96,7 @@ FAMILIES = {
     "virtconsoled_console_log_errors_total": "counter",
     "virtconsoled_recording_errors_total": "counter",
     "virtconsoled_forward_seconds": "histogram",
+    "virtconsoled_stream_send_seconds": "histogram",
     "process_resident_memory_bytes": "gauge",
     "process_virtual_memory_bytes": "gauge",
     "process_cpu_seconds_total": "counter",
@@ -827,9 +828,14 @@ with t.case("7 promtool check rules docs/virtconsoled-alerts.yml"):
 # ------------------------------------------------------------ 8 residence time
 
 def stats_json():
+    """{(door, direction): histogram} of `stats --json`, and the
+    virStreamSend() calls as (door, "virStreamSend")."""
     c = ctl("stats", "--json")
     try:
-        return {(f["door"], f["direction"]): f for f in json.loads(c.stdout)["forward"]}
+        doc = json.loads(c.stdout)
+        out = {(f["door"], f["direction"]): f for f in doc["forward"]}
+        out.update({(f["door"], f["call"]): f for f in doc["send_call"]})
+        return out
     except (ValueError, KeyError, TypeError):
         return {}
 
@@ -859,13 +865,19 @@ with t.case("8 residence time: every door and direction, below the echo round tr
     loop = Loop()
     st = ctl("stats")
     lines = st.stdout.splitlines()
-    t.ok(st.returncode == 0 and lines and lines[0].split() == ["DOOR", "DIRECTION", "CHUNKS", "P50_S", "P99_S",
-                                                             "MEAN_S"] and len(lines) == 9,
-         "virtconsolectl stats: a header and 8 rows, door x direction", st.stdout, st.stderr)
+    t.ok(st.returncode == 0 and len(lines) == 15 and lines[0].split() == ["DOOR", "DIRECTION", "CHUNKS", "P50_S",
+                                                                        "P99_S", "MEAN_S"]
+         and lines[9] == "" and lines[10].split() == ["DOOR", "CALL", "CALLS", "P50_S", "P99_S", "MEAN_S"]
+         and [x.split()[:2] for x in lines[11:]] == [[dr, "virStreamSend"] for dr in DOORS],
+         "virtconsolectl stats: a header and 8 rows, door x direction; then a header and the "
+         "virStreamSend() calls of each door", st.stdout, st.stderr)
     M0 = metrics()
     series = {(s.get("door"), s.get("direction")) for s, _ in M0.series("virtconsoled_forward_seconds_count")}
     t.ok(series == {(a, b) for a in DOORS for b in ("to_client", "to_guest")},
          "virtconsoled_forward_seconds: one histogram per door and direction", sorted(series, key=str))
+    series = [s for s, _ in M0.series("virtconsoled_stream_send_seconds_count")]
+    t.ok(sorted(s.get("door") for s in series) == sorted(DOORS) and all(len(s) == 1 for s in series),
+         "virtconsoled_stream_send_seconds: one histogram per door, labelled door alone", series)
     les = [s.get("le") for s, _ in M0.series("virtconsoled_forward_seconds_bucket", door="unix",
                                               direction="to_client")]
     t.ok(les[:1] == ["0.000001"] and les[-2:] == ["16.777216", "+Inf"] and len(les) == 26,
@@ -916,6 +928,22 @@ with t.case("8 residence time: every door and direction, below the echo round tr
                  "%s %s: residence p50 <= %.6f s below the echo p50 %.6f s (p99 <= %s, echo max %.6f)"
                  % (door, direction, p50 or 0, echo50 or 0, p99, echo99 or 0), delta_b)
             t.figure("residence p50 %s %s (bucket bound)" % (door, direction), "%.6f" % (p50 or 0), "s")
+            if direction != "to_guest":
+                continue
+            # The calls that carried that input: part of its residence.
+            a, b = after.get((door, "virStreamSend")), before.get((door, "virStreamSend"))
+            if not a or not b:
+                t.ok(False, "%s virStreamSend: in stats --json" % door, after)
+                continue
+            cn, csum = a["count"] - b["count"], a["sum_seconds"] - b["sum_seconds"]
+            cb = [x - y for x, y in zip(a["buckets"], b["buckets"])]
+            c50 = quantile(cb, 0.5)
+            t.ok(cn >= ECHOES and 0 < csum <= dsum and c50 is not None and p50 is not None and c50 <= p50,
+                 "%s: %d virStreamSend() calls timed (>= %d), %.6f s in all, within the to_guest residence "
+                 "(%.6f s); p50 <= %s s, not past the residence's %s s" % (door, cn, ECHOES, csum, dsum, c50, p50),
+                 cb)
+            t.figure("virStreamSend share of to_guest residence %s" % door,
+                     "%.1f" % (100.0 * csum / dsum if dsum else 0), "%")
         t.figure("echo p50 %s" % door, "%.6f" % (echo50 or 0), "s")
         if door in ("ws", "wss"):
             c.close()

@@ -1492,6 +1492,20 @@ test_counters(void)
 	    c1.to_guest[SESSION_DOOR_WS] == c0.to_guest[SESSION_DOOR_WS],
 	    "counters: 5 bytes to the guest and 7 to the client by the unix "
 	    "door, none to the guest by ws");
+	ok(c1.send_call[SESSION_DOOR_UNIX].count >
+	    c0.send_call[SESSION_DOOR_UNIX].count &&
+	    c1.send_call[SESSION_DOOR_WS].count ==
+	    c0.send_call[SESSION_DOOR_WS].count &&
+	    c1.forward[SESSION_DOOR_UNIX][SESSION_TO_GUEST].count >
+	    c0.forward[SESSION_DOOR_UNIX][SESSION_TO_GUEST].count,
+	    "counters: the unix door's input is timed, residence and "
+	    "virStreamSend() call; no call timed for ws");
+	ok(c1.send_call[SESSION_DOOR_UNIX].sum_ns -
+	    c0.send_call[SESSION_DOOR_UNIX].sum_ns <=
+	    c1.forward[SESSION_DOOR_UNIX][SESSION_TO_GUEST].sum_ns -
+	    c0.forward[SESSION_DOOR_UNIX][SESSION_TO_GUEST].sum_ns,
+	    "counters: the calls took no longer than the input's residence "
+	    "(they are part of it)");
 	ok(connect_client(&b) == NULL &&
 	    expect(&b, "refused: console busy", 500),
 	    "counters: a second writer is refused busy");

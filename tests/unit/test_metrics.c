@@ -176,6 +176,20 @@ test_histogram(void)
 		nb++;
 	is_int(nb, LAT_BUCKETS + 1, "26 buckets: 25 bounds and +Inf");
 	free(text);
+	/* The door alone (virtconsoled_stream_send_seconds). */
+	metrics_histogram(b, "y_seconds", "attach", NULL, &h);
+	len = evbuffer_get_length(b);
+	text = malloc(len + 1);
+	evbuffer_remove(b, text, len);
+	text[len] = '\0';
+	ok(strstr(text, "y_seconds_bucket{door=\"attach\",le=\"0.000001\"} "
+	    "1\n") != NULL && strstr(text, "y_seconds_bucket{door=\"attach\","
+	    "le=\"+Inf\"} 4\n") != NULL, "door alone: its buckets");
+	ok(strstr(text, "y_seconds_count{door=\"attach\"} 4\n") != NULL &&
+	    strstr(text, "y_seconds_sum{door=\"attach\"} ") != NULL &&
+	    strstr(text, "direction") == NULL,
+	    "door alone: _sum and _count, no direction label");
+	free(text);
 	evbuffer_free(b);
 }
 
