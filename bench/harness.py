@@ -73,11 +73,9 @@ PROFILES = {
         # The throughput runs and the side-by-side one after them are
         # required: this reserve keeps them inside the budget.  On a busy
         # day (2026-12-04: guests booted in 66 s) they took 290 + 42 s.
-        # + 120 s: the floor's and virtconsoled's tput-all runs last
-        # all_secs (issue 22 counts allocations over >= 10 MB per door).
-        "est_tput_s": 460,
-        "budget_s": 1260,
-        "tput_secs": 5, "tput_reps": 2, "all_secs": 36,
+        "est_tput_s": 340,
+        "budget_s": 1140,
+        "tput_secs": 5, "tput_reps": 2,
         # Issue 22: the side-by-side figures are medians of >= 3 runs.
         "side_reps": 3, "side_secs": 8, "est_side_echo_s": 70,
         "agg_secs": 6, "agg_reps": 1,
@@ -88,7 +86,7 @@ PROFILES = {
         "cap_print": 42000, "cap_full_timeout_s": 900, "cap_idle_cpu_secs": 30,
         "cap_settle_s": 3,
         # The capture phase takes ~10 minutes on a shared 2-core machine
-        # (filling 225 histories): not in the 22-minute run; run alone.
+        # (filling 225 histories): not in the 20-minute run; run alone.
         "phases": "memory,echo,side,tput",
     },
     "quick": {
@@ -102,7 +100,7 @@ PROFILES = {
         "mem_step_max_s": 60,
         "est_tput_s": 60,
         "budget_s": 600,
-        "tput_secs": 2, "tput_reps": 0, "all_secs": 2,
+        "tput_secs": 2, "tput_reps": 0,
         "side_reps": 1, "side_secs": 2, "est_side_echo_s": 20,
         "agg_secs": 2, "agg_reps": 1,
         "cap_history": "16K", "cap_history_head": "4K", "cap_history_runs": 1,
@@ -896,16 +894,8 @@ class Bench:
     def phase_tput(self, phase, rep, repeat=False):
         prof = self.prof
         guests = self.names if phase == "tput-all" else self.names[:1]
+        secs = prof["agg_secs"] if phase == "tput-all" else prof["tput_secs"]
         for path in self.rotated(rep + (3 if phase == "tput-all" else 0), repeat):
-            if phase != "tput-all":
-                secs = prof["tput_secs"]
-            elif path == "floor" or path.startswith("vcd-"):
-                # Long enough that the allocations are counted over about
-                # 10 MB per door (issue 22); the floor alike, so that the
-                # ratios compare windows of one length.
-                secs = prof["all_secs"]
-            else:
-                secs = prof["agg_secs"]
             self.tput_run(phase, path, guests, secs, rep)
 
     # ---------------------------------------------------------- capture

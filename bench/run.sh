@@ -175,14 +175,14 @@ fi
 
 PROFILE=full
 [ "$QUICK" = 1 ] && PROFILE=quick
-# The whole command within 22 minutes (issue 22: the side-by-side
-# figures are medians of 3 repetitions; allocations over ~10 MB per door): what building and the lab took
+# The whole command within 20 minutes (issue 22: the side-by-side
+# figures are medians of 3 repetitions): what building and the lab took
 # comes off the harness's budget (it drops repetitions when late), and
 # ~40 s are kept for its clean-up, the report and stopping the lab.
-# Three paths more with a previous build: 28 minutes.
+# Three paths more with a previous build: 26 minutes.
 BUDGET=()
-WHOLE=1320
-[ "${#PREV[@]}" = 0 ] || WHOLE=1680
+WHOLE=1200
+[ "${#PREV[@]}" = 0 ] || WHOLE=1560
 [ "$QUICK" = 1 ] || BUDGET=(--budget $((WHOLE - 40 - ($(date +%s) - T0))))
 say "harness ($PROFILE), log in $OUTDIR/harness.log"
 rc=0
