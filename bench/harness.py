@@ -551,6 +551,7 @@ class Bench:
         if rec["path"] in self.DOORS and rec["phase"] != "side-prep":
             rec["res0"] = self.residence()
         rec["cpu0"] = procstat.cpu_seconds(self.server_roots(rec["path"]))
+        rec["sched0"] = procstat.sched(self.server_roots(rec["path"]))
         rec["t0"] = time.monotonic()
         return True
 
@@ -561,6 +562,13 @@ class Bench:
         roots = self.server_roots(rec["path"])
         cpu0, t0 = rec.pop("cpu0"), rec.pop("t0")
         rec["cpu_s"] = round(procstat.cpu_seconds(roots) - cpu0, 3) if roots else None
+        # How long the server's threads waited for a CPU in the window
+        # (runnable, not running), and over how many timeslices: what the
+        # scheduler adds to the residence times, which is not the work.
+        s0, s1 = rec.pop("sched0", None), procstat.sched(roots) if roots else None
+        if s0 and s1:
+            rec["sched"] = {"run_s": round(s1[0] - s0[0], 4), "wait_s": round(s1[1] - s0[1], 4),
+                            "slices": s1[2] - s0[2]}
         rec["window_s"] = round(time.monotonic() - t0, 2)
         res0 = rec.pop("res0", None)
         res1 = self.residence() if res0 else None

@@ -74,6 +74,28 @@ def cpu_seconds(roots):
     return total / HZ
 
 
+def sched(roots):
+    """(on a CPU, waiting for one, timeslices) of the tree of roots so far,
+    every thread (/proc/PID/task/TID/schedstat: ns, ns, count): how long
+    its threads were runnable but not running.  None when the kernel does
+    not keep schedstat."""
+    run = wait = slices = 0
+    seen = False
+    for p in tree(roots):
+        try:
+            tids = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (p, t)) as f:
+                    a, b, c = (int(x) for x in f.read().split()[:3])
+            except (OSError, ValueError):
+                continue
+            run, wait, slices, seen = run + a, wait + b, slices + c, True
+    return (run / 1e9, wait / 1e9, slices) if seen else None
+
+
 def _kib(path, key):
     """The KiB figure of the line "KEY: N kB" of a /proc file, or None."""
     try:

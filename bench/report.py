@@ -175,6 +175,14 @@ class Results:
             g = sum(s["to_guest"] for s in sums)
             out["send_share"] = sum(s["send_call"] for s in sums) / g if g > 0 else None
             out["to_guest_mean"] = g * 1000.0 / out["to_guest"][2] if out["to_guest"][2] else None
+        # The daemon's threads in those runs: CPU per chunk (both ways), and
+        # how long each of their timeslices waited for a CPU (schedstat).
+        sch = [r.get("sched") for r in runs]
+        chunks = sum(out[dr][2] for dr in ("to_guest", "to_client") if dr in out)
+        if all(sch) and chunks:
+            out["cpu_per_chunk"] = sum(s["run_s"] for s in sch) * 1000.0 / chunks
+            n = sum(s["slices"] for s in sch)
+            out["wait_per_slice"] = sum(s["wait_s"] for s in sch) * 1000.0 / n if n else None
         out["echo"] = (med(self.rtt(r, "p50") for r in runs), med(self.rtt(r, "p99") for r in runs))
         out["n"], out["reps"] = runs[0]["n"], len(runs)
         return out
@@ -905,19 +913,26 @@ def markdown(res, png_name, analysis):
               "for the call), and their share of to_guest's total time (the "
               "histograms' sums); the rest is the daemon's own: reading the "
               "client, decoding, queueing, and waiting for the guest's send "
-              "window.  Milliseconds.")
+              "window, or for a CPU.  The last two columns tell work from "
+              "waiting: the daemon's CPU time per chunk (both directions; "
+              "side by side, the daemon serves every door at once), and how "
+              "long each of its threads' timeslices waited, runnable, for a "
+              "CPU (`/proc/PID/task/TID/schedstat`; n/a in runs without it).  "
+              "Milliseconds.")
             A("")
             A("| runs | path | sessions | to_guest p50 | p99 | mean | virStreamSend p50 | p99 | "
-              "calls | share of to_guest time | the daemon's own, mean |")
-            A("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "calls | share of to_guest time | the daemon's own, mean | CPU per chunk | "
+              "wait for a CPU per timeslice |")
+            A("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for what, p, rz in split:
                 g, sc, sh, mean = (rz["to_guest"], rz["send_call"], rz.get("send_share"),
                                    rz.get("to_guest_mean"))
-                A("| %s | %s | %d | %s | %s | %s | %s | %s | %d | %s | %s |" % (
+                A("| %s | %s | %d | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |" % (
                     what, p, rz["n"], fmt(g[0], 3), fmt(g[1], 3), fmt(mean, 3),
                     fmt(sc[0], 3), fmt(sc[1], 3), sc[2],
                     "%.1f%%" % (100 * sh) if sh is not None else "-",
-                    fmt(mean * (1 - sh), 3) if None not in (mean, sh) else "-"))
+                    fmt(mean * (1 - sh), 3) if None not in (mean, sh) else "-",
+                    fmt(rz.get("cpu_per_chunk"), 3), fmt(rz.get("wait_per_slice"), 2)))
             A("")
 
     A("## 1. Keystroke echo round trip")
