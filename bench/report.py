@@ -296,7 +296,12 @@ class Results:
 
     @staticmethod
     def cpu_per_mb(r):
-        b = ((r.get("vcdload") or {}).get("bytes") or {}).get("in")
+        # The bytes of the test window (in_test), which the CPU window
+        # (from the sessions' readiness to vcdload's end) covers: not
+        # "in", which also holds what came before, such as the history
+        # a daemon replays when a session attaches (8 MB over 25 consoles
+        # late in a run: the figure fell 4-5x on 2026-12-06).
+        b = ((r.get("vcdload") or {}).get("bytes") or {}).get("in_test")
         if r.get("cpu_s") is None or not b:
             return None
         return r["cpu_s"] / (b / 1e6)
