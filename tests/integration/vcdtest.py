@@ -845,18 +845,26 @@ class Lab:
 
     def create_many(self, specs):
         """Create or define several guests at once: specs is a list of
-        (verb, name, consoles).  A list of (name, returncode, output)."""
+        (verb, name, consoles).  A list of (name, returncode, output).
+
+        Creates started together answer late: of 25 (t-load) the last took
+        20 s here and more than 30 s (lab_virsh's default, then timeout(1)
+        killed it) in a CI run on a busier 2-core host, so each virsh is
+        given 30 s plus 4 s per guest."""
         procs = []
+        env = self.env()
+        wait = 30 + 4 * len(specs)
+        env["VIRSH_TIMEOUT"] = str(wait)
         for verb, name, consoles in specs:
             self._track(name)
             p = subprocess.Popen([LAB_SH, verb, name, "--consoles", str(consoles)],
-                                 env=self.env(), stdin=subprocess.DEVNULL,
+                                 env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True)
             procs.append((name, p))
         out = []
         for name, p in procs:
-            o, _ = p.communicate(timeout=120)
+            o, _ = p.communicate(timeout=wait + 30)
             out.append((name, p.returncode, o))
         return out
 

@@ -71,7 +71,14 @@ load_env() {
     . "$LAB_DIR/env"
 }
 
-lab_virsh() { timeout "${VIRSH_TIMEOUT:-30}" virsh -q -c "$LAB_URI" "$@"; }
+# lab_virsh ARGS: virsh on the lab, given VIRSH_TIMEOUT seconds (30); a
+# timeout says so (timeout(1) itself exits 124 without a word).
+lab_virsh() {
+    local rc=0
+    timeout "${VIRSH_TIMEOUT:-30}" virsh -q -c "$LAB_URI" "$@" || rc=$?
+    [ "$rc" != 124 ] || note "virsh $1: no answer within ${VIRSH_TIMEOUT:-30} s (VIRSH_TIMEOUT)"
+    return "$rc"
+}
 
 # ---------------------------------------------------------------- deps
 
