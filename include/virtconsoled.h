@@ -868,6 +868,8 @@ struct wsock;
 extern void	(*wsock_test_observer)(struct wsock *, int);
 int		 wsock_test_inject(struct wsock *, int, int *);
 void		 wsock_test_linger(unsigned int);
+/* TLS writes made at once, and those whose record the socket took in part. */
+extern unsigned long	 wsock_test_tls_now, wsock_test_tls_requeued;
 
 /* http.c */
 #define HTTP_MAX_LINE		8192	/* request line, without CRLF */

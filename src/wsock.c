@@ -70,6 +70,7 @@
 #include <sys/uio.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,9 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "virtconsoled.h"
 
@@ -110,7 +114,7 @@ TAILQ_HEAD(wsock_msgs, wsock_msg);
 struct wsock {
 	struct bufferevent	*under;		/* socket or TLS */
 	int			 plain;		/* under is a plain socket */
-	struct evbuffer		*out;		/* frames for bev_write_now() */
+	struct evbuffer		*out;		/* frames written at once */
 	struct bufferevent	*mine;		/* our end of the pair */
 	struct bufferevent	*theirs;	/* the session's end */
 	struct ws_reader	 rd;
@@ -231,8 +235,9 @@ struct fsm wsock_fsm = {
 /* WSOCK_LINGER, or shorter for the unit tests (wsock_test_linger). */
 static struct timeval	wsock_linger = { WSOCK_LINGER, 0 };
 
-/* For the unit tests only: see wsock_test_inject(). */
-void	(*wsock_test_observer)(struct wsock *, int);
+/* For the unit tests only: see wsock_test_inject(), wsock_writev_now(). */
+void		(*wsock_test_observer)(struct wsock *, int);
+unsigned long	wsock_test_tls_now, wsock_test_tls_requeued;
 
 /* One close code per reason: the contract in docs/WEB.md. */
 static const uint16_t wsock_close_codes[REASON_MAX] = {
@@ -723,9 +728,67 @@ wsock_tls_record(const struct wsock *w, struct evbuffer *out)
 }
 
 /*
- * One data frame to a plain socket whose queue is empty, sent at once from
- * the stack (header, payload or its base64): no queue, no allocation.  0
- * when a base64 payload is too long for the stack.
+ * Bytes to the client at once, in order, while nothing is queued for it; a
+ * count of those gone (written, or taken by SSL_write()), the rest queued.
+ * A plain socket: one sendmsg() (util.c).  TLS: one SSL_write() of the
+ * pieces gathered on the stack, one record up to WSOCK_TLS_RECORD bytes,
+ * without the queue's chain allocations and without waiting for the
+ * loop's next pass (libevent writes its queue only on the socket's write
+ * event).  If the socket takes only part of the record, OpenSSL keeps the
+ * rest and must be called again with the same bytes first: they are queued
+ * whole, in one chain of a queue that was empty, so libevent's next
+ * SSL_write() starts with them (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, which
+ * libevent sets, allows the new address); an error surfaces there too, on
+ * the bufferevent's error path.  Skipped, all queued, while OpenSSL has
+ * a write of its own pending or the handshake is not done.
+ */
+static size_t
+wsock_writev_now(struct wsock *w, struct iovec *iov, int cnt)
+{
+	struct evbuffer	*out = bufferevent_get_output(w->under);
+	SSL		*ssl;
+	uint8_t		 rec[WSOCK_TLS_RECORD];
+	const uint8_t	*p;
+	size_t		 len = 0, at = 0;
+	int		 i;
+
+	if (w->plain)
+		return bev_writev_now(w->under, iov, cnt);
+	for (i = 0; i < cnt; i++)
+		len += iov[i].iov_len;
+	ssl = bufferevent_openssl_get_ssl(w->under);
+	if (len == 0 || len > INT_MAX || ssl == NULL ||
+	    evbuffer_get_length(out) > 0 ||
+	    !(bufferevent_get_enabled(w->under) & EV_WRITE) ||
+	    !SSL_is_init_finished(ssl) || SSL_want_write(ssl) ||
+	    (cnt > 1 && len > sizeof rec)) {
+		for (i = 0; i < cnt; i++)
+			evbuffer_add(out, iov[i].iov_base, iov[i].iov_len);
+		return 0;
+	}
+	if (cnt == 1)
+		p = iov[0].iov_base;
+	else {
+		for (i = 0; i < cnt; i++) {
+			memcpy(rec + at, iov[i].iov_base, iov[i].iov_len);
+			at += iov[i].iov_len;
+		}
+		p = rec;
+	}
+	ERR_clear_error();
+	wsock_test_tls_now++;
+	if (SSL_write(ssl, p, (int)len) == (int)len)
+		return len;
+	ERR_clear_error();	/* libevent's SSL_write() tells, if it fails */
+	wsock_test_tls_requeued++;
+	evbuffer_add(out, p, len);
+	return 0;
+}
+
+/*
+ * One data frame to a socket whose queue is empty, sent at once from the
+ * stack (header, payload or its base64), wsock_writev_now(): no queue, no
+ * allocation.  0 when a base64 payload is too long for the stack.
  */
 static int
 wsock_send_now(struct wsock *w, const uint8_t *p, size_t len)
@@ -751,8 +814,7 @@ wsock_send_now(struct wsock *w, const uint8_t *p, size_t len)
 		iov[0].iov_len = ws_frame_header(hdr, WS_OP_BINARY, 1, len);
 	}
 	iov[0].iov_base = hdr;
-	lat_stream_gone(&w->lat_wire, (uint64_t)bev_writev_now(w->under, iov,
-	    2));
+	lat_stream_gone(&w->lat_wire, (uint64_t)wsock_writev_now(w, iov, 2));
 	return 1;
 }
 
@@ -763,19 +825,20 @@ wsock_mine_read_cb(struct bufferevent *bev, void *arg)
 	struct wsock	*w = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
 	struct evbuffer	*out = bufferevent_get_output(w->under);
-	size_t		 len;
+	struct iovec	 iov;
 
 	/*
-	 * While nothing is queued for a plain socket, frames are written at
-	 * once (util.c), most often a keystroke's echo in one frame.
+	 * While nothing is queued for the client, frames are written at once
+	 * (wsock_writev_now()), most often a keystroke's echo in one frame.
 	 */
-	while (w->plain && evbuffer_get_length(out) == 0 &&
+	while (evbuffer_get_length(out) == 0 &&
 	    (evbuffer_get_length(in) > 0 || wsock_msg_due(w))) {
 		wsock_frame_out(w, in, w->out, 0);
-		len = evbuffer_get_length(w->out);
-		lat_stream_gone(&w->lat_wire, (uint64_t)bev_write_now(w->under,
-		    evbuffer_pullup(w->out, -1), len));
-		evbuffer_drain(w->out, len);
+		iov.iov_len = evbuffer_get_length(w->out);
+		iov.iov_base = evbuffer_pullup(w->out, -1);
+		lat_stream_gone(&w->lat_wire, (uint64_t)wsock_writev_now(w,
+		    &iov, 1));
+		evbuffer_drain(w->out, iov.iov_len);
 		wsock_lat_framed(w);
 	}
 	wsock_frame_out(w, in, out, 0);
@@ -1064,8 +1127,8 @@ wsock_door_stamp(void *arg, uint64_t at, uint64_t t0)
 }
 
 /*
- * Guest output straight from the session, past the pair: framed, and on a
- * plain socket with nothing queued sent at once (wsock_send_now()).  No
+ * Guest output straight from the session, past the pair: framed, and with
+ * nothing queued for the client sent at once (wsock_send_now()).  No
  * copy into the pair, and no wait for its deferred callback, which runs
  * only after every other event of the loop's pass.  Only while nothing is
  * ahead of it (in the pair, or a message) and the socket's queue is under
@@ -1085,8 +1148,7 @@ wsock_door_write(void *arg, const char *buf, size_t n)
 	out = bufferevent_get_output(w->under);
 	if (evbuffer_get_length(out) >= WSOCK_UNDER_HIGH)
 		return 0;
-	if (!w->plain || evbuffer_get_length(out) > 0 ||
-	    !wsock_send_now(w, p, n)) {
+	if (evbuffer_get_length(out) > 0 || !wsock_send_now(w, p, n)) {
 		wsock_frame_data(w, out, p, n);
 		wsock_tls_record(w, out);
 	}

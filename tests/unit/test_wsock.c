@@ -21,7 +21,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "virtconsoled.h"
 #include "tap.h"
@@ -58,6 +64,7 @@ struct client {
 	int		 after_close;	/* data messages after it */
 	int		 broken;	/* a frame the client reader refused */
 	int		 eof;
+	SSL		*ssl;		/* over TLS: the client's end */
 };
 
 /* The events each state refuses must be refused, counted, and harmless. */
@@ -187,7 +194,16 @@ client_poll(struct client *c)
 	int		 rc;
 
 	while (!c->eof) {
-		n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (c->ssl != NULL) {
+			ERR_clear_error();
+			if ((n = SSL_read(c->ssl, buf, sizeof buf)) <= 0) {
+				if (SSL_get_error(c->ssl, (int)n) !=
+				    SSL_ERROR_WANT_READ)
+					c->eof = 1;
+				break;
+			}
+		} else
+			n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (n > 0)
 			evbuffer_add(c->raw, buf, (size_t)n);
 		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
@@ -310,9 +326,79 @@ wait_sent(struct client *c, const char *s)
 static const struct session_start *open_start;	/* the next client's */
 static const uint8_t	*open_session;	/* its cookie id */
 
+static SSL_CTX	*tls_server, *tls_client;
+
+/* TLS contexts: the server's with a throwaway self-signed P-256 cert. */
+static void
+tls_init(void)
+{
+	EVP_PKEY	*key = EVP_EC_gen("P-256");
+	X509		*x = X509_new();
+
+	tls_server = SSL_CTX_new(TLS_server_method());
+	tls_client = SSL_CTX_new(TLS_client_method());
+	if (key == NULL || x == NULL || tls_server == NULL ||
+	    tls_client == NULL)
+		abort();
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
+	    MBSTRING_ASC, (const unsigned char *)"test", -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	if (X509_sign(x, key, EVP_sha256()) == 0 ||
+	    SSL_CTX_use_certificate(tls_server, x) != 1 ||
+	    SSL_CTX_use_PrivateKey(tls_server, key) != 1)
+		abort();
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+/*
+ * The socket's bufferevent: plain, or (tls) over TLS with the handshake
+ * done here, both ends non-blocking, as web.c hands it over after its
+ * own.  sndbuf: a small send buffer, so that records go out in part.
+ */
+static struct bufferevent *
+client_socket(struct client *c, int sv[2], int tls, int sndbuf)
+{
+	struct bufferevent	*bev;
+	SSL			*ssl;
+	int			 i, a = 0, b = 0;
+
+	evutil_make_socket_nonblocking(sv[0]);
+	if (sndbuf > 0 && (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
+	    sizeof sndbuf) == -1 || setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF,
+	    &sndbuf, sizeof sndbuf) == -1))
+		abort();
+	if (!tls)
+		return bufferevent_socket_new(base, sv[0],
+		    BEV_OPT_CLOSE_ON_FREE);
+	evutil_make_socket_nonblocking(sv[1]);
+	ssl = SSL_new(tls_server);
+	c->ssl = SSL_new(tls_client);
+	SSL_set_fd(ssl, sv[0]);
+	SSL_set_fd(c->ssl, sv[1]);
+	SSL_set_accept_state(ssl);
+	SSL_set_connect_state(c->ssl);
+	for (i = 0; i < 1000 && (a != 1 || b != 1); i++) {
+		if (b != 1)
+			b = SSL_do_handshake(c->ssl);
+		if (a != 1)
+			a = SSL_do_handshake(ssl);
+	}
+	if (a != 1 || b != 1)
+		abort();
+	if ((bev = bufferevent_openssl_socket_new(base, sv[0], ssl,
+	    BUFFEREVENT_SSL_OPEN, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		abort();
+	return bev;
+}
+
 /* A connection, upgraded, as web.c hands it over. */
 static void
-client_open(struct client *c, int mode)
+client_open_tls(struct client *c, int mode, int tls, int sndbuf)
 {
 	struct bufferevent	*bev;
 	struct wsock_open	 o = { .addr = "192.0.2.1",
@@ -323,15 +409,13 @@ client_open(struct client *c, int mode)
 	memset(c, 0, sizeof *c);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
 		abort();
-	evutil_make_socket_nonblocking(sv[0]);
 	c->fd = sv[1];
 	c->mode = mode;
 	c->raw = evbuffer_new();
 	c->msg = evbuffer_new();
 	c->bytes = evbuffer_new();
 	ws_reader_init_client(&c->rd, 0);
-	if ((bev = bufferevent_socket_new(base, sv[0],
-	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+	if ((bev = client_socket(c, sv, tls, sndbuf)) == NULL)
 		abort();
 	path[0] = '\0';
 	o.mode = mode;
@@ -346,8 +430,15 @@ client_open(struct client *c, int mode)
 }
 
 static void
+client_open(struct client *c, int mode)
+{
+	client_open_tls(c, mode, 0, 0);
+}
+
+static void
 client_free(struct client *c)
 {
+	SSL_free(c->ssl);
 	close(c->fd);
 	evbuffer_free(c->raw);
 	evbuffer_free(c->msg);
@@ -357,8 +448,23 @@ client_free(struct client *c)
 static void
 client_raw(struct client *c, const void *p, size_t len)
 {
-	if (write(c->fd, p, len) != (ssize_t)len)
-		abort();
+	int	i, r;
+
+	if (c->ssl == NULL) {
+		if (write(c->fd, p, len) != (ssize_t)len)
+			abort();
+		return;
+	}
+	/* Small frames: the socket takes them, given the loop's turns. */
+	for (i = 0; i < 1000; i++) {
+		ERR_clear_error();
+		if ((r = SSL_write(c->ssl, p, (int)len)) == (int)len)
+			return;
+		if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_WRITE)
+			abort();
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+	abort();
 }
 
 /* A client frame: masked (RFC 6455 5.3). */
@@ -567,6 +673,92 @@ test_coalescing(void)
 		(void)run_until(cond_freed, &c, 500);
 		client_free(&c);
 	}
+}
+
+/*
+ * Over TLS (wss), guest output with nothing queued goes out at once: one
+ * SSL_write() of the frame gathered on the stack, not the queue (which
+ * libevent writes only on the socket's next write event).  When the
+ * socket takes only part of a record, the record is queued whole and
+ * libevent's next SSL_write() finishes it: the client decodes every byte,
+ * in order, and each chunk is timed once (wsock_writev_now()).
+ */
+static void
+test_tls(void)
+{
+	static char		 big[12 * 4000 + 1];
+	const size_t		 len = sizeof big - 1;
+	const struct lat_hist	*timed = session_forward_hist(
+				    SESSION_DOOR_WSS, SESSION_TO_CLIENT);
+	struct client		 c;
+	unsigned long		 now, requeued;
+	uint64_t		 chunks;
+	size_t			 i;
+	int			 m, r, modes[] = { WSOCK_RAW, WSOCK_BASE64 };
+
+	for (m = 0; m < 2; m++) {
+		client_open_tls(&c, modes[m], 1, 0);
+		ok(fake_last != NULL && strcmp(path, "OPEN") == 0,
+		    "tls %s: the session attaches (%s)", m == 0 ? "binary" :
+		    "base64", path);
+		now = wsock_test_tls_now;
+		requeued = wsock_test_tls_requeued;
+		chunks = timed->count;
+		fake_stream_print(fake_last, "login: ");
+		r = wait_data(&c, "login: ");
+		ok(r && c.binary + c.text == 1 && wsock_test_tls_now ==
+		    now + 1 && wsock_test_tls_requeued == requeued &&
+		    timed->count == chunks + 1, "tls %s: a chunk with nothing "
+		    "queued goes out in one SSL_write() at once (%lu), timed "
+		    "once as wss (%llu)", m == 0 ? "binary" : "base64",
+		    wsock_test_tls_now - now,
+		    (unsigned long long)(timed->count - chunks));
+		if (m == 0)
+			client_text(&c, WS_OP_BINARY, "tls-bin\r");
+		else
+			client_text(&c, WS_OP_TEXT, "dGxzLWI2NA0=");
+		ok(wait_sent(&c, m == 0 ? "tls-bin\r" : "tls-b64\r") &&
+		    c.closes == 0, "tls %s: the client's frame reaches the "
+		    "guest", m == 0 ? "binary" : "base64");
+		client_close(&c, 1000, "bye");
+		ok(run_until(cond_freed, &c, 500) && c.closes == 1 &&
+		    c.broken == 0, "tls %s: closed cleanly",
+		    m == 0 ? "binary" : "base64");
+		client_free(&c);
+	}
+
+	/* Not periodic, so that a lost or repeated piece shows. */
+	for (i = 0; i < len; i++)
+		big[i] = "abcdefghijklmnopqrstuvwxyz0123456789"
+		    [((i * 2654435761u) >> 13) % 36];
+	client_open_tls(&c, WSOCK_RAW, 1, 4096);
+	now = wsock_test_tls_now;
+	requeued = wsock_test_tls_requeued;
+	chunks = timed->count;
+	/* 4 reads an event: 4000 a chunk, under this test's max_buffer. */
+	fake_last->packet = 1000;
+	fake_stream_print(fake_last, big);
+	run_for(NULL, 50);		/* the client reads nothing yet */
+	want_bytes = len;
+	r = run_until(cond_bytes, &c, 3000);
+	ok(r && evbuffer_get_length(c.bytes) == len &&
+	    memcmp(evbuffer_pullup(c.bytes, -1), big, len) == 0 &&
+	    c.broken == 0, "tls: %zu bytes through a small socket buffer "
+	    "arrive whole and in order (%zu)", len,
+	    evbuffer_get_length(c.bytes));
+	ok(wsock_test_tls_now > now && wsock_test_tls_requeued > requeued,
+	    "tls: a record the socket took in part is queued whole and "
+	    "finished by libevent (%lu at once, %lu of them requeued)",
+	    wsock_test_tls_now - now, wsock_test_tls_requeued - requeued);
+	ok(timed->count - chunks >= wsock_test_tls_now - now &&
+	    timed->count - chunks <= 12, "tls: of its 12 chunks, each written "
+	    "at once is timed, none twice (past LAT_STAMPS queued, the "
+	    "newest share a stamp): %llu",
+	    (unsigned long long)(timed->count - chunks));
+	fake_last->packet = 0;
+	client_close(&c, 1000, "bye");
+	(void)run_until(cond_freed, &c, 500);
+	client_free(&c);
 }
 
 static void
@@ -1134,6 +1326,7 @@ main(void)
 	    LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, NULL);
 	fake_stream_init(base);
 	stream_ops = &fake_stream_ops;
+	tls_init();
 	memcpy(g.uuid, "6e3b8a2c-0000-4000-8000-000000000002",
 	    sizeof g.uuid);
 	g.name = "fake";
@@ -1159,6 +1352,7 @@ main(void)
 	test_closed_pending_ends();
 	test_v1();
 	test_credentials();
+	test_tls();		/* last: its 48 KB pass v1's history window */
 	coverage();
 
 	wsock_test_observer = NULL;
@@ -1166,6 +1360,8 @@ main(void)
 	wsock_shutdown();
 	run_for(NULL, 5);
 	event_base_free(base);
+	SSL_CTX_free(tls_server);
+	SSL_CTX_free(tls_client);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("# ran in %.2f s\n", (double)(t1.tv_sec - t0.tv_sec) +
 	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
