@@ -74,11 +74,16 @@ PROFILES = {
         # required: this reserve keeps them inside the budget.  On a busy
         # day (2026-12-04: guests booted in 66 s) they took 290 + 42 s.
         "est_tput_s": 340,
-        "budget_s": 1140,
+        "budget_s": 1340,
         "tput_secs": 5, "tput_reps": 2,
         # Issue 22: the side-by-side figures are medians of >= 3 runs.
         "side_reps": 3, "side_secs": 8, "est_side_echo_s": 70,
         "agg_secs": 6, "agg_reps": 1,
+        # Allocations per chunk over 10 MB per door (issue 22), the guests
+        # printing 400 KB each: ~12 KB/s per guest with all 25 printing on
+        # a busy host (2026-12-06), so 35 s; the window leaves room.  Its
+        # reserve doubles with the previous build's doors.
+        "alloc_bytes": 10000000, "alloc_secs": 50, "est_alloc_s": 200,
         # The capture phase: history limits small enough that 225
         # consoles fill them in a minute (a guest prints ~0.2 MB/s on one
         # console, far less with 9 consoles on 25 guests printing at once).
@@ -87,7 +92,7 @@ PROFILES = {
         "cap_settle_s": 3,
         # The capture phase takes ~10 minutes on a shared 2-core machine
         # (filling 225 histories): not in the 20-minute run; run alone.
-        "phases": "memory,echo,side,tput",
+        "phases": "memory,echo,side,tput,alloc",
     },
     "quick": {
         "guests": 2, "consoles": 4,
@@ -103,10 +108,11 @@ PROFILES = {
         "tput_secs": 2, "tput_reps": 0,
         "side_reps": 1, "side_secs": 2, "est_side_echo_s": 20,
         "agg_secs": 2, "agg_reps": 1,
+        "alloc_bytes": 200000, "alloc_secs": 4, "est_alloc_s": 60,
         "cap_history": "16K", "cap_history_head": "4K", "cap_history_runs": 1,
         "cap_print": 24000, "cap_full_timeout_s": 90, "cap_idle_cpu_secs": 3,
         "cap_settle_s": 1,
-        "phases": "capture,memory,echo,side,tput",
+        "phases": "capture,memory,echo,side,tput,alloc",
     },
 }
 
@@ -512,20 +518,28 @@ class Bench:
                             sink_cmd, rate, extra)
         return rec, p
 
-    # The door whose residence times a path's run reads.
-    DOORS = {"vcd-unix": "unix", "vcd-ws": "ws", "vcd-wss": "wss"}
+    # The door whose residence times a path's run reads (in its own
+    # daemon's stats: the previous build's for prev-*).
+    DOORS = {"vcd-unix": "unix", "vcd-ws": "ws", "vcd-wss": "wss",
+             "prev-unix": "unix", "prev-ws": "ws", "prev-wss": "wss"}
+
+    def daemon(self, path):
+        """The virtconsoled serving a vcd-* or prev-* path."""
+        return self.prev if path.startswith("prev-") else self.vcd
 
     # The histograms of a door that a run keeps: residence both ways, and
     # the virStreamSend() calls inside to_guest (send_call).
     RES_KEYS = ("to_guest", "to_client", "send_call")
 
-    def residence(self):
-        """`virtconsolectl stats --json` of the bench's virtconsoled:
-        {(door, key): (buckets, sum in seconds)} for RES_KEYS, or None."""
-        if not self.vcd.roots():
+    def residence(self, d=None):
+        """`virtconsolectl stats --json` of a bench virtconsoled (the
+        current build's by default): {(door, key): (buckets, sum in
+        seconds)} for RES_KEYS, or None."""
+        d = d or self.vcd
+        if not d.roots():
             return None
         try:
-            r = subprocess.run([ctl_binary(), "-f", self.vcd.conf_path, "stats", "--json"],
+            r = subprocess.run([ctl_binary(), "-f", d.conf_path, "stats", "--json"],
                                capture_output=True, text=True, timeout=20)
             doc = json.loads(r.stdout)
             out = {(f["door"], f["direction"]): (f["buckets"], f["sum_seconds"])
@@ -549,7 +563,7 @@ class Bench:
             return False
         rec["attach_s"] = round(time.monotonic() - p.bench_t0, 2)
         if rec["path"] in self.DOORS and rec["phase"] != "side-prep":
-            rec["res0"] = self.residence()
+            rec["res0"] = self.residence(self.daemon(rec["path"]))
         rec["cpu0"] = procstat.cpu_seconds(self.server_roots(rec["path"]))
         rec["sched0"] = procstat.sched(self.server_roots(rec["path"]))
         rec["t0"] = time.monotonic()
@@ -571,7 +585,7 @@ class Bench:
                             "slices": s1[2] - s0[2]}
         rec["window_s"] = round(time.monotonic() - t0, 2)
         res0 = rec.pop("res0", None)
-        res1 = self.residence() if res0 else None
+        res1 = self.residence(self.daemon(rec["path"])) if res0 else None
         if res0 and res1:
             # The daemon's residence times of this run's chunks: the
             # buckets' growth over the run (2^k us, k = 0..24, then +Inf).
@@ -856,9 +870,10 @@ class Bench:
     # ---------------------------------------------------------- allocations
 
     def setup_malloccount(self):
-        """Count the bench daemon's allocations (bench/malloccount.so
-        preloaded, its counters in a file of ours); what the results say
-        about it: {so, file}, or None when not counting."""
+        """Count the bench daemons' allocations (bench/malloccount.so
+        preloaded, each daemon's counters in a file of ours: the current
+        build's and, with --prev-vcd, the previous build's); what the
+        results say about it: {so, file}, or None when not counting."""
         so = self.args.malloccount
         if not so:
             return None
@@ -867,28 +882,34 @@ class Bench:
             return None
         self.mc_file = os.path.join(self.tmp, "malloccount")
         self.vcd.count_allocations(so, self.mc_file)
+        if self.prev:
+            self.mc_file_prev = os.path.join(self.tmp, "malloccount.prev")
+            self.prev.count_allocations(so, self.mc_file_prev)
         return {"so": so, "file": self.mc_file}
 
     mc_file = None
+    mc_file_prev = None
 
-    def alloc_window(self, p, rec, roots):
+    def alloc_window(self, p, rec, roots, share=0.85):
         """During a throughput run of a door: the daemon's allocations from
         the moment every session is ready (just after ready() read the
-        residence histograms) to 85 % of the window, against the chunks
+        residence histograms) to `share` of the window, against the chunks
         that door forwarded meanwhile (the histograms' counts).  Session
         set-up and teardown are outside: what is left is the hot path
         (with libvirt's client inside it).  rec["allocs"]."""
-        if not self.mc_file or not rec.get("res0") or not self.vcd.roots():
+        srv = self.daemon(rec["path"])
+        mc = self.mc_file_prev if srv is self.prev else self.mc_file
+        if not mc or not rec.get("res0") or not srv.roots():
             return
-        a = malloccount.read(self.mc_file)
-        if not a or a["pid"] != self.vcd.d.pid:
+        a = malloccount.read(mc)
+        if not a or a["pid"] != srv.d.pid:
             rec["allocs"] = {"error": "no counters of the daemon (pid %s) in %s"
-                             % (self.vcd.d.pid, self.mc_file)}
+                             % (srv.d.pid, mc)}
             return
         t0 = time.monotonic()
-        time.sleep(rec["secs"] * 0.85)
-        b = malloccount.read(self.mc_file)
-        res1 = self.residence()
+        time.sleep(rec["secs"] * share)
+        b = malloccount.read(mc)
+        res1 = self.residence(srv)
         d = malloccount.delta(a, b)
         if d is None or not res1:
             rec["allocs"] = {"error": "the daemon restarted or did not answer stats"}
@@ -898,6 +919,31 @@ class Bench:
                        for dr in ("to_client", "to_guest")}
         d["window_s"] = round(time.monotonic() - t0, 2)
         rec["allocs"] = d
+
+    def phase_alloc(self):
+        """Allocations per chunk over alloc_bytes through each door, the
+        previous build's too (issue 22: an LD_PRELOAD malloc counter over
+        10 MB per door).  Every guest's serial port prints its share with
+        `yes ... | head -c N`, which ends by itself however slowly a
+        starved guest runs (a `timeout` in the guest counts guest seconds
+        and outlives the window), and the window, alloc_secs, is sized for
+        the slowest: allocations are counted over all of it but its last
+        5 %, so that every byte is in the count and the idle tail costs
+        nothing but the timers'."""
+        if not self.mc_file:
+            log("allocations: no malloc counter (bench/malloccount.so): skipped")
+            return
+        prof = self.prof
+        per_guest = -(-prof["alloc_bytes"] // len(self.names))
+        cmd = "yes 0123456789abcdef | head -c %d" % per_guest
+        for path in [p for d in ("unix", "ws", "wss") for p in ("vcd-" + d, "prev-" + d)
+                     if p in self.paths and (p.startswith("vcd-") or self.mc_file_prev)]:
+            self.ensure_servers(path)
+            log("allocations: %s, %d console(s), %d bytes each" % (path, len(self.names),
+                                                                    per_guest))
+            self.run_load("alloc", path, len(self.names), "sink", prof["alloc_secs"],
+                          sink_cmd=cmd,
+                          during=lambda p, rec, roots: self.alloc_window(p, rec, roots, 0.95))
 
     def phase_tput(self, phase, rep, repeat=False):
         prof = self.prof
@@ -1110,7 +1156,8 @@ class Bench:
                 if path == "floor" or (path == "old-unix" and "old-ws" in self.paths):
                     continue
                 steps.append(("memory " + path, lambda p=path: self.phase_memory(p), None))
-        tput_after = prof["est_tput_s"] if "tput" in ph else 0
+        tput_after = (prof["est_tput_s"] if "tput" in ph else 0) + \
+            (prof["est_alloc_s"] if "alloc" in ph else 0)
         side_echo = [k for k in ("echo-1", "echo-max") if "side" in ph]
         if "echo" in ph:
             steps.append(("echo rep 0",
@@ -1138,6 +1185,8 @@ class Bench:
             for rep in range(prof["agg_reps"]):
                 steps.append(("tput-all rep %d" % rep,
                               lambda r=rep: self.phase_tput("tput-all", r), None))
+        if "alloc" in ph:
+            steps.append(("allocations", self.phase_alloc, None))
         if "side" in ph:
             steps.append(("side by side tput rep 0", lambda: self.side_by_side("tput", 0), None))
             for rep in range(1, prof["side_reps"]):
@@ -1222,7 +1271,7 @@ def main():
     ap.add_argument("--prev-rev", help="what --prev-vcd was built from (for the report)")
     ap.add_argument("--prev-sha", help="its commit")
     ap.add_argument("--phases",
-                    help="which of capture, memory, echo, side (side by side), tput "
+                    help="which of capture, memory, echo, side (side by side), tput, alloc "
                     "(default: the profile's: all but capture in full, whose filling takes "
                     "minutes: run it alone and merge it, bench/README.md; all in quick)")
     ap.add_argument("--budget", type=float,
@@ -1243,8 +1292,8 @@ def main():
     if a.phases is None:
         a.phases = PROFILES[a.profile]["phases"]
     a.phases = [p for p in a.phases.split(",") if p]
-    if not set(a.phases) <= {"capture", "memory", "echo", "side", "tput"}:
-        ap.error("--phases: known phases are capture, memory, echo, side, tput")
+    if not set(a.phases) <= {"capture", "memory", "echo", "side", "tput", "alloc"}:
+        ap.error("--phases: known phases are capture, memory, echo, side, tput, alloc")
     bad = [p for p in a.paths if p not in known]
     if bad or "floor" not in a.paths:
         ap.error("--paths: known paths are %s (prev-* with --prev-vcd), and floor is needed"
@@ -1266,6 +1315,8 @@ def main():
     # The throughput runs' reserve grows with the paths (the previous
     # build's three).
     prof["est_tput_s"] = prof["est_tput_s"] * max(len(a.paths), len(PATHS)) // len(PATHS)
+    if a.prev_vcd:
+        prof["est_alloc_s"] *= 2
     if a.consoles is not None:
         prof["consoles"] = a.consoles
     if prof["consoles"] < 1:

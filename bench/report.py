@@ -70,6 +70,9 @@ T_ALLOC = 0.01
 ALLOC_OWN = ("main", "libevent", "openssl")
 ALLOC_LV = ("libvirt", "glib")
 ALLOC_PHASES = ("tput-one", "tput-all")
+# The allocation runs proper (10 MB per door): when a door has any, its
+# figure is theirs alone.
+ALLOC_RUN = "alloc"
 
 
 def res_q(buckets, q):
@@ -201,8 +204,12 @@ class Results:
         """The daemon's allocations over the throughput runs of a door
         (their counts added): {total, chunks, own, lv, other (per chunk),
         by_object (counts), mb (MB the runs moved), runs}, or None."""
-        runs = [r for p in ALLOC_PHASES for r in self.select(p, path)
-                if (r.get("allocs") or {}).get("total") is not None]
+        runs = []
+        for phases in ((ALLOC_RUN,), ALLOC_PHASES):
+            runs = [r for p in phases for r in self.select(p, path)
+                    if (r.get("allocs") or {}).get("total") is not None]
+            if runs:
+                break
         if not runs:
             return None
         by = {}
@@ -415,8 +422,11 @@ class Results:
         if "capture" in phases or self.doc.get("capture"):
             bad.extend(self.capture_problems())
         for path in self.paths:
-            for phase in ("echo", "tput-all"):
+            for phase in ("echo", "tput-all", ALLOC_RUN):
                 if phase not in phases and phase.split("-")[0] not in phases:
+                    continue
+                if phase == ALLOC_RUN and (not self.doc.get("malloccount")
+                                           or path not in VCD):
                     continue
                 if phase == "tput-all" and self.doc.get("config", {}).get("agg_reps") == 0:
                     continue
@@ -449,7 +459,8 @@ class Results:
                     bad.append("%s: no bytes counted" % tag)
                 # bench/malloccount.so was preloaded: the allocations per chunk.
                 al = r.get("allocs") or {}
-                if self.doc.get("malloccount") and path in VCD and r["phase"] in ALLOC_PHASES \
+                if self.doc.get("malloccount") and path in VCD \
+                        and r["phase"] in ALLOC_PHASES + (ALLOC_RUN,) \
                         and (al.get("total") is None or not sum((al.get("chunks") or {}).values())):
                     bad.append("%s: no allocations per chunk counted (%s)"
                                % (tag, al.get("error") or "no chunks"))
@@ -574,6 +585,11 @@ def before_after(res):
                 r if r is not None else over(a["Bps"], b["Bps"]), 1)
             row(d, "server CPU s per MB, alone, %d consoles" % a["n"],
                 a["cpu_s_per_mb"], b["cpu_s_per_mb"], over(a["cpu_s_per_mb"], b["cpu_s_per_mb"]), 3)
+        a, b = res.allocs(cur), res.allocs(prv)
+        if a and b and a["own"] is not None and b["own"] is not None:
+            row(d, "allocations per chunk, own code (%s / %s MB)" % (
+                fmt(a["mb"], 1), fmt(b["mb"], 1)), a["own"], b["own"],
+                over(a["own"], b["own"]), 3)
         a, b = res.idle_per_session(cur), res.idle_per_session(prv)
         ns = sorted(set(a) & set(b))
         if ns:
@@ -1008,18 +1024,23 @@ def markdown(res, png_name, analysis):
                 "-" if p == "floor" else fmt(t["cpu_s_per_mb"], 3)))
         A("")
 
-    rows = [(p, res.allocs(p)) for p in VCD if p in res.paths and res.allocs(p)]
+    rows = [(p, res.allocs(p)) for p in ORDER
+            if p.split("-")[0] in ("vcd", "prev") and p in res.paths and res.allocs(p)]
     if rows:
         A("### Allocations per chunk")
         A("")
         A("virtconsoled run with `bench/malloccount.so` preloaded: every "
           "malloc, calloc, growing realloc and memalign is counted by the "
-          "object that called it.  In each throughput run of a door, the "
-          "allocations from the moment every session is ready to 85%% of "
-          "the window (session set-up and teardown are outside; not the "
-          "side-by-side runs, where one daemon serves the three doors at "
-          "once), over the chunks that door forwarded meanwhile (the counts of "
-          "`virtconsolectl stats --json`), all runs of the door added.  "
+          "object that called it.  In each allocation run of a door (the "
+          "`alloc` phase: every guest prints its share of 10 MB, `yes | "
+          "head -c N`; without such runs, the throughput runs of the door), "
+          "the allocations from the moment every session is ready to the "
+          "end of the window (95%%; 85%% in a throughput run: session set-up "
+          "and teardown are outside; not the side-by-side runs, where one "
+          "daemon serves the three doors at once), over the chunks that "
+          "door forwarded meanwhile (the counts of `virtconsolectl stats "
+          "--json`), all runs of the door added; prev-* rows are the "
+          "previous build's daemon, counted the same way.  "
           "*Own* is the daemon's code: its executable, libevent and OpenSSL, "
           "which it drives; the target (< %s per chunk) is judged on it.  "
           "*libvirt client* is libvirt and glib (libvirt allocates through "

@@ -11,7 +11,8 @@
 # not performance targets: every path measured, every session attached,
 # no error counted, round trips above 0, memory and CPU figures present,
 # virtconsoled's allocations per chunk counted (bench/malloccount.so) in
-# every door's throughput run, and the report and plot written.  One
+# every door's throughput run and allocation run (the previous build's
+# too), and the report and plot written.  One
 # target is checked, because it is a count and not a time: libevent and
 # OpenSSL in the daemon allocate less than 0.01 times per chunk it
 # forwards through the unix and plain WebSocket doors.  The full run is bench/run.sh
@@ -60,7 +61,8 @@ for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws", "pr
     why = []
     phases = {r["phase"] for r in mine}
     for ph in ("echo", "tput-all") + (("side-echo",) if path in ("floor", "vcd-ws", "vcd-wss", "prev-ws")
-                                      else ()):
+                                      else ()) + (("alloc",) if path[:4] in ("vcd-", "prev")
+                                                  else ()):
         if ph not in phases:
             why.append("no %s run" % ph)
     for r in mine:
@@ -81,22 +83,26 @@ for path in ["floor", "vcd-unix", "vcd-ws", "vcd-wss", "old-unix", "old-ws", "pr
                       % (path, r["n"], rt["p50"] / 1000.0))
         if r["phase"] == "side-tput" and not (v.get("throughput") or {}).get("total_Bps"):
             why.append("%s: no bytes" % tag)
-        if r["phase"] == "tput-all":
+        if r["phase"] in ("tput-all", "alloc"):
             bps = (v.get("throughput") or {}).get("total_Bps")
             if not bps:
                 why.append("%s: no bytes" % tag)
-            else:
+            elif r["phase"] == "tput-all":
                 print("# figure: bench-quick %s throughput over %d consoles = %.1f KB/s"
                       % (path, r["n"], bps / 1000.0))
-            # bench/malloccount.so in virtconsoled: its allocations per chunk.
+            # bench/malloccount.so in virtconsoled: its allocations per
+            # chunk (the previous build's daemon: in the alloc runs).
             al = r.get("allocs") or {}
             ch = sum((al.get("chunks") or {}).values())
-            if path.startswith("vcd-") and not ((al.get("total") or 0) > 0 and ch > 0):
+            counted = path.startswith("vcd-") or r["phase"] == "alloc"
+            if counted and not ((al.get("total") or 0) > 0 and ch > 0):
                 why.append("%s: no allocations per chunk counted (%r)" % (tag, al))
-            elif path.startswith("vcd-"):
+            elif counted:
                 own = sum(al["by_object"].get(k, 0) for k in ("main", "libevent", "openssl"))
-                print("# figure: bench-quick %s allocations per chunk = %.3f (the daemon's "
-                      "own code %.3f)" % (path, al["total"] / ch, own / ch))
+                print("# figure: bench-quick %s allocations per chunk%s = %.3f (the daemon's "
+                      "own code %.3f, %d chunks)" % (
+                          path, " (alloc run)" if r["phase"] == "alloc" else "",
+                          al["total"] / ch, own / ch, ch))
     if path != "floor":
         m = (d.get("memory") or {}).get(path) or {}
         if not m.get("base") or not m.get("idle"):
@@ -148,9 +154,9 @@ check "the report sets the ws door against the previous build's (Before and afte
            grep -q "^| prev-ws |" "$1"' sh "$OUT/quick.md"
 check "the plot was written (a PNG)" \
     "$PY" -c 'import sys; sys.exit(open(sys.argv[1], "rb").read(8) != b"\x89PNG\r\n\x1a\n")' "$OUT/quick.png"
-check "the report has the allocations per chunk of the three doors" \
-    sh -c 'grep -q "^### Allocations per chunk" "$1" &&
-           for d in unix ws wss; do grep -q "^| vcd-$d | [0-9]" "$1" || exit 1; done' sh "$OUT/quick.md"
+check "the report has the allocations per chunk of the three doors and the previous build's" \
+    sh -c 'sed -n "/^### Allocations per chunk/,/^## /p" "$1" > "$1.alloc" &&
+           for p in vcd-unix vcd-ws vcd-wss prev-ws; do grep -q "^| $p | [0-9]" "$1.alloc" || exit 1; done' sh "$OUT/quick.md"
 # Issue 22's target, a count and not a time: the daemon's buffers
 # (libevent's, OpenSSL's) take no allocation per chunk forwarded to a
 # unix or plain WebSocket client that keeps up (the build before the
@@ -167,7 +173,8 @@ for path in ("vcd-unix", "vcd-ws"):
     own = main = ch = 0
     for r in d.get("runs", []):
         al = r.get("allocs") or {}
-        if r["path"] == path and r["phase"] in ("tput-one", "tput-all") and al.get("chunks"):
+        if r["path"] == path and r["phase"] in ("tput-one", "tput-all", "alloc") \
+                and al.get("chunks"):
             own += sum(al["by_object"].get(k, 0) for k in ("libevent", "openssl"))
             main += al["by_object"].get("main", 0)
             ch += sum(al["chunks"].values())
