@@ -812,6 +812,47 @@ class Bench:
         for rec, p in reversed(held):
             self.end(rec, p, 0)
 
+    def phase_conn(self, path):
+        """What one guest connection costs, apart from the sessions: since
+        each guest's consoles are opened over a libvirt connection of its
+        own (with its thread), a session's memory depends on whether its
+        guest already had one.  A fresh server; A: k idle sessions on every
+        console of one guest (one connection); B: m more, one on each of m
+        other guests (m connections).  With a connection costing C and a
+        session S: A = C + kS and B = m(C + S), so S = (A - B/m) / (k - 1)
+        and C = B/m - S.  RSS growth, KiB.  res["conn"][path]."""
+        prof = self.prof
+        al = aliases(prof["consoles"])
+        k, m = len(al), min(len(self.names) - 1, len(al))
+        if k < 2 or m < 1:
+            log("guest connection %s: needs 2 consoles and 2 guests: skipped" % path)
+            return
+        self.start_servers(path)
+        time.sleep(1)
+        roots = self.server_roots(path)
+        out = {"k": k, "m": m, "base": procstat.memory(roots)}
+        self.res.setdefault("conn", {})[path] = out
+        held = []
+        for step, tg in (("one_guest", [(self.names[0], a) for a in al]),
+                         ("other_guests", [(g, al[0]) for g in self.names[1:1 + m]])):
+            log("guest connection %s: %s, %d idle" % (path, step, len(tg)))
+            rec, p = self.launch("conn", path, tg, "idle", 3600)
+            if not self.ready(rec, p):
+                out["error"] = "%s: %s" % (step, rec.get("error"))
+                break
+            held.append((rec, p))
+            time.sleep(1)
+            out[step] = procstat.memory(roots)
+        if "other_guests" in out:
+            base, one, other = (out[x]["rss_kib"] for x in ("base", "one_guest", "other_guests"))
+            a, b = one - base, other - one
+            out["session_kib"] = round((a - b / m) / (k - 1), 1)
+            out["conn_kib"] = round(b / m - out["session_kib"], 1)
+            log("guest connection %s: %.1f KiB a connection, %.1f KiB a session"
+                % (path, out["conn_kib"], out["session_kib"]))
+        for rec, p in reversed(held):
+            self.end(rec, p, 0)
+
     def echo_run(self, path, n, rep):
         prof = self.prof
         if path.startswith(("vcd-", "prev-")):
@@ -1156,6 +1197,11 @@ class Bench:
                 if path == "floor" or (path == "old-unix" and "old-ws" in self.paths):
                     continue
                 steps.append(("memory " + path, lambda p=path: self.phase_memory(p), None))
+        if "memory" in ph:
+            for path in ("vcd-ws", "prev-ws"):
+                if path in self.paths:
+                    steps.append(("guest connection " + path,
+                                  lambda p=path: self.phase_conn(p), None))
         tput_after = (prof["est_tput_s"] if "tput" in ph else 0) + \
             (prof["est_alloc_s"] if "alloc" in ph else 0)
         side_echo = [k for k in ("echo-1", "echo-max") if "side" in ph]

@@ -777,9 +777,16 @@ def targets22(res):
         if ips and path in T22_IDLE_KIB:
             n = max(ips)
             was = T22_IDLE_KIB[path]
+            c = (res.doc.get("conn") or {}).get("vcd-ws") or {}
             out.append(("memory per idle session unchanged or better (2026-12-04: %s KiB; "
-                        "within %d%%)" % (was, round(100 * (T22_IDLE_SLACK - 1))),
-                        "%s: %s KiB per session at %d idle sessions" % (path, fmt(ips[n], 1), n),
+                        "within %d%%); a guest connection's cost on its own"
+                        % (was, round(100 * (T22_IDLE_SLACK - 1))),
+                        "%s: %s KiB per session at %d idle sessions%s" % (
+                            path, fmt(ips[n], 1), n,
+                            "; a guest connection %s KiB, a session on a guest already "
+                            "connected %s KiB (vcd-ws)" % (fmt(c["conn_kib"], 1),
+                                                           fmt(c["session_kib"], 1))
+                            if c.get("conn_kib") is not None else ""),
                         ips[n] <= was * T22_IDLE_SLACK, path))
     return out
 
@@ -1094,6 +1101,28 @@ def markdown(res, png_name, analysis):
         row.append(str(procs))
         A("| " + " | ".join(row) + " |")
     A("")
+    conn = {p: c for p, c in (doc.get("conn") or {}).items() if c.get("conn_kib") is not None}
+    if conn:
+        A("### A guest connection on its own")
+        A("")
+        A("Each guest's consoles are opened over a libvirt connection of its "
+          "own, with its thread, so a session costs more when it is its "
+          "guest's first.  A fresh daemon; A: k idle sessions on every "
+          "console of one guest (one connection); B: m more, one on each of "
+          "m other guests (m connections).  With a connection costing C and "
+          "a session S: A = C + kS, B = m(C + S), solved for both (RSS "
+          "growth, KiB).")
+        A("")
+        A("| path | k | m | A KiB | B KiB | connection KiB | session KiB |")
+        A("|---|---:|---:|---:|---:|---:|---:|")
+        for p in ORDER:
+            c = conn.get(p)
+            if c:
+                A("| %s | %d | %d | %d | %d | %s | %s |" % (
+                    p, c["k"], c["m"], c["one_guest"]["rss_kib"] - c["base"]["rss_kib"],
+                    c["other_guests"]["rss_kib"] - c["one_guest"]["rss_kib"],
+                    fmt(c["conn_kib"], 1), fmt(c["session_kib"], 1)))
+        A("")
 
     A("## 4. CPU with idle sessions")
     A("")

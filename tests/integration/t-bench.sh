@@ -142,6 +142,20 @@ for w in why:
 EOF
 relay_tap "$T_TMP/capture.tap"
 
+"$PY" - "$J" > "$T_TMP/conn.tap" 2>&1 <<'EOF'
+import json, sys
+conn = json.load(open(sys.argv[1])).get("conn") or {}
+for path in ("vcd-ws", "prev-ws"):
+    c = conn.get(path) or {}
+    ok = all(isinstance(c.get(k), (int, float)) for k in ("conn_kib", "session_kib"))
+    if ok:
+        print("# figure: bench-quick %s guest connection = %.1f KiB (a session %.1f KiB)"
+              % (path, c["conn_kib"], c["session_kib"]))
+    print("%s - %s: a guest connection's memory measured on its own (%s)"
+          % ("ok" if ok else "not ok", path, c.get("error") or "k %s, m %s" % (c.get("k"), c.get("m"))))
+EOF
+relay_tap "$T_TMP/conn.tap"
+
 check "the results name the previous build (--prev-vcd)" \
     "$PY" -c 'import json, os, sys; sys.exit(json.load(open(sys.argv[1])).get("prev", {}).get("build") != os.path.abspath(sys.argv[2]))' \
     "$J" "$VCD_BUILD"
