@@ -117,6 +117,10 @@ PROFILES = {
 }
 
 
+# Every phase --phases knows, in the order they run.
+PHASES = ("capture", "memory", "echo", "side", "tput", "alloc")
+
+
 def size_bytes(v):
     """virtconsoled.conf's size syntax (a number, K, M or G suffix)."""
     v = str(v).strip()
@@ -465,7 +469,7 @@ class Bench:
             return {"uri": self.uri, "guest": guest, "alias": alias}
         if path.startswith(("vcd-", "prev-")):
             # The current build's daemon, or the previous one's.
-            d = self.vcd if path.startswith("vcd-") else self.prev
+            d = self.daemon(path)
             door = path.split("-", 1)[1]
             if door == "unix":
                 return {"socket": os.path.join(d.socket_dir, guest)}
@@ -526,6 +530,12 @@ class Bench:
     def daemon(self, path):
         """The virtconsoled serving a vcd-* or prev-* path."""
         return self.prev if path.startswith("prev-") else self.vcd
+
+    def door_pairs(self):
+        """The daemons' paths, each door of the current build beside the
+        previous build's: vcd-unix, prev-unix, vcd-ws..., those measured."""
+        return [p for d in ("unix", "ws", "wss") for p in ("vcd-" + d, "prev-" + d)
+                if p in self.paths]
 
     # The histograms of a door that a run keeps: residence both ways, and
     # the virStreamSend() calls inside to_guest (send_call).
@@ -649,8 +659,7 @@ class Bench:
         that have a guest each, the pairs whole)."""
         prof = self.prof
         # Each door of the current build beside the previous build's.
-        vcd = [p for d in ("unix", "ws", "wss") for p in ("vcd-" + d, "prev-" + d)
-               if p in self.paths]
+        vcd = self.door_pairs()
         if kind == "echo-1":
             paths = ["floor"] + vcd
             # A guest each when there are enough: serial ports first, and
@@ -921,15 +930,10 @@ class Bench:
         if malloccount.sanitized(os.path.join(os.path.dirname(ctl_binary()), "virtconsoled")):
             log("malloccount: not with a sanitizer build of the daemon")
             return None
-        self.mc_file = os.path.join(self.tmp, "malloccount")
-        self.vcd.count_allocations(so, self.mc_file)
+        self.vcd.count_allocations(so, os.path.join(self.tmp, "malloccount"))
         if self.prev:
-            self.mc_file_prev = os.path.join(self.tmp, "malloccount.prev")
-            self.prev.count_allocations(so, self.mc_file_prev)
-        return {"so": so, "file": self.mc_file}
-
-    mc_file = None
-    mc_file_prev = None
+            self.prev.count_allocations(so, os.path.join(self.tmp, "malloccount.prev"))
+        return {"so": so, "file": self.vcd.mc_file}
 
     def alloc_window(self, p, rec, roots, share=0.85):
         """During a throughput run of a door: the daemon's allocations from
@@ -939,7 +943,7 @@ class Bench:
         set-up and teardown are outside: what is left is the hot path
         (with libvirt's client inside it).  rec["allocs"]."""
         srv = self.daemon(rec["path"])
-        mc = self.mc_file_prev if srv is self.prev else self.mc_file
+        mc = srv.mc_file
         if not mc or not rec.get("res0") or not srv.roots():
             return
         a = malloccount.read(mc)
@@ -971,14 +975,13 @@ class Bench:
         the slowest: allocations are counted over all of it but its last
         5 %, so that every byte is in the count and the idle tail costs
         nothing but the timers'."""
-        if not self.mc_file:
+        if not self.vcd.mc_file:
             log("allocations: no malloc counter (bench/malloccount.so): skipped")
             return
         prof = self.prof
         per_guest = -(-prof["alloc_bytes"] // len(self.names))
         cmd = "yes 0123456789abcdef | head -c %d" % per_guest
-        for path in [p for d in ("unix", "ws", "wss") for p in ("vcd-" + d, "prev-" + d)
-                     if p in self.paths and (p.startswith("vcd-") or self.mc_file_prev)]:
+        for path in [p for p in self.door_pairs() if self.daemon(p).mc_file]:
             self.ensure_servers(path)
             log("allocations: %s, %d console(s), %d bytes each" % (path, len(self.names),
                                                                     per_guest))
@@ -1338,8 +1341,8 @@ def main():
     if a.phases is None:
         a.phases = PROFILES[a.profile]["phases"]
     a.phases = [p for p in a.phases.split(",") if p]
-    if not set(a.phases) <= {"capture", "memory", "echo", "side", "tput", "alloc"}:
-        ap.error("--phases: known phases are capture, memory, echo, side, tput, alloc")
+    if not set(a.phases) <= set(PHASES):
+        ap.error("--phases: known phases are " + ", ".join(PHASES))
     bad = [p for p in a.paths if p not in known]
     if bad or "floor" not in a.paths:
         ap.error("--paths: known paths are %s (prev-* with --prev-vcd), and floor is needed"

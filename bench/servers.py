@@ -113,6 +113,7 @@ class Vcd:
             self.d.binary = os.path.join(build, "virtconsoled")
             self.what = self.d.binary
         self.port = self.tls_port = None
+        self.mc_file = None         # count_allocations()
 
     @property
     def socket_dir(self):
@@ -156,7 +157,8 @@ class Vcd:
         """From its next start on, the daemon runs with so
         (bench/malloccount.so) preloaded, its counters in the file path:
         `env LD_PRELOAD=so MALLOCCOUNT_FILE=path` before its command (env
-        execs it: the pid is the daemon's)."""
+        execs it: the pid is the daemon's).  mc_file: that file."""
+        self.mc_file = path
         self.d.start = functools.partial(
             self.d.start, argv_prefix=["env", "LD_PRELOAD=" + so, "MALLOCCOUNT_FILE=" + path])
 
