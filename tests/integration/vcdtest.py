@@ -365,6 +365,9 @@ class Daemon:
         """Start it; with wait, until its 'started' line (True) or its exit
         (False).  argv_prefix wraps the command (e.g. unshare)."""
         self.write_config()
+        # The log is appended to: on a restart, the last run's 'started'
+        # line is in it already; only one after this point is this run's.
+        since = self.mark()
         log = open(self.log_path, "ab")
         argv = [self.binary or vcd_binary(), "-d", "-f", self.conf_path]
         # VCD_WRAPPER runs the daemon under a tool (valgrind, strace...):
@@ -382,7 +385,7 @@ class Daemon:
             return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.find_log(self.STARTED_RE):
+            if self.find_log(self.STARTED_RE, since):
                 # Sockets of the guests known at start are made before it.
                 self.asan()     # remembered for after its exit
                 return True
