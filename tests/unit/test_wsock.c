@@ -358,7 +358,9 @@ tls_init(void)
 /*
  * The socket's bufferevent: plain, or (tls) over TLS with the handshake
  * done here, both ends non-blocking, as web.c hands it over after its
- * own.  sndbuf: a small send buffer, so that records go out in part.
+ * own.  sndbuf: a small send buffer, so that records go out in part (the
+ * peer's SO_RCVBUF would change nothing: unix(7) says it has no effect
+ * on unix domain sockets).
  */
 static struct bufferevent *
 client_socket(struct client *c, int sv[2], int tls, int sndbuf)
@@ -368,9 +370,8 @@ client_socket(struct client *c, int sv[2], int tls, int sndbuf)
 	int			 i, a = 0, b = 0;
 
 	evutil_make_socket_nonblocking(sv[0]);
-	if (sndbuf > 0 && (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
-	    sizeof sndbuf) == -1 || setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF,
-	    &sndbuf, sizeof sndbuf) == -1))
+	if (sndbuf > 0 && setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
+	    sizeof sndbuf) == -1)
 		abort();
 	if (!tls)
 		return bufferevent_socket_new(base, sv[0],
