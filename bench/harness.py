@@ -334,6 +334,8 @@ class Bench:
         self.load = Vcdload(args.vcdload, self.tmp)
         self.floor = servers.Floor(self.uri)
         self.vcd = servers.Vcd(self.uri, self.tmp, log)
+        if args.nice is not None:
+            self.vcd.run_nice(args.nice)
         self.load.cafile = self.vcd.cert
         self.prev = self.prev_daemon()
         self.old = servers.Old(self.uri, self.tmp, log, args.oldconsole)
@@ -357,6 +359,8 @@ class Bench:
         if self.prev:
             self.res["prev"] = {"rev": args.prev_rev, "sha": args.prev_sha,
                                 "build": args.prev_vcd}
+        if args.nice is not None:
+            self.res["vcd_nice"] = args.nice
 
     # ---------------------------------------------------------- servers
 
@@ -1292,6 +1296,8 @@ class Bench:
             self.res["finished"] = datetime.datetime.now(
                 datetime.timezone.utc).isoformat(timespec="seconds")
             self.res["wall_s"] = round(time.monotonic() - T0, 1)
+            if a.nice is not None:
+                self.res["vcd_nice_seen"] = self.vcd.nice_seen
             self.checkpoint()
             if not a.keep_tmp:
                 shutil.rmtree(self.tmp, ignore_errors=True)
@@ -1331,6 +1337,10 @@ def main():
     ap.add_argument("--reuse-guests", action="store_true",
                     help="use the guests of an earlier --keep-guests run")
     ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument("--nice", type=int, metavar="N",
+                    help="run this build's virtconsoled (the vcd-* paths; not the previous "
+                    "build's, not the capture phase's) at nice N: what the figures become "
+                    "when the daemon does not wait behind the guests for a CPU")
     ap.add_argument("--malloccount",
                     help="bench/malloccount.so, preloaded into virtconsoled to count its "
                     "allocations per chunk in the throughput runs (default: beside "

@@ -503,6 +503,9 @@ def machine_lines(doc):
     ]
     if doc.get("prev"):
         lines.append("| previous build (prev-*) | %s |" % prev_label(doc))
+    if doc.get("vcd_nice") is not None:
+        lines.append("| this build's daemon (vcd-*) | at nice %d (`--nice`); every other "
+                     "process at its own |" % doc["vcd_nice"])
     note = None
     if (load.get("mean_1min") or 0) > cores:
         note = ("**The machine was shared and busy during this run** (mean 1-minute "

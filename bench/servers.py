@@ -16,7 +16,6 @@ Each server knows the processes to account for (roots(): the tree of
 them is measured) and the address of each console for vcdload.
 """
 
-import functools
 import os
 import signal
 import socket
@@ -114,6 +113,8 @@ class Vcd:
             self.what = self.d.binary
         self.port = self.tls_port = None
         self.mc_file = None         # count_allocations()
+        self.argv_prefix = []       # count_allocations(), run_nice()
+        self.nice_seen = None       # run_nice(): its nice value when last started
 
     @property
     def socket_dir(self):
@@ -125,8 +126,14 @@ class Vcd:
 
     def start(self):
         m = self.d.mark()
-        if not self.d.start(timeout=30):
+        if not self.d.start(timeout=30, argv_prefix=self.argv_prefix or None):
             raise RuntimeError(self.what + " did not start:\n" + self.d.log_tail(20))
+        if "nice" in self.argv_prefix:
+            with open("/proc/%d/stat" % self.d.pid) as f:
+                # The fields after the command's closing parenthesis: the
+                # 19th of the line, nice, is the 17th of those.
+                self.nice_seen = int(f.read().rsplit(")", 1)[1].split()[16])
+            self.log("%s (pid %d) at nice %d" % (self.what, self.d.pid, self.nice_seen))
         self.port = self.d.port(tls=False, auth_none=True, since=m)
         self.tls_port = self.d.port(tls=True, auth_none=True, since=m)
         if not self.port or not self.tls_port:
@@ -159,8 +166,12 @@ class Vcd:
         `env LD_PRELOAD=so MALLOCCOUNT_FILE=path` before its command (env
         execs it: the pid is the daemon's).  mc_file: that file."""
         self.mc_file = path
-        self.d.start = functools.partial(
-            self.d.start, argv_prefix=["env", "LD_PRELOAD=" + so, "MALLOCCOUNT_FILE=" + path])
+        self.argv_prefix += ["env", "LD_PRELOAD=" + so, "MALLOCCOUNT_FILE=" + path]
+
+    def run_nice(self, n):
+        """From its next start on, the daemon (every thread of it) runs at
+        nice n: `nice -n N` first in its command (nice execs it too)."""
+        self.argv_prefix[:0] = ["nice", "-n", str(int(n))]
 
 
 class Proc:

@@ -43,7 +43,7 @@ J=$OUT/quick.json
 t0=$(date +%s)
 "$TOP/bench/run.sh" --quick --lab-from-env --no-deps --prefix tbench \
     --out "$J" --prev-vcd "$VCD_BUILD" \
-    -- --paths floor,vcd-unix,vcd-ws,vcd-wss,old-unix,old-ws,prev-ws > "$T_TMP/run.log" 2>&1
+    -- --paths floor,vcd-unix,vcd-ws,vcd-wss,old-unix,old-ws,prev-ws --nice 1 > "$T_TMP/run.log" 2>&1
 rc=$?
 diag "bench/run.sh --quick: status $rc in $(($(date +%s) - t0)) s"
 check "bench/run.sh --quick succeeds" test "$rc" -eq 0
@@ -159,10 +159,16 @@ relay_tap "$T_TMP/conn.tap"
 check "the results name the previous build (--prev-vcd)" \
     "$PY" -c 'import json, os, sys; sys.exit(json.load(open(sys.argv[1])).get("prev", {}).get("build") != os.path.abspath(sys.argv[2]))' \
     "$J" "$VCD_BUILD"
+# --nice (bench/README.md): nice 1 costs the quick run nothing and proves
+# the daemon is started under it (its nice read from /proc).
+check "the current build's daemon ran at the --nice asked (1, read from /proc)" \
+    "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1])); sys.exit((r.get("vcd_nice"), r.get("vcd_nice_seen")) != (1, 1))' "$J"
 check "report.py --check finds the results complete and sane" \
     "$PY" "$TOP/bench/report.py" "$J" --check
 check "the report was written (targets, echo, throughput, memory, CPU, capture tables)" \
     sh -c 'for s in "## Targets" "## 1. Keystroke" "## 2. Throughput" "## 3. Memory" "## 4. CPU" "## 5. Capture"; do grep -q "^$s" "$1" || exit 1; done' sh "$OUT/quick.md"
+check "the report says the daemon ran at nice 1" \
+    grep -q "^| this build's daemon (vcd-\*) | at nice 1 " "$OUT/quick.md"
 check "the report sets the ws door against the previous build's (Before and after)" \
     sh -c 'grep -q "^## Before and after" "$1" && grep -q "^| ws | echo p50 ms, side by side" "$1" &&
            grep -q "^| prev-ws |" "$1"' sh "$OUT/quick.md"
