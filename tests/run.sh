@@ -53,7 +53,7 @@ step build-asan configure_build "$TOP/build-asan" --enable-sanitizers
 # unwinder for allocation stacks: the fast one stops inside GLib (no frame
 # pointers), so a leak report would name g_malloc0 and nothing of libvirt
 # or of the daemon, and tests/lsan.supp could not tell libvirt's own race
-# (below) from a leak of ours.
+# (the one line it has) from a leak of ours.
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=99:fast_unwind_on_malloc=0"
 export LSAN_OPTIONS="suppressions=$TOP/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
